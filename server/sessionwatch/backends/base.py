@@ -1,0 +1,259 @@
+"""The backend contract: session records, atomic transitions and event channels.
+
+Every method that changes state is one atomic step that also publishes the event of
+``docs/protocol.md`` §4, so state and events never disagree. Times are epoch
+milliseconds, passed in by the caller (the extension's injectable clock), never read
+from the backend's own clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+from ..events import Device
+
+__all__ = [
+    "EXPIRY_GRACE_MS",
+    "Backend",
+    "ChannelMessage",
+    "Claim",
+    "EndReason",
+    "Lookup",
+    "SessionRecord",
+    "Subscription",
+    "Timeouts",
+    "session_channel",
+    "user_channel",
+]
+
+# A record outlives its deadline this long, so a late request learns "expired" rather
+# than "no session"; the hub's timers and the next request turn it into a tombstone.
+EXPIRY_GRACE_MS = 5 * 60 * 1000
+
+EndReason: TypeAlias = Literal["expired", "revoked", "evicted", "logged_out"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Lifetimes in milliseconds, fixed at start-up from the settings."""
+
+    idle: int
+    absolute: int
+    refresh: int
+    tombstone: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One server-side session as stored (``data`` is the app's serialised session)."""
+
+    id: str  # public id
+    user: str | None
+    created: int
+    seen: int
+    absolute_expiry: int
+    gen: int
+    tab_key: str
+    device: dict[str, Any]
+    claimed_by: dict[str, Any] | None = None
+    data: str = ""
+
+    def expires_at(self, idle_ms: int) -> int:
+        """When the session ends unless it sees activity first."""
+        return min(self.seen + idle_ms, self.absolute_expiry)
+
+    def to_fields(self) -> dict[str, str]:
+        """The flat string form (a Redis hash)."""
+        return {
+            "uid": self.user or "",
+            "created": str(self.created),
+            "seen": str(self.seen),
+            "abs": str(self.absolute_expiry),
+            "gen": str(self.gen),
+            "tk": self.tab_key,
+            "dev": json.dumps(self.device, separators=(",", ":")),
+            "cby": json.dumps(self.claimed_by, separators=(",", ":")) if self.claimed_by else "",
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_fields(cls, public_id: str, fields: Mapping[str, str]) -> SessionRecord:
+        """Inverse of :meth:`to_fields`."""
+        claimed_by = fields.get("cby") or ""
+        return cls(
+            id=public_id,
+            user=fields.get("uid") or None,
+            created=int(fields["created"]),
+            seen=int(fields["seen"]),
+            absolute_expiry=int(fields["abs"]),
+            gen=int(fields.get("gen") or 0),
+            tab_key=fields["tk"],
+            device=json.loads(fields.get("dev") or "{}"),
+            claimed_by=json.loads(claimed_by) if claimed_by else None,
+            data=fields.get("data", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The answer to :meth:`Backend.load`: a live record, or why there is none.
+
+    ``ended`` is ``None`` when the id is simply unknown (never issued, or forgotten).
+    ``extended`` is true when this lookup refreshed the idle deadline.
+    """
+
+    record: SessionRecord | None
+    ended: EndReason | None = None
+    extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A successful tab claim."""
+
+    gen: int
+    tab_key: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMessage:
+    """A payload received on a subscribed channel; ``resync`` marks a reconnect."""
+
+    channel: str
+    payload: str
+    resync: bool = False
+
+
+def session_channel(prefix: str, public_id: str) -> str:
+    """The channel of one session's tabs."""
+    return f"{prefix}c:s:{public_id}"
+
+
+def user_channel(prefix: str, user_id: str) -> str:
+    """The channel of all of one user's sessions."""
+    return f"{prefix}c:u:{user_id}"
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """One process's live view of some channels (the hub holds exactly one).
+
+    Iterating yields messages in order. After a lost connection is re-established and
+    every channel re-subscribed, it yields one ``ChannelMessage(resync=True)`` so the
+    consumer can re-check what it may have missed. It never ends until closed.
+    """
+
+    async def subscribe(self, *channels: str) -> None: ...
+
+    async def unsubscribe(self, *channels: str) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[ChannelMessage]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Storage and transport of sessions. See the module docstring for the rules.
+
+    Every method raises :class:`~sessionwatch.BackendUnavailable` when the backend
+    cannot be reached; none ever lets an operation through unchecked.
+    """
+
+    key_prefix: str
+
+    async def connect(self) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def create(self, record: SessionRecord, *, timeouts: Timeouts, now: int) -> None:
+        """Store a new anonymous session."""
+
+    async def load(
+        self, public_id: str, *, timeouts: Timeouts, now: int, touch: bool = True
+    ) -> Lookup:
+        """Read a session. With ``touch``, refresh ``seen`` when ``timeouts.refresh`` has
+        passed (publishing ``extended``). A session found past its deadline is ended
+        (tombstone ``expired``, publishing ``expired``)."""
+
+    async def extend(self, public_id: str, *, timeouts: Timeouts, now: int) -> Lookup:
+        """Refresh ``seen`` now, whatever ``timeouts.refresh`` says."""
+
+    async def save_data(self, public_id: str, data: str, *, timeouts: Timeouts, now: int) -> bool:
+        """Replace the app data of a live session; ``False`` if it has ended (a revoked
+        session is never resurrected by a late save)."""
+
+    async def claim(
+        self, public_id: str, by: Device, *, exclusive: bool, timeouts: Timeouts, now: int
+    ) -> Claim | Lookup:
+        """Increment the claim generation. With ``exclusive``, publish ``superseded``.
+        Returns the :class:`Claim`, or a :class:`Lookup` saying why the session is gone."""
+
+    async def login(
+        self,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        limit: int | None,
+        deny: bool,
+        timeouts: Timeouts,
+        now: int,
+    ) -> list[str]:
+        """Replace session ``old_id`` (if live) by ``record`` (a fresh id for user
+        ``record.user``, with the caller's current data), carrying over the claim
+        generation, tab key and last claimer;
+        apply the session limit; publish ``rotated``, ``evicted`` and ``signed_in``.
+
+        Returns the evicted public ids. Raises
+        :class:`~sessionwatch.SessionLimitReached` (changing nothing) when ``deny`` and
+        the user is at ``limit``."""
+
+    async def end(
+        self,
+        public_id: str,
+        reason: EndReason,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        user: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        """End one session (``revoked`` or ``logged_out``). With ``user``, only if it
+        belongs to that user. ``detail`` is the app's reason code for ``revoked``.
+        Returns whether a live session was ended."""
+
+    async def end_user(
+        self,
+        user: str,
+        *,
+        except_id: str | None,
+        detail: str,
+        timeouts: Timeouts,
+        now: int,
+    ) -> int:
+        """Revoke every live session of ``user`` but ``except_id``; returns how many."""
+
+    async def list_sessions(
+        self, user: str, *, timeouts: Timeouts, now: int
+    ) -> list[SessionRecord]:
+        """The user's live sessions, oldest first (expired members pruned)."""
+
+    async def set_presence(
+        self, public_id: str, socket_id: str, *, until: int | None, now: int
+    ) -> None:
+        """Record (``until`` set) or drop (``None``) one connected socket of a session."""
+
+    async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
+        """Live sockets per session, across every process."""
+
+    def subscription(self) -> Subscription:
+        """A new subscription (the hub keeps one per process)."""
+
+    async def publish(self, channel: str, payload: str) -> None:
+        """Publish a payload (the hub's own notices; state changes publish themselves)."""

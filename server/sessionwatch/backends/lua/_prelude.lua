@@ -1,0 +1,60 @@
+-- Shared by every script (prepended when loading). ARGV[1..6] are the same for all:
+-- key prefix, now (ms), idle (ms), refresh (ms), tombstone ttl (ms), expiry grace (ms).
+-- Keys are derived from the prefix at run time: standalone Redis and Sentinel only.
+local P = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local IDLE = tonumber(ARGV[3])
+local REFRESH = tonumber(ARGV[4])
+local TOMB = tonumber(ARGV[5])
+local GRACE = tonumber(ARGV[6])
+
+local function skey(id) return P .. 's:' .. id end
+local function ukey(uid) return P .. 'u:' .. uid end
+local function tkey(id) return P .. 't:' .. id end
+local function lkey(id) return P .. 'l:' .. id end
+
+local function deadline(r) return math.min(tonumber(r.seen) + IDLE, tonumber(r.abs)) end
+
+local function publish_session(id, event)
+  event['session'] = id
+  redis.call('PUBLISH', P .. 'c:s:' .. id, cjson.encode(event))
+end
+
+local function forget(id, uid)
+  redis.call('DEL', skey(id), lkey(id))
+  if uid and uid ~= '' then redis.call('ZREM', ukey(uid), id) end
+end
+
+-- Forget a record, leave its tombstone and tell its tabs.
+local function finish(id, uid, reason, event)
+  forget(id, uid)
+  redis.call('SET', tkey(id), reason, 'PX', TOMB)
+  event['type'] = reason
+  publish_session(id, event)
+end
+
+-- The live record as a table, or nil and why (false: unknown). Expires it if due.
+local function live(id)
+  local flat = redis.call('HGETALL', skey(id))
+  if #flat == 0 then
+    local reason = redis.call('GET', tkey(id))
+    return nil, reason or false
+  end
+  local r = {}
+  for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
+  if NOW >= deadline(r) then
+    finish(id, r.uid, 'expired', {})
+    return nil, 'expired'
+  end
+  return r, nil
+end
+
+local function flat(r)
+  local out = {}
+  for k, v in pairs(r) do out[#out + 1] = k; out[#out + 1] = v end
+  return out
+end
+
+local function keep_until_deadline(id, r)
+  redis.call('PEXPIRE', skey(id), deadline(r) - NOW + GRACE)
+end

@@ -1,0 +1,16 @@
+-- ARGV[7] user, ARGV[8] id to keep or '', ARGV[9] the app's reason code.
+-- Returns how many live sessions were revoked.
+local uid, keep = ARGV[7], ARGV[8]
+local count = 0
+for _, sid in ipairs(redis.call('ZRANGE', ukey(uid), 0, -1)) do
+  if sid ~= keep then
+    local r = live(sid)
+    if r then
+      finish(sid, uid, 'revoked', {reason = ARGV[9]})
+      count = count + 1
+    else
+      redis.call('ZREM', ukey(uid), sid)
+    end
+  end
+end
+return count

@@ -1,0 +1,57 @@
+-- ARGV[7] old id or '', ARGV[8] new id, ARGV[9] user, ARGV[10] limit (-1: none),
+-- ARGV[11] '1' to deny at the limit, ARGV[12..] field/value pairs of the new record
+-- (its data is the caller's: the request may have changed it since loading).
+-- Returns {'ok', evicted ids...} or {'denied'}. Mirrors policy.select_evictions.
+local old_id, new_id, uid = ARGV[7], ARGV[8], ARGV[9]
+local limit, deny = tonumber(ARGV[10]), ARGV[11] == '1'
+local record = {}
+for i = 12, #ARGV, 2 do record[ARGV[i]] = ARGV[i + 1] end
+
+local old = nil
+if old_id ~= '' then old = live(old_id) end
+
+local existing = {}
+local members = redis.call('ZRANGE', ukey(uid), 0, -1)
+for _, sid in ipairs(members) do
+  if sid ~= old_id then
+    local r = live(sid)
+    if r then
+      existing[#existing + 1] = {sid, tonumber(r.created)}
+    else
+      redis.call('ZREM', ukey(uid), sid)
+    end
+  end
+end
+
+local evict = {}
+if limit >= 0 and #existing >= limit then
+  table.sort(existing, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  for i = 1, #existing - limit + 1 do evict[#evict + 1] = existing[i][1] end
+end
+if #evict > 0 and deny then return {'denied'} end
+
+if old then
+  record.gen, record.tk, record.cby = old.gen, old.tk, old.cby or ''
+  forget(old_id, old.uid)
+  publish_session(old_id, {type = 'rotated'})
+end
+
+local by = cjson.decode(record.dev)
+by['at'] = NOW
+by['same_browser'] = false
+for _, sid in ipairs(evict) do finish(sid, uid, 'evicted', {by = by}) end
+
+redis.call('DEL', tkey(new_id))
+redis.call('HSET', skey(new_id), unpack(flat(record)))
+keep_until_deadline(new_id, record)
+redis.call('ZADD', ukey(uid), tonumber(record.created), new_id)
+redis.call('PEXPIRE', ukey(uid), tonumber(record.abs) - NOW + GRACE)
+redis.call('PUBLISH', P .. 'c:u:' .. uid,
+  cjson.encode({type = 'signed_in', session = new_id, by = by}))
+
+local out = {'ok'}
+for _, sid in ipairs(evict) do out[#out + 1] = sid end
+return out

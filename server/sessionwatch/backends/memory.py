@@ -1,0 +1,356 @@
+"""The in-process backend: complete and atomic for a single process.
+
+Every operation runs without an ``await`` between its read and its write, so on one
+event loop it is atomic just as a Lua script is on Redis; events are delivered to this
+process's subscriptions in the same step. It is the embedded default and passes the
+same contract suite as Redis; it cannot share state between processes (the service
+refuses it with more than one worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+from ..events import Device, Event
+from ..exceptions import SessionLimitReached
+from ..policy import select_evictions
+from .base import (
+    EXPIRY_GRACE_MS,
+    ChannelMessage,
+    Claim,
+    EndReason,
+    Lookup,
+    SessionRecord,
+    Timeouts,
+    session_channel,
+    user_channel,
+)
+
+__all__ = ["MemoryBackend", "MemorySubscription"]
+
+logger = logging.getLogger("sessionwatch.backends.memory")
+
+_SWEEP_EVERY = 60.0
+
+
+class MemorySubscription:
+    """A subscription to the memory backend's channels (unbounded, in order)."""
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        self._backend = backend
+        self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue()
+        self.channels: set[str] = set()
+        self._closed = False
+
+    async def subscribe(self, *channels: str) -> None:
+        for channel in channels:
+            self.channels.add(channel)
+            self._backend._listeners[channel].add(self)
+
+    async def unsubscribe(self, *channels: str) -> None:
+        for channel in channels:
+            self.channels.discard(channel)
+            listeners = self._backend._listeners.get(channel)
+            if listeners is not None:
+                listeners.discard(self)
+                if not listeners:
+                    del self._backend._listeners[channel]
+
+    def deliver(self, message: ChannelMessage) -> None:
+        if not self._closed:
+            self._queue.put_nowait(message)
+
+    async def __aiter__(self) -> AsyncIterator[ChannelMessage]:
+        while True:
+            message = await self._queue.get()
+            if message is None:
+                return
+            yield message
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            await self.unsubscribe(*list(self.channels))
+            self._closed = True
+            self._queue.put_nowait(None)
+
+
+class MemoryBackend:
+    """Sessions in this process's memory (``memory://``).
+
+    Args:
+        key_prefix: prefix of channel names (kept for parity with Redis).
+        clock: seconds since the epoch; only the background sweep reads it (operations
+            receive ``now`` from the caller).
+    """
+
+    def __init__(self, *, key_prefix: str = "sw:", clock: Callable[[], float] = time.time) -> None:
+        self.key_prefix = key_prefix
+        self._clock = clock
+        self._records: dict[str, SessionRecord] = {}
+        self._grace_until: dict[str, int] = {}  # id -> when the record is forgotten
+        self._tombstones: dict[str, tuple[EndReason, int]] = {}
+        self._users: dict[str, dict[str, int]] = defaultdict(dict)
+        self._presence: dict[str, dict[str, int]] = defaultdict(dict)
+        self._listeners: dict[str, set[MemorySubscription]] = defaultdict(set)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="sessionwatch-sweep")
+
+    async def disconnect(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def ping(self) -> None:
+        return None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY)
+            try:
+                self.sweep(int(self._clock() * 1000))
+            except Exception:  # never let the sweeper die silently
+                logger.exception("memory backend sweep failed")
+
+    def sweep(self, now: int) -> None:
+        """Forget records past their grace period and stale tombstones and presence,
+        as Redis key expiry does."""
+        for public_id, until in list(self._grace_until.items()):
+            if until <= now:
+                self._forget(public_id)
+        for public_id, (_, until) in list(self._tombstones.items()):
+            if until <= now:
+                del self._tombstones[public_id]
+        for public_id in list(self._presence):
+            self._live_sockets(public_id, now)
+
+    # -- events -----------------------------------------------------------------
+
+    def _publish(self, channel: str, event: Event) -> None:
+        message = ChannelMessage(channel=channel, payload=event.payload())
+        for subscription in list(self._listeners.get(channel, ())):
+            subscription.deliver(message)
+
+    def _publish_session(self, public_id: str, event_type: str, **fields: Any) -> None:
+        channel = session_channel(self.key_prefix, public_id)
+        self._publish(channel, Event(event_type, public_id, fields))
+
+    async def publish(self, channel: str, payload: str) -> None:
+        message = ChannelMessage(channel=channel, payload=payload)
+        for subscription in list(self._listeners.get(channel, ())):
+            subscription.deliver(message)
+
+    def subscription(self) -> MemorySubscription:
+        return MemorySubscription(self)
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _store(self, record: SessionRecord, timeouts: Timeouts) -> None:
+        self._records[record.id] = record
+        self._grace_until[record.id] = record.expires_at(timeouts.idle) + EXPIRY_GRACE_MS
+        if record.user:
+            self._users[record.user][record.id] = record.created
+
+    def _forget(self, public_id: str) -> SessionRecord | None:
+        record = self._records.pop(public_id, None)
+        self._grace_until.pop(public_id, None)
+        self._presence.pop(public_id, None)
+        if record is not None and record.user:
+            sessions = self._users.get(record.user)
+            if sessions is not None:
+                sessions.pop(public_id, None)
+                if not sessions:
+                    del self._users[record.user]
+        return record
+
+    def _finish(
+        self,
+        public_id: str,
+        ending: EndReason,
+        timeouts: Timeouts,
+        now: int,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Forget a record, leave its tombstone and tell its tabs."""
+        self._forget(public_id)
+        self._tombstones[public_id] = (ending, now + timeouts.tombstone)
+        self._publish_session(public_id, ending, **(fields or {}))
+
+    def _live(self, public_id: str, timeouts: Timeouts, now: int) -> Lookup:
+        """The live record, or why there is none (expiring it if its time has come)."""
+        record = self._records.get(public_id)
+        if record is None:
+            tombstone = self._tombstones.get(public_id)
+            if tombstone is not None and tombstone[1] > now:
+                return Lookup(None, tombstone[0])
+            return Lookup(None)
+        if now >= record.expires_at(timeouts.idle):
+            self._finish(public_id, "expired", timeouts, now)
+            return Lookup(None, "expired")
+        return Lookup(record)
+
+    def _touch(self, record: SessionRecord, timeouts: Timeouts, now: int) -> SessionRecord:
+        touched = replace(record, seen=now)
+        self._store(touched, timeouts)
+        self._publish_session(record.id, "extended", expires_at=touched.expires_at(timeouts.idle))
+        return touched
+
+    # -- operations --------------------------------------------------------------
+
+    async def create(self, record: SessionRecord, *, timeouts: Timeouts, now: int) -> None:
+        self._tombstones.pop(record.id, None)
+        self._store(record, timeouts)
+
+    async def load(
+        self, public_id: str, *, timeouts: Timeouts, now: int, touch: bool = True
+    ) -> Lookup:
+        found = self._live(public_id, timeouts, now)
+        record = found.record
+        if record is None or not touch or now - record.seen < timeouts.refresh:
+            return found
+        return Lookup(self._touch(record, timeouts, now), extended=True)
+
+    async def extend(self, public_id: str, *, timeouts: Timeouts, now: int) -> Lookup:
+        found = self._live(public_id, timeouts, now)
+        if found.record is None:
+            return found
+        return Lookup(self._touch(found.record, timeouts, now), extended=True)
+
+    async def save_data(self, public_id: str, data: str, *, timeouts: Timeouts, now: int) -> bool:
+        record = self._live(public_id, timeouts, now).record
+        if record is None:
+            return False
+        self._records[public_id] = replace(record, data=data)
+        return True
+
+    async def claim(
+        self, public_id: str, by: Device, *, exclusive: bool, timeouts: Timeouts, now: int
+    ) -> Claim | Lookup:
+        found = self._live(public_id, timeouts, now)
+        record = found.record
+        if record is None:
+            return found
+        claimed = replace(record, gen=record.gen + 1, claimed_by=by.to_json())
+        self._records[public_id] = claimed
+        if exclusive:
+            self._publish_session(public_id, "superseded", gen=claimed.gen, by=by.to_json())
+        return Claim(claimed.gen, claimed.tab_key, claimed.expires_at(timeouts.idle))
+
+    async def login(
+        self,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        limit: int | None,
+        deny: bool,
+        timeouts: Timeouts,
+        now: int,
+    ) -> list[str]:
+        user = record.user
+        if not user:
+            raise ValueError("login needs a user id")
+        old = self._live(old_id, timeouts, now).record if old_id else None
+        existing = []
+        for public_id in list(self._users.get(user, {})):
+            if public_id == old_id:
+                continue
+            live = self._live(public_id, timeouts, now).record
+            if live is not None:
+                existing.append((public_id, live.created))
+        evictions = select_evictions(existing, limit)
+        if evictions and deny:
+            raise SessionLimitReached(user, limit or 0)
+        if old is not None:
+            record = replace(record, gen=old.gen, tab_key=old.tab_key, claimed_by=old.claimed_by)
+            self._forget(old.id)
+            self._publish_session(old.id, "rotated")
+        by = {**record.device, "at": now, "same_browser": False}
+        for public_id in evictions:
+            self._finish(public_id, "evicted", timeouts, now, {"by": by})
+        self._tombstones.pop(record.id, None)
+        self._store(record, timeouts)
+        self._publish(
+            user_channel(self.key_prefix, user), Event("signed_in", record.id, {"by": by})
+        )
+        return evictions
+
+    async def end(
+        self,
+        public_id: str,
+        reason: EndReason,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        user: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        record = self._live(public_id, timeouts, now).record
+        if record is None or (user is not None and record.user != user):
+            return False
+        fields = {"reason": detail or "revoked"} if reason == "revoked" else None
+        self._finish(public_id, reason, timeouts, now, fields)
+        return True
+
+    async def end_user(
+        self,
+        user: str,
+        *,
+        except_id: str | None,
+        detail: str,
+        timeouts: Timeouts,
+        now: int,
+    ) -> int:
+        count = 0
+        for public_id in list(self._users.get(user, {})):
+            if public_id == except_id:
+                continue
+            if self._live(public_id, timeouts, now).record is not None:
+                self._finish(public_id, "revoked", timeouts, now, {"reason": detail})
+                count += 1
+        return count
+
+    async def list_sessions(
+        self, user: str, *, timeouts: Timeouts, now: int
+    ) -> list[SessionRecord]:
+        records = []
+        for public_id in list(self._users.get(user, {})):
+            record = self._live(public_id, timeouts, now).record
+            if record is not None:
+                records.append(record)
+        return sorted(records, key=lambda r: (r.created, r.id))
+
+    def _live_sockets(self, public_id: str, now: int) -> int:
+        sockets = self._presence.get(public_id)
+        if not sockets:
+            self._presence.pop(public_id, None)
+            return 0
+        for socket_id, until in list(sockets.items()):
+            if until <= now:
+                del sockets[socket_id]
+        if not sockets:
+            del self._presence[public_id]
+        return len(sockets)
+
+    async def set_presence(
+        self, public_id: str, socket_id: str, *, until: int | None, now: int
+    ) -> None:
+        if until is None:
+            self._presence.get(public_id, {}).pop(socket_id, None)
+        elif public_id in self._records:
+            self._presence[public_id][socket_id] = until
+
+    async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
+        return {public_id: self._live_sockets(public_id, now) for public_id in public_ids}

@@ -1,0 +1,409 @@
+"""The Redis backend (``redis://``, ``rediss://``, ``redis+sentinel://``).
+
+Each transition is one Lua script from ``lua/`` (with ``_prelude.lua`` prepended),
+loaded once and called by SHA: one round trip, atomic, publishing its event in the same
+step. Records are hashes ``{prefix}s:{id}``; the per-user index is a sorted set
+``{prefix}u:{user}`` pruned lazily inside the scripts (no keyspace notifications, which
+are lossy). Standalone Redis and Sentinel are supported; Cluster is not (the scripts
+derive keys at run time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..events import Device
+from ..exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from .base import (
+    EXPIRY_GRACE_MS,
+    ChannelMessage,
+    Claim,
+    EndReason,
+    Lookup,
+    SessionRecord,
+    Timeouts,
+)
+
+__all__ = ["RedisBackend", "RedisSubscription"]
+
+logger = logging.getLogger("sessionwatch.backends.redis")
+
+_SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list")
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_T = TypeVar("_T")
+
+
+def _read_script(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+@functools.cache
+def _script_source(name: str) -> str:
+    return _read_script("_prelude") + "\n" + _read_script(name)
+
+
+def _client_from_url(url: str, **options: Any) -> aioredis.Redis:
+    """A client for ``redis://``, ``rediss://`` or ``redis+sentinel://h:p,h:p/service``."""
+    parts = urlsplit(url)
+    if parts.scheme in ("redis", "rediss", "unix"):
+        return aioredis.Redis.from_url(url, **options)
+    if parts.scheme not in ("redis+sentinel", "rediss+sentinel"):
+        raise ConfigurationError(f"not a Redis URL: scheme {parts.scheme!r}")
+    hosts = []
+    for item in parts.netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"sentinel URL needs host:port pairs, got {item!r}")
+        hosts.append((host.strip("[]"), int(port)))
+    service = parts.path.strip("/").split("/")[0]
+    if not service:
+        raise ConfigurationError("sentinel URL needs the service name as its path")
+    query = parse_qs(parts.query)
+    db = int(query.get("db", ["0"])[0])
+    password = unquote(parts.password) if parts.password else None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts,
+        sentinel_kwargs={"password": password} if password else None,
+        ssl=parts.scheme.startswith("rediss"),
+        **options,
+    )
+    client: aioredis.Redis = sentinel.master_for(service, db=db, password=password)
+    return client
+
+
+class RedisBackend:
+    """Sessions in Redis, shared by every process and host.
+
+    Args:
+        url: the Redis URL.
+        key_prefix: prefix of every key and channel.
+        client: an existing ``redis.asyncio.Redis`` to use instead of ``url``.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        key_prefix: str = "sw:",
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        self.url = url
+        self.key_prefix = key_prefix
+        self._redis = client or _client_from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=15,
+        )
+        self._scripts = {
+            name: self._redis.register_script(_script_source(name)) for name in _SCRIPTS
+        }
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The underlying client (for health checks and tests)."""
+        return self._redis
+
+    async def connect(self) -> None:
+        await self._call(self._load_scripts)
+
+    async def _load_scripts(self) -> None:
+        for script in self._scripts.values():
+            await self._redis.script_load(script.script)
+
+    async def disconnect(self) -> None:
+        await self._redis.aclose()
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping)
+
+    async def _call(self, function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        try:
+            return await function(*args)
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"Redis unreachable: {exc}") from exc
+        except RedisError as exc:
+            # READONLY replica after a failover, OOM, script errors: fail closed.
+            raise BackendUnavailable(f"Redis error: {exc}") from exc
+
+    async def _run(self, name: str, timeouts: Timeouts, now: int, *args: Any) -> Any:
+        argv = [
+            self.key_prefix,
+            now,
+            timeouts.idle,
+            timeouts.refresh,
+            timeouts.tombstone,
+            EXPIRY_GRACE_MS,
+            *args,
+        ]
+        return await self._call(functools.partial(self._scripts[name], keys=[], args=argv))
+
+    @staticmethod
+    def _gone(reply: list[Any]) -> Lookup:
+        reason = reply[1] or None
+        return Lookup(None, reason)
+
+    def _record(self, public_id: str, flat: list[str]) -> SessionRecord:
+        return SessionRecord.from_fields(public_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    # -- operations --------------------------------------------------------------
+
+    async def create(self, record: SessionRecord, *, timeouts: Timeouts, now: int) -> None:
+        fields = [item for pair in record.to_fields().items() for item in pair]
+        await self._run("create", timeouts, now, record.id, *fields)
+
+    async def load(
+        self, public_id: str, *, timeouts: Timeouts, now: int, touch: bool = True
+    ) -> Lookup:
+        reply = await self._run("load", timeouts, now, public_id, int(touch), 0)
+        if reply[0] != "ok":
+            return self._gone(reply)
+        return Lookup(self._record(public_id, reply[2:]), extended=bool(reply[1]))
+
+    async def extend(self, public_id: str, *, timeouts: Timeouts, now: int) -> Lookup:
+        reply = await self._run("load", timeouts, now, public_id, 1, 1)
+        if reply[0] != "ok":
+            return self._gone(reply)
+        return Lookup(self._record(public_id, reply[2:]), extended=True)
+
+    async def save_data(self, public_id: str, data: str, *, timeouts: Timeouts, now: int) -> bool:
+        return bool(await self._run("save", timeouts, now, public_id, data))
+
+    async def claim(
+        self, public_id: str, by: Device, *, exclusive: bool, timeouts: Timeouts, now: int
+    ) -> Claim | Lookup:
+        by_json = json.dumps(by.to_json(), separators=(",", ":"))
+        reply = await self._run("claim", timeouts, now, public_id, int(exclusive), by_json)
+        if reply[0] != "ok":
+            return self._gone(reply)
+        return Claim(gen=int(reply[1]), tab_key=reply[2], expires_at=int(reply[3]))
+
+    async def login(
+        self,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        limit: int | None,
+        deny: bool,
+        timeouts: Timeouts,
+        now: int,
+    ) -> list[str]:
+        if not record.user:
+            raise ValueError("login needs a user id")
+        fields = [item for pair in record.to_fields().items() for item in pair]
+        reply = await self._run(
+            "login",
+            timeouts,
+            now,
+            old_id or "",
+            record.id,
+            record.user,
+            -1 if limit is None else limit,
+            int(deny),
+            *fields,
+        )
+        if reply[0] == "denied":
+            raise SessionLimitReached(record.user, limit or 0)
+        return list(reply[1:])
+
+    async def end(
+        self,
+        public_id: str,
+        reason: EndReason,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        user: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        reply = await self._run(
+            "end", timeouts, now, public_id, reason, user or "", detail or "revoked"
+        )
+        return bool(reply)
+
+    async def end_user(
+        self,
+        user: str,
+        *,
+        except_id: str | None,
+        detail: str,
+        timeouts: Timeouts,
+        now: int,
+    ) -> int:
+        return int(await self._run("end_user", timeouts, now, user, except_id or "", detail))
+
+    async def list_sessions(
+        self, user: str, *, timeouts: Timeouts, now: int
+    ) -> list[SessionRecord]:
+        reply = await self._run("list", timeouts, now, user)
+        records = [self._record(entry[0], entry[1:]) for entry in reply]
+        return sorted(records, key=lambda r: (r.created, r.id))
+
+    async def set_presence(
+        self, public_id: str, socket_id: str, *, until: int | None, now: int
+    ) -> None:
+        key = f"{self.key_prefix}l:{public_id}"
+
+        async def apply() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if until is None:
+                    pipe.zrem(key, socket_id)
+                else:
+                    pipe.zadd(key, {socket_id: until})
+                    pipe.zremrangebyscore(key, "-inf", now)
+                    pipe.pexpire(key, max(until - now, 1))
+                await pipe.execute()
+
+        await self._call(apply)
+
+    async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
+        if not public_ids:
+            return {}
+
+        async def count() -> list[int]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for public_id in public_ids:
+                    pipe.zcount(f"{self.key_prefix}l:{public_id}", f"({now}", "+inf")
+                return await pipe.execute()
+
+        counts = await self._call(count)
+        return dict(zip(public_ids, (int(c) for c in counts), strict=True))
+
+    async def publish(self, channel: str, payload: str) -> None:
+        await self._call(self._redis.publish, channel, payload)
+
+    def subscription(self) -> RedisSubscription:
+        return RedisSubscription(self._redis)
+
+
+class RedisSubscription:
+    """One pub/sub connection that survives Redis restarts and ``CLIENT KILL``.
+
+    On a lost connection it reconnects with jittered exponential backoff (capped at
+    ``max_backoff`` seconds), re-subscribes every channel and then yields one
+    ``ChannelMessage(resync=True)``. Every failure is logged; iteration never ends
+    until :meth:`aclose`.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, max_backoff: float = 5.0) -> None:
+        self._client = client
+        self._max_backoff = max_backoff
+        self._pubsub: Any = None
+        self._channels: set[str] = set()
+        self._closed = False
+        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self.confirm_timeout = 5.0
+        self.connected = False
+        self.reconnects = 0
+
+    @property
+    def channels(self) -> frozenset[str]:
+        return frozenset(self._channels)
+
+    async def subscribe(self, *channels: str) -> None:
+        """Subscribe and wait (up to ``confirm_timeout``) until Redis confirms, so a
+        state check made afterwards cannot miss an event published in between.
+
+        Someone must be iterating the subscription (the reader confirms). While
+        disconnected the channels are recorded and the reconnect subscribes them; if
+        that outlasts the timeout, the reconnect yields a resync instead."""
+        new = [c for c in channels if c not in self._channels]
+        if not new:
+            return
+        self._channels.update(new)
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for channel in new:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._confirmations.setdefault(channel, []).append(waiter)
+            waiters.append(waiter)
+        try:
+            if self._pubsub is not None and self.connected:
+                await self._pubsub.subscribe(*new)
+            await asyncio.wait_for(asyncio.gather(*waiters), self.confirm_timeout)
+        except (TimeoutError, *_UNREACHABLE):
+            pass  # the reader reconnects, resubscribes and yields a resync
+        finally:
+            for channel, waiter in zip(new, waiters, strict=True):
+                pending = self._confirmations.get(channel)
+                if pending and waiter in pending:
+                    pending.remove(waiter)
+                    if not pending:
+                        del self._confirmations[channel]
+
+    async def unsubscribe(self, *channels: str) -> None:
+        gone = [c for c in channels if c in self._channels]
+        if not gone:
+            return
+        self._channels.difference_update(gone)
+        if self._pubsub is not None and self.connected:
+            with contextlib.suppress(*_UNREACHABLE):
+                await self._pubsub.unsubscribe(*gone)
+
+    async def _open(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        self._pubsub = self._client.pubsub()
+        # A placeholder channel keeps the connection subscribed even with no tabs.
+        sent = set(self._channels)
+        await self._pubsub.subscribe("sessionwatch:keepalive", *sent)
+        while self._channels - sent:  # subscribe() calls that ran while we connected
+            missing = self._channels - sent
+            sent |= missing
+            await self._pubsub.subscribe(*missing)
+        self.connected = True
+
+    async def __aiter__(self) -> AsyncIterator[ChannelMessage]:
+        attempt = 0  # failures since the last good connection
+        while not self._closed:
+            try:
+                if not self.connected:
+                    await self._open()
+                    if attempt:
+                        self.reconnects += 1
+                        logger.warning(
+                            "pub/sub reconnected; %d channel(s) resubscribed", len(self._channels)
+                        )
+                        attempt = 0
+                        yield ChannelMessage(channel="", payload="", resync=True)
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                if message["type"] == "message":
+                    yield ChannelMessage(channel=message["channel"], payload=message["data"])
+                elif message["type"] == "subscribe":
+                    for waiter in self._confirmations.pop(message["channel"], ()):
+                        if not waiter.done():
+                            waiter.set_result(None)
+            except (*_UNREACHABLE, RedisError) as exc:
+                if self._closed:
+                    return
+                self.connected = False
+                delay = min(self._max_backoff, 0.05 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311 (jitter)
+                attempt += 1
+                logger.warning("pub/sub connection lost (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self.connected = False
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()

@@ -1,0 +1,179 @@
+"""Settings: defaults, validation, and the one place that reads configuration.
+
+Precedence: keyword argument to :class:`~sessionwatch.SessionWatch` > ``app.config``
+key ``SESSIONWATCH_<NAME>`` > environment (only through :func:`settings_from_env`, used
+by the service) > default. Every bad value raises :class:`ConfigurationError` naming the
+key it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .exceptions import ConfigurationError
+
+__all__ = ["CONFIG_PREFIX", "Settings", "coerce", "settings_from_env"]
+
+CONFIG_PREFIX: Final = "SESSIONWATCH_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of the extension, with its default. Durations are seconds."""
+
+    backend: str = "memory://"
+    key_prefix: str = "sw:"
+    url_prefix: str = "/_sessionwatch"
+    # Session lifetime.
+    idle_timeout: float = 30 * 60
+    absolute_timeout: float = 12 * 60 * 60
+    refresh_every: float = 60.0
+    # How long "revoked"/"expired" is remembered for a dead session id (for 401 reasons).
+    tombstone_ttl: float = 12 * 60 * 60
+    # Cookie: hardened defaults; Quart's SESSION_COOKIE_* keys override name/domain/path/
+    # httponly/samesite/partitioned when they differ from Quart's own defaults.
+    cookie_secure: bool = True
+    cookie_samesite: str = "Lax"
+    max_cookie_length: int = 512
+    # Secrets: newest last. Defaults to [*SECRET_KEY_FALLBACKS, SECRET_KEY].
+    secret_keys: tuple[str, ...] = ()
+    # WebSocket / live push.
+    allowed_origins: tuple[str, ...] = ()  # empty: the app's own origin only
+    allow_missing_origin: bool = False
+    hello_timeout: float = 5.0
+    expiring_lead: float = 60.0
+    heartbeat_interval: float = 20.0
+    heartbeat_timeout: float = 20.0
+    max_frame: int = 4096
+    max_messages_per_second: float = 20.0
+    max_sockets_per_session: int = 32
+    max_sockets_per_user: int = 128
+    send_queue_size: int = 32
+    # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
+    trust_forwarded_for: bool = False
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            _check(spec.name, getattr(self, spec.name), spec.name)
+        if self.absolute_timeout < self.idle_timeout:
+            raise ConfigurationError(
+                "absolute_timeout must be at least idle_timeout "
+                f"({self.absolute_timeout} < {self.idle_timeout})"
+            )
+        if self.refresh_every >= self.idle_timeout:
+            raise ConfigurationError("refresh_every must be shorter than idle_timeout")
+
+    @classmethod
+    def resolve(cls, keywords: Mapping[str, Any], config: Mapping[str, Any]) -> Settings:
+        """Merge keyword arguments over ``SESSIONWATCH_*`` keys of ``config``."""
+        names = {spec.name for spec in dataclasses.fields(cls)}
+        unknown = set(keywords) - names
+        if unknown:
+            raise ConfigurationError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name in names:
+            key = CONFIG_PREFIX + name.upper()
+            if name in keywords and keywords[name] is not None:
+                values[name] = coerce(name, keywords[name], source=name)
+            elif key in config and config[key] is not None:
+                values[name] = coerce(name, config[key], source=key)
+        return cls(**values)
+
+
+_DURATIONS: Final = {
+    "idle_timeout",
+    "absolute_timeout",
+    "refresh_every",
+    "tombstone_ttl",
+    "hello_timeout",
+    "expiring_lead",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "max_messages_per_second",
+}
+_COUNTS: Final = {
+    "max_cookie_length",
+    "max_frame",
+    "max_sockets_per_session",
+    "max_sockets_per_user",
+    "send_queue_size",
+}
+_FLAGS: Final = {"cookie_secure", "allow_missing_origin", "trust_forwarded_for"}
+_LISTS: Final = {"secret_keys", "allowed_origins"}
+_TRUE: Final = {"1", "true", "yes", "on"}
+_FALSE: Final = {"0", "false", "no", "off"}
+
+
+def coerce(name: str, value: Any, *, source: str) -> Any:
+    """Convert ``value`` (possibly a string from the environment) to ``name``'s type.
+
+    Raises :class:`ConfigurationError` naming ``source`` when it cannot.
+    """
+    try:
+        if name in _DURATIONS:
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                raise TypeError(f"expected a number of seconds, got {type(value).__name__}")
+            return float(number)
+        if name in _COUNTS:
+            count = int(value, 10) if isinstance(value, str) else value
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise TypeError(f"expected an integer, got {type(value).__name__}")
+            return count
+        if name in _FLAGS:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+                return value.strip().lower() in _TRUE
+            raise TypeError(f"expected true or false, got {value!r}")
+        if name in _LISTS:
+            if isinstance(value, str):
+                return tuple(item.strip() for item in value.split(",") if item.strip())
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise TypeError("expected a list of strings or a comma-separated string")
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{source}: {exc}") from None
+
+
+def _check(name: str, value: Any, source: str) -> None:
+    if name in _DURATIONS and not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{source}: must be a positive number of seconds, got {value}")
+    if name in _COUNTS and value < 1:
+        raise ConfigurationError(f"{source}: must be at least 1, got {value}")
+    if name == "cookie_samesite" and value not in ("Strict", "Lax", "None"):
+        raise ConfigurationError(f"{source}: must be Strict, Lax or None, got {value!r}")
+    if name == "url_prefix" and (not value.startswith("/") or value.endswith("/")):
+        raise ConfigurationError(f"{source}: must start with / and not end with /, got {value!r}")
+    if name == "key_prefix" and not value:
+        raise ConfigurationError(f"{source}: must not be empty")
+    if name == "allowed_origins":
+        for origin in value:
+            if origin != origin.rstrip("/") or "://" not in origin:
+                raise ConfigurationError(
+                    f"{source}: origins look like https://app.example.com, got {origin!r}"
+                )
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from ``SESSIONWATCH_*`` environment variables (and ``REDIS_URL``).
+
+    Used by the service; a library user configures through ``app.config`` instead.
+    """
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIX)}
+    names = {spec.name.upper() for spec in dataclasses.fields(Settings)}
+    for key in config:
+        if key[len(CONFIG_PREFIX) :] not in names:
+            raise ConfigurationError(f"{key}: unknown setting")
+    if "REDIS_URL" in environ and CONFIG_PREFIX + "BACKEND" not in config:
+        config[CONFIG_PREFIX + "BACKEND"] = environ["REDIS_URL"]
+    return Settings.resolve(overrides, config)

@@ -1,0 +1,94 @@
+"""Session policies: pure rules, no I/O.
+
+A :class:`Policy` says how many tabs of one session may be active and how many sessions
+one user may hold, and what happens at the limit. Backends apply it atomically: the
+memory backend calls :func:`select_evictions` directly, the Redis script ``login.lua``
+implements the same rule (the contract tests hold both to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from .exceptions import ConfigurationError
+
+__all__ = ["LimitAction", "Policy", "SessionLimit", "select_evictions"]
+
+LimitAction: TypeAlias = Literal["evict_oldest", "deny"]
+SessionLimit: TypeAlias = "int | Callable[[str], int | None] | None"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What sessionwatch enforces.
+
+    Args:
+        tabs_per_session: ``1`` — the newest claimed tab wins, older tabs are refused
+            (409) and told; ``None`` — every claimed tab of the session stays valid.
+        sessions_per_user: the most live sessions (devices, browsers) one user may hold:
+            an ``int``, ``None`` for no limit, or a callable ``user_id -> int | None``
+            for per-role limits and exemptions.
+        on_limit: at the limit, ``"evict_oldest"`` ends the oldest sessions (their tabs
+            are told ``evicted``); ``"deny"`` makes ``login`` raise
+            :class:`~sessionwatch.SessionLimitReached`.
+    """
+
+    tabs_per_session: Literal[1] | None = 1
+    sessions_per_user: int | Callable[[str], int | None] | None = None
+    on_limit: LimitAction = "evict_oldest"
+
+    def __post_init__(self) -> None:
+        if self.tabs_per_session not in (1, None):
+            raise ConfigurationError(
+                f"tabs_per_session must be 1 or None, got {self.tabs_per_session!r}"
+            )
+        if self.on_limit not in ("evict_oldest", "deny"):
+            raise ConfigurationError(
+                f"on_limit must be 'evict_oldest' or 'deny', got {self.on_limit!r}"
+            )
+        if not callable(self.sessions_per_user):
+            _validate_limit(self.sessions_per_user, "sessions_per_user")
+
+    @property
+    def exclusive_tabs(self) -> bool:
+        """True when a new claim supersedes the session's older tabs."""
+        return self.tabs_per_session == 1
+
+    def session_limit(self, user_id: str) -> int | None:
+        """The session limit for ``user_id`` (``None``: unlimited).
+
+        Raises :class:`ConfigurationError` when a callable limit returns a bad value, so
+        a broken rule fails closed instead of silently allowing everything.
+        """
+        limit = self.sessions_per_user
+        if callable(limit):
+            limit = limit(user_id)
+            _validate_limit(limit, "sessions_per_user(user_id)")
+        return limit
+
+
+def _validate_limit(limit: object, name: str) -> None:
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"{name} must be None or an integer >= 1, got {limit!r}")
+
+
+def select_evictions(existing: Sequence[tuple[str, int]], limit: int | None) -> list[str]:
+    """Which sessions a new login must end to stay within ``limit``.
+
+    Args:
+        existing: ``(public_id, created_ms)`` of the user's other live sessions — not
+            including the session that is logging in, so a re-login never counts twice.
+        limit: the user's limit, ``None`` for none.
+
+    Returns:
+        The public ids to evict, oldest first (empty when within the limit). The caller
+        applies ``deny`` when this is non-empty.
+    """
+    if limit is None or len(existing) < limit:
+        return []
+    ordered = sorted(existing, key=lambda item: (item[1], item[0]))
+    return [public_id for public_id, _ in ordered[: len(existing) - limit + 1]]

@@ -1,0 +1,236 @@
+"""Server-side sessions behind Quart's ``session``.
+
+The cookie holds only the signed session id; data lives in the backend. Opening a
+session is one backend round trip (read, expiry check and, when due, the idle refresh
+happen in one atomic step), so a protected request costs exactly one. A cookie that is
+forged, malformed, oversized or names a session that is gone is never adopted: the
+request gets a fresh, empty session and a security log line records why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from quart.json.tag import TaggedJSONSerializer
+from quart.sessions import SessionInterface, SessionMixin
+from quart.wrappers import BaseRequestWebsocket
+from quart.wrappers import Response as QuartResponse
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from .backends.base import EndReason, SessionRecord
+from .exceptions import BackendUnavailable
+from .tokens import public_id
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from .extension import SessionWatch
+
+__all__ = ["ServerSession", "ServerSessionInterface", "UnavailableSession", "security_log"]
+
+security_log = logging.getLogger("sessionwatch.security")
+
+CookieAction = Literal["set", "clear"] | None
+
+
+class ServerSession(dict[str, Any], SessionMixin):
+    """The request's session: a dict of app data plus the server-side record.
+
+    Attributes:
+        record: the live record, ``None`` for a session not stored yet.
+        ended: why the presented cookie was not adopted (``"expired"``, ``"revoked"``,
+            ``"evicted"``, ``"logged_out"``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
+        record: SessionRecord | None = None,
+        ended: EndReason | None = None,
+        stored_data: str = "",
+        refused: bool = False,
+    ) -> None:
+        super().__init__(data or {})
+        self.session_id = session_id
+        self.record = record
+        self.ended = ended
+        self.stored_data = stored_data  # serialised data as loaded, to detect changes
+        # A refused cookie is cleared unless the request starts a new session.
+        self.cookie_action: CookieAction = "clear" if refused else None
+        self.modified = False
+        self.accessed = False
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        return self.record is None
+
+    @property
+    def public_id(self) -> str | None:
+        """The public id of the stored session, if any."""
+        return self.record.id if self.record is not None else None
+
+    def bind(self, session_id: str, record: SessionRecord) -> None:
+        """Point this session at a (new) stored record and send its cookie."""
+        self.session_id = session_id
+        self.record = record
+        self.stored_data = record.data
+        self.ended = None
+        self.cookie_action = "set"
+
+    def unbind(self) -> None:
+        """Forget the stored record, drop the data and clear the cookie."""
+        self.clear()
+        self.session_id = None
+        self.record = None
+        self.stored_data = ""
+        self.cookie_action = "clear"
+
+
+class UnavailableSession(SessionMixin):
+    """Stands in when the backend cannot be reached: any use raises
+    :class:`BackendUnavailable` (answered 503), so nothing reads an empty session as
+    "signed out" and nothing is written over real data."""
+
+    new = False
+    modified = False
+    accessed = False
+
+    def __init__(self, error: BackendUnavailable) -> None:
+        self.error = error
+
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise self.error
+
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = _fail
+    get = pop = setdefault = update = clear = keys = values = items = _fail
+
+    def __iter__(self) -> Iterator[str]:
+        raise self.error
+
+    def __len__(self) -> int:
+        raise self.error
+
+
+class ServerSessionInterface(SessionInterface):
+    """Quart's session interface backed by a :class:`~sessionwatch.SessionWatch`."""
+
+    serializer = TaggedJSONSerializer()
+
+    def __init__(self, watch: SessionWatch) -> None:
+        self.watch = watch
+
+    # -- cookie attributes ---------------------------------------------------------
+
+    def cookie_name(self, app: Quart, secure_request: bool) -> str:
+        """``__Host-<name>`` over HTTPS when the cookie qualifies (Secure, Path=/,
+        no Domain), else ``<name>``."""
+        name = self.get_cookie_name(app)
+        if (
+            secure_request
+            and self.get_cookie_secure(app)
+            and self.get_cookie_domain(app) is None
+            and self.get_cookie_path(app) == "/"
+            and not name.startswith(("__Host-", "__Secure-"))
+        ):
+            return "__Host-" + name
+        return name
+
+    def get_cookie_secure(self, app: Quart) -> bool:
+        return self.watch.settings.cookie_secure
+
+    def get_cookie_samesite(self, app: Quart) -> str:
+        configured = app.config.get("SESSION_COOKIE_SAMESITE")
+        return configured or self.watch.settings.cookie_samesite
+
+    # -- open / save ----------------------------------------------------------------
+
+    async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SessionMixin:
+        name = self.cookie_name(app, request.scheme in ("https", "wss"))
+        raw = request.cookies.get(name)
+        if raw is None:
+            return ServerSession()
+        if len(raw) > self.watch.settings.max_cookie_length:
+            security_log.warning("session cookie refused: oversized (%d bytes)", len(raw))
+            return ServerSession(refused=True)
+        session_id = self.watch.signer.unsign(raw)
+        if session_id is None:
+            security_log.warning("session cookie refused: bad signature or malformed")
+            return ServerSession(refused=True)
+        pid = public_id(session_id)
+        try:
+            found = await self.watch.backend.load(
+                pid, timeouts=self.watch.timeouts, now=self.watch.now_ms()
+            )
+        except BackendUnavailable as exc:
+            return UnavailableSession(exc)
+        if found.record is None:
+            security_log.info(
+                "session cookie refused: session %s %s", pid, found.ended or "unknown"
+            )
+            return ServerSession(ended=found.ended, refused=True)
+        record = found.record
+        data = self.serializer.loads(record.data) if record.data else {}
+        return ServerSession(data, session_id=session_id, record=record, stored_data=record.data)
+
+    async def save_session(
+        self, app: Quart, session: SessionMixin, response: QuartResponse | WerkzeugResponse | None
+    ) -> None:
+        if not isinstance(session, ServerSession):
+            return
+        await self._save_data(session)
+        if response is None:  # a WebSocket: data saved, no cookie to send
+            return
+        if session.record is not None and session.accessed:
+            response.vary.add("Cookie")
+        if session.cookie_action is None:
+            return
+        request_secure = self.watch.request_is_secure()
+        name = self.cookie_name(app, request_secure)
+        domain = self.get_cookie_domain(app)
+        path = self.get_cookie_path(app)
+        if session.cookie_action == "clear" or session.session_id is None:
+            response.delete_cookie(
+                name,
+                domain=domain,
+                path=path,
+                secure=self.get_cookie_secure(app),
+                httponly=self.get_cookie_httponly(app),
+                samesite=self.get_cookie_samesite(app),
+            )
+            return
+        response.set_cookie(
+            name,
+            self.watch.signer.sign(session.session_id),
+            domain=domain,
+            path=path,
+            secure=self.get_cookie_secure(app),
+            httponly=self.get_cookie_httponly(app),
+            samesite=self.get_cookie_samesite(app),
+            partitioned=self.get_cookie_partitioned(app),
+        )
+
+    async def _save_data(self, session: ServerSession) -> None:
+        """Write the app data when it changed (nested changes included)."""
+        data = self.serializer.dumps(dict(session)) if session else ""
+        if session.record is None:
+            if data:
+                await self.watch.start_session(session, data)
+            return
+        if data == session.stored_data:
+            return
+        stored = await self.watch.backend.save_data(
+            session.record.id, data, timeouts=self.watch.timeouts, now=self.watch.now_ms()
+        )
+        if stored:
+            session.stored_data = data
+        else:
+            # Revoked or expired while this request ran: the data goes nowhere and the
+            # cookie is cleared, rather than resurrecting the session.
+            security_log.info(
+                "session %s ended during the request; data not saved", session.record.id
+            )
+            session.unbind()

@@ -1,0 +1,79 @@
+"""Fixtures shared by every suite.
+
+Redis: ``REDIS_URL`` when set (keys get a unique prefix per test; nothing is ever
+flushed), else a private ``redis-server`` on a free port for the whole run. In CI a
+missing Redis is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from sessionwatch.backends.base import Backend, Timeouts
+from sessionwatch.backends.memory import MemoryBackend
+from support.clock import FakeClock
+from support.redis_server import RedisServer, in_ci
+
+
+@pytest.fixture(scope="session", name="redis_url")
+def _redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    try:
+        server = RedisServer()
+    except FileNotFoundError:
+        if in_ci():
+            pytest.fail("redis-server is required in CI (tests/run.sh installs it)")
+        pytest.skip("redis-server is not installed")
+    with server:
+        yield server.url
+
+
+@pytest.fixture(name="key_prefix")
+def _key_prefix() -> str:
+    return f"swtest:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    return FakeClock(1_800_000_000.0)
+
+
+@pytest.fixture(name="timeouts")
+def _timeouts() -> Timeouts:
+    return Timeouts(idle=30 * 60_000, absolute=12 * 3_600_000, refresh=60_000, tombstone=3_600_000)
+
+
+@pytest.fixture(params=["memory", "redis"], name="backend_kind")
+def _backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(name="backend_url")
+def _backend_url(backend_kind: str, request: pytest.FixtureRequest) -> str:
+    if backend_kind == "memory":
+        return "memory://"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture(name="backend")
+async def _backend(
+    backend_kind: str, key_prefix: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Backend]:
+    backend: Backend
+    if backend_kind == "memory":
+        backend = MemoryBackend(key_prefix=key_prefix)
+    else:
+        from sessionwatch.backends.redis import RedisBackend
+
+        backend = RedisBackend(request.getfixturevalue("redis_url"), key_prefix=key_prefix)
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.disconnect()
