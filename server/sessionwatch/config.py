@@ -110,10 +110,17 @@ _FALSE: Final = {"0", "false", "no", "off"}
 
 
 def coerce(name: str, value: Any, *, source: str) -> Any:
-    """Convert ``value`` (possibly a string from the environment) to ``name``'s type.
+    """Convert ``value`` (possibly a string from the environment) to ``name``'s type
+    and check its range.
 
     Raises :class:`ConfigurationError` naming ``source`` when it cannot.
     """
+    converted = _convert(name, value, source)
+    _check(name, converted, source)
+    return converted
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
     try:
         if name in _DURATIONS:
             number = float(value) if isinstance(value, str) else value

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what it needs, then runs
+#   1. the browser client's unit tests (node --test),
+#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium).
+# Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v node >/dev/null || missing+=(nodejs)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if ((${#missing[@]})); then
+    echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+if [ -d client_js/test ]; then
+    (cd client_js && node --test test/)
+fi
+exec .venv/bin/python -m pytest "$@"
