@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quart import Quart
-from support.app_factory import make_app
+from redis.asyncio.connection import AbstractConnection
 
 from sessionwatch.tokens import CookieSigner
+from support.app_factory import make_app
 
 JSON = {"Content-Type": "application/json"}
 
@@ -31,8 +31,12 @@ async def test_a_protected_request_costs_one_redis_round_trip(
     sends: list[object] = []
     original = AbstractConnection.send_packed_command
 
-    async def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        if self.port == int(redis_url.rsplit(":", 1)[1].split("/")[0]) and not getattr(self, "_probe", False):
+    async def counting(
+        self: AbstractConnection, command: object, check_health: bool = True
+    ) -> None:
+        if self.port == int(redis_url.rsplit(":", 1)[1].split("/")[0]) and not getattr(
+            self, "_probe", False
+        ):
             sends.append(command)
         await original(self, command, check_health)
 
@@ -62,7 +66,9 @@ async def _fuzz_app() -> AsyncIterator[Quart]:
 cookie_text = st.text(alphabet=string.printable + "éü€\u2028", max_size=600)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(cookie=cookie_text, token=st.one_of(st.none(), st.text(max_size=200)))
 async def test_hostile_cookie_and_token_never_500(cookie: str, token: str | None) -> None:
     app = make_app("memory://")
@@ -76,7 +82,9 @@ async def test_hostile_cookie_and_token_never_500(cookie: str, token: str | None
         except (ValueError, UnicodeEncodeError):
             return  # the test client cannot even send it (newline, non-latin-1)
         assert response.status_code in (401, 409)
-        assert (await client.get("/_sessionwatch/state", headers={"Cookie": f"session={cookie}"})).status_code == 401
+        assert (
+            await client.get("/_sessionwatch/state", headers={"Cookie": f"session={cookie}"})
+        ).status_code == 401
 
 
 @settings(max_examples=200, deadline=None)
@@ -99,5 +107,12 @@ def test_signer_rejects_everything_but_its_own() -> None:
     signer = CookieSigner(["k" * 32])
     value = signer.sign("A" * 43)
     assert signer.unsign(value) == "A" * 43
-    for bad in (value[:-1], value + "A", "A" * 43, value.replace(".", ","), "\x00" + value, "é" + value):
+    for bad in (
+        value[:-1],
+        value + "A",
+        "A" * 43,
+        value.replace(".", ","),
+        "\x00" + value,
+        "é" + value,
+    ):
         assert signer.unsign(bad) is None

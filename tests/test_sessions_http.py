@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from quart import Quart
 from quart.testing import QuartClient
-from support.app_factory import SECRET, make_app, watch_of
-from support.clock import FakeClock
 
 from sessionwatch import Policy
 from sessionwatch.tokens import CookieSigner, new_session_id
+from support.app_factory import SECRET, make_app
+from support.clock import FakeClock
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 FIREFOX = "Mozilla/5.0 (Android 14; Mobile; rv:121.0) Gecko/121.0 Firefox/121.0"
@@ -26,7 +26,9 @@ def _policy() -> Policy:
 
 
 @pytest.fixture(name="app")
-async def _app(backend_url: str, key_prefix: str, clock: FakeClock, policy: Policy) -> AsyncIterator[Quart]:
+async def _app(
+    backend_url: str, key_prefix: str, clock: FakeClock, policy: Policy
+) -> AsyncIterator[Quart]:
     app = make_app(backend_url, key_prefix=key_prefix, clock=clock, policy=policy)
     async with app.test_app():
         yield app
@@ -58,7 +60,9 @@ def replay(client: QuartClient, value: str, name: str = "session") -> None:
 
 
 async def claim(client: QuartClient, user_agent: str = CHROME) -> dict[str, Any]:
-    response = await client.post("/_sessionwatch/claim", json={}, headers={"User-Agent": user_agent})
+    response = await client.post(
+        "/_sessionwatch/claim", json={}, headers={"User-Agent": user_agent}
+    )
     assert response.status_code == 200, await response.get_data()
     body: dict[str, Any] = await response.get_json()
     return body
@@ -154,7 +158,11 @@ async def test_secret_rotation_accepts_old_cookies(backend_url: str, key_prefix:
         client = old_app.test_client()
         await client.post("/data", json={"kept": True})
         signed = cookie_value(client)
-    new_app = make_app(backend_url, key_prefix=key_prefix, secret_keys=[SECRET, "a-brand-new-secret-key-0123456789"])
+    new_app = make_app(
+        backend_url,
+        key_prefix=key_prefix,
+        secret_keys=[SECRET, "a-brand-new-secret-key-0123456789"],
+    )
     async with new_app.test_app():
         if backend_url.startswith("memory"):
             return  # memory:// state lives in one backend object: nothing to carry over
@@ -196,7 +204,15 @@ async def test_missing_and_invalid_tokens(app: Quart) -> None:
     missing = await transfer(client, None)
     assert missing.status_code == 409 and (await missing.get_json())["error"] == "tab_missing"
     gen, mac = token.split(".")
-    for bad in (f"{int(gen) + 1}.{mac}", f"{gen}.{'A' * 22}", "garbage", token + "x", "0." + mac, "9" * 40 + "." + mac, ""):
+    for bad in (
+        f"{int(gen) + 1}.{mac}",
+        f"{gen}.{'A' * 22}",
+        "garbage",
+        token + "x",
+        "0." + mac,
+        "9" * 40 + "." + mac,
+        "",
+    ):
         response = await transfer(client, bad)
         assert response.status_code == 409, bad
         assert (await response.get_json())["error"] in ("tab_invalid", "tab_missing"), bad
@@ -230,13 +246,17 @@ async def test_navigation_gets_an_html_page(app: Quart) -> None:
 async def test_claim_needs_json_and_an_allowed_origin(app: Quart) -> None:
     client = app.test_client()
     assert (await client.post("/_sessionwatch/claim", form={"x": "1"})).status_code == 415
-    foreign = await client.post("/_sessionwatch/claim", json={}, headers={"Origin": "https://evil.example"})
+    foreign = await client.post(
+        "/_sessionwatch/claim", json={}, headers={"Origin": "https://evil.example"}
+    )
     assert foreign.status_code == 403 and (await foreign.get_json())["error"] == "origin_forbidden"
     own = await client.post("/_sessionwatch/claim", json={}, headers={"Origin": "http://localhost"})
     assert own.status_code == 200
 
 
-async def test_multi_tab_policy_keeps_every_claimed_tab_valid(backend_url: str, key_prefix: str) -> None:
+async def test_multi_tab_policy_keeps_every_claimed_tab_valid(
+    backend_url: str, key_prefix: str
+) -> None:
     app = make_app(backend_url, key_prefix=key_prefix, policy=Policy(tabs_per_session=None))
     async with app.test_app():
         client = app.test_client()
@@ -302,7 +322,9 @@ async def test_sessions_api_lists_revokes_one_and_others(app: Quart, clock: Fake
     assert sessions[0]["browser"] == "Chrome 120" and sessions[1]["os"] == "Android 14"
     assert "sid" not in str(listing) and cookie_value(laptop) not in str(listing)
     phone_id = sessions[1]["id"]
-    response = await laptop.delete(f"/_sessionwatch/sessions/{phone_id}", headers={"X-SessionWatch-Tab": laptop_tab})
+    response = await laptop.delete(
+        f"/_sessionwatch/sessions/{phone_id}", headers={"X-SessionWatch-Tab": laptop_tab}
+    )
     assert response.status_code == 200
     refused = await transfer(phone, phone_tab)
     assert refused.status_code == 401 and await refused.get_json() == {
@@ -310,21 +332,29 @@ async def test_sessions_api_lists_revokes_one_and_others(app: Quart, clock: Fake
         "message": "Your session was ended.",
         "reason": "revoked",
     }
-    again = await laptop.delete(f"/_sessionwatch/sessions/{phone_id}", headers={"X-SessionWatch-Tab": laptop_tab})
+    again = await laptop.delete(
+        f"/_sessionwatch/sessions/{phone_id}", headers={"X-SessionWatch-Tab": laptop_tab}
+    )
     assert again.status_code == 404 and (await again.get_json())["error"] == "session_not_found"
-    others = await laptop.post("/_sessionwatch/sessions/revoke-others", headers={"X-SessionWatch-Tab": laptop_tab})
+    others = await laptop.post(
+        "/_sessionwatch/sessions/revoke-others", headers={"X-SessionWatch-Tab": laptop_tab}
+    )
     assert await others.get_json() == {"revoked": 1}
     assert len((await (await laptop.get("/_sessionwatch/sessions")).get_json())["sessions"]) == 1
 
 
 @pytest.mark.parametrize("trusted", [True, False])
-async def test_place_is_an_ip_prefix_and_forwarded_for_needs_trust(backend_url: str, key_prefix: str, trusted: bool) -> None:
+async def test_place_is_an_ip_prefix_and_forwarded_for_needs_trust(
+    backend_url: str, key_prefix: str, trusted: bool
+) -> None:
     app = make_app(backend_url, key_prefix=key_prefix, trust_forwarded_for=trusted)
     async with app.test_app():
         client = app.test_client()
         forwarded = {"X-Forwarded-For": "10.9.9.9, 203.0.113.77", "User-Agent": CHROME}
         await client.post("/login", json={"user": "pat"}, headers=forwarded)
-        place = (await (await client.get("/_sessionwatch/sessions")).get_json())["sessions"][0]["place"]
+        place = (await (await client.get("/_sessionwatch/sessions")).get_json())["sessions"][0][
+            "place"
+        ]
         assert (place == "203.0.113.0/24") is trusted
 
 
@@ -334,7 +364,9 @@ async def test_cannot_revoke_another_users_session(app: Quart) -> None:
     await login(mallory, "mallory")
     alice_id = (await (await alice.get("/_sessionwatch/sessions")).get_json())["sessions"][0]["id"]
     token = (await claim(mallory))["tab"]
-    response = await mallory.delete(f"/_sessionwatch/sessions/{alice_id}", headers={"X-SessionWatch-Tab": token})
+    response = await mallory.delete(
+        f"/_sessionwatch/sessions/{alice_id}", headers={"X-SessionWatch-Tab": token}
+    )
     assert response.status_code == 404
     assert (await alice.get("/_sessionwatch/state")).status_code == 200
 
@@ -358,12 +390,16 @@ async def test_evict_oldest_over_http(app: Quart) -> None:
     assert refused.status_code == 401 and (await refused.get_json())["reason"] == "evicted"
 
 
-@pytest.mark.parametrize("policy", [Policy(sessions_per_user=lambda user: 1 if user == "hal" else None, on_limit="deny")])
+@pytest.mark.parametrize(
+    "policy", [Policy(sessions_per_user=lambda user: 1 if user == "hal" else None, on_limit="deny")]
+)
 async def test_deny_over_http_and_per_user_limits(app: Quart) -> None:
     first, second = app.test_client(), app.test_client()
     await login(first, "hal")
     denied = await login(second, "hal")
-    assert denied.status_code == 403 and (await denied.get_json())["error"] == "session_limit_reached"
+    assert (
+        denied.status_code == 403 and (await denied.get_json())["error"] == "session_limit_reached"
+    )
     assert (await first.get("/_sessionwatch/state")).status_code == 200
     for _ in range(3):  # exempt user
         assert (await login(app.test_client(), "root")).status_code == 200
@@ -412,9 +448,15 @@ async def test_oversized_headers_and_bodies_never_500(app: Quart) -> None:
     for headers in ({"X-SessionWatch-Tab": "9" * 10_000}, {"X-SessionWatch-Tab": token + "\x00"}):
         response = await client.post("/transfer", headers=headers)
         assert response.status_code == 409
-    response = await client.post("/transfer", data=b"\xff\xfe" * 1000, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = await client.post(
+        "/transfer",
+        data=b"\xff\xfe" * 1000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 409
-    response = await client.delete("/_sessionwatch/sessions/" + "x" * 500, headers={"X-SessionWatch-Tab": token})
+    response = await client.delete(
+        "/_sessionwatch/sessions/" + "x" * 500, headers={"X-SessionWatch-Tab": token}
+    )
     assert response.status_code == 404
 
 
@@ -425,7 +467,10 @@ async def test_backend_unavailable_fails_closed(key_prefix: str) -> None:
     client = app.test_client()  # no test_app(): the dead backend cannot connect at start-up
     client.set_cookie("localhost", "session", CookieSigner([SECRET]).sign(new_session_id()))
     response = await client.post("/transfer", headers={"X-SessionWatch-Tab": "1." + "A" * 22})
-    assert response.status_code == 503 and (await response.get_json())["error"] == "backend_unavailable"
+    assert (
+        response.status_code == 503
+        and (await response.get_json())["error"] == "backend_unavailable"
+    )
     assert (await client.get("/data")).status_code == 503  # never read as an empty session
     assert (await client.post("/_sessionwatch/claim", json={})).status_code == 503
     assert (await client.get("/public")).status_code == 200  # routes not using the session work

@@ -13,7 +13,6 @@ from sessionwatch.exceptions import ProtocolError
 from sessionwatch.policy import select_evictions
 from sessionwatch.tokens import make_tab_token, new_tab_key, parse_tab_token, public_id
 
-
 # -- policy ------------------------------------------------------------------------------
 
 
@@ -61,7 +60,9 @@ def test_unknown_backend_scheme_is_named() -> None:
 
 
 def test_settings_precedence_keyword_over_config() -> None:
-    settings = Settings.resolve({"idle_timeout": 100}, {"SESSIONWATCH_IDLE_TIMEOUT": 50, "SESSIONWATCH_REFRESH_EVERY": "10"})
+    settings = Settings.resolve(
+        {"idle_timeout": 100}, {"SESSIONWATCH_IDLE_TIMEOUT": 50, "SESSIONWATCH_REFRESH_EVERY": "10"}
+    )
     assert settings.idle_timeout == 100 and settings.refresh_every == 10.0
 
 
@@ -85,7 +86,10 @@ def test_bad_environment_values_name_their_key(environ: dict[str, str], key: str
 
 def test_environment_reads_redis_url_and_lists() -> None:
     settings = settings_from_env(
-        {"REDIS_URL": "redis://r:6379/1", "SESSIONWATCH_ALLOWED_ORIGINS": "https://a.example, https://b.example"}
+        {
+            "REDIS_URL": "redis://r:6379/1",
+            "SESSIONWATCH_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        }
     )
     assert settings.backend == "redis://r:6379/1"
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
@@ -135,21 +139,32 @@ def test_devices_are_described_without_full_addresses() -> None:
     assert ip_prefix("2001:db8:1:2:3::9") == "2001:db8:1::/48"
     assert ip_prefix("::ffff:198.51.100.9") == "198.51.100.0/24"
     assert ip_prefix("<local>") == ""
-    device = describe_device("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "198.51.100.4", 5)
-    assert (device.browser, device.os, device.place, device.at) == ("Firefox 121", "Linux", "198.51.100.0/24", 5)
+    device = describe_device(
+        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "198.51.100.4", 5
+    )
+    assert (device.browser, device.os, device.place, device.at) == (
+        "Firefox 121",
+        "Linux",
+        "198.51.100.0/24",
+        5,
+    )
 
     def broken(_: str) -> str:
         raise RuntimeError("geoip down")
 
     assert describe_device(None, "198.51.100.4", 5, resolver=broken).place == "198.51.100.0/24"
-    assert describe_device(None, "198.51.100.4", 5, resolver=lambda ip: "Lyon, FR").place == "Lyon, FR"
+    assert (
+        describe_device(None, "198.51.100.4", 5, resolver=lambda ip: "Lyon, FR").place == "Lyon, FR"
+    )
 
 
 # -- events ----------------------------------------------------------------------------------
 
 
 def test_event_payload_round_trip_drops_routing_for_the_wire() -> None:
-    event = Event("superseded", "sess1", {"gen": 3, "by": {"browser": "X", "os": "Y", "place": "", "at": 1}})
+    event = Event(
+        "superseded", "sess1", {"gen": 3, "by": {"browser": "X", "os": "Y", "place": "", "at": 1}}
+    )
     parsed = parse_event(event.payload())
     assert parsed == event and parsed.gen == 3
     assert parsed.wire() == {"type": "superseded", "gen": 3, "by": event.fields["by"]}

@@ -125,6 +125,7 @@ class SessionWatch:
         self.app: Quart | None = None
         self.blueprint: Blueprint | None = None
         self.hub: Any = None  # the live-push hub, when enabled
+        self.metrics: Any = None  # sessionwatch.metrics.Metrics, when enabled (ops.py)
         if app is not None:
             self.init_app(app)
 

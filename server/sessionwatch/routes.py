@@ -69,6 +69,8 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
         if origin is not None and not origin_allowed(watch, origin, request_origin()):
             return error_response(403, "origin_forbidden")
         token, result = await watch.claim_tab()
+        if watch.metrics is not None:
+            watch.metrics.claimed()
         session = watch.current_session()
         return jsonify(
             {

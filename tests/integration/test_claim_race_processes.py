@@ -5,12 +5,12 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
-from support import claim_worker
 
 from sessionwatch import Policy, SessionWatch
 from sessionwatch.backends.base import SessionRecord
 from sessionwatch.backends.redis import RedisBackend
 from sessionwatch.tokens import make_tab_token, new_session_id, new_tab_key, public_id
+from support import claim_worker
 
 ROUNDS = 200
 PROCESSES = 2
@@ -18,13 +18,21 @@ PER_PROCESS = 25  # 50 concurrent claims per round
 
 
 @pytest.mark.multiprocess
-async def test_claims_from_two_processes_have_exactly_one_valid_token_per_round(redis_url: str, key_prefix: str) -> None:
+async def test_claims_from_two_processes_have_exactly_one_valid_token_per_round(
+    redis_url: str, key_prefix: str
+) -> None:
     backend = RedisBackend(redis_url, key_prefix=key_prefix)
     await backend.connect()
     now = 1_800_000_000_000
     record = SessionRecord(
-        id=public_id(new_session_id()), user=None, created=now, seen=now,
-        absolute_expiry=now + 43_200_000, gen=0, tab_key=new_tab_key(), device={},
+        id=public_id(new_session_id()),
+        user=None,
+        created=now,
+        seen=now,
+        absolute_expiry=now + 43_200_000,
+        gen=0,
+        tab_key=new_tab_key(),
+        device={},
     )
     await backend.create(record, timeouts=claim_worker.TIMEOUTS, now=now)
     watch = SessionWatch(policy=Policy(tabs_per_session=1))  # only its tab_status rule is used
@@ -46,11 +54,19 @@ async def test_claims_from_two_processes_have_exactly_one_valid_token_per_round(
         for round_number in range(ROUNDS):
             barrier.wait(timeout=60)
             gens = sorted(g for _ in range(PROCESSES) for g in results.get(timeout=60))
-            assert gens == list(range(highest + 1, highest + 1 + PROCESSES * PER_PROCESS)), round_number
+            assert gens == list(range(highest + 1, highest + 1 + PROCESSES * PER_PROCESS)), (
+                round_number
+            )
             highest = gens[-1]
-            stored = (await backend.load(record.id, timeouts=claim_worker.TIMEOUTS, now=now, touch=False)).record
+            stored = (
+                await backend.load(record.id, timeouts=claim_worker.TIMEOUTS, now=now, touch=False)
+            ).record
             assert stored is not None and stored.gen == highest
-            valid = [g for g in gens if watch.tab_status(stored, make_tab_token(stored.tab_key, g)) == "active"]
+            valid = [
+                g
+                for g in gens
+                if watch.tab_status(stored, make_tab_token(stored.tab_key, g)) == "active"
+            ]
             assert valid == [highest]
     finally:
         for worker in workers:
@@ -59,4 +75,6 @@ async def test_claims_from_two_processes_have_exactly_one_valid_token_per_round(
                 worker.kill()
         await backend.disconnect()
     assert all(worker.exitcode == 0 for worker in workers)
-    print(f"\n{ROUNDS} rounds x {PROCESSES * PER_PROCESS} claims from {PROCESSES} processes: one winner each, final gen {highest}")
+    print(
+        f"\n{ROUNDS} rounds x {PROCESSES * PER_PROCESS} claims from {PROCESSES} processes: one winner each, final gen {highest}"
+    )

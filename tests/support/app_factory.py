@@ -11,7 +11,9 @@ from sessionwatch import Policy, SessionWatch
 SECRET = "test-secret-key-that-is-long-enough"
 
 
-def make_app(backend: Any, *, policy: Policy | None = None, clock: Any = None, **options: Any) -> Quart:
+def make_app(
+    backend: Any, *, policy: Policy | None = None, clock: Any = None, **options: Any
+) -> Quart:
     """An app with login/logout, session data routes and one protected route."""
     app = Quart(__name__)
     app.config["SECRET_KEY"] = SECRET

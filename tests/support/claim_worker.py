@@ -13,7 +13,9 @@ TIMEOUTS = Timeouts(idle=1_800_000, absolute=43_200_000, refresh=60_000, tombsto
 BY = Device(browser="Worker", os="Linux", place="", at=0)
 
 
-def run(url: str, prefix: str, session_id: str, rounds: int, per_round: int, barrier: Any, results: Any) -> None:
+def run(
+    url: str, prefix: str, session_id: str, rounds: int, per_round: int, barrier: Any, results: Any
+) -> None:
     """Each round: wait for everyone, fire ``per_round`` concurrent claims, report gens."""
 
     async def main() -> None:
@@ -24,7 +26,9 @@ def run(url: str, prefix: str, session_id: str, rounds: int, per_round: int, bar
                 barrier.wait(timeout=30)
                 claims = await asyncio.gather(
                     *(
-                        backend.claim(session_id, BY, exclusive=True, timeouts=TIMEOUTS, now=1_800_000_000_000)
+                        backend.claim(
+                            session_id, BY, exclusive=True, timeouts=TIMEOUTS, now=1_800_000_000_000
+                        )
                         for _ in range(per_round)
                     )
                 )

@@ -1,0 +1,82 @@
+"""The demo's policy switcher: one shared policy for every worker process.
+
+On Redis the choice lives under ``{prefix}demo:policy`` so every worker applies the
+same rule; on the memory backend (one process) it lives in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..policy import Policy
+
+__all__ = ["DemoPolicy", "PolicyStore"]
+
+_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPolicy:
+    """The switchable part of the policy, as the demo's form shows it."""
+
+    one_tab: bool = True
+    devices: int | None = None
+    on_limit: Literal["evict_oldest", "deny"] = "evict_oldest"
+
+    def to_policy(self) -> Policy:
+        return Policy(
+            tabs_per_session=1 if self.one_tab else None,
+            sessions_per_user=self.devices,
+            on_limit=self.on_limit,
+        )
+
+    @classmethod
+    def from_form(cls, form: Any) -> DemoPolicy:
+        """Parse the switcher form; unknown values fall back to safe defaults."""
+        devices_raw = str(form.get("devices", "")).strip()
+        devices = (
+            int(devices_raw) if devices_raw.isdigit() and 1 <= int(devices_raw) <= 10 else None
+        )
+        on_limit: Literal["evict_oldest", "deny"] = (
+            "deny" if form.get("on_limit") == "deny" else "evict_oldest"
+        )
+        return cls(one_tab=form.get("tabs") != "many", devices=devices, on_limit=on_limit)
+
+
+class PolicyStore:
+    """Reads and writes the demo policy, cached for a second per process."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._local = DemoPolicy()
+        self._cached: tuple[float, DemoPolicy] | None = None
+
+    def _client(self) -> Any:
+        return getattr(self._backend, "client", None)
+
+    def _key(self) -> str:
+        return f"{self._backend.key_prefix}demo:policy"
+
+    async def get(self) -> DemoPolicy:
+        client = self._client()
+        if client is None:
+            return self._local
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < _CACHE_SECONDS:
+            return self._cached[1]
+        raw = await client.get(self._key())
+        policy = DemoPolicy(**json.loads(raw)) if raw else DemoPolicy()
+        self._cached = (now, policy)
+        return policy
+
+    async def set(self, policy: DemoPolicy) -> None:
+        client = self._client()
+        if client is None:
+            self._local = policy
+            return
+        body = {"one_tab": policy.one_tab, "devices": policy.devices, "on_limit": policy.on_limit}
+        await client.set(self._key(), json.dumps(body))
+        self._cached = (time.monotonic(), policy)

@@ -1,0 +1,118 @@
+/* The demo page: sessions table, protected action, policy switcher and an event log.
+   Everything shown comes from the server; text is set with textContent only. */
+(function () {
+  "use strict";
+  var prefix = document.currentScript.getAttribute("data-prefix") || "/_sessionwatch";
+  var $ = function (id) { return document.getElementById(id); };
+
+  function when(ms) {
+    if (!ms) return "–";
+    var seconds = Math.round((Date.now() - ms) / 1000);
+    if (seconds < 10) return "just now";
+    if (seconds < 90) return seconds + " s ago";
+    if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
+    return new Date(ms).toLocaleString();
+  }
+
+  function cell(row, text) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function log(type, detail) {
+    var item = document.createElement("li");
+    var by = detail && detail.by ? " — " + detail.by.browser + " on " + detail.by.os : "";
+    item.textContent = new Date().toLocaleTimeString() + "  " + type + by;
+    $("events").prepend(item);
+    while ($("events").children.length > 30) $("events").lastChild.remove();
+  }
+
+  async function loadSessions() {
+    var response = await fetch(prefix + "/sessions", { credentials: "same-origin" });
+    if (!response.ok) return;
+    var body = await response.json();
+    var tbody = $("sessions");
+    tbody.textContent = "";
+    body.sessions.forEach(function (s) {
+      var row = document.createElement("tr");
+      row.dataset.sessionId = s.id;
+      var device = cell(row, s.browser + " on " + s.os);
+      if (s.current) {
+        var badge = document.createElement("span");
+        badge.className = "pill small";
+        badge.textContent = "this device";
+        device.appendChild(document.createTextNode(" "));
+        device.appendChild(badge);
+      }
+      cell(row, s.place || "unknown");
+      cell(row, when(s.created));
+      cell(row, when(s.last_seen));
+      cell(row, String(s.live_tabs));
+      var actions = cell(row, "");
+      if (!s.current) {
+        var button = document.createElement("button");
+        button.className = "ghost small";
+        button.type = "button";
+        button.textContent = "Sign out";
+        button.setAttribute("data-sessionwatch-protected", "");
+        button.addEventListener("click", async function () {
+          await fetch(prefix + "/sessions/" + encodeURIComponent(s.id), { method: "DELETE" });
+          loadSessions();
+        });
+        actions.appendChild(button);
+      }
+      tbody.appendChild(row);
+    });
+  }
+
+  $("transfer").addEventListener("submit", async function (event) {
+    event.preventDefault();
+    var amount = Number(new FormData(event.target).get("amount"));
+    var response = await fetch("/api/transfer", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ amount: amount })
+    });
+    var body = await response.json().catch(function () { return {}; });
+    $("transfer-result").textContent = response.ok ? body.message : "Refused (" + response.status + "): " + (body.message || body.error);
+    $("transfer-result").className = "result " + (response.ok ? "ok" : "bad");
+  });
+
+  $("revoke-others").addEventListener("click", async function () {
+    var response = await fetch(prefix + "/sessions/revoke-others", { method: "POST" });
+    if (response.ok) loadSessions();
+  });
+
+  $("policy").addEventListener("submit", async function (event) {
+    event.preventDefault();
+    var form = new FormData(event.target);
+    var response = await fetch("/policy", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ tabs: form.get("tabs"), devices: form.get("devices"), on_limit: form.get("on_limit") })
+    });
+    $("policy-result").textContent = response.ok ? "Applied to new claims and sign-ins." : "Refused (" + response.status + ")";
+  });
+
+  ["ready", "superseded", "evicted", "revoked", "logged_out", "expiring", "extended", "expired", "signed_in", "claimed"]
+    .forEach(function (type) {
+      document.addEventListener("sessionwatch:" + type, function (event) {
+        var detail = event.detail || {};
+        log(type, detail);
+        var states = { ready: "active", claimed: "active", superseded: "superseded", evicted: "evicted",
+                       revoked: "revoked", logged_out: "signed out", expired: "expired" };
+        if (states[type]) {
+          $("tab-state").textContent = states[type];
+          $("tab-state").className = "pill " + (type === "ready" || type === "claimed" ? "ok" : "bad");
+        }
+        if (detail.gen) $("tab-gen").textContent = String(detail.gen);
+        if (detail.expires_at) $("tab-expires").textContent = new Date(detail.expires_at).toLocaleTimeString();
+        if (type === "signed_in" || type === "ready") loadSessions();
+      });
+    });
+
+  loadSessions();
+  setInterval(loadSessions, 15000);
+})();
