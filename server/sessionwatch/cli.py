@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Literal
 
+from .backends import backend_from_url
 from .config import settings_from_env
 from .exceptions import ConfigurationError
 
@@ -97,6 +98,11 @@ def serve(
     if backend:
         os.environ["SESSIONWATCH_BACKEND"] = backend
     settings = settings_from_env()  # raises ConfigurationError naming the key
+    try:
+        backend_from_url(settings.backend)  # parse only; workers connect
+    except ConfigurationError as exc:
+        source = "SESSIONWATCH_BACKEND" if os.environ.get("SESSIONWATCH_BACKEND") else "REDIS_URL"
+        raise ConfigurationError(f"{source}: {exc}") from None
     if settings.backend.startswith("memory:") and workers > 1:
         raise ConfigurationError(
             "the memory:// backend lives in one process and cannot serve "

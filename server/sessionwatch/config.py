@@ -17,9 +17,11 @@ from typing import Any, Final
 
 from .exceptions import ConfigurationError
 
-__all__ = ["CONFIG_PREFIX", "Settings", "coerce", "settings_from_env"]
+__all__ = ["CONFIG_PREFIX", "SERVICE_KEYS", "Settings", "coerce", "settings_from_env"]
 
 CONFIG_PREFIX: Final = "SESSIONWATCH_"
+# Read by the service (cli.py, service.py), not by the extension.
+SERVICE_KEYS: Final = frozenset({"SESSIONWATCH_SERVICE_METRICS"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +178,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     Used by the service; a library user configures through ``app.config`` instead.
     """
     environ = os.environ if environ is None else environ
-    config: dict[str, Any] = {k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIX)}
+    config: dict[str, Any] = {
+        k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS
+    }
     names = {spec.name.upper() for spec in dataclasses.fields(Settings)}
     for key in config:
         if key[len(CONFIG_PREFIX) :] not in names:

@@ -24,13 +24,10 @@ def create_service_app() -> Quart:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
-    environ = {k: v for k, v in os.environ.items() if k != "SESSIONWATCH_SERVICE_METRICS"}
     metrics = os.environ.get("SESSIONWATCH_SERVICE_METRICS", "1").lower() not in (
         "0",
         "false",
         "no",
         "off",
     )
-    return create_app(
-        settings_from_env(environ), secret_key=os.environ.get("SECRET_KEY"), metrics=metrics
-    )
+    return create_app(settings_from_env(), secret_key=os.environ.get("SECRET_KEY"), metrics=metrics)
