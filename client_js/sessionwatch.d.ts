@@ -1,0 +1,152 @@
+/*! sessionwatch v0.1.0 | MIT */
+// Types of the sessionwatch browser client: the global `SessionWatch` (classic <script>),
+// the ES module (sessionwatch.mjs: default export + named functions) and the
+// "sessionwatch:<type>" events dispatched on `document`. Wire protocol: docs/protocol.md.
+
+/** What this tab may do. Terminal states (evicted, revoked, logged_out, expired) are final. */
+export type SessionWatchState =
+  | "stopped" // not started, or stop() was called
+  | "unsupported" // fetch, Promise, URL or Headers missing: the client does nothing
+  | "starting" // claiming this tab
+  | "active" // this tab holds the current token (also while "expiring" counts down)
+  | "superseded" // a newer tab of this session claimed; "Use here" (claim()) takes it back
+  | "evicted"
+  | "revoked"
+  | "logged_out"
+  | "expired";
+
+/** Who did something (protocol §3, `by`). */
+export interface Device {
+  browser: string; // "Chrome 120"
+  os: string; // "Windows 10"
+  place: string; // IP prefix ("203.0.113.0/24") unless the app resolves it
+  at: number; // epoch milliseconds
+  same_browser: boolean;
+}
+
+export interface Strings {
+  superseded: string;
+  supersededBy: string; // {device}, {when}
+  useHere: string;
+  signOutOthers: string;
+  evicted: string; // {device}
+  revoked: string;
+  revoked_admin: string;
+  revoked_password_changed: string;
+  logged_out: string;
+  expired: string;
+  signIn: string;
+  expiring: string; // {n}: the live countdown
+  stay: string;
+  signedIn: string; // {device}
+  notYou: string;
+  dismiss: string;
+  device: string; // {browser}, {os}
+  unknownDevice: string;
+  justNow: string;
+  minutesAgo: string; // {n}
+  hoursAgo: string; // {n}
+  daysAgo: string; // {n}
+  /** "revoked_<reason>" for an app's own revocation reasons. */
+  [key: `revoked_${string}`]: string;
+}
+
+/** Settings for start(); the same names work as data-* attributes of the <script> tag. */
+export interface SessionWatchOptions {
+  /** API path. Default "/_sessionwatch" (or the directory of a same-origin …/client.js). */
+  prefix?: string;
+  /** Start on load. Default true; only read from data-autostart. */
+  autostart?: boolean;
+  /** Add the tab token to same-origin fetch, XHR and POST forms. Default true. */
+  attach?: boolean;
+  /** How terminal states are shown. Default "banner". */
+  mode?: "banner" | "overlay";
+  /** "Sign in again" opens signinUrl?next=<this page>. Default "/login". */
+  signinUrl?: string;
+  /** "Not you?" opens reauthUrl?next=<this page>&revoke_others=1. Default: signinUrl. */
+  reauthUrl?: string;
+  /** Seconds between GET {prefix}/state checks when WebSocket is missing. Default 30. */
+  pollInterval?: number;
+  /** Elements disabled while this tab may not act. */
+  protectedSelector?: string;
+  /** lang attribute of the banner (for translated strings). Default "". */
+  lang?: string;
+  /** Overrides of the English texts. */
+  strings?: Partial<Strings>;
+}
+
+/** The answer of POST {prefix}/claim. */
+export interface ClaimAnswer {
+  tab: string; // "{gen}.{mac}"
+  gen: number;
+  expires_at: number;
+  session: string;
+  user: string | null;
+}
+
+/** Event details by type; every DOM event is "sessionwatch:<type>", cancelable. */
+export interface SessionWatchEventMap {
+  state: { state: SessionWatchState; previous: SessionWatchState };
+  claimed: ClaimAnswer;
+  /** The server confirmed this tab (answer to hello, or GET /state found it active again). */
+  ready: { type: "ready"; v?: number; gen: number; expires_at: number; session: string; user: string | null };
+  /** `via: "broadcast"`: another tab of this browser claimed; the server's word follows. */
+  superseded: { type: "superseded"; gen?: number; by: Device | null; via?: "broadcast" };
+  /** `code`: set when only the close code told (no message); `by` may then be missing. */
+  evicted: { type: "evicted"; by?: Device | null; code?: number };
+  revoked: { type: "revoked"; reason?: string; code?: number };
+  logged_out: { type: "logged_out"; code?: number };
+  /** `reason` ("expired", "no_session") when GET /state answered 401. */
+  expired: { type: "expired"; reason?: string; code?: number };
+  expiring: { type: "expiring"; in: number; expires_at: number };
+  extended: { type: "extended"; expires_at: number };
+  signed_in: { type: "signed_in"; by: Device };
+}
+
+export type SessionWatchEventType = keyof SessionWatchEventMap;
+
+/** preventDefault() on the event suppresses the built-in banner for that state. */
+export type SessionWatchListener<K extends SessionWatchEventType> = (
+  detail: SessionWatchEventMap[K],
+  event: CustomEvent<SessionWatchEventMap[K]> | null
+) => void;
+
+export interface SessionWatchAPI {
+  readonly version: string;
+  /** Starts watching (claim, socket, token attachment). Ignored while running. */
+  start(options?: SessionWatchOptions): void;
+  /** Stops everything, hides the UI and forgets the token. */
+  stop(): void;
+  /** Adds a listener; returns the function that removes it. */
+  on<K extends SessionWatchEventType>(type: K, listener: SessionWatchListener<K>): () => void;
+  off<K extends SessionWatchEventType>(type: K, listener: SessionWatchListener<K>): void;
+  /** "Use here": claims this tab anew (the other tabs become superseded). */
+  claim(): Promise<ClaimAnswer>;
+  /** "Stay signed in": POST {prefix}/extend. */
+  extend(): Promise<{ expires_at: number }>;
+  /** The current tab token, or null. */
+  token(): string | null;
+  state(): SessionWatchState;
+}
+
+declare const SessionWatch: SessionWatchAPI;
+export default SessionWatch;
+export declare const version: SessionWatchAPI["version"];
+export declare const start: SessionWatchAPI["start"];
+export declare const stop: SessionWatchAPI["stop"];
+export declare const on: SessionWatchAPI["on"];
+export declare const off: SessionWatchAPI["off"];
+export declare const claim: SessionWatchAPI["claim"];
+export declare const extend: SessionWatchAPI["extend"];
+export declare const token: SessionWatchAPI["token"];
+export declare const state: SessionWatchAPI["state"];
+
+type SessionWatchDocumentEvents = {
+  [K in SessionWatchEventType as `sessionwatch:${K}`]: CustomEvent<SessionWatchEventMap[K]>;
+};
+
+declare global {
+  /** Defined by the classic script. */
+  var SessionWatch: SessionWatchAPI;
+  interface DocumentEventMap extends SessionWatchDocumentEvents {}
+}
