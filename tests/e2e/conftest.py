@@ -1,0 +1,75 @@
+"""Real Chromium (Debian's, driven by Playwright) against the real service on a real Redis."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from support.redis_server import in_ci
+from support.service_process import ServiceProcess
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Background tabs must keep running timers and sockets like foreground ones here.
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+]
+
+
+
+@pytest.fixture(scope="session", name="chromium_path")
+def _chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        if in_ci():
+            pytest.fail("Chromium is required in CI (tests/run.sh installs Debian's chromium)")
+        pytest.skip("Debian's chromium is not installed")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session", name="artifacts")
+def _artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(name="browser")
+async def _browser(chromium_path: str) -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture(scope="module", name="service")
+def _service(redis_url: str) -> Iterator[ServiceProcess]:
+    """The demo service, 2 workers on Redis, with a short idle timeout for the expiry test."""
+    with ServiceProcess(redis_url, workers=2, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:") as service:
+        yield service
+
+
+@pytest.fixture(scope="module", name="short_service")
+def _short_service(redis_url: str) -> Iterator[ServiceProcess]:
+    env = {
+        "SESSIONWATCH_IDLE_TIMEOUT": "8",
+        "SESSIONWATCH_REFRESH_EVERY": "1",
+        "SESSIONWATCH_EXPIRING_LEAD": "5",
+    }
+    with ServiceProcess(redis_url, workers=2, env=env, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:") as service:
+        yield service
