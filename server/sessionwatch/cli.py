@@ -143,7 +143,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        ws="websockets",
+        ws="websockets-sansio",
         ws_per_message_deflate=False,
         proxy_headers=False,
         access_log=False,

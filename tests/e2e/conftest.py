@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from support.redis_server import in_ci
 from support.service_process import ServiceProcess
 
@@ -27,7 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
 ]
-
 
 
 @pytest.fixture(scope="session", name="chromium_path")
@@ -50,7 +50,9 @@ async def _browser(chromium_path: str) -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS
+        )
         try:
             yield browser
         finally:
@@ -71,5 +73,7 @@ def _short_service(redis_url: str) -> Iterator[ServiceProcess]:
         "SESSIONWATCH_REFRESH_EVERY": "1",
         "SESSIONWATCH_EXPIRING_LEAD": "5",
     }
-    with ServiceProcess(redis_url, workers=2, env=env, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:") as service:
+    with ServiceProcess(
+        redis_url, workers=2, env=env, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:"
+    ) as service:
         yield service

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.browser import EVENT_RECORDER
 from support.service_process import ServiceProcess
 
@@ -20,7 +21,9 @@ BANNER = "sessionwatch-banner [data-sw-state='{}']"
 
 
 async def new_context(browser: Any, user_agent: str | None = None) -> Any:
-    context = await browser.new_context(user_agent=user_agent, viewport={"width": 1100, "height": 760})
+    context = await browser.new_context(
+        user_agent=user_agent, viewport={"width": 1100, "height": 760}
+    )
     await context.add_init_script(EVENT_RECORDER)
     return context
 
@@ -41,8 +44,12 @@ async def wait_state(page: Any, state: str, timeout: float = 5000) -> None:
 
 
 async def event_time(page: Any, event_type: str) -> int:
-    await page.wait_for_function("t => window.__sw.some(e => e[0] === t)", arg=event_type, timeout=5000)
-    times = await page.evaluate("t => window.__sw.filter(e => e[0] === t).map(e => e[1])", event_type)
+    await page.wait_for_function(
+        "t => window.__sw.some(e => e[0] === t)", arg=event_type, timeout=5000
+    )
+    times = await page.evaluate(
+        "t => window.__sw.filter(e => e[0] === t).map(e => e[1])", event_type
+    )
     return int(times[-1])
 
 
@@ -83,7 +90,9 @@ async def screenshot(page: Any, artifacts: Path, name: str) -> None:
     await page.screenshot(path=str(artifacts / f"banner-{name}.png"))
 
 
-async def test_two_tabs_newest_wins_and_use_here_flips(browser: Any, service: ServiceProcess, artifacts: Path) -> None:
+async def test_two_tabs_newest_wins_and_use_here_flips(
+    browser: Any, service: ServiceProcess, artifacts: Path
+) -> None:
     context = await new_context(browser)
     older = await context.new_page()
     await sign_in(older, service, "tabby")
@@ -111,7 +120,9 @@ async def test_two_tabs_newest_wins_and_use_here_flips(browser: Any, service: Se
     await context.close()
 
 
-async def test_another_device_is_named_when_the_limit_evicts(browser: Any, service: ServiceProcess, artifacts: Path) -> None:
+async def test_another_device_is_named_when_the_limit_evicts(
+    browser: Any, service: ServiceProcess, artifacts: Path
+) -> None:
     laptop = await new_context(browser)
     laptop_page = await laptop.new_page()
     await sign_in(laptop_page, service, "devi")
@@ -132,7 +143,9 @@ async def test_another_device_is_named_when_the_limit_evicts(browser: Any, servi
     await phone.close()
 
 
-async def test_new_sign_in_alert_and_revoke_from_the_sessions_list(browser: Any, service: ServiceProcess, artifacts: Path) -> None:
+async def test_new_sign_in_alert_and_revoke_from_the_sessions_list(
+    browser: Any, service: ServiceProcess, artifacts: Path
+) -> None:
     laptop = await new_context(browser)
     laptop_page = await laptop.new_page()
     await sign_in(laptop_page, service, "rhea")
@@ -159,7 +172,9 @@ async def test_new_sign_in_alert_and_revoke_from_the_sessions_list(browser: Any,
     await phone.close()
 
 
-async def test_logout_in_one_tab_tells_the_others(browser: Any, service: ServiceProcess, artifacts: Path) -> None:
+async def test_logout_in_one_tab_tells_the_others(
+    browser: Any, service: ServiceProcess, artifacts: Path
+) -> None:
     context = await new_context(browser)
     first = await context.new_page()
     await sign_in(first, service, "lou")
@@ -178,7 +193,9 @@ async def test_logout_in_one_tab_tells_the_others(browser: Any, service: Service
     await context.close()
 
 
-async def test_expiry_warning_stay_signed_in_then_expired(browser: Any, short_service: ServiceProcess, artifacts: Path) -> None:
+async def test_expiry_warning_stay_signed_in_then_expired(
+    browser: Any, short_service: ServiceProcess, artifacts: Path
+) -> None:
     context = await new_context(browser)
     page = await context.new_page()
     other = await context.new_page()
@@ -231,7 +248,11 @@ async def test_banner_latency(browser: Any, service: ServiceProcess) -> None:
         await older.locator("sessionwatch-banner [data-sw-action='use-here']").click()
         await wait_state(older, "active")
         await older.evaluate("window.__sw = []")
-    print(f"\nclaim sent -> banner event, same browser (BroadcastChannel or push): median {statistics.median(same):.1f} ms, max {max(same):.1f} ms")
-    print(f"claim sent -> banner event, across contexts (server push only):   median {statistics.median(cross):.1f} ms, max {max(cross):.1f} ms")
+    print(
+        f"\nclaim sent -> banner event, same browser (BroadcastChannel or push): median {statistics.median(same):.1f} ms, max {max(same):.1f} ms"
+    )
+    print(
+        f"claim sent -> banner event, across contexts (server push only):   median {statistics.median(cross):.1f} ms, max {max(cross):.1f} ms"
+    )
     assert max(same) < 1000 and max(cross) < 1000
     await context.close()
