@@ -60,7 +60,7 @@ async def test_procfile_command_pushes_across_two_workers(redis_url: str) -> Non
             assert told["gen"] == newest["gen"]
         for ws in sockets:
             await ws.close()
-        metrics = urllib.request.urlopen(service.url + "/metrics", timeout=5).read().decode()
+        _, metrics = await browser.request("GET", "/metrics")
         assert "sessionwatch_claims_total 7.0" in metrics  # both workers' claims, summed
         assert len(_children(service)) >= 2  # the supervisor's two workers
 
@@ -77,8 +77,8 @@ async def test_readyz_follows_redis_and_protected_routes_fail_closed() -> None:
         )[0] == 200
 
         redis.stop()
-        assert _status(service.url + "/readyz") == 503
-        assert _status(service.url + "/healthz") == 200
+        assert await asyncio.to_thread(_status, service.url + "/readyz") == 503
+        assert await asyncio.to_thread(_status, service.url + "/healthz") == 200
         status, body = await browser.request(
             "POST", "/api/transfer", json_body={"amount": 1}, headers=headers
         )
@@ -86,10 +86,10 @@ async def test_readyz_follows_redis_and_protected_routes_fail_closed() -> None:
 
         redis.start()  # empty again: no persistence, every session is gone
         for _ in range(100):
-            if _status(service.url + "/readyz") == 200:
+            if await asyncio.to_thread(_status, service.url + "/readyz") == 200:
                 break
             await asyncio.sleep(0.1)
-        assert _status(service.url + "/readyz") == 200
+        assert await asyncio.to_thread(_status, service.url + "/readyz") == 200
         status, body = await browser.request(
             "POST", "/api/transfer", json_body={"amount": 1}, headers=headers
         )
