@@ -242,7 +242,8 @@
           session = body.session;
           expiresAt = body.expires_at;
           activate();
-          post({ type: "claimed", session: session, gen: gen });
+          // exclusive === false (tabs_per_session=None): other tabs stay valid, say so.
+          post({ type: "claimed", session: session, gen: gen, exclusive: body.exclusive !== false });
           emit("claimed", body);
           if (open()) hello();
           else connect();
@@ -465,7 +466,7 @@
   function broadcast(event) {
     var m = event.data;
     if (!running || over() || !m || !session || m.session !== session) return;
-    if (m.type == "claimed" && typeof m.gen == "number" && m.gen > gen && state == "active") {
+    if (m.type == "claimed" && m.exclusive !== false && typeof m.gen == "number" && m.gen > gen && state == "active") {
       supersede({ type: "superseded", gen: m.gen, by: null, via: "broadcast" });
       check();
     } else if (m.type == "extended") extended(m.expires_at, false);

@@ -62,6 +62,26 @@ test("the server decides: if GET /state says active, the tab is active again", a
   assert.deepEqual(a.eventTypes().slice(-3), ["superseded", "state", "ready"]);
 });
 
+test("a claim under a many-tabs policy (exclusive: false) does not flash a banner", async () => {
+  // The default harness claim has no `exclusive` (read as true): the first test above is
+  // the control that the same two tabs do flash "superseded" then.
+  const env = browser();
+  const claim = env.server.routes["POST /_sessionwatch/claim"];
+  env.server.routes["POST /_sessionwatch/claim"] = (req) => {
+    const answer = claim(req);
+    answer.body.exclusive = false;
+    return answer;
+  };
+  const a = env.open();
+  await a.ready();
+  const b = env.open();
+  await b.flush();
+  assert.equal(b.api.state(), "active");
+  assert.equal(a.api.state(), "active");
+  assert.equal(a.events("superseded").length, 0);
+  assert.equal(env.server.calls("/_sessionwatch/state").length, 0);
+});
+
 test("broadcast messages never make a tab active", async () => {
   const env = browser();
   const a = env.open();

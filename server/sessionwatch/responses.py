@@ -7,7 +7,7 @@ from typing import Any
 
 from quart import Response, jsonify, request
 
-__all__ = ["error_response", "wants_html"]
+__all__ = ["ended_response", "error_response", "wants_html"]
 
 _MESSAGES = {
     "no_session": "You are not signed in, or your session is no longer valid.",
@@ -62,3 +62,14 @@ def error_response(status: int, code: str, message: str | None = None, **fields:
         response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def ended_response(ended: str | None) -> Response:
+    """The 401 for a request whose session is gone, by why it ended: ``expired``;
+    ``revoked`` with ``reason`` ``"revoked"`` or ``"evicted"``; else ``no_session``
+    (unknown, forged, or logged out: the user ended it and the cookie was cleared)."""
+    if ended == "expired":
+        return error_response(401, "expired")
+    if ended in ("revoked", "evicted"):
+        return error_response(401, "revoked", reason=ended)
+    return error_response(401, "no_session")
