@@ -188,7 +188,11 @@ async def test_newest_claim_wins(app: Quart) -> None:
     body = await refused.get_json()
     assert refused.status_code == 409 and body["error"] == "tab_superseded"
     assert body["by"]["browser"] == "Firefox Mobile 121" and body["by"]["os"] == "Android 14"
+    assert body["by"]["same_browser"] is False  # the cookie was used by another browser
     assert (await transfer(client, second["tab"])).status_code == 200
+    third = await claim(client, CHROME)
+    by = (await (await transfer(client, second["tab"])).get_json())["by"]
+    assert third["gen"] == 3 and by["same_browser"] is True  # another tab of the same browser
 
 
 async def test_claim_survives_login(app: Quart) -> None:

@@ -29,7 +29,7 @@ from .config import Settings
 from .events import Device
 from .exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
 from .policy import Policy
-from .responses import error_response
+from .responses import ended_response, error_response
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession, security_log
 from .tokens import (
     CookieSigner,
@@ -156,8 +156,10 @@ class SessionWatch:
         app.register_error_handler(BackendUnavailable, self._backend_unavailable)
         app.register_error_handler(SessionLimitReached, self._limit_reached)
         app.while_serving(self._serving)
+        from .hub import Hub
         from .routes import create_blueprint
 
+        self.hub = Hub(self)
         self.blueprint = create_blueprint(self)
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
         self.app = app
@@ -395,7 +397,7 @@ class SessionWatch:
                 record = await self.start_session(session)
             result = await self.backend.claim(
                 record.id,
-                self.describe_request(),
+                self._claimer(record),
                 exclusive=self.policy.exclusive_tabs,
                 timeouts=self.timeouts,
                 now=self.now_ms(),
@@ -405,6 +407,18 @@ class SessionWatch:
             # Ended between opening and claiming: start afresh once.
             session.unbind()
         raise BackendUnavailable("could not claim a tab: the session ended twice")
+
+    def _claimer(self, record: SessionRecord) -> Device:
+        """The claiming request's device; ``same_browser`` when it matches the one the
+        session was created on (a copied cookie in another browser does not)."""
+        by = self.describe_request()
+        recorded = record.device
+        same = (by.browser, by.os, by.place) == (
+            recorded.get("browser"),
+            recorded.get("os"),
+            recorded.get("place"),
+        )
+        return replace(by, same_browser=same)
 
     def tab_status(self, record: SessionRecord, token: str | None) -> TabStatus:
         """Whether ``token`` is the current tab of ``record`` (constant-time MAC check)."""
@@ -433,11 +447,7 @@ class SessionWatch:
         401/409/503 answer. Costs no backend round trip beyond opening the session."""
         session = self.current_session()
         if session.record is None:
-            code = {"expired": "expired", "revoked": "revoked", "evicted": "revoked"}.get(
-                session.ended or "", "no_session"
-            )
-            fields = {"reason": session.ended} if code == "revoked" else {}
-            return error_response(401, code, **fields)
+            return ended_response(session.ended)
         token = await self.request_tab_token()
         status = self.tab_status(session.record, token)
         if status == "active":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from quart import Response, jsonify, request
+from quart import Response, has_request_context, jsonify, request
 
 __all__ = ["ended_response", "error_response", "wants_html"]
 
@@ -34,7 +34,10 @@ a{{color:#0b57d0}}</style></head>
 
 
 def wants_html() -> bool:
-    """True for a browser navigation, false for fetch/XHR/API callers."""
+    """True for a browser navigation, false for fetch/XHR/API callers and for
+    WebSocket handshakes (refused with a JSON body a browser never shows)."""
+    if not has_request_context():
+        return False
     mode = request.headers.get("Sec-Fetch-Mode")
     if mode is not None:
         return mode == "navigate"

@@ -8,27 +8,29 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, has_request_context, jsonify, request, websocket
 
-from .responses import error_response
+from .responses import ended_response, error_response
 
 if TYPE_CHECKING:
     from .extension import SessionWatch
 
-__all__ = ["create_blueprint", "origin_allowed", "request_origin"]
+__all__ = ["create_blueprint", "origin_allowed", "own_origin"]
 
 
-def request_origin() -> str:
-    """The app's own origin as seen by this request (scheme://host[:port])."""
-    scheme = "https" if request.scheme in ("https", "wss") else "http"
-    return f"{scheme}://{request.host}"
+def own_origin() -> str:
+    """The app's own origin as this request or WebSocket handshake sees it
+    (scheme://host[:port]; ws maps to http, wss to https)."""
+    connection = request if has_request_context() else websocket
+    scheme = "https" if connection.scheme in ("https", "wss") else "http"
+    return f"{scheme}://{connection.host}"
 
 
-def origin_allowed(watch: SessionWatch, origin: str | None, own_origin: str) -> bool:
+def origin_allowed(watch: SessionWatch, origin: str | None, own: str) -> bool:
     """Exact match against the allow-list (default: the app's own origin only)."""
     if origin is None:
         return watch.settings.allow_missing_origin
-    allowed = watch.settings.allowed_origins or (own_origin,)
+    allowed = watch.settings.allowed_origins or (own,)
     return origin in allowed
 
 
@@ -66,7 +68,7 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
                 415, "bad_request", "POST /claim needs Content-Type: application/json"
             )
         origin = request.headers.get("Origin")
-        if origin is not None and not origin_allowed(watch, origin, request_origin()):
+        if origin is not None and not origin_allowed(watch, origin, own_origin()):
             return error_response(403, "origin_forbidden")
         token, result = await watch.claim_tab()
         if watch.metrics is not None:
@@ -76,6 +78,7 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
             {
                 "tab": token,
                 "gen": result.gen,
+                "exclusive": watch.policy.exclusive_tabs,
                 "expires_at": result.expires_at,
                 "session": session.public_id,
                 "user": session.record.user if session.record else None,
@@ -87,18 +90,14 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
         session = watch.current_session()
         record = session.record
         if record is None:
-            code = {"expired": "expired", "revoked": "revoked", "evicted": "revoked"}.get(
-                session.ended or "", "no_session"
-            )
-            return error_response(
-                401, code, **({"reason": session.ended} if code == "revoked" else {})
-            )
+            return ended_response(session.ended)
         return jsonify(
             {
                 "session": record.id,
                 "user": record.user,
                 "expires_at": record.expires_at(watch.timeouts.idle),
                 "gen": record.gen,
+                "exclusive": watch.policy.exclusive_tabs,
                 "tab": watch.tab_status(record, request.headers.get("X-SessionWatch-Tab")),
                 "by": record.claimed_by,
             }
@@ -113,7 +112,7 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
             session.record.id, timeouts=watch.timeouts, now=watch.now_ms()
         )
         if found.record is None:
-            return error_response(401, found.ended or "no_session")
+            return ended_response(found.ended)
         return jsonify({"expires_at": found.record.expires_at(watch.timeouts.idle)})
 
     @bp.get("/sessions")
@@ -142,6 +141,10 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
             return error_response(401, "not_signed_in")
         count = await watch.revoke_user(user, except_current=True)
         return jsonify({"revoked": count})
+
+    from .websocket import register_websocket  # here: websocket.py imports this module
+
+    register_websocket(bp, watch)
 
     @bp.get("/client.js")
     async def client_js() -> Response:

@@ -48,7 +48,9 @@ class ServiceProcess:
     ) -> None:
         self.port = free_port()
         self.workers = workers
-        self.log = tempfile.NamedTemporaryFile(prefix="sessionwatch-service-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(
+            prefix="sessionwatch-service-", suffix=".log", delete=False
+        )
         self.env = {
             **os.environ,
             "SECRET_KEY": "e2e-secret-key-0123456789abcdef",
@@ -68,8 +70,16 @@ class ServiceProcess:
             self.command = ["bash", "-c", "exec " + procfile_command()]
         else:
             self.command = [
-                sys.executable, "-m", "sessionwatch", "serve",
-                "--port", str(self.port), "--workers", str(workers), "--backend", redis_url,
+                sys.executable,
+                "-m",
+                "sessionwatch",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--backend",
+                redis_url,
             ]
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -79,12 +89,18 @@ class ServiceProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(
+                    f"service exited with {self.process.returncode}:\n{self.output()}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
                     if response.status == 200:

@@ -43,6 +43,7 @@ __all__ = ["RedisBackend", "RedisSubscription"]
 
 logger = logging.getLogger("sessionwatch.backends.redis")
 
+_KEEPALIVE = "sessionwatch:keepalive"
 _SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _T = TypeVar("_T")
@@ -57,11 +58,12 @@ def _script_source(name: str) -> str:
     return _read_script("_prelude") + "\n" + _read_script(name)
 
 
-def _client_from_url(url: str, **options: Any) -> aioredis.Redis:
-    """A client for ``redis://``, ``rediss://`` or ``redis+sentinel://h:p,h:p/service``."""
+def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aioredis.Redis]]:
+    """A client for ``redis://``, ``rediss://`` or ``redis+sentinel://h:p,h:p/service``,
+    and the Sentinel clients behind it (to close with it)."""
     parts = urlsplit(url)
     if parts.scheme in ("redis", "rediss", "unix"):
-        return aioredis.Redis.from_url(url, **options)
+        return aioredis.Redis.from_url(url, **options), []
     if parts.scheme not in ("redis+sentinel", "rediss+sentinel"):
         raise ConfigurationError(f"not a Redis URL: scheme {parts.scheme!r}")
     hosts = []
@@ -83,7 +85,7 @@ def _client_from_url(url: str, **options: Any) -> aioredis.Redis:
         **options,
     )
     client: aioredis.Redis = sentinel.master_for(service, db=db, password=password)
-    return client
+    return client, list(sentinel.sentinels)
 
 
 class RedisBackend:
@@ -104,13 +106,16 @@ class RedisBackend:
     ) -> None:
         self.url = url
         self.key_prefix = key_prefix
-        self._redis = client or _client_from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=15,
-        )
+        self._sentinels: list[aioredis.Redis] = []
+        if client is None:
+            client, self._sentinels = _client_from_url(
+                url,
+                decode_responses=True,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=15,
+            )
+        self._redis = client
         self._scripts = {
             name: self._redis.register_script(_script_source(name)) for name in _SCRIPTS
         }
@@ -129,6 +134,8 @@ class RedisBackend:
 
     async def disconnect(self) -> None:
         await self._redis.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()
 
     async def ping(self) -> None:
         await self._call(self._redis.ping)
@@ -311,6 +318,8 @@ class RedisSubscription:
         self.confirm_timeout = 5.0
         self.connected = False
         self.reconnects = 0
+        self._watched: Any = None  # the pub/sub connection, while it is ours
+        self._lost = False  # redis-py re-established it by itself (see _reconnected)
 
     @property
     def channels(self) -> frozenset[str]:
@@ -356,26 +365,74 @@ class RedisSubscription:
             with contextlib.suppress(*_UNREACHABLE):
                 await self._pubsub.unsubscribe(*gone)
 
-    async def _open(self) -> None:
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+    async def _open(self) -> list[ChannelMessage]:
+        """Connect and subscribe every channel, waiting (up to ``confirm_timeout``) for
+        Redis to confirm them all: only then may the consumer re-check state. Returns
+        the messages that arrived meanwhile."""
+        await self._close_pubsub()
         self._pubsub = self._client.pubsub()
         # A placeholder channel keeps the connection subscribed even with no tabs.
         sent = set(self._channels)
-        await self._pubsub.subscribe("sessionwatch:keepalive", *sent)
-        while self._channels - sent:  # subscribe() calls that ran while we connected
-            missing = self._channels - sent
-            sent |= missing
-            await self._pubsub.subscribe(*missing)
+        await self._pubsub.subscribe(_KEEPALIVE, *sent)
+        self._watched = self._pubsub.connection
+        self._watched.register_connect_callback(self._reconnected)
+        unconfirmed = {_KEEPALIVE, *sent}
+        early: list[ChannelMessage] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.confirm_timeout
+        while True:
+            missing = self._channels - sent  # subscribe() calls made while we connect
+            if missing:
+                sent |= missing
+                unconfirmed |= missing
+                await self._pubsub.subscribe(*missing)
+            if not unconfirmed:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RedisTimeoutError(f"{len(unconfirmed)} subscription(s) not confirmed")
+            message = await self._pubsub.get_message(timeout=min(remaining, 1.0))
+            if message is None:
+                continue
+            if message["type"] == "subscribe":
+                unconfirmed.discard(message["channel"])
+                self._confirm(message["channel"])
+            elif message["type"] == "message":
+                early.append(ChannelMessage(channel=message["channel"], payload=message["data"]))
+        left = sent - self._channels  # unsubscribe() calls made while we connected
+        if left:
+            await self._pubsub.unsubscribe(*left)
         self.connected = True
+        return early
+
+    def _reconnected(self, connection: Any) -> None:
+        # A client with retries (redis-py's default outside from_url) reconnects and
+        # re-subscribes on its own, hiding the gap in which messages were lost. Treat it
+        # as a lost connection: reopen (confirmed) and yield a resync.
+        self._lost = True
+
+    async def _close_pubsub(self) -> None:
+        if self._watched is not None:
+            self._watched.deregister_connect_callback(self._reconnected)
+            self._watched = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+
+    def _confirm(self, channel: str) -> None:
+        for waiter in self._confirmations.pop(channel, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def __aiter__(self) -> AsyncIterator[ChannelMessage]:
         attempt = 0  # failures since the last good connection
         while not self._closed:
             try:
+                if self._lost:
+                    self._lost = False
+                    raise RedisConnectionError("the connection was re-established underneath")
                 if not self.connected:
-                    await self._open()
+                    early = await self._open()
                     if attempt:
                         self.reconnects += 1
                         logger.warning(
@@ -383,15 +440,15 @@ class RedisSubscription:
                         )
                         attempt = 0
                         yield ChannelMessage(channel="", payload="", resync=True)
+                    for message in early:
+                        yield message
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
                 if message["type"] == "message":
                     yield ChannelMessage(channel=message["channel"], payload=message["data"])
                 elif message["type"] == "subscribe":
-                    for waiter in self._confirmations.pop(message["channel"], ()):
-                        if not waiter.done():
-                            waiter.set_result(None)
+                    self._confirm(message["channel"])
             except (*_UNREACHABLE, RedisError) as exc:
                 if self._closed:
                     return
@@ -404,6 +461,4 @@ class RedisSubscription:
     async def aclose(self) -> None:
         self._closed = True
         self.connected = False
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+        await self._close_pubsub()

@@ -1,0 +1,677 @@
+"""The per-process hub: fans backend events out to this process's sockets.
+
+One hub per worker process holds one backend :class:`~.backends.base.Subscription` and
+one supervised reader task. It keeps a registry of the local sockets (each a
+:class:`Connection`) keyed by session and by user, subscribes a channel when its first
+local socket arrives and unsubscribes when the last leaves. Fan-out never awaits a
+socket: every connection has a bounded queue drained by its own writer; a full queue
+closes that socket with 4012. It also runs what no single request can:
+
+- expiry timers: ``expiring`` before a session's idle deadline, and at the deadline a
+  backend check that ends the session (the backend publishes ``expired`` everywhere);
+- resync: after a pub/sub reconnect (or a reader restart) every local socket is checked
+  against stored state and corrected (``superseded`` or a terminal close);
+- presence: the bound sockets' presence is refreshed once per heartbeat interval.
+
+Routing follows ``docs/protocol.md`` §4; :meth:`Hub.stats` exposes the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from .backends.base import Lookup, Subscription, session_channel, user_channel
+from .events import (
+    PROTOCOL_VERSION,
+    SERVER_EVENT_TYPES,
+    TERMINAL_CLOSE_CODES,
+    CloseCode,
+    Event,
+    encode,
+    parse_event,
+)
+from .exceptions import BackendUnavailable, ProtocolError, SessionWatchError
+
+if TYPE_CHECKING:
+    from .extension import SessionWatch
+
+__all__ = ["Connection", "Hub", "TooManySockets"]
+
+logger = logging.getLogger("sessionwatch.hub")
+
+_CHECK_CONCURRENCY: Final = 32  # backend reads in flight during a resync or presence tick
+_RETRY_CHECK_AFTER: Final = 2.0  # seconds, when an expiry check found the backend down
+_MAX_READER_BACKOFF: Final = 5.0
+
+
+class TooManySockets(SessionWatchError):
+    """This process already holds the maximum of sockets for the session or user."""
+
+    code = "too_many_sockets"
+
+
+class Connection:
+    """One local socket as the hub sees it: who it belongs to, the tab token it is
+    bound to, and its bounded send queue.
+
+    Args:
+        session: the session's public id.
+        user: the signed-in user, or ``None``.
+        send: sends one text frame (only the writer calls it).
+        queue_size: frames that may wait; one more closes the socket with 4012.
+    """
+
+    def __init__(
+        self,
+        session: str,
+        user: str | None,
+        send: Callable[[str], Awaitable[None]],
+        *,
+        queue_size: int,
+    ) -> None:
+        self.id = secrets.token_urlsafe(9)
+        self.session = session
+        self.user = user
+        self.token: str | None = None
+        self.gen: int | None = None  # the bound token's generation (None: no hello yet)
+        self.told_gen = 0  # highest ``superseded`` generation already queued
+        self.close_code: int | None = None
+        self.closing = False  # no more messages are queued
+        self.aborted = False  # what is queued is dropped
+        self._send = send
+        self._capacity = queue_size
+        # The send queue: a deque and one wake-up future (an asyncio.Queue costs ~3 KiB
+        # per socket). ``None`` marks the close; a terminal message may exceed capacity.
+        self._pending: deque[str | None] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.on_overflow: Callable[[], None] = _nothing  # set by the hub
+
+    @property
+    def bound(self) -> bool:
+        """True once a ``hello`` has bound a genuine token."""
+        return self.gen is not None
+
+    def bind(self, token: str, gen: int) -> None:
+        """Bind the socket to a genuine tab token (its generation is the MAC-checked one)."""
+        self.token = token
+        self.gen = gen
+
+    def push(self, message: dict[str, Any]) -> bool:
+        """Queue a message without waiting; a full queue aborts the socket (4012).
+        Returns whether it was queued."""
+        if self.closing:
+            return False
+        if len(self._pending) >= self._capacity:
+            self.abort(CloseCode.SLOW_CONSUMER)
+            self.on_overflow()
+            return False
+        self._put(encode(message))
+        return True
+
+    def _put(self, item: str | None) -> None:
+        self._pending.append(item)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def supersede(self, gen: int, by: Any) -> bool:
+        """Tell the tab (once per generation) that a newer claim won."""
+        if self.gen is None or gen <= self.gen or gen <= self.told_gen:
+            return False
+        self.told_gen = gen
+        return self.push({"type": "superseded", "gen": gen, "by": by})
+
+    def finish(self, code: int, message: dict[str, Any] | None = None) -> None:
+        """Send ``message`` (if any) after what is queued, then close with ``code``."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = code
+        if message is not None:
+            self._put(encode(message))
+        self._put(None)
+
+    def abort(self, code: int) -> None:
+        """Close now with ``code``, dropping what is queued (slow consumer, shut-down)."""
+        self.closing = self.aborted = True
+        if self.close_code is None:
+            self.close_code = code
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pending:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+            text = self._pending.popleft()
+            if text is None:
+                return
+            try:
+                await self._send(text)
+            except Exception as exc:  # the peer is gone; the server reports the disconnect
+                logger.debug("send failed on socket %s: %r", self.id, exc)
+                return
+
+    async def serve(self, read: Awaitable[None]) -> int | None:
+        """Run the frame reader ``read`` and the writer until either ends.
+
+        Returns the close code to send (``None``: nothing to send, the peer left)."""
+        if self.aborted:  # before it started (a full queue, a shut-down)
+            if inspect.iscoroutine(read):
+                read.close()
+            return self.close_code
+        self._writer = asyncio.create_task(self._write())
+        reader = asyncio.ensure_future(read)
+        try:
+            await asyncio.wait((self._writer, reader), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.closing = True
+            for task in (reader, self._writer):
+                task.cancel()
+            await asyncio.gather(reader, self._writer, return_exceptions=True)
+        if not reader.cancelled() and reader.exception() is not None:
+            logger.error("socket %s reader failed", self.id, exc_info=reader.exception())
+            return CloseCode.INTERNAL_ERROR
+        return self.close_code
+
+
+def _nothing() -> None:
+    return None
+
+
+class _Group:
+    """The local sockets of one channel."""
+
+    __slots__ = ("channel", "conns", "ready")
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.conns: set[Connection] = set()
+        self.ready: asyncio.Future[None] | None = None  # the pending subscribe
+
+
+class _SessionGroup(_Group):
+    """A session's local sockets and its expiry timer."""
+
+    __slots__ = ("checking", "expires_at", "id", "timer", "warned")
+
+    def __init__(self, channel: str, public_id: str) -> None:
+        super().__init__(channel)
+        self.id = public_id
+        self.expires_at: int | None = None
+        self.warned: int | None = None  # the deadline ``expiring`` was sent for
+        self.timer: asyncio.TimerHandle | None = None
+        self.checking = False
+
+
+class _UserGroup(_Group):
+    __slots__ = ()
+
+
+class Hub:
+    """The per-process fan-out of :class:`SessionWatch` events (``watch.hub``).
+
+    Args:
+        watch: the extension (its backend, settings, clock and tab-token check).
+    """
+
+    def __init__(self, watch: SessionWatch) -> None:
+        self._watch = watch
+        self._subscription: Subscription | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._groups: dict[str, _Group] = {}  # channel -> local sockets
+        self._sessions: dict[str, _SessionGroup] = {}
+        self._users: dict[str, _UserGroup] = {}
+        self._conns: set[Connection] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self.running = False
+        self._counters = dict.fromkeys(
+            ("reconnects", "resyncs", "reader_restarts", "dropped_slow", "events_in"), 0
+        )
+        self._counters["events_out"] = 0
+        self._delivered: dict[str, int] = {}  # messages queued, per event type
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the subscription and start the reader and the presence ticker."""
+        if self.running:
+            return
+        self._subscription = self._watch.backend.subscription()
+        self.running = True
+        self._reader = asyncio.create_task(self._read_forever(), name="sessionwatch-hub-reader")
+        self._ticker = asyncio.create_task(self._tick_forever(), name="sessionwatch-hub-ticker")
+
+    async def stop(self, *, grace: float = 5.0) -> None:
+        """Close every socket with 1001, then cancel and await every task."""
+        if not self.running:
+            return
+        self.running = False
+        for conn in list(self._conns):
+            conn.abort(CloseCode.GOING_AWAY)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._empty.wait(), grace)
+        for group in self._sessions.values():
+            if group.timer is not None:
+                group.timer.cancel()
+        tasks = [t for t in (self._reader, self._ticker, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._subscription is not None:
+            await self._subscription.aclose()
+            self._subscription = None
+
+    def stats(self) -> dict[str, Any]:
+        """Gauges (sockets, sessions, users, channels, connected) and counters
+        (reconnects, resyncs, reader_restarts, dropped_slow, events_in, events_out, and
+        ``delivered``: messages queued per event type) for metrics."""
+        subscription = self._subscription
+        connected = bool(getattr(subscription, "connected", subscription is not None))
+        return {
+            "sockets": len(self._conns),
+            "sessions": len(self._sessions),
+            "users": len(self._users),
+            "channels": len(self._groups),
+            "connected": connected and self.running,
+            **self._counters,
+            "delivered": dict(self._delivered),
+        }
+
+    # -- registry ------------------------------------------------------------------
+
+    async def attach(self, conn: Connection) -> None:
+        """Register a socket and wait until its channels are subscribed (so a state
+        check made afterwards cannot miss an event). Raises :class:`TooManySockets`."""
+        if not self.running or self._subscription is None:
+            raise BackendUnavailable("the live-push hub is not running")
+        settings = self._watch.settings
+        session = self._sessions.get(conn.session)
+        if session is not None and len(session.conns) >= settings.max_sockets_per_session:
+            raise TooManySockets("too many sockets for this session")
+        user = self._users.get(conn.user) if conn.user else None
+        if user is not None and len(user.conns) >= settings.max_sockets_per_user:
+            raise TooManySockets("too many sockets for this user")
+        prefix = self._watch.backend.key_prefix
+        groups: list[_Group] = []
+        if session is None:
+            session = _SessionGroup(session_channel(prefix, conn.session), conn.session)
+            self._sessions[conn.session] = session
+        groups.append(session)
+        if conn.user:
+            if user is None:
+                user = _UserGroup(user_channel(prefix, conn.user))
+                self._users[conn.user] = user
+            groups.append(user)
+        self._conns.add(conn)
+        self._empty.clear()
+        conn.on_overflow = self._count_dropped
+        waits = []
+        for group in groups:
+            if not group.conns:
+                self._groups[group.channel] = group
+                group.ready = asyncio.ensure_future(self._subscription.subscribe(group.channel))
+            group.conns.add(conn)
+            if group.ready is not None:
+                waits.append(group.ready)
+        for ready in waits:
+            with contextlib.suppress(Exception):  # logged by the subscription
+                await asyncio.shield(ready)
+
+    def _count_dropped(self) -> None:
+        self._counters["dropped_slow"] += 1
+
+    async def detach(self, conn: Connection) -> None:
+        """Forget a socket; unsubscribe the channels it was the last local socket of."""
+        if conn not in self._conns:
+            return
+        self._conns.discard(conn)
+        gone = []
+        session = self._sessions.get(conn.session)
+        user = self._users.get(conn.user) if conn.user else None
+        for group in (session, user):
+            if group is None:
+                continue
+            group.conns.discard(conn)
+            if not group.conns:
+                gone.append(group.channel)
+                del self._groups[group.channel]
+        if session is not None and not session.conns:
+            del self._sessions[conn.session]
+            if session.timer is not None:
+                session.timer.cancel()
+        if user is not None and not user.conns and conn.user:
+            del self._users[conn.user]
+        if not self._conns:
+            self._empty.set()
+        # Unsubscribe updates the subscription's channel set before it awaits, so a
+        # socket attaching meanwhile subscribes afresh.
+        if gone and self._subscription is not None:
+            try:
+                await self._subscription.unsubscribe(*gone)
+            except Exception:
+                logger.exception("unsubscribe failed")
+        if conn.bound:
+            try:
+                await self._watch.backend.set_presence(
+                    conn.session, conn.id, until=None, now=self._watch.now_ms()
+                )
+            except Exception as exc:
+                logger.warning("presence of socket %s not dropped: %r", conn.id, exc)
+
+    # -- catch-up ------------------------------------------------------------------
+
+    def settle(self, conn: Connection, found: Lookup) -> None:
+        """Tell ``conn`` the truth of a state read made after it subscribed: ``ready``,
+        ``superseded``, or a terminal close (4007 for a token that does not verify)."""
+        record = found.record
+        if conn.closing:
+            return
+        if record is None:
+            self._end([conn], found.ended)
+            return
+        status = self._watch.tab_status(record, conn.token)
+        if status in ("invalid", "missing") or conn.gen is None:
+            conn.finish(CloseCode.TAB_INVALID)
+            return
+        group = self._sessions.get(conn.session)
+        expires_at = record.expires_at(self._watch.timeouts.idle)
+        if group is not None:
+            self._set_deadline(group, expires_at)
+            expires_at = max(expires_at, group.expires_at or 0)
+        if status == "superseded":
+            self._count("superseded", conn.supersede(record.gen, record.claimed_by))
+        elif conn.told_gen <= conn.gen:  # else a newer claim was already pushed
+            conn.push(
+                {
+                    "type": "ready",
+                    "v": PROTOCOL_VERSION,
+                    "gen": conn.gen,
+                    "expires_at": expires_at,
+                    "session": record.id,
+                    "user": record.user,
+                }
+            )
+
+    def _end(self, conns: Iterable[Connection], ended: str | None) -> None:
+        """Close sockets of a session that stored state says is over. The event (with
+        its ``by``/``reason``) normally got there first; this is the fallback."""
+        kind = ended if ended in TERMINAL_CLOSE_CODES else "rotated"
+        message = {"type": kind} if kind != "rotated" else None
+        open_conns = [conn for conn in conns if not conn.closing]
+        for conn in open_conns:
+            conn.finish(TERMINAL_CLOSE_CODES[kind], message)
+        self._count(kind, len(open_conns))
+
+    async def _check(self, group: _SessionGroup) -> None:
+        """Re-read a session and correct its sockets (expiry timer and resync)."""
+        watch = self._watch
+        found = await watch.backend.load(
+            group.id, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
+        )
+        record = found.record
+        if record is None:
+            group.expires_at = None  # over: no more timers while its sockets close
+            self._end(group.conns, found.ended)
+            return
+        told = sum(
+            conn.supersede(record.gen, record.claimed_by)
+            for conn in list(group.conns)
+            if conn.bound and watch.tab_status(record, conn.token) == "superseded"
+        )
+        self._count("superseded", told)
+        self._set_deadline(group, record.expires_at(watch.timeouts.idle))
+
+    # -- events --------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        """Iterate the subscription; any failure is logged and the reader restarts
+        (followed by a resync, since messages may have been lost)."""
+        delay = 0.05
+        while self.running:
+            subscription = self._subscription
+            if subscription is None:
+                return
+            try:
+                async for message in subscription:
+                    delay = 0.05
+                    if message.resync:
+                        self._counters["reconnects"] += 1
+                        self._spawn(self._resync())
+                    else:
+                        self._dispatch(message.channel, message.payload)
+                if not self.running:
+                    return
+                logger.error("hub subscription ended unexpectedly; restarting it")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("hub reader failed; restarting in %.2fs", delay)
+            self._counters["reader_restarts"] += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_READER_BACKOFF)
+            self._spawn(self._resync())
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        self._counters["events_in"] += 1
+        group = self._groups.get(channel)
+        if group is None:
+            return  # a late message for a channel we just left
+        try:
+            event = parse_event(payload)
+        except ProtocolError as exc:
+            logger.warning("malformed event on %s ignored: %s", channel, exc)
+            return
+        try:
+            if isinstance(group, _SessionGroup):
+                self._route_session(group, event)
+            elif event.type == "signed_in":
+                self._route_user(group, event)
+        except ProtocolError as exc:
+            logger.warning("malformed event on %s ignored: %s", channel, exc)
+        except Exception:  # a bug in routing must not stop the reader either
+            logger.exception("event %s on %s could not be routed", event.type, channel)
+
+    def _route_session(self, group: _SessionGroup, event: Event) -> None:
+        sent = 0
+        if event.type == "superseded":
+            gen = event.gen
+            if gen is None:
+                raise ProtocolError("superseded without gen")
+            by = event.fields.get("by")
+            sent = sum(conn.supersede(gen, by) for conn in list(group.conns))
+        elif event.type == "rotated":
+            for conn in list(group.conns):
+                conn.finish(CloseCode.ROTATED)
+                sent += 1
+        elif event.terminal:
+            wire = event.wire()
+            for conn in list(group.conns):
+                conn.finish(TERMINAL_CLOSE_CODES[event.type], wire)
+                sent += 1
+        elif event.type in SERVER_EVENT_TYPES:
+            if event.type == "extended":
+                expires_at = event.fields.get("expires_at")
+                if isinstance(expires_at, int) and not isinstance(expires_at, bool):
+                    self._set_deadline(group, expires_at)
+            wire = event.wire()
+            sent = sum(conn.push(wire) for conn in list(group.conns) if conn.bound)
+        self._count(event.type, sent)
+
+    def _count(self, event_type: str, sent: int) -> None:
+        if sent:
+            self._counters["events_out"] += sent
+            self._delivered[event_type] = self._delivered.get(event_type, 0) + sent
+
+    def _route_user(self, group: _Group, event: Event) -> None:
+        wire = event.wire()
+        sent = sum(
+            conn.push(wire)
+            for conn in list(group.conns)
+            if conn.bound and conn.session != event.session
+        )
+        self._count(event.type, sent)
+
+    async def _resync(self) -> None:
+        """Re-check every local session against stored state (after a lost connection),
+        retrying with backoff the ones the backend could not answer for yet."""
+        self._counters["resyncs"] += 1
+        groups = list(self._sessions.values())
+        delay = 0.1
+        while groups:
+            results = await _gather_limited(self._check, groups)
+            failed = [
+                group
+                for group, result in zip(groups, results, strict=True)
+                if isinstance(result, Exception) and self._sessions.get(group.id) is group
+            ]
+            for group, result in zip(groups, results, strict=True):
+                if isinstance(result, Exception) and not isinstance(result, BackendUnavailable):
+                    logger.error("session %s not re-checked", group.id, exc_info=result)
+            if not failed or not self.running:
+                return
+            logger.warning(
+                "resync: %d session(s) not re-checked yet; retrying in %.1fs", len(failed), delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_READER_BACKOFF)
+            groups = failed
+
+    # -- expiry --------------------------------------------------------------------
+
+    def _set_deadline(self, group: _SessionGroup, expires_at: int) -> None:
+        # Deadlines only move forward (``seen`` only grows); a late, older ``extended``
+        # changes nothing.
+        if group.expires_at is None or expires_at > group.expires_at:
+            group.expires_at = expires_at
+        elif group.timer is not None:
+            return
+        if not group.checking:  # the running check reschedules when it is done
+            self._schedule(group)
+
+    def _schedule(self, group: _SessionGroup, delay: float | None = None) -> None:
+        if group.timer is not None:
+            group.timer.cancel()
+            group.timer = None
+        if group.expires_at is None or self._sessions.get(group.id) is not group:
+            return
+        if delay is None:
+            now = self._watch.now_ms()
+            lead = int(self._watch.settings.expiring_lead * 1000)
+            due = group.expires_at
+            if group.warned != group.expires_at and now < group.expires_at - lead:
+                due -= lead
+            delay = max(0.0, (due - now) / 1000)
+        loop = asyncio.get_running_loop()
+        group.timer = loop.call_later(delay, self._on_timer, group)
+
+    def check_expiry(self) -> None:
+        """Re-evaluate every expiry timer against the clock now (after the clock jumped,
+        e.g. a resumed VM; tests with a fake clock)."""
+        for group in list(self._sessions.values()):
+            self._on_timer(group)
+
+    def _on_timer(self, group: _SessionGroup) -> None:
+        group.timer = None
+        if group.expires_at is None or self._sessions.get(group.id) is not group:
+            return
+        now = self._watch.now_ms()
+        lead = int(self._watch.settings.expiring_lead * 1000)
+        if now >= group.expires_at:
+            if not group.checking:
+                group.checking = True
+                self._spawn(self._expire(group))
+            return
+        if now >= group.expires_at - lead and group.warned != group.expires_at:
+            group.warned = group.expires_at
+            message = {
+                "type": "expiring",
+                "in": round((group.expires_at - now) / 1000, 3),
+                "expires_at": group.expires_at,
+            }
+            self._count(
+                "expiring", sum(conn.push(message) for conn in list(group.conns) if conn.bound)
+            )
+        self._schedule(group)
+
+    async def _expire(self, group: _SessionGroup) -> None:
+        """At the deadline, ask the backend: it ends a due session and publishes
+        ``expired`` to every process; a session extended elsewhere is rescheduled."""
+        delay = None
+        try:
+            await self._check(group)
+        except Exception as exc:
+            logger.warning("expiry check of session %s failed: %r", group.id, exc)
+            delay = _RETRY_CHECK_AFTER
+        finally:
+            group.checking = False
+        self._schedule(group, delay)
+
+    # -- presence ------------------------------------------------------------------
+
+    async def _tick_forever(self) -> None:
+        interval = self._watch.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_presence(list(self._conns))
+            except Exception:
+                logger.exception("presence refresh failed")
+
+    async def refresh_presence(self, conns: list[Connection]) -> None:
+        """Mark bound sockets as live for two heartbeat intervals."""
+        now = self._watch.now_ms()
+        until = now + int(2 * self._watch.settings.heartbeat_interval * 1000)
+        backend = self._watch.backend
+
+        async def one(conn: Connection) -> None:
+            await backend.set_presence(conn.session, conn.id, until=until, now=now)
+
+        live = [conn for conn in conns if conn.bound and not conn.closing]
+        failed = [r for r in await _gather_limited(one, live) if isinstance(r, Exception)]
+        if failed:
+            logger.warning("presence of %d socket(s) not refreshed: %r", len(failed), failed[0])
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("hub task failed", exc_info=task.exception())
+
+
+_Item = TypeVar("_Item")
+
+
+async def _gather_limited(
+    action: Callable[[_Item], Awaitable[None]], items: list[_Item]
+) -> list[Exception | None]:
+    """Run ``action`` on every item, at most ``_CHECK_CONCURRENCY`` at a time; returns
+    each one's exception or ``None``."""
+    limit = asyncio.Semaphore(_CHECK_CONCURRENCY)
+
+    async def one(item: _Item) -> Exception | None:
+        async with limit:
+            try:
+                await action(item)
+            except Exception as exc:
+                return exc
+            return None
+
+    return list(await asyncio.gather(*(one(item) for item in items)))

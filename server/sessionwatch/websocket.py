@@ -1,0 +1,207 @@
+"""The live-push endpoint ``GET {url_prefix}/ws`` (docs/protocol.md §3).
+
+The handshake is refused before the upgrade (HTTP 403 for the origin, 401 without a
+live session, 503 when the backend or the hub is down). An accepted socket is registered
+with the hub (which subscribes its channels) *before* the ``hello`` is checked against
+freshly loaded state, so an event published in between cannot be missed. Afterwards the
+reader enforces the frame size, the message rate and the heartbeat; the hub's writer
+sends everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, Response, websocket
+from quart.asgi import ASGIWebsocketConnection
+
+from .backends.base import SessionRecord
+from .events import CloseCode, parse_client_message
+from .exceptions import BackendUnavailable, ProtocolError
+from .hub import Connection, Hub, TooManySockets
+from .responses import ended_response, error_response
+from .routes import origin_allowed, own_origin
+from .sessions import security_log
+from .tokens import parse_tab_token
+
+if TYPE_CHECKING:
+    from quart.blueprints import BlueprintSetupState
+
+    from .extension import SessionWatch
+
+__all__ = ["register_websocket"]
+
+logger = logging.getLogger("sessionwatch.websocket")
+
+_MAX_TOKEN_LENGTH = 64
+_CLOSE_TIMEOUT = 2.0
+
+
+class _TokenBucket:
+    """``rate`` messages a second on average, bursts of up to ``rate`` (at least 1)."""
+
+    __slots__ = ("_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._tokens = max(rate, 1.0)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(max(self._rate, 1.0), self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
+    """Add the ``/ws`` endpoint to the extension's blueprint."""
+    bp.record_once(_guard_empty_frames)
+
+    @bp.websocket("/ws")
+    async def live() -> Response | None:
+        origin = websocket.headers.get("Origin")
+        if not origin_allowed(watch, origin, own_origin()):
+            security_log.warning("websocket refused: origin %r not allowed", origin)
+            return error_response(403, "origin_forbidden")
+        try:
+            session = watch.current_session()
+        except BackendUnavailable as exc:
+            logger.warning("websocket refused: backend unavailable: %s", exc)
+            return error_response(503, "backend_unavailable")
+        record = session.record
+        if record is None:
+            return ended_response(session.ended)
+        hub = watch.hub
+        if hub is None or not hub.running:
+            logger.error("websocket refused: the hub is not running (is the app served?)")
+            return error_response(503, "backend_unavailable")
+        conn = Connection(
+            record.id, record.user, websocket.send, queue_size=watch.settings.send_queue_size
+        )
+        await websocket.accept()
+        code: int | None
+        try:
+            await hub.attach(conn)
+        except TooManySockets:
+            code = CloseCode.TOO_MANY_SOCKETS
+        except BackendUnavailable:
+            code = CloseCode.TRY_AGAIN_LATER
+        else:
+            try:
+                code = await conn.serve(_read_frames(watch, hub, conn, record))
+            finally:
+                await hub.detach(conn)
+        if code is not None:
+            try:
+                await asyncio.wait_for(websocket.close(code), _CLOSE_TIMEOUT)
+            except Exception as exc:  # the peer is already gone
+                logger.debug("close %d not sent: %r", code, exc)
+        return None
+
+
+async def _read_frames(
+    watch: SessionWatch, hub: Hub, conn: Connection, record: SessionRecord
+) -> None:
+    """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
+    settings = watch.settings
+    loop = asyncio.get_running_loop()
+    bucket = _TokenBucket(settings.max_messages_per_second)
+    deadline = loop.time() + settings.hello_timeout
+    silence = settings.heartbeat_interval + settings.heartbeat_timeout
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await websocket.receive()
+        except TimeoutError:
+            conn.abort(CloseCode.HEARTBEAT_TIMEOUT if conn.bound else CloseCode.HELLO_TIMEOUT)
+            return
+        if conn.bound:
+            deadline = loop.time() + silence
+        if not bucket.take():
+            conn.abort(CloseCode.RATE_LIMITED)
+            return
+        try:
+            if raw is None:  # an empty binary frame (see _guard_empty_frames)
+                raise ProtocolError("empty binary frame", CloseCode.INVALID_DATA)
+            message = parse_client_message(raw, max_size=settings.max_frame)
+        except ProtocolError as exc:
+            logger.info("socket %s closed %d: %s", conn.id, exc.close_code, exc)
+            conn.abort(exc.close_code)
+            return
+        if message is None:
+            continue  # an unknown type: ignored (forward compatibility)
+        if message.type == "ping":
+            if not conn.bound:
+                conn.abort(CloseCode.POLICY_VIOLATION)  # the first frame must be hello
+                return
+            conn.push({"type": "pong"})
+            continue
+        first = not conn.bound
+        if not await _hello(watch, hub, conn, record, message.tab):
+            return
+        if first:
+            deadline = loop.time() + silence
+            await hub.refresh_presence([conn])
+
+
+async def _hello(
+    watch: SessionWatch, hub: Hub, conn: Connection, record: SessionRecord, token: str | None
+) -> bool:
+    """Bind ``token`` and send the truth. Returns False when the socket is closing."""
+    gen = (
+        parse_tab_token(token, record.tab_key)
+        if token and len(token) <= _MAX_TOKEN_LENGTH
+        else None
+    )
+    if token is None or gen is None:
+        if token is not None:
+            security_log.warning("websocket tab token refused for session %s", record.id)
+        conn.abort(CloseCode.TAB_INVALID)
+        return False
+    # Bound first, so a newer claim published while we read is routed to this socket.
+    conn.bind(token, gen)
+    try:
+        found = await watch.backend.load(
+            record.id, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
+        )
+    except BackendUnavailable as exc:
+        logger.warning("socket %s: state not loaded: %s", conn.id, exc)
+        conn.abort(CloseCode.TRY_AGAIN_LATER)
+        return False
+    hub.settle(conn, found)
+    return not conn.closing
+
+
+def _guard_empty_frames(state: BlueprintSetupState) -> None:
+    """Work around Quart reading ``event.get("bytes") or event["text"]``: an empty
+    binary frame from uvicorn (no ``text`` key) raised KeyError in Quart's receiver and
+    crashed the connection. Only this endpoint's connections are wrapped; the frame
+    reaches the endpoint as ``None`` and is refused with 1007."""
+    app = state.app
+    if getattr(app, "asgi_websocket_class", None) is not ASGIWebsocketConnection:
+        return  # the app brought its own class; leave it alone
+    path = (state.url_prefix or "") + "/ws"
+
+    class GuardedWebsocketConnection(ASGIWebsocketConnection):
+        async def __call__(self, receive: Any, send: Any) -> None:
+            if not str(self.scope.get("path", "")).endswith(path):
+                await super().__call__(receive, send)
+                return
+
+            async def guarded() -> Any:
+                event = await receive()
+                if event["type"] == "websocket.receive" and not event.get("bytes"):
+                    if event.get("text") is None:
+                        return {"type": "websocket.receive", "bytes": None, "text": None}
+                return event
+
+            await super().__call__(guarded, send)
+
+    app.asgi_websocket_class = GuardedWebsocketConnection  # type: ignore[attr-defined]

@@ -1,0 +1,30 @@
+"""The app each server process of the multi-process tests runs (``support.push_app:app``).
+
+The test app of ``app_factory`` on the shared Redis, plus ``GET /_test/hub`` (the hub's
+figures and the process id). Environment: ``REDIS_URL``, ``SESSIONWATCH_KEY_PREFIX``,
+and ``PUSH_APP_OPTIONS`` (JSON: more sessionwatch options).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from quart import jsonify
+
+from support.app_factory import make_app
+from support.push_processes import ORIGIN
+
+app = make_app(
+    os.environ["REDIS_URL"],
+    key_prefix=os.environ["SESSIONWATCH_KEY_PREFIX"],
+    cookie_secure=False,
+    allowed_origins=[ORIGIN],
+    **json.loads(os.environ.get("PUSH_APP_OPTIONS") or "{}"),
+)
+
+
+@app.get("/_test/hub")
+async def hub_stats() -> Any:
+    return jsonify({**app.extensions["sessionwatch"].hub.stats(), "pid": os.getpid()})

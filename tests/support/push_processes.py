@@ -1,0 +1,315 @@
+"""Real server processes running ``support.push_app`` and real clients for them.
+
+- :class:`AppProcess`: uvicorn or hypercorn on a free port, its output in a log file.
+- :class:`HttpBrowser`: a cookie jar and plain HTTP/1.1 requests (asyncio streams, no
+  dependency), so one browser can talk to every process.
+- :class:`LiveTab`: a tab's socket (the ``websockets`` client) that reconnects and
+  catches up the way the browser client does, recording what it was told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from sessionwatch import CloseCode
+
+from .redis_server import free_port
+
+__all__ = ["ORIGIN", "AppProcess", "HttpBrowser", "LiveTab"]
+
+TESTS = Path(__file__).resolve().parents[1]
+# The page origin every client sends: the one name the processes share behind a load
+# balancer (each process listens on its own port). ``push_app`` allows only this one.
+ORIGIN = "http://app.test"
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+Server = Literal["uvicorn", "hypercorn"]
+
+
+class AppProcess:
+    """``support.push_app:app`` served by ``server`` in one process on a free port."""
+
+    def __init__(
+        self,
+        server: Server,
+        redis_url: str,
+        key_prefix: str,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.server = server
+        self.port = free_port()
+        self.log = Path(tempfile.mkstemp(prefix=f"sessionwatch-{server}-", suffix=".log")[1])
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "SESSIONWATCH_KEY_PREFIX": key_prefix,
+            "PUSH_APP_OPTIONS": json.dumps(options or {}),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONUNBUFFERED": "1",
+        }
+        bind = ["--host", "127.0.0.1", "--port", str(self.port)]
+        if server == "uvicorn":
+            self.command = [
+                *(sys.executable, "-m", "uvicorn", "support.push_app:app", *bind),
+                *("--log-level", "warning", "--no-access-log", "--ws-max-size", "65536"),
+            ]
+        else:  # --workers 0: serve in this very process (its RSS is the server's)
+            self.command = [
+                *(sys.executable, "-m", "hypercorn", "support.push_app:app"),
+                *("--bind", f"127.0.0.1:{self.port}", "--workers", "0"),
+                *("--log-level", "warning"),
+            ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/_sessionwatch/ws"
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                cwd=TESTS,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # a readiness probe, as for redis-server
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.server} exited:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + "/_test/hub", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.server} not ready after {timeout}s:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def rss_bytes(self) -> int:
+        """The server process's resident memory."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise LookupError("no VmRSS")
+
+    async def hub(self) -> dict[str, Any]:
+        status, body = await HttpBrowser().request("GET", self.url + "/_test/hub")
+        assert status == 200
+        return dict(body)
+
+    def __enter__(self) -> AppProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.log.unlink(missing_ok=True)
+
+
+class HttpBrowser:
+    """One browser's cookie jar; each request is one HTTP/1.1 connection to any process."""
+
+    def __init__(self, user_agent: str = CHROME) -> None:
+        self.user_agent = user_agent
+        self.cookies: dict[str, str] = {}
+
+    def headers(self) -> dict[str, str]:
+        """What the browser sends with a WebSocket handshake too."""
+        headers = {"Origin": ORIGIN, "User-Agent": self.user_agent}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return headers
+
+    async def request(
+        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        parts = urlsplit(url)
+        payload = b"" if body is None else json.dumps(body).encode()
+        lines = [f"{method} {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+        all_headers = {**self.headers(), "Content-Length": str(len(payload)), **(headers or {})}
+        if body is not None:
+            all_headers["Content-Type"] = "application/json"
+        lines += [f"{name}: {value}" for name, value in all_headers.items()]
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+            await writer.drain()
+            raw = await reader.read()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        head, _, content = raw.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        chunked = False
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            if name.lower() == "set-cookie":
+                cookie, _, attributes = value.strip().partition(";")
+                key, _, cookie_value = cookie.partition("=")
+                if cookie_value and "max-age=0" not in attributes.lower():
+                    self.cookies[key] = cookie_value
+                else:
+                    self.cookies.pop(key, None)
+            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if chunked:
+            content = _dechunk(content)
+        return int(status_line.split()[1]), json.loads(content) if content else None
+
+    async def claim(self, process: AppProcess) -> dict[str, Any]:
+        """``POST /claim`` (retrying while the backend is down: 503)."""
+        for _ in range(200):
+            status, body = await self.request("POST", process.url + "/_sessionwatch/claim", {})
+            if status == 200:
+                return dict(body)
+            assert status == 503, (status, body)
+            await asyncio.sleep(0.05)
+        raise AssertionError("the backend did not come back")
+
+    async def transfer(self, process: AppProcess, token: str) -> tuple[int, Any]:
+        """The app's protected route, as tab ``token``."""
+        return await self.request(
+            "POST", process.url + "/transfer", {}, {"X-SessionWatch-Tab": token}
+        )
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += data[:size]
+        data = data[size + 2 :]
+    return bytes(out)
+
+
+async def open_socket(
+    browser: HttpBrowser, process: AppProcess, *, deflate: bool = True
+) -> ClientConnection:
+    """A WebSocket to ``process`` with the browser's cookie and Origin, offering
+    permessage-deflate as browsers do (unless ``deflate`` is false)."""
+    return await connect(
+        process.ws_url,
+        additional_headers=browser.headers(),
+        open_timeout=10,
+        ping_interval=None,
+        compression="deflate" if deflate else None,
+    )
+
+
+_RETRY_CODES = {1001, 1006, 1011, 1012, 1013, 4009, 4010, 4012, 4013, 4014}
+
+
+class LiveTab:
+    """A tab connected to one process: sends ``hello``, records what it is told, and
+    reconnects (with catch-up) after closes the protocol says to retry."""
+
+    def __init__(self, browser: HttpBrowser, process: AppProcess, token: str) -> None:
+        self.browser = browser
+        self.process = process
+        self.token = token
+        self.gen = int(token.split(".")[0])
+        self.ready = 0  # times the server answered ready
+        self.told = 0  # the highest superseded gen received
+        self.connected = False
+        self.connects = 0
+        self.close_code: int | None = None  # the final one (the tab stopped)
+        self.messages: list[dict[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_until(self, predicate: Callable[[LiveTab], bool], timeout: float) -> None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: predicate(self))
+
+    async def _note(self, **changes: Any) -> None:
+        async with self._changed:
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self._changed.notify_all()
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            code = await self._session()
+            if code is not None and code not in _RETRY_CODES:
+                await self._note(close_code=code)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _session(self) -> int | None:
+        try:
+            ws = await open_socket(self.browser, self.process)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            return None if status == 503 else status  # 401/403: stop
+        except OSError:
+            return None
+        await self._note(connected=True, connects=self.connects + 1)
+        try:
+            await ws.send(json.dumps({"type": "hello", "v": 1, "tab": self.token}))
+            async for raw in ws:
+                message = json.loads(raw)
+                self.messages.append(message)
+                if message["type"] == "ready":
+                    await self._note(ready=self.ready + 1)
+                elif message["type"] == "superseded":
+                    await self._note(told=max(self.told, message["gen"]))
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._note(connected=False)
+        return ws.close_code if ws.close_code is not None else int(CloseCode.GOING_AWAY)
