@@ -13,24 +13,18 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sessionwatch import CloseCode
 
-from .redis_server import free_port
+from .processes import ManagedProcess
 
 __all__ = ["ORIGIN", "AppProcess", "HttpBrowser", "LiveTab"]
 
@@ -42,8 +36,10 @@ CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)
 Server = Literal["uvicorn", "hypercorn"]
 
 
-class AppProcess:
+class AppProcess(ManagedProcess):
     """``support.push_app:app`` served by ``server`` in one process on a free port."""
+
+    ready_path = "/_test/hub"
 
     def __init__(
         self,
@@ -52,17 +48,19 @@ class AppProcess:
         key_prefix: str,
         options: dict[str, Any] | None = None,
     ) -> None:
+        self.name = server
+        super().__init__()
         self.server = server
-        self.port = free_port()
-        self.log = Path(tempfile.mkstemp(prefix=f"sessionwatch-{server}-", suffix=".log")[1])
-        self.env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "SESSIONWATCH_KEY_PREFIX": key_prefix,
-            "PUSH_APP_OPTIONS": json.dumps(options or {}),
-            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.cwd = TESTS
+        self.env.update(
+            {
+                "REDIS_URL": redis_url,
+                "SESSIONWATCH_KEY_PREFIX": key_prefix,
+                "PUSH_APP_OPTIONS": json.dumps(options or {}),
+                "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         bind = ["--host", "127.0.0.1", "--port", str(self.port)]
         if server == "uvicorn":
             self.command = [
@@ -75,100 +73,49 @@ class AppProcess:
                 *("--bind", f"127.0.0.1:{self.port}", "--workers", "0"),
                 *("--log-level", "warning"),
             ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/_sessionwatch/ws"
-
-    def start(self, timeout: float = 30.0) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                env=self.env,
-                cwd=TESTS,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # a readiness probe, as for redis-server
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.server} exited:\n{self.output()}")
-            try:
-                with urllib.request.urlopen(self.url + "/_test/hub", timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.server} not ready after {timeout}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def rss_bytes(self) -> int:
-        """The server process's resident memory."""
-        assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise LookupError("no VmRSS")
 
     async def hub(self) -> dict[str, Any]:
         status, body = await HttpBrowser().request("GET", self.url + "/_test/hub")
         assert status == 200
         return dict(body)
 
-    def __enter__(self) -> AppProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.log.unlink(missing_ok=True)
-
 
 class HttpBrowser:
     """One browser's cookie jar; each request is one HTTP/1.1 connection to any process."""
 
-    def __init__(self, user_agent: str = CHROME) -> None:
+    def __init__(self, user_agent: str = CHROME, *, origin: str = ORIGIN) -> None:
         self.user_agent = user_agent
+        self.origin = origin
         self.cookies: dict[str, str] = {}
 
     def headers(self) -> dict[str, str]:
         """What the browser sends with a WebSocket handshake too."""
-        headers = {"Origin": ORIGIN, "User-Agent": self.user_agent}
+        headers = {"Origin": self.origin, "User-Agent": self.user_agent}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         return headers
 
     async def request(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        form: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
+        """One request; the answer's JSON (or text), cookies kept like a browser."""
         parts = urlsplit(url)
-        payload = b"" if body is None else json.dumps(body).encode()
+        if form is not None:
+            payload, content_type = urlencode(form).encode(), "application/x-www-form-urlencoded"
+        else:
+            payload, content_type = (
+                (b"", "") if body is None else (json.dumps(body).encode(), "application/json")
+            )
         lines = [f"{method} {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
         all_headers = {**self.headers(), "Content-Length": str(len(payload)), **(headers or {})}
-        if body is not None:
-            all_headers["Content-Type"] = "application/json"
+        if content_type:
+            all_headers["Content-Type"] = content_type
         lines += [f"{name}: {value}" for name, value in all_headers.items()]
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         try:
@@ -195,7 +142,11 @@ class HttpBrowser:
                 chunked = True
         if chunked:
             content = _dechunk(content)
-        return int(status_line.split()[1]), json.loads(content) if content else None
+        try:
+            answer = json.loads(content) if content else None
+        except ValueError:
+            answer = content.decode("utf-8", "replace")
+        return int(status_line.split()[1]), answer
 
     async def claim(self, process: AppProcess) -> dict[str, Any]:
         """``POST /claim`` (retrying while the backend is down: 503)."""
