@@ -29,7 +29,9 @@ class ManagedProcess:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.log = Path(tempfile.mkstemp(prefix=f"sessionwatch-{self.name}-", suffix=".log")[1])
+        descriptor, log = tempfile.mkstemp(prefix=f"sessionwatch-{self.name}-", suffix=".log")
+        os.close(descriptor)  # the child gets its own handle in start()
+        self.log = Path(log)
         self.command: list[str] = []
         self.env: dict[str, str] = dict(os.environ)
         self.cwd: Path | None = None
