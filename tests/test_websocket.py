@@ -18,7 +18,7 @@ from quart import Quart
 
 from sessionwatch import BackendUnavailable, CloseCode, Event, Policy
 from sessionwatch.backends.base import ChannelMessage, session_channel, user_channel
-from sessionwatch.hub import Connection
+from sessionwatch.connection import Connection
 from support.app_factory import make_app
 from support.clock import FakeClock
 from support.live import (

@@ -19,9 +19,10 @@ from quart import Blueprint, Response, websocket
 from quart.asgi import ASGIWebsocketConnection
 
 from .backends.base import SessionRecord
+from .connection import Connection, TooManySockets
 from .events import CloseCode, parse_client_message
 from .exceptions import BackendUnavailable, ProtocolError
-from .hub import Connection, Hub, TooManySockets
+from .hub import Hub
 from .responses import ended_response, error_response
 from .routes import origin_allowed, own_origin
 from .sessions import security_log
