@@ -135,6 +135,13 @@ async def test_logout_clears_cookie_and_replay_finds_no_session(app: Quart) -> N
     assert refused.status_code == 401 and (await refused.get_json())["error"] == "no_session"
 
 
+async def test_session_answers_vary_on_cookie(app: Quart) -> None:
+    client = app.test_client()
+    assert "Cookie" not in (await client.get("/public")).headers.get("Vary", "")
+    assert "Cookie" in (await client.post("/data", json={"a": 1})).headers["Vary"]
+    assert "Cookie" in (await client.get("/data")).headers["Vary"]
+
+
 async def test_data_survives_requests_including_nested_changes(app: Quart) -> None:
     client = app.test_client()
     await client.post("/data", json={"n": 1})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 from collections.abc import Callable
 from typing import Final
 
@@ -17,9 +18,11 @@ import ua_parser
 
 from .events import Device
 
-__all__ = ["PlaceResolver", "describe_device", "ip_prefix", "parse_user_agent"]
+__all__ = ["PlaceResolver", "describe_device", "ip_prefix", "parse_user_agent", "warm_up"]
 
 PlaceResolver = Callable[[str], str]
+
+logger = logging.getLogger("sessionwatch.devices")
 
 _MAX_USER_AGENT: Final = 512  # longer strings are truncated before parsing (ReDoS-safe)
 
@@ -68,8 +71,8 @@ def describe_device(
     if resolver is not None and address:
         try:
             place = resolver(address) or place
-        except Exception:  # a broken resolver must not break logins; keep the prefix
-            place = place
+        except Exception:  # a broken resolver must not break logins: keep the prefix
+            logger.warning("place resolver failed; using the IP prefix", exc_info=True)
     return Device(browser=browser, os=system, place=place, at=at_ms)
 
 

@@ -184,8 +184,8 @@ class ServerSessionInterface(SessionInterface):
         await self._save_data(session)
         if response is None:  # a WebSocket: data saved, no cookie to send
             return
-        if session.record is not None and session.accessed:
-            response.vary.add("Cookie")
+        if session.record is not None or session.cookie_action is not None:
+            response.vary.add("Cookie")  # the answer depends on who asks: never share it
         if session.cookie_action is None:
             return
         request_secure = self.watch.request_is_secure()
