@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from quart import (
     Blueprint,
@@ -39,6 +39,10 @@ from .tokens import (
     parse_tab_token,
     public_id,
 )
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .metrics import Metrics
 
 __all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
 
@@ -124,8 +128,8 @@ class SessionWatch:
         self._signer: CookieSigner | None = None
         self.app: Quart | None = None
         self.blueprint: Blueprint | None = None
-        self.hub: Any = None  # the live-push hub, when enabled
-        self.metrics: Any = None  # sessionwatch.metrics.Metrics, when enabled (ops.py)
+        self.hub: Hub | None = None  # the live-push hub (set by init_app)
+        self.metrics: Metrics | None = None  # set by ops.register_ops(metrics=True)
         if app is not None:
             self.init_app(app)
 
