@@ -44,6 +44,8 @@ __all__ = ["RedisBackend", "RedisSubscription"]
 logger = logging.getLogger("sessionwatch.backends.redis")
 
 _KEEPALIVE = "sessionwatch:keepalive"
+_MAX_CONNECTIONS = 64  # per process; commands are short scripts
+_POOL_TIMEOUT = 5.0  # seconds a command waits for a pooled connection, then 503
 _SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _T = TypeVar("_T")
@@ -63,7 +65,12 @@ def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aio
     and the Sentinel clients behind it (to close with it)."""
     parts = urlsplit(url)
     if parts.scheme in ("redis", "rediss", "unix"):
-        return aioredis.Redis.from_url(url, **options), []
+        # A burst (a reconnect storm) waits for a free connection instead of failing
+        # with "Too many connections", redis-py's default pool behaviour.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=_MAX_CONNECTIONS, timeout=_POOL_TIMEOUT, **options
+        )
+        return aioredis.Redis.from_pool(pool), []
     if parts.scheme not in ("redis+sentinel", "rediss+sentinel"):
         raise ConfigurationError(f"not a Redis URL: scheme {parts.scheme!r}")
     hosts = []
@@ -126,7 +133,7 @@ class RedisBackend:
         return self._redis
 
     async def connect(self) -> None:
-        await self._call(self._load_scripts)
+        await self.call(self._load_scripts)
 
     async def _load_scripts(self) -> None:
         for script in self._scripts.values():
@@ -138,9 +145,11 @@ class RedisBackend:
             await sentinel.aclose()
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping)
+        await self.call(self._redis.ping)
 
-    async def _call(self, function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+    async def call(self, function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """Await ``function(*args)`` on the client; any Redis failure raises
+        :class:`BackendUnavailable` (fail closed)."""
         try:
             return await function(*args)
         except _UNREACHABLE as exc:
@@ -159,7 +168,7 @@ class RedisBackend:
             EXPIRY_GRACE_MS,
             *args,
         ]
-        return await self._call(functools.partial(self._scripts[name], keys=[], args=argv))
+        return await self.call(functools.partial(self._scripts[name], keys=[], args=argv))
 
     @staticmethod
     def _gone(reply: list[Any]) -> Lookup:
@@ -277,7 +286,7 @@ class RedisBackend:
                     pipe.pexpire(key, max(until - now, 1))
                 await pipe.execute()
 
-        await self._call(apply)
+        await self.call(apply)
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         if not public_ids:
@@ -289,11 +298,11 @@ class RedisBackend:
                     pipe.zcount(f"{self.key_prefix}l:{public_id}", f"({now}", "+inf")
                 return await pipe.execute()
 
-        counts = await self._call(count)
+        counts = await self.call(count)
         return dict(zip(public_ids, (int(c) for c in counts), strict=True))
 
     async def publish(self, channel: str, payload: str) -> None:
-        await self._call(self._redis.publish, channel, payload)
+        await self.call(self._redis.publish, channel, payload)
 
     def subscription(self) -> RedisSubscription:
         return RedisSubscription(self._redis)

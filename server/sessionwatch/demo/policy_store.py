@@ -67,7 +67,7 @@ class PolicyStore:
         now = time.monotonic()
         if self._cached is not None and now - self._cached[0] < _CACHE_SECONDS:
             return self._cached[1]
-        raw = await client.get(self._key())
+        raw = await self._backend.call(client.get, self._key())  # BackendUnavailable → 503
         policy = DemoPolicy(**json.loads(raw)) if raw else DemoPolicy()
         self._cached = (now, policy)
         return policy
@@ -78,5 +78,5 @@ class PolicyStore:
             self._local = policy
             return
         body = {"one_tab": policy.one_tab, "devices": policy.devices, "on_limit": policy.on_limit}
-        await client.set(self._key(), json.dumps(body))
+        await self._backend.call(client.set, self._key(), json.dumps(body))
         self._cached = (time.monotonic(), policy)
