@@ -1,0 +1,400 @@
+"""``python -m tests.bench run``: every scenario of issue #6 in one run.
+
+Order (each server started once, sessions created once and reused):
+
+1. request overhead (4): its own small apps, 1 and 2 workers;
+2. idle memory (3) of the configurations other than the two defaults;
+3. sessionwatch in its production configuration (``sessionwatch serve --workers 2``):
+   memory (3), takeover ladders for each tab count from the largest down (1), the
+   reconnect storm (6), the revoke-all fan-out (5);
+4. python-socketio + AsyncRedisManager on the same uvicorn options: memory (3) and
+   takeover ladders (2).
+
+Prints a markdown report and writes it with the raw figures as JSON to
+``tests/bench/results/`` (or ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .context import HOLDERS, PRESETS, Bench, Preset
+from .fanout import run_fanout
+from .memory import measure_memory
+from .overhead import run_overhead
+from .report import render
+from .servers import REPO, Server, sessionwatch_server, socketio_server
+from .storm import run_storm
+from .takeover import run_takeover
+
+__all__ = ["main", "run"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_MAIN_MEMORY = {"sw": "sw-uvicorn", "sio": "sio-uvicorn"}
+
+
+def _memory_server(bench: Bench, label: str) -> tuple[str, Server, bool]:
+    url = bench.redis_url
+    factory = bench.service_factory
+    if label == "sw-uvicorn":
+        return "sw", sessionwatch_server(url, factory=factory), False
+    if label == "sw-uvicorn-deflate":
+        return "sw", sessionwatch_server(url, deflate=True, factory=factory), True
+    if label == "sw-hypercorn":
+        return "sw", sessionwatch_server(url, server="hypercorn"), False
+    if label == "sw-hypercorn-deflate":
+        return "sw", sessionwatch_server(url, server="hypercorn"), True
+    if label == "sio-uvicorn":
+        return "sio", socketio_server(url), False
+    if label == "sio-uvicorn-deflate":
+        return "sio", socketio_server(url, deflate=True), True
+    raise ValueError(f"unknown memory configuration {label!r}")
+
+
+def _attempt(results: dict[str, Any], name: str, action: Callable[[], Any]) -> Any:
+    """Run one scenario; a failure is recorded in the results and the run goes on."""
+    try:
+        return action()
+    except Exception as exc:
+        detail = traceback.format_exc()
+        print(f"!! {name} failed: {exc}\n{detail}", file=sys.stderr, flush=True)
+        results["errors"].append({"scenario": name, "error": str(exc)[:2000]})
+        return None
+
+
+def _phase(
+    bench: Bench,
+    kind: str,
+    scenarios: set[int],
+    modes: tuple[str, ...],
+    results: dict[str, Any],
+    pool_size: int,
+) -> None:
+    """One implementation in its default configuration: memory, then the takeover
+    ladders (largest tab count first), then (sessionwatch) storm and fan-out."""
+    preset = bench.preset
+    server = bench.start(
+        sessionwatch_server(bench.redis_url, factory=bench.service_factory)
+        if kind == "sw"
+        else socketio_server(bench.redis_url)
+    )
+    try:
+        bench.ensure_pool(kind, server, pool_size)
+        connected = 0
+        if 3 in scenarios and _MAIN_MEMORY[kind] in preset.memory_configs:
+            memory = _attempt(
+                results,
+                f"memory {_MAIN_MEMORY[kind]}",
+                lambda: measure_memory(
+                    bench,
+                    _MAIN_MEMORY[kind],
+                    kind,
+                    server,
+                    preset.memory_tabs,
+                    compression=False,
+                    batches=preset.memory_batches,
+                ),
+            )
+            if memory is not None:
+                results["memory"].append(memory)
+            connected = preset.memory_tabs
+        plan: list[tuple[int, int, str]] = []
+        if (1 if kind == "sw" else 2) in scenarios:
+            plan += [(n, 0, "takeover") for n in preset.tabs]
+        if kind == "sw" and 6 in scenarios:
+            plan.append((preset.storm_tabs, 1, "storm"))
+        plan.sort(key=lambda item: (-item[0], item[1]))
+        if plan:
+            bench.claimer.call(
+                "set_targets",
+                120,
+                kind=kind,
+                host=server.host,
+                port=server.port,
+                sessions=[tuple(e) for e in bench.pools[kind]],
+                redis_url=bench.redis_url,
+            )
+        for tabs, _, what in plan:
+            if connected > tabs:
+                bench.close_tabs(list(range(tabs, connected)))
+            elif connected < tabs:
+                bench.connect(kind, server, range(connected, tabs))
+            connected = tabs
+            bench.wait_idle(server)
+            if what == "takeover":
+                takeover = _attempt(
+                    results,
+                    f"takeover {kind} {tabs}",
+                    lambda tabs=tabs: run_takeover(bench, kind, server, tabs, modes),
+                )
+                if takeover is not None:
+                    results["takeover"].append(takeover)
+            else:
+                bench.log(f"  storm · {tabs:,} tabs")
+                results["storm"] = _attempt(
+                    results, "storm", lambda tabs=tabs: run_storm(bench, server, tabs)
+                )
+        bench.close_tabs()
+        if kind == "sw" and 5 in scenarios:
+            bench.wait_idle(server)  # the workers detach the closed tabs
+            bench.log(f"  fan-out · {preset.fanout_tabs} tabs")
+            results["fanout"] = _attempt(results, "fan-out", lambda: run_fanout(bench, server))
+    finally:
+        bench.close_tabs()
+        bench.stop(server)
+
+
+def run(
+    preset: Preset,
+    scenarios: set[int],
+    modes: tuple[str, ...],
+    command: str,
+    service_factory: str | None = None,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    bench = Bench(preset, service_factory=service_factory)
+    results: dict[str, Any] = {
+        "meta": _meta(preset, bench, command),
+        "takeover": [],
+        "memory": [],
+        "overhead": None,
+        "fanout": None,
+        "storm": None,
+        "errors": [],
+    }
+    need = {
+        "sw": max(
+            [
+                preset.memory_tabs if 3 in scenarios else 0,
+                *(preset.tabs if 1 in scenarios else [0]),
+                preset.storm_tabs if 6 in scenarios else 0,
+            ]
+        ),
+        "sio": max(
+            [preset.memory_tabs if 3 in scenarios else 0, *(preset.tabs if 2 in scenarios else [0])]
+        ),
+    }
+    try:
+        if 4 in scenarios:
+            bench.log("[4] request overhead")
+            results["overhead"] = _attempt(results, "overhead", lambda: run_overhead(bench))
+        if 3 in scenarios:
+            for label in preset.memory_configs:
+                if label in _MAIN_MEMORY.values():
+                    continue  # measured with the takeover servers below
+                bench.log(f"[3] idle memory · {label}")
+                kind, server, compression = _memory_server(bench, label)
+                try:
+                    bench.start(server)
+                    bench.ensure_pool(kind, server, need[kind])
+                    memory = _attempt(
+                        results,
+                        f"memory {label}",
+                        lambda label=label, kind=kind, server=server, compression=compression: (
+                            measure_memory(
+                                bench,
+                                label,
+                                kind,
+                                server,
+                                preset.memory_tabs,
+                                compression=compression,
+                                batches=preset.memory_batches,
+                            )
+                        ),
+                    )
+                    if memory is not None:
+                        results["memory"].append(memory)
+                finally:
+                    bench.close_tabs()
+                    bench.stop(server)
+        if scenarios & {1, 3, 5, 6}:
+            bench.log("[1,3,5,6] sessionwatch, production configuration")
+            _attempt(
+                results,
+                "sessionwatch phase",
+                lambda: _phase(bench, "sw", scenarios, modes, results, need["sw"]),
+            )
+        if scenarios & {2, 3} and (2 in scenarios or "sio-uvicorn" in preset.memory_configs):
+            bench.log("[2,3] python-socketio + AsyncRedisManager")
+            _attempt(
+                results,
+                "python-socketio phase",
+                lambda: _phase(bench, "sio", scenarios, modes, results, need["sio"]),
+            )
+        results["setup"] = [agent.call("status", 30) for agent in bench.holders]
+    finally:
+        bench.close()
+    results["meta"]["seconds"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "server"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() + (
+            " + uncommitted server changes" if dirty.stdout.strip() else ""
+        )
+    except OSError:
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _meta(preset: Preset, bench: Bench, command: str) -> dict[str, Any]:
+    from importlib import metadata
+
+    import uvicorn
+    import websockets
+
+    return {
+        "command": command,
+        "preset": preset.name,
+        "runs": preset.runs,
+        "preset_values": preset.__dict__,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": psutil.virtual_memory().total / 2**30,
+        "python": platform.python_version(),
+        "redis": bench.redis_client.info("server").get("redis_version", "?"),
+        "commit": _git_commit(),
+        "versions": {
+            "quart": metadata.version("quart"),
+            "uvicorn": uvicorn.__version__,
+            "websockets": websockets.__version__,
+            "python-socketio": metadata.version("python-socketio"),
+            "redis-py": metadata.version("redis"),
+        },
+        "load_processes": f"{HOLDERS} tab-holder processes and 1 claimer process, uvloop",
+    }
+
+
+def _clean(value: Any) -> Any:
+    """JSON without NaN (as null)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description="sessionwatch benchmarks (issue #6)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="run the scenarios and print the report")
+    size = run_cmd.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="about a minute: 1 run, 1,000 tabs, fewer rates"
+    )
+    size.add_argument(
+        "--smoke", action="store_true", help="the smallest run (CI): a few tabs, one rate, one run"
+    )
+    run_cmd.add_argument("--runs", type=int, help="runs per measurement (default 3; quick/smoke 1)")
+    run_cmd.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every tab count (e.g. 0.1)"
+    )
+    run_cmd.add_argument("--tabs", help="takeover tab counts, comma-separated (default 1000,10000)")
+    run_cmd.add_argument("--scenarios", default="1,2,3,4,5,6", help="which scenarios (default all)")
+    run_cmd.add_argument("--modes", default="http,direct", help="claim modes for 1-2: http,direct")
+    run_cmd.add_argument(
+        "--service-factory",
+        help="module:function of the sessionwatch app (default: the service), to measure a "
+        "candidate change without editing server/ (e.g. tests.bench.variants:create_pooled_app)",
+    )
+    run_cmd.add_argument(
+        "--json", type=Path, help="where to write the JSON (default tests/bench/results/)"
+    )
+    args = parser.parse_args(argv)
+
+    preset = PRESETS["quick" if args.quick else "smoke" if args.smoke else "full"]
+    if args.scale != 1.0:
+        preset = preset.scaled(args.scale)
+    overrides: dict[str, Any] = {}
+    if args.runs:
+        overrides["runs"] = args.runs
+    if args.tabs:
+        overrides["tabs"] = tuple(sorted(int(n) for n in args.tabs.split(",")))
+    if overrides:
+        preset = Preset(**{**preset.__dict__, **overrides})
+    scenarios = {int(s) for s in args.scenarios.split(",") if s.strip()}
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    command = "python -m tests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    print(
+        f"sessionwatch benchmarks · preset {preset.name} · scenarios {sorted(scenarios)}",
+        flush=True,
+    )
+    print(
+        f"note: {os.cpu_count()} cores shared by the servers, Redis and the load generator "
+        f"({HOLDERS} tab holders + 1 claimer)",
+        flush=True,
+    )
+    load = os.getloadavg()[0]
+    if load > 1.0:
+        print(
+            f"warning: the load average is {load:.1f} before starting: other processes share "
+            "the cores and will distort the figures",
+            file=sys.stderr,
+            flush=True,
+        )
+    results = _clean(run(preset, scenarios, modes, command, args.service_factory))
+    results["meta"]["loadavg_before"] = load
+    results["meta"]["service_factory"] = args.service_factory
+    results["meta"]["loadavg_after"] = os.getloadavg()[0]
+    report = render(results)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = args.json or RESULTS / f"bench-{preset.name}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+    path.with_suffix(".md").write_text(report)
+    print()
+    print(report)
+    if results["errors"]:
+        print(
+            f"{len(results['errors'])} scenario(s) failed: see above and the JSON", file=sys.stderr
+        )
+    print(
+        f"JSON: {path}\nmarkdown: {path.with_suffix('.md')}\n({results['meta']['seconds']:.0f} s)"
+    )
+    return 0

@@ -1,0 +1,234 @@
+"""Server processes under test: start, wait until every worker serves, measure, stop.
+
+Every server runs in its own process group on a free loopback port with logs in a
+temporary directory. Worker processes are found through files each worker creates at
+start-up: the Prometheus multi-process files of the sessionwatch service (metrics are
+on in its production configuration) or a ``ready-<pid>`` file written by the benchmark's
+own apps. Only processes started here are ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from tests.support.redis_server import free_port
+
+__all__ = ["REPO", "SECRET", "Server", "overhead_server", "sessionwatch_server", "socketio_server"]
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "benchmark-secret-key-0123456789abcdef"
+_PID_IN_NAME = re.compile(r"(\d+)(?:\.db)?$")
+
+
+@dataclass
+class Server:
+    """One server (a supervisor process and its workers)."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    workers: int
+    health_path: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="swbench-")))
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def ready_dir(self) -> Path:
+        return self.directory / "ready"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "server.log"
+
+    def start(self, timeout: float = 60.0) -> None:
+        if self.ready_dir.exists():
+            shutil.rmtree(self.ready_dir)
+        self.ready_dir.mkdir(parents=True)
+        argv = [a.replace("{port}", str(self.port)) for a in self.argv]
+        env = {
+            **os.environ,
+            **self.env,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.ready_dir),
+            "BENCH_READY_DIR": str(self.ready_dir),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_ready(timeout)
+
+    def worker_pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        try:
+            root = psutil.Process(self.process.pid)
+            family = {root.pid, *(p.pid for p in root.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            return []
+        found = set()
+        for entry in os.listdir(self.ready_dir):
+            match = _PID_IN_NAME.search(entry)
+            if match and int(match.group(1)) in family:
+                found.add(int(match.group(1)))
+        return sorted(found)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.host}:{self.port}{self.health_path}", timeout=2
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                break
+            if len(self.worker_pids()) >= self.workers and self._healthy():
+                time.sleep(0.5)  # the last worker may still be finishing its start-up hooks
+                return
+            time.sleep(0.1)
+        tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready on port {self.port}:\n{tail}")
+
+    def rss(self) -> int:
+        """Resident memory of the worker processes, in bytes."""
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def fds(self) -> dict[int, int]:
+        """Open file descriptors per worker (sockets included)."""
+        out = {}
+        for pid in self.worker_pids():
+            try:
+                out[pid] = psutil.Process(pid).num_fds()
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self.worker_pids():
+            try:
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self, timeout: float = 20.0) -> float:
+        """SIGTERM (graceful), SIGKILL to the group after ``timeout``; returns seconds."""
+        started = time.monotonic()
+        process, self.process = self.process, None
+        if process is None:
+            return 0.0
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # leftover workers of this group only
+        except (ProcessLookupError, PermissionError):
+            pass
+        if process.poll() is None:
+            process.wait(5)
+        return time.monotonic() - started
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def sessionwatch_server(
+    redis_url: str,
+    *,
+    workers: int = 2,
+    server: str = "uvicorn",
+    deflate: bool = False,
+    factory: str | None = None,
+) -> Server:
+    """The service in its production configuration (``sessionwatch serve``). uvicorn
+    with permessage-deflate on, or another app ``factory`` (``module:function``, to
+    measure a candidate change of the service without editing it), is started directly
+    with otherwise the CLI's options."""
+    env = {"SECRET_KEY": SECRET, "LOG_LEVEL": "warning", "SESSIONWATCH_BACKEND": redis_url}
+    if server == "uvicorn" and (deflate or factory):
+        argv = [
+            sys.executable, "-m", "uvicorn", factory or "sessionwatch.service:create_service_app",
+            "--factory", "--host", "127.0.0.1", "--port", "{port}", "--workers", str(workers),
+            "--ws", "websockets-sansio", "--ws-per-message-deflate", "true" if deflate else "false",
+            "--no-proxy-headers",
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        env["SESSIONWATCH_SERVICE_METRICS"] = "1"
+    else:
+        argv = [
+            sys.executable, "-m", "sessionwatch", "serve", "--host", "127.0.0.1",
+            "--port", "{port}", "--workers", str(workers), "--backend", redis_url,
+            "--server", server,
+        ]  # fmt: skip
+    label = f"sessionwatch/{server}{'+deflate' if deflate else ''}/{workers}w"
+    if factory:
+        label += f" ({factory})"
+    return Server(label, argv, env, workers, "/readyz")
+
+
+def _uvicorn_app(factory: str, workers: int, deflate: bool = False) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
+        "--port", "{port}", "--workers", str(workers), "--ws", "websockets-sansio",
+        "--ws-per-message-deflate", "true" if deflate else "false", "--no-proxy-headers",
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def socketio_server(redis_url: str, *, workers: int = 2, deflate: bool = False) -> Server:
+    """The python-socketio + AsyncRedisManager comparison (same uvicorn options)."""
+    env = {"SECRET_KEY": SECRET, "BENCH_REDIS_URL": redis_url}
+    argv = _uvicorn_app("tests.bench.socketio_app:create_app", workers, deflate)
+    return Server(
+        f"python-socketio/uvicorn{'+deflate' if deflate else ''}/{workers}w",
+        argv,
+        env,
+        workers,
+        "/healthz",
+    )
+
+
+def overhead_server(redis_url: str, app: str, *, workers: int) -> Server:
+    """``app``: ``plain`` (Quart, its cookie session) or ``watch`` (sessionwatch)."""
+    env = {"SECRET_KEY": SECRET, "SESSIONWATCH_BACKEND": redis_url}
+    factory = f"tests.bench.apps:create_{app}_app"
+    return Server(f"{app}/{workers}w", _uvicorn_app(factory, workers), env, workers, "/healthz")

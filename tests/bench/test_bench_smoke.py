@@ -1,0 +1,56 @@
+"""The benchmark command keeps working: its smallest mode (a few tabs, one rate, one
+run) in the default test run. The benchmarks themselves run only through
+``python -m tests.bench run`` (docs/performance.md); nothing here checks speed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.redis_server import in_ci
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(150)
+def test_bench_smoke(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        if in_ci():
+            pytest.fail("redis-server is required in CI (tests/run.sh installs it)")
+        pytest.skip("redis-server is not installed")
+    out = tmp_path / "smoke.json"
+    process = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "run", "--smoke", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["errors"] == []
+    assert "| target |" in process.stdout and out.with_suffix(".md").is_file()
+
+    assert {entry["kind"] for entry in results["takeover"]} == {"sw", "sio"}
+    for entry in results["takeover"]:
+        assert set(entry["modes"]) == {"http", "direct"}
+        for mode, runs in entry["modes"].items():
+            step = runs[0][0]
+            assert step["ok"] == step["offered"] > 0, (entry["kind"], mode, step)
+            assert step["lost"] == 0, (entry["kind"], mode, step)
+    assert {m["label"] for m in results["memory"]} == {"sw-uvicorn", "sio-uvicorn"}
+    assert all(m["connected"] == m["tabs"] for m in results["memory"])
+    overhead = results["overhead"]["workers"]["1"]
+    assert all(overhead["rps"][route][0] > 0 for route in ("bare", "cookie", "open", "protected"))
+    assert overhead["redis"]["protected"]["statuses"] == {"200": 2000}
+    fanout = results["fanout"]["runs"][0]
+    assert fanout["told"] == fanout["tabs"] and fanout["closes"] == {"close_4003": fanout["tabs"]}
+    storm = results["storm"]["runs"][0]
+    assert storm["reverified"] == storm["tabs"] and not storm["errors"]
