@@ -21,7 +21,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'  # test + the bench smoke's needs
 
 if [ -d client_js/test ]; then
     (cd client_js && node --test test/)
