@@ -28,6 +28,16 @@ async def new_context(browser: Any, user_agent: str | None = None) -> Any:
     return context
 
 
+async def signed_in(
+    browser: Any, service: ServiceProcess, user: str, user_agent: str | None = None
+) -> tuple[Any, Any]:
+    """A new browser context (a device) with one page signed in as ``user``."""
+    context = await new_context(browser, user_agent)
+    page = await context.new_page()
+    await sign_in(page, service, user)
+    return context, page
+
+
 async def sign_in(page: Any, service: ServiceProcess, user: str) -> None:
     await page.goto(service.url + "/login")
     await page.fill("input[name=username]", user)
@@ -93,9 +103,7 @@ async def screenshot(page: Any, artifacts: Path, name: str) -> None:
 async def test_two_tabs_newest_wins_and_use_here_flips(
     browser: Any, service: ServiceProcess, artifacts: Path
 ) -> None:
-    context = await new_context(browser)
-    older = await context.new_page()
-    await sign_in(older, service, "tabby")
+    context, older = await signed_in(browser, service, "tabby")
     assert await transfer_status(older) == 200
 
     newer = await context.new_page()
@@ -123,14 +131,10 @@ async def test_two_tabs_newest_wins_and_use_here_flips(
 async def test_another_device_is_named_when_the_limit_evicts(
     browser: Any, service: ServiceProcess, artifacts: Path
 ) -> None:
-    laptop = await new_context(browser)
-    laptop_page = await laptop.new_page()
-    await sign_in(laptop_page, service, "devi")
+    laptop, laptop_page = await signed_in(browser, service, "devi")
     await set_policy(laptop_page, tabs="one", devices="1", on_limit="evict_oldest")
     try:
-        phone = await new_context(browser, user_agent=FIREFOX_ANDROID)
-        phone_page = await phone.new_page()
-        await sign_in(phone_page, service, "devi")
+        phone, phone_page = await signed_in(browser, service, "devi", FIREFOX_ANDROID)
         banner = laptop_page.locator(BANNER.format("evicted"))
         await banner.wait_for(timeout=2000)
         assert "Firefox" in await banner.inner_text() and "Android" in await banner.inner_text()
@@ -146,12 +150,8 @@ async def test_another_device_is_named_when_the_limit_evicts(
 async def test_new_sign_in_alert_and_revoke_from_the_sessions_list(
     browser: Any, service: ServiceProcess, artifacts: Path
 ) -> None:
-    laptop = await new_context(browser)
-    laptop_page = await laptop.new_page()
-    await sign_in(laptop_page, service, "rhea")
-    phone = await new_context(browser, user_agent=FIREFOX_ANDROID)
-    phone_page = await phone.new_page()
-    await sign_in(phone_page, service, "rhea")
+    laptop, laptop_page = await signed_in(browser, service, "rhea")
+    phone, phone_page = await signed_in(browser, service, "rhea", FIREFOX_ANDROID)
 
     toast = laptop_page.locator(BANNER.format("signed_in"))
     await toast.wait_for(timeout=2000)
@@ -175,9 +175,7 @@ async def test_new_sign_in_alert_and_revoke_from_the_sessions_list(
 async def test_logout_in_one_tab_tells_the_others(
     browser: Any, service: ServiceProcess, artifacts: Path
 ) -> None:
-    context = await new_context(browser)
-    first = await context.new_page()
-    await sign_in(first, service, "lou")
+    context, first = await signed_in(browser, service, "lou")
     await set_policy(first, tabs="many", devices="", on_limit="evict_oldest")
     try:
         second = await context.new_page()
@@ -186,10 +184,10 @@ async def test_logout_in_one_tab_tells_the_others(
         await second.click("header button[type=submit]")  # Sign out
         await first.locator(BANNER.format("logged_out")).wait_for(timeout=2000)
         await screenshot(first, artifacts, "logged-out")
-    finally:
-        helper = await (await new_context(browser)).new_page()
-        await sign_in(helper, service, "lou")
-        await set_policy(helper, tabs="one", devices="", on_limit="evict_oldest")
+    finally:  # put the shared demo policy back for the other tests
+        restorer, page = await signed_in(browser, service, "lou")
+        await set_policy(page, tabs="one", devices="", on_limit="evict_oldest")
+        await restorer.close()
     await context.close()
 
 
@@ -220,9 +218,7 @@ async def test_expiry_warning_stay_signed_in_then_expired(
 async def test_banner_latency(browser: Any, service: ServiceProcess) -> None:
     """Claim in one tab → banner in the other: same browser and across contexts (printed)."""
     same, cross = [], []
-    context = await new_context(browser)
-    older = await context.new_page()
-    await sign_in(older, service, "lat")
+    context, older = await signed_in(browser, service, "lat")
     for _ in range(10):
         newer = await context.new_page()
         await newer.goto(service.url + "/")
