@@ -139,19 +139,21 @@ class MemoryBackend:
 
     # -- events -----------------------------------------------------------------
 
-    def _publish(self, channel: str, event: Event) -> None:
-        message = ChannelMessage(channel=channel, payload=event.payload())
+    def _deliver(self, channel: str, payload: str) -> None:
+        """Hand a payload to this process's subscribers, in the caller's step."""
+        message = ChannelMessage(channel=channel, payload=payload)
         for subscription in list(self._listeners.get(channel, ())):
             subscription.deliver(message)
+
+    def _publish(self, channel: str, event: Event) -> None:
+        self._deliver(channel, event.payload())
 
     def _publish_session(self, public_id: str, event_type: str, **fields: Any) -> None:
         channel = session_channel(self.key_prefix, public_id)
         self._publish(channel, Event(event_type, public_id, fields))
 
     async def publish(self, channel: str, payload: str) -> None:
-        message = ChannelMessage(channel=channel, payload=payload)
-        for subscription in list(self._listeners.get(channel, ())):
-            subscription.deliver(message)
+        self._deliver(channel, payload)
 
     def subscription(self) -> MemorySubscription:
         return MemorySubscription(self)

@@ -95,6 +95,11 @@ def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aio
     return client, list(sentinel.sentinels)
 
 
+def _field_pairs(record: SessionRecord) -> list[str]:
+    """``field, value, field, value, …`` for a script's ARGV."""
+    return [item for pair in record.to_fields().items() for item in pair]
+
+
 class RedisBackend:
     """Sessions in Redis, shared by every process and host.
 
@@ -181,7 +186,7 @@ class RedisBackend:
     # -- operations --------------------------------------------------------------
 
     async def create(self, record: SessionRecord, *, timeouts: Timeouts, now: int) -> None:
-        fields = [item for pair in record.to_fields().items() for item in pair]
+        fields = _field_pairs(record)
         await self._run("create", timeouts, now, record.id, *fields)
 
     async def load(
@@ -222,7 +227,7 @@ class RedisBackend:
     ) -> list[str]:
         if not record.user:
             raise ValueError("login needs a user id")
-        fields = [item for pair in record.to_fields().items() for item in pair]
+        fields = _field_pairs(record)
         reply = await self._run(
             "login",
             timeouts,
