@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
 import pytest
 
-from sessionwatch import cli
+from sessionwatch import cli, service
 
 
 @pytest.fixture(autouse=True)
@@ -120,3 +121,20 @@ def test_python_dash_m_shows_help() -> None:
         timeout=60,
     )
     assert result.returncode == 0 and "--workers" in result.stdout
+
+
+async def test_the_service_freezes_its_start_up_heap_and_collects_young_objects_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
+    monkeypatch.setenv("SECRET_KEY", "k" * 32)
+    thresholds = gc.get_threshold()
+    app = service.create_service_app()
+    try:
+        assert gc.get_freeze_count() == 0
+        async with app.test_app():
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == service.GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

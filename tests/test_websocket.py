@@ -557,6 +557,43 @@ async def test_live_tabs_counts_bound_sockets(app: Quart) -> None:
     assert await live_tabs() == 0
 
 
+async def test_the_ticker_keeps_presence_alive_a_slice_at_a_time(serve: Serve) -> None:
+    # Real time: presence lapses 2 intervals (0.4 s) after a refresh, so live_tabs
+    # still counting both tabs after 1 s means the ticker refreshed each of them.
+    async with serve(heartbeat_interval=0.2, heartbeat_timeout=10.0, now=time.time) as app:
+        browser = Browser(app)
+        await browser.login("ann")
+        async with browser.tab(), browser.tab():
+            await asyncio.sleep(1.0)
+            body = await (await browser.get("/_sessionwatch/sessions")).get_json()
+            assert body["sessions"][0]["live_tabs"] == 2
+
+
+async def test_presence_is_refreshed_in_batches(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watch = watch_of(app)
+    batches: list[list[tuple[str, str]]] = []
+    refresh = watch.backend.set_presence
+
+    async def record(sockets: list[tuple[str, str]], **kwargs: Any) -> None:
+        batches.append(list(sockets))
+        await refresh(sockets, **kwargs)
+
+    async def send(frame: str) -> None:
+        return None
+
+    conns = [Connection(f"s{i}", None, send, queue_size=4) for i in range(70)]
+    for conn in conns[:-1]:
+        conn.bind("1.x", 1)  # the last one never sent hello: not live yet
+    monkeypatch.setattr(watch.backend, "set_presence", record)
+    await watch.hub.refresh_presence(conns)
+    assert [len(batch) for batch in batches] == [32, 32, 5]
+    assert sorted(pair for batch in batches for pair in batch) == sorted(
+        (conn.session, conn.id) for conn in conns[:-1]
+    )
+
+
 async def test_malformed_events_are_logged_and_ignored(
     app: Quart, caplog: pytest.LogCaptureFixture
 ) -> None:

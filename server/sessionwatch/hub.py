@@ -11,7 +11,8 @@ closes that socket with 4012 (see :mod:`.connection`). It also runs what no sing
   backend check that ends the session (the backend publishes ``expired`` everywhere);
 - resync: after a pub/sub reconnect (or a reader restart) every local socket is checked
   against stored state and corrected (``superseded`` or a terminal close);
-- presence: the bound sockets' presence is refreshed once per heartbeat interval.
+- presence: each bound socket's presence is refreshed once per heartbeat interval, a
+  twentieth of the sockets at a time.
 
 Routing follows ``docs/protocol.md`` §4; :meth:`Hub.stats` exposes the state.
 """
@@ -43,7 +44,11 @@ __all__ = ["Hub"]
 
 logger = logging.getLogger("sessionwatch.hub")
 
-_CHECK_CONCURRENCY: Final = 32  # backend reads in flight during a resync or presence tick
+_CHECK_CONCURRENCY: Final = 32  # backend reads in flight during a resync
+# Presence: a slice of the sockets per tick; bigger pipelines block the loop while
+# redis-py parses the replies (256 sockets per pipeline raised push p99 to ~30 ms).
+_PRESENCE_SLICES: Final = 20
+_PRESENCE_BATCH: Final = 32
 _RETRY_CHECK_AFTER: Final = 2.0  # seconds, when an expiry check found the backend down
 _MAX_READER_BACKOFF: Final = 5.0
 
@@ -227,7 +232,7 @@ class Hub:
         if conn.bound:
             try:
                 await self._watch.backend.set_presence(
-                    conn.session, conn.id, until=None, now=self._watch.now_ms()
+                    [(conn.session, conn.id)], until=None, now=self._watch.now_ms()
                 )
             except Exception as exc:
                 logger.warning("presence of socket %s not dropped: %r", conn.id, exc)
@@ -483,27 +488,38 @@ class Hub:
     # -- presence ------------------------------------------------------------------
 
     async def _tick_forever(self) -> None:
-        interval = self._watch.settings.heartbeat_interval
+        """Refresh a slice of the sockets every ``1/_PRESENCE_SLICES`` of the heartbeat
+        interval, so each socket is refreshed once per interval without a burst: with
+        thousands of sockets, refreshing all at once kept a worker busy for seconds and
+        delayed every push meanwhile (docs/performance.md, finding 2)."""
+        interval = self._watch.settings.heartbeat_interval / _PRESENCE_SLICES
+        tick = 0
         while True:
             await asyncio.sleep(interval)
+            tick = (tick + 1) % _PRESENCE_SLICES
+            due = [conn for conn in self._conns if hash(conn.id) % _PRESENCE_SLICES == tick]
             try:
-                await self.refresh_presence(list(self._conns))
+                await self.refresh_presence(due)
             except Exception:
                 logger.exception("presence refresh failed")
 
     async def refresh_presence(self, conns: list[Connection]) -> None:
-        """Mark bound sockets as live for two heartbeat intervals."""
+        """Mark bound sockets as live for two heartbeat intervals, in sequential batches
+        of ``_PRESENCE_BATCH`` (one backend round trip each)."""
         now = self._watch.now_ms()
         until = now + int(2 * self._watch.settings.heartbeat_interval * 1000)
-        backend = self._watch.backend
-
-        async def one(conn: Connection) -> None:
-            await backend.set_presence(conn.session, conn.id, until=until, now=now)
-
-        live = [conn for conn in conns if conn.bound and not conn.closing]
-        failed = [r for r in await _gather_limited(one, live) if isinstance(r, Exception)]
-        if failed:
-            logger.warning("presence of %d socket(s) not refreshed: %r", len(failed), failed[0])
+        live = [(conn.session, conn.id) for conn in conns if conn.bound and not conn.closing]
+        failed = 0
+        error: Exception | None = None
+        for start in range(0, len(live), _PRESENCE_BATCH):
+            batch = live[start : start + _PRESENCE_BATCH]
+            try:
+                await self._watch.backend.set_presence(batch, until=until, now=now)
+            except Exception as exc:
+                failed += len(batch)
+                error = exc
+        if error is not None:
+            logger.warning("presence of %d socket(s) not refreshed: %r", failed, error)
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)

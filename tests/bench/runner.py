@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument(
         "--service-factory",
         help="module:function of the sessionwatch app (default: the service), to measure a "
-        "candidate change without editing server/ (e.g. tests.bench.variants:create_pooled_app)",
+        "candidate change without editing server/ (e.g. tests.bench.variants:create_gc_default_app)",
     )
     run_cmd.add_argument(
         "--json", type=Path, help="where to write the JSON (default tests/bench/results/)"

@@ -339,14 +339,17 @@ async def test_presence_counts_live_sockets_until_they_lapse(
     backend: Backend, timeouts: Timeouts
 ) -> None:
     record = await stored(backend, make_record(), timeouts)
-    await backend.set_presence(record.id, "a", until=NOW + 30_000, now=NOW)
-    await backend.set_presence(record.id, "b", until=NOW + 60_000, now=NOW)
-    assert await backend.count_presence([record.id, "nobody"], now=NOW + 1) == {
+    other = await stored(backend, make_record(), timeouts)
+    await backend.set_presence([(record.id, "a")], until=NOW + 30_000, now=NOW)
+    await backend.set_presence([(record.id, "b"), (other.id, "c")], until=NOW + 60_000, now=NOW)
+    assert await backend.count_presence([record.id, other.id, "nobody"], now=NOW + 1) == {
         record.id: 2,
+        other.id: 1,
         "nobody": 0,
     }
     assert await backend.count_presence([record.id], now=NOW + 30_000) == {record.id: 1}
-    await backend.set_presence(record.id, "b", until=None, now=NOW)
+    await backend.set_presence([(record.id, "b")], until=None, now=NOW)
+    await backend.set_presence([], until=None, now=NOW)  # nothing to do: no round trip
     assert await backend.count_presence([record.id], now=NOW + 30_001) == {record.id: 0}
 
 

@@ -9,7 +9,7 @@ from the backend's own clock.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -245,9 +245,10 @@ class Backend(Protocol):
         """The user's live sessions, oldest first (expired members pruned)."""
 
     async def set_presence(
-        self, public_id: str, socket_id: str, *, until: int | None, now: int
+        self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
     ) -> None:
-        """Record (``until`` set) or drop (``None``) one connected socket of a session."""
+        """Record (``until`` set) or drop (``None``) connected sockets, each given as
+        ``(session public id, socket id)``; one round trip for the whole batch."""
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         """Live sockets per session, across every process."""

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -347,12 +347,13 @@ class MemoryBackend:
         return len(sockets)
 
     async def set_presence(
-        self, public_id: str, socket_id: str, *, until: int | None, now: int
+        self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
     ) -> None:
-        if until is None:
-            self._presence.get(public_id, {}).pop(socket_id, None)
-        elif public_id in self._records:
-            self._presence[public_id][socket_id] = until
+        for public_id, socket_id in sockets:
+            if until is None:
+                self._presence.get(public_id, {}).pop(socket_id, None)
+            elif public_id in self._records:
+                self._presence[public_id][socket_id] = until
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         return {public_id: self._live_sockets(public_id, now) for public_id in public_ids}

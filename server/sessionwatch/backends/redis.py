@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -277,18 +277,21 @@ class RedisBackend:
         return sorted(records, key=lambda r: (r.created, r.id))
 
     async def set_presence(
-        self, public_id: str, socket_id: str, *, until: int | None, now: int
+        self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
     ) -> None:
-        key = f"{self.key_prefix}l:{public_id}"
+        if not sockets:
+            return
 
         async def apply() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
-                if until is None:
-                    pipe.zrem(key, socket_id)
-                else:
-                    pipe.zadd(key, {socket_id: until})
-                    pipe.zremrangebyscore(key, "-inf", now)
-                    pipe.pexpire(key, max(until - now, 1))
+                for public_id, socket_id in sockets:
+                    key = f"{self.key_prefix}l:{public_id}"
+                    if until is None:
+                        pipe.zrem(key, socket_id)
+                    else:
+                        pipe.zadd(key, {socket_id: until})
+                        pipe.zremrangebyscore(key, "-inf", now)
+                        pipe.pexpire(key, max(until - now, 1))
                 await pipe.execute()
 
         await self.call(apply)
