@@ -128,6 +128,7 @@ class SessionWatch:
         self._signer: CookieSigner | None = None
         self.app: Quart | None = None
         self.blueprint: Blueprint | None = None
+        self.claim_path = ""  # set by init_app
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
         self.metrics: Metrics | None = None  # set by ops.register_ops(metrics=True)
         if app is not None:
@@ -166,6 +167,7 @@ class SessionWatch:
         self.hub = Hub(self)
         self.blueprint = create_blueprint(self)
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
+        self.claim_path = f"{self.settings.url_prefix}/claim"
         self.app = app
         devices.warm_up()
 
@@ -393,36 +395,38 @@ class SessionWatch:
 
     async def claim_tab(self) -> tuple[str, Claim]:
         """Claim the current tab (starting a session if needed): the newest claim wins.
-        Returns the token and the claim."""
+        Returns the token and the claim. A pending session (``POST /claim``) is loaded
+        by the claim itself: one backend round trip."""
         session = self.current_session()
         for _ in range(2):
-            record = session.record
-            if record is None:
-                record = await self.start_session(session)
+            session_id = session.public_id
+            if session_id is None:
+                session_id = (await self.start_session(session)).id
             result = await self.backend.claim(
-                record.id,
-                self._claimer(record),
+                session_id,
+                self.describe_request(),
                 exclusive=self.policy.exclusive_tabs,
                 timeouts=self.timeouts,
                 now=self.now_ms(),
             )
             if isinstance(result, Claim):
+                if session.pending is not None:
+                    record = result.record
+                    data = (
+                        ServerSessionInterface.serializer.loads(record.data) if record.data else {}
+                    )
+                    session.adopt(record, data)
+                else:
+                    session.record = result.record
                 return make_tab_token(result.tab_key, result.gen), result
-            # Ended between opening and claiming: start afresh once.
+            if session.pending is not None:  # what open_session would have said
+                security_log.info(
+                    "session cookie refused: session %s %s", session_id, result.ended or "unknown"
+                )
+                session.ended = result.ended
+            # Ended (before or since the request began): start afresh once.
             session.unbind()
         raise BackendUnavailable("could not claim a tab: the session ended twice")
-
-    def _claimer(self, record: SessionRecord) -> Device:
-        """The claiming request's device; ``same_browser`` when it matches the one the
-        session was created on (a copied cookie in another browser does not)."""
-        by = self.describe_request()
-        recorded = record.device
-        same = (by.browser, by.os, by.place) == (
-            recorded.get("browser"),
-            recorded.get("os"),
-            recorded.get("place"),
-        )
-        return replace(by, same_browser=same)
 
     def tab_status(self, record: SessionRecord, token: str | None) -> TabStatus:
         """Whether ``token`` is the current tab of ``record`` (constant-time MAC check)."""

@@ -10,13 +10,13 @@ processes set ``PROMETHEUS_MULTIPROC_DIR`` (the CLI does) so any worker's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 
 from quart import Quart, Response, jsonify
 
+from .background import background
 from .exceptions import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -62,13 +62,8 @@ def register_ops(app: Quart, watch: SessionWatch, *, metrics: bool = False) -> N
 
         @app.while_serving
         async def sync_metrics() -> Any:
-            task = asyncio.create_task(
-                collector.sync_forever(_SYNC_EVERY), name="sessionwatch-metrics"
-            )
             try:
-                yield
+                async with background(collector.sync_forever(_SYNC_EVERY), "sessionwatch-metrics"):
+                    yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
                 collector.process_exit(os.getpid())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from quart.json.tag import TaggedJSONSerializer
 from quart.sessions import SessionInterface, SessionMixin
+from quart.signals import request_started
 from quart.wrappers import BaseRequestWebsocket
 from quart.wrappers import Response as QuartResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -42,6 +43,9 @@ class ServerSession(dict[str, Any], SessionMixin):
         record: the live record, ``None`` for a session not stored yet.
         ended: why the presented cookie was not adopted (``"expired"``, ``"revoked"``,
             ``"evicted"``, ``"logged_out"``), or ``None``.
+        pending: the public id of a genuine cookie whose record is not loaded yet (only
+            on ``POST {url_prefix}/claim``, whose claim loads it; see
+            :meth:`ServerSessionInterface.may_defer`), else ``None``.
     """
 
     def __init__(
@@ -53,12 +57,14 @@ class ServerSession(dict[str, Any], SessionMixin):
         ended: EndReason | None = None,
         stored_data: str = "",
         refused: bool = False,
+        pending: str | None = None,
     ) -> None:
         super().__init__(data or {})
         self.session_id = session_id
         self.record = record
         self.ended = ended
         self.stored_data = stored_data  # serialised data as loaded, to detect changes
+        self.pending = pending
         # A refused cookie is cleared unless the request starts a new session.
         self.cookie_action: CookieAction = "clear" if refused else None
         self.modified = False
@@ -66,12 +72,19 @@ class ServerSession(dict[str, Any], SessionMixin):
 
     @property
     def new(self) -> bool:  # type: ignore[override]
-        return self.record is None
+        return self.record is None and self.pending is None
 
     @property
     def public_id(self) -> str | None:
-        """The public id of the stored session, if any."""
-        return self.record.id if self.record is not None else None
+        """The public id of the stored session, if any (loaded or pending)."""
+        return self.record.id if self.record is not None else self.pending
+
+    def adopt(self, record: SessionRecord, data: dict[str, Any]) -> None:
+        """Load a pending session from a record read by another operation (a claim)."""
+        self.update(data)
+        self.record = record
+        self.stored_data = record.data
+        self.pending = None
 
     def bind(self, session_id: str, record: SessionRecord) -> None:
         """Point this session at a (new) stored record and send its cookie."""
@@ -86,6 +99,7 @@ class ServerSession(dict[str, Any], SessionMixin):
         self.clear()
         self.session_id = None
         self.record = None
+        self.pending = None
         self.stored_data = ""
         self.cookie_action = "clear"
 
@@ -161,6 +175,8 @@ class ServerSessionInterface(SessionInterface):
             security_log.warning("session cookie refused: bad signature or malformed")
             return ServerSession(refused=True)
         pid = public_id(session_id)
+        if self.may_defer(app, request):
+            return ServerSession(session_id=session_id, pending=pid)
         try:
             found = await self.watch.backend.load(
                 pid, timeouts=self.watch.timeouts, now=self.watch.now_ms()
@@ -176,10 +192,33 @@ class ServerSessionInterface(SessionInterface):
         data = self.serializer.loads(record.data) if record.data else {}
         return ServerSession(data, session_id=session_id, record=record, stored_data=record.data)
 
+    def may_defer(self, app: Quart, request: BaseRequestWebsocket) -> bool:
+        """True for ``POST {url_prefix}/claim`` when nothing can read the session before
+        the view: no app-wide or blueprint ``before_request`` or URL value preprocessor,
+        no ``request_started`` receiver. The claim then loads the session in its own
+        round trip instead of a load before it (one round trip instead of two)."""
+        if request.method != "POST" or request.path != self.watch.claim_path:
+            return False
+        for scope in (None, "sessionwatch"):
+            if app.before_request_funcs.get(scope) or app.url_value_preprocessors.get(scope):
+                return False
+        return not request_started.receivers
+
     async def save_session(
         self, app: Quart, session: SessionMixin, response: QuartResponse | WerkzeugResponse | None
     ) -> None:
         if not isinstance(session, ServerSession):
+            return
+        if session.pending is not None:
+            # Never loaded (the claim answered before claiming, e.g. 415): nothing was
+            # read, so nothing can have changed; data written blind is not merged.
+            if session:
+                security_log.warning(
+                    "session %s: data written before the session was loaded; not saved",
+                    session.pending,
+                )
+            if response is not None:
+                response.vary.add("Cookie")
             return
         await self._save_data(session)
         if response is None:  # a WebSocket: data saved, no cookie to send

@@ -244,7 +244,8 @@ class Claimer:
         reply, sent, done = await self._resp.call(*head, public, 1, by)
         if reply[0] != "ok":
             return None
-        return int(reply[1]), str(reply[2]), sent, done
+        fields = dict(zip(reply[2::2], reply[3::2], strict=True))  # the record after the claim
+        return int(fields["gen"]), str(fields["tk"]), sent, done
 
     async def direct_claims(
         self, rate: float, duration: float, limit: int | None = None

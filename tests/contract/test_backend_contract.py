@@ -128,10 +128,11 @@ async def test_claims_increment_gen_and_supersede_only_when_exclusive(
     async with EventCollector(backend) as events:
         await events.subscribe(schan(backend, record))
         first = await backend.claim(record.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
-        assert first == Claim(gen=1, tab_key=record.tab_key, expires_at=NOW + timeouts.idle)
+        claimed = replace(record, gen=1, claimed_by=BY.to_json())
+        assert first == Claim(1, record.tab_key, NOW + timeouts.idle, claimed)
         _, event = await events.next()
         assert event.type == "superseded" and event.gen == 1 and event.session == record.id
-        assert Device.from_json(event.fields["by"]) == BY
+        assert Device.from_json(event.fields["by"]) == BY  # another browser: not the same
         second = await backend.claim(record.id, BY, exclusive=False, timeouts=timeouts, now=NOW)
         assert isinstance(second, Claim) and second.gen == 2
         await events.nothing()
@@ -141,6 +142,44 @@ async def test_claims_increment_gen_and_supersede_only_when_exclusive(
         and found.record.gen == 2
         and found.record.claimed_by == BY.to_json()
     )
+
+
+async def test_a_claim_from_the_creating_browser_is_the_same_browser(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    device = record.device
+    mine = Device(browser=device["browser"], os=device["os"], place=device["place"], at=NOW)
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        claim = await backend.claim(record.id, mine, exclusive=True, timeouts=timeouts, now=NOW)
+        _, event = await events.next()
+    assert isinstance(claim, Claim)
+    assert claim.record.claimed_by == replace(mine, same_browser=True).to_json()
+    assert event.fields["by"] == replace(mine, same_browser=True).to_json()
+    elsewhere = replace(mine, place="192.0.2.0/24")  # same browser, another network
+    claim = await backend.claim(record.id, elsewhere, exclusive=False, timeouts=timeouts, now=NOW)
+    assert isinstance(claim, Claim) and claim.record.claimed_by == elsewhere.to_json()
+
+
+async def test_a_claim_is_activity_and_refreshes_the_idle_deadline_when_due(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(data='{"a":1}'), timeouts)
+    early = NOW + timeouts.refresh - 1
+    claim = await backend.claim(record.id, BY, exclusive=False, timeouts=timeouts, now=early)
+    assert isinstance(claim, Claim) and claim.record.seen == NOW
+    assert claim.record.data == '{"a":1}' and claim.record.user is None
+    due = NOW + timeouts.refresh
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        claim = await backend.claim(record.id, BY, exclusive=False, timeouts=timeouts, now=due)
+        _, event = await events.next()
+    assert isinstance(claim, Claim) and claim.record.seen == due
+    assert claim.expires_at == due + timeouts.idle
+    assert event.type == "extended" and event.fields["expires_at"] == due + timeouts.idle
+    found = await backend.load(record.id, timeouts=timeouts, now=due, touch=False)
+    assert found.record == claim.record
 
 
 async def test_claim_on_ended_session_says_why(backend: Backend, timeouts: Timeouts) -> None:

@@ -112,11 +112,12 @@ class Lookup:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A successful tab claim."""
+    """A successful tab claim: the new generation and the session as it is now."""
 
     gen: int
     tab_key: str
     expires_at: int
+    record: SessionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,13 @@ class Backend(Protocol):
         self, public_id: str, by: Device, *, exclusive: bool, timeouts: Timeouts, now: int
     ) -> Claim | Lookup:
         """Increment the claim generation. With ``exclusive``, publish ``superseded``.
-        Returns the :class:`Claim`, or a :class:`Lookup` saying why the session is gone."""
+
+        A claim is activity: like ``load(touch=True)`` it refreshes the idle deadline
+        when a refresh is due (publishing ``extended``), so a claim needs no load before
+        it. ``by.same_browser`` is decided here: true when the claimer's browser, OS and
+        place equal the device the session was created on (a copied cookie in another
+        browser is not the same browser). Returns the :class:`Claim`, or a
+        :class:`Lookup` saying why the session is gone."""
 
     async def login(
         self,

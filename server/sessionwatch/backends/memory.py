@@ -241,15 +241,22 @@ class MemoryBackend:
     async def claim(
         self, public_id: str, by: Device, *, exclusive: bool, timeouts: Timeouts, now: int
     ) -> Claim | Lookup:
-        found = self._live(public_id, timeouts, now)
+        found = await self.load(public_id, timeouts=timeouts, now=now)
         record = found.record
         if record is None:
             return found
-        claimed = replace(record, gen=record.gen + 1, claimed_by=by.to_json())
+        device = record.device
+        same = (by.browser, by.os, by.place) == (
+            device.get("browser"),
+            device.get("os"),
+            device.get("place"),
+        )
+        claimer = replace(by, same_browser=same).to_json()
+        claimed = replace(record, gen=record.gen + 1, claimed_by=claimer)
         self._records[public_id] = claimed
         if exclusive:
-            self._publish_session(public_id, "superseded", gen=claimed.gen, by=by.to_json())
-        return Claim(claimed.gen, claimed.tab_key, claimed.expires_at(timeouts.idle))
+            self._publish_session(public_id, "superseded", gen=claimed.gen, by=claimer)
+        return Claim(claimed.gen, claimed.tab_key, claimed.expires_at(timeouts.idle), claimed)
 
     async def login(
         self,

@@ -213,7 +213,8 @@ class RedisBackend:
         reply = await self._run("claim", timeouts, now, public_id, int(exclusive), by_json)
         if reply[0] != "ok":
             return self._gone(reply)
-        return Claim(gen=int(reply[1]), tab_key=reply[2], expires_at=int(reply[3]))
+        record = self._record(public_id, reply[2:])
+        return Claim(record.gen, record.tab_key, record.expires_at(timeouts.idle), record)
 
     async def login(
         self,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from quart import Quart, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from ..background import background
 from ..config import Settings, settings_from_env
 from ..exceptions import SessionLimitReached
 from ..extension import SessionWatch
@@ -50,11 +51,15 @@ def create_app(
     store = PolicyStore(watch.backend)
     register_ops(app, watch, metrics=metrics)
 
-    @app.before_request
-    async def apply_policy() -> None:
-        if request.path.startswith(("/static", "/healthz", "/readyz", "/metrics")):
-            return
-        watch.policy = (await store.get()).to_policy()
+    def apply(policy: DemoPolicy) -> None:
+        watch.policy = policy.to_policy()
+
+    # Followed in the background rather than read in a before_request hook: an
+    # app-wide hook would cost POST /claim its single round trip (sessions.py may_defer).
+    @app.while_serving
+    async def follow_policy() -> Any:
+        async with background(store.follow(apply), "sessionwatch-demo-policy"):
+            yield
 
     @app.get("/")
     async def home() -> Any:
@@ -152,6 +157,7 @@ def create_app(
         body = await request.get_json(silent=True)
         chosen = DemoPolicy.from_form(body if isinstance(body, dict) else await request.form)
         await store.set(chosen)
+        apply(chosen)
         logger.info("demo policy set to %s by %s", chosen, session["user"])
         return jsonify(
             {"one_tab": chosen.one_tab, "devices": chosen.devices, "on_limit": chosen.on_limit}

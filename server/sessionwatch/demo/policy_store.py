@@ -6,14 +6,20 @@ same rule; on the memory backend (one process) it lives in this process.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..exceptions import BackendUnavailable
 from ..policy import Policy
 
 __all__ = ["DemoPolicy", "PolicyStore"]
+
+logger = logging.getLogger("sessionwatch.demo")
 
 _CACHE_SECONDS = 1.0
 
@@ -80,3 +86,17 @@ class PolicyStore:
         body = {"one_tab": policy.one_tab, "devices": policy.devices, "on_limit": policy.on_limit}
         await self._backend.call(client.set, self._key(), json.dumps(body))
         self._cached = (time.monotonic(), policy)
+
+    async def follow(self, apply: Callable[[DemoPolicy], None]) -> None:
+        """Apply the shared policy now and then every second, until cancelled (another
+        worker's change arrives within a second; a Redis outage keeps the last one)."""
+        failing = False
+        while True:
+            try:
+                apply(await self.get())
+                failing = False
+            except BackendUnavailable as exc:
+                if not failing:
+                    logger.warning("demo policy not refreshed; keeping the last one: %s", exc)
+                failing = True
+            await asyncio.sleep(_CACHE_SECONDS)

@@ -58,3 +58,12 @@ end
 local function keep_until_deadline(id, r)
   redis.call('PEXPIRE', skey(id), deadline(r) - NOW + GRACE)
 end
+
+-- Refresh the idle deadline (seen = now) and tell the session's tabs; returns 1.
+local function touch(id, r)
+  r.seen = ARGV[2]
+  redis.call('HSET', skey(id), 'seen', r.seen)
+  keep_until_deadline(id, r)
+  publish_session(id, {type = 'extended', expires_at = deadline(r)})
+  return 1
+end

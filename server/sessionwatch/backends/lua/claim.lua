@@ -1,11 +1,22 @@
 -- ARGV[7] id, ARGV[8] '1' when claims are exclusive, ARGV[9] claimer device (JSON).
--- Returns {'ok', gen, tab key, expires_at} or {'gone', reason}.
+-- A claim is activity: the idle deadline is refreshed when due, as load.lua does, so
+-- no load is needed before it. The claimer is the same browser when its browser, OS
+-- and place equal the device the session was created on.
+-- Returns {'ok', extended, fields...} (the record after the claim) or {'gone', reason}.
 local id = ARGV[7]
 local r, reason = live(id)
 if not r then return {'gone', reason or ''} end
-local gen = redis.call('HINCRBY', skey(id), 'gen', 1)
-redis.call('HSET', skey(id), 'cby', ARGV[9])
+local extended = 0
+if NOW - tonumber(r.seen) >= REFRESH then extended = touch(id, r) end
+local by = cjson.decode(ARGV[9])
+local dev = cjson.decode(r.dev)
+by['same_browser'] = by.browser == dev.browser and by.os == dev.os and by.place == dev.place
+r.gen = tostring(redis.call('HINCRBY', skey(id), 'gen', 1))
+r.cby = cjson.encode(by)
+redis.call('HSET', skey(id), 'cby', r.cby)
 if ARGV[8] == '1' then
-  publish_session(id, {type = 'superseded', gen = gen, by = cjson.decode(ARGV[9])})
+  publish_session(id, {type = 'superseded', gen = tonumber(r.gen), by = by})
 end
-return {'ok', gen, r.tk, deadline(r)}
+local out = {'ok', extended}
+for _, v in ipairs(flat(r)) do out[#out + 1] = v end
+return out

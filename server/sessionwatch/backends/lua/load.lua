@@ -5,11 +5,7 @@ local r, reason = live(id)
 if not r then return {'gone', reason or ''} end
 local extended = 0
 if ARGV[9] == '1' or (ARGV[8] == '1' and NOW - tonumber(r.seen) >= REFRESH) then
-  r.seen = ARGV[2]
-  redis.call('HSET', skey(id), 'seen', r.seen)
-  keep_until_deadline(id, r)
-  publish_session(id, {type = 'extended', expires_at = deadline(r)})
-  extended = 1
+  extended = touch(id, r)
 end
 local out = {'ok', extended}
 for _, v in ipairs(flat(r)) do out[#out + 1] = v end
