@@ -35,6 +35,7 @@ from .events import (
     parse_event,
 )
 from .exceptions import BackendUnavailable, ProtocolError
+from .timers import Timers
 
 if TYPE_CHECKING:
     from .extension import SessionWatch
@@ -74,7 +75,7 @@ class _SessionGroup(_Group):
         self.id = public_id
         self.expires_at: int | None = None
         self.warned: int | None = None  # the deadline ``expiring`` was sent for
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: list[Any] | None = None  # its entry in the hub's expiry timers
         self.checking = False
 
 
@@ -107,6 +108,7 @@ class Hub:
         )
         self._counters["events_out"] = 0
         self._delivered: dict[str, int] = {}  # messages queued, per event type
+        self._expiry: Timers[_SessionGroup] = Timers(self._on_timer)  # one loop timer
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -128,9 +130,7 @@ class Hub:
             conn.abort(CloseCode.GOING_AWAY)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._empty.wait(), grace)
-        for group in self._sessions.values():
-            if group.timer is not None:
-                group.timer.cancel()
+        self._expiry.clear()
         tasks = [t for t in (self._reader, self._ticker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -217,8 +217,7 @@ class Hub:
                 del self._groups[group.channel]
         if session is not None and not session.conns:
             del self._sessions[conn.session]
-            if session.timer is not None:
-                session.timer.cancel()
+            self._expiry.cancel(session)
         if user is not None and not user.conns and conn.user:
             del self._users[conn.user]
         if not self._conns:
@@ -429,10 +428,8 @@ class Hub:
             self._schedule(group)
 
     def _schedule(self, group: _SessionGroup, delay: float | None = None) -> None:
-        if group.timer is not None:
-            group.timer.cancel()
-            group.timer = None
         if group.expires_at is None or self._sessions.get(group.id) is not group:
+            self._expiry.cancel(group)
             return
         if delay is None:
             now = self._watch.now_ms()
@@ -441,8 +438,7 @@ class Hub:
             if group.warned != group.expires_at and now < group.expires_at - lead:
                 due -= lead
             delay = max(0.0, (due - now) / 1000)
-        loop = asyncio.get_running_loop()
-        group.timer = loop.call_later(delay, self._on_timer, group)
+        self._expiry.at(group, asyncio.get_running_loop().time() + delay)
 
     def check_expiry(self) -> None:
         """Re-evaluate every expiry timer against the clock now (after the clock jumped,
@@ -451,7 +447,7 @@ class Hub:
             self._on_timer(group)
 
     def _on_timer(self, group: _SessionGroup) -> None:
-        group.timer = None
+        self._expiry.cancel(group)  # when called directly (check_expiry)
         if group.expires_at is None or self._sessions.get(group.id) is not group:
             return
         now = self._watch.now_ms()
