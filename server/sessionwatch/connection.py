@@ -61,6 +61,8 @@ class Connection:
         self.close_code: int | None = None
         self.closing = False  # no more messages are queued
         self.aborted = False  # what is queued is dropped
+        self.reading = False  # the reader is waiting for a frame (see read_timed_out)
+        self.timer: list[Any] | None = None  # the read deadline's entry (see .timers)
         self._send = send
         self._capacity = queue_size
         # The send queue: a deque and one wake-up future (an asyncio.Queue costs ~3 KiB
@@ -121,6 +123,14 @@ class Connection:
             self.close_code = code
         if self._writer is not None:
             self._writer.cancel()
+
+    def read_timed_out(self) -> None:
+        """The read deadline passed (the hub's timers call this): close with 4014 (4009
+        before the ``hello``) if the reader is waiting for a frame. A reader busy with
+        one re-arms its deadline before it reads again (a passed one fires at once), as
+        ``asyncio.timeout`` around each read did."""
+        if self.reading:
+            self.abort(CloseCode.HEARTBEAT_TIMEOUT if self.bound else CloseCode.HELLO_TIMEOUT)
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()

@@ -108,7 +108,9 @@ class Hub:
         )
         self._counters["events_out"] = 0
         self._delivered: dict[str, int] = {}  # messages queued, per event type
-        self._expiry: Timers[_SessionGroup] = Timers(self._on_timer)  # one loop timer
+        # One loop timer each for every session's expiry and every socket's read deadline.
+        self._expiry: Timers[_SessionGroup] = Timers(self._on_timer)
+        self.read_deadlines: Timers[Connection] = Timers(Connection.read_timed_out)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class Hub:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._empty.wait(), grace)
         self._expiry.clear()
+        self.read_deadlines.clear()
         tasks = [t for t in (self._reader, self._ticker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
