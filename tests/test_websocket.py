@@ -529,6 +529,42 @@ async def test_overflow_before_the_writer_starts_closes_at_once() -> None:
     assert await asyncio.wait_for(conn.serve(asyncio.Event().wait()), WAIT) == 4012
 
 
+async def test_an_idle_socket_holds_no_writer_nor_queue() -> None:
+    sent: list[str] = []
+    reading, delivered = asyncio.Event(), asyncio.Event()
+
+    async def send(text: str) -> None:
+        sent.append(text)
+        delivered.set()
+
+    async def read() -> None:
+        reading.set()
+        await asyncio.Event().wait()
+
+    conn = Connection("s", None, send, queue_size=3)
+    conn.bind("1.x", 1)
+    serving = asyncio.create_task(conn.serve(read()))
+    await asyncio.wait_for(reading.wait(), WAIT)
+    assert conn._writer is None and conn._pending is None
+    assert conn.push({"type": "pong"})
+    await asyncio.wait_for(delivered.wait(), WAIT)
+    await asyncio.sleep(0)  # the writer ends once the queue is empty
+    assert sent == ['{"type":"pong"}'] and conn._writer is None and conn._pending is None
+    serving.cancel()  # from outside (the server dropped the connection): not absorbed
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+
+
+async def test_a_reader_that_closes_its_own_socket_is_stopped() -> None:
+    conn = Connection("s", None, _never_called, queue_size=3)
+
+    async def read() -> None:
+        conn.abort(CloseCode.RATE_LIMITED)
+        await asyncio.Event().wait()  # e.g. back to reading before it noticed
+
+    assert await asyncio.wait_for(conn.serve(read()), WAIT) == CloseCode.RATE_LIMITED
+
+
 async def _never_called(text: str) -> None:
     raise AssertionError("nothing may be sent")
 

@@ -1,8 +1,10 @@
 """One connected tab's socket, as the hub sees it.
 
-A :class:`Connection` owns a bounded outbound queue and the single writer task that
-drains it, so the hub's fan-out only ever appends (``push``) and never awaits a socket;
-a full queue closes the socket (4012) instead of slowing anyone else down.
+A :class:`Connection` owns a bounded outbound queue, so the hub's fan-out only ever
+appends (``push``) and never awaits a socket; a full queue closes the socket (4012)
+instead of slowing anyone else down. The frame reader runs in the socket's own task
+(:meth:`Connection.serve`); a writer task exists only while something is queued, so an
+idle socket costs no task of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +46,27 @@ class Connection:
         queue_size: frames that may wait; one more closes the socket with 4012.
     """
 
+    __slots__ = (
+        "_capacity",
+        "_interrupted",
+        "_pending",
+        "_send",
+        "_task",
+        "_writer",
+        "aborted",
+        "close_code",
+        "closing",
+        "gen",
+        "id",
+        "on_overflow",
+        "reading",
+        "session",
+        "timer",
+        "token",
+        "told_gen",
+        "user",
+    )
+
     def __init__(
         self,
         session: str,
@@ -61,13 +84,16 @@ class Connection:
         self.close_code: int | None = None
         self.closing = False  # no more messages are queued
         self.aborted = False  # what is queued is dropped
+        self.reading = False  # the reader is waiting for a frame (see read_timed_out)
+        self.timer: list[Any] | None = None  # the read deadline's entry (see .timers)
         self._send = send
         self._capacity = queue_size
-        # The send queue: a deque and one wake-up future (an asyncio.Queue costs ~3 KiB
-        # per socket). ``None`` marks the close; a terminal message may exceed capacity.
-        self._pending: deque[str | None] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
+        # The send queue, only while something is queued (an idle socket gets a pong
+        # every heartbeat). ``None`` marks the close; a terminal message may exceed capacity.
+        self._pending: deque[str | None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None  # the task in serve(), while it reads
+        self._interrupted = False
         self.on_overflow: Callable[[], None] = _nothing  # set by the hub
 
     @property
@@ -85,7 +111,7 @@ class Connection:
         Returns whether it was queued."""
         if self.closing:
             return False
-        if len(self._pending) >= self._capacity:
+        if self._pending is not None and len(self._pending) >= self._capacity:
             self.abort(CloseCode.SLOW_CONSUMER)
             self.on_overflow()
             return False
@@ -93,9 +119,11 @@ class Connection:
         return True
 
     def _put(self, item: str | None) -> None:
+        if self._pending is None:
+            self._pending = deque()
         self._pending.append(item)
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        if self._writer is None and self._task is not None:
+            self._writer = asyncio.ensure_future(self._write())
 
     def supersede(self, gen: int, by: Any) -> bool:
         """Tell the tab (once per generation) that a newer claim won."""
@@ -121,40 +149,85 @@ class Connection:
             self.close_code = code
         if self._writer is not None:
             self._writer.cancel()
+        self._interrupt()
+
+    def read_timed_out(self) -> None:
+        """The read deadline passed (the hub's timers call this): close with 4014 (4009
+        before the ``hello``) if the reader is waiting for a frame. A reader busy with
+        one re-arms its deadline before it reads again (a passed one fires at once), as
+        ``asyncio.timeout`` around each read did."""
+        if self.reading:
+            self.abort(CloseCode.HEARTBEAT_TIMEOUT if self.bound else CloseCode.HELLO_TIMEOUT)
+
+    def _interrupt(self) -> None:
+        """End :meth:`serve`: its task is cancelled, and serve() absorbs that one
+        cancellation (as ``asyncio.timeout`` does)."""
+        task = self._task
+        if task is None or self._interrupted:
+            return
+        self._interrupted = True
+        if task is asyncio.current_task():
+            # The reader itself closed the socket; it stops at its next await.
+            asyncio.get_running_loop().call_soon(self._cancel_reader)
+        else:
+            task.cancel()
+
+    def _cancel_reader(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
     async def _write(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._pending:
-                self._wakeup = loop.create_future()
-                await self._wakeup
-            text = self._pending.popleft()
-            if text is None:
-                return
-            try:
-                await self._send(text)
-            except Exception as exc:  # the peer is gone; the server reports the disconnect
-                logger.debug("send failed on socket %s: %r", self.id, exc)
-                return
+        pending = self._pending
+        try:
+            while pending:
+                text = pending.popleft()
+                if text is None:
+                    self._interrupt()
+                    return
+                try:
+                    await self._send(text)
+                except Exception as exc:  # the peer is gone; the server reports the disconnect
+                    logger.debug("send failed on socket %s: %r", self.id, exc)
+                    self._interrupt()
+                    return
+        finally:
+            self._writer = None
+            if not pending:
+                self._pending = None
 
     async def serve(self, read: Awaitable[None]) -> int | None:
-        """Run the frame reader ``read`` and the writer until either ends.
+        """Run the frame reader ``read`` in this task, with a writer whenever something
+        is queued, until the reader returns, the writer sends the close or the socket is
+        aborted.
 
         Returns the close code to send (``None``: nothing to send, the peer left)."""
         if self.aborted:  # before it started (a full queue, a shut-down)
             if inspect.iscoroutine(read):
                 read.close()
             return self.close_code
-        self._writer = asyncio.create_task(self._write())
-        reader = asyncio.ensure_future(read)
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        if self._pending:
+            self._writer = asyncio.ensure_future(self._write())
+        failed: BaseException | None = None
         try:
-            await asyncio.wait((self._writer, reader), return_when=asyncio.FIRST_COMPLETED)
+            await read
+        except asyncio.CancelledError:
+            # Ours (the writer finished or the socket was aborted) unless the task was
+            # also cancelled from outside, e.g. the server dropping the connection.
+            if not self._interrupted or task.uncancel() > 0:
+                raise
+        except Exception as exc:
+            failed = exc
         finally:
+            self._task = None
             self.closing = True
-            for task in (reader, self._writer):
-                task.cancel()
-            await asyncio.gather(reader, self._writer, return_exceptions=True)
-        if not reader.cancelled() and reader.exception() is not None:
-            logger.error("socket %s reader failed", self.id, exc_info=reader.exception())
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+        if failed is not None:
+            logger.error("socket %s reader failed", self.id, exc_info=failed)
             return CloseCode.INTERNAL_ERROR
         return self.close_code

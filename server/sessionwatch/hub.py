@@ -36,6 +36,7 @@ from .events import (
     parse_event,
 )
 from .exceptions import BackendUnavailable, ProtocolError
+from .timers import Timers
 
 if TYPE_CHECKING:
     from .extension import SessionWatch
@@ -63,6 +64,11 @@ class _Group:
         self.conns: set[Connection] = set()
         self.ready: asyncio.Future[None] | None = None  # the pending subscribe
 
+    def subscribed(self, ready: asyncio.Future[None]) -> None:
+        # Dropped once done: a finished task kept per session costs ~0.7 KB.
+        if self.ready is ready:
+            self.ready = None
+
 
 class _SessionGroup(_Group):
     """A session's local sockets and its expiry timer."""
@@ -74,7 +80,7 @@ class _SessionGroup(_Group):
         self.id = public_id
         self.expires_at: int | None = None
         self.warned: int | None = None  # the deadline ``expiring`` was sent for
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: list[Any] | None = None  # its entry in the hub's expiry timers
         self.checking = False
 
 
@@ -107,6 +113,9 @@ class Hub:
         )
         self._counters["events_out"] = 0
         self._delivered: dict[str, int] = {}  # messages queued, per event type
+        # One loop timer each for every session's expiry and every socket's read deadline.
+        self._expiry: Timers[_SessionGroup] = Timers(self._on_timer)
+        self.read_deadlines: Timers[Connection] = Timers(Connection.read_timed_out)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -128,9 +137,8 @@ class Hub:
             conn.abort(CloseCode.GOING_AWAY)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._empty.wait(), grace)
-        for group in self._sessions.values():
-            if group.timer is not None:
-                group.timer.cancel()
+        self._expiry.clear()
+        self.read_deadlines.clear()
         tasks = [t for t in (self._reader, self._ticker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -189,6 +197,7 @@ class Hub:
             if not group.conns:
                 self._groups[group.channel] = group
                 group.ready = asyncio.ensure_future(self._subscription.subscribe(group.channel))
+                group.ready.add_done_callback(group.subscribed)
             group.conns.add(conn)
             if group.ready is not None:
                 waits.append(group.ready)
@@ -216,8 +225,7 @@ class Hub:
                 del self._groups[group.channel]
         if session is not None and not session.conns:
             del self._sessions[conn.session]
-            if session.timer is not None:
-                session.timer.cancel()
+            self._expiry.cancel(session)
         if user is not None and not user.conns and conn.user:
             del self._users[conn.user]
         if not self._conns:
@@ -428,10 +436,8 @@ class Hub:
             self._schedule(group)
 
     def _schedule(self, group: _SessionGroup, delay: float | None = None) -> None:
-        if group.timer is not None:
-            group.timer.cancel()
-            group.timer = None
         if group.expires_at is None or self._sessions.get(group.id) is not group:
+            self._expiry.cancel(group)
             return
         if delay is None:
             now = self._watch.now_ms()
@@ -440,8 +446,7 @@ class Hub:
             if group.warned != group.expires_at and now < group.expires_at - lead:
                 due -= lead
             delay = max(0.0, (due - now) / 1000)
-        loop = asyncio.get_running_loop()
-        group.timer = loop.call_later(delay, self._on_timer, group)
+        self._expiry.at(group, asyncio.get_running_loop().time() + delay)
 
     def check_expiry(self) -> None:
         """Re-evaluate every expiry timer against the clock now (after the clock jumped,
@@ -450,7 +455,7 @@ class Hub:
             self._on_timer(group)
 
     def _on_timer(self, group: _SessionGroup) -> None:
-        group.timer = None
+        self._expiry.cancel(group)  # when called directly (check_expiry)
         if group.expires_at is None or self._sessions.get(group.id) is not group:
             return
         now = self._watch.now_ms()

@@ -98,6 +98,7 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
             try:
                 code = await conn.serve(_read_frames(watch, hub, conn, record))
             finally:
+                hub.read_deadlines.cancel(conn)
                 await hub.detach(conn)
         if code is not None:
             try:
@@ -116,13 +117,16 @@ async def _read_frames(
     bucket = _TokenBucket(settings.max_messages_per_second)
     deadline = loop.time() + settings.hello_timeout
     silence = settings.heartbeat_interval + settings.heartbeat_timeout
+    deadlines = hub.read_deadlines
     while True:
+        # Only the wait for a frame is timed (Connection.read_timed_out): one shared
+        # timer instead of an ``asyncio.timeout`` per frame (~0.7 KB per socket).
+        deadlines.at(conn, deadline)
+        conn.reading = True
         try:
-            async with asyncio.timeout_at(deadline):
-                raw = await websocket.receive()
-        except TimeoutError:
-            conn.abort(CloseCode.HEARTBEAT_TIMEOUT if conn.bound else CloseCode.HELLO_TIMEOUT)
-            return
+            raw = await websocket.receive()
+        finally:
+            conn.reading = False
         if conn.bound:
             deadline = loop.time() + silence
         if not bucket.take():
