@@ -758,6 +758,30 @@ async def test_a_closed_socket_is_forgotten(app: Quart) -> None:
     assert not hub._subscription.channels  # the last socket's channels were unsubscribed
 
 
+async def test_a_socket_whose_peer_left_while_it_was_attached_is_forgotten(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = watch_of(app).hub
+    subscription = hub._subscription
+    original, gate = subscription.subscribe, asyncio.Event()
+
+    async def slow_subscribe(*channels: str) -> None:
+        await gate.wait()
+        await original(*channels)
+
+    monkeypatch.setattr(subscription, "subscribe", slow_subscribe)
+    browser = Browser(app)
+    await browser.claim()
+    async with browser.socket():
+        async with asyncio.timeout(WAIT):
+            while True:  # registered, waiting for the subscribe
+                if hub.stats()["sockets"]:
+                    break
+                await asyncio.sleep(0.01)
+        asyncio.get_running_loop().call_later(0.05, gate.set)  # after the peer left
+    assert hub.stats()["sockets"] == hub.stats()["sessions"] == 0
+
+
 # -- property-based: arbitrary frames ---------------------------------------------------------
 
 _JSON_VALUES = st.recursive(

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint, Response, websocket
 from quart.asgi import ASGIWebsocketConnection
 
-from .backends.base import SessionRecord
 from .connection import Connection, TooManySockets
 from .events import CloseCode, parse_client_message
 from .exceptions import BackendUnavailable, ProtocolError
@@ -87,19 +86,7 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
             record.id, record.user, websocket.send, queue_size=watch.settings.send_queue_size
         )
         await websocket.accept()
-        code: int | None
-        try:
-            await hub.attach(conn)
-        except TooManySockets:
-            code = CloseCode.TOO_MANY_SOCKETS
-        except BackendUnavailable:
-            code = CloseCode.TRY_AGAIN_LATER
-        else:
-            try:
-                code = await conn.serve(_read_frames(watch, hub, conn, record))
-            finally:
-                hub.read_deadlines.cancel(conn)
-                await hub.detach(conn)
+        code = await serve_socket(watch, hub, conn, record.tab_key)
         if code is not None:
             try:
                 await asyncio.wait_for(websocket.close(code), _CLOSE_TIMEOUT)
@@ -108,9 +95,23 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
         return None
 
 
-async def _read_frames(
-    watch: SessionWatch, hub: Hub, conn: Connection, record: SessionRecord
-) -> None:
+async def serve_socket(watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str) -> int | None:
+    """Serve an accepted socket: register it with the hub, read its frames, forget it.
+    Returns the close code to send (``None``: nothing to send)."""
+    try:
+        try:
+            await hub.attach(conn)
+        except TooManySockets:
+            return CloseCode.TOO_MANY_SOCKETS
+        except BackendUnavailable:
+            return CloseCode.TRY_AGAIN_LATER
+        return await conn.serve(_read_frames(watch, hub, conn, tab_key))
+    finally:  # also when cancelled while attaching (the peer left during the subscribe)
+        hub.read_deadlines.cancel(conn)
+        await hub.detach(conn)
+
+
+async def _read_frames(watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str) -> None:
     """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
     settings = watch.settings
     loop = asyncio.get_running_loop()
@@ -149,7 +150,7 @@ async def _read_frames(
             conn.push({"type": "pong"})
             continue
         first = not conn.bound
-        if not await _hello(watch, hub, conn, record, message.tab):
+        if not await _hello(watch, hub, conn, tab_key, message.tab):
             return
         if first:
             deadline = loop.time() + silence
@@ -157,24 +158,20 @@ async def _read_frames(
 
 
 async def _hello(
-    watch: SessionWatch, hub: Hub, conn: Connection, record: SessionRecord, token: str | None
+    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, token: str | None
 ) -> bool:
     """Bind ``token`` and send the truth. Returns False when the socket is closing."""
-    gen = (
-        parse_tab_token(token, record.tab_key)
-        if token and len(token) <= _MAX_TOKEN_LENGTH
-        else None
-    )
+    gen = parse_tab_token(token, tab_key) if token and len(token) <= _MAX_TOKEN_LENGTH else None
     if token is None or gen is None:
         if token is not None:
-            security_log.warning("websocket tab token refused for session %s", record.id)
+            security_log.warning("websocket tab token refused for session %s", conn.session)
         conn.abort(CloseCode.TAB_INVALID)
         return False
     # Bound first, so a newer claim published while we read is routed to this socket.
     conn.bind(token, gen)
     try:
         found = await watch.backend.load(
-            record.id, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
+            conn.session, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
         )
     except BackendUnavailable as exc:
         logger.warning("socket %s: state not loaded: %s", conn.id, exc)
