@@ -14,18 +14,22 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from quart import Quart
+from quart import Quart, websocket
+from quart.testing.connections import WebsocketDisconnectError
 
 from sessionwatch import BackendUnavailable, CloseCode, Event, Policy
 from sessionwatch.backends.base import ChannelMessage, session_channel, user_channel
 from sessionwatch.connection import Connection
+from sessionwatch.events import Device
 from support.app_factory import make_app
 from support.clock import FakeClock
 from support.live import (
+    CHROME,
     DOCUMENTED_CLOSE_CODES,
     FIREFOX,
     ORIGIN,
     WAIT,
+    WS_PATH,
     Browser,
     Closed,
     watch_of,
@@ -34,8 +38,15 @@ from support.live import (
 Serve = Callable[..., contextlib.AbstractAsyncContextManager[Quart]]
 
 
+@pytest.fixture(params=["raw", "quart"], name="endpoint")
+def _endpoint(request: pytest.FixtureRequest) -> str:
+    """How the endpoint is served: on raw ASGI (the default), or by Quart's view (an app
+    with a WebSocket hook, which must keep running for every socket)."""
+    return str(request.param)
+
+
 @pytest.fixture(name="serve")
-def _serve(backend_url: str, key_prefix: str, clock: FakeClock) -> Serve:
+def _serve(backend_url: str, key_prefix: str, clock: FakeClock, endpoint: str) -> Serve:
     """Serve an app (hub running) with the given sessionwatch options."""
 
     @contextlib.asynccontextmanager
@@ -43,10 +54,16 @@ def _serve(backend_url: str, key_prefix: str, clock: FakeClock) -> Serve:
         policy: Policy | None = None, *, now: Callable[[], float] = clock, **options: Any
     ) -> AsyncIterator[Quart]:
         app = make_app(backend_url, key_prefix=key_prefix, clock=now, policy=policy, **options)
+        if endpoint == "quart":
+            app.before_websocket(_no_op)
         async with app.test_app():
             yield app
 
     return serve
+
+
+def _no_op() -> None:
+    return None
 
 
 @pytest.fixture(name="app")
@@ -161,7 +178,7 @@ async def test_a_claim_landing_right_after_the_hello_read_is_not_missed(
         if not kwargs.get("touch", True) and not raced:  # the hello's read
             claim = await backend.claim(
                 public_id,
-                watch.describe_request(),
+                Device("Firefox 121", "Android 14", "", watch.now_ms()),  # another device
                 exclusive=True,
                 timeouts=watch.timeouts,
                 now=watch.now_ms(),
@@ -768,6 +785,28 @@ async def test_backend_down_refuses_503_at_the_handshake_and_closes_1013_at_hell
         assert (await ws.hello(claim["tab"]))["type"] == "ready"
 
 
+async def test_a_server_without_http_answers_to_handshakes_gets_a_close_instead(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the ``websocket.http.response`` extension a refusal is a close before the
+    upgrade (the server answers 403)."""
+    browser = Browser(app)
+    await browser.claim()
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise BackendUnavailable("injected outage")
+
+    monkeypatch.setattr(watch_of(app).backend, "load", down)
+    connection = browser.client.websocket(
+        WS_PATH, scheme="wss", headers={"User-Agent": CHROME, "Origin": ORIGIN}
+    )
+    connection.scope["extensions"] = {}
+    async with connection as ws:
+        with pytest.raises(WebsocketDisconnectError) as refused:
+            await asyncio.wait_for(ws.receive(), WAIT)
+        assert refused.value.args[0] == 1000 and not ws.accepted
+
+
 async def test_hub_not_running_refuses_503(
     backend_url: str, key_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -793,6 +832,62 @@ async def test_a_closed_socket_is_forgotten(app: Quart) -> None:
     # Leaving the socket's context waited for the handler, clean-up included.
     assert (hub.stats()["sockets"], hub.stats()["channels"], hub.stats()["sessions"]) == (0, 0, 0)
     assert not hub._subscription.channels  # the last socket's channels were unsubscribed
+
+
+async def test_a_socket_whose_peer_left_while_it_was_attached_is_forgotten(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = watch_of(app).hub
+    subscription = hub._subscription
+    original, gate = subscription.subscribe, asyncio.Event()
+
+    async def slow_subscribe(*channels: str) -> None:
+        await gate.wait()
+        await original(*channels)
+
+    monkeypatch.setattr(subscription, "subscribe", slow_subscribe)
+    browser = Browser(app)
+    await browser.claim()
+    async with browser.socket():
+        async with asyncio.timeout(WAIT):
+            while True:  # registered, waiting for the subscribe
+                if hub.stats()["sockets"]:
+                    break
+                await asyncio.sleep(0.01)
+        asyncio.get_running_loop().call_later(0.05, gate.set)  # after the peer left
+    assert hub.stats()["sockets"] == hub.stats()["sessions"] == 0
+
+
+async def test_sockets_are_served_on_raw_asgi_unless_the_app_hooks_websockets(
+    backend_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sessionwatch import rawsocket
+
+    by_quart: list[str] = []
+    original = rawsocket._QuartConnection.__call__
+
+    async def counted(self: Any, receive: Any, send: Any) -> None:
+        by_quart.append(self.scope["path"])
+        await original(self, receive, send)
+
+    monkeypatch.setattr(rawsocket._QuartConnection, "__call__", counted)
+    app = make_app(backend_url, key_prefix=key_prefix)
+    hooked: list[str] = []
+    async with app.test_app():
+        browser = Browser(app)
+        async with browser.tab():
+            pass
+        assert by_quart == []  # accepted on raw ASGI
+        assert (await browser.refused(origin="https://evil.example"))[0] == 403
+        assert by_quart == [WS_PATH]  # every refusal is the view's
+
+        @app.before_websocket
+        def hook() -> None:
+            hooked.append(websocket.path)
+
+        async with browser.tab():
+            pass
+        assert by_quart == [WS_PATH] * 2 and hooked == [WS_PATH]
 
 
 # -- property-based: arbitrary frames ---------------------------------------------------------

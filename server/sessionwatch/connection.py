@@ -159,6 +159,11 @@ class Connection:
         if self.reading:
             self.abort(CloseCode.HEARTBEAT_TIMEOUT if self.bound else CloseCode.HELLO_TIMEOUT)
 
+    def peer_gone(self) -> None:
+        """The peer disconnected: stop, and send nothing more (not even a close)."""
+        self.closing = True
+        self.close_code = None
+
     def _interrupt(self) -> None:
         """End :meth:`serve`: its task is cancelled, and serve() absorbs that one
         cancellation (as ``asyncio.timeout`` does)."""

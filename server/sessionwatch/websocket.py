@@ -4,8 +4,13 @@ The handshake is refused before the upgrade (HTTP 403 for the origin, 401 withou
 live session, 503 when the backend or the hub is down). An accepted socket is registered
 with the hub (which subscribes its channels) *before* the ``hello`` is checked against
 freshly loaded state, so an event published in between cannot be missed. Afterwards the
-reader enforces the frame size, the message rate and the heartbeat; the hub's writer
-sends everything else.
+reader enforces the frame size, the message rate and the heartbeat; the connection's
+writer sends everything else.
+
+Two ways in share :func:`serve_socket`: :mod:`.rawsocket` serves most handshakes on raw
+ASGI, without Quart's WebSocket layer; the Quart view below serves the others (an app
+with WebSocket hooks or signal receivers, which must keep seeing this endpoint) and
+answers every refusal.
 """
 
 from __future__ import annotations
@@ -13,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, websocket
-from quart.asgi import ASGIWebsocketConnection
 
-from .backends.base import SessionRecord
 from .connection import Connection, TooManySockets
 from .events import CloseCode, parse_client_message
 from .exceptions import BackendUnavailable, ProtocolError
@@ -29,16 +33,22 @@ from .sessions import security_log
 from .tokens import parse_tab_token
 
 if TYPE_CHECKING:
-    from quart.blueprints import BlueprintSetupState
-
     from .extension import SessionWatch
 
-__all__ = ["register_websocket"]
+__all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "register_websocket", "serve_socket"]
+
+# Reads the next frame: text, bytes, ``None`` for an empty binary frame; raises
+# :class:`PeerGone` when the peer has disconnected.
+Receive = Callable[[], Awaitable[str | bytes | None]]
 
 logger = logging.getLogger("sessionwatch.websocket")
 
 _MAX_TOKEN_LENGTH = 64
-_CLOSE_TIMEOUT = 2.0
+CLOSE_TIMEOUT = 2.0  # seconds to send the close frame
+
+
+class PeerGone(Exception):
+    """Raised by a :data:`Receive` once the peer has disconnected."""
 
 
 class _TokenBucket:
@@ -62,8 +72,11 @@ class _TokenBucket:
 
 
 def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
-    """Add the ``/ws`` endpoint to the extension's blueprint."""
-    bp.record_once(_guard_empty_frames)
+    """Add the ``/ws`` endpoint to the extension's blueprint, and install its raw ASGI
+    handling (:mod:`.rawsocket`), which serves most sockets without this view."""
+    from .rawsocket import install  # here: rawsocket.py imports this module
+
+    bp.record_once(lambda state: install(state, watch))
 
     @bp.websocket("/ws")
     async def live() -> Response | None:
@@ -87,29 +100,35 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
             record.id, record.user, websocket.send, queue_size=watch.settings.send_queue_size
         )
         await websocket.accept()
-        code: int | None
-        try:
-            await hub.attach(conn)
-        except TooManySockets:
-            code = CloseCode.TOO_MANY_SOCKETS
-        except BackendUnavailable:
-            code = CloseCode.TRY_AGAIN_LATER
-        else:
-            try:
-                code = await conn.serve(_read_frames(watch, hub, conn, record))
-            finally:
-                hub.read_deadlines.cancel(conn)
-                await hub.detach(conn)
+        code = await serve_socket(watch, hub, conn, record.tab_key, websocket.receive)
         if code is not None:
             try:
-                await asyncio.wait_for(websocket.close(code), _CLOSE_TIMEOUT)
+                await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT)
             except Exception as exc:  # the peer is already gone
                 logger.debug("close %d not sent: %r", code, exc)
         return None
 
 
+async def serve_socket(
+    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, receive: Receive
+) -> int | None:
+    """Serve an accepted socket: register it with the hub, read its frames, forget it.
+    Returns the close code to send (``None``: nothing to send)."""
+    try:
+        try:
+            await hub.attach(conn)
+        except TooManySockets:
+            return CloseCode.TOO_MANY_SOCKETS
+        except BackendUnavailable:
+            return CloseCode.TRY_AGAIN_LATER
+        return await conn.serve(_read_frames(watch, hub, conn, tab_key, receive))
+    finally:  # also when cancelled while attaching (the peer left during the subscribe)
+        hub.read_deadlines.cancel(conn)
+        await hub.detach(conn)
+
+
 async def _read_frames(
-    watch: SessionWatch, hub: Hub, conn: Connection, record: SessionRecord
+    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, receive: Receive
 ) -> None:
     """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
     settings = watch.settings
@@ -124,7 +143,10 @@ async def _read_frames(
         deadlines.at(conn, deadline)
         conn.reading = True
         try:
-            raw = await websocket.receive()
+            raw = await receive()
+        except PeerGone:
+            conn.peer_gone()
+            return
         finally:
             conn.reading = False
         if conn.bound:
@@ -133,7 +155,7 @@ async def _read_frames(
             conn.abort(CloseCode.RATE_LIMITED)
             return
         try:
-            if raw is None:  # an empty binary frame (see _guard_empty_frames)
+            if raw is None:  # an empty binary frame
                 raise ProtocolError("empty binary frame", CloseCode.INVALID_DATA)
             message = parse_client_message(raw, max_size=settings.max_frame)
         except ProtocolError as exc:
@@ -149,7 +171,7 @@ async def _read_frames(
             conn.push({"type": "pong"})
             continue
         first = not conn.bound
-        if not await _hello(watch, hub, conn, record, message.tab):
+        if not await _hello(watch, hub, conn, tab_key, message.tab):
             return
         if first:
             deadline = loop.time() + silence
@@ -157,24 +179,20 @@ async def _read_frames(
 
 
 async def _hello(
-    watch: SessionWatch, hub: Hub, conn: Connection, record: SessionRecord, token: str | None
+    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, token: str | None
 ) -> bool:
     """Bind ``token`` and send the truth. Returns False when the socket is closing."""
-    gen = (
-        parse_tab_token(token, record.tab_key)
-        if token and len(token) <= _MAX_TOKEN_LENGTH
-        else None
-    )
+    gen = parse_tab_token(token, tab_key) if token and len(token) <= _MAX_TOKEN_LENGTH else None
     if token is None or gen is None:
         if token is not None:
-            security_log.warning("websocket tab token refused for session %s", record.id)
+            security_log.warning("websocket tab token refused for session %s", conn.session)
         conn.abort(CloseCode.TAB_INVALID)
         return False
     # Bound first, so a newer claim published while we read is routed to this socket.
     conn.bind(token, gen)
     try:
         found = await watch.backend.load(
-            record.id, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
+            conn.session, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
         )
     except BackendUnavailable as exc:
         logger.warning("socket %s: state not loaded: %s", conn.id, exc)
@@ -182,31 +200,3 @@ async def _hello(
         return False
     hub.settle(conn, found)
     return not conn.closing
-
-
-def _guard_empty_frames(state: BlueprintSetupState) -> None:
-    """Work around Quart reading ``event.get("bytes") or event["text"]``: an empty
-    binary frame from uvicorn (no ``text`` key) raised KeyError in Quart's receiver and
-    crashed the connection. Only this endpoint's connections are wrapped; the frame
-    reaches the endpoint as ``None`` and is refused with 1007."""
-    app = state.app
-    if getattr(app, "asgi_websocket_class", None) is not ASGIWebsocketConnection:
-        return  # the app brought its own class; leave it alone
-    path = (state.url_prefix or "") + "/ws"
-
-    class GuardedWebsocketConnection(ASGIWebsocketConnection):
-        async def __call__(self, receive: Any, send: Any) -> None:
-            if not str(self.scope.get("path", "")).endswith(path):
-                await super().__call__(receive, send)
-                return
-
-            async def guarded() -> Any:
-                event = await receive()
-                if event["type"] == "websocket.receive" and not event.get("bytes"):
-                    if event.get("text") is None:
-                        return {"type": "websocket.receive", "bytes": None, "text": None}
-                return event
-
-            await super().__call__(guarded, send)
-
-    app.asgi_websocket_class = GuardedWebsocketConnection  # type: ignore[attr-defined]
