@@ -25,31 +25,25 @@ __all__ = ["create_gc_default_app", "create_gc_frozen_app", "create_gc_large_you
 
 
 def create_gc_default_app() -> Any:
-    app = create_service_app()
-
-    @app.before_serving
-    async def default_gc() -> None:
-        gc.unfreeze()
-        gc.set_threshold(700, 10, 10)
-
-    return app
+    return _with_gc((700, 10, 10), frozen=False)
 
 
 def create_gc_frozen_app() -> Any:
-    app = create_service_app()
-
-    @app.before_serving
-    async def frozen_gc() -> None:
-        gc.set_threshold(700, 10, 10)
-
-    return app
+    return _with_gc((700, 10, 10), frozen=True)
 
 
 def create_gc_large_young_app() -> Any:
+    return _with_gc((50_000, 10, 10), frozen=True)
+
+
+def _with_gc(thresholds: tuple[int, int, int], *, frozen: bool) -> Any:
+    """The service with its GC tuning replaced (runs after the service's own hook)."""
     app = create_service_app()
 
     @app.before_serving
-    async def large_young_gc() -> None:
-        gc.set_threshold(50_000, 10, 10)
+    async def retune_gc() -> None:
+        if not frozen:
+            gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
     return app
