@@ -18,6 +18,7 @@ from quart import Quart, websocket
 from quart.testing.connections import WebsocketDisconnectError
 
 from sessionwatch import BackendUnavailable, CloseCode, Event, Policy
+from sessionwatch.admission import Admission, Ticket
 from sessionwatch.backends.base import ChannelMessage, session_channel, user_channel
 from sessionwatch.connection import Connection
 from sessionwatch.events import Device
@@ -503,6 +504,67 @@ async def test_too_many_sockets_per_session_and_user_4011(serve: Serve) -> None:
                 assert await fourth.closed() == (CloseCode.TOO_MANY_SOCKETS, [])
         async with laptop.tab() as _:  # room again once sockets left
             pass
+
+
+async def test_openings_beyond_the_limit_queue_then_are_refused_503_busy(serve: Serve) -> None:
+    async with serve(max_opening_sockets=1) as app:
+        hub = watch_of(app).hub
+        assert hub is not None
+        ann, bob = Browser(app), Browser(app)
+        claim = await ann.claim()
+        await bob.claim()
+        held = await hub.openings.enter()  # the only turn, taken
+        hub.openings.wait = 0.3
+        assert await bob.refused() == (503, {"error": "busy"})
+        assert hub.stats()["opening_refused"] == 1
+        async with ann.socket() as ws:  # queued, then admitted once the turn is free
+            await asyncio.sleep(0.1)
+            assert hub.stats()["opening_queued"] == 1
+            held.release()
+            assert (await ws.hello(claim["tab"]))["type"] == "ready"
+            # Registered: a socket waiting for its hello (or idle) holds no turn.
+            assert hub.stats()["opening"] == 0
+            async with bob.socket() as silent:
+                await asyncio.sleep(0.2)
+                stats = hub.stats()
+                assert (stats["sockets"], stats["opening"], stats["opening_queued"]) == (2, 0, 0)
+                del silent
+
+
+async def test_admission_is_fifo_bounded_and_survives_cancelled_waiters() -> None:
+    gate = Admission(2, wait=5.0)
+    first, second = await gate.enter(), await gate.enter()
+    order: list[int] = []
+
+    async def enter(n: int) -> Ticket:
+        ticket = await gate.enter()
+        order.append(n)
+        return ticket
+
+    third = asyncio.create_task(enter(3))
+    cancelled = asyncio.create_task(enter(4))
+    fourth = asyncio.create_task(enter(5))
+    await asyncio.sleep(0.01)
+    assert (gate.opening, gate.waiting) == (2, 3)
+    cancelled.cancel()
+    first.release()
+    first.release()  # idempotent: frees one turn, not two
+    await asyncio.sleep(0.01)
+    assert order == [3] and gate.opening == 2
+    second.release()
+    await asyncio.sleep(0.01)
+    assert order == [3, 5] and (gate.opening, gate.waiting) == (2, 0)
+    (await third).release()
+    (await fourth).release()
+    assert gate.opening == 0
+    gate.wait = 0.05
+    held = [await gate.enter(), await gate.enter()]
+    with pytest.raises(TimeoutError):
+        await gate.enter()
+    assert (gate.refused, gate.waiting) == (1, 0)
+    for ticket in held:
+        ticket.release()
+    (await asyncio.wait_for(gate.enter(), 1)).release()  # no turn was lost
 
 
 async def test_slow_consumer_is_closed_4012_without_stalling_others() -> None:

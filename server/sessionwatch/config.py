@@ -56,6 +56,8 @@ class Settings:
     max_sockets_per_session: int = 32
     max_sockets_per_user: int = 128
     send_queue_size: int = 32
+    # Sockets being opened (handshake to first hello) at once per process; more queue.
+    max_opening_sockets: int = 64
     # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
     trust_forwarded_for: bool = False
 
@@ -104,6 +106,7 @@ _COUNTS: Final = {
     "max_sockets_per_session",
     "max_sockets_per_user",
     "send_queue_size",
+    "max_opening_sockets",
 }
 _FLAGS: Final = {"cookie_secure", "allow_missing_origin", "trust_forwarded_for"}
 _LISTS: Final = {"secret_keys", "allowed_origins"}

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from .admission import Admission
 from .backends.base import Lookup, Subscription, session_channel, user_channel
 from .connection import Connection, TooManySockets
 from .events import (
@@ -52,6 +53,9 @@ _PRESENCE_SLICES: Final = 20
 _PRESENCE_BATCH: Final = 32
 _RETRY_CHECK_AFTER: Final = 2.0  # seconds, when an expiry check found the backend down
 _MAX_READER_BACKOFF: Final = 5.0
+# Seconds a handshake may wait for its turn to open (admission.py) before it is refused
+# 503 ``busy``: long enough for a worker to work through a reconnect storm's queue.
+OPENING_WAIT: Final = 30.0
 
 
 class _Group:
@@ -116,6 +120,7 @@ class Hub:
         # One loop timer each for every session's expiry and every socket's read deadline.
         self._expiry: Timers[_SessionGroup] = Timers(self._on_timer)
         self.read_deadlines: Timers[Connection] = Timers(Connection.read_timed_out)
+        self.openings = Admission(watch.settings.max_opening_sockets, OPENING_WAIT)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -124,6 +129,8 @@ class Hub:
         if self.running:
             return
         self._subscription = self._watch.backend.subscription()
+        # Fresh for this serving (its semaphore belongs to the running loop).
+        self.openings = Admission(self._watch.settings.max_opening_sockets, OPENING_WAIT)
         self.running = True
         self._reader = asyncio.create_task(self._read_forever(), name="sessionwatch-hub-reader")
         self._ticker = asyncio.create_task(self._tick_forever(), name="sessionwatch-hub-ticker")
@@ -149,8 +156,8 @@ class Hub:
             self._subscription = None
 
     def stats(self) -> dict[str, Any]:
-        """Gauges (sockets, sessions, users, channels, connected) and counters
-        (reconnects, resyncs, reader_restarts, dropped_slow, events_in, events_out, and
+        """Gauges (sockets, sessions, users, channels, connected, opening,
+        opening_queued) and counters (opening_refused, reconnects, resyncs, reader_restarts, dropped_slow, events_in, events_out, and
         ``delivered``: messages queued per event type) for metrics."""
         subscription = self._subscription
         connected = bool(getattr(subscription, "connected", subscription is not None))
@@ -160,6 +167,9 @@ class Hub:
             "users": len(self._users),
             "channels": len(self._groups),
             "connected": connected and self.running,
+            "opening": self.openings.opening,
+            "opening_queued": self.openings.waiting,
+            "opening_refused": self.openings.refused,
             **self._counters,
             "delivered": dict(self._delivered),
         }

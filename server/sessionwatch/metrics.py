@@ -62,6 +62,17 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemin",
         )
+        self.opening_queued = Gauge(
+            "sessionwatch_sockets_opening_queued",
+            "Handshakes waiting for their turn to open (max_opening_sockets).",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.opening_refused = Counter(
+            "sessionwatch_sockets_opening_refused",
+            "Handshakes refused 503 busy after waiting their whole turn.",
+            registry=reg,
+        )
         self.claims = Counter("sessionwatch_claims", "Tab claims served.", registry=reg)
         self.takeovers = Counter(
             "sessionwatch_takeovers",
@@ -103,6 +114,8 @@ class Metrics:
         self.sockets.set(stats.get("sockets", 0))
         self.sessions.set(stats.get("sessions", 0))
         self.pubsub_connected.set(1 if stats.get("connected", False) else 0)
+        self.opening_queued.set(stats.get("opening_queued", 0))
+        self.opening_refused.inc(self._delta("opening_refused", stats.get("opening_refused", 0)))
         self.reconnects.inc(self._delta("reconnects", stats.get("reconnects", 0)))
         self.dropped.inc(self._delta("dropped_slow", stats.get("dropped_slow", 0)))
         for reason, count in (stats.get("delivered") or {}).items():

@@ -43,6 +43,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 from werkzeug.sansio.utils import get_host
 
+from .admission import Ticket
 from .connection import Connection
 from .exceptions import BackendUnavailable
 from .responses import error_response
@@ -215,6 +216,24 @@ class _Endpoint:
             await self._quart()
             return
         try:
+            ticket = await hub.openings.enter()
+        except TimeoutError:
+            logger.warning("websocket refused: %d sockets already opening", hub.openings.limit)
+            async with self._app.app_context():
+                response = error_response(503, "busy")
+            await self._refuse(response)
+            return
+        try:
+            await self._open(session_id, ticket)
+        finally:
+            ticket.release()
+
+    async def _open(self, session_id: str, ticket: Ticket) -> None:
+        """Load the session, accept, and serve the socket (its turn: ``ticket``)."""
+        watch = self.watch
+        hub = watch.hub
+        assert hub is not None  # checked by _serve
+        try:
             found = await watch.backend.load(
                 public_id(session_id), timeouts=watch.timeouts, now=watch.now_ms()
             )
@@ -230,6 +249,7 @@ class _Endpoint:
         except Exception:
             record = None
         if record is None:
+            ticket.release()  # Quart's handling refuses it (and would take its own turn)
             await self._quart()
             return
         conn = Connection(
@@ -246,7 +266,7 @@ class _Endpoint:
             return
         code: int | None
         try:
-            code = await serve_socket(watch, hub, conn, tab_key, self._read)
+            code = await serve_socket(watch, hub, conn, tab_key, self._read, ticket)
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None

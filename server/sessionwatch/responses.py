@@ -17,6 +17,7 @@ _MESSAGES = {
     "tab_invalid": "This tab's token is not valid. Reload the page.",
     "tab_superseded": "This app is open in another tab.",
     "backend_unavailable": "The session service is unavailable. Try again shortly.",
+    "busy": "Too many connections are opening at once. Try again shortly.",
     "session_not_found": "No such session.",
     "session_limit_reached": "You have reached the maximum number of active sessions.",
     "bad_request": "The request was malformed.",

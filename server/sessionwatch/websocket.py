@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, websocket
 
+from .admission import Ticket
 from .connection import Connection, TooManySockets
 from .events import CloseCode, parse_client_message
 from .exceptions import BackendUnavailable, ProtocolError
@@ -96,11 +97,19 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
         if hub is None or not hub.running:
             logger.error("websocket refused: the hub is not running (is the app served?)")
             return error_response(503, "backend_unavailable")
-        conn = Connection(
-            record.id, record.user, websocket.send, queue_size=watch.settings.send_queue_size
-        )
-        await websocket.accept()
-        code = await serve_socket(watch, hub, conn, record.tab_key, websocket.receive)
+        try:
+            ticket = await hub.openings.enter()
+        except TimeoutError:
+            logger.warning("websocket refused: %d sockets already opening", hub.openings.limit)
+            return error_response(503, "busy")
+        try:
+            conn = Connection(
+                record.id, record.user, websocket.send, queue_size=watch.settings.send_queue_size
+            )
+            await websocket.accept()
+            code = await serve_socket(watch, hub, conn, record.tab_key, websocket.receive, ticket)
+        finally:
+            ticket.release()
         if code is not None:
             try:
                 await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT)
@@ -110,9 +119,17 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
 
 
 async def serve_socket(
-    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, receive: Receive
+    watch: SessionWatch,
+    hub: Hub,
+    conn: Connection,
+    tab_key: str,
+    receive: Receive,
+    opening: Ticket,
 ) -> int | None:
     """Serve an accepted socket: register it with the hub, read its frames, forget it.
+    ``opening`` (its admission) is released once it is registered: the wait for its
+    ``hello`` holds no turn (a silent client must not block others), and hellos come
+    no faster than turns are given.
     Returns the close code to send (``None``: nothing to send)."""
     try:
         try:
@@ -121,6 +138,8 @@ async def serve_socket(
             return CloseCode.TOO_MANY_SOCKETS
         except BackendUnavailable:
             return CloseCode.TRY_AGAIN_LATER
+        finally:
+            opening.release()
         return await conn.serve(_read_frames(watch, hub, conn, tab_key, receive))
     finally:  # also when cancelled while attaching (the peer left during the subscribe)
         hub.read_deadlines.cancel(conn)
