@@ -46,7 +46,7 @@ logger = logging.getLogger("sessionwatch.backends.redis")
 _KEEPALIVE = "sessionwatch:keepalive"
 _MAX_CONNECTIONS = 64  # per process; commands are short scripts
 _POOL_TIMEOUT = 5.0  # seconds a command waits for a pooled connection, then 503
-_SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list")
+_SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list", "presence")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _T = TypeVar("_T")
 
@@ -282,20 +282,10 @@ class RedisBackend:
     ) -> None:
         if not sockets:
             return
-
-        async def apply() -> None:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for public_id, socket_id in sockets:
-                    key = f"{self.key_prefix}l:{public_id}"
-                    if until is None:
-                        pipe.zrem(key, socket_id)
-                    else:
-                        pipe.zadd(key, {socket_id: until})
-                        pipe.zremrangebyscore(key, "-inf", now)
-                        pipe.pexpire(key, max(until - now, 1))
-                await pipe.execute()
-
-        await self.call(apply)
+        argv: list[Any] = [self.key_prefix, now, 0, 0, 0, 0, "" if until is None else until]
+        for public_id, socket_id in sockets:
+            argv += (public_id, socket_id)
+        await self.call(functools.partial(self._scripts["presence"], keys=[], args=argv))
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         if not public_ids:
