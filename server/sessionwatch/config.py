@@ -57,7 +57,7 @@ class Settings:
     max_sockets_per_user: int = 128
     send_queue_size: int = 32
     # Sockets being opened (handshake to first hello) at once per process; more queue.
-    max_opening_sockets: int = 64
+    max_opening_sockets: int = 32  # half the Redis pool: page loads keep the rest
     # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
     trust_forwarded_for: bool = False
 
