@@ -145,6 +145,11 @@ def serve(
         workers=workers,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        # No protocol pings: the tabs' own heartbeat (ping every heartbeat_interval,
+        # closed 4014 when silent) already finds dead peers, and uvicorn's would double
+        # an idle tab's cost (a timer and a frame each way every 20 s per socket).
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
         proxy_headers=False,
         access_log=False,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),

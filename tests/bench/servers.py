@@ -185,13 +185,7 @@ def sessionwatch_server(
     with otherwise the CLI's options."""
     env = {"SECRET_KEY": SECRET, "LOG_LEVEL": "warning", "SESSIONWATCH_BACKEND": redis_url}
     if server == "uvicorn" and (deflate or factory):
-        argv = [
-            sys.executable, "-m", "uvicorn", factory or "sessionwatch.service:create_service_app",
-            "--factory", "--host", "127.0.0.1", "--port", "{port}", "--workers", str(workers),
-            "--ws", "websockets-sansio", "--ws-per-message-deflate", "true" if deflate else "false",
-            "--no-proxy-headers",
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
+        argv = _uvicorn_app(factory or "sessionwatch.service:create_service_app", workers, deflate)
         env["SESSIONWATCH_SERVICE_METRICS"] = "1"
     else:
         argv = [
@@ -211,6 +205,8 @@ def _uvicorn_app(factory: str, workers: int, deflate: bool = False) -> list[str]
         "--port", "{port}", "--workers", str(workers), "--ws", "websockets-sansio",
         "--ws-per-message-deflate", "true" if deflate else "false", "--no-proxy-headers",
         "--no-access-log", "--log-level", "warning",
+        # As the CLI: no protocol pings (0 disables them); both apps have a heartbeat.
+        "--ws-ping-interval", "0",
     ]  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import asyncio
 import json
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,8 @@ class TabHolder:
         self.unexpected_closes: Counter[str] = Counter()
         self.setup_retries = 0
         self._pinger: asyncio.Task[None] | None = None
+        # (due, tab, its socket then): each open socket pings 20 s after its last ping.
+        self._pings_due: deque[tuple[float, Tab, ClientConnection]] = deque()
 
     # -- sessions ----------------------------------------------------------------------
 
@@ -217,6 +219,8 @@ class TabHolder:
             raise
         tab.ws = ws
         tab.ready_ns = time.perf_counter_ns()
+        if self.kind == "sw":
+            self._pings_due.append((time.monotonic() + _PING_EVERY, tab, ws))
         tab.close_code = None
         tab.extensions = len(ws.protocol.extensions)
         tab.task = asyncio.create_task(self._read(tab, ws))
@@ -298,27 +302,23 @@ class TabHolder:
                 self.unexpected_closes[str(tab.close_code)] += 1
 
     async def _ping_forever(self) -> None:
-        """Each sessionwatch tab pings once per 20 s, spread evenly over the interval;
-        the number due is computed from the elapsed time, so a loop that lags still
-        pings every tab in time (the server closes a tab silent for 40 s with 4014)."""
-        position = 0
-        owed = 0.0
-        last = time.monotonic()
+        """Each sessionwatch tab pings 20 s after it opened, then every 20 s, like the
+        browser client (the server closes a tab silent for 40 s with 4014). Every tab has
+        the same interval, so the queue stays in due order; a reopened socket has an
+        entry of its own and the old one is dropped when it comes up."""
+        due = self._pings_due
         while True:
             await asyncio.sleep(0.1)
             now = time.monotonic()
-            tabs = list(self.tabs.values()) if self.kind == "sw" else []
-            owed = min(owed + (now - last) * len(tabs) / _PING_EVERY, len(tabs))
-            last = now
-            while owed >= 1 and tabs:
-                owed -= 1
-                position = (position + 1) % len(tabs)
-                ws = tabs[position].ws
-                if ws is not None:
-                    try:
-                        await ws.send(_PING)
-                    except ConnectionClosed:
-                        pass
+            while due and due[0][0] <= now:
+                _, tab, ws = due.popleft()
+                if tab.ws is not ws:
+                    continue  # closed or reopened since
+                due.append((now + _PING_EVERY, tab, ws))
+                try:
+                    await ws.send(_PING)
+                except ConnectionClosed:
+                    pass
 
     # -- event log --------------------------------------------------------------------
 
@@ -438,6 +438,7 @@ class TabHolder:
         if self._pinger is not None:
             self._pinger.cancel()
             self._pinger = None
+        self._pings_due.clear()
         closed = await self.close_tabs(None)
         self.unexpected_closes.clear()
         return closed
