@@ -70,6 +70,26 @@ async def test_protected_transfer_and_policy_switch(demo: Quart) -> None:
     assert denied.status_code == 403 and "1 active session" in await denied.get_data(as_text=True)
 
 
+async def test_a_policy_set_on_one_worker_applies_at_the_next_sign_in_on_another(
+    redis_url: str, key_prefix: str
+) -> None:
+    settings = Settings(backend=redis_url, key_prefix=key_prefix)
+    first, second = (create_app(settings, secret_key="d" * 32) for _ in range(2))
+    async with first.test_app(), second.test_app():
+        laptop = first.test_client()
+        await sign_in(laptop)
+        token = await claim(laptop)
+        switched = await laptop.post(
+            "/policy",
+            json={"tabs": "one", "devices": "1", "on_limit": "deny"},
+            headers={"X-SessionWatch-Tab": token},
+        )
+        assert switched.status_code == 200
+        # At once, on the other worker (which re-reads the shared policy every second).
+        denied = await sign_in(second.test_client())
+        assert denied.status_code == 403
+
+
 async def test_reauth_rotates_and_signs_out_the_others(demo: Quart) -> None:
     mine, other = demo.test_client(), demo.test_client()
     await sign_in(mine)

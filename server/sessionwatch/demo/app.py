@@ -91,6 +91,9 @@ def create_app(
             return await render_template(
                 "login.html", error="Unknown user or wrong password (it is “demo”).", next=target
             ), 401
+        # The device limit applies at sign-in: use the policy as set a moment ago on
+        # any worker, not this worker's copy of up to a second ago.
+        apply(await store.get(fresh=True))
         try:
             await watch.login(username, revoke_others=form.get("revoke_others") == "1")
         except SessionLimitReached as exc:

@@ -66,12 +66,13 @@ class PolicyStore:
     def _key(self) -> str:
         return f"{self._backend.key_prefix}demo:policy"
 
-    async def get(self) -> DemoPolicy:
+    async def get(self, *, fresh: bool = False) -> DemoPolicy:
+        """The shared policy; up to a second old unless ``fresh``."""
         client = self._client()
         if client is None:
             return self._local
         now = time.monotonic()
-        if self._cached is not None and now - self._cached[0] < _CACHE_SECONDS:
+        if not fresh and self._cached is not None and now - self._cached[0] < _CACHE_SECONDS:
             return self._cached[1]
         raw = await self._backend.call(client.get, self._key())  # BackendUnavailable → 503
         policy = DemoPolicy(**json.loads(raw)) if raw else DemoPolicy()
