@@ -1,12 +1,13 @@
 """Admission of opening sockets: at most ``limit`` at once per process, the rest queue.
 
-A socket is *opening* from its handshake's session check until its first ``hello`` is
-answered (or it ends): that is when it costs Redis round trips (session load, channel
-subscription, state at ``hello``, presence). After a restart every tab reconnects at
-once; unbounded, thousands of openings share the Redis pool and the event loop, each
-round trip waits behind all the others, pool waits time out and tabs are refused
-(503/1013) only to come back and redo the work. Queued here instead, a handshake costs
-nothing until its turn and the openings in progress stay fast.
+A socket is *opening* from its handshake's session check until it is registered with
+the hub and its channels are subscribed (or it fails): the server's work of opening it.
+Its ``hello`` is not waited for under a turn, so silent clients cannot hold turns; the
+state read at ``hello`` follows at the pace turns are given. After a restart every tab
+reconnects at once; unbounded, thousands of openings shared the Redis pool and the event
+loop, each round trip waited behind all the others, pool waits timed out and tabs were
+refused (503/1013) only to come back and redo the work. Queued here instead, a handshake
+costs nothing until its turn and the openings in progress stay fast.
 """
 
 from __future__ import annotations

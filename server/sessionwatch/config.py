@@ -56,8 +56,9 @@ class Settings:
     max_sockets_per_session: int = 32
     max_sockets_per_user: int = 128
     send_queue_size: int = 32
-    # Sockets being opened (handshake to first hello) at once per process; more queue.
-    max_opening_sockets: int = 32  # half the Redis pool: page loads keep the rest
+    # Sockets being opened (session check to registration) at once per process; more
+    # queue. Half the Redis pool, so that page loads keep the rest.
+    max_opening_sockets: int = 32
     # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
     trust_forwarded_for: bool = False
 

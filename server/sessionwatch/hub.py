@@ -157,8 +157,9 @@ class Hub:
 
     def stats(self) -> dict[str, Any]:
         """Gauges (sockets, sessions, users, channels, connected, opening,
-        opening_queued) and counters (opening_refused, reconnects, resyncs, reader_restarts, dropped_slow, events_in, events_out, and
-        ``delivered``: messages queued per event type) for metrics."""
+        opening_queued) and counters (opening_refused, reconnects, resyncs,
+        reader_restarts, dropped_slow, events_in, events_out, and ``delivered``:
+        messages queued per event type) for metrics."""
         subscription = self._subscription
         connected = bool(getattr(subscription, "connected", subscription is not None))
         return {
