@@ -22,6 +22,7 @@ from sessionwatch.admission import Admission, Ticket
 from sessionwatch.backends.base import ChannelMessage, session_channel, user_channel
 from sessionwatch.connection import Connection
 from sessionwatch.events import Device
+from sessionwatch.metrics import Metrics
 from support.app_factory import make_app
 from support.clock import FakeClock
 from support.live import (
@@ -517,9 +518,13 @@ async def test_openings_beyond_the_limit_queue_then_are_refused_503_busy(serve: 
         hub.openings.wait = 0.3
         assert await bob.refused() == (503, {"error": "busy"})
         assert hub.stats()["opening_refused"] == 1
+        metrics = Metrics(watch_of(app))
         async with ann.socket() as ws:  # queued, then admitted once the turn is free
             await asyncio.sleep(0.1)
             assert hub.stats()["opening_queued"] == 1
+            text = metrics.render()[0].decode()
+            assert "sessionwatch_sockets_opening_queued 1.0" in text
+            assert "sessionwatch_sockets_opening_refused_total 1.0" in text
             held.release()
             assert (await ws.hello(claim["tab"]))["type"] == "ready"
             # Registered: a socket waiting for its hello (or idle) holds no turn.
