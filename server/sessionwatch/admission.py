@@ -13,8 +13,11 @@ costs nothing until its turn and the openings in progress stay fast.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 __all__ = ["Admission", "Ticket"]
+
+logger = logging.getLogger("sessionwatch.websocket")
 
 
 class Ticket:
@@ -49,7 +52,8 @@ class Admission:
         self.refused = 0  # waited ``wait`` seconds in vain
 
     async def enter(self) -> Ticket:
-        """Wait for a turn (FIFO). Raises :class:`TimeoutError` after ``wait`` seconds."""
+        """Wait for a turn (FIFO). Raises :class:`TimeoutError` (logged) after ``wait``
+        seconds."""
         if not self._gate.locked():
             await self._gate.acquire()  # free: returns at once, no timer needed
         else:
@@ -59,6 +63,7 @@ class Admission:
                     await self._gate.acquire()
             except TimeoutError:
                 self.refused += 1
+                logger.warning("websocket refused: %d sockets already opening", self.limit)
                 raise
             finally:
                 self.waiting -= 1

@@ -218,7 +218,6 @@ class _Endpoint:
         try:
             ticket = await hub.openings.enter()
         except TimeoutError:
-            logger.warning("websocket refused: %d sockets already opening", hub.openings.limit)
             async with self._app.app_context():
                 response = error_response(503, "busy")
             await self._refuse(response)

@@ -100,7 +100,6 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
         try:
             ticket = await hub.openings.enter()
         except TimeoutError:
-            logger.warning("websocket refused: %d sockets already opening", hub.openings.limit)
             return error_response(503, "busy")
         try:
             conn = Connection(

@@ -163,16 +163,15 @@ class RedisBackend:
             # READONLY replica after a failover, OOM, script errors: fail closed.
             raise BackendUnavailable(f"Redis error: {exc}") from exc
 
-    async def _run(self, name: str, timeouts: Timeouts, now: int, *args: Any) -> Any:
-        argv = [
-            self.key_prefix,
-            now,
-            timeouts.idle,
-            timeouts.refresh,
-            timeouts.tombstone,
-            EXPIRY_GRACE_MS,
-            *args,
-        ]
+    async def _run(self, name: str, timeouts: Timeouts | None, now: int, *args: Any) -> Any:
+        """Run script ``name`` with the prelude's arguments, then ``args`` (ARGV[7]...).
+        ``timeouts`` is ``None`` for a script that uses none of them (presence)."""
+        limits = (
+            (timeouts.idle, timeouts.refresh, timeouts.tombstone, EXPIRY_GRACE_MS)
+            if timeouts is not None
+            else (0, 0, 0, 0)
+        )
+        argv = [self.key_prefix, now, *limits, *args]
         return await self.call(functools.partial(self._scripts[name], keys=[], args=argv))
 
     @staticmethod
@@ -282,10 +281,8 @@ class RedisBackend:
     ) -> None:
         if not sockets:
             return
-        argv: list[Any] = [self.key_prefix, now, 0, 0, 0, 0, "" if until is None else until]
-        for public_id, socket_id in sockets:
-            argv += (public_id, socket_id)
-        await self.call(functools.partial(self._scripts["presence"], keys=[], args=argv))
+        pairs = [value for socket in sockets for value in socket]
+        await self._run("presence", None, now, "" if until is None else until, *pairs)
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         if not public_ids:
