@@ -30,7 +30,7 @@ from support.push_processes import (
     Server,
     open_socket,
 )
-from support.redis_server import RedisServer, in_ci
+from support.redis_server import RedisServer, required
 
 pytestmark = pytest.mark.multiprocess
 
@@ -60,13 +60,7 @@ def _processes(redis_url: str, key_prefix: str) -> Iterator[list[AppProcess]]:
 @pytest.fixture(name="own_redis")
 def _own_redis() -> Iterator[RedisServer]:
     """A private Redis the chaos test may kill and restart."""
-    try:
-        server = RedisServer()
-    except FileNotFoundError:
-        if in_ci():
-            pytest.fail("redis-server is required in CI")
-        pytest.skip("redis-server is not installed")
-    with server:
+    with required(RedisServer) as server:
         yield server
 
 

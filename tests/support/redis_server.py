@@ -8,8 +8,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
-__all__ = ["RedisServer", "free_port"]
+import pytest
+
+_T = TypeVar("_T")
+
+__all__ = ["RedisServer", "free_port", "in_ci", "required", "terminate"]
 
 
 def free_port() -> int:
@@ -69,12 +75,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
             self.process = None
 
     def restart(self) -> None:
@@ -106,3 +107,24 @@ class RedisServer:
 
 def in_ci() -> bool:
     return bool(os.environ.get("CI"))
+
+
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 5 s; always reaped."""
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def required(make: Callable[[], _T]) -> _T:
+    """``make()`` (a Redis server or cluster); a missing redis-server skips the test,
+    or fails it in CI (tests/run.sh installs it)."""
+    try:
+        return make()
+    except FileNotFoundError:
+        if in_ci():
+            pytest.fail("redis-server is required in CI (tests/run.sh installs it)")
+        pytest.skip("redis-server is not installed")

@@ -1,0 +1,293 @@
+"""A private 6-node Redis Cluster (3 primaries, 3 replicas) on free loopback ports.
+
+Each node is a real ``redis-server --cluster-enabled yes`` with its own directory; the
+cluster is formed by ``redis-cli --cluster create … --cluster-replicas 1 --cluster-yes``
+and is ready when every node reports ``cluster_state:ok`` and agrees on the slot map.
+:meth:`RedisCluster.cleanup` always stops every process and removes the directories.
+A short ``cluster-node-timeout`` (and no replica validity limit: a replica that has just
+been resynchronised may still take over) lets the failover tests see a replica take over
+within a few seconds of a primary being killed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .redis_server import terminate
+
+__all__ = ["ClusterNode", "RedisCluster"]
+
+_NODE_TIMEOUT_MS = 1500
+
+
+def _free_cluster_port() -> int:
+    """A port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _command(port: int, *args: str, timeout: float = 5.0) -> str:
+    """One command through ``redis-cli`` (raw output)."""
+    done = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done.stdout
+
+
+@dataclass
+class ClusterNode:
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.directory / "redis.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, binary: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(self.directory / "nodes.conf"),
+                "--cluster-node-timeout", str(_NODE_TIMEOUT_MS),
+                "--cluster-replica-validity-factor", "0",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.directory),
+                "--logfile", str(self.log),
+                "--maxclients", "20000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def alive(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def info(self) -> dict[str, str]:
+        """``CLUSTER INFO`` as a dict (empty when the node does not answer)."""
+        out = _command(self.port, "cluster", "info", timeout=2)
+        pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return {k.strip(): v.strip() for k, v in pairs}
+
+    def role(self) -> str:
+        out = _command(self.port, "role", timeout=2)
+        return out.splitlines()[0].strip() if out else ""
+
+    def kill(self) -> None:
+        """SIGKILL: the node vanishes without a goodbye (as a crashed host would)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            terminate(self.process)
+            self.process = None
+
+
+class RedisCluster:
+    """Start, inspect, break and always tear down a 3 + 3 node cluster."""
+
+    def __init__(self, nodes: int = 6, replicas: int = 1) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None or shutil.which("redis-cli") is None:
+            raise FileNotFoundError("redis-server / redis-cli are not installed")
+        self.binary = binary
+        self.replicas = replicas
+        self.directory = Path(tempfile.mkdtemp(prefix="sessionwatch-cluster-"))
+        self.nodes: list[ClusterNode] = []
+        for index in range(nodes):
+            directory = self.directory / str(index)
+            directory.mkdir()
+            self.nodes.append(ClusterNode(_free_cluster_port(), directory))
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every node as a start-up node."""
+        return "redis+cluster://" + ",".join(n.address for n in self.nodes) + "/"
+
+    def start(self, timeout: float = 60.0) -> None:
+        for node in self.nodes:
+            node.start(self.binary)
+        deadline = time.monotonic() + 10
+        while not all(n.alive() for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("cluster nodes did not start")
+            time.sleep(0.05)
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(n.address for n in self.nodes),
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )  # fmt: skip
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-2000:]}")
+        self.wait_ok(timeout)
+
+    def wait_ok(self, timeout: float = 60.0) -> None:
+        """Until every running node says ``cluster_state:ok``, all slots are assigned
+        and the live nodes agree on the primaries (the replicas see the same map)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            running = [n for n in self.nodes if n.process is not None]
+            infos = [n.info() for n in running]
+            ok = all(
+                i.get("cluster_state") == "ok" and i.get("cluster_slots_assigned") == "16384"
+                for i in infos
+            )
+            if (
+                ok
+                and self._served() == 16384
+                and len({self._primary_view(n) for n in running}) == 1
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster not ok after {timeout}s: {infos}")
+            time.sleep(0.1)
+
+    def _served(self) -> int:
+        """How many slots running primaries say they serve themselves."""
+        total = 0
+        for node in self.nodes:
+            mine = self._myself(node) if node.process is not None else []
+            if mine and "master" in mine[2]:
+                for item in mine[8:]:
+                    low, _, high = item.partition("-")
+                    if low.isdigit():
+                        total += int(high or low) - int(low) + 1
+        return total
+
+    def _primary_view(self, node: ClusterNode) -> tuple[str, ...]:
+        lines = _command(node.port, "cluster", "nodes", timeout=2).splitlines()
+        return tuple(
+            sorted(
+                line.split()[1].split("@")[0]
+                for line in lines
+                if "master" in line.split()[2]
+                and "fail" not in line.split()[2]
+                and len(line.split()) > 8
+            )
+        )
+
+    def primaries(self) -> list[ClusterNode]:
+        return [n for n in self.nodes if n.process is not None and n.role() == "master"]
+
+    def _myself(self, node: ClusterNode) -> list[str]:
+        """This node's own line of ``CLUSTER NODES``, split."""
+        for line in _command(node.port, "cluster", "nodes").splitlines():
+            parts = line.split()
+            if len(parts) > 3 and "myself" in parts[2]:
+                return parts
+        return []
+
+    def replicas_of(self, primary: ClusterNode) -> list[ClusterNode]:
+        primary_id = self._myself(primary)[0]
+        found = []
+        for node in self.nodes:
+            if node.process is None or node is primary:
+                continue
+            mine = self._myself(node)
+            if mine and "slave" in mine[2] and mine[3] == primary_id:
+                found.append(node)
+        return found
+
+    def node_for_key(self, key: str) -> ClusterNode:
+        """The primary that serves ``key`` now."""
+        return self.slot_map()[self.keyslot(key)]
+
+    def slot_map(self) -> dict[int, ClusterNode]:
+        """Slot → the running primary that says it serves it."""
+        owners: dict[int, ClusterNode] = {}
+        for node in self.primaries():
+            for item in self._myself(node)[8:]:
+                low, _, high = item.partition("-")
+                if low.isdigit():
+                    for slot in range(int(low), int(high or low) + 1):
+                        owners[slot] = node
+        return owners
+
+    def keyslot(self, key: str) -> int:
+        for node in self.nodes:
+            if node.process is not None:
+                out = _command(node.port, "cluster", "keyslot", key).strip()
+                if out.isdigit():
+                    return int(out)
+        raise RuntimeError("no node answers")
+
+    def failover(self, replica: ClusterNode, timeout: float = 30.0) -> None:
+        """``CLUSTER FAILOVER`` on ``replica`` (a manual, coordinated failover) and wait
+        until it is a primary and the cluster is ok again."""
+        out = _command(replica.port, "cluster", "failover")
+        if "OK" not in out:
+            raise RuntimeError(f"CLUSTER FAILOVER refused: {out!r}")
+        deadline = time.monotonic() + timeout
+        while replica.role() != "master":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica did not take over")
+            time.sleep(0.05)
+        self.wait_ok(timeout)
+
+    def restart(self, node: ClusterNode) -> None:
+        """Start a killed node again (it rejoins from its nodes.conf)."""
+        node.start(self.binary)
+        deadline = time.monotonic() + 10
+        while not node.alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError("node did not restart")
+            time.sleep(0.05)
+
+    def command(self, node: ClusterNode, *args: str) -> str:
+        return _command(node.port, *args)
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> RedisCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
