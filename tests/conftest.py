@@ -2,7 +2,9 @@
 
 Redis: ``REDIS_URL`` when set (keys get a unique prefix per test; nothing is ever
 flushed), else a private ``redis-server`` on a free port for the whole run. In CI a
-missing Redis is a failure, not a skip.
+missing Redis is a failure, not a skip. Redis Cluster: a private 6-node cluster
+(``support.redis_cluster``), started once per run by the first test that asks for it;
+suites opt in by parametrizing ``backend_kind`` with ``"cluster"``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import pytest
 from sessionwatch.backends.base import Backend, Timeouts
 from sessionwatch.backends.memory import MemoryBackend
 from support.clock import FakeClock
-from support.redis_server import RedisServer, in_ci
+from support.redis_cluster import RedisCluster
+from support.redis_server import RedisServer, required
 
 
 @pytest.fixture(scope="session", name="redis_url")
@@ -24,14 +27,16 @@ def _redis_url() -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    try:
-        server = RedisServer()
-    except FileNotFoundError:
-        if in_ci():
-            pytest.fail("redis-server is required in CI (tests/run.sh installs it)")
-        pytest.skip("redis-server is not installed")
-    with server:
+    with required(RedisServer) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session", name="redis_cluster")
+def _redis_cluster() -> Iterator[RedisCluster]:
+    """A private 3-primary, 3-replica cluster for the run (tests must not break it;
+    the failover tests start their own)."""
+    with required(RedisCluster) as cluster:
+        yield cluster
 
 
 @pytest.fixture(name="key_prefix")
@@ -58,6 +63,8 @@ def _backend_kind(request: pytest.FixtureRequest) -> str:
 def _backend_url(backend_kind: str, request: pytest.FixtureRequest) -> str:
     if backend_kind == "memory":
         return "memory://"
+    if backend_kind == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
     return str(request.getfixturevalue("redis_url"))
 
 
@@ -68,6 +75,12 @@ async def _backend(
     backend: Backend
     if backend_kind == "memory":
         backend = MemoryBackend(key_prefix=key_prefix)
+    elif backend_kind == "cluster":
+        from sessionwatch.backends.redis_cluster import RedisClusterBackend
+
+        backend = RedisClusterBackend(
+            request.getfixturevalue("redis_cluster").url, key_prefix=key_prefix
+        )
     else:
         from sessionwatch.backends.redis import RedisBackend
 

@@ -38,6 +38,7 @@ from .tokens import (
     new_tab_key,
     parse_tab_token,
     public_id,
+    user_tag,
 )
 
 if TYPE_CHECKING:
@@ -296,7 +297,7 @@ class SessionWatch:
         session = self.current_session()
         serializer = ServerSessionInterface.serializer
         data = serializer.dumps(dict(session)) if session else ""
-        session_id = new_session_id()
+        session_id = new_session_id(user_tag(user_id))  # the user's slot on a Cluster
         record = self._new_record(session_id, user_id, data)
         old = session.record
         if old is not None:  # the script carries these over atomically; mirror them here

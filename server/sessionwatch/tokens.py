@@ -4,6 +4,10 @@
   secrets allows rotation (sign with the newest, accept all).
 - The server never stores ``sid``: records, channels, logs and APIs use the public id,
   a domain-separated SHA-256 of it, so a leaked Redis dump holds no usable session.
+- A session id minted at login starts with its user's *tag* (``{tag}.{random}``), a
+  4-character hash of the user id that the public id keeps (``{tag}.{hash}``): on a
+  Redis Cluster the tag is the hash tag that puts a user's sessions, index and channels
+  in one slot. Anonymous ids carry no tag (each is its own slot).
 - A tab token is ``{gen}.{mac}`` with ``mac`` an HMAC of ``gen`` under the session's
   random tab key, so tokens need no storage and verify in constant time.
 """
@@ -29,10 +33,14 @@ __all__ = [
     "new_tab_key",
     "parse_tab_token",
     "public_id",
+    "slot_tag",
+    "user_tag",
 ]
 
 _PUBLIC_ID_DOMAIN: Final = b"sessionwatch/v1/public\0"
-_SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+_USER_TAG_DOMAIN: Final = b"sessionwatch/v1/tag\0"
+_TAG_LENGTH: Final = 4  # 24 bits: far more tags than Redis Cluster's 16384 slots
+_SESSION_ID_RE: Final = re.compile(r"(?:[A-Za-z0-9_-]{4}\.)?[A-Za-z0-9_-]{43}")
 _TAB_TOKEN_RE: Final = re.compile(r"([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{22})")
 _MIN_SECRET_LENGTH: Final = 16
 
@@ -41,9 +49,15 @@ def _b64(digest: bytes, length: int = 22) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")[:length]
 
 
-def new_session_id() -> str:
-    """A fresh 256-bit session id."""
-    return secrets.token_urlsafe(32)
+def user_tag(user_id: str) -> str:
+    """The tag shared by every session id minted for ``user_id`` (not secret)."""
+    return _b64(hashlib.sha256(_USER_TAG_DOMAIN + user_id.encode("utf-8")).digest(), _TAG_LENGTH)
+
+
+def new_session_id(tag: str | None = None) -> str:
+    """A fresh 256-bit session id, prefixed with ``tag`` (see :func:`user_tag`)."""
+    random_part = secrets.token_urlsafe(32)
+    return f"{tag}.{random_part}" if tag else random_part
 
 
 def new_tab_key() -> str:
@@ -52,8 +66,17 @@ def new_tab_key() -> str:
 
 
 def public_id(session_id: str) -> str:
-    """The id the server stores, logs and shows for ``session_id`` (132 bits)."""
-    return _b64(hashlib.sha256(_PUBLIC_ID_DOMAIN + session_id.encode("ascii")).digest())
+    """The id the server stores, logs and shows for ``session_id`` (132 bits), keeping
+    the session id's tag when it has one."""
+    digest = _b64(hashlib.sha256(_PUBLIC_ID_DOMAIN + session_id.encode("ascii")).digest())
+    tag, dot, _ = session_id.partition(".")
+    return f"{tag}.{digest}" if dot else digest
+
+
+def slot_tag(public_id: str) -> str:
+    """What a public id shares its Redis Cluster slot with: its tag, or (untagged) itself."""
+    tag, dot, _ = public_id.partition(".")
+    return tag if dot else public_id
 
 
 def _tab_mac(tab_key: str, gen: int) -> str:

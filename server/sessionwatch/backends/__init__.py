@@ -5,6 +5,9 @@
 ``redis://``              :class:`~.redis.RedisBackend`
 ``rediss://``             Redis over TLS
 ``redis+sentinel://``     ``h1:26379,h2:26379/service_name?db=0``
+``redis+cluster://``      :class:`~.redis_cluster.RedisClusterBackend`:
+                          ``h1:6379,h2:6379/`` (sharded pub/sub)
+``rediss+cluster://``     Redis Cluster over TLS
 ========================  =============================================
 """
 
@@ -29,6 +32,7 @@ __all__ = [
 ]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def backend_from_url(
@@ -48,7 +52,11 @@ def backend_from_url(
         from .redis import RedisBackend
 
         return RedisBackend(url, key_prefix=key_prefix)
+    if scheme in _CLUSTER_SCHEMES:
+        from .redis_cluster import RedisClusterBackend
+
+        return RedisClusterBackend(url, key_prefix=key_prefix)
     raise ConfigurationError(
-        f"unknown backend scheme {scheme!r} in {url!r}; use memory://, redis://, rediss:// "
-        "or redis+sentinel://"
+        f"unknown backend scheme {scheme!r} in {url!r}; use memory://, redis://, rediss://, "
+        "redis+sentinel:// or redis+cluster://"
     )

@@ -56,8 +56,11 @@ def _read_script(name: str) -> str:
 
 
 @functools.cache
-def _script_source(name: str) -> str:
-    return _read_script("_prelude") + "\n" + _read_script(name)
+def _script_source(name: str, keys: str = "_keys") -> str:
+    """Script ``name`` behind the prelude, with the key module ``keys`` (the topology's
+    key and channel names) at the prelude's ``--@keys`` marker."""
+    prelude = _read_script("_prelude").replace("--@keys\n", _read_script(keys), 1)
+    return prelude + "\n" + _read_script(name)
 
 
 def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aioredis.Redis]]:
@@ -109,6 +112,9 @@ class RedisBackend:
         client: an existing ``redis.asyncio.Redis`` to use instead of ``url``.
     """
 
+    _KEY_MODULE = "_keys"  # lua/_keys.lua: key names derived from the prefix
+    _SCRIPTS: tuple[str, ...] = _SCRIPTS
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -129,7 +135,8 @@ class RedisBackend:
             )
         self._redis = client
         self._scripts = {
-            name: self._redis.register_script(_script_source(name)) for name in _SCRIPTS
+            name: self._redis.register_script(_script_source(name, self._KEY_MODULE))
+            for name in self._SCRIPTS
         }
 
     @property
@@ -172,7 +179,13 @@ class RedisBackend:
             else (0, 0, 0, 0)
         )
         argv = [self.key_prefix, now, *limits, *args]
-        return await self.call(functools.partial(self._scripts[name], keys=[], args=argv))
+        keys = self._route(name, args)
+        return await self.call(functools.partial(self._scripts[name], keys=keys, args=argv))
+
+    def _route(self, name: str, args: Sequence[Any]) -> list[str]:
+        """The ``KEYS`` of a call of script ``name``: none on one Redis (the scripts
+        derive every name from the prefix); a Cluster routes by them."""
+        return []
 
     @staticmethod
     def _gone(reply: list[Any]) -> Lookup:

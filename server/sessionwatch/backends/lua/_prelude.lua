@@ -1,6 +1,7 @@
 -- Shared by every script (prepended when loading). ARGV[1..6] are the same for all:
 -- key prefix, now (ms), idle (ms), refresh (ms), tombstone ttl (ms), expiry grace (ms).
--- Keys are derived from the prefix at run time: standalone Redis and Sentinel only.
+-- The names of keys and channels come from the topology's key module, inserted at the
+-- marker below: _keys.lua (one Redis, Sentinel) or _keys_cluster.lua (Redis Cluster).
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local IDLE = tonumber(ARGV[3])
@@ -8,16 +9,13 @@ local REFRESH = tonumber(ARGV[4])
 local TOMB = tonumber(ARGV[5])
 local GRACE = tonumber(ARGV[6])
 
-local function skey(id) return P .. 's:' .. id end
-local function ukey(uid) return P .. 'u:' .. uid end
-local function tkey(id) return P .. 't:' .. id end
-local function lkey(id) return P .. 'l:' .. id end
+--@keys
 
 local function deadline(r) return math.min(tonumber(r.seen) + IDLE, tonumber(r.abs)) end
 
 local function publish_session(id, event)
   event['session'] = id
-  redis.call('PUBLISH', P .. 'c:s:' .. id, cjson.encode(event))
+  redis.call(PUBLISH, schan(id), cjson.encode(event))
 end
 
 local function forget(id, uid)

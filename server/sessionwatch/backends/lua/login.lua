@@ -49,8 +49,7 @@ redis.call('HSET', skey(new_id), unpack(flat(record)))
 keep_until_deadline(new_id, record)
 redis.call('ZADD', ukey(uid), tonumber(record.created), new_id)
 redis.call('PEXPIRE', ukey(uid), tonumber(record.abs) - NOW + GRACE)
-redis.call('PUBLISH', P .. 'c:u:' .. uid,
-  cjson.encode({type = 'signed_in', session = new_id, by = by}))
+redis.call(PUBLISH, uchan(uid), cjson.encode({type = 'signed_in', session = new_id, by = by}))
 
 local out = {'ok'}
 for _, sid in ipairs(evict) do out[#out + 1] = sid end

@@ -1,0 +1,247 @@
+"""The Redis Cluster backend (``redis+cluster://h:p,h:p/``, ``rediss+cluster://``).
+
+The same scripts as :mod:`.redis`, with the cluster key module ``lua/_keys_cluster.lua``:
+every key and channel of a call carries one hash tag, so each script is one slot-local
+atomic step routed by ``KEYS[1]``. The tag of a session is its public id's tag — its
+user's (:func:`~sessionwatch.tokens.user_tag`, minted into the id at login), or for an
+anonymous session the id itself — so a user's sessions, index and channels share a slot
+and the session limit stays one atomic script.
+
+=================  ==========================================================
+record             ``{prefix}s:{T}.rest`` (tagged) or ``{prefix}s:{id}``
+tombstone, live    ``{prefix}t:…``, ``{prefix}l:…`` (same shape)
+user index         ``{prefix}u:{T}user``, T = ``user_tag(user)``
+channels           ``{prefix}c:s:…`` and ``{prefix}c:u:{T}user``, shard channels
+=================  ==========================================================
+
+Events travel by sharded pub/sub (``SPUBLISH`` inside the scripts, ``SSUBSCRIBE`` in
+:class:`~.cluster_pubsub.ClusterSubscription`), so a message reaches only the shard that
+owns its slot. The one step that crosses slots is a login whose old session lives in
+another slot (anonymous, or another user's): the login script runs on the user's slot,
+then ``rotate.lua`` retires the old session and ``regen.lua`` carries over a claim that
+raced the login (the generation only ever rises, so a superseded tab stays superseded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
+
+from ..exceptions import BackendUnavailable, ConfigurationError
+from ..tokens import slot_tag, user_tag
+from .base import SessionRecord, Timeouts
+from .cluster_pubsub import ClusterSubscription
+from .redis import _SCRIPTS, RedisBackend
+
+__all__ = ["ClusterNames", "RedisClusterBackend", "cluster_from_url"]
+
+_SCHEMES = ("redis+cluster", "rediss+cluster")
+_MAX_CONNECTIONS = 64  # per node; also the calls in flight per process (see call())
+_POOL_TIMEOUT = 5.0  # seconds a call waits for its turn, then 503 (as on one Redis)
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?")
+
+
+def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, Any]]:
+    """A cluster client for ``redis+cluster://[user:password@]h:p,h:p/``, and the
+    connection options a single node's client needs (for the pub/sub connections)."""
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ConfigurationError(f"not a Redis Cluster URL: scheme {parts.scheme!r}")
+    nodes = []
+    for item in parts.netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(f"cluster URL needs host:port start-up nodes, got {item!r}")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if parts.path.strip("/") not in ("", "0"):
+        raise ConfigurationError("a Redis Cluster has only database 0; drop the URL's path")
+    node_options: dict[str, Any] = dict(options)
+    if parts.username:
+        node_options["username"] = unquote(parts.username)
+    if parts.password:
+        node_options["password"] = unquote(parts.password)
+    if parts.scheme == "rediss+cluster":
+        node_options["ssl"] = True
+    client = RedisCluster(startup_nodes=nodes, max_connections=_MAX_CONNECTIONS, **node_options)
+    return client, node_options
+
+
+class ClusterNames:
+    """The cluster key and channel names (Python's half of ``lua/_keys_cluster.lua``)."""
+
+    def __init__(self, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                f"key prefix {prefix!r} contains a brace: on a Redis Cluster the braces "
+                "are the hash tag sessionwatch sets itself"
+            )
+        self.prefix = prefix
+
+    @staticmethod
+    def slotted(public_id: str) -> str:
+        """``T.rest`` → ``{T}.rest``; an untagged id ``x`` → ``{x}``."""
+        tag = slot_tag(public_id)
+        return "{" + tag + "}" + public_id[len(tag) :]
+
+    @staticmethod
+    def valid(public_id: str) -> bool:
+        return _PUBLIC_ID.fullmatch(public_id) is not None
+
+    def session(self, public_id: str) -> str:
+        return f"{self.prefix}s:{self.slotted(public_id)}"
+
+    def presence(self, public_id: str) -> str:
+        return f"{self.prefix}l:{self.slotted(public_id)}"
+
+    def index(self, user: str) -> str:
+        return f"{self.prefix}u:{{{user_tag(user)}}}{user}"
+
+    def physical(self, channel: str) -> str:
+        """The shard channel behind a logical channel name (``base.session_channel`` /
+        ``base.user_channel``, which the hub uses on every backend)."""
+        session, user = f"{self.prefix}c:s:", f"{self.prefix}c:u:"
+        if channel.startswith(session):
+            return session + self.slotted(channel[len(session) :])
+        if channel.startswith(user):
+            name = channel[len(user) :]
+            return f"{user}{{{user_tag(name)}}}{name}"
+        return "{" + channel + "}"  # any other channel: a slot of its own
+
+
+class RedisClusterBackend(RedisBackend):
+    """Sessions on a Redis Cluster; the same contract as :class:`RedisBackend`.
+
+    Args:
+        url: ``redis+cluster://h:p,h:p/`` (any reachable nodes; the rest is discovered).
+        key_prefix: prefix of every key and channel (no braces).
+        client: an existing ``redis.asyncio.cluster.RedisCluster`` to use instead.
+    """
+
+    _KEY_MODULE = "_keys_cluster"
+    _SCRIPTS = (*_SCRIPTS, "rotate", "regen")
+
+    def __init__(
+        self,
+        url: str = "redis+cluster://127.0.0.1:7000/",
+        *,
+        key_prefix: str = "sw:",
+        client: RedisCluster | None = None,
+    ) -> None:
+        self.names = ClusterNames(key_prefix)
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        }
+        if client is None:
+            client, options = cluster_from_url(url, **options)
+        self._cluster = client
+        self._node_options = options
+        # redis-py's cluster pool fails at once ("Too many connections") when a node's
+        # pool is exhausted; a burst waits for a turn instead, as BlockingConnectionPool
+        # makes it on one Redis.
+        self._turns = asyncio.Semaphore(_MAX_CONNECTIONS)
+        super().__init__(url, key_prefix=key_prefix, client=cast(aioredis.Redis, client))
+
+    def _route(self, name: str, args: Sequence[Any]) -> list[str]:
+        if name in ("end_user", "list"):
+            return [self.names.index(str(args[0]))]
+        if name == "presence":
+            return [self.names.presence(str(args[1]))]
+        return [self.names.session(str(args[1] if name == "login" else args[0]))]
+
+    async def call(self, function: Any, *args: Any) -> Any:
+        try:
+            async with asyncio.timeout(_POOL_TIMEOUT):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise BackendUnavailable("Redis Cluster busy: no connection free in time") from None
+        try:
+            return await super().call(function, *args)
+        except RedisClusterException as exc:  # no node answers, slots not covered
+            raise BackendUnavailable(f"Redis Cluster error: {exc}") from exc
+        finally:
+            self._turns.release()
+
+    async def login(
+        self,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        limit: int | None,
+        deny: bool,
+        timeouts: Timeouts,
+        now: int,
+    ) -> list[str]:
+        if record.user and slot_tag(record.id) != user_tag(record.user):
+            # Its index and channel would land in another slot: refuse, change nothing.
+            raise ValueError(
+                "on a Redis Cluster a user's session id must carry the user's tag: "
+                "tokens.new_session_id(tokens.user_tag(user))"
+            )
+        if old_id is None or slot_tag(old_id) == slot_tag(record.id):
+            # One slot (a signed-in user signing in again): one script, as on one Redis.
+            return await super().login(
+                old_id, record, limit=limit, deny=deny, timeouts=timeouts, now=now
+            )
+        evicted = await super().login(
+            None, record, limit=limit, deny=deny, timeouts=timeouts, now=now
+        )
+        old = await self._run("rotate", timeouts, now, old_id)
+        if old:
+            await self._run("regen", timeouts, now, record.id, *old)
+        return evicted
+
+    async def end(
+        self,
+        public_id: str,
+        reason: Any,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        user: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        if not self.names.valid(public_id):  # an id from a URL: no such session
+            return False
+        return await super().end(
+            public_id, reason, timeouts=timeouts, now=now, user=user, detail=detail
+        )
+
+    async def set_presence(
+        self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
+    ) -> None:
+        by_slot: dict[str, list[tuple[str, str]]] = {}
+        for socket in sockets:
+            by_slot.setdefault(slot_tag(socket[0]), []).append(socket)
+        parent = super().set_presence
+        await asyncio.gather(*(parent(group, until=until, now=now) for group in by_slot.values()))
+
+    async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
+        if not public_ids:
+            return {}
+
+        async def count() -> list[int]:
+            pipe = self._cluster.pipeline()
+            for public_id in public_ids:
+                pipe.zcount(self.names.presence(public_id), f"({now}", "+inf")
+            return cast(list[int], await pipe.execute())
+
+        counts = await self.call(count)
+        return dict(zip(public_ids, (int(c) for c in counts), strict=True))
+
+    async def publish(self, channel: str, payload: str) -> None:
+        await self.call(self._cluster.spublish, self.names.physical(channel), payload)
+
+    async def ping(self) -> None:
+        await self.call(self._cluster.ping)  # every primary
+
+    def subscription(self) -> ClusterSubscription:  # type: ignore[override]
+        return ClusterSubscription(self._cluster, self.names.physical, self._node_options)
