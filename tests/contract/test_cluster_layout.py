@@ -14,10 +14,11 @@ from redis.crc import key_slot
 
 from contract.test_backend_contract import BY, NOW, make_record, stored
 from sessionwatch.backends import backend_from_url
-from sessionwatch.backends.base import Timeouts
+from sessionwatch.backends.base import Timeouts, session_channel, user_channel
 from sessionwatch.backends.redis_cluster import RedisClusterBackend
 from sessionwatch.exceptions import ConfigurationError
 from sessionwatch.tokens import new_session_id, public_id, slot_tag, user_tag
+from support.events import EventCollector
 from support.redis_cluster import RedisCluster
 
 
@@ -149,3 +150,29 @@ def test_bad_cluster_urls_are_configuration_errors(url: str, message: str) -> No
 def test_a_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="brace"):
         backend_from_url("redis+cluster://127.0.0.1:7000/", key_prefix="app{1}:")
+
+
+async def test_concurrent_first_subscribes_on_one_node_are_all_delivered(
+    cluster_backend: RedisClusterBackend,
+) -> None:
+    """A tab's session and user channels share a slot and the hub subscribes both at
+    once: neither may end up on an orphaned connection (which once cost a 5 s timeout
+    and a resync, with the event it should have carried lost)."""
+    backend = cluster_backend
+    record = make_record(user="liv")
+    channels = [
+        session_channel(backend.key_prefix, record.id),
+        user_channel(backend.key_prefix, "liv"),
+    ]
+    async with EventCollector(backend) as events:
+        events.subscription.confirm_timeout = 2.0  # type: ignore[attr-defined]
+        async with asyncio.timeout(10):  # connected, with no channel yet (as a hub starts)
+            while not events.subscription.connected:  # type: ignore[attr-defined]  # noqa: ASYNC110 (no event in the API)
+                await asyncio.sleep(0.01)
+        await asyncio.gather(*(events.subscribe(c) for c in channels))
+        assert events.subscription.connected  # type: ignore[attr-defined]
+        for channel in channels:
+            await backend.publish(channel, channel)
+        got = {(await events.next_message()).payload for _ in channels}
+        assert got == set(channels)
+        assert events.subscription.reconnects == 0  # type: ignore[attr-defined]

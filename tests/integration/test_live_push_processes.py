@@ -1,4 +1,5 @@
-"""Live push across real server processes (uvicorn and hypercorn) sharing one Redis.
+"""Live push across real server processes (uvicorn and hypercorn) sharing one Redis or
+one Redis Cluster.
 
 Figures (push latency, memory per socket) are printed, never asserted: run with ``-s``.
 """
@@ -51,9 +52,15 @@ def serving(redis_url: str, key_prefix: str, **options: Any) -> Iterator[list[Ap
         assert "Traceback" not in log, f"{server} logged an exception:\n{log}"
 
 
-@pytest.fixture(name="processes")
-def _processes(redis_url: str, key_prefix: str) -> Iterator[list[AppProcess]]:
-    with serving(redis_url, key_prefix) as processes:
+@pytest.fixture(name="processes", params=["redis", "cluster"])
+def _processes(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[list[AppProcess]]:
+    """Two server processes on one Redis, or on the 6-node Redis Cluster (sharded
+    pub/sub: the tab's channel lives on one of three primaries)."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_url")
+    with serving(url, key_prefix) as processes:
         yield processes
 
 

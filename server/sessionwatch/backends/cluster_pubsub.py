@@ -100,6 +100,7 @@ class ClusterSubscription:
         self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue(_QUEUE_SIZE)
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._broken: str | None = None
+        self._sending = asyncio.Lock()
         self._closed = False
         self.confirm_timeout = 5.0
         self.connected = False
@@ -168,7 +169,13 @@ class ClusterSubscription:
                     return
 
     async def _send(self, physicals: Iterable[str]) -> None:
-        """``SSUBSCRIBE`` on each channel's current owner, one command per slot."""
+        """``SSUBSCRIBE`` on each channel's current owner, one command per slot. One
+        call at a time: two first commands on a new pub/sub would open two connections
+        (redis-py sets its connection on the first), orphaning one's subscriptions."""
+        async with self._sending:
+            await self._send_now(physicals)
+
+    async def _send_now(self, physicals: Iterable[str]) -> None:
         by_node: dict[str, list[str]] = {}
         nodes = {}
         for physical in physicals:
