@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .redis_server import free_port
 
-__all__ = ["ManagedProcess"]
+__all__ = ["ManagedProcess", "run_module"]
 
 
 class ManagedProcess:
@@ -115,3 +116,18 @@ class ManagedProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self.log.unlink(missing_ok=True)
+
+
+def run_module(module: str, *args: str, timeout: float = 140) -> subprocess.CompletedProcess[str]:
+    """``python -m module args…`` from the repository root, its output captured; the
+    assertion on failure shows the end of both streams."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done

@@ -21,9 +21,18 @@ from pathlib import Path
 
 from .redis_server import terminate
 
-__all__ = ["ClusterNode", "RedisCluster"]
+__all__ = ["ClusterNode", "RedisCluster", "installed"]
 
 _NODE_TIMEOUT_MS = 1500
+
+
+def installed() -> str:
+    """The path of redis-server; FileNotFoundError unless redis-server and redis-cli are
+    both installed."""
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("redis-cli") is None:
+        raise FileNotFoundError("redis-server / redis-cli are not installed")
+    return binary
 
 
 def _free_cluster_port() -> int:
@@ -124,10 +133,7 @@ class RedisCluster:
     """Start, inspect, break and always tear down a 3 + 3 node cluster."""
 
     def __init__(self, nodes: int = 6, replicas: int = 1) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None or shutil.which("redis-cli") is None:
-            raise FileNotFoundError("redis-server / redis-cli are not installed")
-        self.binary = binary
+        self.binary = installed()
         self.replicas = replicas
         self.directory = Path(tempfile.mkdtemp(prefix="sessionwatch-cluster-"))
         self.nodes: list[ClusterNode] = []
