@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, then runs
 #   1. the browser client's unit tests (node --test),
-#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium).
+#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium;
+#      on one Redis and on a private 6-node Redis Cluster the suites start themselves).
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)  # forms the test cluster
 command -v node >/dev/null || missing+=(nodejs)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if ((${#missing[@]})); then

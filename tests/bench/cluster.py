@@ -191,6 +191,11 @@ async def costs(url: str, count: int) -> dict[str, Any]:
         lambda p: backend.claim(p, BY, exclusive=False, timeouts=TIMEOUTS, now=NOW)
     )
     load = await measure(lambda p: backend.load(p, timeouts=TIMEOUTS, now=NOW))
+    cpu = _cpu(admin)  # presence: the hub refreshes each socket once per heartbeat, 32 a batch
+    for batch in range(0, count, 32):
+        sockets = [(i, f"socket-{i}") for i in ids[batch : batch + 32]]
+        await backend.set_presence(sockets, until=NOW + 60_000, now=NOW)
+    presence = 1e6 * (_cpu(admin) - cpu) / count
     # One raw pub/sub connection holds a channel per session (as hubs do, spread over
     # workers); subscribed in chunks, each confirmed, then drained while claims publish.
     listener = aioredis.Redis.from_url(url).pubsub()
@@ -214,9 +219,9 @@ async def costs(url: str, count: int) -> dict[str, Any]:
         "operations": count,
         "cpu_us_claim": round(claim, 1),
         "cpu_us_load": round(load, 1),
-        "cpu_us_push": round(
-            max(push - claim, 0.0), 1
-        ),  # the claim that publishes, less one that does not
+        # a push: the claim that publishes, less one that does not
+        "cpu_us_push": round(max(push - claim, 0.0), 1),
+        "cpu_us_presence_per_socket": round(presence, 1),
         "bytes_per_session": round(per_session),
         "bytes_per_channel": round(per_channel),
     }
@@ -304,7 +309,8 @@ def table(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"one Redis, per operation: claim {c['cpu_us_claim']} µs CPU, protected request "
-        f"(load) {c['cpu_us_load']} µs, push {c['cpu_us_push']} µs; "
+        f"(load) {c['cpu_us_load']} µs, push {c['cpu_us_push']} µs, presence refresh "
+        f"{c['cpu_us_presence_per_socket']} µs per socket; "
         f"{c['bytes_per_session']} B per session, {c['bytes_per_channel']} B per subscribed channel",
         "",
         f"after {results['spread']['sessions']:,} sign-ins on the cluster "
