@@ -410,8 +410,7 @@ async def test_record_is_kept_through_the_grace_period_only(
             None, "expired"
         )
     else:
-        names = getattr(backend, "names", None)  # a Cluster's hash-tagged names
-        key = names.session(record.id) if names else f"{backend.key_prefix}s:{record.id}"
+        key = backend.names.session(record.id)  # type: ignore[attr-defined]
         ttl = await backend.client.pttl(key)  # type: ignore[attr-defined]
         assert timeouts.idle < ttl <= timeouts.idle + EXPIRY_GRACE_MS
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from ..events import Device
+from .keys import session_channel, user_channel
 
 __all__ = [
     "EXPIRY_GRACE_MS",
@@ -127,16 +128,6 @@ class ChannelMessage:
     channel: str
     payload: str
     resync: bool = False
-
-
-def session_channel(prefix: str, public_id: str) -> str:
-    """The channel of one session's tabs."""
-    return f"{prefix}c:s:{public_id}"
-
-
-def user_channel(prefix: str, user_id: str) -> str:
-    """The channel of all of one user's sessions."""
-    return f"{prefix}c:u:{user_id}"
 
 
 @runtime_checkable

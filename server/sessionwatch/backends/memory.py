@@ -29,9 +29,8 @@ from .base import (
     Lookup,
     SessionRecord,
     Timeouts,
-    session_channel,
-    user_channel,
 )
+from .keys import KeyNames
 
 __all__ = ["MemoryBackend", "MemorySubscription"]
 
@@ -92,6 +91,7 @@ class MemoryBackend:
 
     def __init__(self, *, key_prefix: str = "sw:", clock: Callable[[], float] = time.time) -> None:
         self.key_prefix = key_prefix
+        self.names = KeyNames(key_prefix)  # the channels are the plain (logical) ones
         self._clock = clock
         self._records: dict[str, SessionRecord] = {}
         self._grace_until: dict[str, int] = {}  # id -> when the record is forgotten
@@ -149,7 +149,7 @@ class MemoryBackend:
         self._deliver(channel, event.payload())
 
     def _publish_session(self, public_id: str, event_type: str, **fields: Any) -> None:
-        channel = session_channel(self.key_prefix, public_id)
+        channel = self.names.session_channel(public_id)
         self._publish(channel, Event(event_type, public_id, fields))
 
     async def publish(self, channel: str, payload: str) -> None:
@@ -291,9 +291,7 @@ class MemoryBackend:
             self._finish(public_id, "evicted", timeouts, now, {"by": by})
         self._tombstones.pop(record.id, None)
         self._store(record, timeouts)
-        self._publish(
-            user_channel(self.key_prefix, user), Event("signed_in", record.id, {"by": by})
-        )
+        self._publish(self.names.user_channel(user), Event("signed_in", record.id, {"by": by}))
         return evictions
 
     async def end(

@@ -2,10 +2,10 @@
 
 Each transition is one Lua script from ``lua/`` (with ``_prelude.lua`` prepended),
 loaded once and called by SHA: one round trip, atomic, publishing its event in the same
-step. Records are hashes ``{prefix}s:{id}``; the per-user index is a sorted set
-``{prefix}u:{user}`` pruned lazily inside the scripts (no keyspace notifications, which
-are lossy). Standalone Redis and Sentinel are supported; Cluster is not (the scripts
-derive keys at run time).
+step. Every key and channel name comes from :mod:`.keys` (records are hashes, the
+per-user index a sorted set pruned lazily inside the scripts: no keyspace notifications,
+which are lossy); a script receives the names it touches in ``KEYS``. This class serves
+standalone Redis and Sentinel; :mod:`.redis_cluster` extends it to a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from .base import (
     SessionRecord,
     Timeouts,
 )
+from .keys import KEEPALIVE_CHANNEL, KeyNames, Topology, key_names
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
 logger = logging.getLogger("sessionwatch.backends.redis")
 
-_KEEPALIVE = "sessionwatch:keepalive"
 _MAX_CONNECTIONS = 64  # per process; commands are short scripts
 _POOL_TIMEOUT = 5.0  # seconds a command waits for a pooled connection, then 503
 _SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list", "presence")
@@ -56,10 +56,10 @@ def _read_script(name: str) -> str:
 
 
 @functools.cache
-def _script_source(name: str, keys: str = "_keys") -> str:
-    """Script ``name`` behind the prelude, with the key module ``keys`` (the topology's
-    key and channel names) at the prelude's ``--@keys`` marker."""
-    prelude = _read_script("_prelude").replace("--@keys\n", _read_script(keys), 1)
+def _script_source(name: str) -> str:
+    """Script ``name`` behind the prelude, with ``_names.lua`` (the names a script learns
+    while running) at the prelude's ``--@names`` marker."""
+    prelude = _read_script("_prelude").replace("--@names\n", _read_script("_names"), 1)
     return prelude + "\n" + _read_script(name)
 
 
@@ -112,7 +112,7 @@ class RedisBackend:
         client: an existing ``redis.asyncio.Redis`` to use instead of ``url``.
     """
 
-    _KEY_MODULE = "_keys"  # lua/_keys.lua: key names derived from the prefix
+    _TOPOLOGY: Topology = "plain"  # the shape of its key names (see .keys)
     _SCRIPTS: tuple[str, ...] = _SCRIPTS
 
     def __init__(
@@ -124,6 +124,7 @@ class RedisBackend:
     ) -> None:
         self.url = url
         self.key_prefix = key_prefix
+        self.names: KeyNames = key_names(key_prefix, self._TOPOLOGY)
         self._sentinels: list[aioredis.Redis] = []
         if client is None:
             client, self._sentinels = _client_from_url(
@@ -135,8 +136,7 @@ class RedisBackend:
             )
         self._redis = client
         self._scripts = {
-            name: self._redis.register_script(_script_source(name, self._KEY_MODULE))
-            for name in self._SCRIPTS
+            name: self._redis.register_script(_script_source(name)) for name in self._SCRIPTS
         }
 
     @property
@@ -170,22 +170,19 @@ class RedisBackend:
             # READONLY replica after a failover, OOM, script errors: fail closed.
             raise BackendUnavailable(f"Redis error: {exc}") from exc
 
-    async def _run(self, name: str, timeouts: Timeouts | None, now: int, *args: Any) -> Any:
-        """Run script ``name`` with the prelude's arguments, then ``args`` (ARGV[7]...).
-        ``timeouts`` is ``None`` for a script that uses none of them (presence)."""
+    async def _run(
+        self, name: str, keys: list[str], timeouts: Timeouts | None, now: int, *args: Any
+    ) -> Any:
+        """Run script ``name`` on ``keys`` (the names it touches, in the order its header
+        gives) with the prelude's arguments, then ``args`` (ARGV[7]...). ``timeouts`` is
+        ``None`` for a script that uses none of them (presence)."""
         limits = (
             (timeouts.idle, timeouts.refresh, timeouts.tombstone, EXPIRY_GRACE_MS)
             if timeouts is not None
             else (0, 0, 0, 0)
         )
-        argv = [self.key_prefix, now, *limits, *args]
-        keys = self._route(name, args)
+        argv = [self.names.script_names(), now, *limits, *args]
         return await self.call(functools.partial(self._scripts[name], keys=keys, args=argv))
-
-    def _route(self, name: str, args: Sequence[Any]) -> list[str]:
-        """The ``KEYS`` of a call of script ``name``: none on one Redis (the scripts
-        derive every name from the prefix); a Cluster routes by them."""
-        return []
 
     @staticmethod
     def _gone(reply: list[Any]) -> Lookup:
@@ -199,30 +196,48 @@ class RedisBackend:
 
     async def create(self, record: SessionRecord, *, timeouts: Timeouts, now: int) -> None:
         fields = _field_pairs(record)
-        await self._run("create", timeouts, now, record.id, *fields)
+        await self._run(
+            "create", self.names.session_keys(record.id), timeouts, now, record.id, *fields
+        )
 
     async def load(
         self, public_id: str, *, timeouts: Timeouts, now: int, touch: bool = True
     ) -> Lookup:
-        reply = await self._run("load", timeouts, now, public_id, int(touch), 0)
+        reply = await self._run(
+            "load", self.names.session_keys(public_id), timeouts, now, public_id, int(touch), 0
+        )
         if reply[0] != "ok":
             return self._gone(reply)
         return Lookup(self._record(public_id, reply[2:]), extended=bool(reply[1]))
 
     async def extend(self, public_id: str, *, timeouts: Timeouts, now: int) -> Lookup:
-        reply = await self._run("load", timeouts, now, public_id, 1, 1)
+        reply = await self._run(
+            "load", self.names.session_keys(public_id), timeouts, now, public_id, 1, 1
+        )
         if reply[0] != "ok":
             return self._gone(reply)
         return Lookup(self._record(public_id, reply[2:]), extended=True)
 
     async def save_data(self, public_id: str, data: str, *, timeouts: Timeouts, now: int) -> bool:
-        return bool(await self._run("save", timeouts, now, public_id, data))
+        return bool(
+            await self._run(
+                "save", self.names.session_keys(public_id), timeouts, now, public_id, data
+            )
+        )
 
     async def claim(
         self, public_id: str, by: Device, *, exclusive: bool, timeouts: Timeouts, now: int
     ) -> Claim | Lookup:
         by_json = json.dumps(by.to_json(), separators=(",", ":"))
-        reply = await self._run("claim", timeouts, now, public_id, int(exclusive), by_json)
+        reply = await self._run(
+            "claim",
+            self.names.session_keys(public_id),
+            timeouts,
+            now,
+            public_id,
+            int(exclusive),
+            by_json,
+        )
         if reply[0] != "ok":
             return self._gone(reply)
         record = self._record(public_id, reply[2:])
@@ -241,8 +256,12 @@ class RedisBackend:
         if not record.user:
             raise ValueError("login needs a user id")
         fields = _field_pairs(record)
+        keys = self.names.session_keys(record.id) + self.names.user_keys(record.user)
+        if old_id:
+            keys += self.names.session_keys(old_id)
         reply = await self._run(
             "login",
+            keys,
             timeouts,
             now,
             old_id or "",
@@ -267,7 +286,14 @@ class RedisBackend:
         detail: str | None = None,
     ) -> bool:
         reply = await self._run(
-            "end", timeouts, now, public_id, reason, user or "", detail or "revoked"
+            "end",
+            self.names.session_keys(public_id),
+            timeouts,
+            now,
+            public_id,
+            reason,
+            user or "",
+            detail or "revoked",
         )
         return bool(reply)
 
@@ -280,12 +306,16 @@ class RedisBackend:
         timeouts: Timeouts,
         now: int,
     ) -> int:
-        return int(await self._run("end_user", timeouts, now, user, except_id or "", detail))
+        return int(
+            await self._run(
+                "end_user", self.names.user_keys(user), timeouts, now, user, except_id or "", detail
+            )
+        )
 
     async def list_sessions(
         self, user: str, *, timeouts: Timeouts, now: int
     ) -> list[SessionRecord]:
-        reply = await self._run("list", timeouts, now, user)
+        reply = await self._run("list", self.names.user_keys(user), timeouts, now, user)
         records = [self._record(entry[0], entry[1:]) for entry in reply]
         return sorted(records, key=lambda r: (r.created, r.id))
 
@@ -295,7 +325,8 @@ class RedisBackend:
         if not sockets:
             return
         pairs = [value for socket in sockets for value in socket]
-        await self._run("presence", None, now, "" if until is None else until, *pairs)
+        keys = [self.names.presence(socket[0]) for socket in sockets]
+        await self._run("presence", keys, None, now, "" if until is None else until, *pairs)
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         if not public_ids:
@@ -304,7 +335,7 @@ class RedisBackend:
         async def count() -> list[int]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for public_id in public_ids:
-                    pipe.zcount(f"{self.key_prefix}l:{public_id}", f"({now}", "+inf")
+                    pipe.zcount(self.names.presence(public_id), f"({now}", "+inf")
                 return await pipe.execute()
 
         counts = await self.call(count)
@@ -391,10 +422,10 @@ class RedisSubscription:
         self._pubsub = self._client.pubsub()
         # A placeholder channel keeps the connection subscribed even with no tabs.
         sent = set(self._channels)
-        await self._pubsub.subscribe(_KEEPALIVE, *sent)
+        await self._pubsub.subscribe(KEEPALIVE_CHANNEL, *sent)
         self._watched = self._pubsub.connection
         self._watched.register_connect_callback(self._reconnected)
-        unconfirmed = {_KEEPALIVE, *sent}
+        unconfirmed = {KEEPALIVE_CHANNEL, *sent}
         early: list[ChannelMessage] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.confirm_timeout

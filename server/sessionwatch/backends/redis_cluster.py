@@ -1,18 +1,12 @@
 """The Redis Cluster backend (``redis+cluster://h:p,h:p/``, ``rediss+cluster://``).
 
-The same scripts as :mod:`.redis`, with the cluster key module ``lua/_keys_cluster.lua``:
-every key and channel of a call carries one hash tag, so each script is one slot-local
-atomic step routed by ``KEYS[1]``. The tag of a session is its public id's tag — its
+The same scripts as :mod:`.redis`, with the cluster's names
+(:class:`~.keys.ClusterKeyNames`): every key and channel of a call carries one hash tag,
+so each script is one slot-local atomic step routed by its ``KEYS``. The tag of a session is its public id's tag — its
 user's (:func:`~sessionwatch.tokens.user_tag`, minted into the id at login), or for an
 anonymous session the id itself — so a user's sessions, index and channels share a slot
 and the session limit stays one atomic script.
-
-=================  ==========================================================
-record             ``{prefix}s:{T}.rest`` (tagged) or ``{prefix}s:{id}``
-tombstone, live    ``{prefix}t:…``, ``{prefix}l:…`` (same shape)
-user index         ``{prefix}u:{T}user``, T = ``user_tag(user)``
-channels           ``{prefix}c:s:…`` and ``{prefix}c:u:{T}user``, shard channels
-=================  ==========================================================
+The names are listed in :mod:`.keys`.
 
 Events travel by sharded pub/sub (``SPUBLISH`` inside the scripts, ``SSUBSCRIBE`` in
 :class:`~.cluster_pubsub.ClusterSubscription`), so a message reaches only the shard that
@@ -25,7 +19,6 @@ raced the login (the generation only ever rises, so a superseded tab stays super
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -38,14 +31,14 @@ from ..exceptions import BackendUnavailable, ConfigurationError
 from ..tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
+from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, RedisBackend
 
-__all__ = ["ClusterNames", "RedisClusterBackend", "cluster_from_url"]
+__all__ = ["RedisClusterBackend", "cluster_from_url"]
 
 _SCHEMES = ("redis+cluster", "rediss+cluster")
 _MAX_CONNECTIONS = 64  # per node; also the calls in flight per process (see call())
 _POOL_TIMEOUT = 5.0  # seconds a call waits for its turn, then 503 (as on one Redis)
-_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?")
 
 
 def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, Any]]:
@@ -73,48 +66,6 @@ def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, 
     return client, node_options
 
 
-class ClusterNames:
-    """The cluster key and channel names (Python's half of ``lua/_keys_cluster.lua``)."""
-
-    def __init__(self, prefix: str) -> None:
-        if "{" in prefix or "}" in prefix:
-            raise ConfigurationError(
-                f"key prefix {prefix!r} contains a brace: on a Redis Cluster the braces "
-                "are the hash tag sessionwatch sets itself"
-            )
-        self.prefix = prefix
-
-    @staticmethod
-    def slotted(public_id: str) -> str:
-        """``T.rest`` → ``{T}.rest``; an untagged id ``x`` → ``{x}``."""
-        tag = slot_tag(public_id)
-        return "{" + tag + "}" + public_id[len(tag) :]
-
-    @staticmethod
-    def valid(public_id: str) -> bool:
-        return _PUBLIC_ID.fullmatch(public_id) is not None
-
-    def session(self, public_id: str) -> str:
-        return f"{self.prefix}s:{self.slotted(public_id)}"
-
-    def presence(self, public_id: str) -> str:
-        return f"{self.prefix}l:{self.slotted(public_id)}"
-
-    def index(self, user: str) -> str:
-        return f"{self.prefix}u:{{{user_tag(user)}}}{user}"
-
-    def physical(self, channel: str) -> str:
-        """The shard channel behind a logical channel name (``base.session_channel`` /
-        ``base.user_channel``, which the hub uses on every backend)."""
-        session, user = f"{self.prefix}c:s:", f"{self.prefix}c:u:"
-        if channel.startswith(session):
-            return session + self.slotted(channel[len(session) :])
-        if channel.startswith(user):
-            name = channel[len(user) :]
-            return f"{user}{{{user_tag(name)}}}{name}"
-        return "{" + channel + "}"  # any other channel: a slot of its own
-
-
 class RedisClusterBackend(RedisBackend):
     """Sessions on a Redis Cluster; the same contract as :class:`RedisBackend`.
 
@@ -124,7 +75,7 @@ class RedisClusterBackend(RedisBackend):
         client: an existing ``redis.asyncio.cluster.RedisCluster`` to use instead.
     """
 
-    _KEY_MODULE = "_keys_cluster"
+    _TOPOLOGY: Topology = "cluster"
     _SCRIPTS = (*_SCRIPTS, "rotate", "regen")
 
     def __init__(
@@ -134,7 +85,7 @@ class RedisClusterBackend(RedisBackend):
         key_prefix: str = "sw:",
         client: RedisCluster | None = None,
     ) -> None:
-        self.names = ClusterNames(key_prefix)
+        self.names: ClusterKeyNames = ClusterKeyNames(key_prefix)  # refuses a brace first
         options: dict[str, Any] = {
             "decode_responses": True,
             "socket_connect_timeout": 2,
@@ -149,13 +100,6 @@ class RedisClusterBackend(RedisBackend):
         # makes it on one Redis.
         self._turns = asyncio.Semaphore(_MAX_CONNECTIONS)
         super().__init__(url, key_prefix=key_prefix, client=cast(aioredis.Redis, client))
-
-    def _route(self, name: str, args: Sequence[Any]) -> list[str]:
-        if name in ("end_user", "list"):
-            return [self.names.index(str(args[0]))]
-        if name == "presence":
-            return [self.names.presence(str(args[1]))]
-        return [self.names.session(str(args[1] if name == "login" else args[0]))]
 
     async def call(self, function: Any, *args: Any) -> Any:
         try:
@@ -194,9 +138,10 @@ class RedisClusterBackend(RedisBackend):
         evicted = await super().login(
             None, record, limit=limit, deny=deny, timeouts=timeouts, now=now
         )
-        old = await self._run("rotate", timeouts, now, old_id)
+        old = await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         if old:
-            await self._run("regen", timeouts, now, record.id, *old)
+            keys = self.names.session_keys(record.id)
+            await self._run("regen", keys, timeouts, now, record.id, *old)
         return evicted
 
     async def end(

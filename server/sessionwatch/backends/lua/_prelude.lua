@@ -1,15 +1,14 @@
 -- Shared by every script (prepended when loading). ARGV[1..6] are the same for all:
--- key prefix, now (ms), idle (ms), refresh (ms), tombstone ttl (ms), expiry grace (ms).
--- The names of keys and channels come from the topology's key module, inserted at the
--- marker below: _keys.lua (one Redis, Sentinel) or _keys_cluster.lua (Redis Cluster).
-local P = ARGV[1]
+-- the names (keys.KeyNames.script_names), now (ms), idle (ms), refresh (ms), tombstone
+-- ttl (ms), expiry grace (ms). The names of keys and channels come from _names.lua,
+-- inserted at the marker below; KEYS are given by each script's header.
 local NOW = tonumber(ARGV[2])
 local IDLE = tonumber(ARGV[3])
 local REFRESH = tonumber(ARGV[4])
 local TOMB = tonumber(ARGV[5])
 local GRACE = tonumber(ARGV[6])
 
---@keys
+--@names
 
 local function deadline(r) return math.min(tonumber(r.seen) + IDLE, tonumber(r.abs)) end
 

@@ -3,6 +3,8 @@
 -- no load is needed before it. The claimer is the same browser when its browser, OS
 -- and place equal the device the session was created on.
 -- Returns {'ok', extended, fields...} (the record after the claim) or {'gone', reason}.
+-- KEYS: the session's names (KeyNames.session_keys).
+declare_session(ARGV[7], 1)
 local id = ARGV[7]
 local r, reason = live(id)
 if not r then return {'gone', reason or ''} end

@@ -1,4 +1,6 @@
 -- ARGV[7] id, ARGV[8..] field/value pairs of a new anonymous session.
+-- KEYS: the session's names (KeyNames.session_keys).
+declare_session(ARGV[7], 1)
 local id = ARGV[7]
 local r = {}
 for i = 8, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end

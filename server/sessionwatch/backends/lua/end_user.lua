@@ -1,5 +1,7 @@
 -- ARGV[7] user, ARGV[8] id to keep or '', ARGV[9] the app's reason code.
 -- Returns how many live sessions were revoked.
+-- KEYS: the user's names (KeyNames.user_keys); the sessions in the index are derived.
+declare_user(ARGV[7], 1)
 local uid, keep = ARGV[7], ARGV[8]
 local count = 0
 for _, sid in ipairs(redis.call('ZRANGE', ukey(uid), 0, -1)) do

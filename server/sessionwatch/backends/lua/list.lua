@@ -1,4 +1,6 @@
 -- ARGV[7] user. Returns {id, fields...} per live session, pruning dead members.
+-- KEYS: the user's names (KeyNames.user_keys); the sessions in the index are derived.
+declare_user(ARGV[7], 1)
 local uid = ARGV[7]
 local out = {}
 for _, sid in ipairs(redis.call('ZRANGE', ukey(uid), 0, -1)) do

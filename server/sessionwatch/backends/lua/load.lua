@@ -1,5 +1,7 @@
 -- ARGV[7] id, ARGV[8] '1' to touch when refresh is due, ARGV[9] '1' to touch anyway.
 -- Returns {'ok', extended, fields...} or {'gone', reason}.
+-- KEYS: the session's names (KeyNames.session_keys).
+declare_session(ARGV[7], 1)
 local id = ARGV[7]
 local r, reason = live(id)
 if not r then return {'gone', reason or ''} end

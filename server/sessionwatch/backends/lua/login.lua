@@ -4,6 +4,11 @@
 -- Returns {'ok', evicted ids...} or {'denied'}. Mirrors policy.select_evictions.
 local old_id, new_id, uid = ARGV[7], ARGV[8], ARGV[9]
 local limit, deny = tonumber(ARGV[10]), ARGV[11] == '1'
+-- KEYS: the new session's names (KeyNames.session_keys), the user's (user_keys), and
+-- when old id is given the old session's; sessions found in the index are derived.
+declare_session(new_id, 1)
+declare_user(uid, 5)
+if old_id ~= '' then declare_session(old_id, 7) end
 local record = {}
 for i = 12, #ARGV, 2 do record[ARGV[i]] = ARGV[i + 1] end
 

@@ -2,6 +2,8 @@
 -- state (as login.lua does in one step on one Redis). ARGV[7] new id, ARGV[8..10] the
 -- old session's final gen, tab key and last claimer. The generation never goes down,
 -- so a tab superseded by a claim that raced the login stays superseded.
+-- KEYS: the session's names (KeyNames.session_keys).
+declare_session(ARGV[7], 1)
 local id, gen = ARGV[7], tonumber(ARGV[8])
 local r = live(id)
 if not r then return 0 end

@@ -1,0 +1,188 @@
+"""Every Redis key and channel name, for one prefix and one topology: the only place
+they are spelled.
+
+Python builds each name a script touches that is known before the call and passes it in
+``KEYS`` (:meth:`KeyNames.session_keys`, :meth:`KeyNames.user_keys`); the Lua scripts
+never spell a name. The few names a script learns only while it runs (the other sessions
+found in a user's index, the user of a record it expires) are derived by one Lua helper,
+``lua/_names.lua``, from :meth:`KeyNames.script_names` (``ARGV[1]``): the same heads as
+below, and on a cluster the same tag rule.
+
+=============  ==============================  ==========================================
+name           one Redis, Sentinel (plain)     Redis Cluster (tagged)
+=============  ==============================  ==========================================
+record         ``{prefix}s:{id}``              ``{prefix}s:{T}.rest``, ``{prefix}s:{id}``
+tombstone      ``{prefix}t:{id}``              ``{prefix}t:…`` (same shape)
+live sockets   ``{prefix}l:{id}``              ``{prefix}l:…`` (same shape)
+user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user_tag(user)``
+session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
+user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
+=============  ==============================  ==========================================
+
+(``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
+one, anonymous, is its own tag: ``{id}``.) The hub and the memory backend name channels
+by the plain (*logical*) names; a cluster backend maps them to its shard channels with
+:meth:`KeyNames.physical`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final, Literal
+
+from ..exceptions import ConfigurationError
+from ..tokens import slot_tag, user_tag
+
+__all__ = [
+    "KEEPALIVE_CHANNEL",
+    "ClusterKeyNames",
+    "KeyNames",
+    "Topology",
+    "key_names",
+    "session_channel",
+    "user_channel",
+]
+
+Topology = Literal["plain", "cluster"]
+
+# The heads of the names, after the prefix (the one spelling; lua/_names.lua gets them).
+_HEADS: Final = {
+    "s": "s:",  # session record (hash)
+    "t": "t:",  # tombstone: why a session ended
+    "l": "l:",  # live sockets of a session (sorted set)
+    "u": "u:",  # a user's sessions (sorted set)
+    "cs": "c:s:",  # channel of one session's tabs
+    "cu": "c:u:",  # channel of all of one user's sessions
+}
+
+# A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
+KEEPALIVE_CHANNEL: Final = "sessionwatch:keepalive"
+
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?")
+
+
+class KeyNames:
+    """The plain names (one Redis, Sentinel, and the logical channels of every backend)."""
+
+    topology: Topology = "plain"
+    publish_command = "PUBLISH"
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._heads = {kind: prefix + head for kind, head in _HEADS.items()}
+        self._script_names = json.dumps(
+            {
+                **self._heads,
+                "tagged": self.topology == "cluster",
+                "publish": self.publish_command,
+            },
+            separators=(",", ":"),
+        )
+
+    # What follows a head: overridden by the cluster's tag rule.
+    def _of_session(self, public_id: str) -> str:
+        return public_id
+
+    def _of_user(self, user: str) -> str:
+        return user
+
+    def session(self, public_id: str) -> str:
+        return self._heads["s"] + self._of_session(public_id)
+
+    def tombstone(self, public_id: str) -> str:
+        return self._heads["t"] + self._of_session(public_id)
+
+    def presence(self, public_id: str) -> str:
+        return self._heads["l"] + self._of_session(public_id)
+
+    def index(self, user: str) -> str:
+        return self._heads["u"] + self._of_user(user)
+
+    def session_channel(self, public_id: str) -> str:
+        return self._heads["cs"] + self._of_session(public_id)
+
+    def user_channel(self, user: str) -> str:
+        return self._heads["cu"] + self._of_user(user)
+
+    def session_keys(self, public_id: str) -> list[str]:
+        """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads
+        them from ``KEYS``: record, tombstone, live sockets, channel."""
+        return [
+            self.session(public_id),
+            self.tombstone(public_id),
+            self.presence(public_id),
+            self.session_channel(public_id),
+        ]
+
+    def user_keys(self, user: str) -> list[str]:
+        """A user's names in the order ``declare_user`` reads them: index, channel."""
+        return [self.index(user), self.user_channel(user)]
+
+    def script_names(self) -> str:
+        """``ARGV[1]`` of every script: the heads, whether names are tagged, and the
+        publish command, as JSON (for the names a script learns only while running)."""
+        return self._script_names
+
+    def physical(self, channel: str) -> str:
+        """The channel of this topology behind a logical channel name."""
+        return channel
+
+
+class ClusterKeyNames(KeyNames):
+    """The hash-tagged names of a Redis Cluster: a user's sessions, index and channels
+    share one slot (the tag of a public id is its user's, see
+    :func:`~sessionwatch.tokens.user_tag`); channels are shard channels."""
+
+    topology: Topology = "cluster"
+    publish_command = "SPUBLISH"
+
+    def __init__(self, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                f"key prefix {prefix!r} contains a brace: on a Redis Cluster the braces "
+                "are the hash tag sessionwatch sets itself"
+            )
+        super().__init__(prefix)
+        self._plain = KeyNames(prefix)
+
+    @staticmethod
+    def slotted(public_id: str) -> str:
+        """``T.rest`` → ``{T}.rest``; an untagged id ``x`` → ``{x}``."""
+        tag = slot_tag(public_id)
+        return "{" + tag + "}" + public_id[len(tag) :]
+
+    @staticmethod
+    def valid(public_id: str) -> bool:
+        """Whether ``public_id`` has the shape of a public id (one tag at most)."""
+        return _PUBLIC_ID.fullmatch(public_id) is not None
+
+    def _of_session(self, public_id: str) -> str:
+        return self.slotted(public_id)
+
+    def _of_user(self, user: str) -> str:
+        return "{" + user_tag(user) + "}" + user
+
+    def physical(self, channel: str) -> str:
+        session = self._plain.session_channel("")
+        user = self._plain.user_channel("")
+        if channel.startswith(session):
+            return self.session_channel(channel[len(session) :])
+        if channel.startswith(user):
+            return self.user_channel(channel[len(user) :])
+        return "{" + channel + "}"  # any other channel: a slot of its own
+
+
+def key_names(prefix: str, topology: Topology = "plain") -> KeyNames:
+    """The names for ``prefix`` on ``topology``."""
+    return ClusterKeyNames(prefix) if topology == "cluster" else KeyNames(prefix)
+
+
+def session_channel(prefix: str, public_id: str) -> str:
+    """The logical channel of one session's tabs (what the hub subscribes)."""
+    return prefix + _HEADS["cs"] + public_id
+
+
+def user_channel(prefix: str, user_id: str) -> str:
+    """The logical channel of all of one user's sessions."""
+    return prefix + _HEADS["cu"] + user_id
