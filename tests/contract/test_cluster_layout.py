@@ -176,3 +176,27 @@ async def test_concurrent_first_subscribes_on_one_node_are_all_delivered(
         got = {(await events.next_message()).payload for _ in channels}
         assert got == set(channels)
         assert events.subscription.reconnects == 0  # type: ignore[attr-defined]
+
+
+async def test_a_slot_migration_moves_the_subscription_and_resyncs(
+    cluster_backend: RedisClusterBackend, redis_cluster: RedisCluster, timeouts: Timeouts
+) -> None:
+    """The node that loses a slot drops its shard subscribers (``sunsubscribe``): the
+    subscription re-reads the slot map, resubscribes on the new owner and yields a
+    resync (the hub then re-checks its tabs); the next event arrives from the new owner."""
+    backend = cluster_backend
+    record = make_record(user="mig")
+    await backend.login(None, record, limit=None, deny=False, timeouts=timeouts, now=NOW)
+    channel = session_channel(backend.key_prefix, record.id)
+    slot = key_slot(backend.names.session(record.id).encode())
+    async with EventCollector(backend) as events:
+        await events.subscribe(channel)
+        source = redis_cluster.slot_map()[slot]
+        target = next(n for n in redis_cluster.primaries() if n is not source)
+        await asyncio.to_thread(redis_cluster.migrate_slot, slot, target)
+        assert redis_cluster.slot_map()[slot] is target
+        marker = await events.next_message(timeout=15)
+        assert marker.resync
+        claimed = await backend.claim(record.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
+        seen, event = await events.next(timeout=10)
+        assert (seen, event.type, event.gen) == (channel, "superseded", claimed.gen)  # type: ignore[union-attr]
