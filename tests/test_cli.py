@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sessionwatch import cli, service
+from sessionwatch.service import app as service
+from sessionwatch.service import cli
 
 
 @pytest.fixture(autouse=True)

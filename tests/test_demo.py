@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from quart import Quart
 
-from sessionwatch.config import Settings
-from sessionwatch.demo import create_app
+from sessionwatch.core.config import Settings
+from sessionwatch.service.demo import create_app
 
 
 @pytest.fixture(name="demo")

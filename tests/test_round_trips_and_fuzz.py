@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from quart import Quart, Response, session
 from redis.asyncio.connection import AbstractConnection
 
-from sessionwatch.tokens import CookieSigner
+from sessionwatch.core.tokens import CookieSigner
 from support.app_factory import make_app
 
 JSON = {"Content-Type": "application/json"}

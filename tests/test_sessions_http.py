@@ -11,7 +11,7 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from sessionwatch import Policy
-from sessionwatch.tokens import CookieSigner, new_session_id
+from sessionwatch.core.tokens import CookieSigner, new_session_id
 from support.app_factory import SECRET, make_app
 from support.clock import FakeClock
 

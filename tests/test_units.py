@@ -8,13 +8,13 @@ import pytest
 
 from sessionwatch import ConfigurationError, Policy, SessionWatch
 from sessionwatch.backends import backend_from_url
-from sessionwatch.config import Settings, settings_from_env
-from sessionwatch.devices import describe_device, ip_prefix, parse_user_agent
-from sessionwatch.events import CloseCode, Event, parse_client_message, parse_event
-from sessionwatch.exceptions import ProtocolError
-from sessionwatch.policy import select_evictions
-from sessionwatch.timers import Timers
-from sessionwatch.tokens import make_tab_token, new_tab_key, parse_tab_token, public_id
+from sessionwatch.core.config import Settings, settings_from_env
+from sessionwatch.core.devices import describe_device, ip_prefix, parse_user_agent
+from sessionwatch.core.events import CloseCode, Event, parse_client_message, parse_event
+from sessionwatch.core.exceptions import ProtocolError
+from sessionwatch.core.policy import select_evictions
+from sessionwatch.live.timers import Timers
+from sessionwatch.core.tokens import make_tab_token, new_tab_key, parse_tab_token, public_id
 
 # -- policy ------------------------------------------------------------------------------
 

@@ -18,11 +18,11 @@ from quart import Quart, websocket
 from quart.testing.connections import WebsocketDisconnectError
 
 from sessionwatch import BackendUnavailable, CloseCode, Event, Policy
-from sessionwatch.admission import Admission, Ticket
+from sessionwatch.live.admission import Admission, Ticket
 from sessionwatch.backends.base import ChannelMessage, session_channel, user_channel
-from sessionwatch.connection import Connection
-from sessionwatch.events import Device
-from sessionwatch.metrics import Metrics
+from sessionwatch.live.connection import Connection
+from sessionwatch.core.events import Device
+from sessionwatch.service.metrics import Metrics
 from support.app_factory import make_app
 from support.clock import FakeClock
 from support.live import (
@@ -928,7 +928,7 @@ async def test_a_socket_whose_peer_left_while_it_was_attached_is_forgotten(
 async def test_sockets_are_served_on_raw_asgi_unless_the_app_hooks_websockets(
     backend_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sessionwatch import rawsocket
+    from sessionwatch.live import asgi as rawsocket
 
     by_quart: list[str] = []
     original = rawsocket._QuartConnection.__call__

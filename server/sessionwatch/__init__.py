@@ -8,9 +8,9 @@ that really revokes. See README.md and docs/.
 from __future__ import annotations
 
 from .backends import Backend, backend_from_url
-from .config import Settings
-from .events import CloseCode, Device, Event
-from .exceptions import (
+from .core.config import Settings
+from .core.events import CloseCode, Device, Event
+from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
     ProtocolError,
@@ -18,8 +18,8 @@ from .exceptions import (
     SessionNotFound,
     SessionWatchError,
 )
-from .extension import SessionInfo, SessionWatch, TabStatus
-from .policy import Policy
+from .web.extension import SessionInfo, SessionWatch, TabStatus
+from .core.policy import Policy
 
 __all__ = [
     "Backend",

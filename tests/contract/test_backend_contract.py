@@ -17,9 +17,9 @@ from sessionwatch.backends.base import (
     session_channel,
     user_channel,
 )
-from sessionwatch.events import Device
-from sessionwatch.exceptions import SessionLimitReached
-from sessionwatch.tokens import new_session_id, new_tab_key, public_id
+from sessionwatch.core.events import Device
+from sessionwatch.core.exceptions import SessionLimitReached
+from sessionwatch.core.tokens import new_session_id, new_tab_key, public_id
 from support.events import EventCollector
 
 NOW = 1_800_000_000_000

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from ..exceptions import ConfigurationError
+from ..core.exceptions import ConfigurationError
 from .base import Backend, ChannelMessage, Claim, Lookup, SessionRecord, Subscription, Timeouts
 
 __all__ = [

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from ..events import Device
+from ..core.events import Device
 
 __all__ = [
     "EXPIRY_GRACE_MS",

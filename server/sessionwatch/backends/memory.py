@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..events import Device, Event
-from ..exceptions import SessionLimitReached
-from ..policy import select_evictions
+from ..core.events import Device, Event
+from ..core.exceptions import SessionLimitReached
+from ..core.policy import select_evictions
 from .base import (
     EXPIRY_GRACE_MS,
     ChannelMessage,

@@ -27,8 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..events import Device
-from ..exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.events import Device
+from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
 from .base import (
     EXPIRY_GRACE_MS,
     ChannelMessage,

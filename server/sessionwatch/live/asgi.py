@@ -45,18 +45,18 @@ from werkzeug.sansio.utils import get_host
 
 from .admission import Ticket
 from .connection import Connection
-from .exceptions import BackendUnavailable
-from .responses import error_response
-from .routes import origin_allowed
-from .sessions import ServerSessionInterface
-from .tokens import public_id
-from .websocket import CLOSE_TIMEOUT, PeerGone, serve_socket
+from ..core.exceptions import BackendUnavailable
+from ..web.responses import error_response
+from ..web.routes import origin_allowed
+from ..web.sessions import ServerSessionInterface
+from ..core.tokens import public_id
+from .endpoint import CLOSE_TIMEOUT, PeerGone, serve_socket
 
 if TYPE_CHECKING:
     from quart import Quart, Response
     from quart.blueprints import BlueprintSetupState
 
-    from .extension import SessionWatch
+    from ..web.extension import SessionWatch
 
 __all__ = ["install"]
 

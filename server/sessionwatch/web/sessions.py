@@ -20,9 +20,9 @@ from quart.wrappers import BaseRequestWebsocket
 from quart.wrappers import Response as QuartResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .backends.base import EndReason, SessionRecord
-from .exceptions import BackendUnavailable
-from .tokens import public_id
+from ..backends.base import EndReason, SessionRecord
+from ..core.exceptions import BackendUnavailable
+from ..core.tokens import public_id
 
 if TYPE_CHECKING:
     from quart import Quart

@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .admission import Admission
-from .backends.base import Lookup, Subscription, session_channel, user_channel
+from ..backends.base import Lookup, Subscription, session_channel, user_channel
 from .connection import Connection, TooManySockets
-from .events import (
+from ..core.events import (
     PROTOCOL_VERSION,
     SERVER_EVENT_TYPES,
     TERMINAL_CLOSE_CODES,
@@ -36,11 +36,11 @@ from .events import (
     Event,
     parse_event,
 )
-from .exceptions import BackendUnavailable, ProtocolError
+from ..core.exceptions import BackendUnavailable, ProtocolError
 from .timers import Timers
 
 if TYPE_CHECKING:
-    from .extension import SessionWatch
+    from ..web.extension import SessionWatch
 
 __all__ = ["Hub"]
 

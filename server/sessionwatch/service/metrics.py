@@ -24,7 +24,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from .extension import SessionWatch
+    from ..web.extension import SessionWatch
 
 __all__ = ["Metrics"]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..exceptions import BackendUnavailable
-from ..policy import Policy
+from ...core.exceptions import BackendUnavailable
+from ...core.policy import Policy
 
 __all__ = ["DemoPolicy", "PolicyStore"]
 

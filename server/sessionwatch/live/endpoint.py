@@ -25,16 +25,16 @@ from quart import Blueprint, Response, websocket
 
 from .admission import Ticket
 from .connection import Connection, TooManySockets
-from .events import CloseCode, parse_client_message
-from .exceptions import BackendUnavailable, ProtocolError
+from ..core.events import CloseCode, parse_client_message
+from ..core.exceptions import BackendUnavailable, ProtocolError
 from .hub import Hub
-from .responses import ended_response, error_response
-from .routes import origin_allowed, own_origin
-from .sessions import security_log
-from .tokens import parse_tab_token
+from ..web.responses import ended_response, error_response
+from ..web.routes import origin_allowed, own_origin
+from ..web.sessions import security_log
+from ..core.tokens import parse_tab_token
 
 if TYPE_CHECKING:
-    from .extension import SessionWatch
+    from ..web.extension import SessionWatch
 
 __all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "register_websocket", "serve_socket"]
 
@@ -75,7 +75,7 @@ class _TokenBucket:
 def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
     """Add the ``/ws`` endpoint to the extension's blueprint, and install its raw ASGI
     handling (:mod:`.rawsocket`), which serves most sockets without this view."""
-    from .rawsocket import install  # here: rawsocket.py imports this module
+    from .asgi import install  # here: rawsocket.py imports this module
 
     bp.record_once(lambda state: install(state, watch))
 

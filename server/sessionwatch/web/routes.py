@@ -38,9 +38,9 @@ def origin_allowed(watch: SessionWatch, origin: str | None, own: str) -> bool:
 def client_script() -> tuple[bytes, str]:
     """The browser client and its ETag (read once)."""
     candidates = [
-        Path(__file__).resolve().parents[2] / "client_js" / "sessionwatch.js",  # a checkout
+        Path(__file__).resolve().parents[3] / "client_js" / "sessionwatch.js",  # a checkout
     ]
-    packaged = resources.files(__package__).joinpath("static", "sessionwatch.js")
+    packaged = resources.files("sessionwatch").joinpath("static", "sessionwatch.js")  # the wheel
     for path in candidates:
         if path.is_file():
             body = path.read_bytes()
@@ -142,7 +142,7 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
         count = await watch.revoke_user(user, except_current=True)
         return jsonify({"revoked": count})
 
-    from .websocket import register_websocket  # here: websocket.py imports this module
+    from ..live.endpoint import register_websocket  # here: websocket.py imports this module
 
     register_websocket(bp, watch)
 

@@ -1,6 +1,6 @@
 """The deployable service: the demo app with operations endpoints and metrics on,
 configured from the environment (12-factor). ASGI servers load
-``sessionwatch.service:create_service_app()`` in every worker process.
+``sessionwatch.service.app:create_service_app()`` in every worker process.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 from quart import Quart
 
-from .config import settings_from_env
+from ..core.config import settings_from_env
 from .demo import create_app
 
 __all__ = ["create_service_app"]

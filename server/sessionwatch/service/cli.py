@@ -16,15 +16,15 @@ import tempfile
 from collections.abc import Sequence
 from typing import Literal
 
-from .backends import backend_from_url
-from .config import settings_from_env
-from .exceptions import ConfigurationError
+from ..backends import backend_from_url
+from ..core.config import settings_from_env
+from ..core.exceptions import ConfigurationError
 
 __all__ = ["main", "serve"]
 
 logger = logging.getLogger("sessionwatch.cli")
 
-APP_FACTORY = "sessionwatch.service:create_service_app"
+APP_FACTORY = "sessionwatch.service.app:create_service_app"
 ServerName = Literal["uvicorn", "hypercorn"]
 
 

@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .events import CloseCode, encode
-from .exceptions import SessionWatchError
+from ..core.events import CloseCode, encode
+from ..core.exceptions import SessionWatchError
 
 __all__ = ["Connection", "TooManySockets"]
 

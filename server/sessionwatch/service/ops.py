@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from quart import Quart, Response, jsonify
 
 from .background import background
-from .exceptions import BackendUnavailable
+from ..core.exceptions import BackendUnavailable
 
 if TYPE_CHECKING:
-    from .extension import SessionWatch
+    from ..web.extension import SessionWatch
 
 __all__ = ["register_ops"]
 

@@ -11,9 +11,9 @@ from quart import Quart, jsonify, redirect, render_template, request, session, u
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..background import background
-from ..config import Settings, settings_from_env
-from ..exceptions import SessionLimitReached
-from ..extension import SessionWatch
+from ...core.config import Settings, settings_from_env
+from ...core.exceptions import SessionLimitReached
+from ...web.extension import SessionWatch
 from ..ops import register_ops
 from .policy_store import DemoPolicy, PolicyStore
 

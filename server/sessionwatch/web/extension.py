@@ -22,16 +22,16 @@ from quart import (
 )
 from quart import session as quart_session
 
-from . import devices
-from .backends import Backend, backend_from_url
-from .backends.base import Claim, SessionRecord, Timeouts
-from .config import Settings
-from .events import Device
-from .exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
-from .policy import Policy
+from ..core import devices
+from ..backends import Backend, backend_from_url
+from ..backends.base import Claim, SessionRecord, Timeouts
+from ..core.config import Settings
+from ..core.events import Device
+from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.policy import Policy
 from .responses import ended_response, error_response
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession, security_log
-from .tokens import (
+from ..core.tokens import (
     CookieSigner,
     make_tab_token,
     new_session_id,
@@ -41,8 +41,8 @@ from .tokens import (
 )
 
 if TYPE_CHECKING:
-    from .hub import Hub
-    from .metrics import Metrics
+    from ..live.hub import Hub
+    from ..service.metrics import Metrics
 
 __all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
 
@@ -96,7 +96,7 @@ class SessionWatch:
         policy: the :class:`Policy` to enforce.
         clock: seconds since the epoch (injectable for tests).
         place_resolver: ``ip -> "City, Country"`` for device descriptions (GeoIP).
-        **options: any :class:`~sessionwatch.config.Settings` field; each can also be
+        **options: any :class:`~sessionwatch.core.config.Settings` field; each can also be
             set as ``app.config["SESSIONWATCH_<NAME>"]`` (the keyword wins).
 
     Raises:
@@ -161,7 +161,7 @@ class SessionWatch:
         app.register_error_handler(BackendUnavailable, self._backend_unavailable)
         app.register_error_handler(SessionLimitReached, self._limit_reached)
         app.while_serving(self._serving)
-        from .hub import Hub
+        from ..live.hub import Hub
         from .routes import create_blueprint
 
         self.hub = Hub(self)
