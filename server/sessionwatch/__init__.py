@@ -8,7 +8,7 @@ that really revokes. See README.md and docs/.
 from __future__ import annotations
 
 from .backends import Backend, backend_from_url
-from .core.config import Settings
+from .core.config import Settings, settings_from_env
 from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
     BackendUnavailable,
@@ -18,8 +18,8 @@ from .core.exceptions import (
     SessionNotFound,
     SessionWatchError,
 )
-from .web.extension import SessionInfo, SessionWatch, TabStatus
 from .core.policy import Policy
+from .web.extension import SessionInfo, SessionWatch, TabStatus
 
 __all__ = [
     "Backend",
@@ -38,6 +38,7 @@ __all__ = [
     "Settings",
     "TabStatus",
     "backend_from_url",
+    "settings_from_env",
 ]
 
 __version__ = "0.1.0"

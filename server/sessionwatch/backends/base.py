@@ -9,6 +9,7 @@ from the backend's own clock.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
@@ -139,6 +140,16 @@ def user_channel(prefix: str, user_id: str) -> str:
     return f"{prefix}c:u:{user_id}"
 
 
+_VALUE_NAME = re.compile(r"[a-z0-9_][a-z0-9_:.-]{0,63}")
+
+
+def app_value_key(prefix: str, name: str) -> str:
+    """The key of one of the app's shared values (:meth:`Backend.get_value`)."""
+    if not isinstance(name, str) or not _VALUE_NAME.fullmatch(name):
+        raise ValueError(f"a value name must match {_VALUE_NAME.pattern}, got {name!r}")
+    return f"{prefix}app:{name}"
+
+
 @runtime_checkable
 class Subscription(Protocol):
     """One process's live view of some channels (the hub holds exactly one).
@@ -265,3 +276,10 @@ class Backend(Protocol):
 
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a payload (the hub's own notices; state changes publish themselves)."""
+
+    async def get_value(self, name: str) -> str | None:
+        """One of the app's shared values (``None``: never set), e.g. the demo's policy,
+        shared by every process on the backend. ``name``: see :func:`app_value_key`."""
+
+    async def set_value(self, name: str, value: str) -> None:
+        """Set a shared value (no expiry)."""

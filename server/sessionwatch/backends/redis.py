@@ -37,6 +37,7 @@ from .base import (
     Lookup,
     SessionRecord,
     Timeouts,
+    app_value_key,
 )
 
 __all__ = ["RedisBackend", "RedisSubscription"]
@@ -302,6 +303,13 @@ class RedisBackend:
 
     def subscription(self) -> RedisSubscription:
         return RedisSubscription(self._redis)
+
+    async def get_value(self, name: str) -> str | None:
+        value = await self.call(self._redis.get, app_value_key(self.key_prefix, name))
+        return None if value is None else str(value)  # the client decodes responses
+
+    async def set_value(self, name: str, value: str) -> None:
+        await self.call(self._redis.set, app_value_key(self.key_prefix, name), value)
 
 
 class RedisSubscription:

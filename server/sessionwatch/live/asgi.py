@@ -43,20 +43,19 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 from werkzeug.sansio.utils import get_host
 
+from ..core.exceptions import BackendUnavailable
+from ..core.origins import OriginRule, own_origin_of
+from ..core.tokens import public_id
+from ..web.responses import error_response
+from ..web.sessions import ServerSessionInterface
 from .admission import Ticket
 from .connection import Connection
-from ..core.exceptions import BackendUnavailable
-from ..web.responses import error_response
-from ..web.routes import origin_allowed
-from ..web.sessions import ServerSessionInterface
-from ..core.tokens import public_id
 from .endpoint import CLOSE_TIMEOUT, PeerGone, serve_socket
+from .hub import Hub
 
 if TYPE_CHECKING:
     from quart import Quart, Response
     from quart.blueprints import BlueprintSetupState
-
-    from ..web.extension import SessionWatch
 
 __all__ = ["install"]
 
@@ -75,9 +74,17 @@ _SIGNALS = (
 logger = logging.getLogger("sessionwatch.websocket")
 
 
-def install(state: BlueprintSetupState, watch: SessionWatch) -> None:
+def install(
+    state: BlueprintSetupState, hub: Hub, interface: ServerSessionInterface, origins: OriginRule
+) -> None:
     """Make the app's WebSocket connections :class:`_Endpoint` (unless the app brought
-    its own class: then it is left alone and Quart serves the endpoint)."""
+    its own class: then it is left alone and Quart serves the endpoint).
+
+    Args:
+        hub: this process's hub.
+        interface: the extension's session interface (reads the cookie and the session).
+        origins: who may open a socket (the view's rule).
+    """
     app = state.app
     if getattr(app, "asgi_websocket_class", None) is not ASGIWebsocketConnection:
         return
@@ -87,7 +94,9 @@ def install(state: BlueprintSetupState, watch: SessionWatch) -> None:
     class Endpoint(_Endpoint):
         __slots__ = ()
 
-    Endpoint.watch = watch
+    Endpoint.hub = hub
+    Endpoint.interface = interface
+    Endpoint.origins = origins
     Endpoint.path = path
     Endpoint.blueprint = blueprint
     app.asgi_websocket_class = Endpoint  # type: ignore[attr-defined]
@@ -115,7 +124,9 @@ class _Endpoint:
 
     __slots__ = ("_app", "_gone", "_receive", "_scope", "_send")
 
-    watch: ClassVar[SessionWatch]  # set on the app's subclass by install()
+    hub: ClassVar[Hub]  # these three are set on the app's subclass by install()
+    interface: ClassVar[ServerSessionInterface]
+    origins: ClassVar[OriginRule]
     path: ClassVar[str]
     blueprint: ClassVar[str]
 
@@ -152,7 +163,7 @@ class _Endpoint:
             or app.subdomain_matching
             or app.teardown_appcontext_funcs
             or type(interface) is not ServerSessionInterface
-            or interface.watch is not self.watch
+            or interface is not self.interface
             or app.websocket_class is not Websocket
         ):
             return False
@@ -191,21 +202,18 @@ class _Endpoint:
             elif name == b"cookie":
                 cookies.append(value.decode("latin1"))
         own_host = get_host(scheme, host, scope.get("server"))
-        own = f"{'https' if scheme in ('https', 'wss') else 'http'}://{own_host}"
-        watch = self.watch
-        if not origin_allowed(watch, origin, own):
+        if not self.origins.allows(origin, own_origin_of(scheme, own_host)):
             return None
-        interface: ServerSessionInterface = self._app.session_interface  # type: ignore[assignment]
+        interface = self.interface
         name = interface.cookie_name(self._app, scheme in ("https", "wss"))
         raw = parse_cookie(";".join(cookies)).get(name)
-        if raw is None or len(raw) > watch.settings.max_cookie_length:
+        if raw is None:
             return None
-        return watch.signer.unsign(raw)
+        return interface.session_id(raw)
 
     async def _serve(self) -> None:
-        watch = self.watch
-        hub = watch.hub
-        if hub is None or not hub.running:
+        hub = self.hub
+        if not hub.running:
             await self._quart()
             return
         try:
@@ -229,13 +237,9 @@ class _Endpoint:
 
     async def _open(self, session_id: str, ticket: Ticket) -> None:
         """Load the session, accept, and serve the socket (its turn: ``ticket``)."""
-        watch = self.watch
-        hub = watch.hub
-        assert hub is not None  # checked by _serve
+        hub = self.hub
         try:
-            found = await watch.backend.load(
-                public_id(session_id), timeouts=watch.timeouts, now=watch.now_ms()
-            )
+            found = await self.interface.load(public_id(session_id))
             record = found.record
             if record is not None and record.data:  # the view's session parses it too
                 ServerSessionInterface.serializer.loads(record.data)
@@ -252,7 +256,7 @@ class _Endpoint:
             await self._quart()
             return
         conn = Connection(
-            record.id, record.user, self._send_text, queue_size=watch.settings.send_queue_size
+            record.id, record.user, self._send_text, queue_size=hub.settings.send_queue_size
         )
         tab_key = record.tab_key
         del found, record  # the socket keeps the id, the user and the tab key only
@@ -265,7 +269,7 @@ class _Endpoint:
             return
         code: int | None
         try:
-            code = await serve_socket(watch, hub, conn, tab_key, self._read, ticket)
+            code = await serve_socket(hub, conn, tab_key, self._read, ticket)
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None

@@ -7,7 +7,7 @@ freshly loaded state, so an event published in between cannot be missed. Afterwa
 reader enforces the frame size, the message rate and the heartbeat; the connection's
 writer sends everything else.
 
-Two ways in share :func:`serve_socket`: :mod:`.rawsocket` serves most handshakes on raw
+Two ways in share :func:`serve_socket`: :mod:`.asgi` serves most handshakes on raw
 ASGI, without Quart's WebSocket layer; the Quart view below serves the others (an app
 with WebSocket hooks or signal receivers, which must keep seeing this endpoint) and
 answers every refusal.
@@ -19,22 +19,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, websocket
 
-from .admission import Ticket
-from .connection import Connection, TooManySockets
 from ..core.events import CloseCode, parse_client_message
 from ..core.exceptions import BackendUnavailable, ProtocolError
-from .hub import Hub
-from ..web.responses import ended_response, error_response
-from ..web.routes import origin_allowed, own_origin
-from ..web.sessions import security_log
+from ..core.origins import OriginRule
 from ..core.tokens import parse_tab_token
-
-if TYPE_CHECKING:
-    from ..web.extension import SessionWatch
+from ..web.responses import ended_response, error_response
+from ..web.routes import own_origin
+from ..web.sessions import ServerSession, security_log
+from .admission import Ticket
+from .connection import Connection, TooManySockets
+from .hub import Hub
 
 __all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "register_websocket", "serve_socket"]
 
@@ -72,29 +69,33 @@ class _TokenBucket:
         return True
 
 
-def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
-    """Add the ``/ws`` endpoint to the extension's blueprint, and install its raw ASGI
-    handling (:mod:`.rawsocket`), which serves most sockets without this view."""
-    from .asgi import install  # here: rawsocket.py imports this module
+def register_websocket(
+    bp: Blueprint, hub: Hub, current_session: Callable[[], ServerSession], origins: OriginRule
+) -> None:
+    """Add the ``/ws`` endpoint to the extension's blueprint. (The extension also
+    installs :mod:`.asgi`, which serves most sockets without this view.)
 
-    bp.record_once(lambda state: install(state, watch))
+    Args:
+        hub: this process's hub.
+        current_session: the handshake's session (raises :class:`BackendUnavailable`).
+        origins: who may open a socket.
+    """
 
     @bp.websocket("/ws")
     async def live() -> Response | None:
         origin = websocket.headers.get("Origin")
-        if not origin_allowed(watch, origin, own_origin()):
+        if not origins.allows(origin, own_origin()):
             security_log.warning("websocket refused: origin %r not allowed", origin)
             return error_response(403, "origin_forbidden")
         try:
-            session = watch.current_session()
+            session = current_session()
         except BackendUnavailable as exc:
             logger.warning("websocket refused: backend unavailable: %s", exc)
             return error_response(503, "backend_unavailable")
         record = session.record
         if record is None:
             return ended_response(session.ended)
-        hub = watch.hub
-        if hub is None or not hub.running:
+        if not hub.running:
             logger.error("websocket refused: the hub is not running (is the app served?)")
             return error_response(503, "backend_unavailable")
         try:
@@ -103,10 +104,10 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
             return error_response(503, "busy")
         try:
             conn = Connection(
-                record.id, record.user, websocket.send, queue_size=watch.settings.send_queue_size
+                record.id, record.user, websocket.send, queue_size=hub.settings.send_queue_size
             )
             await websocket.accept()
-            code = await serve_socket(watch, hub, conn, record.tab_key, websocket.receive, ticket)
+            code = await serve_socket(hub, conn, record.tab_key, websocket.receive, ticket)
         finally:
             ticket.release()
         if code is not None:
@@ -118,7 +119,6 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
 
 
 async def serve_socket(
-    watch: SessionWatch,
     hub: Hub,
     conn: Connection,
     tab_key: str,
@@ -139,17 +139,15 @@ async def serve_socket(
             return CloseCode.TRY_AGAIN_LATER
         finally:
             opening.release()
-        return await conn.serve(_read_frames(watch, hub, conn, tab_key, receive))
+        return await conn.serve(_read_frames(hub, conn, tab_key, receive))
     finally:  # also when cancelled while attaching (the peer left during the subscribe)
         hub.read_deadlines.cancel(conn)
         await hub.detach(conn)
 
 
-async def _read_frames(
-    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, receive: Receive
-) -> None:
+async def _read_frames(hub: Hub, conn: Connection, tab_key: str, receive: Receive) -> None:
     """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
-    settings = watch.settings
+    settings = hub.settings
     loop = asyncio.get_running_loop()
     bucket = _TokenBucket(settings.max_messages_per_second)
     deadline = loop.time() + settings.hello_timeout
@@ -189,16 +187,14 @@ async def _read_frames(
             conn.push({"type": "pong"})
             continue
         first = not conn.bound
-        if not await _hello(watch, hub, conn, tab_key, message.tab):
+        if not await _hello(hub, conn, tab_key, message.tab):
             return
         if first:
             deadline = loop.time() + silence
             await hub.refresh_presence([conn])
 
 
-async def _hello(
-    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, token: str | None
-) -> bool:
+async def _hello(hub: Hub, conn: Connection, tab_key: str, token: str | None) -> bool:
     """Bind ``token`` and send the truth. Returns False when the socket is closing."""
     gen = parse_tab_token(token, tab_key) if token and len(token) <= _MAX_TOKEN_LENGTH else None
     if token is None or gen is None:
@@ -209,9 +205,7 @@ async def _hello(
     # Bound first, so a newer claim published while we read is routed to this socket.
     conn.bind(token, gen)
     try:
-        found = await watch.backend.load(
-            conn.session, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
-        )
+        found = await hub.load(conn.session)
     except BackendUnavailable as exc:
         logger.warning("socket %s: state not loaded: %s", conn.id, exc)
         conn.abort(CloseCode.TRY_AGAIN_LATER)

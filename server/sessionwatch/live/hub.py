@@ -23,11 +23,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
-from .admission import Admission
-from ..backends.base import Lookup, Subscription, session_channel, user_channel
-from .connection import Connection, TooManySockets
+from ..backends.base import (
+    Backend,
+    Lookup,
+    SessionRecord,
+    Subscription,
+    Timeouts,
+    session_channel,
+    user_channel,
+)
+from ..core.config import Settings
 from ..core.events import (
     PROTOCOL_VERSION,
     SERVER_EVENT_TYPES,
@@ -37,10 +44,13 @@ from ..core.events import (
     parse_event,
 )
 from ..core.exceptions import BackendUnavailable, ProtocolError
+from .admission import Admission
+from .connection import Connection, TooManySockets
 from .timers import Timers
 
-if TYPE_CHECKING:
-    from ..web.extension import SessionWatch
+# Whether a tab token is the record's current tab: "active", "superseded", "invalid"
+# or "missing" (the extension's check, with its policy).
+TabCheck = Callable[[SessionRecord, str | None], str]
 
 __all__ = ["Hub"]
 
@@ -96,11 +106,26 @@ class Hub:
     """The per-process fan-out of :class:`SessionWatch` events (``watch.hub``).
 
     Args:
-        watch: the extension (its backend, settings, clock and tab-token check).
+        backend: where sessions live and events are published.
+        settings: the extension's settings (limits, heartbeat, lead times).
+        timeouts: the sessions' timeouts, as the backend takes them.
+        now_ms: the clock, in epoch milliseconds.
+        verify_tab: the tab-token check (see :data:`TabCheck`).
     """
 
-    def __init__(self, watch: SessionWatch) -> None:
-        self._watch = watch
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        timeouts: Timeouts,
+        now_ms: Callable[[], int],
+        verify_tab: TabCheck,
+    ) -> None:
+        self._backend = backend
+        self.settings = settings
+        self._timeouts = timeouts
+        self._now_ms = now_ms
+        self._verify_tab = verify_tab
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -120,7 +145,7 @@ class Hub:
         # One loop timer each for every session's expiry and every socket's read deadline.
         self._expiry: Timers[_SessionGroup] = Timers(self._on_timer)
         self.read_deadlines: Timers[Connection] = Timers(Connection.read_timed_out)
-        self.openings = Admission(watch.settings.max_opening_sockets, OPENING_WAIT)
+        self.openings = Admission(settings.max_opening_sockets, OPENING_WAIT)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -128,9 +153,9 @@ class Hub:
         """Open the subscription and start the reader and the presence ticker."""
         if self.running:
             return
-        self._subscription = self._watch.backend.subscription()
+        self._subscription = self._backend.subscription()
         # Fresh for this serving (its semaphore belongs to the running loop).
-        self.openings = Admission(self._watch.settings.max_opening_sockets, OPENING_WAIT)
+        self.openings = Admission(self.settings.max_opening_sockets, OPENING_WAIT)
         self.running = True
         self._reader = asyncio.create_task(self._read_forever(), name="sessionwatch-hub-reader")
         self._ticker = asyncio.create_task(self._tick_forever(), name="sessionwatch-hub-ticker")
@@ -182,14 +207,14 @@ class Hub:
         check made afterwards cannot miss an event). Raises :class:`TooManySockets`."""
         if not self.running or self._subscription is None:
             raise BackendUnavailable("the live-push hub is not running")
-        settings = self._watch.settings
+        settings = self.settings
         session = self._sessions.get(conn.session)
         if session is not None and len(session.conns) >= settings.max_sockets_per_session:
             raise TooManySockets("too many sockets for this session")
         user = self._users.get(conn.user) if conn.user else None
         if user is not None and len(user.conns) >= settings.max_sockets_per_user:
             raise TooManySockets("too many sockets for this user")
-        prefix = self._watch.backend.key_prefix
+        prefix = self._backend.key_prefix
         groups: list[_Group] = []
         if session is None:
             session = _SessionGroup(session_channel(prefix, conn.session), conn.session)
@@ -250,8 +275,8 @@ class Hub:
                 logger.exception("unsubscribe failed")
         if conn.bound:
             try:
-                await self._watch.backend.set_presence(
-                    [(conn.session, conn.id)], until=None, now=self._watch.now_ms()
+                await self._backend.set_presence(
+                    [(conn.session, conn.id)], until=None, now=self._now_ms()
                 )
             except Exception as exc:
                 logger.warning("presence of socket %s not dropped: %r", conn.id, exc)
@@ -267,12 +292,12 @@ class Hub:
         if record is None:
             self._end([conn], found.ended)
             return
-        status = self._watch.tab_status(record, conn.token)
+        status = self._verify_tab(record, conn.token)
         if status in ("invalid", "missing") or conn.gen is None:
             conn.finish(CloseCode.TAB_INVALID)
             return
         group = self._sessions.get(conn.session)
-        expires_at = record.expires_at(self._watch.timeouts.idle)
+        expires_at = record.expires_at(self._timeouts.idle)
         if group is not None:
             self._set_deadline(group, expires_at)
             expires_at = max(expires_at, group.expires_at or 0)
@@ -302,10 +327,7 @@ class Hub:
 
     async def _check(self, group: _SessionGroup) -> None:
         """Re-read a session and correct its sockets (expiry timer and resync)."""
-        watch = self._watch
-        found = await watch.backend.load(
-            group.id, timeouts=watch.timeouts, now=watch.now_ms(), touch=False
-        )
+        found = await self.load(group.id)
         record = found.record
         if record is None:
             group.expires_at = None  # over: no more timers while its sockets close
@@ -314,10 +336,16 @@ class Hub:
         told = sum(
             conn.supersede(record.gen, record.claimed_by)
             for conn in list(group.conns)
-            if conn.bound and watch.tab_status(record, conn.token) == "superseded"
+            if conn.bound and self._verify_tab(record, conn.token) == "superseded"
         )
         self._count("superseded", told)
-        self._set_deadline(group, record.expires_at(watch.timeouts.idle))
+        self._set_deadline(group, record.expires_at(self._timeouts.idle))
+
+    async def load(self, session_id: str) -> Lookup:
+        """The session's current state, without touching it (a socket's check)."""
+        return await self._backend.load(
+            session_id, timeouts=self._timeouts, now=self._now_ms(), touch=False
+        )
 
     # -- events --------------------------------------------------------------------
 
@@ -451,8 +479,8 @@ class Hub:
             self._expiry.cancel(group)
             return
         if delay is None:
-            now = self._watch.now_ms()
-            lead = int(self._watch.settings.expiring_lead * 1000)
+            now = self._now_ms()
+            lead = int(self.settings.expiring_lead * 1000)
             due = group.expires_at
             if group.warned != group.expires_at and now < group.expires_at - lead:
                 due -= lead
@@ -469,8 +497,8 @@ class Hub:
         self._expiry.cancel(group)  # when called directly (check_expiry)
         if group.expires_at is None or self._sessions.get(group.id) is not group:
             return
-        now = self._watch.now_ms()
-        lead = int(self._watch.settings.expiring_lead * 1000)
+        now = self._now_ms()
+        lead = int(self.settings.expiring_lead * 1000)
         if now >= group.expires_at:
             if not group.checking:
                 group.checking = True
@@ -508,7 +536,7 @@ class Hub:
         interval, so each socket is refreshed once per interval without a burst: with
         thousands of sockets, refreshing all at once kept a worker busy for seconds and
         delayed every push meanwhile (docs/performance.md, finding 2)."""
-        interval = self._watch.settings.heartbeat_interval / _PRESENCE_SLICES
+        interval = self.settings.heartbeat_interval / _PRESENCE_SLICES
         tick = 0
         while True:
             await asyncio.sleep(interval)
@@ -522,15 +550,15 @@ class Hub:
     async def refresh_presence(self, conns: list[Connection]) -> None:
         """Mark bound sockets as live for two heartbeat intervals, in sequential batches
         of ``_PRESENCE_BATCH`` (one backend round trip each)."""
-        now = self._watch.now_ms()
-        until = now + int(2 * self._watch.settings.heartbeat_interval * 1000)
+        now = self._now_ms()
+        until = now + int(2 * self.settings.heartbeat_interval * 1000)
         live = [(conn.session, conn.id) for conn in conns if conn.bound and not conn.closing]
         failed = 0
         error: Exception | None = None
         for start in range(0, len(live), _PRESENCE_BATCH):
             batch = live[start : start + _PRESENCE_BATCH]
             try:
-                await self._watch.backend.set_presence(batch, until=until, now=now)
+                await self._backend.set_presence(batch, until=until, now=now)
             except Exception as exc:
                 failed += len(batch)
                 error = exc

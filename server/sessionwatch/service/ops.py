@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Quart, Response, jsonify
 
-from .background import background
 from ..core.exceptions import BackendUnavailable
+from .background import background
+from .metrics import Metrics
 
 if TYPE_CHECKING:
     from ..web.extension import SessionWatch
@@ -50,10 +51,8 @@ def register_ops(app: Quart, watch: SessionWatch, *, metrics: bool = False) -> N
         return jsonify({"status": "ok", "pubsub": "connected" if listening else "reconnecting"})
 
     if metrics:
-        from .metrics import Metrics
-
         collector = Metrics(watch)
-        watch.metrics = collector
+        watch.on_claim = collector.claimed
 
         @app.get("/metrics")
         async def metrics_endpoint() -> Response:

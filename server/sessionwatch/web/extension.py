@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from quart import (
     Blueprint,
@@ -22,15 +22,14 @@ from quart import (
 )
 from quart import session as quart_session
 
-from ..core import devices
 from ..backends import Backend, backend_from_url
 from ..backends.base import Claim, SessionRecord, Timeouts
+from ..core import devices
 from ..core.config import Settings
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.origins import OriginRule
 from ..core.policy import Policy
-from .responses import ended_response, error_response
-from .sessions import ServerSession, ServerSessionInterface, UnavailableSession, security_log
 from ..core.tokens import (
     CookieSigner,
     make_tab_token,
@@ -39,10 +38,12 @@ from ..core.tokens import (
     parse_tab_token,
     public_id,
 )
-
-if TYPE_CHECKING:
-    from ..live.hub import Hub
-    from ..service.metrics import Metrics
+from ..live import asgi
+from ..live.endpoint import register_websocket
+from ..live.hub import Hub
+from .responses import ended_response, error_response
+from .routes import create_blueprint
+from .sessions import ServerSession, ServerSessionInterface, UnavailableSession, security_log
 
 __all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
 
@@ -130,7 +131,9 @@ class SessionWatch:
         self.blueprint: Blueprint | None = None
         self.claim_path = ""  # set by init_app
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
-        self.metrics: Metrics | None = None  # set by ops.register_ops(metrics=True)
+        self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
+        # Called on every tab claim served (the service counts them).
+        self.on_claim: Callable[[], None] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -156,16 +159,19 @@ class SessionWatch:
             refresh=int(self.settings.refresh_every * 1000),
             tombstone=int(self.settings.tombstone_ttl * 1000),
         )
-        app.session_interface = ServerSessionInterface(self)  # type: ignore[assignment]
+        self.origins = OriginRule.from_settings(self.settings)
+        interface = ServerSessionInterface(self)
+        app.session_interface = interface  # type: ignore[assignment]
         app.extensions["sessionwatch"] = self
         app.register_error_handler(BackendUnavailable, self._backend_unavailable)
         app.register_error_handler(SessionLimitReached, self._limit_reached)
         app.while_serving(self._serving)
-        from ..live.hub import Hub
-        from .routes import create_blueprint
-
-        self.hub = Hub(self)
+        hub = Hub(self.backend, self.settings, self.timeouts, self.now_ms, self.tab_status)
+        self.hub = hub
         self.blueprint = create_blueprint(self)
+        register_websocket(self.blueprint, hub, self.current_session, self.origins)
+        origins = self.origins
+        self.blueprint.record_once(lambda state: asgi.install(state, hub, interface, origins))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
         self.claim_path = f"{self.settings.url_prefix}/claim"
         self.app = app

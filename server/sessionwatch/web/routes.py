@@ -3,35 +3,62 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from quart import Blueprint, Response, has_request_context, jsonify, request, websocket
 
+from ..backends.base import Backend, Claim, SessionRecord, Timeouts
+from ..core.origins import OriginRule, own_origin_of
+from ..core.policy import Policy
 from .responses import ended_response, error_response
+from .sessions import ServerSession
 
-if TYPE_CHECKING:
-    from .extension import SessionWatch
-
-__all__ = ["create_blueprint", "origin_allowed", "own_origin"]
+__all__ = ["RoutesHost", "create_blueprint", "own_origin"]
 
 
 def own_origin() -> str:
     """The app's own origin as this request or WebSocket handshake sees it
     (scheme://host[:port]; ws maps to http, wss to https)."""
     connection = request if has_request_context() else websocket
-    scheme = "https" if connection.scheme in ("https", "wss") else "http"
-    return f"{scheme}://{connection.host}"
+    return own_origin_of(connection.scheme, connection.host)
 
 
-def origin_allowed(watch: SessionWatch, origin: str | None, own: str) -> bool:
-    """Exact match against the allow-list (default: the app's own origin only)."""
-    if origin is None:
-        return watch.settings.allow_missing_origin
-    allowed = watch.settings.allowed_origins or (own,)
-    return origin in allowed
+class RoutesHost(Protocol):
+    """What the HTTP API needs of the extension (which wires it)."""
+
+    policy: Policy
+    timeouts: Timeouts
+    origins: OriginRule
+    on_claim: Callable[[], None] | None
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def now_ms(self) -> int: ...
+
+    def current_session(self) -> ServerSession: ...
+
+    async def claim_tab(self) -> tuple[str, Claim]: ...
+
+    def tab_status(self, record: SessionRecord, token: str | None) -> str: ...
+
+    def active_tab_required(
+        self, view: Callable[..., Awaitable[Response]]
+    ) -> Callable[..., Awaitable[Response]]: ...
+
+    async def list_sessions(self, user_id: str) -> list[Any]: ...
+
+    async def revoke_session(
+        self, session_id: str, *, reason: str = ..., user_id: str | None = ...
+    ) -> bool: ...
+
+    async def revoke_user(
+        self, user_id: str, *, except_current: bool = ..., reason: str = ...
+    ) -> int: ...
 
 
 @cache
@@ -51,8 +78,9 @@ def client_script() -> tuple[bytes, str]:
     return body, etag
 
 
-def create_blueprint(watch: SessionWatch) -> Blueprint:
-    """The blueprint of the HTTP API, bound to ``watch``."""
+def create_blueprint(watch: RoutesHost) -> Blueprint:
+    """The blueprint of the HTTP API, bound to ``watch`` (the extension). The extension
+    adds the WebSocket endpoint to it."""
     bp = Blueprint("sessionwatch", __name__)
 
     @bp.after_request
@@ -68,11 +96,11 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
                 415, "bad_request", "POST /claim needs Content-Type: application/json"
             )
         origin = request.headers.get("Origin")
-        if origin is not None and not origin_allowed(watch, origin, own_origin()):
+        if origin is not None and not watch.origins.allows(origin, own_origin()):
             return error_response(403, "origin_forbidden")
         token, result = await watch.claim_tab()
-        if watch.metrics is not None:
-            watch.metrics.claimed()
+        if watch.on_claim is not None:
+            watch.on_claim()
         session = watch.current_session()
         return jsonify(
             {
@@ -141,10 +169,6 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
             return error_response(401, "not_signed_in")
         count = await watch.revoke_user(user, except_current=True)
         return jsonify({"revoked": count})
-
-    from ..live.endpoint import register_websocket  # here: websocket.py imports this module
-
-    register_websocket(bp, watch)
 
     @bp.get("/client.js")
     async def client_js() -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from quart.json.tag import TaggedJSONSerializer
 from quart.sessions import SessionInterface, SessionMixin
@@ -20,14 +20,13 @@ from quart.wrappers import BaseRequestWebsocket
 from quart.wrappers import Response as QuartResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from ..backends.base import EndReason, SessionRecord
+from ..backends.base import Backend, EndReason, Lookup, SessionRecord, Timeouts
+from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
-from ..core.tokens import public_id
+from ..core.tokens import CookieSigner, public_id
 
 if TYPE_CHECKING:
     from quart import Quart
-
-    from .extension import SessionWatch
 
 __all__ = ["ServerSession", "ServerSessionInterface", "UnavailableSession", "security_log"]
 
@@ -129,13 +128,33 @@ class UnavailableSession(SessionMixin):
         raise self.error
 
 
+class SessionHost(Protocol):
+    """What the session interface needs of the extension (which wires it)."""
+
+    settings: Settings
+    timeouts: Timeouts
+    claim_path: str
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def signer(self) -> CookieSigner: ...
+
+    def now_ms(self) -> int: ...
+
+    def request_is_secure(self) -> bool: ...
+
+    async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord: ...
+
+
 class ServerSessionInterface(SessionInterface):
     """Quart's session interface backed by a :class:`~sessionwatch.SessionWatch`."""
 
     serializer = TaggedJSONSerializer()
 
-    def __init__(self, watch: SessionWatch) -> None:
-        self.watch = watch
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
 
     # -- cookie attributes ---------------------------------------------------------
 
@@ -154,11 +173,11 @@ class ServerSessionInterface(SessionInterface):
         return name
 
     def get_cookie_secure(self, app: Quart) -> bool:
-        return self.watch.settings.cookie_secure
+        return self.host.settings.cookie_secure
 
     def get_cookie_samesite(self, app: Quart) -> str:
         configured = app.config.get("SESSION_COOKIE_SAMESITE")
-        return configured or self.watch.settings.cookie_samesite
+        return configured or self.host.settings.cookie_samesite
 
     # -- open / save ----------------------------------------------------------------
 
@@ -167,10 +186,10 @@ class ServerSessionInterface(SessionInterface):
         raw = request.cookies.get(name)
         if raw is None:
             return ServerSession()
-        if len(raw) > self.watch.settings.max_cookie_length:
+        if len(raw) > self.host.settings.max_cookie_length:
             security_log.warning("session cookie refused: oversized (%d bytes)", len(raw))
             return ServerSession(refused=True)
-        session_id = self.watch.signer.unsign(raw)
+        session_id = self.host.signer.unsign(raw)
         if session_id is None:
             security_log.warning("session cookie refused: bad signature or malformed")
             return ServerSession(refused=True)
@@ -178,9 +197,7 @@ class ServerSessionInterface(SessionInterface):
         if self.may_defer(app, request):
             return ServerSession(session_id=session_id, pending=pid)
         try:
-            found = await self.watch.backend.load(
-                pid, timeouts=self.watch.timeouts, now=self.watch.now_ms()
-            )
+            found = await self.load(pid)
         except BackendUnavailable as exc:
             return UnavailableSession(exc)
         if found.record is None:
@@ -192,12 +209,25 @@ class ServerSessionInterface(SessionInterface):
         data = self.serializer.loads(record.data) if record.data else {}
         return ServerSession(data, session_id=session_id, record=record, stored_data=record.data)
 
+    def session_id(self, raw: str) -> str | None:
+        """The session id a cookie value carries, or ``None`` (oversized, forged or
+        malformed; :meth:`open_session` logs which)."""
+        if len(raw) > self.host.settings.max_cookie_length:
+            return None
+        return self.host.signer.unsign(raw)
+
+    async def load(self, pid: str) -> Lookup:
+        """Load session ``pid`` (refreshing its idle expiry when due)."""
+        return await self.host.backend.load(
+            pid, timeouts=self.host.timeouts, now=self.host.now_ms()
+        )
+
     def may_defer(self, app: Quart, request: BaseRequestWebsocket) -> bool:
         """True for ``POST {url_prefix}/claim`` when nothing can read the session before
         the view: no app-wide or blueprint ``before_request`` or URL value preprocessor,
         no ``request_started`` receiver. The claim then loads the session in its own
         round trip instead of a load before it (one round trip instead of two)."""
-        if request.method != "POST" or request.path != self.watch.claim_path:
+        if request.method != "POST" or request.path != self.host.claim_path:
             return False
         for scope in (None, "sessionwatch"):
             if app.before_request_funcs.get(scope) or app.url_value_preprocessors.get(scope):
@@ -227,7 +257,7 @@ class ServerSessionInterface(SessionInterface):
             response.vary.add("Cookie")  # the answer depends on who asks: never share it
         if session.cookie_action is None:
             return
-        request_secure = self.watch.request_is_secure()
+        request_secure = self.host.request_is_secure()
         name = self.cookie_name(app, request_secure)
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
@@ -243,7 +273,7 @@ class ServerSessionInterface(SessionInterface):
             return
         response.set_cookie(
             name,
-            self.watch.signer.sign(session.session_id),
+            self.host.signer.sign(session.session_id),
             domain=domain,
             path=path,
             secure=self.get_cookie_secure(app),
@@ -257,12 +287,12 @@ class ServerSessionInterface(SessionInterface):
         data = self.serializer.dumps(dict(session)) if session else ""
         if session.record is None:
             if data:
-                await self.watch.start_session(session, data)
+                await self.host.start_session(session, data)
             return
         if data == session.stored_data:
             return
-        stored = await self.watch.backend.save_data(
-            session.record.id, data, timeouts=self.watch.timeouts, now=self.watch.now_ms()
+        stored = await self.host.backend.save_data(
+            session.record.id, data, timeouts=self.host.timeouts, now=self.host.now_ms()
         )
         if stored:
             session.stored_data = data

@@ -10,10 +10,8 @@ from urllib.parse import urlsplit
 from quart import Quart, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from ... import SessionLimitReached, SessionWatch, Settings, settings_from_env
 from ..background import background
-from ...core.config import Settings, settings_from_env
-from ...core.exceptions import SessionLimitReached
-from ...web.extension import SessionWatch
 from ..ops import register_ops
 from .policy_store import DemoPolicy, PolicyStore
 

@@ -1,7 +1,8 @@
 """The demo's policy switcher: one shared policy for every worker process.
 
-On Redis the choice lives under ``{prefix}demo:policy`` so every worker applies the
-same rule; on the memory backend (one process) it lives in this process.
+The choice is the backend's shared value ``demo:policy`` (:meth:`Backend.get_value`):
+on Redis every worker applies the same rule; on the memory backend (one process) it
+lives in this process.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ...core.exceptions import BackendUnavailable
-from ...core.policy import Policy
+from ... import Backend, BackendUnavailable, Policy
 
 __all__ = ["DemoPolicy", "PolicyStore"]
 
 logger = logging.getLogger("sessionwatch.demo")
 
 _CACHE_SECONDS = 1.0
+_NAME = "demo:policy"  # the backend's shared value holding the policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,37 +56,23 @@ class DemoPolicy:
 class PolicyStore:
     """Reads and writes the demo policy, cached for a second per process."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._local = DemoPolicy()
         self._cached: tuple[float, DemoPolicy] | None = None
-
-    def _client(self) -> Any:
-        return getattr(self._backend, "client", None)
-
-    def _key(self) -> str:
-        return f"{self._backend.key_prefix}demo:policy"
 
     async def get(self, *, fresh: bool = False) -> DemoPolicy:
         """The shared policy; up to a second old unless ``fresh``."""
-        client = self._client()
-        if client is None:
-            return self._local
         now = time.monotonic()
         if not fresh and self._cached is not None and now - self._cached[0] < _CACHE_SECONDS:
             return self._cached[1]
-        raw = await self._backend.call(client.get, self._key())  # BackendUnavailable → 503
+        raw = await self._backend.get_value(_NAME)  # BackendUnavailable → 503
         policy = DemoPolicy(**json.loads(raw)) if raw else DemoPolicy()
         self._cached = (now, policy)
         return policy
 
     async def set(self, policy: DemoPolicy) -> None:
-        client = self._client()
-        if client is None:
-            self._local = policy
-            return
         body = {"one_tab": policy.one_tab, "devices": policy.devices, "on_limit": policy.on_limit}
-        await self._backend.call(client.set, self._key(), json.dumps(body))
+        await self._backend.set_value(_NAME, json.dumps(body))
         self._cached = (time.monotonic(), policy)
 
     async def follow(self, apply: Callable[[DemoPolicy], None]) -> None:
