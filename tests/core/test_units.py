@@ -13,8 +13,8 @@ from sessionwatch.core.devices import describe_device, ip_prefix, parse_user_age
 from sessionwatch.core.events import CloseCode, Event, parse_client_message, parse_event
 from sessionwatch.core.exceptions import ProtocolError
 from sessionwatch.core.policy import select_evictions
-from sessionwatch.live.timers import Timers
 from sessionwatch.core.tokens import make_tab_token, new_tab_key, parse_tab_token, public_id
+from sessionwatch.live.timers import Timers
 
 # -- policy ------------------------------------------------------------------------------
 

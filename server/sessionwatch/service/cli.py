@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Literal
 
 from ..backends import backend_from_url
@@ -25,6 +27,9 @@ __all__ = ["main", "serve"]
 logger = logging.getLogger("sessionwatch.cli")
 
 APP_FACTORY = "sessionwatch.service.app:create_service_app"
+# uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a
+# worker fails on the first socket with KeyError. pyproject.toml declares the same floor.
+UVICORN_FLOOR = (0, 35)
 ServerName = Literal["uvicorn", "hypercorn"]
 
 
@@ -58,7 +63,8 @@ def _default_port() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sessionwatch", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="sessionwatch",
+        description=__doc__.splitlines()[0].replace("``", "") if __doc__ else None,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the demo service")
@@ -83,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     return parser
+
+
+def _check_uvicorn() -> None:
+    """Refuse an installed uvicorn older than :data:`UVICORN_FLOOR`."""
+    try:
+        version = metadata.version("uvicorn")
+    except metadata.PackageNotFoundError:
+        raise ConfigurationError(
+            "uvicorn is not installed: pip install 'sessionwatch[service]'"
+        ) from None
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    if numbers < UVICORN_FLOOR:
+        floor = ".".join(map(str, UVICORN_FLOOR))
+        raise ConfigurationError(
+            f"uvicorn {version} is too old: the service needs uvicorn {floor} or newer "
+            f"(websockets-sansio); pip install 'uvicorn[standard]>={floor}'"
+        )
 
 
 def serve(
@@ -117,6 +140,8 @@ def serve(
         )
     elif len(os.environ["SECRET_KEY"]) < 16:
         raise ConfigurationError("SECRET_KEY: must be at least 16 characters long")
+    if server == "uvicorn":
+        _check_uvicorn()
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")

@@ -57,7 +57,9 @@ def error_response(status: int, code: str, message: str | None = None, **fields:
         page = _PAGE.format(
             title=html.escape("Open in another tab" if superseded else "Session problem"),
             message=html.escape(text),
-            again=html.escape(request.path if superseded else "/"),
+            # A link is a GET: it reloads a refused page, but a refused form post
+            # (its route may take POST only) goes to the app's start page instead.
+            again=html.escape(request.path if superseded and request.method == "GET" else "/"),
             action="Use this tab instead" if superseded else "Continue",
         )
         response = Response(page, status=status, content_type="text/html; charset=utf-8")
