@@ -155,14 +155,21 @@ class RedisBackend:
 
     async def call(self, function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
         """Await ``function(*args)`` on the client; any Redis failure raises
-        :class:`BackendUnavailable` (fail closed)."""
+        :class:`BackendUnavailable` (fail closed). A cancellation never ends in a
+        normal return (redis-py 8 can swallow one that arrives while it opens a
+        connection; the caller's loop would then run on and a shutdown wait forever)."""
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
-            return await function(*args)
+            result = await function(*args)
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
             # READONLY replica after a failover, OOM, script errors: fail closed.
             raise BackendUnavailable(f"Redis error: {exc}") from exc
+        if task is not None and task.cancelling() > cancels:
+            raise asyncio.CancelledError
+        return result
 
     async def _run(self, name: str, timeouts: Timeouts | None, now: int, *args: Any) -> Any:
         """Run script ``name`` with the prelude's arguments, then ``args`` (ARGV[7]...).

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hmac
 import logging
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from ... import SessionLimitReached, SessionWatch, Settings, settings_from_env
+from ... import (
+    BackendUnavailable,
+    SessionLimitReached,
+    SessionWatch,
+    Settings,
+    settings_from_env,
+)
 from ..background import background
 from ..ops import register_ops
 from .policy_store import DemoPolicy, PolicyStore
@@ -35,6 +42,21 @@ def _password_ok(password: str) -> bool:
     return hmac.compare_digest(password.encode("utf-8", "replace"), DEMO_PASSWORD.encode())
 
 
+class _DemoQuart(Quart):
+    """Quart, but an unreachable backend at start-up is not logged with a traceback:
+    the ASGI server reports the failed start with its message ("Redis unreachable:
+    ...") and exits; the traceback only buried that line."""
+
+    def log_exception(
+        self,
+        exception_info: tuple[type[BaseException], BaseException, TracebackType]
+        | tuple[None, None, None],
+    ) -> None:
+        if isinstance(exception_info[1], BackendUnavailable):
+            return
+        super().log_exception(exception_info)
+
+
 def create_app(
     settings: Settings | None = None, *, secret_key: str | None = None, metrics: bool = False
 ) -> Quart:
@@ -42,7 +64,7 @@ def create_app(
     import os
 
     settings = settings or settings_from_env()
-    app = Quart(__name__)
+    app = _DemoQuart(__name__)
     app.config["SECRET_KEY"] = secret_key or os.environ.get("SECRET_KEY")
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
     watch = SessionWatch(app, **options)
