@@ -15,7 +15,6 @@ from .core.exceptions import (
     ConfigurationError,
     ProtocolError,
     SessionLimitReached,
-    SessionNotFound,
     SessionWatchError,
 )
 from .core.policy import Policy
@@ -32,7 +31,6 @@ __all__ = [
     "ProtocolError",
     "SessionInfo",
     "SessionLimitReached",
-    "SessionNotFound",
     "SessionWatch",
     "SessionWatchError",
     "Settings",

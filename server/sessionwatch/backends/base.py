@@ -275,7 +275,8 @@ class Backend(Protocol):
         """A new subscription (the hub keeps one per process)."""
 
     async def publish(self, channel: str, payload: str) -> None:
-        """Publish a payload (the hub's own notices; state changes publish themselves)."""
+        """Publish a raw payload on a channel (for tests and tools: every state change
+        publishes its own event, atomically with the change)."""
 
     async def get_value(self, name: str) -> str | None:
         """One of the app's shared values (``None``: never set), e.g. the demo's policy,

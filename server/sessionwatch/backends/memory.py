@@ -36,7 +36,7 @@ from .base import (
 
 __all__ = ["MemoryBackend", "MemorySubscription"]
 
-logger = logging.getLogger("sessionwatch.backends.memory")
+logger = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 60.0
 

@@ -42,7 +42,7 @@ from .base import (
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
-logger = logging.getLogger("sessionwatch.backends.redis")
+logger = logging.getLogger(__name__)
 
 _KEEPALIVE = "sessionwatch:keepalive"
 _MAX_CONNECTIONS = 64  # per process; commands are short scripts

@@ -22,7 +22,7 @@ __all__ = ["PlaceResolver", "describe_device", "ip_prefix", "parse_user_agent", 
 
 PlaceResolver = Callable[[str], str]
 
-logger = logging.getLogger("sessionwatch.devices")
+logger = logging.getLogger(__name__)
 
 _MAX_USER_AGENT: Final = 512  # longer strings are truncated before parsing (ReDoS-safe)
 

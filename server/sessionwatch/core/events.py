@@ -2,7 +2,7 @@
 
 A backend publishes an :class:`Event` on a channel inside the same atomic step that
 changes state (on Redis the Lua script builds the JSON itself, so the field names here
-and in ``backends/redis/*.lua`` must agree; the contract tests check both). The hub
+and in ``backends/lua/*.lua`` must agree; the contract tests check both). The hub
 parses it with :func:`parse_event`, drops the routing field and sends
 :meth:`Event.wire` to the affected tabs. ``docs/protocol.md`` documents every message.
 """
@@ -214,10 +214,10 @@ def parse_client_message(raw: str | bytes, *, max_size: int) -> ClientMessage | 
     message_type = body.get("type")
     if not isinstance(message_type, str):
         raise ProtocolError("frame needs a string type", CloseCode.POLICY_VIOLATION)
+    if message_type not in CLIENT_MESSAGE_TYPES:
+        return None
     if message_type == "ping":
         return ClientMessage(type="ping")
-    if message_type != "hello":
-        return None
     version = body.get("v")
     if isinstance(version, bool) or not isinstance(version, int):
         raise ProtocolError("hello needs an integer v", CloseCode.POLICY_VIOLATION)

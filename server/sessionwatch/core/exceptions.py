@@ -7,7 +7,6 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     ├── ConfigurationError (ValueError)        bad option, URL or environment value
     ├── BackendUnavailable (ConnectionError)   the backend cannot be reached
     ├── SessionLimitReached                    login denied by ``on_limit="deny"``
-    ├── SessionNotFound (LookupError)          no such live session (revoke, list)
     └── ProtocolError (ValueError)             a malformed frame or event payload
 
 Each carries a stable ``code`` (the ``error`` field of HTTP answers).
@@ -20,7 +19,6 @@ __all__ = [
     "ConfigurationError",
     "ProtocolError",
     "SessionLimitReached",
-    "SessionNotFound",
     "SessionWatchError",
 ]
 
@@ -52,12 +50,6 @@ class SessionLimitReached(SessionWatchError):
         super().__init__(f"user already has {limit} active session(s)")
         self.user_id = user_id
         self.limit = limit
-
-
-class SessionNotFound(SessionWatchError, LookupError):
-    """No live session has that public id (or it belongs to another user)."""
-
-    code = "session_not_found"
 
 
 class ProtocolError(SessionWatchError, ValueError):

@@ -17,7 +17,7 @@ import logging
 
 __all__ = ["Admission", "Ticket"]
 
-logger = logging.getLogger("sessionwatch.websocket")
+logger = logging.getLogger(__name__)
 
 
 class Ticket:

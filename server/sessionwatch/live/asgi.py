@@ -71,7 +71,7 @@ _SIGNALS = (
     appcontext_tearing_down,
 )
 
-logger = logging.getLogger("sessionwatch.websocket")
+logger = logging.getLogger(__name__)
 
 
 def install(

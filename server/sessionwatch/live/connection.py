@@ -22,7 +22,7 @@ from ..core.exceptions import SessionWatchError
 
 __all__ = ["Connection", "TooManySockets"]
 
-logger = logging.getLogger("sessionwatch.hub")
+logger = logging.getLogger(__name__)
 
 
 def _nothing() -> None:

@@ -39,7 +39,7 @@ __all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "register_websocket", "serve_
 # :class:`PeerGone` when the peer has disconnected.
 Receive = Callable[[], Awaitable[str | bytes | None]]
 
-logger = logging.getLogger("sessionwatch.websocket")
+logger = logging.getLogger(__name__)
 
 _MAX_TOKEN_LENGTH = 64
 CLOSE_TIMEOUT = 2.0  # seconds to send the close frame

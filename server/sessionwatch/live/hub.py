@@ -54,7 +54,7 @@ TabCheck = Callable[[SessionRecord, str | None], str]
 
 __all__ = ["Hub"]
 
-logger = logging.getLogger("sessionwatch.hub")
+logger = logging.getLogger(__name__)
 
 _CHECK_CONCURRENCY: Final = 32  # backend reads in flight during a resync
 # Presence: a slice of the sockets per tick; bigger pipelines block the loop while

@@ -21,7 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ["Timed", "Timers"]
 
-logger = logging.getLogger("sessionwatch.hub")
+logger = logging.getLogger(__name__)
 
 # A loop timer may run up to its clock's resolution early; entries due this close are due.
 _EARLY = 0.001

@@ -24,7 +24,7 @@ from ..core.exceptions import ConfigurationError
 
 __all__ = ["main", "serve"]
 
-logger = logging.getLogger("sessionwatch.cli")
+logger = logging.getLogger(__name__)
 
 APP_FACTORY = "sessionwatch.service.app:create_service_app"
 # uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Metrics"]
 
-logger = logging.getLogger("sessionwatch.metrics")
+logger = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register_ops"]
 
-logger = logging.getLogger("sessionwatch.ops")
+logger = logging.getLogger(__name__)
 
 _READY_TIMEOUT = 2.0
 _SYNC_EVERY = 1.0

@@ -47,7 +47,7 @@ from .sessions import ServerSession, ServerSessionInterface, UnavailableSession,
 
 __all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
 
-logger = logging.getLogger("sessionwatch")
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -24,7 +24,7 @@ from .policy_store import DemoPolicy, PolicyStore
 
 __all__ = ["DEMO_PASSWORD", "create_app"]
 
-logger = logging.getLogger("sessionwatch.demo")
+logger = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "demo"  # noqa: S105 (the documented password of every demo account)
 _MAX_USERNAME = 64

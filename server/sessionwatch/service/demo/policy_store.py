@@ -19,7 +19,7 @@ from ... import Backend, BackendUnavailable, Policy
 
 __all__ = ["DemoPolicy", "PolicyStore"]
 
-logger = logging.getLogger("sessionwatch.demo")
+logger = logging.getLogger(__name__)
 
 _CACHE_SECONDS = 1.0
 _NAME = "demo:policy"  # the backend's shared value holding the policy
