@@ -18,10 +18,10 @@ from quart import Quart, websocket
 from quart.testing.connections import WebsocketDisconnectError
 
 from sessionwatch import BackendUnavailable, CloseCode, Event, Policy
-from sessionwatch.live.admission import Admission, Ticket
 from sessionwatch.backends.base import ChannelMessage, session_channel, user_channel
-from sessionwatch.live.connection import Connection
 from sessionwatch.core.events import Device
+from sessionwatch.live.admission import Admission, Ticket
+from sessionwatch.live.connection import Connection
 from sessionwatch.service.metrics import Metrics
 from support.app_factory import make_app
 from support.clock import FakeClock

@@ -29,6 +29,10 @@ def _nothing() -> None:
     return None
 
 
+def _ignore_delay(seconds: float) -> None:
+    return None
+
+
 class TooManySockets(SessionWatchError):
     """This process already holds the maximum of sockets for the session or user."""
 
@@ -56,9 +60,11 @@ class Connection:
         "aborted",
         "close_code",
         "closing",
+        "event_at",
         "gen",
         "id",
         "on_overflow",
+        "on_pushed",
         "reading",
         "session",
         "timer",
@@ -95,6 +101,15 @@ class Connection:
         self._task: asyncio.Task[Any] | None = None  # the task in serve(), while it reads
         self._interrupted = False
         self.on_overflow: Callable[[], None] = _nothing  # set by the hub
+        # When the oldest event whose frames are queued arrived (loop time; set by the
+        # hub), and what hears the delay once they are written (set by the hub).
+        self.event_at: float | None = None
+        self.on_pushed: Callable[[float], None] = _ignore_delay
+
+    @property
+    def has_pending(self) -> bool:
+        """True while frames wait to be written."""
+        return bool(self._pending)
 
     @property
     def bound(self) -> bool:
@@ -195,6 +210,10 @@ class Connection:
                     logger.debug("send failed on socket %s: %r", self.id, exc)
                     self._interrupt()
                     return
+                if self.event_at is not None and (not pending or pending[0] is None):
+                    # Everything queued up to the event is written: the push is done.
+                    self.on_pushed(asyncio.get_running_loop().time() - self.event_at)
+                    self.event_at = None
         finally:
             self._writer = None
             if not pending:

@@ -126,6 +126,9 @@ class Hub:
         self._timeouts = timeouts
         self._now_ms = now_ms
         self._verify_tab = verify_tab
+        # Hears, for each socket an event was pushed to, the seconds from its arrival on
+        # pub/sub to its frames being written (the service's push-latency histogram).
+        self.on_push: Callable[[float], None] | None = None
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -228,6 +231,7 @@ class Hub:
         self._conns.add(conn)
         self._empty.clear()
         conn.on_overflow = self._count_dropped
+        conn.on_pushed = self._pushed
         waits = []
         for group in groups:
             if not group.conns:
@@ -387,6 +391,7 @@ class Hub:
         except ProtocolError as exc:
             logger.warning("malformed event on %s ignored: %s", channel, exc)
             return
+        received = asyncio.get_running_loop().time()
         try:
             if isinstance(group, _SessionGroup):
                 self._route_session(group, event)
@@ -396,6 +401,14 @@ class Hub:
             logger.warning("malformed event on %s ignored: %s", channel, exc)
         except Exception:  # a bug in routing must not stop the reader either
             logger.exception("event %s on %s could not be routed", event.type, channel)
+        if self.on_push is not None:
+            for conn in group.conns:  # those the event queued a frame for
+                if conn.event_at is None and conn.has_pending:
+                    conn.event_at = received
+
+    def _pushed(self, seconds: float) -> None:
+        if self.on_push is not None:
+            self.on_push(seconds)
 
     def _route_session(self, group: _SessionGroup, event: Event) -> None:
         sent = 0

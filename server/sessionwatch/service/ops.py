@@ -53,6 +53,8 @@ def register_ops(app: Quart, watch: SessionWatch, *, metrics: bool = False) -> N
     if metrics:
         collector = Metrics(watch)
         watch.on_claim = collector.claimed
+        if watch.hub is not None:
+            watch.hub.on_push = collector.observe_push
 
         @app.get("/metrics")
         async def metrics_endpoint() -> Response:
