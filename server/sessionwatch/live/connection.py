@@ -10,6 +10,7 @@ idle socket costs no task of its own.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 import secrets
@@ -20,7 +21,7 @@ from typing import Any
 from ..core.events import CloseCode, encode
 from ..core.exceptions import SessionWatchError
 
-__all__ = ["Connection", "TooManySockets"]
+__all__ = ["Connection", "ConnectionState", "TooManySockets"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,17 @@ def _nothing() -> None:
 
 def _ignore_delay(seconds: float) -> None:
     return None
+
+
+class ConnectionState(enum.Enum):
+    """Where a socket is in its life (``Connection.state``), one value instead of
+    flags. OPEN -> CLOSING (finish, or the reader ended) -> ABORTED (abort) or GONE (the
+    peer left); an abort is never undone by the peer leaving afterwards."""
+
+    OPEN = "open"  # messages are queued and written
+    CLOSING = "closing"  # nothing more is queued; what is queued is written, then the close
+    ABORTED = "aborted"  # closing now: what is queued is dropped (slow consumer, shut-down)
+    GONE = "gone"  # the peer disconnected: nothing more is written, not even a close
 
 
 class TooManySockets(SessionWatchError):
@@ -57,9 +69,7 @@ class Connection:
         "_send",
         "_task",
         "_writer",
-        "aborted",
         "close_code",
-        "closing",
         "event_at",
         "gen",
         "id",
@@ -67,6 +77,7 @@ class Connection:
         "on_pushed",
         "reading",
         "session",
+        "state",
         "timer",
         "token",
         "told_gen",
@@ -88,8 +99,7 @@ class Connection:
         self.gen: int | None = None  # the bound token's generation (None: no hello yet)
         self.told_gen = 0  # highest ``superseded`` generation already queued
         self.close_code: int | None = None
-        self.closing = False  # no more messages are queued
-        self.aborted = False  # what is queued is dropped
+        self.state = ConnectionState.OPEN
         self.reading = False  # the reader is waiting for a frame (see read_timed_out)
         self.timer: list[Any] | None = None  # the read deadline's entry (see .timers)
         self._send = send
@@ -105,6 +115,16 @@ class Connection:
         # hub), and what hears the delay once they are written (set by the hub).
         self.event_at: float | None = None
         self.on_pushed: Callable[[float], None] = _ignore_delay
+
+    @property
+    def closing(self) -> bool:
+        """True once no more messages are queued (any state but OPEN)."""
+        return self.state is not ConnectionState.OPEN
+
+    @property
+    def aborted(self) -> bool:
+        """True when what is queued is dropped."""
+        return self.state is ConnectionState.ABORTED
 
     @property
     def has_pending(self) -> bool:
@@ -151,7 +171,7 @@ class Connection:
         """Send ``message`` (if any) after what is queued, then close with ``code``."""
         if self.closing:
             return
-        self.closing = True
+        self.state = ConnectionState.CLOSING
         self.close_code = code
         if message is not None:
             self._put(encode(message))
@@ -159,7 +179,7 @@ class Connection:
 
     def abort(self, code: int) -> None:
         """Close now with ``code``, dropping what is queued (slow consumer, shut-down)."""
-        self.closing = self.aborted = True
+        self.state = ConnectionState.ABORTED
         if self.close_code is None:
             self.close_code = code
         if self._writer is not None:
@@ -176,7 +196,8 @@ class Connection:
 
     def peer_gone(self) -> None:
         """The peer disconnected: stop, and send nothing more (not even a close)."""
-        self.closing = True
+        if self.state is not ConnectionState.ABORTED:
+            self.state = ConnectionState.GONE
         self.close_code = None
 
     def _interrupt(self) -> None:
@@ -246,7 +267,8 @@ class Connection:
             failed = exc
         finally:
             self._task = None
-            self.closing = True
+            if self.state is ConnectionState.OPEN:
+                self.state = ConnectionState.CLOSING
             writer = self._writer
             if writer is not None:
                 writer.cancel()
