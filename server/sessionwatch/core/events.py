@@ -26,8 +26,13 @@ __all__ = [
     "Device",
     "Event",
     "encode",
+    "ended_message",
+    "expiring_message",
     "parse_client_message",
     "parse_event",
+    "pong_message",
+    "ready_message",
+    "superseded_message",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -158,6 +163,44 @@ class Event:
         if self.session is not None:
             body["session"] = self.session
         return encode(body)
+
+
+# -- the server's messages to a tab (docs/protocol.md §3), built only here -------------
+
+
+def ready_message(
+    gen: int, expires_at: int, session: str, user: str | None
+) -> dict[str, Any]:
+    """The answer to a ``hello`` whose token is the session's current tab."""
+    return {
+        "type": "ready",
+        "v": PROTOCOL_VERSION,
+        "gen": gen,
+        "expires_at": expires_at,
+        "session": session,
+        "user": user,
+    }
+
+
+def superseded_message(gen: int, by: Any) -> dict[str, Any]:
+    """A newer tab (claim ``gen``, device ``by``) took over."""
+    return {"type": "superseded", "gen": gen, "by": by}
+
+
+def expiring_message(expires_at: int, now: int) -> dict[str, Any]:
+    """The session expires soon (``in``: seconds left)."""
+    return {"type": "expiring", "in": round((expires_at - now) / 1000, 3), "expires_at": expires_at}
+
+
+def pong_message() -> dict[str, Any]:
+    """The answer to a ``ping``."""
+    return {"type": "pong"}
+
+
+def ended_message(kind: str) -> dict[str, Any]:
+    """A terminal message without details (``revoked``, ``expired``, …), the fallback
+    when stored state says the session is over."""
+    return {"type": kind}
 
 
 def encode(message: dict[str, Any]) -> str:

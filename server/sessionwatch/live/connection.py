@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core.events import CloseCode, encode
+from ..core.events import CloseCode, encode, superseded_message
 from ..core.exceptions import SessionWatchError
 
 __all__ = ["Connection", "ConnectionState", "TooManySockets"]
@@ -165,7 +165,7 @@ class Connection:
         if self.gen is None or gen <= self.gen or gen <= self.told_gen:
             return False
         self.told_gen = gen
-        return self.push({"type": "superseded", "gen": gen, "by": by})
+        return self.push(superseded_message(gen, by))
 
     def finish(self, code: int, message: dict[str, Any] | None = None) -> None:
         """Send ``message`` (if any) after what is queued, then close with ``code``."""

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from quart import Blueprint, Response, websocket
 
-from ..core.events import CloseCode, parse_client_message
+from ..core.events import CloseCode, parse_client_message, pong_message
 from ..core.exceptions import BackendUnavailable, ProtocolError
 from ..core.origins import OriginRule
 from ..core.tokens import parse_tab_token
@@ -184,7 +184,7 @@ async def _read_frames(hub: Hub, conn: Connection, tab_key: str, receive: Receiv
             if not conn.bound:
                 conn.abort(CloseCode.POLICY_VIOLATION)  # the first frame must be hello
                 return
-            conn.push({"type": "pong"})
+            conn.push(pong_message())
             continue
         first = not conn.bound
         if not await _hello(hub, conn, tab_key, message.tab):

@@ -36,12 +36,14 @@ from ..backends.base import (
 )
 from ..core.config import Settings
 from ..core.events import (
-    PROTOCOL_VERSION,
     SERVER_EVENT_TYPES,
     TERMINAL_CLOSE_CODES,
     CloseCode,
     Event,
+    ended_message,
+    expiring_message,
     parse_event,
+    ready_message,
 )
 from ..core.exceptions import BackendUnavailable, ProtocolError
 from .admission import Admission
@@ -308,22 +310,13 @@ class Hub:
         if status == "superseded":
             self._count("superseded", conn.supersede(record.gen, record.claimed_by))
         elif conn.told_gen <= conn.gen:  # else a newer claim was already pushed
-            conn.push(
-                {
-                    "type": "ready",
-                    "v": PROTOCOL_VERSION,
-                    "gen": conn.gen,
-                    "expires_at": expires_at,
-                    "session": record.id,
-                    "user": record.user,
-                }
-            )
+            conn.push(ready_message(conn.gen, expires_at, record.id, record.user))
 
     def _end(self, conns: Iterable[Connection], ended: str | None) -> None:
         """Close sockets of a session that stored state says is over. The event (with
         its ``by``/``reason``) normally got there first; this is the fallback."""
         kind = ended if ended in TERMINAL_CLOSE_CODES else "rotated"
-        message = {"type": kind} if kind != "rotated" else None
+        message = ended_message(kind) if kind != "rotated" else None
         open_conns = [conn for conn in conns if not conn.closing]
         for conn in open_conns:
             conn.finish(TERMINAL_CLOSE_CODES[kind], message)
@@ -519,11 +512,7 @@ class Hub:
             return
         if now >= group.expires_at - lead and group.warned != group.expires_at:
             group.warned = group.expires_at
-            message = {
-                "type": "expiring",
-                "in": round((group.expires_at - now) / 1000, 3),
-                "expires_at": group.expires_at,
-            }
+            message = expiring_message(group.expires_at, now)
             self._count(
                 "expiring", sum(conn.push(message) for conn in list(group.conns) if conn.bound)
             )

@@ -30,6 +30,7 @@ from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
 from ..core.origins import OriginRule
 from ..core.policy import Policy
+from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER
 from ..core.tokens import (
     CookieSigner,
     make_tab_token,
@@ -53,8 +54,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 TabStatus = Literal["active", "superseded", "invalid", "missing"]
-TAB_HEADER = "X-SessionWatch-Tab"
-TAB_FORM_FIELD = "_sessionwatch_tab"
 _MAX_USER_ID = 256
 _REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 

@@ -14,6 +14,7 @@ from quart import Blueprint, Response, has_request_context, jsonify, request, we
 from ..backends.base import Backend, Claim, SessionRecord, Timeouts
 from ..core.origins import OriginRule, own_origin_of
 from ..core.policy import Policy
+from ..core.tabs import TAB_HEADER
 from .responses import ended_response, error_response
 from .sessions import ServerSession
 
@@ -126,7 +127,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
                 "expires_at": record.expires_at(watch.timeouts.idle),
                 "gen": record.gen,
                 "exclusive": watch.policy.exclusive_tabs,
-                "tab": watch.tab_status(record, request.headers.get("X-SessionWatch-Tab")),
+                "tab": watch.tab_status(record, request.headers.get(TAB_HEADER)),
                 "by": record.claimed_by,
             }
         )
