@@ -34,8 +34,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 
-from ..exceptions import BackendUnavailable, ConfigurationError
-from ..tokens import slot_tag, user_tag
+from ..core.exceptions import BackendUnavailable, ConfigurationError
+from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
 from .redis import _SCRIPTS, RedisBackend
