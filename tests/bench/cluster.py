@@ -38,8 +38,8 @@ from tests.support.redis_server import RedisServer
 
 from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import Backend, Timeouts, session_channel
-from sessionwatch.events import Device
-from sessionwatch.tokens import new_session_id, new_tab_key, public_id, user_tag
+from sessionwatch.core.events import Device
+from sessionwatch.core.tokens import new_session_id, new_tab_key, public_id, user_tag
 
 from .stats import percentile
 

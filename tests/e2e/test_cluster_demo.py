@@ -31,6 +31,7 @@ async def test_cluster_two_tabs_newest_wins_and_use_here_flips(
     await banner.test_two_tabs_newest_wins_and_use_here_flips(browser, cluster_service, tmp_path)
 
 
+@pytest.mark.cluster_extended
 async def test_cluster_new_sign_in_alert_and_revoke_from_the_sessions_list(
     browser: Any, cluster_service: ServiceProcess, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ import pytest
 from redis.crc import key_slot
 
 from integration.test_service_process import next_of, ready_socket, sign_in
-from sessionwatch.tokens import user_tag
+from sessionwatch.core.tokens import user_tag
 from support.push_processes import HttpBrowser
 from support.redis_cluster import ClusterNode, RedisCluster
 from support.redis_server import required

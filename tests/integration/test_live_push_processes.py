@@ -52,7 +52,10 @@ def serving(redis_url: str, key_prefix: str, **options: Any) -> Iterator[list[Ap
         assert "Traceback" not in log, f"{server} logged an exception:\n{log}"
 
 
-@pytest.fixture(name="processes", params=["redis", "cluster"])
+@pytest.fixture(
+    name="processes",
+    params=["redis", pytest.param("cluster", marks=pytest.mark.cluster_extended)],
+)
 def _processes(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[list[AppProcess]]:
     """Two server processes on one Redis, or on the 6-node Redis Cluster (sharded
     pub/sub: the tab's channel lives on one of three primaries)."""

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.multiprocess
 BROWSERS = 20
 
 
-@pytest.mark.parametrize("on_limit", ["evict_oldest", "deny"])
+@pytest.mark.parametrize(
+    "on_limit", ["evict_oldest", pytest.param("deny", marks=pytest.mark.cluster_extended)]
+)
 async def test_twenty_simultaneous_logins_leave_exactly_one_session(
     on_limit: str, key_prefix: str, redis_cluster: RedisCluster
 ) -> None:

@@ -270,6 +270,23 @@ class RedisCluster:
             time.sleep(0.05)
         self.wait_ok(timeout)
 
+    def migrate_slot(self, slot: int, target: ClusterNode) -> None:
+        """Move ``slot`` (and its keys) to primary ``target`` the way ``redis-cli
+        --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE the keys, SETSLOT NODE."""
+        source = self.slot_map()[slot]
+        source_id, target_id = self._myself(source)[0], self._myself(target)[0]
+        _command(target.port, "cluster", "setslot", str(slot), "importing", source_id)
+        _command(source.port, "cluster", "setslot", str(slot), "migrating", target_id)
+        for _ in range(1000):  # bounded: 100 keys a round
+            keys = _command(source.port, "cluster", "getkeysinslot", str(slot), "100").split()
+            if not keys:
+                break
+            _command(source.port, "migrate", "127.0.0.1", str(target.port), "", "0", "5000",
+                     "keys", *keys)  # fmt: skip
+        for node in self.primaries():
+            _command(node.port, "cluster", "setslot", str(slot), "node", target_id)
+        self.wait_ok()
+
     def restart(self, node: ClusterNode) -> None:
         """Start a killed node again (it rejoins from its nodes.conf)."""
         node.start(self.binary)

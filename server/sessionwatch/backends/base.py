@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from ..events import Device
+from ..core.events import Device
 from .keys import session_channel, user_channel
 
 __all__ = [
@@ -255,4 +255,12 @@ class Backend(Protocol):
         """A new subscription (the hub keeps one per process)."""
 
     async def publish(self, channel: str, payload: str) -> None:
-        """Publish a payload (the hub's own notices; state changes publish themselves)."""
+        """Publish a raw payload on a channel (for tests and tools: every state change
+        publishes its own event, atomically with the change)."""
+
+    async def get_value(self, name: str) -> str | None:
+        """One of the app's shared values (``None``: never set), e.g. the demo's policy,
+        shared by every process on the backend. ``name``: see :func:`.keys.app_value_key`."""
+
+    async def set_value(self, name: str, value: str) -> None:
+        """Set a shared value (no expiry)."""

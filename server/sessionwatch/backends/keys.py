@@ -17,6 +17,7 @@ live sockets   ``{prefix}l:{id}``              ``{prefix}l:…`` (same shape)
 user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user_tag(user)``
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
+app value      ``{prefix}app:{name}``          the same (one key, any slot)
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
@@ -31,14 +32,15 @@ import json
 import re
 from typing import Final, Literal
 
-from ..exceptions import ConfigurationError
-from ..tokens import slot_tag, user_tag
+from ..core.exceptions import ConfigurationError
+from ..core.tokens import slot_tag, user_tag
 
 __all__ = [
     "KEEPALIVE_CHANNEL",
     "ClusterKeyNames",
     "KeyNames",
     "Topology",
+    "app_value_key",
     "key_names",
     "session_channel",
     "user_channel",
@@ -54,11 +56,13 @@ _HEADS: Final = {
     "u": "u:",  # a user's sessions (sorted set)
     "cs": "c:s:",  # channel of one session's tabs
     "cu": "c:u:",  # channel of all of one user's sessions
+    "app": "app:",  # one of the app's shared values (Backend.get_value), on any slot
 }
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
 KEEPALIVE_CHANNEL: Final = "sessionwatch:keepalive"
 
+_VALUE_NAME = re.compile(r"[a-z0-9_][a-z0-9_:.-]{0,63}")
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?")
 
 
@@ -105,6 +109,10 @@ class KeyNames:
     def user_channel(self, user: str) -> str:
         return self._heads["cu"] + self._of_user(user)
 
+    def app_value(self, name: str) -> str:
+        """The key of one of the app's shared values (:meth:`Backend.get_value`)."""
+        return app_value_key(self.prefix, name)
+
     def session_keys(self, public_id: str) -> list[str]:
         """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads
         them from ``KEYS``: record, tombstone, live sockets, channel."""
@@ -132,7 +140,7 @@ class KeyNames:
 class ClusterKeyNames(KeyNames):
     """The hash-tagged names of a Redis Cluster: a user's sessions, index and channels
     share one slot (the tag of a public id is its user's, see
-    :func:`~sessionwatch.tokens.user_tag`); channels are shard channels."""
+    :func:`~sessionwatch.core.tokens.user_tag`); channels are shard channels."""
 
     topology: Topology = "cluster"
     publish_command = "SPUBLISH"
@@ -186,3 +194,10 @@ def session_channel(prefix: str, public_id: str) -> str:
 def user_channel(prefix: str, user_id: str) -> str:
     """The logical channel of all of one user's sessions."""
     return prefix + _HEADS["cu"] + user_id
+
+
+def app_value_key(prefix: str, name: str) -> str:
+    """The key of one of the app's shared values; ``name`` must match ``_VALUE_NAME``."""
+    if not isinstance(name, str) or not _VALUE_NAME.fullmatch(name):
+        raise ValueError(f"a value name must match {_VALUE_NAME.pattern}, got {name!r}")
+    return prefix + _HEADS["app"] + name

@@ -3,7 +3,7 @@
 The same scripts as :mod:`.redis`, with the cluster's names
 (:class:`~.keys.ClusterKeyNames`): every key and channel of a call carries one hash tag,
 so each script is one slot-local atomic step routed by its ``KEYS``. The tag of a session is its public id's tag — its
-user's (:func:`~sessionwatch.tokens.user_tag`, minted into the id at login), or for an
+user's (:func:`~sessionwatch.core.tokens.user_tag`, minted into the id at login), or for an
 anonymous session the id itself — so a user's sessions, index and channels share a slot
 and the session limit stays one atomic script.
 The names are listed in :mod:`.keys`.
@@ -27,8 +27,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 
-from ..exceptions import BackendUnavailable, ConfigurationError
-from ..tokens import slot_tag, user_tag
+from ..core.exceptions import BackendUnavailable, ConfigurationError
+from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
 from .keys import ClusterKeyNames, Topology
