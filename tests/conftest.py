@@ -4,7 +4,9 @@ Redis: ``REDIS_URL`` when set (keys get a unique prefix per test; nothing is eve
 flushed), else a private ``redis-server`` on a free port for the whole run. In CI a
 missing Redis is a failure, not a skip. Redis Cluster: a private 6-node cluster
 (``support.redis_cluster``), started once per run by the first test that asks for it;
-suites opt in by parametrizing ``backend_kind`` with ``"cluster"``.
+suites opt in by parametrizing ``backend_kind`` with ``"cluster"``. Sentinel: a real
+Sentinel monitoring a private Redis (``support.redis_sentinel``), likewise once per run
+(``"sentinel"``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sessionwatch.backends.base import Backend, Timeouts
 from sessionwatch.backends.memory import MemoryBackend
 from support.clock import FakeClock
 from support.redis_cluster import RedisCluster
+from support.redis_sentinel import sentinel_url
 from support.redis_server import RedisServer, required
 
 
@@ -37,6 +40,13 @@ def _redis_cluster() -> Iterator[RedisCluster]:
     the failover tests start their own)."""
     with required(RedisCluster) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session", name="sentinel_url")
+def _sentinel_url() -> Iterator[str]:
+    """``redis+sentinel://…/primary`` of a Sentinel and its own private master."""
+    with sentinel_url() as url:
+        yield url
 
 
 @pytest.fixture(name="key_prefix")
@@ -65,6 +75,8 @@ def _backend_url(backend_kind: str, request: pytest.FixtureRequest) -> str:
         return "memory://"
     if backend_kind == "cluster":
         return str(request.getfixturevalue("redis_cluster").url)
+    if backend_kind == "sentinel":
+        return str(request.getfixturevalue("sentinel_url"))
     return str(request.getfixturevalue("redis_url"))
 
 
@@ -81,10 +93,10 @@ async def _backend(
         backend = RedisClusterBackend(
             request.getfixturevalue("redis_cluster").url, key_prefix=key_prefix
         )
-    else:
+    else:  # one Redis, or the master a Sentinel names
         from sessionwatch.backends.redis import RedisBackend
 
-        backend = RedisBackend(request.getfixturevalue("redis_url"), key_prefix=key_prefix)
+        backend = RedisBackend(request.getfixturevalue("backend_url"), key_prefix=key_prefix)
     await backend.connect()
     try:
         yield backend

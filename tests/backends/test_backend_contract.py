@@ -1,5 +1,6 @@
-"""One contract, every backend: the same bodies run on memory://, a real Redis and a
-real 6-node Redis Cluster (``redis+cluster://``, sharded pub/sub)."""
+"""One contract, every backend: the same bodies run on memory://, a real Redis, a real
+Sentinel's master (``redis+sentinel://``) and a real 6-node Redis Cluster
+(``redis+cluster://``, sharded pub/sub)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from support.events import EventCollector
 NOW = 1_800_000_000_000
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"], name="backend_kind")
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"], name="backend_kind")
 def _backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

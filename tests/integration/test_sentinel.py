@@ -1,64 +1,17 @@
-"""``redis+sentinel://`` finds the master through a real Sentinel."""
+"""``redis+sentinel://`` finds the master through a real Sentinel (the run's
+``sentinel_url``; the backend contract suite also runs on it)."""
 
 from __future__ import annotations
-
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import SessionRecord, Timeouts
 from sessionwatch.core.exceptions import ConfigurationError
-from support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.multiprocess
 
 TIMEOUTS = Timeouts(idle=60_000, absolute=120_000, refresh=1_000, tombstone=60_000)
-
-
-@pytest.fixture(name="sentinel_url")
-def _sentinel_url() -> Iterator[str]:
-    with RedisServer() as master:
-        port = free_port()
-        directory = Path(tempfile.mkdtemp(prefix="sessionwatch-sentinel-"))
-        config = directory / "sentinel.conf"
-        config.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-            f"sentinel monitor primary 127.0.0.1 {master.port} 1\n"
-        )
-        process = subprocess.Popen(
-            [master.binary, str(config), "--sentinel"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                probe = subprocess.run(
-                    [
-                        "redis-cli",
-                        "-p",
-                        str(port),
-                        "sentinel",
-                        "get-master-addr-by-name",
-                        "primary",
-                    ],
-                    capture_output=True,
-                    text=True,
-                )
-                if str(master.port) in probe.stdout:
-                    break
-                time.sleep(0.1)
-            else:
-                pytest.fail("sentinel did not come up")
-            yield f"redis+sentinel://127.0.0.1:{port}/primary?db=0"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 async def test_sentinel_url_reaches_the_master(sentinel_url: str) -> None:
