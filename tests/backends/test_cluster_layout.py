@@ -15,7 +15,7 @@ from redis.crc import key_slot
 from backends.test_backend_contract import BY, NOW, make_record, stored
 from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import Timeouts, session_channel, user_channel
-from sessionwatch.backends.redis_cluster import RedisClusterBackend
+from sessionwatch.backends.redis_cluster import RedisClusterBackend, cluster_from_url
 from sessionwatch.core.exceptions import ConfigurationError
 from sessionwatch.core.tokens import new_session_id, public_id, slot_tag, user_tag
 from support.events import EventCollector
@@ -200,3 +200,15 @@ async def test_a_slot_migration_moves_the_subscription_and_resyncs(
         claimed = await backend.claim(record.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
         seen, event = await events.next(timeout=10)
         assert (seen, event.type, event.gen) == (channel, "superseded", claimed.gen)  # type: ignore[union-attr]
+
+
+def test_credentials_and_tls_in_the_url_reach_every_node_client() -> None:
+    client, options = cluster_from_url(
+        "rediss+cluster://app:p%40ss@[::1]:7000,10.0.0.2:7001/", decode_responses=True
+    )
+    assert (options["username"], options["password"], options["ssl"]) == ("app", "p@ss", True)
+    assert options["decode_responses"] is True  # what the pub/sub clients get too
+    assert {(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()} == {
+        ("::1", 7000),
+        ("10.0.0.2", 7001),
+    }

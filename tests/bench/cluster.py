@@ -232,6 +232,47 @@ async def _drain(listener: Any) -> None:
         await listener.get_message(timeout=1.0)
 
 
+async def cluster_costs(cluster: RedisCluster, count: int) -> dict[str, Any]:
+    """Redis CPU (µs, summed over the primaries) per claim, load and presence refresh on
+    the cluster: each call is a script on its slot's primary; a presence batch is split
+    into one script per slot (sessions of different users share none)."""
+    admins = [syncredis.Redis(port=n.port) for n in cluster.primaries()]
+    backend = await connected(cluster.url, "costs:")
+    ids = []
+    for i in range(count):
+        rec = record(f"ccost{i}")
+        await backend.login(None, rec, limit=None, deny=False, timeouts=TIMEOUTS, now=NOW)
+        ids.append(rec.id)
+
+    def cpu() -> float:
+        return sum(_cpu(admin) for admin in admins)
+
+    async def measure(step: Any) -> float:
+        before = cpu()
+        for public in ids:
+            await step(public)
+        return round(1e6 * (cpu() - before) / count, 1)
+
+    claim = await measure(
+        lambda p: backend.claim(p, BY, exclusive=False, timeouts=TIMEOUTS, now=NOW)
+    )
+    load = await measure(lambda p: backend.load(p, timeouts=TIMEOUTS, now=NOW))
+    before = cpu()
+    for batch in range(0, count, 32):
+        sockets = [(i, f"socket-{i}") for i in ids[batch : batch + 32]]
+        await backend.set_presence(sockets, until=NOW + 60_000, now=NOW)
+    presence = round(1e6 * (cpu() - before) / count, 1)
+    await backend.disconnect()
+    for admin in admins:
+        admin.close()
+    return {
+        "operations": count,
+        "cpu_us_claim": claim,
+        "cpu_us_load": load,
+        "cpu_us_presence_per_socket": presence,
+    }
+
+
 # -- spread over the primaries ---------------------------------------------------------------
 
 
@@ -287,6 +328,7 @@ async def run(
         if throughput["errors"]:
             results["errors"].append(f"{name}: {throughput['errors']} failed claims")
     results["costs"] = await costs(single.url, args.cost_ops)
+    results["cluster_costs"] = await cluster_costs(cluster, args.cost_ops)
     results["spread"] = await spread(cluster, args.sessions)
     worst = max(n["keys_share"] for n in results["spread"]["nodes"].values())
     if worst > 0.40:
@@ -312,6 +354,10 @@ def table(results: dict[str, Any]) -> str:
         f"(load) {c['cpu_us_load']} µs, push {c['cpu_us_push']} µs, presence refresh "
         f"{c['cpu_us_presence_per_socket']} µs per socket; "
         f"{c['bytes_per_session']} B per session, {c['bytes_per_channel']} B per subscribed channel",
+        "",
+        f"cluster, summed over the primaries: claim {results['cluster_costs']['cpu_us_claim']} µs, "
+        f"load {results['cluster_costs']['cpu_us_load']} µs, presence refresh "
+        f"{results['cluster_costs']['cpu_us_presence_per_socket']} µs per socket",
         "",
         f"after {results['spread']['sessions']:,} sign-ins on the cluster "
         f"({results['spread']['logins_per_s']:,} logins/s):",

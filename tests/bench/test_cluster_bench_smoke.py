@@ -30,4 +30,5 @@ def test_cluster_bench_smoke(tmp_path: Path) -> None:
     assert sum(n["keys"] for n in nodes.values()) == 2 * 1500  # a record and an index each
     assert max(n["keys_share"] for n in nodes.values()) <= 0.40
     assert all(results["costs"][k] > 0 for k in ("cpu_us_claim", "bytes_per_session"))
+    assert results["cluster_costs"]["cpu_us_presence_per_socket"] > 0
     assert "| topology | claims/s |" in process.stdout
