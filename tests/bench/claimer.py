@@ -66,6 +66,8 @@ class Claimer:
         self.pool: HttpPool | None = None
         self._resp: RespPool | None = None
         self._claim_args: tuple[Any, ...] = ()
+        self._sha = ""
+        self._session_keys: Any = None  # KeyNames.session_keys, once set up
         self._redis_url = ""
 
     # -- targets ------------------------------------------------------------------------
@@ -195,6 +197,7 @@ class Claimer:
         import hashlib
 
         from sessionwatch.backends.base import EXPIRY_GRACE_MS, Claim, Timeouts
+        from sessionwatch.backends.keys import key_names
         from sessionwatch.backends.redis import RedisBackend, _script_source
         from sessionwatch.core.config import Settings
         from sessionwatch.core.events import Device
@@ -209,10 +212,14 @@ class Claimer:
         source = _script_source("claim")
         sha, _, _ = await self._resp.call("SCRIPT", "LOAD", source)
         assert sha == hashlib.sha1(source.encode()).hexdigest()
-        # ARGV as RedisBackend._run lays it out (checked against the backend below).
+        self._sha = sha
+        # KEYS and ARGV as RedisBackend._run lays them out (checked against the backend
+        # below): the session's names, then the table's heads, now and the timeouts.
+        names = key_names(settings.key_prefix)
+        self._session_keys = names.session_keys
         self._claim_args = (
-            "EVALSHA", sha, 0, settings.key_prefix, None, timeouts.idle, timeouts.refresh,
-            timeouts.tombstone, EXPIRY_GRACE_MS,
+            names.script_names(), None, timeouts.idle, timeouts.refresh, timeouts.tombstone,
+            EXPIRY_GRACE_MS,
         )  # fmt: skip
         backend = RedisBackend(self._redis_url, client=_blocking_client(self._redis_url))
         try:
@@ -239,9 +246,12 @@ class Claimer:
     async def _raw_claim(self, public: str, now: int) -> tuple[int, str, int, int] | None:
         assert self._resp is not None
         by = json.dumps({**_BY, "at": now}, separators=(",", ":"))
-        head = list(self._claim_args)
-        head[4] = now
-        reply, sent, done = await self._resp.call(*head, public, 1, by)
+        keys = self._session_keys(public)
+        argv = list(self._claim_args)
+        argv[1] = now
+        reply, sent, done = await self._resp.call(
+            "EVALSHA", self._sha, len(keys), *keys, *argv, public, 1, by
+        )
         if reply[0] != "ok":
             return None
         fields = dict(zip(reply[2::2], reply[3::2], strict=True))  # the record after the claim
