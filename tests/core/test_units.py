@@ -13,7 +13,8 @@ from sessionwatch.core.devices import describe_device, ip_prefix, parse_user_age
 from sessionwatch.core.events import CloseCode, Event, parse_client_message, parse_event
 from sessionwatch.core.exceptions import ProtocolError
 from sessionwatch.core.policy import select_evictions
-from sessionwatch.core.tokens import make_tab_token, new_tab_key, parse_tab_token, public_id
+from sessionwatch.core.tabs import make_tab_token, new_tab_key, verify_tab_token
+from sessionwatch.core.tokens import public_id
 from sessionwatch.live.timers import Timers
 
 # -- policy ------------------------------------------------------------------------------
@@ -124,10 +125,10 @@ def test_extension_needs_a_long_enough_secret() -> None:
 def test_tab_tokens_verify_only_under_their_key() -> None:
     key = new_tab_key()
     token = make_tab_token(key, 7)
-    assert parse_tab_token(token, key) == 7
-    assert parse_tab_token(token, new_tab_key()) is None
-    assert parse_tab_token(token.replace("7.", "8.", 1), key) is None
-    assert parse_tab_token("07." + token.split(".")[1], key) is None
+    assert verify_tab_token(token, key) == 7
+    assert verify_tab_token(token, new_tab_key()) is None
+    assert verify_tab_token(token.replace("7.", "8.", 1), key) is None
+    assert verify_tab_token("07." + token.split(".")[1], key) is None
 
 
 def test_public_id_is_stable_and_not_the_id() -> None:

@@ -588,7 +588,7 @@ async def test_slow_consumer_is_closed_4012_without_stalling_others() -> None:
     slow = Connection("s", None, stuck_send, queue_size=3)
     fast = Connection("s", None, send, queue_size=3)
     for conn in (slow, fast):
-        conn.bind("1.x", 1)
+        conn.bind(1)
     never = asyncio.Event()
     serving = [asyncio.create_task(conn.serve(never.wait())) for conn in (slow, fast)]
     assert slow.push({"type": "extended", "expires_at": 0})
@@ -626,7 +626,7 @@ async def test_an_idle_socket_holds_no_writer_nor_queue() -> None:
         await asyncio.Event().wait()
 
     conn = Connection("s", None, send, queue_size=3)
-    conn.bind("1.x", 1)
+    conn.bind(1)
     serving = asyncio.create_task(conn.serve(read()))
     await asyncio.wait_for(reading.wait(), WAIT)
     assert conn._writer is None and conn._pending is None
@@ -705,7 +705,7 @@ async def test_presence_is_refreshed_in_batches(
 
     conns = [Connection(f"s{i}", None, send, queue_size=4) for i in range(70)]
     for conn in conns[:-1]:
-        conn.bind("1.x", 1)  # the last one never sent hello: not live yet
+        conn.bind(1)  # the last one never sent hello: not live yet
     monkeypatch.setattr(watch.backend, "set_presence", record)
     await watch.hub.refresh_presence(conns)
     assert [len(batch) for batch in batches] == [32, 32, 5]

@@ -79,7 +79,6 @@ class Connection:
         "session",
         "state",
         "timer",
-        "token",
         "told_gen",
         "user",
     )
@@ -95,7 +94,6 @@ class Connection:
         self.id = secrets.token_urlsafe(9)
         self.session = session
         self.user = user
-        self.token: str | None = None
         self.gen: int | None = None  # the bound token's generation (None: no hello yet)
         self.told_gen = 0  # highest ``superseded`` generation already queued
         self.close_code: int | None = None
@@ -136,9 +134,9 @@ class Connection:
         """True once a ``hello`` has bound a genuine token."""
         return self.gen is not None
 
-    def bind(self, token: str, gen: int) -> None:
-        """Bind the socket to a genuine tab token (its generation is the MAC-checked one)."""
-        self.token = token
+    def bind(self, gen: int) -> None:
+        """Bind the socket to the generation of a genuine tab token (MAC-checked by the
+        hello, :func:`~sessionwatch.core.tabs.verify_tab_token`)."""
         self.gen = gen
 
     def push(self, message: dict[str, Any]) -> bool:
