@@ -130,6 +130,12 @@ class Connection:
         return bool(self._pending)
 
     @property
+    def idle(self) -> bool:
+        """True when the socket holds neither a send queue nor a writer task, as it does
+        between pushes: most sockets are idle most of the time, and cost no more."""
+        return self._pending is None and self._writer is None
+
+    @property
     def bound(self) -> bool:
         """True once a ``hello`` has bound a genuine token."""
         return self.gen is not None

@@ -207,6 +207,11 @@ class Hub:
 
     # -- registry ------------------------------------------------------------------
 
+    def sockets(self) -> list[Connection]:
+        """This process's sockets, attached and not yet detached (a snapshot: the hub
+        keeps registering and forgetting them as they come and go)."""
+        return list(self._conns)
+
     async def attach(self, conn: Connection) -> None:
         """Register a socket and wait until its channels are subscribed (so a state
         check made afterwards cannot miss an event). Raises :class:`TooManySockets`."""
