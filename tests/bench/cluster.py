@@ -39,7 +39,8 @@ from tests.support.redis_server import RedisServer
 from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import Backend, Timeouts, session_channel
 from sessionwatch.core.events import Device
-from sessionwatch.core.tokens import new_session_id, new_tab_key, public_id, user_tag
+from sessionwatch.core.tabs import new_tab_key
+from sessionwatch.core.tokens import new_session_id, public_id, user_tag
 
 from .stats import percentile
 

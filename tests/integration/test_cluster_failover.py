@@ -69,6 +69,15 @@ class Tab:
         self.ws = await ready_socket(self.browser, self.service, self.claimed["tab"])
         return self
 
+    async def settled(self, token: str) -> int:
+        """The protected route's answer once the slot has a primary again: right after a
+        failover a command may still reach the demoted node (503, fail closed) until
+        the client has re-read the slot map."""
+        async with asyncio.timeout(WAIT):
+            while (status := await self.transfer(token)) == 503:  # noqa: ASYNC110 (retrying a request)
+                await asyncio.sleep(0.1)
+        return status
+
     async def transfer(self, token: str) -> int:
         status, _ = await self.browser.request(
             "POST",
@@ -117,8 +126,8 @@ async def supersede_and_tell(tab: Tab, traffic: StaleTraffic) -> None:
     traffic.dead.append((tab, old))
     told = await next_of(tab.ws, "superseded", WAIT)
     assert told["gen"] == newest["gen"]
-    assert await tab.transfer(newest["tab"]) == 200
-    assert await tab.transfer(old) == 409
+    assert await tab.settled(newest["tab"]) == 200
+    assert await tab.settled(old) == 409
 
 
 async def test_primary_killed_and_manual_failover_mid_traffic() -> None:

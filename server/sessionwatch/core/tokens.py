@@ -1,4 +1,4 @@
-"""Credentials: the signed session cookie, public ids and tab tokens.
+"""Credentials: the signed session cookie and public ids.
 
 - The cookie carries ``sid`` (256 random bits) signed with itsdangerous; the list of
   secrets allows rotation (sign with the newest, accept all).
@@ -8,15 +8,14 @@
   4-character hash of the user id that the public id keeps (``{tag}.{hash}``): on a
   Redis Cluster the tag is the hash tag that puts a user's sessions, index and channels
   in one slot. Anonymous ids carry no tag (each is its own slot).
-- A tab token is ``{gen}.{mac}`` with ``mac`` an HMAC of ``gen`` under the session's
-  random tab key, so tokens need no storage and verify in constant time.
+
+Tab tokens (format, MAC check, supersede rule) are :mod:`.tabs`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Sequence
@@ -26,22 +25,12 @@ from itsdangerous import BadSignature, Signer
 
 from .exceptions import ConfigurationError
 
-__all__ = [
-    "CookieSigner",
-    "make_tab_token",
-    "new_session_id",
-    "new_tab_key",
-    "parse_tab_token",
-    "public_id",
-    "slot_tag",
-    "user_tag",
-]
+__all__ = ["CookieSigner", "new_session_id", "public_id", "slot_tag", "user_tag"]
 
 _PUBLIC_ID_DOMAIN: Final = b"sessionwatch/v1/public\0"
 _USER_TAG_DOMAIN: Final = b"sessionwatch/v1/tag\0"
 _TAG_LENGTH: Final = 4  # 24 bits: far more tags than Redis Cluster's 16384 slots
 _SESSION_ID_RE: Final = re.compile(r"(?:[A-Za-z0-9_-]{4}\.)?[A-Za-z0-9_-]{43}")
-_TAB_TOKEN_RE: Final = re.compile(r"([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{22})")
 _MIN_SECRET_LENGTH: Final = 16
 
 
@@ -60,11 +49,6 @@ def new_session_id(tag: str | None = None) -> str:
     return f"{tag}.{random_part}" if tag else random_part
 
 
-def new_tab_key() -> str:
-    """A fresh per-session key for tab-token MACs."""
-    return secrets.token_urlsafe(24)
-
-
 def public_id(session_id: str) -> str:
     """The id the server stores, logs and shows for ``session_id`` (132 bits), keeping
     the session id's tag when it has one."""
@@ -77,28 +61,6 @@ def slot_tag(public_id: str) -> str:
     """What a public id shares its Redis Cluster slot with: its tag, or (untagged) itself."""
     tag, dot, _ = public_id.partition(".")
     return tag if dot else public_id
-
-
-def _tab_mac(tab_key: str, gen: int) -> str:
-    return _b64(
-        hmac.new(tab_key.encode("ascii"), str(gen).encode("ascii"), hashlib.sha256).digest()
-    )
-
-
-def make_tab_token(tab_key: str, gen: int) -> str:
-    """The token of claim generation ``gen``."""
-    return f"{gen}.{_tab_mac(tab_key, gen)}"
-
-
-def parse_tab_token(token: str, tab_key: str) -> int | None:
-    """The generation of a genuine ``token``, or ``None`` (malformed or forged)."""
-    match = _TAB_TOKEN_RE.fullmatch(token)
-    if match is None:
-        return None
-    gen = int(match.group(1))
-    if not hmac.compare_digest(match.group(2), _tab_mac(tab_key, gen)):
-        return None
-    return gen
 
 
 class CookieSigner:
