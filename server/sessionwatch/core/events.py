@@ -168,7 +168,9 @@ class Event:
 # -- the server's messages to a tab (docs/protocol.md §3), built only here -------------
 
 
-def ready_message(gen: int, expires_at: int, session: str, user: str | None) -> dict[str, Any]:
+def ready_message(
+    gen: int, expires_at: int, session: str, user: str | None
+) -> dict[str, Any]:
     """The answer to a ``hello`` whose token is the session's current tab."""
     return {
         "type": "ready",
