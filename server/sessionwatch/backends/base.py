@@ -263,5 +263,10 @@ class Backend(Protocol):
     def subscription(self) -> Subscription:
         """A new subscription (the hub keeps one per process)."""
 
+    async def epoch(self) -> str:
+        """The identity of the stored state: a random value kept with the sessions and
+        created when missing. A different answer than before means the stored state was
+        lost (``FLUSHALL``, a restart without persistence): every session may be gone."""
+
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a payload (the hub's own notices; state changes publish themselves)."""

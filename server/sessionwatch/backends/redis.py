@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -373,6 +374,16 @@ class RedisBackend:
 
         counts = await self.call(count)
         return dict(zip(public_ids, (int(c) for c in counts), strict=True))
+
+    async def epoch(self) -> str:
+        async def read_or_create() -> Any:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(f"{self.key_prefix}epoch", secrets.token_hex(8), nx=True)
+                pipe.get(f"{self.key_prefix}epoch")
+                return await pipe.execute()
+
+        _, current = await self.call(read_or_create)
+        return str(current)
 
     async def publish(self, channel: str, payload: str) -> None:
         await self.call(self._redis.publish, channel, payload)
