@@ -177,7 +177,9 @@ class Tab:
                 message = json.loads(raw)
                 kind = message.get("type", "")
                 now = time.monotonic()
-                self.messages.append((now, kind))
+                self.messages.append(
+                    (now, f"{kind}:{message['gen']}" if "gen" in message else kind)
+                )
                 if kind == "ready" and self.ready_at is None:
                     self.ready_at = now
                 elif kind == "superseded" and int(message.get("gen", 0)) > self.gen:

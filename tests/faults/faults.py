@@ -237,6 +237,11 @@ class Scheduler:
             shot.recovered = shot.healed
             return shot
         shot.recovered = await self._recovered()
+        if name in ("kill_primary", "sentinel_failover"):
+            # Writes answered just before the kill, or while Sentinel promoted the
+            # replica, may be gone (invariants.LOST_WRITE_MARGIN, docs/reliability.md).
+            end = shot.injected if name == "kill_primary" else shot.healed
+            self.ctx.workload.retire_changed(shot.injected - 1.0, end)
         if shot.wiping is not None and shot.wiped is not None:
             self.ctx.workload.state_lost(shot.wiping, shot.wiped)
             self.ctx.workload.retire_all()

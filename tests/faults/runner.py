@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -120,13 +121,19 @@ async def run(
         await asyncio.sleep(TELL_WITHIN + 2)  # let every pending notice arrive
         await workload.close()
         end = await asyncio.to_thread(_end_probes, topology)
-        return check(
+        report = check(
             workload,
             scheduler.injections,
             end,
             mode=topology.mode,
             seconds=time.monotonic() - started,
         )
+        if report.violations:  # keep every log for the post-mortem
+            for host in topology.hosts:
+                shutil.copy(host.log, topology.directory / f"{host.name}.log")
+            topology.keep = True
+            say(f"faults: logs kept in {topology.directory}")
+        return report
     finally:
         await asyncio.to_thread(topology.cleanup)
 

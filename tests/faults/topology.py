@@ -384,6 +384,7 @@ class Topology:
         self.hosts: list[Host] = []
         self.redis_ns = ""
         self.redis_address = "127.0.0.1"
+        self.keep = False  # keep the logs (a run with violations)
 
     @property
     def mode(self) -> str:
@@ -490,7 +491,8 @@ class Topology:
         self.stop()
         for host in self.hosts:
             host.log.unlink(missing_ok=True)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> Topology:
         self.start()

@@ -182,6 +182,25 @@ class Workload:
         for _ in range(self.user_count):
             self._new_user()
 
+    def retire_changed(self, start: float, end: float) -> int:
+        """Retire every user with a state change answered between ``start`` and ``end``
+        (a failover may have lost it: what the clients were told is no base for new
+        inferences). Returns how many."""
+        changes = {"login", "claim", "login_claim", "use_here", "logout", "revoke", "revoke_others"}
+        names = {
+            op.user
+            for op in self.ops
+            if op.kind in changes and op.status in (200, 302) and start <= op.done <= end
+        }
+        retired = 0
+        for user in self.users:
+            if user.name in names and not user.retired:
+                user.retired = True
+                retired += 1
+        for _ in range(retired):
+            self._new_user()
+        return retired
+
     def state_lost(self, start: float, end: float) -> None:
         """The store was wiped between ``start`` and ``end``: every session whose login
         was answered before ``start`` is gone from ``end`` on. (One answered in between
