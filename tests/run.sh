@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, then runs
 #   1. the browser client's unit tests (node --test),
-#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium).
+#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium,
+#      and tests/faults' short fault schedule; its soak is `python -m tests.faults --minutes 30`).
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ip >/dev/null || missing+=(iproute2)  # the fault suite's hosts (network namespaces)
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
     sudo=""

@@ -67,7 +67,7 @@ class Report:
     def table(self) -> str:
         head = (
             "| fault | injected | ops | a | b | c | d | e | f | tabs told | time to tell max (s)"
-            " | time to recover max (s) | outage max (s) | 503 during | 503 after"
+            " | time to recover max (s) | injected to recovered max (s) | 503 during | 503 after"
             " | lost on failover |"
         )
         lines = [head, "|" + "---|" * 16]
@@ -113,6 +113,9 @@ def check(
     for shot in ordered:
         rows.setdefault(shot.name, Row(shot.name))
         row = rows[shot.name]
+        if shot.skipped:
+            row.notes.append(f"not injected: {shot.skipped}")
+            continue
         row.injected += 1
         if shot.recovered is None:
             row.violations["e"] += 1
