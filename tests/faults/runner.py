@@ -62,7 +62,7 @@ async def run(
     use_netns: bool = True,
     rate: float = 12.0,
     users: int = 16,
-    quiet: float = 4.0,
+    quiet: float = 3.0,
     seed: int = 1,
     say: Any = print,
 ) -> Report:
@@ -118,7 +118,11 @@ async def run(
             workload._stopping = True
             await load
         await workload.drain()
-        await asyncio.sleep(TELL_WITHIN + 2)  # let every pending notice arrive
+        # Let every pending notice arrive: until no tab waits for one (at most 12 s).
+        for _ in range(int((TELL_WITHIN + 2) / 0.2)):  # a poll: tabs are told by the server
+            if not workload.tabs_waiting():
+                break
+            await asyncio.sleep(0.2)
         await workload.close()
         end = await asyncio.to_thread(_end_probes, topology)
         report = check(

@@ -80,10 +80,10 @@ class Network:
 
     def __init__(self, *, use_netns: bool = True) -> None:
         self.tag = f"{PREFIX}{os.getpid():x}"
-        self.subnet = 18 + (os.getpid() // 256) % 2, os.getpid() % 256
         self.namespaces: list[str] = []
         self.links: list[str] = []
         self.netns = use_netns and self._can_netns()
+        self.subnet = self._free_subnet() if self.netns else (18, 0)
         self.reason = "" if self.netns else self._why_not
         self.bridge_address = self.address(1) if self.netns else "127.0.0.1"
 
@@ -100,6 +100,18 @@ class Network:
             return False
         _run("ip", "netns", "del", probe, check=False)
         return True
+
+    @staticmethod
+    def _free_subnet() -> tuple[int, int]:
+        """A /24 of 198.18.0.0/15 no interface of this machine uses yet."""
+        used = _run("ip", "-o", "-4", "addr", "show", check=False).stdout
+        start = os.getpid() % 512
+        for step in range(512):
+            index = (start + step) % 512
+            second, third = 18 + index // 256, index % 256
+            if f" 198.{second}.{third}." not in used:
+                return second, third
+        raise RuntimeError("no free /24 in 198.18.0.0/15")
 
     def address(self, last: int) -> str:
         second, third = self.subnet

@@ -201,6 +201,17 @@ class Workload:
             self._new_user()
         return retired
 
+    def tabs_waiting(self) -> int:
+        """Open tabs whose token no longer holds and that were not told yet."""
+        waiting = 0
+        for tab in self.tabs:
+            browser = tab.browser
+            stale = browser.tokens.get(tab.token, (0, None))[1]
+            invalid = stale is not None or browser.ended_at is not None or browser.lost_at
+            if invalid and tab.told_at is None and tab.closed_at is None:
+                waiting += 1
+        return waiting
+
     def state_lost(self, start: float, end: float) -> None:
         """The store was wiped between ``start`` and ``end``: every session whose login
         was answered before ``start`` is gone from ``end`` on. (One answered in between
