@@ -42,6 +42,7 @@ from .base import (
     Timeouts,
     app_value_key,
 )
+from .deadline import ScriptDeadline
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
@@ -50,6 +51,10 @@ logger = logging.getLogger(__name__)
 _KEEPALIVE = "sessionwatch:keepalive"
 _MAX_CONNECTIONS = 64  # per process; commands are short scripts
 _POOL_TIMEOUT = 5.0  # seconds a command waits for a pooled connection, then 503
+_SOCKET_TIMEOUT = 5.0  # seconds a reply may take, then 503
+# Seconds a script may take to start after it was sent (deadline.py); the second left
+# to the socket timeout covers the script's run and its reply's way back.
+SCRIPT_BUDGET = _SOCKET_TIMEOUT - 1.0
 _SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list", "presence")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _NOT_SENT_RETRIES = 2  # a command that never reached Redis is sent again, this often
@@ -191,7 +196,7 @@ class RedisBackend:
                 url,
                 decode_responses=True,
                 socket_connect_timeout=2,
-                socket_timeout=5,
+                socket_timeout=_SOCKET_TIMEOUT,
                 health_check_interval=15,
                 # Never resend on a timeout: a script may have run (backend.call
                 # retries only what provably did not).
@@ -201,6 +206,7 @@ class RedisBackend:
         self._scripts = {
             name: self._redis.register_script(_script_source(name)) for name in _SCRIPTS
         }
+        self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -244,23 +250,28 @@ class RedisBackend:
             else:
                 result = await function(*args)
         except _UNREACHABLE as exc:
+            self.deadline.forget()  # the next server may have another clock
             raise BackendUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
-            # READONLY replica after a failover, OOM, script errors: fail closed.
+            # READONLY replica after a failover, OOM, script errors, a script that
+            # started after its deadline (LATE): fail closed.
+            self.deadline.forget()
             raise BackendUnavailable(f"Redis error: {exc}") from exc
         if task is not None and task.cancelling() > cancels:
             raise asyncio.CancelledError
         return result
 
     async def _run(self, name: str, timeouts: Timeouts | None, now: int, *args: Any) -> Any:
-        """Run script ``name`` with the prelude's arguments, then ``args`` (ARGV[7]...).
-        ``timeouts`` is ``None`` for a script that uses none of them (presence)."""
+        """Run script ``name`` with the prelude's arguments, its deadline, then ``args``
+        (ARGV[7]... once the prelude took the deadline out). ``timeouts`` is ``None``
+        for a script that uses none of them (presence)."""
         limits = (
             (timeouts.idle, timeouts.refresh, timeouts.tombstone, EXPIRY_GRACE_MS)
             if timeouts is not None
             else (0, 0, 0, 0)
         )
-        argv = [self.key_prefix, now, *limits, *args]
+        deadline = await self.call(self.deadline.next)
+        argv = [self.key_prefix, now, *limits, deadline, *args]
         return await self.call(functools.partial(self._scripts[name], keys=[], args=argv))
 
     @staticmethod
