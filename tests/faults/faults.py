@@ -136,6 +136,10 @@ async def kill_primary(ctx: Context, shot: Injection) -> None:
     topology = ctx.topology
     old = topology.primary()
     await _thread(old.kill)
+    # What it answered in its last second may be lost: its users are retired now,
+    # before anyone infers anything from it during the failover.
+    shot.injected = time.monotonic()
+    ctx.workload.retire_changed(shot.injected - 1.0, shot.injected)
     await _wait(lambda: topology.primary_port() not in (old.port, None), 60, "Sentinel's failover")
     new = topology.primary()
     await _thread(lambda: old.start(replica_of=(new.address, new.port)))
@@ -233,15 +237,16 @@ class Scheduler:
         except Exception as exc:
             shot.note = f"{type(exc).__name__}: {exc}"
         shot.healed = time.monotonic()
+        if name in ("kill_primary", "sentinel_failover"):
+            # Writes answered just before the kill, or while Sentinel promoted the
+            # replica, may be gone (invariants.LOST_WRITE_MARGIN, docs/reliability.md):
+            # their users are retired at once, before any new inference.
+            end = shot.injected if name == "kill_primary" else shot.healed
+            self.ctx.workload.retire_changed(shot.injected - 1.0, end)
         if shot.skipped:
             shot.recovered = shot.healed
             return shot
         shot.recovered = await self._recovered()
-        if name in ("kill_primary", "sentinel_failover"):
-            # Writes answered just before the kill, or while Sentinel promoted the
-            # replica, may be gone (invariants.LOST_WRITE_MARGIN, docs/reliability.md).
-            end = shot.injected if name == "kill_primary" else shot.healed
-            self.ctx.workload.retire_changed(shot.injected - 1.0, end)
         if shot.wiping is not None and shot.wiped is not None:
             self.ctx.workload.state_lost(shot.wiping, shot.wiped)
             self.ctx.workload.retire_all()

@@ -16,6 +16,8 @@ before the first).
 
 from __future__ import annotations
 
+import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +132,11 @@ def check(
             row.notes.append(shot.note)
     examples: list[str] = []
 
+    # When the next fault began, per fault: a request still unanswered then may have
+    # been hit by it (no verdict of (e) on it).
+    following = {id(shot): nxt.injected for shot, nxt in itertools.pairwise(ordered)}
+    wall = time.time() - time.monotonic()  # to print wall-clock times in examples
+
     def window(at: float) -> tuple[Row, Injection | None]:
         current = None
         for shot in ordered:
@@ -170,13 +177,19 @@ def check(
         row, shot = window(op.sent)
         row.ops += 1
         if op.status == 503:
-            if shot is not None and shot.recovered is not None and op.sent >= shot.recovered:
+            if (
+                shot is not None
+                and shot.recovered is not None
+                and op.sent >= shot.recovered
+                and op.done < following.get(id(shot), float("inf"))
+            ):
                 row.after_503 += 1
                 violate(
                     row,
                     "e",
                     f"{op.kind} to {op.host} answered 503 "
-                    f"{op.sent - shot.recovered:.2f}s after recovery",
+                    f"{op.sent - shot.recovered:.2f}s after recovery "
+                    f"(sent {time.strftime('%H:%M:%S', time.gmtime(op.sent + wall))} UTC)",
                 )
             else:
                 row.during_503 += 1

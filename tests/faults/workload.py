@@ -329,7 +329,8 @@ class Workload:
         live = user.live()
         user.browsers.append(browser)
         # evict_oldest: the oldest sessions beyond the limit ended when this was answered
-        for evicted in live[: max(0, len(live) + 1 - LIMIT)]:
+        # (unless the user was retired meanwhile: its sessions are no longer known)
+        for evicted in live[: max(0, len(live) + 1 - LIMIT)] if not user.retired else []:
             evicted.ended_at = op.done
             evicted.end_reason = "evicted"
         token = await self._claim_for(user, browser, "login_claim")
