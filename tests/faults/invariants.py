@@ -238,8 +238,11 @@ def check(
         if not times:
             continue
         invalid = min(times)
-        if tab.closed_at is not None and tab.closed_at < invalid + TELL_WITHIN:
-            continue
+        closed_untold = tab.closed_at is not None and (
+            tab.told_at is None or tab.closed_at < tab.told_at
+        )
+        if closed_untold and tab.closed_at < invalid + TELL_WITHIN:  # type: ignore[operator]
+            continue  # the workload closed it before its deadline: no verdict
         row, shot = window(invalid)
         base = invalid
         if shot is not None and shot.recovered is not None and invalid < shot.recovered:
