@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,7 +16,7 @@ import redis.asyncio as aioredis
 from sessionwatch import BackendUnavailable, Device
 from sessionwatch.backends.base import SessionRecord, Timeouts
 from sessionwatch.backends.redis import RedisBackend
-from support.push_processes import HttpBrowser, open_socket
+from support.push_processes import HttpBrowser, next_of, open_socket
 from support.redis_server import RedisServer
 from support.service_process import ServiceProcess
 
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.multiprocess
 
 STALL = 7  # seconds of DEBUG SLEEP: more than the service's 5 s Redis socket timeout
 TABS = 3
-
-
-async def next_of(ws: Any, message_type: str, timeout: float = 15.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            message: dict[str, Any] = json.loads(await ws.recv())
-            if message["type"] == message_type:
-                return message
 
 
 async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
@@ -50,7 +41,7 @@ async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
         for _ in range(TABS):
             ws = await open_socket(browser, service)
             await ws.send(json.dumps({"type": "hello", "v": 1, "tab": first["tab"]}))
-            assert (await next_of(ws, "ready"))["gen"] == first["gen"]
+            assert (await next_of(ws, "ready", 15))["gen"] == first["gen"]
             sockets.append(ws)
 
         admin = aioredis.Redis.from_url(redis.url, socket_timeout=STALL + 10)
@@ -79,7 +70,7 @@ async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
         second = await browser.claim(service)
         assert second["gen"] == first["gen"] + 1
         for ws in sockets:
-            assert (await next_of(ws, "superseded"))["gen"] == second["gen"]
+            assert (await next_of(ws, "superseded", 15))["gen"] == second["gen"]
             await ws.close()
 
 

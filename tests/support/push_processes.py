@@ -26,7 +26,15 @@ from sessionwatch import CloseCode
 
 from .processes import ManagedProcess
 
-__all__ = ["ORIGIN", "AppProcess", "HttpBrowser", "LiveTab", "exchange", "parse_response"]
+__all__ = [
+    "ORIGIN",
+    "AppProcess",
+    "HttpBrowser",
+    "LiveTab",
+    "exchange",
+    "next_of",
+    "parse_response",
+]
 
 TESTS = Path(__file__).resolve().parents[1]
 # The page origin every client sends: the one name the processes share behind a load
@@ -195,6 +203,15 @@ def _dechunk(data: bytes) -> bytes:
         out += data[:size]
         data = data[size + 2 :]
     return bytes(out)
+
+
+async def next_of(ws: Any, message_type: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Skip frames of ``ws`` until one of ``message_type`` arrives (bounded)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message: dict[str, Any] = json.loads(await ws.recv())
+            if message["type"] == message_type:
+                return message
 
 
 async def open_socket(
