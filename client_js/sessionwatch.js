@@ -604,9 +604,8 @@
     reached = false;
     fill(box, fmt(text.signedIn, { device: device(m.by) }), [
       ["sign-out-others", text.notYou, notYou],
-      ["dismiss", "\u00d7", dismiss]
+      ["dismiss", text.dismiss, dismiss]
     ]);
-    box.lastChild.setAttribute("aria-label", text.dismiss);
     box.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(dismiss, 10000);
@@ -696,8 +695,9 @@
         // The banner sits nearest the page's edge, the toast beside it.
         box: el("div", { class: "box", role: "alert", part: "card", hidden: "" }, null, dock)
       };
-      // Outside <body>, so that an inert body leaves the overlay usable.
-      doc.documentElement.appendChild(host);
+      // The end of <body> (where checkers such as axe-core look); an overlay moves it out of
+      // <body>, so that the inert body leaves the overlay usable.
+      (doc.body || doc.documentElement).appendChild(host);
       doc.addEventListener("keydown", keydown, true);
     }
     ui.host.setAttribute("lang", lang);
@@ -717,6 +717,7 @@
       box.setAttribute("aria-modal", "true");
     }
     v.msg = fill(box, message, buttons);
+    if (modal) doc.documentElement.appendChild(v.host);
     if (doc.body) doc.body.inert = !!modal;
     box.hidden = false;
   }

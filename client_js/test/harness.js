@@ -794,7 +794,7 @@ function createTab(options = {}) {
     },
     /** The banner host and its parts (null when never rendered). */
     get host() {
-      return document.documentElement.children.find((el) => el.localName === "sessionwatch-banner") || null;
+      return [...document.body.children, ...document.documentElement.children].find((el) => el.localName === "sessionwatch-banner") || null;
     },
     get shadow() {
       return this.host && this.host.shadowRoot;

@@ -69,9 +69,9 @@ def _service(redis_url: str) -> Iterator[ServiceProcess]:
 @pytest.fixture(scope="module", name="short_service")
 def _short_service(redis_url: str) -> Iterator[ServiceProcess]:
     env = {
-        "SESSIONWATCH_IDLE_TIMEOUT": "8",
+        "SESSIONWATCH_IDLE_TIMEOUT": "14",
         "SESSIONWATCH_REFRESH_EVERY": "1",
-        "SESSIONWATCH_EXPIRING_LEAD": "5",
+        "SESSIONWATCH_EXPIRING_LEAD": "11",  # long enough for the banner checks
     }
     with ServiceProcess(
         redis_url, workers=2, env=env, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:"

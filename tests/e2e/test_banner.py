@@ -5,12 +5,14 @@ Screenshots of every banner state go to tests/artifacts/ (kept by CI as artifact
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.banner_checks import check_banner
 from support.browser import EVENT_RECORDER
 from support.service_process import ServiceProcess
 
@@ -97,7 +99,9 @@ async def set_policy(page: Any, **policy: str) -> None:
 
 
 async def screenshot(page: Any, artifacts: Path, name: str) -> None:
-    await page.screenshot(path=str(artifacts / f"banner-{name}.png"))
+    """Screenshots (light, dark; 1280, 375 px), axe-core and contrast: support/banner_checks."""
+    summary = await check_banner(page, name, artifacts)
+    print(f"\naxe-core {name}: {json.dumps(summary)}")
 
 
 async def test_two_tabs_newest_wins_and_use_here_flips(
@@ -207,7 +211,7 @@ async def test_expiry_warning_stay_signed_in_then_expired(
     extended_at = await event_time(page, "extended")
     assert extended_at >= before
     await warning.wait_for(state="hidden", timeout=2000)
-    await page.locator(BANNER.format("expired")).wait_for(timeout=15000)
+    await page.locator(BANNER.format("expired")).wait_for(timeout=25000)
     await wait_state(page, "expired")
     assert await transfer_status(page) == 401
     await screenshot(page, artifacts, "expired")
