@@ -59,19 +59,19 @@ async def _browser(chromium_path: str) -> AsyncIterator[object]:
             await browser.close()
 
 
-@pytest.fixture(scope="module", name="service")
+@pytest.fixture(scope="session", name="service")
 def _service(redis_url: str) -> Iterator[ServiceProcess]:
     """The demo service, 2 workers on Redis, with a short idle timeout for the expiry test."""
     with ServiceProcess(redis_url, workers=2, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:") as service:
         yield service
 
 
-@pytest.fixture(scope="module", name="short_service")
+@pytest.fixture(scope="session", name="short_service")
 def _short_service(redis_url: str) -> Iterator[ServiceProcess]:
     env = {
-        "SESSIONWATCH_IDLE_TIMEOUT": "14",
+        "SESSIONWATCH_IDLE_TIMEOUT": "16",
         "SESSIONWATCH_REFRESH_EVERY": "1",
-        "SESSIONWATCH_EXPIRING_LEAD": "11",  # long enough for the banner checks
+        "SESSIONWATCH_EXPIRING_LEAD": "13",  # long enough for the banner checks
     }
     with ServiceProcess(
         redis_url, workers=2, env=env, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:"

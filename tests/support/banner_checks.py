@@ -114,7 +114,9 @@ async def check_banner(page: Any, state: str, artifacts: Path) -> dict[str, Any]
                         )
                 if width == 1280 and rects["message"]:
                     height_px, line = rects["message"]
-                    assert height_px < 1.5 * line, f"{state}: the message wraps at 1280 px ({height_px} px)"
+                    assert height_px < 1.5 * line, (
+                        f"{state}: the message wraps at 1280 px ({height_px} px)"
+                    )
             pairs = await contrast_pairs(page)
             assert pairs, f"{state}: no text found"
             for pair in pairs:
