@@ -16,6 +16,7 @@ from test_banner import (
     event_time,
     keep_typing,
     new_context,
+    set_policy,
     sign_in,
     signed_in,
     start_draft,
@@ -211,3 +212,23 @@ async def test_the_banner_speaks_german_for_a_german_browser(
     await banner.wait_for(timeout=2000)
     assert "Diese App ist in einem anderen Tab geöffnet." in await banner.inner_text()
     await context.close()
+
+
+async def test_the_deny_page_keeps_the_username(browser: Any, service: ServiceProcess) -> None:
+    """Defect 5: a sign-in refused by the device limit keeps what the user typed."""
+    laptop, laptop_page = await signed_in(browser, service, "denise")
+    await set_policy(laptop_page, tabs="one", devices="1", on_limit="deny")
+    try:
+        phone = await new_context(browser, FIREFOX_ANDROID)
+        page = await phone.new_page()
+        await page.goto(service.url + "/login")
+        await page.fill("input[name=username]", "denise")
+        await page.fill("input[name=password]", "demo")
+        await page.click("button[type=submit]")
+        await page.locator(".error", has_text="already have 1 active session").wait_for(timeout=5000)
+        assert await page.input_value("input[name=username]") == "denise"
+        assert await page.evaluate("document.activeElement.name") == "password"
+        await phone.close()
+    finally:
+        await set_policy(laptop_page, tabs="one", devices="", on_limit="evict_oldest")
+    await laptop.close()

@@ -109,7 +109,10 @@ def create_app(
             or not _password_ok(str(form.get("password", "")))
         ):
             return await render_template(
-                "login.html", error="Unknown user or wrong password (it is “demo”).", next=target
+                "login.html",
+                error="Unknown user or wrong password (it is “demo”).",
+                next=target,
+                username=username[:_MAX_USERNAME],
             ), 401
         # The device limit applies at sign-in: use the policy as set a moment ago on
         # any worker, not this worker's copy of up to a second ago.
@@ -121,6 +124,7 @@ def create_app(
                 "login.html",
                 error=f"You already have {exc.limit} active session(s). Sign out elsewhere first.",
                 next=target,
+                username=username,  # kept: the user signs out elsewhere, then tries again
             ), 403
         session["user"] = username
         return redirect(target)
