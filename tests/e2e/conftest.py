@@ -9,25 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from support.browser import CHROMIUM_ARGS
 from support.redis_server import in_ci
 from support.service_process import ServiceProcess
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Background tabs must keep running timers and sockets like foreground ones here.
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-]
 
 
 @pytest.fixture(scope="session", name="chromium_path")
