@@ -2,7 +2,8 @@
 # The whole test suite on a fresh machine: installs what it needs, then runs
 #   1. the browser client's unit tests (node --test),
 #   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium;
-#      on one Redis and on a private 6-node Redis Cluster the suites start themselves).
+#      on one Redis and on a private 6-node Redis Cluster the suites start themselves),
+#      and tests/faults' short fault schedule; its soak is `python -m tests.faults --minutes 30`.
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,9 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)  # forms the test cluster
 command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ip >/dev/null || missing+=(iproute2)  # the fault suite's hosts (network namespaces)
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
     sudo=""
@@ -26,6 +29,13 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'  # test + the bench smoke's needs
 
 if [ -d client_js/test ]; then
+    # The client's dev tools (terser, esbuild, axe-core, typescript; package-lock.json):
+    # npm ci only when the lock file changed since the last install.
+    lock_sum=$(sha256sum client_js/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat client_js/node_modules/.sessionwatch-lock 2>/dev/null)" != "$lock_sum" ]; then
+        (cd client_js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        echo "$lock_sum" >client_js/node_modules/.sessionwatch-lock
+    fi
     (cd client_js && node --test test/)
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from typing import Any
@@ -77,7 +78,10 @@ async def derived(
     client: aioredis.Redis, names: KeyNames, routed_by: str, pairs: list[tuple[str, str]]
 ) -> list[str]:
     """What ``_names.lua`` derives for ``pairs`` in a call routed by ``routed_by``."""
-    argv = [names.script_names(), NOW, 0, 0, 0, 0, *(v for pair in pairs for v in pair)]
+    # ARGV[7], the deadline the prelude takes out: far ahead (this probe is never late).
+    deadline = int(time.time() * 1000) + 60_000
+    pairs_argv = (v for pair in pairs for v in pair)
+    argv = [names.script_names(), NOW, 0, 0, 0, 0, deadline, *pairs_argv]
     return list(await client.eval(_probe_source(), 1, routed_by, *argv))  # type: ignore[misc]
 
 

@@ -68,6 +68,7 @@ class Claimer:
         self._claim_args: tuple[Any, ...] = ()
         self._sha = ""
         self._session_keys: Any = None  # KeyNames.session_keys, once set up
+        self._budget_ms = 0
         self._redis_url = ""
 
     # -- targets ------------------------------------------------------------------------
@@ -198,7 +199,7 @@ class Claimer:
 
         from sessionwatch.backends.base import EXPIRY_GRACE_MS, Claim, Timeouts
         from sessionwatch.backends.keys import key_names
-        from sessionwatch.backends.redis import RedisBackend, _script_source
+        from sessionwatch.backends.redis import SCRIPT_BUDGET, RedisBackend, _script_source
         from sessionwatch.core.config import Settings
         from sessionwatch.core.events import Device
 
@@ -214,13 +215,15 @@ class Claimer:
         assert sha == hashlib.sha1(source.encode()).hexdigest()
         self._sha = sha
         # KEYS and ARGV as RedisBackend._run lays them out (checked against the backend
-        # below): the session's names, then the table's heads, now and the timeouts.
+        # below): the session's names, then the table's heads, now, the timeouts and the
+        # deadline (ARGV[7]) in this machine's clock, which is Redis' own here.
         names = key_names(settings.key_prefix)
         self._session_keys = names.session_keys
         self._claim_args = (
             names.script_names(), None, timeouts.idle, timeouts.refresh, timeouts.tombstone,
-            EXPIRY_GRACE_MS,
+            EXPIRY_GRACE_MS, None,
         )  # fmt: skip
+        self._budget_ms = int(SCRIPT_BUDGET * 1000)
         backend = RedisBackend(self._redis_url, client=_blocking_client(self._redis_url))
         try:
             await backend.connect()
@@ -249,6 +252,7 @@ class Claimer:
         keys = self._session_keys(public)
         argv = list(self._claim_args)
         argv[1] = now
+        argv[6] = int(time.time() * 1000) + self._budget_ms
         reply, sent, done = await self._resp.call(
             "EVALSHA", self._sha, len(keys), *keys, *argv, public, 1, by
         )

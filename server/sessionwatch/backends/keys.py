@@ -18,6 +18,7 @@ user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
 app value      ``{prefix}app:{name}``          the same (one key, any slot)
+epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
@@ -57,6 +58,7 @@ _HEADS: Final = {
     "cs": "c:s:",  # channel of one session's tabs
     "cu": "c:u:",  # channel of all of one user's sessions
     "app": "app:",  # one of the app's shared values (Backend.get_value), on any slot
+    "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
 }
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
@@ -112,6 +114,12 @@ class KeyNames:
     def app_value(self, name: str) -> str:
         """The key of one of the app's shared values (:meth:`Backend.get_value`)."""
         return app_value_key(self.prefix, name)
+
+    def epoch(self, tag: str | None = None) -> str:
+        """The key holding the identity of the stored state (:meth:`Backend.epoch`);
+        on a cluster one per primary, ``tag`` choosing a slot that primary serves."""
+        head = self._heads["epoch"]
+        return head if tag is None else head + ":{" + tag + "}"
 
     def session_keys(self, public_id: str) -> list[str]:
         """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads

@@ -19,6 +19,7 @@ raced the login (the generation only ever rises, so a superseded tab stays super
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -31,6 +32,7 @@ from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
+from .deadline import ScriptDeadline
 from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, RedisBackend
 
@@ -39,6 +41,7 @@ __all__ = ["RedisClusterBackend", "cluster_from_url"]
 _SCHEMES = ("redis+cluster", "rediss+cluster")
 _MAX_CONNECTIONS = 64  # per node; also the calls in flight per process (see call())
 _POOL_TIMEOUT = 5.0  # seconds a call waits for its turn, then 503 (as on one Redis)
+_SLOTS = 16384
 
 
 def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, Any]]:
@@ -100,6 +103,9 @@ class RedisClusterBackend(RedisBackend):
         # makes it on one Redis.
         self._turns = asyncio.Semaphore(_MAX_CONNECTIONS)
         super().__init__(url, key_prefix=key_prefix, client=cast(aioredis.Redis, client))
+        # Each primary has its own clock: a script's deadline is measured against the
+        # primary that runs it (self.deadline keeps the budget, as on one Redis).
+        self._node_deadlines: dict[str, ScriptDeadline] = {}
 
     async def call(self, function: Any, *args: Any) -> Any:
         try:
@@ -110,9 +116,69 @@ class RedisClusterBackend(RedisBackend):
         try:
             return await super().call(function, *args)
         except RedisClusterException as exc:  # no node answers, slots not covered
+            self._forget_clocks()
             raise BackendUnavailable(f"Redis Cluster error: {exc}") from exc
+        except BackendUnavailable:
+            self._forget_clocks()  # a failover may have brought other primaries
+            raise
         finally:
             self._turns.release()
+
+    def _forget_clocks(self) -> None:
+        for deadline in self._node_deadlines.values():
+            deadline.forget()
+
+    async def _deadline_of(self, keys: list[str]) -> int:
+        """The deadline in the clock of the primary serving ``keys[0]``'s slot (every
+        key of a script is in that slot)."""
+        node = self._cluster.get_node_from_key(keys[0])
+        if node is None:
+            raise BackendUnavailable(f"Redis Cluster: no primary serves {keys[0]!r}")
+        deadline = self._node_deadlines.get(node.name)
+        if deadline is None:
+            cluster = self._cluster
+
+            async def node_time() -> tuple[int, int]:
+                return await cluster.time(target_nodes=node)
+
+            deadline = self._node_deadlines[node.name] = ScriptDeadline(
+                self.deadline.budget, node_time
+            )
+        deadline.budget = self.deadline.budget
+        return await deadline.next()
+
+    def epoch_keys(self) -> list[str]:
+        """One epoch key per primary, each in a slot that primary serves: a primary
+        that lost its state (restarted without persistence) changes the epoch, as a
+        ``FLUSHALL`` of one Redis does. After a failover the promoted replica serves the
+        same slots and holds the same keys; a reshard may pick other keys, which reads
+        as a lost state once (a harmless re-check of every local tab)."""
+        primaries = {node.name for node in self._cluster.get_primaries()}
+        if not primaries:
+            raise BackendUnavailable("Redis Cluster: no primary known")
+        manager = self._cluster.nodes_manager
+        chosen: dict[str, str] = {}
+        for number in range(4 * _SLOTS):
+            key = self.names.epoch(str(number))
+            node = manager.get_node_from_slot(self._cluster.keyslot(key))
+            if node.name in primaries and node.name not in chosen:
+                chosen[node.name] = key
+                if len(chosen) == len(primaries):
+                    break
+        return sorted(chosen.values())
+
+    async def epoch(self) -> str:
+        keys = self.epoch_keys()
+
+        async def read_or_create() -> list[Any]:
+            pipe = self._cluster.pipeline()
+            for key in keys:
+                pipe.set(key, secrets.token_hex(8), nx=True)
+                pipe.get(key)
+            return await pipe.execute()
+
+        replies = await self.call(read_or_create)
+        return ",".join(str(value) for value in replies[1::2])
 
     async def login(
         self,
