@@ -76,7 +76,7 @@ async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
 
 @pytest.mark.parametrize("backend_kind", ["redis", "cluster"])
 async def test_a_script_past_its_deadline_changes_nothing(backend: RedisBackend) -> None:
-    """On every topology (a cluster measures each primary's own clock)."""
+    """On every topology."""
     timeouts = Timeouts(idle=60_000, absolute=120_000, refresh=1_000, tombstone=60_000)
     record = SessionRecord(
         id="d" * 22,

@@ -32,7 +32,6 @@ from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
-from .deadline import ScriptDeadline
 from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, RedisBackend
 
@@ -103,9 +102,6 @@ class RedisClusterBackend(RedisBackend):
         # makes it on one Redis.
         self._turns = asyncio.Semaphore(_MAX_CONNECTIONS)
         super().__init__(url, key_prefix=key_prefix, client=cast(aioredis.Redis, client))
-        # Each primary has its own clock: a script's deadline is measured against the
-        # primary that runs it (self.deadline keeps the budget, as on one Redis).
-        self._node_deadlines: dict[str, ScriptDeadline] = {}
 
     async def call(self, function: Any, *args: Any) -> Any:
         try:
@@ -116,36 +112,10 @@ class RedisClusterBackend(RedisBackend):
         try:
             return await super().call(function, *args)
         except RedisClusterException as exc:  # no node answers, slots not covered
-            self._forget_clocks()
+            self.deadline.forget()
             raise BackendUnavailable(f"Redis Cluster error: {exc}") from exc
-        except BackendUnavailable:
-            self._forget_clocks()  # a failover may have brought other primaries
-            raise
         finally:
             self._turns.release()
-
-    def _forget_clocks(self) -> None:
-        for deadline in self._node_deadlines.values():
-            deadline.forget()
-
-    async def _deadline_of(self, keys: list[str]) -> int:
-        """The deadline in the clock of the primary serving ``keys[0]``'s slot (every
-        key of a script is in that slot)."""
-        node = self._cluster.get_node_from_key(keys[0])
-        if node is None:
-            raise BackendUnavailable(f"Redis Cluster: no primary serves {keys[0]!r}")
-        deadline = self._node_deadlines.get(node.name)
-        if deadline is None:
-            cluster = self._cluster
-
-            async def node_time() -> tuple[int, int]:
-                return await cluster.time(target_nodes=node)
-
-            deadline = self._node_deadlines[node.name] = ScriptDeadline(
-                self.deadline.budget, node_time
-            )
-        deadline.budget = self.deadline.budget
-        return await deadline.next()
 
     def epoch_keys(self) -> list[str]:
         """One epoch key per primary, each in a slot that primary serves: a primary
