@@ -29,6 +29,10 @@ def _unset(monkeypatch: pytest.MonkeyPatch, _clean_environment: None) -> None:
         "SESSIONWATCH_BACKEND",
         "PROMETHEUS_MULTIPROC_DIR",
         "SESSIONWATCH_SERVICE_METRICS",
+        "SESSIONWATCH_SERVICE_METRICS_TOKEN",
+        "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
+        "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+        "FORWARDED_ALLOW_IPS",
     ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(cli, "serve", _refuse_to_run(cli.serve), raising=True)
@@ -86,6 +90,34 @@ def test_bad_environment_values_name_the_key(
     monkeypatch.setenv(variable, value)
     assert cli.main(["serve"]) == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),
+        ("SESSIONWATCH_SERVICE_HEADER_TIMEOUT", "0"),
+    ],
+)
+def test_bad_security_settings_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert cli.main(["serve"]) == 2
+    assert variable in capsys.readouterr().err
+
+
+def test_bad_security_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    for flags in (
+        ["--forwarded-allow-ips", "10.0.0.1,not-an-ip"],
+        ["--forwarded-allow-ips", ""],
+        ["--header-timeout", "-1"],
+    ):
+        with pytest.raises(SystemExit) as caught:
+            cli.main(["serve", *flags])
+        assert caught.value.code == 2, flags
+    assert cli.main(["serve", "--metrics-token", "short"]) == 2
+    assert "--metrics-token" in capsys.readouterr().err
 
 
 def test_bad_flags_exit_with_usage() -> None:

@@ -3,11 +3,17 @@
 Configuration comes from the environment (``SECRET_KEY``, ``PORT``, ``REDIS_URL``,
 ``SESSIONWATCH_*``); flags override it. Bad values end the command with a message that
 names the key, before any worker starts.
+
+Both servers run with the limits of an exposed service (:mod:`sessionwatch.servers`):
+WebSocket frames bounded by ``max_frame`` before they are buffered, no permessage-deflate,
+no ``Server`` header, a header-read timeout, and forwarded headers believed only from
+the proxies named by ``--forwarded-allow-ips``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import secrets
@@ -19,12 +25,14 @@ from typing import Literal
 from .backends import backend_from_url
 from .config import settings_from_env
 from .exceptions import ConfigurationError
+from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
 
 __all__ = ["main", "serve"]
 
 logger = logging.getLogger("sessionwatch.cli")
 
 APP_FACTORY = "sessionwatch.service:create_service_app"
+HYPERCORN_APP_FACTORY = "sessionwatch.service:create_hypercorn_app"
 ServerName = Literal["uvicorn", "hypercorn"]
 
 
@@ -46,6 +54,32 @@ def _workers(value: str) -> int:
     if not 1 <= workers <= 64:
         raise argparse.ArgumentTypeError(f"workers must be between 1 and 64, got {workers}")
     return workers
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {value}")
+    return seconds
+
+
+def _proxies(value: str) -> str:
+    """Comma-separated IP addresses or networks, or ``*``; checked here so that a typo
+    fails at start-up instead of silently trusting nobody (or everybody)."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("empty list of proxy addresses")
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an IP address or network: {item!r}") from None
+    return ",".join(items)
 
 
 def _default_port() -> int:
@@ -82,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="ASGI server (default uvicorn)",
     )
     serve_cmd.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    serve_cmd.add_argument(
+        "--metrics-token",
+        default=None,
+        help="require 'Authorization: Bearer <token>' for /metrics "
+        "(prefer $SESSIONWATCH_SERVICE_METRICS_TOKEN: a flag shows in ps)",
+    )
+    serve_cmd.add_argument(
+        "--readyz-detail",
+        action="store_true",
+        help="show the backend's error text in /readyz answers (internal hosts and ports)",
+    )
+    serve_cmd.add_argument(
+        "--forwarded-allow-ips",
+        type=_proxies,
+        default=None,
+        help="proxies whose X-Forwarded-Proto/-For are trusted (IPs or networks, "
+        "comma-separated; default $FORWARDED_ALLOW_IPS, else none)",
+    )
+    serve_cmd.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=None,
+        help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT:g})",
+    )
     return parser
 
 
@@ -93,6 +151,10 @@ def serve(
     backend: str | None,
     server: ServerName = "uvicorn",
     metrics: bool = True,
+    metrics_token: str | None = None,
+    readyz_detail: bool = False,
+    forwarded_allow_ips: str | None = None,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run."""
     if backend:
@@ -118,6 +180,13 @@ def serve(
     elif len(os.environ["SECRET_KEY"]) < 16:
         raise ConfigurationError("SECRET_KEY: must be at least 16 characters long")
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
+    if metrics_token is not None:
+        if len(metrics_token) < 16:
+            raise ConfigurationError("--metrics-token: must be at least 16 characters long")
+        os.environ["SESSIONWATCH_SERVICE_METRICS_TOKEN"] = metrics_token
+    os.environ["SESSIONWATCH_SERVICE_READYZ_DETAIL"] = "1" if readyz_detail else "0"
+    os.environ["SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips or ""
+    os.environ[HEADER_TIMEOUT_ENV] = repr(header_timeout)
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
     print(
@@ -129,10 +198,15 @@ def serve(
         from hypercorn.run import run
 
         config = Config()
-        config.application_path = APP_FACTORY + "()"
+        config.application_path = HYPERCORN_APP_FACTORY + "()"
         config.bind = [f"{host}:{port}"]
         config.workers = workers
         config.accesslog = None
+        config.include_server_header = False
+        # Bounded as it arrives: a frame over max_frame closes 1009 before it is buffered.
+        config.websocket_max_message_size = settings.max_frame
+        # Hypercorn's idle timer runs until a request is complete: it is the header timeout.
+        config.keep_alive_timeout = min(config.keep_alive_timeout, header_timeout)
         run(config)
         return
     import uvicorn
@@ -143,17 +217,44 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        http="sessionwatch.servers:HeaderTimeoutProtocol",
         ws="websockets-sansio",
+        # Refused when the frame header arrives, before the payload is buffered (the
+        # default 16 MiB let one client cost a worker ~15 MiB per socket).
+        ws_max_size=settings.max_frame,
         ws_per_message_deflate=False,
         # No protocol pings: the tabs' own heartbeat (ping every heartbeat_interval,
         # closed 4014 when silent) already finds dead peers, and uvicorn's would double
         # an idle tab's cost (a timer and a frame each way every 20 s per socket).
         ws_ping_interval=None,
         ws_ping_timeout=None,
-        proxy_headers=False,
+        proxy_headers=False,  # the service app applies --forwarded-allow-ips itself
+        server_header=False,
         access_log=False,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )
+
+
+def _forwarded_allow_ips(flag: str | None) -> str | None:
+    if flag is not None:
+        return flag
+    raw = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    if not raw:
+        return None
+    try:
+        return _proxies(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"FORWARDED_ALLOW_IPS: {exc}") from None
+
+
+def _default_header_timeout() -> float:
+    raw = os.environ.get(HEADER_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_HEADER_TIMEOUT
+    try:
+        return _seconds(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"{HEADER_TIMEOUT_ENV}: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend=args.backend,
             server=args.server,
             metrics=not args.no_metrics,
+            metrics_token=args.metrics_token
+            or os.environ.get("SESSIONWATCH_SERVICE_METRICS_TOKEN")
+            or None,
+            readyz_detail=args.readyz_detail,
+            forwarded_allow_ips=_forwarded_allow_ips(args.forwarded_allow_ips),
+            header_timeout=args.header_timeout or _default_header_timeout(),
         )
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)

@@ -21,7 +21,15 @@ __all__ = ["CONFIG_PREFIX", "SERVICE_KEYS", "Settings", "coerce", "settings_from
 
 CONFIG_PREFIX: Final = "SESSIONWATCH_"
 # Read by the service (cli.py, service.py), not by the extension.
-SERVICE_KEYS: Final = frozenset({"SESSIONWATCH_SERVICE_METRICS"})
+SERVICE_KEYS: Final = frozenset(
+    {
+        "SESSIONWATCH_SERVICE_METRICS",
+        "SESSIONWATCH_SERVICE_METRICS_TOKEN",
+        "SESSIONWATCH_SERVICE_READYZ_DETAIL",
+        "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
+        "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ _MESSAGES = {
     "bad_request": "The request was malformed.",
     "origin_forbidden": "This request's origin is not allowed.",
     "not_signed_in": "Sign in to see your sessions.",
+    "unauthorized": "This endpoint needs a valid bearer token.",
 }
 
 _PAGE = """<!doctype html>

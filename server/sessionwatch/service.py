@@ -1,6 +1,19 @@
 """The deployable service: the demo app with operations endpoints and metrics on,
 configured from the environment (12-factor). ASGI servers load
-``sessionwatch.service:create_service_app()`` in every worker process.
+``sessionwatch.service:create_service_app()`` in every worker process
+(``create_hypercorn_app()`` under hypercorn).
+
+The service's own environment variables (the CLI sets them from its flags):
+
+- ``SESSIONWATCH_SERVICE_METRICS``: ``0`` turns ``/metrics`` off.
+- ``SESSIONWATCH_SERVICE_METRICS_TOKEN``: ``/metrics`` answers only requests with
+  ``Authorization: Bearer <token>`` (401 ``unauthorized`` otherwise).
+- ``SESSIONWATCH_SERVICE_READYZ_DETAIL``: ``1`` adds the backend's error text to a 503
+  from ``/readyz`` (off: it can name internal hosts and ports).
+- ``SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS``: addresses of the proxies whose
+  ``X-Forwarded-Proto`` / ``X-Forwarded-For`` are believed (comma-separated IPs or
+  networks, ``*`` for any); from anyone else those headers are ignored.
+- ``SESSIONWATCH_SERVICE_HEADER_TIMEOUT``: seconds to send a request's headers.
 """
 
 from __future__ import annotations
@@ -8,13 +21,20 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from typing import Any
 
 from quart import Quart
 
 from .config import settings_from_env
 from .demo import create_app
 
-__all__ = ["create_service_app"]
+__all__ = ["create_hypercorn_app", "create_service_app"]
+
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() not in _FALSE
 
 
 def create_service_app() -> Quart:
@@ -25,15 +45,33 @@ def create_service_app() -> Quart:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
-    metrics = os.environ.get("SESSIONWATCH_SERVICE_METRICS", "1").lower() not in (
-        "0",
-        "false",
-        "no",
-        "off",
+    app = create_app(
+        settings_from_env(),
+        secret_key=os.environ.get("SECRET_KEY"),
+        metrics=_flag("SESSIONWATCH_SERVICE_METRICS", "1"),
+        metrics_token=os.environ.get("SESSIONWATCH_SERVICE_METRICS_TOKEN") or None,
+        readyz_detail=_flag("SESSIONWATCH_SERVICE_READYZ_DETAIL", "0"),
     )
-    app = create_app(settings_from_env(), secret_key=os.environ.get("SECRET_KEY"), metrics=metrics)
+    proxies = os.environ.get("SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS", "").strip()
+    if proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        # Around Quart's ASGI handling (HTTP and WebSocket alike), so the scheme and the
+        # client address are the proxy's word only when the proxy is one of these.
+        middleware: Any = ProxyHeadersMiddleware(app.asgi_app, trusted_hosts=proxies)  # type: ignore[arg-type]
+        app.asgi_app = middleware  # type: ignore[method-assign]
     app.before_serving(tune_gc)
     return app
+
+
+def create_hypercorn_app() -> Quart:
+    """:func:`create_service_app` for a hypercorn worker: its WebSocket handshake
+    refuses permessage-deflate and its message buffer stays bounded (see
+    :mod:`sessionwatch.servers`)."""
+    from .servers import harden_hypercorn
+
+    harden_hypercorn()
+    return create_service_app()
 
 
 # Young collections every 10,000 net allocations instead of 700: objects of requests

@@ -38,9 +38,15 @@ def _password_ok(password: str) -> bool:
 
 
 def create_app(
-    settings: Settings | None = None, *, secret_key: str | None = None, metrics: bool = False
+    settings: Settings | None = None,
+    *,
+    secret_key: str | None = None,
+    metrics: bool = False,
+    metrics_token: str | None = None,
+    readyz_detail: bool = False,
 ) -> Quart:
-    """The demo app, configured from ``settings`` (default: the environment)."""
+    """The demo app, configured from ``settings`` (default: the environment); the
+    other options go to :func:`~sessionwatch.ops.register_ops`."""
     import os
 
     settings = settings or settings_from_env()
@@ -49,7 +55,9 @@ def create_app(
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
     watch = SessionWatch(app, **options)
     store = PolicyStore(watch.backend)
-    register_ops(app, watch, metrics=metrics)
+    register_ops(
+        app, watch, metrics=metrics, metrics_token=metrics_token, readyz_detail=readyz_detail
+    )
 
     def apply(policy: DemoPolicy) -> None:
         watch.policy = policy.to_policy()
