@@ -13,7 +13,6 @@ the proxies named by ``--forwarded-allow-ips``.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import secrets
@@ -25,6 +24,7 @@ from typing import Literal
 from .backends import backend_from_url
 from .config import settings_from_env
 from .exceptions import ConfigurationError
+from .proxies import parse_proxies
 from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
 
 __all__ = ["main", "serve"]
@@ -67,19 +67,13 @@ def _seconds(value: str) -> float:
 
 
 def _proxies(value: str) -> str:
-    """Comma-separated IP addresses or networks, or ``*``; checked here so that a typo
-    fails at start-up instead of silently trusting nobody (or everybody)."""
-    items = [item.strip() for item in value.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("empty list of proxy addresses")
-    for item in items:
-        if item == "*":
-            continue
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an IP address or network: {item!r}") from None
-    return ",".join(items)
+    """Checked here so that a typo fails at start-up instead of silently trusting nobody
+    (or everybody)."""
+    try:
+        parse_proxies(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return ",".join(item.strip() for item in value.split(",") if item.strip())
 
 
 def _default_port() -> int:

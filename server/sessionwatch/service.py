@@ -27,8 +27,9 @@ from quart import Quart
 
 from .config import settings_from_env
 from .demo import create_app
+from .proxies import TrustedProxies
 
-__all__ = ["create_hypercorn_app", "create_service_app"]
+__all__ = ["create_hypercorn_app", "create_service_app", "trust_proxies"]
 
 _FALSE = ("0", "false", "no", "off")
 
@@ -54,14 +55,17 @@ def create_service_app() -> Quart:
     )
     proxies = os.environ.get("SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS", "").strip()
     if proxies:
-        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-
-        # Around Quart's ASGI handling (HTTP and WebSocket alike), so the scheme and the
-        # client address are the proxy's word only when the proxy is one of these.
-        middleware: Any = ProxyHeadersMiddleware(app.asgi_app, trusted_hosts=proxies)  # type: ignore[arg-type]
-        app.asgi_app = middleware  # type: ignore[method-assign]
+        trust_proxies(app, proxies)
     app.before_serving(tune_gc)
     return app
+
+
+def trust_proxies(app: Quart, proxies: str) -> None:
+    """Believe ``X-Forwarded-Proto`` / ``X-Forwarded-For`` only from ``proxies``
+    (comma-separated IPs or networks, ``*`` for any), around Quart's ASGI handling (HTTP
+    and WebSocket alike) under either server. See :mod:`sessionwatch.proxies`."""
+    middleware: Any = TrustedProxies(app.asgi_app, proxies)
+    app.asgi_app = middleware  # type: ignore[method-assign]
 
 
 def create_hypercorn_app() -> Quart:
