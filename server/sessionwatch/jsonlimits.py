@@ -4,7 +4,8 @@
 ``RecursionError`` (the socket closed 1011 with a traceback) and 100,000 ``[`` in a
 request body answered 500. :func:`loads` refuses anything nested deeper than
 ``max_depth`` with :class:`JSONTooDeep` (a ``ValueError``, like every other malformed
-JSON) before decoding it.
+JSON) before decoding it. Pure (no framework); ``jsonprovider`` gives a Quart app's
+``request.get_json()`` the same bound.
 """
 
 from __future__ import annotations

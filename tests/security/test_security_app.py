@@ -265,7 +265,6 @@ async def test_user_ids_with_control_characters_are_refused_and_events_are_json(
 # -- hole 6: parse errors ----------------------------------------------------------------------
 
 
-@open_hole
 async def test_deeply_nested_json_is_refused_not_crashed(svc: Service) -> None:
     """A frame nested 2,000 levels closed 1011 with a traceback; 100,000 ``[`` to
     ``/api/transfer`` and ``{"devices": "²"}`` to ``/policy`` answered 500. Now: 1007,
@@ -288,6 +287,37 @@ async def test_deeply_nested_json_is_refused_not_crashed(svc: Service) -> None:
         )
         assert policy.status == 400 and policy.json()["error"] == "bad_request", policy.body
     assert "Traceback" not in svc.process.output()
+
+
+# -- hole 7: the demo's pages ------------------------------------------------------------------
+
+
+async def test_demo_pages_send_csp_frame_ancestors_referrer_policy_and_nosniff(
+    svc: Service,
+) -> None:
+    """Hole 7: the demo's pages sent no CSP, ``frame-ancestors`` or ``Referrer-Policy``."""
+    cookie, token = await sign_in_and_claim(svc.port, "paula", svc.origin)
+    for path in ("/login", "/"):
+        page = await svc.request("GET", path, cookie=cookie)
+        assert page.status == 200 and page.header("Content-Type", "").startswith("text/html")
+        csp = page.header("Content-Security-Policy") or ""
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, csp
+        assert "unsafe-inline" not in csp
+        assert "object-src 'none'" in csp and "base-uri 'none'" in csp
+        assert page.header("X-Frame-Options") == "DENY"
+        assert page.header("Cross-Origin-Opener-Policy") == "same-origin"
+        assert page.header("Referrer-Policy") == "same-origin"
+        assert page.header("X-Content-Type-Options") == "nosniff"
+        assert page.header("Strict-Transport-Security") is None  # plain http: no HSTS
+        assert page.header("Cross-Origin-Resource-Policy") == "same-origin"
+    assert b'action="/logout"' in (await svc.request("GET", "/", cookie=cookie)).body
+    api = await svc.transfer(cookie, token)
+    assert api.header("X-Content-Type-Options") == "nosniff"
+    assert "frame-ancestors 'none'" in (api.header("Content-Security-Policy") or "")
+    # The client script is the same for everyone: no session data in a script.
+    anonymous = await svc.request("GET", "/_sessionwatch/client.js", origin=None)
+    signed_in = await svc.request("GET", "/_sessionwatch/client.js", cookie=cookie)
+    assert anonymous.status == signed_in.status == 200 and anonymous.body == signed_in.body
 
 
 # -- hole 8: per-address caps ------------------------------------------------------------------

@@ -185,6 +185,9 @@ async def test_forwarded_proto_is_believed_only_from_configured_proxies(
         assert list(answer.cookies) == ["__Host-session"], answer.cookies
         attributes = answer.cookies["__Host-session"].lower()
         assert "secure" in attributes and "path=/" in attributes and "domain" not in attributes
+        assert "httponly" in attributes and "samesite=lax" in attributes
+        page = await raw_request(process.port, "GET", "/login", proxied)
+        assert page.header("Strict-Transport-Security") == "max-age=31536000; includeSubDomains"
     with service(
         redis_server, "--server", server, "--forwarded-allow-ips", "198.18.0.1"
     ) as process:

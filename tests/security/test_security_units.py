@@ -9,6 +9,7 @@ import pytest
 from sessionwatch.events import CloseCode, parse_client_message
 from sessionwatch.exceptions import ProtocolError
 from sessionwatch.jsonlimits import MAX_JSON_DEPTH, JSONTooDeep, check_depth, loads
+from sessionwatch.limits import AddressLimits, RateBuckets
 from sessionwatch.proxies import TrustedProxies, parse_proxies
 
 
@@ -47,3 +48,29 @@ def test_forwarded_for_takes_the_nearest_untrusted_hop() -> None:
     assert proxies._client(["203.0.113.7", "not-an-ip"]) is None
     assert proxies._client([]) is None
     assert parse_proxies("*") is None and TrustedProxies(None, "*").trusted("anything")
+
+
+def test_rate_buckets_refill_and_stay_bounded() -> None:
+    buckets = RateBuckets(2.0, max_keys=3)
+    assert [buckets.take("a", 0.0) for _ in range(3)] == [True, True, False]
+    assert buckets.retry_after("a") == pytest.approx(0.5)
+    assert buckets.take("a", 0.5) and not buckets.take("a", 0.5)
+    for key in "bcde":
+        buckets.take(key, 1.0)
+    assert len(buckets) == 3  # "a" (least recently used) forgotten
+    assert buckets.take("a", 1.0)
+
+
+def test_address_limits_count_sockets_and_rates_per_address() -> None:
+    limits = AddressLimits(max_sockets=2, new_sessions_per_second=1, hellos_per_second=3)
+    assert limits.open_socket("198.18.0.1") and limits.open_socket("198.18.0.1")
+    assert not limits.open_socket("198.18.0.1") and limits.open_socket("198.18.0.2")
+    limits.close_socket("198.18.0.1")
+    assert limits.sockets("198.18.0.1") == 1 and limits.open_socket("198.18.0.1")
+    for _ in range(5):
+        limits.close_socket("198.18.0.1")
+    assert limits.sockets("198.18.0.1") == 0
+    assert limits.new_session("198.18.0.1", 0.0) and not limits.new_session("198.18.0.1", 0.1)
+    assert limits.new_session("198.18.0.2", 0.1)  # another address: its own bucket
+    assert [limits.hello("198.18.0.1", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert limits.open_socket(None) and limits.new_session(None, 0) and limits.hello(None, 0)

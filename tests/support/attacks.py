@@ -23,11 +23,11 @@ class Answer:
     body: bytes
     cookies: dict[str, str] = field(default_factory=dict)  # Set-Cookie name -> raw line
 
-    def header(self, name: str) -> str | None:
+    def header(self, name: str, default: str | None = None) -> str | None:
         for key, value in self.headers:
             if key.lower() == name.lower():
                 return value
-        return None
+        return default
 
     def all(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key.lower() == name.lower()]
