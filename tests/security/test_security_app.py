@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from support.attacks import Answer, cookie_value, open_ws, raw_request, sign_in_and_claim
+from support.push_processes import TESTS
 from support.redis_server import RedisServer
 from support.service_process import ServiceProcess
 
@@ -359,3 +361,94 @@ async def test_per_address_caps_on_sockets_sessions_and_hellos(redis_server: Red
         assert outcomes.count("ready") == 4 and outcomes.count(4010) == 2, outcomes
         for ws in sockets:
             await ws.close()
+
+
+async def evalsha_calls(redis: RedisServer) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", redis.port)
+    try:
+        writer.write(b"INFO commandstats\r\n")
+        await writer.drain()
+        text = ""
+        while "\r\n\r\n" not in text and "cmdstat_info" not in text:
+            text += (await asyncio.wait_for(reader.read(65536), 5)).decode()
+    finally:
+        writer.close()
+    for line in text.splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+async def bystander(svc: Service, cookie: str, token: str, seconds: float) -> dict[str, Any]:
+    """A bystander's protected requests from its own process and address (127.0.0.2):
+    ``{"ms": sorted latencies of the answered ones, "failed": statuses of the others}``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "support.bystander",
+        str(svc.port),
+        cookie,
+        token,
+        str(seconds),
+        "127.0.0.2",
+        cwd=str(TESTS),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), seconds + 30)
+    assert process.returncode == 0, err.decode()[-2000:]
+    return dict(json.loads(out))
+
+
+def p50(values: list[float]) -> float:
+    return values[len(values) // 2]
+
+
+@open_hole
+async def test_a_hello_flood_from_one_address_is_capped_and_bystanders_keep_their_latency(
+    redis_server: RedisServer,
+) -> None:
+    """Hole 8: 200 sockets of one address (over 10 anonymous sessions) sending
+    ``hello`` 15 times a second drove ~15k Redis scripts in 5 s and a bystander's p50
+    from 3.5 to 19.6 ms. With the default hello rate per address the flood costs at
+    most that rate in scripts and its sockets beyond it close 4010."""
+    flood = "127.0.0.3"
+    async with running(redis_server) as svc:
+        byst_cookie, byst_token = await sign_in_and_claim(svc.port, "bea", svc.origin)
+        quiet = await bystander(svc, byst_cookie, byst_token, 2.0)
+        sessions = [await svc.anonymous() for _ in range(10)]
+        sockets = []
+        for cookie, token in sessions:
+            for _ in range(20):
+                ws = await open_ws(svc.port, cookie, svc.origin, source=flood)
+                sockets.append((ws, token))
+        closes: dict[Any, int] = {}
+
+        async def hammer(ws: Any, token: str) -> None:
+            hello = json.dumps({"type": "hello", "v": 1, "tab": token})
+            try:
+                for _ in range(45):  # 15 a second for 3 s
+                    await ws.send(hello)
+                    await asyncio.sleep(1 / 15)
+            except ConnectionClosed:
+                pass
+            closes[ws.close_code] = closes.get(ws.close_code, 0) + 1
+
+        before = await evalsha_calls(redis_server)
+        flooding = asyncio.gather(*(hammer(ws, token) for ws, token in sockets))
+        loaded = await bystander(svc, byst_cookie, byst_token, 3.0)
+        try:
+            await asyncio.wait_for(flooding, 30)
+        finally:
+            scripts = await evalsha_calls(redis_server) - before
+            for ws, _ in sockets:
+                ws.transport.abort()
+        print(
+            f"hello flood: {scripts} Redis scripts; closes {closes}; bystander p50 "
+            f"{p50(quiet['ms']):.1f} ms quiet ({len(quiet['ms'])} requests), "
+            f"{p50(loaded['ms']) if loaded['ms'] else float('nan'):.1f} ms during the flood "
+            f"({len(loaded['ms'])} answered, failed: {loaded['failed']})"
+        )
+        assert closes.get(4010, 0) >= 150, closes
+        assert scripts < 1000, scripts
+        assert not loaded["failed"] and len(loaded["ms"]) > 10, loaded

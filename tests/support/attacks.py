@@ -44,13 +44,18 @@ async def raw_request(
     body: bytes = b"",
     *,
     timeout: float = 15.0,
+    source: str | None = None,
 ) -> Answer:
     """One HTTP/1.1 request on its own connection; headers are sent exactly as given
-    (duplicates included) after ``Host``."""
+    (duplicates included) after ``Host``. ``source``: the loopback address to send
+    from (127.0.0.0/8: each is another client address to the server)."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers or []]
     lines.append(f"Content-Length: {len(body)}")
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    local = (source, 0) if source else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, local_addr=local), timeout
+    )
     try:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
@@ -115,6 +120,7 @@ async def open_ws(
     compression: str | None = None,
     cookie_name: str = "session",
     max_size: int | None = 2**20,
+    source: str | None = None,
 ) -> ClientConnection:
     headers = {"Origin": origin}
     if cookie is not None:
@@ -127,4 +133,5 @@ async def open_ws(
         ping_interval=None,
         compression=compression,
         max_size=max_size,
+        local_addr=(source, 0) if source else None,
     )
