@@ -162,6 +162,9 @@ async def test_unsafe_requests_from_a_foreign_origin_are_refused(
         )
         assert answer.status == 403, (path, answer.status, answer.body)
         assert answer.json()["error"] == "origin_forbidden", (path, answer.body)
+        assert answer.header("Access-Control-Allow-Origin") is None
+    # State changes need an unsafe method: a GET (a link, an image) claims nothing.
+    assert (await svc.request("GET", "/_sessionwatch/claim", cookie=cookie)).status == 405
     # From the app's own origin the same requests go through.
     assert (await svc.transfer(cookie, token)).status == 200
     same = [("Sec-Fetch-Site", "same-origin")]

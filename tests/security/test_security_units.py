@@ -74,3 +74,22 @@ def test_address_limits_count_sockets_and_rates_per_address() -> None:
     assert limits.new_session("198.18.0.2", 0.1)  # another address: its own bucket
     assert [limits.hello("198.18.0.1", 0.0) for _ in range(4)] == [True, True, True, False]
     assert limits.open_socket(None) and limits.new_session(None, 0) and limits.hello(None, 0)
+
+
+def test_session_ids_are_256_bit_csprng_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASVS 7.2.3: ids come from ``secrets`` (the OS CSPRNG) with 256 bits."""
+    import secrets
+
+    from sessionwatch import tokens
+
+    asked: list[int] = []
+    real = secrets.token_urlsafe
+
+    def spy(nbytes: int | None = None) -> str:
+        asked.append(nbytes or 0)
+        return real(nbytes)
+
+    monkeypatch.setattr(tokens.secrets, "token_urlsafe", spy)
+    ids = {tokens.new_session_id() for _ in range(2000)}
+    assert asked[0] == 32 and len(ids) == 2000
+    assert all(len(value) == 43 for value in ids)
