@@ -63,6 +63,10 @@ class Settings:
     max_messages_per_second: float = 20.0
     max_sockets_per_session: int = 32
     max_sockets_per_user: int = 128
+    # Per client address and per process (one client with many anonymous sessions).
+    max_sockets_per_address: int = 256
+    max_new_sessions_per_second: float = 10.0
+    max_hellos_per_second: float = 50.0
     send_queue_size: int = 32
     # Sockets being opened (session check to registration) at once per process; more
     # queue. Half the Redis pool, so that page loads keep the rest.
@@ -108,12 +112,15 @@ _DURATIONS: Final = {
     "heartbeat_interval",
     "heartbeat_timeout",
     "max_messages_per_second",
+    "max_new_sessions_per_second",
+    "max_hellos_per_second",
 }
 _COUNTS: Final = {
     "max_cookie_length",
     "max_frame",
     "max_sockets_per_session",
     "max_sockets_per_user",
+    "max_sockets_per_address",
     "send_queue_size",
     "max_opening_sockets",
 }

@@ -246,7 +246,7 @@ async def test_user_ids_with_control_characters_are_refused_and_events_are_json(
     """A username with ``\\n``, ``\\r`` or NUL was accepted and logged raw, so it could
     write a fake ``sessionwatch.security`` line. It is refused 400 now, and security
     events are JSON lines, whatever they contain."""
-    forged = "INFO sessionwatch.security login: session X for user admin"
+    forged = "sessionwatch.security login: admin"  # short enough for the demo's 64
     async with running(redis_server, LOG_LEVEL="info") as svc:
         for bad in (f"mallory%0A{forged}", "mallory%0Dx", "mallory%00x", "mallory%E2%80%A8x"):
             answer = await svc.request(
@@ -256,7 +256,7 @@ async def test_user_ids_with_control_characters_are_refused_and_events_are_json(
             assert "session" not in answer.cookies
         assert (await svc.login("quentin")).status == 302
         log = svc.process.output()
-        assert "\n" + forged not in log and "for user admin" not in log
+        assert "\n" + forged not in log
         events = [
             json.loads(line.split("sessionwatch.security ", 1)[1].split("] ", 1)[1])
             for line in log.splitlines()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
+from sessionwatch.audit import InvalidUserId, check_user_id, security_event
 from sessionwatch.events import CloseCode, parse_client_message
 from sessionwatch.exceptions import ProtocolError
 from sessionwatch.jsonlimits import MAX_JSON_DEPTH, JSONTooDeep, check_depth, loads
@@ -93,3 +95,43 @@ def test_session_ids_are_256_bit_csprng_values(monkeypatch: pytest.MonkeyPatch) 
     ids = {tokens.new_session_id() for _ in range(2000)}
     assert asked[0] == 32 and len(ids) == 2000
     assert all(len(value) == 43 for value in ids)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "x" * 257,
+        "eve\nINFO sessionwatch.security login",
+        "eve\r",
+        "eve\x00",
+        "eve\u2028x",
+        "eve\u202ex",
+        "eve\u200bx",
+        "eve\ud800",
+        42,
+        None,
+    ],
+)
+def test_user_ids_that_could_forge_log_lines_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidUserId) as caught:
+        check_user_id(bad)
+    assert isinstance(caught.value, ValueError) and caught.value.code == "bad_user_id"
+
+
+def test_user_ids_of_any_script_are_accepted() -> None:
+    for good in ("alice", "Zoë Müller", "李小龙", "user@example.com", "a b", "x" * 256):
+        assert check_user_id(good) == good
+
+
+def test_security_events_are_one_json_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "sessionwatch.security")
+    security_event("login", session="abc", user="eve\nINFO forged\u2028")
+    (record,) = caplog.records
+    line = record.getMessage()
+    assert "\n" not in line and "\u2028" not in line
+    assert json.loads(line) == {
+        "event": "login",
+        "session": "abc",
+        "user": "eve\nINFO forged\u2028",
+    }
