@@ -14,7 +14,7 @@ import logging
 import unicodedata
 from typing import Any, Final
 
-from .exceptions import SessionWatchError
+from .exceptions import InvalidUserId
 
 __all__ = ["MAX_USER_ID", "InvalidUserId", "check_user_id", "security_event", "security_log"]
 
@@ -24,13 +24,6 @@ MAX_USER_ID: Final = 256
 # Cc control, Cf format (bidi overrides, zero-width), Cs surrogates, Co private use,
 # Cn unassigned, Zl/Zp line and paragraph separators.
 _REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-class InvalidUserId(SessionWatchError, ValueError):
-    """A user id that is empty, too long, not a string, or holds characters that could
-    forge log lines or fool a reader (control, format, separator characters)."""
-
-    code = "bad_user_id"
 
 
 def check_user_id(user_id: object) -> str:

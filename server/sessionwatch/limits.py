@@ -11,15 +11,32 @@ scripts in 5 s. :class:`AddressLimits` counts, per address and per process:
 
 Rates are token buckets (bursts of one second's worth); the table of addresses is
 bounded (least recently seen forgotten first), so a spray of addresses cannot grow it.
-A request without a known address (``None``) is not limited here.
+An IPv6 client counts by its /64 (one subscriber's prefix). A connection without an IP
+address (``None``, Quart's test client ``<local>``, a Unix socket without a proxy's
+``X-Forwarded-For``) is not limited here.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["AddressLimits", "RateBuckets"]
+__all__ = ["AddressLimits", "RateBuckets", "address_key"]
+
+
+def address_key(address: str | None) -> str | None:
+    """What the limits count ``address`` as: an IPv4 address itself, an IPv6 address
+    by its /64, anything else (no address, ``<local>``) as ``None`` (not limited)."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
 
 
 @dataclass(slots=True)
@@ -89,6 +106,7 @@ class AddressLimits:
 
     def open_socket(self, address: str | None) -> bool:
         """Count a new socket of ``address``; False (nothing counted) at the cap."""
+        address = address_key(address)
         if address is None:
             return True
         count = self._sockets.get(address, 0)
@@ -99,6 +117,7 @@ class AddressLimits:
 
     def close_socket(self, address: str | None) -> None:
         """Forget a socket counted by :meth:`open_socket`."""
+        address = address_key(address)
         if address is None:
             return
         count = self._sockets.get(address, 0) - 1
@@ -108,12 +127,19 @@ class AddressLimits:
             self._sockets.pop(address, None)
 
     def sockets(self, address: str) -> int:
-        return self._sockets.get(address, 0)
+        return self._sockets.get(address_key(address) or "", 0)
 
     def new_session(self, address: str | None, now: float) -> bool:
         """May ``address`` start another anonymous session now?"""
-        return address is None or self.sessions.take(address, now)
+        key = address_key(address)
+        return key is None or self.sessions.take(key, now)
+
+    def session_retry_after(self, address: str | None) -> float:
+        """Seconds until ``address`` may start a session again."""
+        key = address_key(address)
+        return 0.0 if key is None else self.sessions.retry_after(key)
 
     def hello(self, address: str | None, now: float) -> bool:
         """May a socket of ``address`` have its ``hello`` checked now?"""
-        return address is None or self.hellos.take(address, now)
+        key = address_key(address)
+        return key is None or self.hellos.take(key, now)

@@ -197,10 +197,25 @@ class _Endpoint:
             return None
         interface: ServerSessionInterface = self._app.session_interface  # type: ignore[assignment]
         name = interface.cookie_name(self._app, scheme in ("https", "wss"))
-        raw = parse_cookie(";".join(cookies)).get(name)
-        if raw is None or len(raw) > watch.settings.max_cookie_length:
-            return None
-        return watch.signer.unsign(raw)
+        values = parse_cookie(";".join(cookies)).getlist(name)
+        if len(values) != 1 or len(values[0]) > watch.settings.max_cookie_length:
+            return None  # none, or several (a tossed copy): the session interface sorts them
+        return watch.signer.unsign(values[0])
+
+    def _address(self) -> str | None:
+        """The client's address, as :meth:`SessionWatch.client_address` reads it."""
+        scope = self._scope
+        if self.watch.settings.trust_forwarded_for:
+            forwarded = ",".join(
+                value.decode("latin1")
+                for name, value in scope["headers"]
+                if name.lower() == b"x-forwarded-for"
+            )
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            if hops:
+                return hops[-1]
+        client = scope.get("client")
+        return str(client[0]) if client else None
 
     async def _serve(self) -> None:
         watch = self.watch
@@ -265,7 +280,9 @@ class _Endpoint:
             return
         code: int | None
         try:
-            code = await serve_socket(watch, hub, conn, tab_key, self._read, ticket)
+            code = await serve_socket(
+                watch, hub, conn, tab_key, self._read, ticket, self._address()
+            )
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None

@@ -24,6 +24,7 @@ _MESSAGES = {
     "origin_forbidden": "This request's origin is not allowed.",
     "not_signed_in": "Sign in to see your sessions.",
     "unauthorized": "This endpoint needs a valid bearer token.",
+    "rate_limited": "Too many new sessions from your address. Try again shortly.",
 }
 
 _PAGE = """<!doctype html>

@@ -67,9 +67,7 @@ def create_blueprint(watch: SessionWatch) -> Blueprint:
             return error_response(
                 415, "bad_request", "POST /claim needs Content-Type: application/json"
             )
-        origin = request.headers.get("Origin")
-        if origin is not None and not origin_allowed(watch, origin, own_origin()):
-            return error_response(403, "origin_forbidden")
+        watch.refuse_foreign("claim")  # 403 origin_forbidden (Origin or Sec-Fetch-Site)
         token, result = await watch.claim_tab()
         if watch.metrics is not None:
             watch.metrics.claimed()

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 from quart import Blueprint, Response, websocket
 
 from .admission import Ticket
+from .audit import security_event
 from .connection import Connection, TooManySockets
 from .events import CloseCode, parse_client_message
 from .exceptions import BackendUnavailable, ProtocolError
 from .hub import Hub
 from .responses import ended_response, error_response
 from .routes import origin_allowed, own_origin
-from .sessions import security_log
 from .tokens import parse_tab_token
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
     async def live() -> Response | None:
         origin = websocket.headers.get("Origin")
         if not origin_allowed(watch, origin, own_origin()):
-            security_log.warning("websocket refused: origin %r not allowed", origin)
+            security_event("origin_refused", logging.WARNING, action="websocket", why=origin)
             return error_response(403, "origin_forbidden")
         try:
             session = watch.current_session()
@@ -106,7 +106,9 @@ def register_websocket(bp: Blueprint, watch: SessionWatch) -> None:
                 record.id, record.user, websocket.send, queue_size=watch.settings.send_queue_size
             )
             await websocket.accept()
-            code = await serve_socket(watch, hub, conn, record.tab_key, websocket.receive, ticket)
+            code = await serve_socket(
+                watch, hub, conn, record.tab_key, websocket.receive, ticket, watch.client_address()
+            )
         finally:
             ticket.release()
         if code is not None:
@@ -124,12 +126,19 @@ async def serve_socket(
     tab_key: str,
     receive: Receive,
     opening: Ticket,
+    address: str | None = None,
 ) -> int | None:
     """Serve an accepted socket: register it with the hub, read its frames, forget it.
     ``opening`` (its admission) is released once it is registered: the wait for its
     ``hello`` holds no turn (a silent client must not block others), and hellos come
-    no faster than turns are given.
+    no faster than turns are given. ``address`` (the client's) is counted against
+    ``max_sockets_per_address`` (4011 beyond) and ``max_hellos_per_second``.
     Returns the close code to send (``None``: nothing to send)."""
+    limits = watch.address_limits
+    if limits is not None and not limits.open_socket(address):
+        opening.release()
+        security_event("rate_limited", logging.WARNING, limit="sockets", address=address)
+        return CloseCode.TOO_MANY_SOCKETS
     try:
         try:
             await hub.attach(conn)
@@ -139,14 +148,21 @@ async def serve_socket(
             return CloseCode.TRY_AGAIN_LATER
         finally:
             opening.release()
-        return await conn.serve(_read_frames(watch, hub, conn, tab_key, receive))
+        return await conn.serve(_read_frames(watch, hub, conn, tab_key, receive, address))
     finally:  # also when cancelled while attaching (the peer left during the subscribe)
+        if limits is not None:
+            limits.close_socket(address)
         hub.read_deadlines.cancel(conn)
         await hub.detach(conn)
 
 
 async def _read_frames(
-    watch: SessionWatch, hub: Hub, conn: Connection, tab_key: str, receive: Receive
+    watch: SessionWatch,
+    hub: Hub,
+    conn: Connection,
+    tab_key: str,
+    receive: Receive,
+    address: str | None,
 ) -> None:
     """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
     settings = watch.settings
@@ -188,6 +204,12 @@ async def _read_frames(
                 return
             conn.push({"type": "pong"})
             continue
+        limits = watch.address_limits
+        if limits is not None and not limits.hello(address, loop.time()):
+            # Each hello costs a backend read: one address may not make them faster.
+            security_event("rate_limited", logging.WARNING, limit="hellos", address=address)
+            conn.abort(CloseCode.RATE_LIMITED)
+            return
         first = not conn.bound
         if not await _hello(watch, hub, conn, tab_key, message.tab):
             return
@@ -203,7 +225,7 @@ async def _hello(
     gen = parse_tab_token(token, tab_key) if token and len(token) <= _MAX_TOKEN_LENGTH else None
     if token is None or gen is None:
         if token is not None:
-            security_log.warning("websocket tab token refused for session %s", conn.session)
+            security_event("tab_refused", logging.WARNING, session=conn.session, socket=True)
         conn.abort(CloseCode.TAB_INVALID)
         return False
     # Bound first, so a newer claim published while we read is routed to this socket.

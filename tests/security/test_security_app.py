@@ -20,9 +20,6 @@ from support.redis_server import RedisServer
 from support.service_process import ServiceProcess
 
 pytestmark = pytest.mark.multiprocess
-# The attacks still succeed until their fixes land (after the layers merge); strict, so
-# each mark must go with its fix.
-open_hole = pytest.mark.xfail(strict=True, reason="issue 12: fix pending")
 
 EVIL = "http://evil.example"
 FORM = ("Content-Type", "application/x-www-form-urlencoded")
@@ -57,13 +54,19 @@ class Service:
             sent.append(("X-SessionWatch-Tab", token))
         return await raw_request(self.port, method, path, sent, body)
 
-    async def transfer(self, cookie: str, token: str, **kwargs: Any) -> Answer:
+    async def transfer(
+        self,
+        cookie: str | None,
+        token: str,
+        headers: list[tuple[str, str]] | None = None,
+        **kwargs: Any,
+    ) -> Answer:
         return await self.request(
             "POST",
             "/api/transfer",
             cookie=cookie,
             token=token,
-            headers=[JSON],
+            headers=headers or [JSON],
             body=b"{}",
             **kwargs,
         )
@@ -108,7 +111,6 @@ def _svc(redis_server: RedisServer) -> Any:
 # -- hole 2: pre-login tokens, origins -----------------------------------------------------
 
 
-@open_hole
 async def test_login_invalidates_every_tab_token_issued_before_it(svc: Service) -> None:
     """The attacker plants a pre-login cookie and keeps its tab token; the victim signs
     in on that cookie. The pre-login token, posted with the victim's new cookie, got
@@ -130,7 +132,6 @@ async def test_login_invalidates_every_tab_token_issued_before_it(svc: Service) 
         assert (await svc.transfer(victim_cookie, token)).json()["error"] == "tab_invalid"
 
 
-@open_hole
 @pytest.mark.parametrize(
     "foreign",
     [
@@ -174,31 +175,30 @@ async def test_unsafe_requests_from_a_foreign_origin_are_refused(
 # -- hole 3: duplicate cookies -------------------------------------------------------------
 
 
-@open_hole
 async def test_a_tossed_cookie_neither_logs_out_nor_deletes_the_genuine_one(
     svc: Service,
 ) -> None:
     """``Cookie: session=AAAA.BBBB; session=<valid>`` got 401 and a ``Set-Cookie`` that
-    deleted the genuine cookie. Every copy is tried now: the genuine one wins, in
-    either order, and nothing is deleted."""
+    deleted the genuine cookie. Every copy is verified now: forged and ended copies are
+    skipped in either order, the genuine live one is used, and nothing is deleted."""
     cookie, token = await sign_in_and_claim(svc.port, "tess", svc.origin)
-    planted_cookie, _ = await svc.anonymous()  # a genuine cookie of another session
-    for junk in ("AAAA.BBBB", planted_cookie):
+    ended_cookie, _ = await sign_in_and_claim(svc.port, "tess", svc.origin)
+    assert (await svc.request("POST", "/logout", cookie=ended_cookie)).status == 302
+    for junk in ("AAAA.BBBB", ended_cookie, "A" * 600):
         for pair in ([junk, cookie], [cookie, junk]):
             header = "; ".join(f"session={value}" for value in pair)
-            answer = await svc.request(
-                "POST",
-                "/api/transfer",
-                origin="own",
-                token=token,
-                headers=[JSON, ("Cookie", header)],
-                body=b"{}",
-            )
+            answer = await svc.transfer(None, token, headers=[JSON, ("Cookie", header)])
             assert answer.status == 200, (pair, answer.status, answer.body)
             assert "session" not in answer.cookies, answer.cookies
             state = await svc.request("GET", "/_sessionwatch/state", headers=[("Cookie", header)])
             assert state.status == 200 and state.json()["user"] == "tess"
             assert "session" not in state.cookies
+    # Two live sessions' cookies: the first is used (a browser sends the more specific
+    # path first); neither is deleted.
+    planted, _ = await svc.anonymous()
+    header = f"session={planted}; session={cookie}"
+    answer = await svc.transfer(None, token, headers=[JSON, ("Cookie", header)])
+    assert answer.status == 409 and "session" not in answer.cookies
     ws = await open_ws(svc.port, f"AAAA.BBBB; session={cookie}", svc.origin)
     await ws.send(json.dumps({"type": "hello", "v": 1, "tab": token}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
@@ -208,7 +208,6 @@ async def test_a_tossed_cookie_neither_logs_out_nor_deletes_the_genuine_one(
 # -- hole 4: login and logout CSRF -----------------------------------------------------------
 
 
-@open_hole
 @pytest.mark.parametrize(
     "foreign",
     [[("Origin", EVIL)], [("Sec-Fetch-Site", "cross-site")]],
@@ -239,7 +238,6 @@ async def test_login_and_logout_from_a_foreign_origin_are_refused(
 # -- hole 5: log forging ---------------------------------------------------------------------
 
 
-@open_hole
 async def test_user_ids_with_control_characters_are_refused_and_events_are_json(
     redis_server: RedisServer,
 ) -> None:
@@ -328,7 +326,6 @@ async def test_demo_pages_send_csp_frame_ancestors_referrer_policy_and_nosniff(
 # -- hole 8: per-address caps ------------------------------------------------------------------
 
 
-@open_hole
 async def test_per_address_caps_on_sockets_sessions_and_hellos(redis_server: RedisServer) -> None:
     """1,500 sockets from 50 anonymous sessions of one address were all accepted. Now
     each address has caps (configurable): sockets (4011 past it), new anonymous
@@ -407,7 +404,6 @@ def p50(values: list[float]) -> float:
     return values[len(values) // 2]
 
 
-@open_hole
 async def test_a_hello_flood_from_one_address_is_capped_and_bystanders_keep_their_latency(
     redis_server: RedisServer,
 ) -> None:
@@ -446,6 +442,7 @@ async def test_a_hello_flood_from_one_address_is_capped_and_bystanders_keep_thei
             scripts = await evalsha_calls(redis_server) - before
             for ws, _ in sockets:
                 ws.transport.abort()
+        scripts -= len(loaded["ms"]) + len(loaded["failed"])  # the bystander's own (1 each)
         print(
             f"hello flood: {scripts} Redis scripts; closes {closes}; bystander p50 "
             f"{p50(quiet['ms']):.1f} ms quiet ({len(quiet['ms'])} requests), "
@@ -453,5 +450,5 @@ async def test_a_hello_flood_from_one_address_is_capped_and_bystanders_keep_thei
             f"({len(loaded['ms'])} answered, failed: {loaded['failed']})"
         )
         assert closes.get(4010, 0) >= 150, closes
-        assert scripts < 1000, scripts
+        assert scripts < 500, scripts  # the default 50 hellos/s (+ a burst of 50) in ~3 s
         assert not loaded["failed"] and len(loaded["ms"]) > 10, loaded

@@ -110,7 +110,6 @@ async def _world(app: Quart) -> dict[str, Any]:
 cookie_kinds = st.sampled_from(["live", "other", "ended", "signed_junk", "junk", "mangled"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 hole 3: fix pending")
 @fuzz
 @given(kinds=st.lists(cookie_kinds, min_size=1, max_size=4), junk=header_text)
 async def test_any_cookie_header_is_resolved_without_a_500(

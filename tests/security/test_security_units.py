@@ -11,7 +11,7 @@ from sessionwatch.audit import InvalidUserId, check_user_id, security_event
 from sessionwatch.events import CloseCode, parse_client_message
 from sessionwatch.exceptions import ProtocolError
 from sessionwatch.jsonlimits import MAX_JSON_DEPTH, JSONTooDeep, check_depth, loads
-from sessionwatch.limits import AddressLimits, RateBuckets
+from sessionwatch.limits import AddressLimits, RateBuckets, address_key
 from sessionwatch.proxies import TrustedProxies, parse_proxies
 
 
@@ -135,3 +135,13 @@ def test_security_events_are_one_json_line_each(caplog: pytest.LogCaptureFixture
         "session": "abc",
         "user": "eve\nINFO forged\u2028",
     }
+
+
+def test_limits_count_ip_addresses_and_ipv6_prefixes_only() -> None:
+    assert address_key("198.18.0.1") == "198.18.0.1"
+    assert address_key("2001:db8:1:2:3:4:5:6") == address_key("2001:db8:1:2:ffff::1")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+    assert address_key("::ffff:198.18.0.1") == "198.18.0.1"
+    assert address_key("<local>") is None and address_key(None) is None
+    limits = AddressLimits(max_sockets=1, new_sessions_per_second=1, hellos_per_second=1)
+    assert all(limits.new_session("<local>", 0) for _ in range(5))

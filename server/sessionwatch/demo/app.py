@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..background import background
 from ..config import Settings, settings_from_env
-from ..exceptions import SessionLimitReached
+from ..exceptions import InvalidUserId, SessionLimitReached
 from ..extension import SessionWatch
 from ..jsonprovider import BoundedJSONProvider
 from ..ops import register_ops
@@ -150,6 +150,10 @@ def create_app(
         apply(await store.get(fresh=True))
         try:
             await watch.login(username, revoke_others=form.get("revoke_others") == "1")
+        except InvalidUserId:
+            return await render_template(
+                "login.html", error="User names cannot contain control characters.", next=target
+            ), 400
         except SessionLimitReached as exc:
             return await render_template(
                 "login.html",
