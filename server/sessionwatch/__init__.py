@@ -8,9 +8,9 @@ that really revokes. See README.md and docs/.
 from __future__ import annotations
 
 from .backends import Backend, backend_from_url
-from .config import Settings
-from .events import CloseCode, Device, Event
-from .exceptions import (
+from .core.config import Settings, settings_from_env
+from .core.events import CloseCode, Device, Event
+from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
     InvalidUserId,
@@ -18,15 +18,16 @@ from .exceptions import (
     ProtocolError,
     RateLimited,
     SessionLimitReached,
-    SessionNotFound,
     SessionWatchError,
 )
-from .extension import SessionInfo, SessionWatch, TabStatus
-from .policy import Policy
+from .core.policy import Policy
+from .web.extension import SessionInfo, SessionWatch, TabStatus
+from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
     "Backend",
     "BackendUnavailable",
+    "BoundedJSONProvider",
     "CloseCode",
     "ConfigurationError",
     "Device",
@@ -38,12 +39,12 @@ __all__ = [
     "RateLimited",
     "SessionInfo",
     "SessionLimitReached",
-    "SessionNotFound",
     "SessionWatch",
     "SessionWatchError",
     "Settings",
     "TabStatus",
     "backend_from_url",
+    "settings_from_env",
 ]
 
 __version__ = "0.1.0"

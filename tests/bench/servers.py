@@ -190,7 +190,9 @@ def sessionwatch_server(
         **ONE_ADDRESS_LOAD,
     }
     if server == "uvicorn" and (deflate or factory):
-        argv = _uvicorn_app(factory or "sessionwatch.service:create_service_app", workers, deflate)
+        argv = _uvicorn_app(
+            factory or "sessionwatch.service.app:create_service_app", workers, deflate
+        )
         env["SESSIONWATCH_SERVICE_METRICS"] = "1"
     else:
         argv = [

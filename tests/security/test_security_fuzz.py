@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from quart import Quart
 
 from sessionwatch import CloseCode
-from sessionwatch.events import parse_client_message
-from sessionwatch.exceptions import ProtocolError
-from sessionwatch.service import trust_proxies
+from sessionwatch.core.events import parse_client_message
+from sessionwatch.core.exceptions import ProtocolError
+from sessionwatch.service.app import trust_proxies
 from support.app_factory import make_app, watch_of
 from support.live import DOCUMENTED_CLOSE_CODES, Browser, Closed
 

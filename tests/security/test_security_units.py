@@ -7,12 +7,13 @@ import logging
 
 import pytest
 
-from sessionwatch.audit import InvalidUserId, check_user_id, security_event
-from sessionwatch.events import CloseCode, parse_client_message
-from sessionwatch.exceptions import ProtocolError
-from sessionwatch.jsonlimits import MAX_JSON_DEPTH, JSONTooDeep, check_depth, loads
-from sessionwatch.limits import AddressLimits, RateBuckets, address_key
-from sessionwatch.proxies import TrustedProxies, parse_proxies
+from sessionwatch import InvalidUserId
+from sessionwatch.core.audit import check_user_id, security_event
+from sessionwatch.core.events import CloseCode, parse_client_message
+from sessionwatch.core.exceptions import ProtocolError
+from sessionwatch.core.jsonlimits import MAX_JSON_DEPTH, JSONTooDeep, check_depth, loads
+from sessionwatch.core.limits import AddressLimits, RateBuckets, address_key
+from sessionwatch.service.proxies import TrustedProxies, parse_proxies
 
 
 def test_depth_is_counted_outside_strings_only() -> None:
@@ -82,7 +83,7 @@ def test_session_ids_are_256_bit_csprng_values(monkeypatch: pytest.MonkeyPatch) 
     """ASVS 7.2.3: ids come from ``secrets`` (the OS CSPRNG) with 256 bits."""
     import secrets
 
-    from sessionwatch import tokens
+    from sessionwatch.core import tokens
 
     asked: list[int] = []
     real = secrets.token_urlsafe

@@ -1,0 +1,96 @@
+"""Exceptions raised by sessionwatch.
+
+Every error derives from :class:`SessionWatchError`; the subclasses that describe bad
+input also derive from the matching builtin, so ``except ValueError`` keeps working::
+
+    SessionWatchError
+    ├── ConfigurationError (ValueError)        bad option, URL or environment value
+    ├── BackendUnavailable (ConnectionError)   the backend cannot be reached
+    ├── SessionLimitReached                    login denied by ``on_limit="deny"``
+    ├── ProtocolError (ValueError)             a malformed frame or event payload
+    ├── InvalidUserId (ValueError)             a user id that could forge log lines
+    ├── OriginForbidden (PermissionError)      a request sent by a foreign page
+    └── RateLimited                            a client address over a rate
+
+Each carries a stable ``code`` (the ``error`` field of HTTP answers).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "ConfigurationError",
+    "InvalidUserId",
+    "OriginForbidden",
+    "ProtocolError",
+    "RateLimited",
+    "SessionLimitReached",
+    "SessionWatchError",
+]
+
+
+class SessionWatchError(Exception):
+    """Root of every sessionwatch error."""
+
+    code = "sessionwatch_error"
+
+
+class ConfigurationError(SessionWatchError, ValueError):
+    """An option, backend URL or environment value is invalid; the message names it."""
+
+    code = "configuration_error"
+
+
+class BackendUnavailable(SessionWatchError, ConnectionError):
+    """The session backend could not be reached; callers must fail closed."""
+
+    code = "backend_unavailable"
+
+
+class SessionLimitReached(SessionWatchError):
+    """``login`` was refused because the user is at their session limit (``deny``)."""
+
+    code = "session_limit_reached"
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(f"user already has {limit} active session(s)")
+        self.user_id = user_id
+        self.limit = limit
+
+
+class ProtocolError(SessionWatchError, ValueError):
+    """A WebSocket frame or a channel payload does not follow the protocol.
+
+    ``close_code`` is the WebSocket close code the endpoint answers it with.
+    """
+
+    code = "protocol_error"
+
+    def __init__(self, message: str, close_code: int = 1008) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class OriginForbidden(SessionWatchError, PermissionError):
+    """The request was sent by a page of a foreign origin (answered 403
+    ``origin_forbidden``)."""
+
+    code = "origin_forbidden"
+
+
+class RateLimited(SessionWatchError):
+    """The client's address exceeded a rate (answered 429 ``rate_limited``);
+    ``retry_after`` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited; retry after {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+class InvalidUserId(SessionWatchError, ValueError):
+    """A user id that is empty, too long, not a string, or holds characters that could
+    forge log lines or fool a reader (control, format, separator characters)."""
+
+    code = "bad_user_id"

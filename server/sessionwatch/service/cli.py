@@ -1,0 +1,307 @@
+"""``sessionwatch serve``: run the demo service under a production ASGI server.
+
+Configuration comes from the environment (``SECRET_KEY``, ``PORT``, ``REDIS_URL``,
+``SESSIONWATCH_*``); flags override it. Bad values end the command with a message that
+names the key, before any worker starts.
+
+Both servers run with the limits of an exposed service (:mod:`sessionwatch.service.servers`):
+WebSocket frames bounded by ``max_frame`` before they are buffered, no permessage-deflate,
+no ``Server`` header, a header-read timeout, and forwarded headers believed only from
+the proxies named by ``--forwarded-allow-ips``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Literal
+
+from ..backends import backend_from_url
+from ..core.config import settings_from_env
+from ..core.exceptions import ConfigurationError
+from .proxies import parse_proxies
+from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
+
+__all__ = ["main", "serve"]
+
+logger = logging.getLogger(__name__)
+
+APP_FACTORY = "sessionwatch.service.app:create_service_app"
+HYPERCORN_APP_FACTORY = "sessionwatch.service.app:create_hypercorn_app"
+# uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a
+# worker fails on the first socket with KeyError. pyproject.toml declares the same floor.
+UVICORN_FLOOR = (0, 35)
+ServerName = Literal["uvicorn", "hypercorn"]
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range: {port}")
+    return port
+
+
+def _workers(value: str) -> int:
+    try:
+        workers = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 1 <= workers <= 64:
+        raise argparse.ArgumentTypeError(f"workers must be between 1 and 64, got {workers}")
+    return workers
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {value}")
+    return seconds
+
+
+def _proxies(value: str) -> str:
+    """Checked here so that a typo fails at start-up instead of silently trusting nobody
+    (or everybody)."""
+    try:
+        parse_proxies(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return ",".join(item.strip() for item in value.split(",") if item.strip())
+
+
+def _default_port() -> int:
+    raw = os.environ.get("PORT", "8000")
+    try:
+        return _port(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"PORT: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionwatch",
+        description=__doc__.splitlines()[0].replace("``", "") if __doc__ else None,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the demo service")
+    serve_cmd.add_argument(
+        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="interface (default 127.0.0.1)"
+    )
+    serve_cmd.add_argument("--port", type=_port, default=None, help="port (default $PORT or 8000)")
+    serve_cmd.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help="worker processes (default $WEB_CONCURRENCY or 1)",
+    )
+    serve_cmd.add_argument(
+        "--backend", default=None, help="backend URL (default $REDIS_URL, else memory://)"
+    )
+    serve_cmd.add_argument(
+        "--server",
+        choices=("uvicorn", "hypercorn"),
+        default="uvicorn",
+        help="ASGI server (default uvicorn)",
+    )
+    serve_cmd.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    serve_cmd.add_argument(
+        "--metrics-token",
+        default=None,
+        help="require 'Authorization: Bearer <token>' for /metrics "
+        "(prefer $SESSIONWATCH_SERVICE_METRICS_TOKEN: a flag shows in ps)",
+    )
+    serve_cmd.add_argument(
+        "--readyz-detail",
+        action="store_true",
+        help="show the backend's error text in /readyz answers (internal hosts and ports)",
+    )
+    serve_cmd.add_argument(
+        "--forwarded-allow-ips",
+        type=_proxies,
+        default=None,
+        help="proxies whose X-Forwarded-Proto/-For are trusted (IPs or networks, "
+        "comma-separated; default $FORWARDED_ALLOW_IPS, else none)",
+    )
+    serve_cmd.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=None,
+        help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT:g})",
+    )
+    return parser
+
+
+def _check_uvicorn() -> None:
+    """Refuse an installed uvicorn older than :data:`UVICORN_FLOOR`."""
+    try:
+        version = metadata.version("uvicorn")
+    except metadata.PackageNotFoundError:
+        raise ConfigurationError(
+            "uvicorn is not installed: pip install 'sessionwatch[service]'"
+        ) from None
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    if numbers < UVICORN_FLOOR:
+        floor = ".".join(map(str, UVICORN_FLOOR))
+        raise ConfigurationError(
+            f"uvicorn {version} is too old: the service needs uvicorn {floor} or newer "
+            f"(websockets-sansio); pip install 'uvicorn[standard]>={floor}'"
+        )
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    backend: str | None,
+    server: ServerName = "uvicorn",
+    metrics: bool = True,
+    metrics_token: str | None = None,
+    readyz_detail: bool = False,
+    forwarded_allow_ips: str | None = None,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+) -> None:
+    """Validate the configuration, prepare the environment the workers read, run."""
+    if backend:
+        os.environ["SESSIONWATCH_BACKEND"] = backend
+    settings = settings_from_env()  # raises ConfigurationError naming the key
+    try:
+        backend_from_url(settings.backend)  # parse only; workers connect
+    except ConfigurationError as exc:
+        source = "SESSIONWATCH_BACKEND" if os.environ.get("SESSIONWATCH_BACKEND") else "REDIS_URL"
+        raise ConfigurationError(f"{source}: {exc}") from None
+    if settings.backend.startswith("memory:") and workers > 1:
+        raise ConfigurationError(
+            "the memory:// backend lives in one process and cannot serve "
+            f"{workers} workers; use --workers 1 or a Redis URL (--backend / REDIS_URL)"
+        )
+    if not os.environ.get("SECRET_KEY"):
+        os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
+        print(
+            "\n*** WARNING: SECRET_KEY is not set. Using an ephemeral key: every session ends "
+            "when this process stops. Set SECRET_KEY in production. ***\n",
+            file=sys.stderr,
+        )
+    elif len(os.environ["SECRET_KEY"]) < 16:
+        raise ConfigurationError("SECRET_KEY: must be at least 16 characters long")
+    if server == "uvicorn":
+        _check_uvicorn()
+    os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
+    if metrics_token is not None:
+        if len(metrics_token) < 16:
+            raise ConfigurationError("--metrics-token: must be at least 16 characters long")
+        os.environ["SESSIONWATCH_SERVICE_METRICS_TOKEN"] = metrics_token
+    os.environ["SESSIONWATCH_SERVICE_READYZ_DETAIL"] = "1" if readyz_detail else "0"
+    os.environ["SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips or ""
+    os.environ[HEADER_TIMEOUT_ENV] = repr(header_timeout)
+    if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
+    print(
+        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})",
+        file=sys.stderr,
+    )
+    if server == "hypercorn":
+        from hypercorn.config import Config
+        from hypercorn.run import run
+
+        config = Config()
+        config.application_path = HYPERCORN_APP_FACTORY + "()"
+        config.bind = [f"{host}:{port}"]
+        config.workers = workers
+        config.accesslog = None
+        config.include_server_header = False
+        # Bounded as it arrives: a frame over max_frame closes 1009 before it is buffered.
+        config.websocket_max_message_size = settings.max_frame
+        # Hypercorn's idle timer runs until a request is complete: it is the header timeout.
+        config.keep_alive_timeout = min(config.keep_alive_timeout, header_timeout)
+        run(config)
+        return
+    import uvicorn
+
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http="sessionwatch.service.servers:HeaderTimeoutProtocol",
+        ws="websockets-sansio",
+        # Refused when the frame header arrives, before the payload is buffered (the
+        # default 16 MiB let one client cost a worker ~15 MiB per socket).
+        ws_max_size=settings.max_frame,
+        ws_per_message_deflate=False,
+        # No protocol pings: the tabs' own heartbeat (ping every heartbeat_interval,
+        # closed 4014 when silent) already finds dead peers, and uvicorn's would double
+        # an idle tab's cost (a timer and a frame each way every 20 s per socket).
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        proxy_headers=False,  # the service app applies --forwarded-allow-ips itself
+        server_header=False,
+        access_log=False,
+        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+    )
+
+
+def _forwarded_allow_ips(flag: str | None) -> str | None:
+    if flag is not None:
+        return flag
+    raw = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    if not raw:
+        return None
+    try:
+        return _proxies(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"FORWARDED_ALLOW_IPS: {exc}") from None
+
+
+def _default_header_timeout() -> float:
+    raw = os.environ.get(HEADER_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_HEADER_TIMEOUT
+    try:
+        return _seconds(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"{HEADER_TIMEOUT_ENV}: {exc}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sessionwatch`` and ``python -m sessionwatch``."""
+    args = build_parser().parse_args(argv)
+    try:
+        workers = args.workers
+        if workers is None:
+            raw = os.environ.get("WEB_CONCURRENCY", "1")
+            try:
+                workers = _workers(raw)
+            except argparse.ArgumentTypeError as exc:
+                raise ConfigurationError(f"WEB_CONCURRENCY: {exc}") from None
+        serve(
+            host=args.host,
+            port=args.port or _default_port(),
+            workers=workers,
+            backend=args.backend,
+            server=args.server,
+            metrics=not args.no_metrics,
+            metrics_token=args.metrics_token
+            or os.environ.get("SESSIONWATCH_SERVICE_METRICS_TOKEN")
+            or None,
+            readyz_detail=args.readyz_detail,
+            forwarded_allow_ips=_forwarded_allow_ips(args.forwarded_allow_ips),
+            header_timeout=args.header_timeout or _default_header_timeout(),
+        )
+    except ConfigurationError as exc:
+        print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
