@@ -68,7 +68,10 @@ async def test_huge_frames_are_refused_before_they_are_buffered(
     """Hole 1: 8 sockets x 15 MiB frames, 2 rounds, from one anonymous client. The
     server refuses each frame (1009) without buffering or inflating it: the worker's
     RSS stays near its baseline (it went from 55 to 116 MB, 387 after 4 rounds)."""
-    with service(redis_server, "--server", server) as process:
+    # A loaded machine may take seconds to start a 15 MiB frame: the hello timeout must
+    # not close the socket first (the frame's size is what is tested).
+    slow_ok = {"SESSIONWATCH_HELLO_TIMEOUT": "120"}
+    with service(redis_server, "--server", server, env=slow_ok) as process:
         cookie = await anonymous_cookie(process)
         await flood_socket(process, cookie, 16)  # warm the socket path up
         baseline = process.worker_rss_mb()
@@ -88,9 +91,13 @@ async def test_huge_frames_are_refused_before_they_are_buffered(
         finally:
             sampler.cancel()
         peak = max(samples)
+        # 1009; or, on hypercorn, no close frame at all: it closes the TCP connection
+        # with the rest of the frame unread, and the kernel's reset can overtake the
+        # close frame on a loaded machine. Either way the frame is never buffered (RSS).
+        closed = {1009} if server == "uvicorn" else {1009, None}
         for results in rounds:
             for code, accepted in results:
-                assert code == 1009, results
+                assert code in closed, results
                 assert accepted is None, results  # no permessage-deflate: no inflation bomb
         after = process.worker_rss_mb()
         print(
