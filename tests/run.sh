@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
@@ -24,6 +25,13 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'  # test + the bench smoke's needs
 
 if [ -d client_js/test ]; then
+    # The client's dev tools (terser, esbuild, axe-core, typescript; package-lock.json):
+    # npm ci only when the lock file changed since the last install.
+    lock_sum=$(sha256sum client_js/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat client_js/node_modules/.sessionwatch-lock 2>/dev/null)" != "$lock_sum" ]; then
+        (cd client_js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        echo "$lock_sum" >client_js/node_modules/.sessionwatch-lock
+    fi
     (cd client_js && node --test test/)
 fi
 exec .venv/bin/python -m pytest "$@"
