@@ -193,7 +193,9 @@ async def test_the_banner_speaks_german_for_a_german_browser(
     browser: Any, service: ServiceProcess
 ) -> None:
     """Translations from navigator.language when the page has no lang of its own."""
-    context = await browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760})
+    context = await browser.new_context(
+        bypass_csp=True, locale="de-DE", viewport={"width": 1100, "height": 760}
+    )
 
     async def without_lang(route: Any) -> None:
         response = await route.fetch()
