@@ -61,6 +61,9 @@ class Settings:
     max_opening_sockets: int = 32
     # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
     trust_forwarded_for: bool = False
+    # Bearer keys of the session API (/api/v1, docs/any-stack.md); several for rotation.
+    # Empty: the API is off.
+    api_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -110,7 +113,7 @@ _COUNTS: Final = {
     "max_opening_sockets",
 }
 _FLAGS: Final = {"cookie_secure", "allow_missing_origin", "trust_forwarded_for"}
-_LISTS: Final = {"secret_keys", "allowed_origins"}
+_LISTS: Final = {"secret_keys", "allowed_origins", "api_keys"}
 _TRUE: Final = {"1", "true", "yes", "on"}
 _FALSE: Final = {"0", "false", "no", "off"}
 
@@ -168,6 +171,13 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(f"{source}: must start with / and not end with /, got {value!r}")
     if name == "key_prefix" and not value:
         raise ConfigurationError(f"{source}: must not be empty")
+    if name == "api_keys":
+        for key in value:
+            if len(key) < 24 or not key.isascii() or not key.isprintable() or " " in key:
+                raise ConfigurationError(
+                    f"{source}: each key must be at least 24 printable ASCII characters "
+                    "without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+                )
     if name == "allowed_origins":
         for origin in value:
             if origin != origin.rstrip("/") or "://" not in origin:

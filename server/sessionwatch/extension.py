@@ -252,9 +252,12 @@ class SessionWatch:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def _new_record(self, session_id: str, user: str | None, data: str) -> SessionRecord:
+    def new_record(
+        self, session_id: str, user: str | None, data: str, device: Device | None = None
+    ) -> SessionRecord:
+        """A fresh record for ``session_id`` on ``device`` (default: this request's)."""
         now = self.now_ms()
-        device = self.describe_request()
+        device = device or self.describe_request()
         return SessionRecord(
             id=public_id(session_id),
             user=user,
@@ -270,7 +273,7 @@ class SessionWatch:
     async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord:
         """Store a new anonymous session for the request and send its cookie."""
         session_id = new_session_id()
-        record = self._new_record(session_id, None, data)
+        record = self.new_record(session_id, None, data)
         await self.backend.create(record, timeouts=self.timeouts, now=record.created)
         session.bind(session_id, record)
         return record
@@ -296,9 +299,22 @@ class SessionWatch:
         session = self.current_session()
         serializer = ServerSessionInterface.serializer
         data = serializer.dumps(dict(session)) if session else ""
+        session_id, record, evicted = await self.rotate_login(
+            session.record, user_id, data, self.describe_request()
+        )
+        session.bind(session_id, record)
+        if revoke_others:
+            await self.revoke_user(user_id, except_current=True, reason="signed_out_elsewhere")
+        return evicted
+
+    async def rotate_login(
+        self, old: SessionRecord | None, user_id: str, data: str, device: Device
+    ) -> tuple[str, SessionRecord, list[str]]:
+        """Store a new session of ``user_id`` replacing ``old`` (carrying its claim) and
+        apply the policy, atomically. Returns the new session id, its record and the
+        public ids the limit evicted. Raises like :meth:`login`."""
         session_id = new_session_id()
-        record = self._new_record(session_id, user_id, data)
-        old = session.record
+        record = self.new_record(session_id, user_id, data, device)
         if old is not None:  # the script carries these over atomically; mirror them here
             record = replace(record, gen=old.gen, tab_key=old.tab_key, claimed_by=old.claimed_by)
         evicted = await self.backend.login(
@@ -309,7 +325,6 @@ class SessionWatch:
             timeouts=self.timeouts,
             now=record.created,
         )
-        session.bind(session_id, record)
         security_log.info(
             "login: session %s for user %s (rotated from %s; evicted %s)",
             record.id,
@@ -317,9 +332,7 @@ class SessionWatch:
             old.id if old is not None else "-",
             ",".join(evicted) or "-",
         )
-        if revoke_others:
-            await self.revoke_user(user_id, except_current=True, reason="signed_out_elsewhere")
-        return evicted
+        return session_id, record, evicted
 
     async def logout(self) -> None:
         """End the current session everywhere and clear its cookie."""

@@ -13,8 +13,10 @@ from quart import Quart
 
 from .config import settings_from_env
 from .demo import create_app
+from .forward_auth import create_forward_auth_blueprint
+from .session_api import create_session_api_blueprint
 
-__all__ = ["create_service_app"]
+__all__ = ["create_service_app", "register_proxy_endpoints"]
 
 
 def create_service_app() -> Quart:
@@ -32,8 +34,19 @@ def create_service_app() -> Quart:
         "off",
     )
     app = create_app(settings_from_env(), secret_key=os.environ.get("SECRET_KEY"), metrics=metrics)
+    register_proxy_endpoints(app)
     app.before_serving(tune_gc)
     return app
+
+
+def register_proxy_endpoints(app: Quart) -> None:
+    """Serve what a reverse proxy and its upstream app use (docs/any-stack.md):
+    ``{url_prefix}/verify`` and ``/refusal`` for forward-auth, and the session API
+    under ``{url_prefix}/api/v1`` (off until ``SESSIONWATCH_API_KEYS`` is set)."""
+    watch = app.extensions["sessionwatch"]
+    prefix = watch.settings.url_prefix
+    app.register_blueprint(create_forward_auth_blueprint(watch), url_prefix=prefix)
+    app.register_blueprint(create_session_api_blueprint(watch), url_prefix=prefix + "/api/v1")
 
 
 # Young collections every 10,000 net allocations instead of 700: objects of requests
