@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, then runs
-#   1. the browser client's unit tests (node --test),
+#   1. the browser client's and the Node client's unit tests (node --test),
 #   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium).
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
 set -euo pipefail
@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)  # the proxy demo's Express app
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # the proxy demo
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
     sudo=""
@@ -23,7 +25,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'  # test + the bench smoke's needs
 
+# The proxy demo's Express app (its lock file is committed).
+if [ ! -d client_js/examples/express/node_modules/express ]; then
+    (cd client_js/examples/express && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if [ -d client_js/test ]; then
     (cd client_js && node --test test/)
 fi
+(cd client_js/node && node --test test/)
 exec .venv/bin/python -m pytest "$@"
