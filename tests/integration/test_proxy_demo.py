@@ -22,8 +22,9 @@ import pytest
 
 from sessionwatch.client import AsyncSessionAPI, SessionAPI, SessionAPIError
 from sessionwatch.demo_proxy import ProxyDemo
-from sessionwatch.demo_proxy.runner import express_ready, find_nginx
-from support.redis_server import RedisServer, free_port, in_ci
+from sessionwatch.demo_proxy.runner import express_ready
+from support.proxy import require_express, require_nginx
+from support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.multiprocess
 
@@ -33,16 +34,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 @pytest.fixture(scope="module", name="demo")
 def _demo(redis_url: str) -> Iterator[ProxyDemo]:
-    try:
-        find_nginx()
-    except RuntimeError:
-        if in_ci():
-            pytest.fail("nginx is required in CI (tests/run.sh installs nginx-light)")
-        pytest.skip("nginx is not installed")
-    if not express_ready():
-        if in_ci():
-            pytest.fail("the Express example is required in CI (tests/run.sh runs npm ci)")
-        pytest.skip("the Express example is not installed (npm ci)")
+    require_nginx()
+    require_express()
     prefix = f"proxy:{uuid.uuid4().hex[:8]}:"
     with ProxyDemo(backend=redis_url, workers=2, env={"SESSIONWATCH_KEY_PREFIX": prefix}) as demo:
         yield demo
@@ -209,10 +202,7 @@ def test_the_python_client_imports_only_the_standard_library() -> None:
 
 
 def test_redis_down_is_503_through_nginx(tmp_path: Path) -> None:
-    try:
-        find_nginx()
-    except RuntimeError:
-        pytest.skip("nginx is not installed")
+    require_nginx()
     redis = RedisServer()
     redis.start()
     try:
@@ -231,10 +221,7 @@ def test_redis_down_is_503_through_nginx(tmp_path: Path) -> None:
 
 
 def test_one_command_starts_the_demo() -> None:
-    try:
-        find_nginx()
-    except RuntimeError:
-        pytest.skip("nginx is not installed")
+    require_nginx()
     port, express_port = free_port(), free_port()
     process = subprocess.Popen(
         [
