@@ -93,6 +93,9 @@ app.post("/api/transfer", (req, res) => {
   res.json({ ok: true, user: user, message: "Transferred " + amount + " coins." });
 });
 
+// The same small answer with or without a user (the benchmark's route).
+app.all("/api/ping", (req, res) => res.json({ pong: true }));
+
 app.get("/healthz", (req, res) => res.type("text/plain").send("ok"));
 
 app.listen(Number(process.env.PORT || 3000), "127.0.0.1");

@@ -117,6 +117,11 @@ def create_flask_app(api: SessionAPI) -> Flask:
             return jsonify({"error": "bad_request", "message": "amount must be 0-1,000,000"}), 400
         return jsonify({"ok": True, "user": user, "message": f"Transferred {amount:g} coins."})
 
+    @app.route("/api/ping", methods=["GET", "POST"])
+    def ping() -> ResponseReturnValue:
+        """The same small answer with or without a user (the benchmark's route)."""
+        return jsonify({"pong": True})
+
     @app.get("/healthz")
     def healthz() -> ResponseReturnValue:
         return "ok"

@@ -35,6 +35,8 @@ location ~ ^/_sessionwatch_auth/(auto|session|tab|none)$ {
     proxy_set_header Host $http_host;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-URI $request_uri;
+    # the site's own origin for the Origin check: set here, never the client's
+    proxy_set_header X-Forwarded-Host $http_host;
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
