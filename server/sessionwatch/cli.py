@@ -8,16 +8,18 @@ names the key, before any worker starts.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import secrets
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from .backends import backend_from_url
-from .config import settings_from_env
+from .config import parse_address, settings_from_env
 from .exceptions import ConfigurationError
 
 __all__ = ["main", "serve"]
@@ -46,6 +48,13 @@ def _workers(value: str) -> int:
     if not 1 <= workers <= 64:
         raise argparse.ArgumentTypeError(f"workers must be between 1 and 64, got {workers}")
     return workers
+
+
+def _address(value: str) -> tuple[str, int]:
+    found = parse_address(value)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return found
 
 
 def _default_port() -> int:
@@ -82,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="ASGI server (default uvicorn)",
     )
     serve_cmd.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    serve_cmd.add_argument(
+        "--api-bind",
+        type=_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="also listen here, and answer the session API only here "
+        "(default $SESSIONWATCH_API_ADDRESS; unset: the API answers on --host/--port)",
+    )
     return parser
 
 
@@ -93,11 +110,17 @@ def serve(
     backend: str | None,
     server: ServerName = "uvicorn",
     metrics: bool = True,
+    api_bind: tuple[str, int] | None = None,
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run."""
     if backend:
         os.environ["SESSIONWATCH_BACKEND"] = backend
+    if api_bind is not None:
+        os.environ["SESSIONWATCH_API_ADDRESS"] = _join(api_bind)
     settings = settings_from_env()  # raises ConfigurationError naming the key
+    api_address = parse_address(settings.api_address) if settings.api_address else None
+    if api_address is not None and api_address[1] == port:
+        raise ConfigurationError("SESSIONWATCH_API_ADDRESS: must not be the service's own port")
     try:
         backend_from_url(settings.backend)  # parse only; workers connect
     except ConfigurationError as exc:
@@ -121,7 +144,8 @@ def serve(
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
     print(
-        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})",
+        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})"
+        + (f"; session API only on http://{_join(api_address)}" if api_address else ""),
         file=sys.stderr,
     )
     if server == "hypercorn":
@@ -130,15 +154,14 @@ def serve(
 
         config = Config()
         config.application_path = APP_FACTORY + "()"
-        config.bind = [f"{host}:{port}"]
+        config.bind = [_join((host, port))] + ([_join(api_address)] if api_address else [])
         config.workers = workers
         config.accesslog = None
         run(config)
         return
     import uvicorn
 
-    uvicorn.run(
-        APP_FACTORY,
+    options = dict(
         factory=True,
         host=host,
         port=port,
@@ -154,6 +177,40 @@ def serve(
         access_log=False,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )
+    if api_address is None:
+        uvicorn.run(APP_FACTORY, **options)  # type: ignore[arg-type]
+        return
+    _run_uvicorn_on_two_addresses(uvicorn.Config(APP_FACTORY, **options), api_address)  # type: ignore[arg-type]
+
+
+def _join(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _run_uvicorn_on_two_addresses(config: Any, api_address: tuple[str, int]) -> None:
+    """uvicorn.run() for one address, extended to the API's second one."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    family = socket.AF_INET6 if ":" in api_address[0] else socket.AF_INET
+    api_socket = socket.socket(family, socket.SOCK_STREAM)
+    api_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        api_socket.bind(api_address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"SESSIONWATCH_API_ADDRESS: cannot bind {_join(api_address)}: {exc}"
+        ) from None
+    api_socket.set_inheritable(True)
+    sockets = [config.bind_socket(), api_socket]
+    if config.workers > 1:
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # older uvicorn
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=sockets).run()  # type: ignore[call-arg]
+        else:
+            Multiprocess(config, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend=args.backend,
             server=args.server,
             metrics=not args.no_metrics,
+            api_bind=args.api_bind,
         )
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from quart import Blueprint, Quart, Response, current_app, jsonify, request
 from werkzeug.http import dump_cookie, parse_cookie
 
 from . import devices
+from .config import parse_address
 from .exceptions import BackendUnavailable, SessionLimitReached
 from .extension import _MAX_USER_ID, _REASON_RE
 from .responses import error_response
@@ -114,9 +115,21 @@ async def _body(fields: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
     return {name: check(value.get(name)) for name, check in fields.items()}
 
 
+def on_address(server: Any, address: tuple[str, int]) -> bool:
+    """Whether the ASGI ``server`` (the local end of the connection) is ``address``
+    (any local host when ``address`` is a wildcard such as 0.0.0.0)."""
+    if not isinstance(server, (tuple, list)) or len(server) != 2:
+        return False
+    host, port = server
+    if port != address[1]:
+        return False
+    return address[0] in ("0.0.0.0", "::", "") or host == address[0]  # noqa: S104
+
+
 def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
     """The session API bound to ``watch`` (mount under ``{url_prefix}/api/v1``)."""
     bp = Blueprint("sessionwatch_api", __name__)
+    api_address = parse_address(watch.settings.api_address) if watch.settings.api_address else None
 
     def interface(app: Quart) -> ServerSessionInterface:
         found = app.session_interface
@@ -167,6 +180,10 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         keys = watch.settings.api_keys
         if not keys:
             return error_response(404, "api_disabled")
+        if api_address is not None and not on_address(request.scope.get("server"), api_address):
+            return error_response(
+                404, "api_disabled", "The session API listens on another address."
+            )
         headers = request.headers
         # What only browsers send (Node's fetch sends Sec-Fetch-Mode, so not that one).
         if any(name in headers for name in _BROWSER_HEADERS):

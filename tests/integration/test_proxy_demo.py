@@ -25,6 +25,7 @@ from sessionwatch.demo_proxy import ProxyDemo
 from sessionwatch.demo_proxy.runner import express_ready
 from support.proxy import require_express, require_nginx
 from support.redis_server import RedisServer, free_port
+from support.service_process import ServiceProcess
 
 pytestmark = pytest.mark.multiprocess
 
@@ -187,6 +188,24 @@ def test_python_clients_against_the_real_service(demo: ProxyDemo) -> None:
         assert await asyncio.wait_for(client.revoke(session=result["session"]), 15) == 1
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_api_answers_only_on_its_own_address(redis_url: str, workers: int) -> None:
+    key = "api-key-for-the-bind-test-0123456789"
+    api_port = free_port()
+    service = ServiceProcess(
+        redis_url,
+        workers=workers,
+        env={"SESSIONWATCH_API_KEYS": key},
+        key_prefix=f"bind:{uuid.uuid4().hex[:8]}:",
+    )
+    service.command += ["--api-bind", f"127.0.0.1:{api_port}"]
+    with service:
+        with pytest.raises(SessionAPIError) as elsewhere:
+            SessionAPI(service.url, key).sessions("alice")
+        assert (elsewhere.value.status, elsewhere.value.code) == (404, "api_disabled")
+        assert SessionAPI(f"http://127.0.0.1:{api_port}", key).sessions("alice") == []
 
 
 def test_the_python_client_imports_only_the_standard_library() -> None:
