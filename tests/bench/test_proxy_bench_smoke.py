@@ -25,7 +25,7 @@ def test_proxy_bench_smoke(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert set(results["sites"]) == {"flask", "express"}
     for site, entry in results["sites"].items():
-        runs = {route: entry["runs"][route][0] for route in ("plain", "auth", "verify")}
+        runs = {route: entry["runs"][route][0] for route in ("plain", "auth", "verify", "floor")}
         for route, run in runs.items():
             expected = "204" if route == "verify" else "200"
             assert run["statuses"] == {expected: run["requests"]}, (site, route, run)
