@@ -208,6 +208,29 @@ def test_the_api_answers_only_on_its_own_address(redis_url: str, workers: int) -
         assert SessionAPI(f"http://127.0.0.1:{api_port}", key).sessions("alice") == []
 
 
+def test_the_python_client_runs_as_a_single_copied_file(demo: ProxyDemo, tmp_path: Path) -> None:
+    """An app may vendor client.py alone: it works without the package installed."""
+    copy = tmp_path / "sessionwatch_client.py"
+    copy.write_text((ROOT / "server/sessionwatch/client.py").read_text())
+    script = (
+        "import sys\n"
+        "sys.path.insert(0, '.')\n"
+        "import sessionwatch_client as c\n"
+        "assert 'sessionwatch' not in sys.modules and 'quart' not in sys.modules\n"
+        "print(c.SessionAPI(sys.argv[1], sys.argv[2]).sessions('nobody'))\n"
+    )
+    process = subprocess.run(
+        [sys.executable, "-I", "-c", script, demo.sessionwatch_url, demo.api_key],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.strip() == "[]"
+
+
 def test_the_python_client_imports_only_the_standard_library() -> None:
     tree = ast.parse((ROOT / "server/sessionwatch/client.py").read_text())
     imported = set()
