@@ -208,6 +208,38 @@ def test_the_api_answers_only_on_its_own_address(redis_url: str, workers: int) -
         assert SessionAPI(f"http://127.0.0.1:{api_port}", key).sessions("alice") == []
 
 
+def test_the_node_client_against_the_real_service(demo: ProxyDemo) -> None:
+    script = """
+const { SessionAPI, SessionAPIError } = require(process.argv[1]);
+(async () => {
+  const api = new SessionAPI(process.argv[2], process.argv[3]);
+  const user = "node-" + Date.now();
+  const first = await api.login(user, { userAgent: "Firefox/121", clientIp: "198.51.100.9" });
+  const second = await api.login(user);
+  const listed = (await api.sessions(user)).map((s) => s.id);
+  const others = await api.revoke({ user, exceptSession: second.session });
+  const out = await api.logout(second.cookie.name + "=" + second.cookie.value);
+  let refused = null;
+  try { await new SessionAPI(process.argv[2], "wrong-key-0123456789abcdefgh").sessions(user); }
+  catch (error) { refused = [error instanceof SessionAPIError, error.status, error.code]; }
+  console.log(JSON.stringify({ ids: [first.session, second.session], listed, others,
+    loggedOut: out.logged_out, left: await api.sessions(user), refused }));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+    process = subprocess.run(
+        ["node", "-e", script, str(ROOT / "client_js/node"), demo.sessionwatch_url, demo.api_key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    result = json.loads(process.stdout)
+    assert result["listed"] == result["ids"]
+    assert result["others"] == 1 and result["loggedOut"] is True and result["left"] == []
+    assert result["refused"] == [True, 401, "api_key_invalid"]
+
+
 def test_the_python_client_runs_as_a_single_copied_file(demo: ProxyDemo, tmp_path: Path) -> None:
     """An app may vendor client.py alone: it works without the package installed."""
     copy = tmp_path / "sessionwatch_client.py"
