@@ -8,18 +8,17 @@ that really revokes. See README.md and docs/.
 from __future__ import annotations
 
 from .backends import Backend, backend_from_url
-from .config import Settings
-from .events import CloseCode, Device, Event
-from .exceptions import (
+from .core.config import Settings, settings_from_env
+from .core.events import CloseCode, Device, Event
+from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
     ProtocolError,
     SessionLimitReached,
-    SessionNotFound,
     SessionWatchError,
 )
-from .extension import SessionInfo, SessionWatch, TabStatus
-from .policy import Policy
+from .core.policy import Policy
+from .web.extension import SessionInfo, SessionWatch, TabStatus
 
 __all__ = [
     "Backend",
@@ -32,12 +31,12 @@ __all__ = [
     "ProtocolError",
     "SessionInfo",
     "SessionLimitReached",
-    "SessionNotFound",
     "SessionWatch",
     "SessionWatchError",
     "Settings",
     "TabStatus",
     "backend_from_url",
+    "settings_from_env",
 ]
 
 __version__ = "0.1.0"

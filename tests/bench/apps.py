@@ -16,7 +16,7 @@ from typing import Any
 from quart import Quart, jsonify, session
 
 from sessionwatch import SessionWatch
-from sessionwatch.config import settings_from_env
+from sessionwatch.core.config import settings_from_env
 
 __all__ = ["create_plain_app", "create_watch_app"]
 

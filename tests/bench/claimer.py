@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sessionwatch.tokens import make_tab_token
+from sessionwatch.core.tokens import make_tab_token
 
 from .httpclient import HttpError, HttpPool, build_request
 from .resp import RespPool
@@ -196,8 +196,8 @@ class Claimer:
 
         from sessionwatch.backends.base import EXPIRY_GRACE_MS, Claim, Timeouts
         from sessionwatch.backends.redis import RedisBackend, _script_source
-        from sessionwatch.config import Settings
-        from sessionwatch.events import Device
+        from sessionwatch.core.config import Settings
+        from sessionwatch.core.events import Device
 
         settings = Settings()
         timeouts = Timeouts(

@@ -185,7 +185,7 @@ def sessionwatch_server(
     with otherwise the CLI's options."""
     env = {"SECRET_KEY": SECRET, "LOG_LEVEL": "warning", "SESSIONWATCH_BACKEND": redis_url}
     if server == "uvicorn" and (deflate or factory):
-        argv = _uvicorn_app(factory or "sessionwatch.service:create_service_app", workers, deflate)
+        argv = _uvicorn_app(factory or "sessionwatch.service.app:create_service_app", workers, deflate)
         env["SESSIONWATCH_SERVICE_METRICS"] = "1"
     else:
         argv = [

@@ -1,6 +1,6 @@
 """Candidate changes of the service, measured without editing ``server/``.
 
-Each factory builds the service app as ``sessionwatch.service:create_service_app``
+Each factory builds the service app as ``sessionwatch.service.app:create_service_app``
 does, then applies one change. Compare with the default in one command, e.g.::
 
     python -m tests.bench run --scenarios 1 --tabs 10000 --modes direct \\
@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from sessionwatch.service import create_service_app
+from sessionwatch.service.app import create_service_app
 
 __all__ = ["create_gc_default_app", "create_gc_frozen_app", "create_gc_large_young_app"]
 

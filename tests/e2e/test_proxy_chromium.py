@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_banner import BANNER, FIREFOX_ANDROID, new_context, transfer_status, wait_state
 
-from sessionwatch.demo_proxy import ProxyDemo
+from sessionwatch.service.demo.proxy import ProxyDemo
 from support.proxy import require_nginx
 
 pytestmark = pytest.mark.e2e
@@ -25,11 +25,14 @@ def _site(redis_url: str) -> Iterator[str]:
     first request."""
     import redis
 
+    from sessionwatch.backends.redis import app_value_key
+
     require_nginx()
     prefix = f"e2e-proxy:{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(redis_url)
     policy = {"one_tab": True, "devices": 1, "on_limit": "evict_oldest"}
-    client.set(f"{prefix}demo:policy", json.dumps(policy))
+    key = app_value_key(prefix, "demo:policy")  # the demo's PolicyStore value
+    client.set(key, json.dumps(policy))
     try:
         with ProxyDemo(
             backend=redis_url,
@@ -39,7 +42,7 @@ def _site(redis_url: str) -> Iterator[str]:
         ) as demo:
             yield demo.urls["flask"]
     finally:
-        client.delete(f"{prefix}demo:policy")
+        client.delete(key)
         client.close()
 
 

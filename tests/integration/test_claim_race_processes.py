@@ -9,7 +9,7 @@ import pytest
 from sessionwatch import Policy, SessionWatch
 from sessionwatch.backends.base import SessionRecord
 from sessionwatch.backends.redis import RedisBackend
-from sessionwatch.tokens import make_tab_token, new_session_id, new_tab_key, public_id
+from sessionwatch.core.tokens import make_tab_token, new_session_id, new_tab_key, public_id
 from support import claim_worker
 
 ROUNDS = 200

@@ -12,7 +12,7 @@ import pytest
 
 from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import SessionRecord, Timeouts
-from sessionwatch.exceptions import ConfigurationError
+from sessionwatch.core.exceptions import ConfigurationError
 from support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.multiprocess

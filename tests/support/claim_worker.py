@@ -7,7 +7,7 @@ from typing import Any
 
 from sessionwatch.backends.base import Claim, Timeouts
 from sessionwatch.backends.redis import RedisBackend
-from sessionwatch.events import Device
+from sessionwatch.core.events import Device
 
 TIMEOUTS = Timeouts(idle=1_800_000, absolute=43_200_000, refresh=60_000, tombstone=3_600_000)
 BY = Device(browser="Worker", os="Linux", place="", at=0)

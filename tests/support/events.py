@@ -7,7 +7,7 @@ import contextlib
 from typing import Any
 
 from sessionwatch.backends.base import Backend, ChannelMessage
-from sessionwatch.events import Event, parse_event
+from sessionwatch.core.events import Event, parse_event
 
 
 class EventCollector:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from ..exceptions import ConfigurationError
+from ..core.exceptions import ConfigurationError
 from .base import Backend, ChannelMessage, Claim, Lookup, SessionRecord, Subscription, Timeouts
 
 __all__ = [
@@ -26,18 +26,57 @@ __all__ = [
     "Subscription",
     "Timeouts",
     "backend_from_url",
+    "redact_url",
 ]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{hosts}").geturl()
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse what redis-py would silently ignore or crash on: a database that is not a
+    number (``redis://host/abc``, ``?db=x``) and a port that is not one."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        if not parts.scheme.endswith("sentinel") and parts.scheme != "unix":
+            parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL {shown}: {exc}") from None
+    dbs = parse_qs(parts.query).get("db", [])
+    if parts.scheme in ("redis", "rediss"):
+        path = parts.path.strip("/")
+        if path:
+            dbs.append(path)
+    for db in dbs:
+        if not db.isdigit() or not db.isascii():
+            raise ConfigurationError(
+                f"invalid Redis URL {shown}: the database must be a number such as "
+                f"redis://host:6379/0, got {db!r}"
+            )
+
+
 def backend_from_url(
     url: str, *, key_prefix: str = "sw:", clock: Callable[[], float] = time.time
 ) -> Backend:
-    """The backend a URL names. Raises :class:`ConfigurationError` for an unknown scheme."""
+    """The backend a URL names. Raises :class:`ConfigurationError` for an unknown scheme
+    or a malformed URL (the message never shows the URL's password)."""
     if not isinstance(url, str) or "://" not in url:
+        shown = redact_url(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
-            f"backend must be a URL such as memory:// or redis://host, got {url!r}"
+            f"backend must be a URL such as memory:// or redis://host, got {shown!r}"
         )
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
@@ -45,10 +84,11 @@ def backend_from_url(
 
         return MemoryBackend(key_prefix=key_prefix, clock=clock)
     if scheme in _REDIS_SCHEMES:
+        _check_redis_url(url)
         from .redis import RedisBackend
 
         return RedisBackend(url, key_prefix=key_prefix)
     raise ConfigurationError(
-        f"unknown backend scheme {scheme!r} in {url!r}; use memory://, redis://, rediss:// "
+        f"unknown backend scheme {scheme!r} in {redact_url(url)!r}; use memory://, redis://, rediss:// "
         "or redis+sentinel://"
     )

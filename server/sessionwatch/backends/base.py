@@ -9,11 +9,12 @@ from the backend's own clock.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from ..events import Device
+from ..core.events import Device
 
 __all__ = [
     "EXPIRY_GRACE_MS",
@@ -137,6 +138,16 @@ def session_channel(prefix: str, public_id: str) -> str:
 def user_channel(prefix: str, user_id: str) -> str:
     """The channel of all of one user's sessions."""
     return f"{prefix}c:u:{user_id}"
+
+
+_VALUE_NAME = re.compile(r"[a-z0-9_][a-z0-9_:.-]{0,63}")
+
+
+def app_value_key(prefix: str, name: str) -> str:
+    """The key of one of the app's shared values (:meth:`Backend.get_value`)."""
+    if not isinstance(name, str) or not _VALUE_NAME.fullmatch(name):
+        raise ValueError(f"a value name must match {_VALUE_NAME.pattern}, got {name!r}")
+    return f"{prefix}app:{name}"
 
 
 @runtime_checkable
@@ -264,4 +275,12 @@ class Backend(Protocol):
         """A new subscription (the hub keeps one per process)."""
 
     async def publish(self, channel: str, payload: str) -> None:
-        """Publish a payload (the hub's own notices; state changes publish themselves)."""
+        """Publish a raw payload on a channel (for tests and tools: every state change
+        publishes its own event, atomically with the change)."""
+
+    async def get_value(self, name: str) -> str | None:
+        """One of the app's shared values (``None``: never set), e.g. the demo's policy,
+        shared by every process on the backend. ``name``: see :func:`app_value_key`."""
+
+    async def set_value(self, name: str, value: str) -> None:
+        """Set a shared value (no expiry)."""

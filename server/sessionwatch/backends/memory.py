@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..events import Device, Event
-from ..exceptions import SessionLimitReached
-from ..policy import select_evictions
+from ..core.events import Device, Event
+from ..core.exceptions import SessionLimitReached
+from ..core.policy import select_evictions
 from .base import (
     EXPIRY_GRACE_MS,
     ChannelMessage,
@@ -29,13 +29,14 @@ from .base import (
     Lookup,
     SessionRecord,
     Timeouts,
+    app_value_key,
     session_channel,
     user_channel,
 )
 
 __all__ = ["MemoryBackend", "MemorySubscription"]
 
-logger = logging.getLogger("sessionwatch.backends.memory")
+logger = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 60.0
 
@@ -96,6 +97,7 @@ class MemoryBackend:
         self._records: dict[str, SessionRecord] = {}
         self._grace_until: dict[str, int] = {}  # id -> when the record is forgotten
         self._tombstones: dict[str, tuple[EndReason, int]] = {}
+        self._values: dict[str, str] = {}  # the app's shared values
         self._users: dict[str, dict[str, int]] = defaultdict(dict)
         self._presence: dict[str, dict[str, int]] = defaultdict(dict)
         self._listeners: dict[str, set[MemorySubscription]] = defaultdict(set)
@@ -157,6 +159,12 @@ class MemoryBackend:
 
     def subscription(self) -> MemorySubscription:
         return MemorySubscription(self)
+
+    async def get_value(self, name: str) -> str | None:
+        return self._values.get(app_value_key(self.key_prefix, name))
+
+    async def set_value(self, name: str, value: str) -> None:
+        self._values[app_value_key(self.key_prefix, name)] = value
 
     # -- helpers ----------------------------------------------------------------
 

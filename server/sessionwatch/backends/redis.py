@@ -27,8 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..events import Device
-from ..exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.events import Device
+from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
 from .base import (
     EXPIRY_GRACE_MS,
     ChannelMessage,
@@ -37,11 +37,12 @@ from .base import (
     Lookup,
     SessionRecord,
     Timeouts,
+    app_value_key,
 )
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
-logger = logging.getLogger("sessionwatch.backends.redis")
+logger = logging.getLogger(__name__)
 
 _KEEPALIVE = "sessionwatch:keepalive"
 _MAX_CONNECTIONS = 64  # per process; commands are short scripts
@@ -154,14 +155,21 @@ class RedisBackend:
 
     async def call(self, function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
         """Await ``function(*args)`` on the client; any Redis failure raises
-        :class:`BackendUnavailable` (fail closed)."""
+        :class:`BackendUnavailable` (fail closed). A cancellation never ends in a
+        normal return (redis-py 8 can swallow one that arrives while it opens a
+        connection; the caller's loop would then run on and a shutdown wait forever)."""
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
-            return await function(*args)
+            result = await function(*args)
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
             # READONLY replica after a failover, OOM, script errors: fail closed.
             raise BackendUnavailable(f"Redis error: {exc}") from exc
+        if task is not None and task.cancelling() > cancels:
+            raise asyncio.CancelledError
+        return result
 
     async def _run(self, name: str, timeouts: Timeouts | None, now: int, *args: Any) -> Any:
         """Run script ``name`` with the prelude's arguments, then ``args`` (ARGV[7]...).
@@ -302,6 +310,13 @@ class RedisBackend:
 
     def subscription(self) -> RedisSubscription:
         return RedisSubscription(self._redis)
+
+    async def get_value(self, name: str) -> str | None:
+        value = await self.call(self._redis.get, app_value_key(self.key_prefix, name))
+        return None if value is None else str(value)  # the client decodes responses
+
+    async def set_value(self, name: str, value: str) -> None:
+        await self.call(self._redis.set, app_value_key(self.key_prefix, name), value)
 
 
 class RedisSubscription:

@@ -1,0 +1,65 @@
+"""Exceptions raised by sessionwatch.
+
+Every error derives from :class:`SessionWatchError`; the subclasses that describe bad
+input also derive from the matching builtin, so ``except ValueError`` keeps working::
+
+    SessionWatchError
+    ├── ConfigurationError (ValueError)        bad option, URL or environment value
+    ├── BackendUnavailable (ConnectionError)   the backend cannot be reached
+    ├── SessionLimitReached                    login denied by ``on_limit="deny"``
+    └── ProtocolError (ValueError)             a malformed frame or event payload
+
+Each carries a stable ``code`` (the ``error`` field of HTTP answers).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "ConfigurationError",
+    "ProtocolError",
+    "SessionLimitReached",
+    "SessionWatchError",
+]
+
+
+class SessionWatchError(Exception):
+    """Root of every sessionwatch error."""
+
+    code = "sessionwatch_error"
+
+
+class ConfigurationError(SessionWatchError, ValueError):
+    """An option, backend URL or environment value is invalid; the message names it."""
+
+    code = "configuration_error"
+
+
+class BackendUnavailable(SessionWatchError, ConnectionError):
+    """The session backend could not be reached; callers must fail closed."""
+
+    code = "backend_unavailable"
+
+
+class SessionLimitReached(SessionWatchError):
+    """``login`` was refused because the user is at their session limit (``deny``)."""
+
+    code = "session_limit_reached"
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(f"user already has {limit} active session(s)")
+        self.user_id = user_id
+        self.limit = limit
+
+
+class ProtocolError(SessionWatchError, ValueError):
+    """A WebSocket frame or a channel payload does not follow the protocol.
+
+    ``close_code`` is the WebSocket close code the endpoint answers it with.
+    """
+
+    code = "protocol_error"
+
+    def __init__(self, message: str, close_code: int = 1008) -> None:
+        super().__init__(message)
+        self.close_code = close_code

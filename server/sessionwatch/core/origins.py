@@ -1,0 +1,39 @@
+"""Which ``Origin`` may use the API and open sockets (docs/protocol.md §2, §3).
+
+One rule for the claim route, the Quart WebSocket view and the raw ASGI handshake:
+an exact match against the allow-list, which defaults to the app's own origin only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Settings
+
+__all__ = ["OriginRule", "own_origin_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class OriginRule:
+    """``allowed``: the allowed origins (empty: the app's own origin only);
+    ``allow_missing``: whether a request without ``Origin`` is accepted."""
+
+    allowed: tuple[str, ...] = ()
+    allow_missing: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OriginRule:
+        return cls(tuple(settings.allowed_origins), settings.allow_missing_origin)
+
+    def allows(self, origin: str | None, own: str) -> bool:
+        """Exact match of ``origin`` against the allow-list (``own``: the app's own
+        origin as this request sees it)."""
+        if origin is None:
+            return self.allow_missing
+        return origin in (self.allowed or (own,))
+
+
+def own_origin_of(scheme: str, host: str) -> str:
+    """The origin of a request to ``host`` over ``scheme`` (ws maps to http, wss to
+    https): scheme://host[:port]."""
+    return f"{'https' if scheme in ('https', 'wss') else 'http'}://{host}"

@@ -1,0 +1,352 @@
+"""``GET {url_prefix}/ws`` on raw ASGI, without Quart's WebSocket layer.
+
+For every socket Quart keeps a connection object with a queue and two tasks, a
+``Websocket`` with werkzeug ``Headers``, a websocket context with the session and its
+record: about 13 KB of an idle tab's ~40 (docs/performance.md, finding 4). This module
+installs the app's ``asgi_websocket_class`` (the innermost ASGI layer: ASGI middleware
+around the app and Quart's test client go through it) and serves an accepted socket on
+the ASGI ``receive``/``send`` directly, keeping only the session's id, user and tab key.
+
+It takes only a handshake that the view (``websocket.live``) would accept and in which
+nothing of the app could see a difference: no WebSocket hook, URL value preprocessor,
+app-context teardown function or receiver of Quart's WebSocket and app-context signals
+that would run for the endpoint, no ``SERVER_NAME`` or host or subdomain matching, the
+path routes to the endpoint, and the app's session interface, ``Websocket`` class and
+this class are sessionwatch's and Quart's own. Everything else, including each refusal
+(403 origin, 401 session, 503 hub), is handed to Quart's handling unchanged before
+anything was received or sent; a refusal after the session read reads it once more.
+The one refusal answered here is 503 for an unreachable backend, exactly as the view
+answers it (waiting for the backend twice would double a time-out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlparse
+
+# Quart internals this module relies on, all here (checked against Quart 0.22.0, the
+# version the test suite runs; pyproject allows 0.20 to 0.23): the app attribute
+# ``asgi_websocket_class`` and ASGIWebsocketConnection's constructor and __call__, the
+# app's hook registries (before/after/teardown_websocket_funcs, url_value_preprocessors,
+# teardown_appcontext_funcs), the signals below, ``websocket_class``, the scope key
+# ``_quart._preserve_context`` of the test client, and the endpoint name
+# ``<blueprint>.live`` the extension registers.
+from quart.asgi import ASGIWebsocketConnection
+from quart.signals import (
+    appcontext_popped,
+    appcontext_pushed,
+    appcontext_tearing_down,
+    got_websocket_exception,
+    websocket_finished,
+    websocket_received,
+    websocket_sent,
+    websocket_started,
+    websocket_tearing_down,
+)
+from quart.wrappers import Websocket
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_cookie
+from werkzeug.sansio.utils import get_host
+
+from ..core.exceptions import BackendUnavailable
+from ..core.origins import OriginRule, own_origin_of
+from ..core.tokens import public_id
+from ..web.responses import error_response
+from ..web.sessions import ServerSessionInterface
+from .admission import Ticket
+from .connection import Connection
+from .endpoint import CLOSE_TIMEOUT, PeerGone, serve_socket
+from .hub import Hub
+
+if TYPE_CHECKING:
+    from quart import Quart, Response
+    from quart.blueprints import BlueprintSetupState
+
+__all__ = ["install"]
+
+_SIGNALS = (
+    websocket_started,
+    websocket_received,
+    websocket_sent,
+    websocket_finished,
+    websocket_tearing_down,
+    got_websocket_exception,
+    appcontext_pushed,
+    appcontext_popped,
+    appcontext_tearing_down,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def install(
+    state: BlueprintSetupState, hub: Hub, interface: ServerSessionInterface, origins: OriginRule
+) -> None:
+    """Make the app's WebSocket connections :class:`_Endpoint` (unless the app brought
+    its own class: then it is left alone and Quart serves the endpoint).
+
+    Args:
+        hub: this process's hub.
+        interface: the extension's session interface (reads the cookie and the session).
+        origins: who may open a socket (the view's rule).
+    """
+    app = state.app
+    if getattr(app, "asgi_websocket_class", None) is not ASGIWebsocketConnection:
+        return
+    path = (state.url_prefix or "") + "/ws"
+    blueprint = state.name
+
+    class Endpoint(_Endpoint):
+        __slots__ = ()
+
+    Endpoint.hub = hub
+    Endpoint.interface = interface
+    Endpoint.origins = origins
+    Endpoint.path = path
+    Endpoint.blueprint = blueprint
+    app.asgi_websocket_class = Endpoint  # type: ignore[attr-defined]
+
+
+class _QuartConnection(ASGIWebsocketConnection):
+    """Quart's handling of the endpoint, with one fix: Quart reads
+    ``event.get("bytes") or event["text"]``, so an empty binary frame from uvicorn (no
+    ``text`` key) raised KeyError in its receiver and crashed the connection; the frame
+    reaches the view as ``None`` instead and is refused with 1007."""
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        async def guarded() -> Any:
+            event = await receive()
+            if event["type"] == "websocket.receive" and not event.get("bytes"):
+                if event.get("text") is None:
+                    return {"type": "websocket.receive", "bytes": None, "text": None}
+            return event
+
+        await super().__call__(guarded, send)
+
+
+class _Endpoint:
+    """One WebSocket connection of the app (Quart creates one per handshake)."""
+
+    __slots__ = ("_app", "_gone", "_receive", "_scope", "_send")
+
+    hub: ClassVar[Hub]  # these three are set on the app's subclass by install()
+    interface: ClassVar[ServerSessionInterface]
+    origins: ClassVar[OriginRule]
+    path: ClassVar[str]
+    blueprint: ClassVar[str]
+
+    def __init__(self, app: Quart, scope: Any) -> None:
+        self._app = app
+        self._scope = scope
+        self._gone = False
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        if _route_path(self._scope) != self.path:
+            await ASGIWebsocketConnection(self._app, self._scope)(receive, send)
+        elif not self._plain():
+            await _QuartConnection(self._app, self._scope)(receive, send)
+        else:
+            self._receive = receive
+            self._send = send
+            await self._serve()
+
+    async def _quart(self) -> None:
+        await _QuartConnection(self._app, self._scope)(self._receive, self._send)
+
+    # -- the handshake ----------------------------------------------------------------
+
+    def _plain(self) -> bool:
+        """True when Quart's handling would run nothing but the view for this handshake
+        (see the module's docstring)."""
+        app, scope = self._app, self._scope
+        interface: Any = app.session_interface
+        if scope.get("_quart._preserve_context", False):
+            return False  # a test client keeping the context for inspection
+        if (
+            app.config["SERVER_NAME"] is not None
+            or app.url_map.host_matching
+            or app.subdomain_matching
+            or app.teardown_appcontext_funcs
+            or type(interface) is not ServerSessionInterface
+            or interface is not self.interface
+            or app.websocket_class is not Websocket
+        ):
+            return False
+        for name in (None, self.blueprint):
+            if (
+                app.before_websocket_funcs.get(name)
+                or app.after_websocket_funcs.get(name)
+                or app.teardown_websocket_funcs.get(name)
+                or app.url_value_preprocessors.get(name)
+            ):
+                return False
+        if any(signal.receivers for signal in _SIGNALS):
+            return False
+        try:
+            adapter = app.url_map.bind(
+                "localhost", scope.get("root_path", ""), url_scheme=scope["scheme"]
+            )
+            rule, _ = adapter.match(_route_path(scope), method="GET", return_rule=True)
+        except (HTTPException, KeyError):
+            return False
+        return bool(rule.endpoint == f"{self.blueprint}.live")
+
+    def _session_id(self) -> str | None:
+        """The session id of a handshake the view would go on with after its origin and
+        cookie checks, else ``None`` (the view refuses it, and logs why)."""
+        scope = self._scope
+        scheme = scope["scheme"]
+        origin = host = None
+        cookies = []
+        for name, value in scope["headers"]:  # as Quart's Headers: latin-1, first wins
+            name = name.lower()
+            if name == b"origin" and origin is None:
+                origin = value.decode("latin1")
+            elif name == b"host" and host is None:
+                host = value.decode("latin1")
+            elif name == b"cookie":
+                cookies.append(value.decode("latin1"))
+        own_host = get_host(scheme, host, scope.get("server"))
+        if not self.origins.allows(origin, own_origin_of(scheme, own_host)):
+            return None
+        interface = self.interface
+        name = interface.cookie_name(self._app, scheme in ("https", "wss"))
+        raw = parse_cookie(";".join(cookies)).get(name)
+        if raw is None:
+            return None
+        return interface.session_id(raw)
+
+    async def _serve(self) -> None:
+        hub = self.hub
+        if not hub.running:
+            await self._quart()
+            return
+        try:
+            session_id = self._session_id()
+        except Exception:  # a malformed scope: Quart's handling deals with it
+            session_id = None
+        if session_id is None:
+            await self._quart()
+            return
+        try:
+            ticket = await hub.openings.enter()
+        except TimeoutError:
+            async with self._app.app_context():
+                response = error_response(503, "busy")
+            await self._refuse(response)
+            return
+        try:
+            await self._open(session_id, ticket)
+        finally:
+            ticket.release()
+
+    async def _open(self, session_id: str, ticket: Ticket) -> None:
+        """Load the session, accept, and serve the socket (its turn: ``ticket``)."""
+        hub = self.hub
+        try:
+            found = await self.interface.load(public_id(session_id))
+            record = found.record
+            if record is not None and record.data:  # the view's session parses it too
+                ServerSessionInterface.serializer.loads(record.data)
+        except BackendUnavailable as exc:
+            logger.warning("websocket refused: backend unavailable: %s", exc)
+            async with self._app.app_context():
+                response = error_response(503, "backend_unavailable")
+            await self._refuse(response)
+            return
+        except Exception:
+            record = None
+        if record is None:
+            ticket.release()  # Quart's handling refuses it (and would take its own turn)
+            await self._quart()
+            return
+        conn = Connection(
+            record.id, record.user, self._send_text, queue_size=hub.settings.send_queue_size
+        )
+        tab_key = record.tab_key
+        del found, record  # the socket keeps the id, the user and the tab key only
+        try:
+            await self._send({"type": "websocket.accept", "subprotocol": None, "headers": []})
+        except Exception as exc:
+            # The peer left meanwhile: Quart's receiver would have seen it and quietly
+            # cancelled the view.
+            logger.debug("socket not accepted: %r", exc)
+            return
+        code: int | None
+        try:
+            code = await serve_socket(hub, conn, tab_key, self._read, ticket)
+        except Exception as exc:  # as Quart: logged, and the socket closed with 1000
+            self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
+            code = None
+        if self._gone:
+            return
+        try:  # Quart closes a socket its view leaves open with 1000
+            await asyncio.wait_for(self._close(code or 1000), CLOSE_TIMEOUT)
+        except Exception as exc:  # the peer is already gone
+            logger.debug("close %s not sent: %r", code, exc)
+
+    # -- ASGI messages, as Quart sends and reads them -----------------------------------
+
+    async def _read(self) -> str | bytes | None:
+        while True:
+            event = await self._receive()
+            kind = event["type"]
+            if kind == "websocket.receive":
+                # As Quart reads it; ``None`` (an empty binary frame) is refused with 1007.
+                data: str | bytes | None = event.get("bytes") or event.get("text")
+                return data
+            if kind == "websocket.disconnect":
+                self._gone = True
+                raise PeerGone
+            # websocket.connect and anything unknown: ignored, as Quart does
+
+    async def _send_text(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "bytes": None, "text": text})
+
+    async def _close(self, code: int) -> None:
+        version = str(self._scope.get("asgi", {}).get("spec_version", "2.0"))
+        if [int(part) for part in version.split(".")] >= [2, 3]:
+            await self._send({"type": "websocket.close", "code": code, "reason": ""})
+        else:
+            await self._send({"type": "websocket.close", "code": code})
+
+    async def _refuse(self, response: Response) -> None:
+        """Send an HTTP answer instead of the upgrade where the server supports it, else
+        close before accepting (the server answers 403)."""
+        extensions = self._scope.get("extensions") or {}
+        if "websocket.http.response" not in extensions:
+            await self._send({"type": "websocket.close", "code": 1000})
+            return
+        headers = [
+            (key.lower().encode(), value.encode()) for key, value in response.headers.items()
+        ]
+        await self._send(
+            {
+                "type": "websocket.http.response.start",
+                "status": response.status_code,
+                "headers": headers,
+            }
+        )
+        async with response.response as body:
+            async for data in body:
+                await self._send(
+                    {"type": "websocket.http.response.body", "body": data, "more_body": True}
+                )
+        await self._send({"type": "websocket.http.response.body", "body": b"", "more_body": False})
+
+
+def _route_path(scope: Any) -> str | None:
+    """The path Quart routes (as ``ASGIWebsocketConnection`` derives it)."""
+    try:
+        path = str(scope["path"])
+        path = path if path[0] == "/" else urlparse(path).path
+        root_path = str(scope.get("root_path", ""))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if root_path != "":
+        if path == root_path or not path.startswith(root_path):
+            return None
+        path = path.removeprefix(root_path)
+    return path

@@ -1,0 +1,279 @@
+"""One connected tab's socket, as the hub sees it.
+
+A :class:`Connection` owns a bounded outbound queue, so the hub's fan-out only ever
+appends (``push``) and never awaits a socket; a full queue closes the socket (4012)
+instead of slowing anyone else down. The frame reader runs in the socket's own task
+(:meth:`Connection.serve`); a writer task exists only while something is queued, so an
+idle socket costs no task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..core.events import CloseCode, encode, superseded_message
+from ..core.exceptions import SessionWatchError
+
+__all__ = ["Connection", "ConnectionState", "TooManySockets"]
+
+logger = logging.getLogger(__name__)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _ignore_delay(seconds: float) -> None:
+    return None
+
+
+class ConnectionState(enum.Enum):
+    """Where a socket is in its life (``Connection.state``), one value instead of
+    flags. OPEN -> CLOSING (finish, or the reader ended) -> ABORTED (abort) or GONE (the
+    peer left); an abort is never undone by the peer leaving afterwards."""
+
+    OPEN = "open"  # messages are queued and written
+    CLOSING = "closing"  # nothing more is queued; what is queued is written, then the close
+    ABORTED = "aborted"  # closing now: what is queued is dropped (slow consumer, shut-down)
+    GONE = "gone"  # the peer disconnected: nothing more is written, not even a close
+
+
+class TooManySockets(SessionWatchError):
+    """This process already holds the maximum of sockets for the session or user."""
+
+    code = "too_many_sockets"
+
+
+class Connection:
+    """One local socket as the hub sees it: who it belongs to, the tab token it is
+    bound to, and its bounded send queue.
+
+    Args:
+        session: the session's public id.
+        user: the signed-in user, or ``None``.
+        send: sends one text frame (only the writer calls it).
+        queue_size: frames that may wait; one more closes the socket with 4012.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_interrupted",
+        "_pending",
+        "_send",
+        "_task",
+        "_writer",
+        "close_code",
+        "event_at",
+        "gen",
+        "id",
+        "on_overflow",
+        "on_pushed",
+        "reading",
+        "session",
+        "state",
+        "timer",
+        "token",
+        "told_gen",
+        "user",
+    )
+
+    def __init__(
+        self,
+        session: str,
+        user: str | None,
+        send: Callable[[str], Awaitable[None]],
+        *,
+        queue_size: int,
+    ) -> None:
+        self.id = secrets.token_urlsafe(9)
+        self.session = session
+        self.user = user
+        self.token: str | None = None
+        self.gen: int | None = None  # the bound token's generation (None: no hello yet)
+        self.told_gen = 0  # highest ``superseded`` generation already queued
+        self.close_code: int | None = None
+        self.state = ConnectionState.OPEN
+        self.reading = False  # the reader is waiting for a frame (see read_timed_out)
+        self.timer: list[Any] | None = None  # the read deadline's entry (see .timers)
+        self._send = send
+        self._capacity = queue_size
+        # The send queue, only while something is queued (an idle socket gets a pong
+        # every heartbeat). ``None`` marks the close; a terminal message may exceed capacity.
+        self._pending: deque[str | None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None  # the task in serve(), while it reads
+        self._interrupted = False
+        self.on_overflow: Callable[[], None] = _nothing  # set by the hub
+        # When the oldest event whose frames are queued arrived (loop time; set by the
+        # hub), and what hears the delay once they are written (set by the hub).
+        self.event_at: float | None = None
+        self.on_pushed: Callable[[float], None] = _ignore_delay
+
+    @property
+    def closing(self) -> bool:
+        """True once no more messages are queued (any state but OPEN)."""
+        return self.state is not ConnectionState.OPEN
+
+    @property
+    def aborted(self) -> bool:
+        """True when what is queued is dropped."""
+        return self.state is ConnectionState.ABORTED
+
+    @property
+    def has_pending(self) -> bool:
+        """True while frames wait to be written."""
+        return bool(self._pending)
+
+    @property
+    def bound(self) -> bool:
+        """True once a ``hello`` has bound a genuine token."""
+        return self.gen is not None
+
+    def bind(self, token: str, gen: int) -> None:
+        """Bind the socket to a genuine tab token (its generation is the MAC-checked one)."""
+        self.token = token
+        self.gen = gen
+
+    def push(self, message: dict[str, Any]) -> bool:
+        """Queue a message without waiting; a full queue aborts the socket (4012).
+        Returns whether it was queued."""
+        if self.closing:
+            return False
+        if self._pending is not None and len(self._pending) >= self._capacity:
+            self.abort(CloseCode.SLOW_CONSUMER)
+            self.on_overflow()
+            return False
+        self._put(encode(message))
+        return True
+
+    def _put(self, item: str | None) -> None:
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.append(item)
+        if self._writer is None and self._task is not None:
+            self._writer = asyncio.ensure_future(self._write())
+
+    def supersede(self, gen: int, by: Any) -> bool:
+        """Tell the tab (once per generation) that a newer claim won."""
+        if self.gen is None or gen <= self.gen or gen <= self.told_gen:
+            return False
+        self.told_gen = gen
+        return self.push(superseded_message(gen, by))
+
+    def finish(self, code: int, message: dict[str, Any] | None = None) -> None:
+        """Send ``message`` (if any) after what is queued, then close with ``code``."""
+        if self.closing:
+            return
+        self.state = ConnectionState.CLOSING
+        self.close_code = code
+        if message is not None:
+            self._put(encode(message))
+        self._put(None)
+
+    def abort(self, code: int) -> None:
+        """Close now with ``code``, dropping what is queued (slow consumer, shut-down)."""
+        self.state = ConnectionState.ABORTED
+        if self.close_code is None:
+            self.close_code = code
+        if self._writer is not None:
+            self._writer.cancel()
+        self._interrupt()
+
+    def read_timed_out(self) -> None:
+        """The read deadline passed (the hub's timers call this): close with 4014 (4009
+        before the ``hello``) if the reader is waiting for a frame. A reader busy with
+        one re-arms its deadline before it reads again (a passed one fires at once), as
+        ``asyncio.timeout`` around each read did."""
+        if self.reading:
+            self.abort(CloseCode.HEARTBEAT_TIMEOUT if self.bound else CloseCode.HELLO_TIMEOUT)
+
+    def peer_gone(self) -> None:
+        """The peer disconnected: stop, and send nothing more (not even a close)."""
+        if self.state is not ConnectionState.ABORTED:
+            self.state = ConnectionState.GONE
+        self.close_code = None
+
+    def _interrupt(self) -> None:
+        """End :meth:`serve`: its task is cancelled, and serve() absorbs that one
+        cancellation (as ``asyncio.timeout`` does)."""
+        task = self._task
+        if task is None or self._interrupted:
+            return
+        self._interrupted = True
+        if task is asyncio.current_task():
+            # The reader itself closed the socket; it stops at its next await.
+            asyncio.get_running_loop().call_soon(self._cancel_reader)
+        else:
+            task.cancel()
+
+    def _cancel_reader(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _write(self) -> None:
+        pending = self._pending
+        try:
+            while pending:
+                text = pending.popleft()
+                if text is None:
+                    self._interrupt()
+                    return
+                try:
+                    await self._send(text)
+                except Exception as exc:  # the peer is gone; the server reports the disconnect
+                    logger.debug("send failed on socket %s: %r", self.id, exc)
+                    self._interrupt()
+                    return
+                if self.event_at is not None and (not pending or pending[0] is None):
+                    # Everything queued up to the event is written: the push is done.
+                    self.on_pushed(asyncio.get_running_loop().time() - self.event_at)
+                    self.event_at = None
+        finally:
+            self._writer = None
+            if not pending:
+                self._pending = None
+
+    async def serve(self, read: Awaitable[None]) -> int | None:
+        """Run the frame reader ``read`` in this task, with a writer whenever something
+        is queued, until the reader returns, the writer sends the close or the socket is
+        aborted.
+
+        Returns the close code to send (``None``: nothing to send, the peer left)."""
+        if self.aborted:  # before it started (a full queue, a shut-down)
+            if inspect.iscoroutine(read):
+                read.close()
+            return self.close_code
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        if self._pending:
+            self._writer = asyncio.ensure_future(self._write())
+        failed: BaseException | None = None
+        try:
+            await read
+        except asyncio.CancelledError:
+            # Ours (the writer finished or the socket was aborted) unless the task was
+            # also cancelled from outside, e.g. the server dropping the connection.
+            if not self._interrupted or task.uncancel() > 0:
+                raise
+        except Exception as exc:
+            failed = exc
+        finally:
+            self._task = None
+            if self.state is ConnectionState.OPEN:
+                self.state = ConnectionState.CLOSING
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+        if failed is not None:
+            logger.error("socket %s reader failed", self.id, exc_info=failed)
+            return CloseCode.INTERNAL_ERROR
+        return self.close_code

@@ -1,0 +1,214 @@
+"""The live-push endpoint ``GET {url_prefix}/ws`` (docs/protocol.md §3).
+
+The handshake is refused before the upgrade (HTTP 403 for the origin, 401 without a
+live session, 503 when the backend or the hub is down). An accepted socket is registered
+with the hub (which subscribes its channels) *before* the ``hello`` is checked against
+freshly loaded state, so an event published in between cannot be missed. Afterwards the
+reader enforces the frame size, the message rate and the heartbeat; the connection's
+writer sends everything else.
+
+Two ways in share :func:`serve_socket`: :mod:`.asgi` serves most handshakes on raw
+ASGI, without Quart's WebSocket layer; the Quart view below serves the others (an app
+with WebSocket hooks or signal receivers, which must keep seeing this endpoint) and
+answers every refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from quart import Blueprint, Response, websocket
+
+from ..core.events import CloseCode, parse_client_message, pong_message
+from ..core.exceptions import BackendUnavailable, ProtocolError
+from ..core.origins import OriginRule
+from ..core.tokens import parse_tab_token
+from ..web.responses import ended_response, error_response
+from ..web.routes import own_origin
+from ..web.sessions import ServerSession, security_log
+from .admission import Ticket
+from .connection import Connection, TooManySockets
+from .hub import Hub
+
+__all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "register_websocket", "serve_socket"]
+
+# Reads the next frame: text, bytes, ``None`` for an empty binary frame; raises
+# :class:`PeerGone` when the peer has disconnected.
+Receive = Callable[[], Awaitable[str | bytes | None]]
+
+logger = logging.getLogger(__name__)
+
+_MAX_TOKEN_LENGTH = 64
+CLOSE_TIMEOUT = 2.0  # seconds to send the close frame
+
+
+class PeerGone(Exception):
+    """Raised by a :data:`Receive` once the peer has disconnected."""
+
+
+class _TokenBucket:
+    """``rate`` messages a second on average, bursts of up to ``rate`` (at least 1)."""
+
+    __slots__ = ("_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._tokens = max(rate, 1.0)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(max(self._rate, 1.0), self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+def register_websocket(
+    bp: Blueprint, hub: Hub, current_session: Callable[[], ServerSession], origins: OriginRule
+) -> None:
+    """Add the ``/ws`` endpoint to the extension's blueprint. (The extension also
+    installs :mod:`.asgi`, which serves most sockets without this view.)
+
+    Args:
+        hub: this process's hub.
+        current_session: the handshake's session (raises :class:`BackendUnavailable`).
+        origins: who may open a socket.
+    """
+
+    @bp.websocket("/ws")
+    async def live() -> Response | None:
+        origin = websocket.headers.get("Origin")
+        if not origins.allows(origin, own_origin()):
+            security_log.warning("websocket refused: origin %r not allowed", origin)
+            return error_response(403, "origin_forbidden")
+        try:
+            session = current_session()
+        except BackendUnavailable as exc:
+            logger.warning("websocket refused: backend unavailable: %s", exc)
+            return error_response(503, "backend_unavailable")
+        record = session.record
+        if record is None:
+            return ended_response(session.ended)
+        if not hub.running:
+            logger.error("websocket refused: the hub is not running (is the app served?)")
+            return error_response(503, "backend_unavailable")
+        try:
+            ticket = await hub.openings.enter()
+        except TimeoutError:
+            return error_response(503, "busy")
+        try:
+            conn = Connection(
+                record.id, record.user, websocket.send, queue_size=hub.settings.send_queue_size
+            )
+            await websocket.accept()
+            code = await serve_socket(hub, conn, record.tab_key, websocket.receive, ticket)
+        finally:
+            ticket.release()
+        if code is not None:
+            try:
+                await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT)
+            except Exception as exc:  # the peer is already gone
+                logger.debug("close %d not sent: %r", code, exc)
+        return None
+
+
+async def serve_socket(
+    hub: Hub,
+    conn: Connection,
+    tab_key: str,
+    receive: Receive,
+    opening: Ticket,
+) -> int | None:
+    """Serve an accepted socket: register it with the hub, read its frames, forget it.
+    ``opening`` (its admission) is released once it is registered: the wait for its
+    ``hello`` holds no turn (a silent client must not block others), and hellos come
+    no faster than turns are given.
+    Returns the close code to send (``None``: nothing to send)."""
+    try:
+        try:
+            await hub.attach(conn)
+        except TooManySockets:
+            return CloseCode.TOO_MANY_SOCKETS
+        except BackendUnavailable:
+            return CloseCode.TRY_AGAIN_LATER
+        finally:
+            opening.release()
+        return await conn.serve(_read_frames(hub, conn, tab_key, receive))
+    finally:  # also when cancelled while attaching (the peer left during the subscribe)
+        hub.read_deadlines.cancel(conn)
+        await hub.detach(conn)
+
+
+async def _read_frames(hub: Hub, conn: Connection, tab_key: str, receive: Receive) -> None:
+    """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
+    settings = hub.settings
+    loop = asyncio.get_running_loop()
+    bucket = _TokenBucket(settings.max_messages_per_second)
+    deadline = loop.time() + settings.hello_timeout
+    silence = settings.heartbeat_interval + settings.heartbeat_timeout
+    deadlines = hub.read_deadlines
+    while True:
+        # Only the wait for a frame is timed (Connection.read_timed_out): one shared
+        # timer instead of an ``asyncio.timeout`` per frame (~0.7 KB per socket).
+        deadlines.at(conn, deadline)
+        conn.reading = True
+        try:
+            raw = await receive()
+        except PeerGone:
+            conn.peer_gone()
+            return
+        finally:
+            conn.reading = False
+        if conn.bound:
+            deadline = loop.time() + silence
+        if not bucket.take():
+            conn.abort(CloseCode.RATE_LIMITED)
+            return
+        try:
+            if raw is None:  # an empty binary frame
+                raise ProtocolError("empty binary frame", CloseCode.INVALID_DATA)
+            message = parse_client_message(raw, max_size=settings.max_frame)
+        except ProtocolError as exc:
+            logger.info("socket %s closed %d: %s", conn.id, exc.close_code, exc)
+            conn.abort(exc.close_code)
+            return
+        if message is None:
+            continue  # an unknown type: ignored (forward compatibility)
+        if message.type == "ping":
+            if not conn.bound:
+                conn.abort(CloseCode.POLICY_VIOLATION)  # the first frame must be hello
+                return
+            conn.push(pong_message())
+            continue
+        first = not conn.bound
+        if not await _hello(hub, conn, tab_key, message.tab):
+            return
+        if first:
+            deadline = loop.time() + silence
+            await hub.refresh_presence([conn])
+
+
+async def _hello(hub: Hub, conn: Connection, tab_key: str, token: str | None) -> bool:
+    """Bind ``token`` and send the truth. Returns False when the socket is closing."""
+    gen = parse_tab_token(token, tab_key) if token and len(token) <= _MAX_TOKEN_LENGTH else None
+    if token is None or gen is None:
+        if token is not None:
+            security_log.warning("websocket tab token refused for session %s", conn.session)
+        conn.abort(CloseCode.TAB_INVALID)
+        return False
+    # Bound first, so a newer claim published while we read is routed to this socket.
+    conn.bind(token, gen)
+    try:
+        found = await hub.load(conn.session)
+    except BackendUnavailable as exc:
+        logger.warning("socket %s: state not loaded: %s", conn.id, exc)
+        conn.abort(CloseCode.TRY_AGAIN_LATER)
+        return False
+    hub.settle(conn, found)
+    return not conn.closing

@@ -1,0 +1,264 @@
+"""``sessionwatch serve``: run the demo service under a production ASGI server.
+
+Configuration comes from the environment (``SECRET_KEY``, ``PORT``, ``REDIS_URL``,
+``SESSIONWATCH_*``); flags override it. Bad values end the command with a message that
+names the key, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import re
+import secrets
+import socket
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any, Literal
+
+from ..backends import backend_from_url
+from ..core.config import parse_address, settings_from_env
+from ..core.exceptions import ConfigurationError
+
+__all__ = ["main", "serve"]
+
+logger = logging.getLogger(__name__)
+
+APP_FACTORY = "sessionwatch.service.app:create_service_app"
+# uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a
+# worker fails on the first socket with KeyError. pyproject.toml declares the same floor.
+UVICORN_FLOOR = (0, 35)
+ServerName = Literal["uvicorn", "hypercorn"]
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range: {port}")
+    return port
+
+
+def _workers(value: str) -> int:
+    try:
+        workers = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 1 <= workers <= 64:
+        raise argparse.ArgumentTypeError(f"workers must be between 1 and 64, got {workers}")
+    return workers
+
+
+def _address(value: str) -> tuple[str, int]:
+    found = parse_address(value)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return found
+
+
+def _default_port() -> int:
+    raw = os.environ.get("PORT", "8000")
+    try:
+        return _port(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"PORT: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionwatch",
+        description=__doc__.splitlines()[0].replace("``", "") if __doc__ else None,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the demo service")
+    serve_cmd.add_argument(
+        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="interface (default 127.0.0.1)"
+    )
+    serve_cmd.add_argument("--port", type=_port, default=None, help="port (default $PORT or 8000)")
+    serve_cmd.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help="worker processes (default $WEB_CONCURRENCY or 1)",
+    )
+    serve_cmd.add_argument(
+        "--backend", default=None, help="backend URL (default $REDIS_URL, else memory://)"
+    )
+    serve_cmd.add_argument(
+        "--server",
+        choices=("uvicorn", "hypercorn"),
+        default="uvicorn",
+        help="ASGI server (default uvicorn)",
+    )
+    serve_cmd.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    serve_cmd.add_argument(
+        "--api-bind",
+        type=_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="also listen here, and answer the session API only here "
+        "(default $SESSIONWATCH_API_ADDRESS; unset: the API answers on --host/--port)",
+    )
+    return parser
+
+
+def _check_uvicorn() -> None:
+    """Refuse an installed uvicorn older than :data:`UVICORN_FLOOR`."""
+    try:
+        version = metadata.version("uvicorn")
+    except metadata.PackageNotFoundError:
+        raise ConfigurationError(
+            "uvicorn is not installed: pip install 'sessionwatch[service]'"
+        ) from None
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    if numbers < UVICORN_FLOOR:
+        floor = ".".join(map(str, UVICORN_FLOOR))
+        raise ConfigurationError(
+            f"uvicorn {version} is too old: the service needs uvicorn {floor} or newer "
+            f"(websockets-sansio); pip install 'uvicorn[standard]>={floor}'"
+        )
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    backend: str | None,
+    server: ServerName = "uvicorn",
+    metrics: bool = True,
+    api_bind: tuple[str, int] | None = None,
+) -> None:
+    """Validate the configuration, prepare the environment the workers read, run."""
+    if backend:
+        os.environ["SESSIONWATCH_BACKEND"] = backend
+    if api_bind is not None:
+        os.environ["SESSIONWATCH_API_ADDRESS"] = _join(api_bind)
+    settings = settings_from_env()  # raises ConfigurationError naming the key
+    api_address = parse_address(settings.api_address) if settings.api_address else None
+    if api_address is not None and api_address[1] == port:
+        raise ConfigurationError("SESSIONWATCH_API_ADDRESS: must not be the service's own port")
+    try:
+        backend_from_url(settings.backend)  # parse only; workers connect
+    except ConfigurationError as exc:
+        source = "SESSIONWATCH_BACKEND" if os.environ.get("SESSIONWATCH_BACKEND") else "REDIS_URL"
+        raise ConfigurationError(f"{source}: {exc}") from None
+    if settings.backend.startswith("memory:") and workers > 1:
+        raise ConfigurationError(
+            "the memory:// backend lives in one process and cannot serve "
+            f"{workers} workers; use --workers 1 or a Redis URL (--backend / REDIS_URL)"
+        )
+    if not os.environ.get("SECRET_KEY"):
+        os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
+        print(
+            "\n*** WARNING: SECRET_KEY is not set. Using an ephemeral key: every session ends "
+            "when this process stops. Set SECRET_KEY in production. ***\n",
+            file=sys.stderr,
+        )
+    elif len(os.environ["SECRET_KEY"]) < 16:
+        raise ConfigurationError("SECRET_KEY: must be at least 16 characters long")
+    if server == "uvicorn":
+        _check_uvicorn()
+    os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
+    if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
+    print(
+        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})"
+        + (f"; session API only on http://{_join(api_address)}" if api_address else ""),
+        file=sys.stderr,
+    )
+    if server == "hypercorn":
+        from hypercorn.config import Config
+        from hypercorn.run import run
+
+        config = Config()
+        config.application_path = APP_FACTORY + "()"
+        config.bind = [_join((host, port))] + ([_join(api_address)] if api_address else [])
+        config.workers = workers
+        config.accesslog = None
+        run(config)
+        return
+    import uvicorn
+
+    options = dict(
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        # No protocol pings: the tabs' own heartbeat (ping every heartbeat_interval,
+        # closed 4014 when silent) already finds dead peers, and uvicorn's would double
+        # an idle tab's cost (a timer and a frame each way every 20 s per socket).
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        proxy_headers=False,
+        access_log=False,
+        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+    )
+    if api_address is None:
+        uvicorn.run(APP_FACTORY, **options)  # type: ignore[arg-type]
+        return
+    _run_uvicorn_on_two_addresses(uvicorn.Config(APP_FACTORY, **options), api_address)  # type: ignore[arg-type]
+
+
+def _join(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _run_uvicorn_on_two_addresses(config: Any, api_address: tuple[str, int]) -> None:
+    """uvicorn.run() for one address, extended to the API's second one."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    family = socket.AF_INET6 if ":" in api_address[0] else socket.AF_INET
+    api_socket = socket.socket(family, socket.SOCK_STREAM)
+    api_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        api_socket.bind(api_address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"SESSIONWATCH_API_ADDRESS: cannot bind {_join(api_address)}: {exc}"
+        ) from None
+    api_socket.set_inheritable(True)
+    sockets = [config.bind_socket(), api_socket]
+    if config.workers > 1:
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # older uvicorn
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=sockets).run()  # type: ignore[call-arg]
+        else:
+            Multiprocess(config, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sessionwatch`` and ``python -m sessionwatch``."""
+    args = build_parser().parse_args(argv)
+    try:
+        workers = args.workers
+        if workers is None:
+            raw = os.environ.get("WEB_CONCURRENCY", "1")
+            try:
+                workers = _workers(raw)
+            except argparse.ArgumentTypeError as exc:
+                raise ConfigurationError(f"WEB_CONCURRENCY: {exc}") from None
+        serve(
+            host=args.host,
+            port=args.port or _default_port(),
+            workers=workers,
+            backend=args.backend,
+            server=args.server,
+            metrics=not args.no_metrics,
+            api_bind=args.api_bind,
+        )
+    except ConfigurationError as exc:
+        print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0

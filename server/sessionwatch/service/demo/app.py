@@ -1,0 +1,189 @@
+"""The demo application factory and its views."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from quart import Quart, jsonify, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from ... import (
+    BackendUnavailable,
+    SessionLimitReached,
+    SessionWatch,
+    Settings,
+    settings_from_env,
+)
+from ..background import background
+from ..ops import register_ops
+from .policy_store import DemoPolicy, PolicyStore
+
+__all__ = ["DEMO_PASSWORD", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+DEMO_PASSWORD = "demo"  # noqa: S105 (the documented password of every demo account)
+_MAX_USERNAME = 64
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths: never an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _password_ok(password: str) -> bool:
+    return hmac.compare_digest(password.encode("utf-8", "replace"), DEMO_PASSWORD.encode())
+
+
+class _DemoQuart(Quart):
+    """Quart, but an unreachable backend at start-up is not logged with a traceback:
+    the ASGI server reports the failed start with its message ("Redis unreachable:
+    ...") and exits; the traceback only buried that line."""
+
+    def log_exception(
+        self,
+        exception_info: tuple[type[BaseException], BaseException, TracebackType]
+        | tuple[None, None, None],
+    ) -> None:
+        if isinstance(exception_info[1], BackendUnavailable):
+            return
+        super().log_exception(exception_info)
+
+
+def create_app(
+    settings: Settings | None = None, *, secret_key: str | None = None, metrics: bool = False
+) -> Quart:
+    """The demo app, configured from ``settings`` (default: the environment)."""
+    import os
+
+    settings = settings or settings_from_env()
+    app = _DemoQuart(__name__)
+    app.config["SECRET_KEY"] = secret_key or os.environ.get("SECRET_KEY")
+    options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+    watch = SessionWatch(app, **options)
+    store = PolicyStore(watch.backend)
+    register_ops(app, watch, metrics=metrics)
+
+    def apply(policy: DemoPolicy) -> None:
+        watch.policy = policy.to_policy()
+
+    # Followed in the background rather than read in a before_request hook: an
+    # app-wide hook would cost POST /claim its single round trip (sessions.py may_defer).
+    @app.while_serving
+    async def follow_policy() -> Any:
+        async with background(store.follow(apply), "sessionwatch-demo-policy"):
+            yield
+
+    @app.get("/")
+    async def home() -> Any:
+        if not session.get("user"):
+            return redirect(url_for("login_form"))
+        return await render_template(
+            "home.html",
+            user=session["user"],
+            policy=await store.get(),
+            prefix=watch.settings.url_prefix,
+        )
+
+    @app.get("/login")
+    async def login_form() -> Any:
+        return await render_template(
+            "login.html", error=None, next=_safe_next(request.args.get("next"))
+        )
+
+    @app.post("/login")
+    async def login() -> Any:
+        form = await request.form
+        username = str(form.get("username", "")).strip()
+        target = _safe_next(form.get("next"))
+        if (
+            not username
+            or len(username) > _MAX_USERNAME
+            or not _password_ok(str(form.get("password", "")))
+        ):
+            return await render_template(
+                "login.html", error="Unknown user or wrong password (it is “demo”).", next=target
+            ), 401
+        # The device limit applies at sign-in: use the policy as set a moment ago on
+        # any worker, not this worker's copy of up to a second ago.
+        apply(await store.get(fresh=True))
+        try:
+            await watch.login(username, revoke_others=form.get("revoke_others") == "1")
+        except SessionLimitReached as exc:
+            return await render_template(
+                "login.html",
+                error=f"You already have {exc.limit} active session(s). Sign out elsewhere first.",
+                next=target,
+            ), 403
+        session["user"] = username
+        return redirect(target)
+
+    @app.get("/reauth")
+    async def reauth_form() -> Any:
+        if not session.get("user"):
+            return redirect(url_for("login_form", next=_safe_next(request.args.get("next"))))
+        return await render_template(
+            "reauth.html",
+            user=session["user"],
+            next=_safe_next(request.args.get("next")),
+            error=None,
+        )
+
+    @app.post("/reauth")
+    async def reauth() -> Any:
+        """Re-authenticate, rotate this session's id and sign out every other session:
+        the answer to "Not you?" (the last claimer may be the attacker)."""
+        form = await request.form
+        user = session.get("user")
+        target = _safe_next(form.get("next"))
+        if not user:
+            return redirect(url_for("login_form"))
+        if not _password_ok(str(form.get("password", ""))):
+            return await render_template(
+                "reauth.html", user=user, next=target, error="Wrong password."
+            ), 401
+        await watch.login(user, revoke_others=True)
+        return redirect(target)
+
+    @app.post("/logout")
+    async def logout() -> WerkzeugResponse:
+        await watch.logout()
+        return redirect(url_for("login_form"))
+
+    @app.post("/api/transfer")
+    @watch.active_tab_required
+    async def transfer() -> Any:
+        body = await request.get_json(silent=True) or {}
+        amount = body.get("amount", 10)
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, (int, float))
+            or not 0 < amount <= 1_000_000
+        ):
+            return jsonify(
+                {"error": "bad_request", "message": "amount must be between 0 and 1,000,000"}
+            ), 400
+        return jsonify({"ok": True, "message": f"Transferred {amount:g} demo coins."})
+
+    @app.post("/policy")
+    @watch.active_tab_required
+    async def set_policy() -> Any:
+        if not session.get("user"):
+            return jsonify({"error": "not_signed_in", "message": "Sign in first."}), 401
+        body = await request.get_json(silent=True)
+        chosen = DemoPolicy.from_form(body if isinstance(body, dict) else await request.form)
+        await store.set(chosen)
+        apply(chosen)
+        logger.info("demo policy set to %s by %s", chosen, session["user"])
+        return jsonify(
+            {"one_tab": chosen.one_tab, "devices": chosen.devices, "on_limit": chosen.on_limit}
+        )
+
+    return app

@@ -1,0 +1,70 @@
+"""Operations endpoints: liveness, readiness and Prometheus metrics.
+
+``register_ops(app, watch, metrics=True)`` adds ``GET /healthz`` (the process is
+alive), ``GET /readyz`` (the backend answers) and, with ``metrics``, ``GET /metrics``.
+Metrics are opt-in for library users and on in the service. With several worker
+processes set ``PROMETHEUS_MULTIPROC_DIR`` (the CLI does) so any worker's
+``/metrics`` reports all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from quart import Quart, Response, jsonify
+
+from ..core.exceptions import BackendUnavailable
+from .background import background
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..web.extension import SessionWatch
+
+__all__ = ["register_ops"]
+
+logger = logging.getLogger(__name__)
+
+_READY_TIMEOUT = 2.0
+_SYNC_EVERY = 1.0
+
+
+def register_ops(app: Quart, watch: SessionWatch, *, metrics: bool = False) -> None:
+    """Add ``/healthz``, ``/readyz`` and (with ``metrics``) ``/metrics`` to ``app``."""
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        try:
+            await asyncio.wait_for(watch.backend.ping(), _READY_TIMEOUT)
+        except (TimeoutError, BackendUnavailable) as exc:
+            return jsonify(
+                {"status": "unavailable", "error": "backend_unavailable", "message": str(exc)}
+            ), 503
+        hub = watch.hub
+        listening = hub.stats().get("connected", True) if hub is not None else True
+        return jsonify({"status": "ok", "pubsub": "connected" if listening else "reconnecting"})
+
+    if metrics:
+        collector = Metrics(watch)
+        watch.on_claim = collector.claimed
+        if watch.hub is not None:
+            watch.hub.on_push = collector.observe_push
+
+        @app.get("/metrics")
+        async def metrics_endpoint() -> Response:
+            body, content_type = collector.render()
+            return Response(body, content_type=content_type)
+
+        @app.while_serving
+        async def sync_metrics() -> Any:
+            try:
+                async with background(collector.sync_forever(_SYNC_EVERY), "sessionwatch-metrics"):
+                    yield
+            finally:
+                collector.process_exit(os.getpid())

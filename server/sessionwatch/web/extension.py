@@ -1,0 +1,511 @@
+"""The Quart extension: wires settings, backend, sessions, policy and routes together."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, ParamSpec, TypeVar
+
+from quart import (
+    Blueprint,
+    Quart,
+    Response,
+    current_app,
+    has_request_context,
+    has_websocket_context,
+    request,
+    websocket,
+)
+from quart import session as quart_session
+
+from ..backends import Backend, backend_from_url
+from ..backends.base import Claim, SessionRecord, Timeouts
+from ..core import devices
+from ..core.config import Settings
+from ..core.events import Device
+from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.origins import OriginRule
+from ..core.policy import Policy
+from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER
+from ..core.tokens import (
+    CookieSigner,
+    make_tab_token,
+    new_session_id,
+    new_tab_key,
+    parse_tab_token,
+    public_id,
+)
+from ..live import asgi
+from ..live.endpoint import register_websocket
+from ..live.hub import Hub
+from .responses import ended_response, error_response
+from .routes import create_blueprint
+from .sessions import ServerSession, ServerSessionInterface, UnavailableSession, security_log
+
+__all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TabStatus = Literal["active", "superseded", "invalid", "missing"]
+MAX_USER_ID = 256
+REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One of a user's sessions, as the sessions API shows it (no secrets)."""
+
+    id: str
+    user: str | None
+    browser: str
+    os: str
+    place: str
+    created: int
+    last_seen: int
+    expires_at: int
+    live_tabs: int
+    current: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "current": self.current,
+            "browser": self.browser,
+            "os": self.os,
+            "place": self.place,
+            "created": self.created,
+            "last_seen": self.last_seen,
+            "expires_at": self.expires_at,
+            "live_tabs": self.live_tabs,
+        }
+
+
+class SessionWatch:
+    """Server-enforced sessions, tab claims and live push for a Quart app.
+
+    Args:
+        app: the app, or ``None`` to call :meth:`init_app` later.
+        backend: a backend URL (``memory://``, ``redis://…``) or a backend object.
+        policy: the :class:`Policy` to enforce.
+        clock: seconds since the epoch (injectable for tests).
+        place_resolver: ``ip -> "City, Country"`` for device descriptions (GeoIP).
+        **options: any :class:`~sessionwatch.core.config.Settings` field; each can also be
+            set as ``app.config["SESSIONWATCH_<NAME>"]`` (the keyword wins).
+
+    Raises:
+        ConfigurationError: an option, the backend URL or the secret key is invalid.
+    """
+
+    def __init__(
+        self,
+        app: Quart | None = None,
+        *,
+        backend: str | Backend | None = None,
+        policy: Policy | None = None,
+        clock: Callable[[], float] | None = None,
+        place_resolver: devices.PlaceResolver | None = None,
+        **options: Any,
+    ) -> None:
+        if backend is not None and not isinstance(backend, str):
+            self._backend_object: Backend | None = backend
+        else:
+            self._backend_object = None
+            if backend is not None:
+                options["backend"] = backend
+        self._options = options
+        self.policy = policy or Policy()
+        self.clock = clock or time.time
+        self.place_resolver = place_resolver
+        self.settings = Settings.resolve(options, {})
+        self._backend: Backend | None = self._backend_object
+        self._signer: CookieSigner | None = None
+        self.app: Quart | None = None
+        self.blueprint: Blueprint | None = None
+        self.claim_path = ""  # set by init_app
+        self.hub: Hub | None = None  # the live-push hub (set by init_app)
+        self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
+        # Called on every tab claim served (the service counts them).
+        self.on_claim: Callable[[], None] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def init_app(self, app: Quart) -> None:
+        """Install the session interface, routes and start-up/shut-down hooks."""
+        self.settings = Settings.resolve(self._options, app.config)
+        if self._backend_object is None:
+            self._backend = backend_from_url(
+                self.settings.backend, key_prefix=self.settings.key_prefix, clock=self.clock
+            )
+        keys: list[str | bytes] = []
+        keys.extend(self.settings.secret_keys)
+        if not keys:
+            keys.extend(app.config.get("SECRET_KEY_FALLBACKS") or [])
+            if app.config.get("SECRET_KEY"):
+                keys.append(app.config["SECRET_KEY"])
+        self._signer = CookieSigner(keys)
+        self.timeouts = Timeouts(
+            idle=int(self.settings.idle_timeout * 1000),
+            absolute=int(self.settings.absolute_timeout * 1000),
+            refresh=int(self.settings.refresh_every * 1000),
+            tombstone=int(self.settings.tombstone_ttl * 1000),
+        )
+        self.origins = OriginRule.from_settings(self.settings)
+        interface = ServerSessionInterface(self)
+        app.session_interface = interface  # type: ignore[assignment]
+        app.extensions["sessionwatch"] = self
+        app.register_error_handler(BackendUnavailable, self._backend_unavailable)
+        app.register_error_handler(SessionLimitReached, self._limit_reached)
+        app.while_serving(self._serving)
+        hub = Hub(self.backend, self.settings, self.timeouts, self.now_ms, self.tab_status)
+        self.hub = hub
+        self.blueprint = create_blueprint(self)
+        register_websocket(self.blueprint, hub, self.current_session, self.origins)
+        origins = self.origins
+        self.blueprint.record_once(lambda state: asgi.install(state, hub, interface, origins))
+        app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
+        self.claim_path = f"{self.settings.url_prefix}/claim"
+        self.app = app
+        devices.warm_up()
+
+    async def _serving(self) -> Any:
+        await self.backend.connect()
+        if self.hub is not None:
+            await self.hub.start()
+        try:
+            yield
+        finally:
+            if self.hub is not None:
+                await self.hub.stop()
+            await self.backend.disconnect()
+
+    async def _backend_unavailable(self, error: BackendUnavailable) -> Response:
+        logger.error("backend unavailable: %s", error)
+        return error_response(503, "backend_unavailable")
+
+    async def _limit_reached(self, error: SessionLimitReached) -> Response:
+        return error_response(403, "session_limit_reached", limit=error.limit)
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raise RuntimeError("SessionWatch.init_app(app) has not been called")
+        return self._backend
+
+    @property
+    def signer(self) -> CookieSigner:
+        if self._signer is None:
+            raise RuntimeError("SessionWatch.init_app(app) has not been called")
+        return self._signer
+
+    def now_ms(self) -> int:
+        """The injectable clock, in epoch milliseconds."""
+        return int(self.clock() * 1000)
+
+    # -- request helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _connection() -> Any:
+        if has_request_context():
+            return request
+        if has_websocket_context():
+            return websocket
+        raise RuntimeError("sessionwatch needs a request or WebSocket context here")
+
+    def request_is_secure(self) -> bool:
+        """True when the current request came over HTTPS/WSS."""
+        return self._connection().scheme in ("https", "wss")
+
+    def client_address(self) -> str | None:
+        """The client's IP: the peer, or the proxy-appended ``X-Forwarded-For`` entry
+        when ``trust_forwarded_for`` is set (only behind a proxy you run)."""
+        connection = self._connection()
+        if self.settings.trust_forwarded_for:
+            forwarded = connection.headers.get("X-Forwarded-For", "")
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            if hops:
+                return str(hops[-1])
+        address = connection.remote_addr
+        return str(address) if address else None
+
+    def describe_request(self) -> Device:
+        """The :class:`Device` of the current request."""
+        return devices.describe_device(
+            self._connection().headers.get("User-Agent"),
+            self.client_address(),
+            self.now_ms(),
+            resolver=self.place_resolver,
+        )
+
+    def current_session(self) -> ServerSession:
+        """The request's :class:`ServerSession`; raises :class:`BackendUnavailable`
+        when the backend could not be reached while opening it."""
+        session = quart_session._get_current_object()  # type: ignore[attr-defined]
+        if isinstance(session, UnavailableSession):
+            raise session.error
+        if not isinstance(session, ServerSession):
+            raise RuntimeError("the app's session interface is not sessionwatch's")
+        return session
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def new_record(
+        self, session_id: str, user: str | None, data: str, device: Device | None = None
+    ) -> SessionRecord:
+        """A fresh record for ``session_id`` on ``device`` (default: this request's)."""
+        now = self.now_ms()
+        device = device or self.describe_request()
+        return SessionRecord(
+            id=public_id(session_id),
+            user=user,
+            created=now,
+            seen=now,
+            absolute_expiry=now + self.timeouts.absolute,
+            gen=0,
+            tab_key=new_tab_key(),
+            device={"browser": device.browser, "os": device.os, "place": device.place},
+            data=data,
+        )
+
+    async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord:
+        """Store a new anonymous session for the request and send its cookie."""
+        session_id = new_session_id()
+        record = self.new_record(session_id, None, data)
+        await self.backend.create(record, timeouts=self.timeouts, now=record.created)
+        session.bind(session_id, record)
+        return record
+
+    async def login(self, user_id: str, *, revoke_others: bool = False) -> list[str]:
+        """Sign the current session in as ``user_id``.
+
+        Rotates the session id (against fixation) keeping the data and the tab claim,
+        records the device, adds the session to the user's index and applies the
+        policy — one atomic step. Returns the public ids of sessions evicted by the
+        limit. With ``revoke_others``, every other session of the user is revoked too.
+
+        Raises:
+            SessionLimitReached: the policy is ``deny`` and the user is at the limit
+                (nothing changed).
+            BackendUnavailable: the backend cannot be reached.
+            ValueError: ``user_id`` is empty, too long or not a string.
+        """
+        if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
+            raise ValueError(
+                f"user_id must be a non-empty string of at most {MAX_USER_ID} characters"
+            )
+        session = self.current_session()
+        serializer = ServerSessionInterface.serializer
+        data = serializer.dumps(dict(session)) if session else ""
+        session_id, record, evicted = await self.rotate_login(
+            session.record, user_id, data, self.describe_request()
+        )
+        session.bind(session_id, record)
+        if revoke_others:
+            await self.revoke_user(user_id, except_current=True, reason="signed_out_elsewhere")
+        return evicted
+
+    async def rotate_login(
+        self, old: SessionRecord | None, user_id: str, data: str, device: Device
+    ) -> tuple[str, SessionRecord, list[str]]:
+        """Store a new session of ``user_id`` replacing ``old`` (carrying its claim) and
+        apply the policy, atomically. Returns the new session id, its record and the
+        public ids the limit evicted. Raises like :meth:`login`."""
+        session_id = new_session_id()
+        record = self.new_record(session_id, user_id, data, device)
+        if old is not None:  # the script carries these over atomically; mirror them here
+            record = replace(record, gen=old.gen, tab_key=old.tab_key, claimed_by=old.claimed_by)
+        evicted = await self.backend.login(
+            old.id if old is not None else None,
+            record,
+            limit=self.policy.session_limit(user_id),
+            deny=self.policy.on_limit == "deny",
+            timeouts=self.timeouts,
+            now=record.created,
+        )
+        security_log.info(
+            "login: session %s for user %s (rotated from %s; evicted %s)",
+            record.id,
+            user_id,
+            old.id if old is not None else "-",
+            ",".join(evicted) or "-",
+        )
+        return session_id, record, evicted
+
+    async def logout(self) -> None:
+        """End the current session everywhere and clear its cookie."""
+        session = self.current_session()
+        if session.record is not None:
+            await self.backend.end(
+                session.record.id, "logged_out", timeouts=self.timeouts, now=self.now_ms()
+            )
+            security_log.info("logout: session %s", session.record.id)
+        session.unbind()
+
+    async def revoke_session(
+        self, session_id: str, *, reason: str = "revoked", user_id: str | None = None
+    ) -> bool:
+        """Revoke the session with public id ``session_id`` (only if it belongs to
+        ``user_id``, when given). Its tabs are told ``revoked{reason}`` and closed.
+        Returns whether a live session was revoked."""
+        _check_reason(reason)
+        ended = await self.backend.end(
+            session_id,
+            "revoked",
+            timeouts=self.timeouts,
+            now=self.now_ms(),
+            user=user_id,
+            detail=reason,
+        )
+        if ended:
+            security_log.info("revoke: session %s (%s)", session_id, reason)
+        return ended
+
+    async def revoke_user(
+        self, user_id: str, *, except_current: bool = False, reason: str = "revoked"
+    ) -> int:
+        """Revoke every session of ``user_id`` (but the current one with
+        ``except_current``). Returns how many were revoked."""
+        _check_reason(reason)
+        keep = None
+        if except_current:
+            keep = self.current_session().public_id
+        count = await self.backend.end_user(
+            user_id, except_id=keep, detail=reason, timeouts=self.timeouts, now=self.now_ms()
+        )
+        security_log.info("revoke: %d session(s) of user %s (%s)", count, user_id, reason)
+        return count
+
+    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
+        """The user's live sessions, oldest first, with their live tab counts."""
+        now = self.now_ms()
+        records = await self.backend.list_sessions(user_id, timeouts=self.timeouts, now=now)
+        live = await self.backend.count_presence([r.id for r in records], now=now)
+        current = None
+        if has_request_context() or has_websocket_context():
+            session = quart_session._get_current_object()  # type: ignore[attr-defined]
+            if isinstance(session, ServerSession):
+                current = session.public_id
+        return [
+            SessionInfo(
+                id=r.id,
+                user=r.user,
+                browser=str(r.device.get("browser", "")),
+                os=str(r.device.get("os", "")),
+                place=str(r.device.get("place", "")),
+                created=r.created,
+                last_seen=r.seen,
+                expires_at=r.expires_at(self.timeouts.idle),
+                live_tabs=live.get(r.id, 0),
+                current=r.id == current,
+            )
+            for r in records
+        ]
+
+    # -- tabs ----------------------------------------------------------------------------
+
+    async def claim_tab(self) -> tuple[str, Claim]:
+        """Claim the current tab (starting a session if needed): the newest claim wins.
+        Returns the token and the claim. A pending session (``POST /claim``) is loaded
+        by the claim itself: one backend round trip."""
+        session = self.current_session()
+        for _ in range(2):
+            session_id = session.public_id
+            if session_id is None:
+                session_id = (await self.start_session(session)).id
+            result = await self.backend.claim(
+                session_id,
+                self.describe_request(),
+                exclusive=self.policy.exclusive_tabs,
+                timeouts=self.timeouts,
+                now=self.now_ms(),
+            )
+            if isinstance(result, Claim):
+                if session.pending is not None:
+                    record = result.record
+                    data = (
+                        ServerSessionInterface.serializer.loads(record.data) if record.data else {}
+                    )
+                    session.adopt(record, data)
+                else:
+                    session.record = result.record
+                return make_tab_token(result.tab_key, result.gen), result
+            if session.pending is not None:  # what open_session would have said
+                security_log.info(
+                    "session cookie refused: session %s %s", session_id, result.ended or "unknown"
+                )
+                session.ended = result.ended
+            # Ended (before or since the request began): start afresh once.
+            session.unbind()
+        raise BackendUnavailable("could not claim a tab: the session ended twice")
+
+    def tab_status(self, record: SessionRecord, token: str | None) -> TabStatus:
+        """Whether ``token`` is the current tab of ``record`` (constant-time MAC check)."""
+        if not token:
+            return "missing"
+        gen = parse_tab_token(token, record.tab_key) if len(token) <= 64 else None
+        if gen is None or gen > record.gen:
+            return "invalid"
+        if self.policy.exclusive_tabs and gen != record.gen:
+            return "superseded"
+        return "active"
+
+    async def request_tab_token(self) -> str | None:
+        """The tab token of the current request (header, else form field)."""
+        token = request.headers.get(TAB_HEADER)
+        if token is None and request.mimetype in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            form = await request.form
+            token = form.get(TAB_FORM_FIELD)
+        return token
+
+    async def check_active_tab(self) -> Response | None:
+        """``None`` when the request comes from the session's active tab, else the
+        401/409/503 answer. Costs no backend round trip beyond opening the session."""
+        session = self.current_session()
+        if session.record is None:
+            return ended_response(session.ended)
+        token = await self.request_tab_token()
+        status = self.tab_status(session.record, token)
+        if status == "active":
+            return None
+        if status == "superseded":
+            return error_response(409, "tab_superseded", by=session.record.claimed_by)
+        if status == "invalid":
+            security_log.warning("tab token refused for session %s: invalid", session.record.id)
+        return error_response(409, f"tab_{status}")
+
+    def active_tab_required(
+        self, view: Callable[P, Awaitable[R]]
+    ) -> Callable[P, Awaitable[R | Response]]:
+        """Decorator: accept the request only from the session's active tab.
+
+        The token (header ``X-SessionWatch-Tab`` or form field ``_sessionwatch_tab``)
+        is also the CSRF protection of the route."""
+
+        @functools.wraps(view)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+            refusal = await self.check_active_tab()
+            if refusal is not None:
+                return refusal
+            return await current_app.ensure_async(view)(*args, **kwargs)
+
+        return wrapper
+
+    def protect_blueprint(self, blueprint: Blueprint) -> None:
+        """Require the active tab for every request routed to ``blueprint``."""
+        blueprint.before_request(self.check_active_tab)
+
+
+def _check_reason(reason: str) -> None:
+    if not isinstance(reason, str) or not REASON_RE.fullmatch(reason):
+        raise ConfigurationError(f"reason must match {REASON_RE.pattern}, got {reason!r}")

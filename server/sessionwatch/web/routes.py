@@ -1,0 +1,185 @@
+"""The HTTP API under ``url_prefix`` (docs/protocol.md §2) and the client script."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from quart import Blueprint, Response, has_request_context, jsonify, request, websocket
+
+from ..backends.base import Backend, Claim, SessionRecord, Timeouts
+from ..core.origins import OriginRule, own_origin_of
+from ..core.policy import Policy
+from ..core.tabs import TAB_HEADER
+from .responses import ended_response, error_response
+from .sessions import ServerSession
+
+__all__ = ["RoutesHost", "create_blueprint", "own_origin"]
+
+
+def own_origin() -> str:
+    """The app's own origin as this request or WebSocket handshake sees it
+    (scheme://host[:port]; ws maps to http, wss to https)."""
+    connection = request if has_request_context() else websocket
+    return own_origin_of(connection.scheme, connection.host)
+
+
+class RoutesHost(Protocol):
+    """What the HTTP API needs of the extension (which wires it)."""
+
+    policy: Policy
+    timeouts: Timeouts
+    origins: OriginRule
+    on_claim: Callable[[], None] | None
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def now_ms(self) -> int: ...
+
+    def current_session(self) -> ServerSession: ...
+
+    async def claim_tab(self) -> tuple[str, Claim]: ...
+
+    def tab_status(self, record: SessionRecord, token: str | None) -> str: ...
+
+    def active_tab_required(
+        self, view: Callable[..., Awaitable[Response]]
+    ) -> Callable[..., Awaitable[Response]]: ...
+
+    async def list_sessions(self, user_id: str) -> list[Any]: ...
+
+    async def revoke_session(
+        self, session_id: str, *, reason: str = ..., user_id: str | None = ...
+    ) -> bool: ...
+
+    async def revoke_user(
+        self, user_id: str, *, except_current: bool = ..., reason: str = ...
+    ) -> int: ...
+
+
+@cache
+def client_script() -> tuple[bytes, str]:
+    """The browser client and its ETag (read once)."""
+    candidates = [
+        Path(__file__).resolve().parents[3] / "client_js" / "sessionwatch.js",  # a checkout
+    ]
+    packaged = resources.files("sessionwatch").joinpath("static", "sessionwatch.js")  # the wheel
+    for path in candidates:
+        if path.is_file():
+            body = path.read_bytes()
+            break
+    else:
+        body = packaged.read_bytes() if packaged.is_file() else b""
+    etag = hashlib.sha256(body).hexdigest()[:32]
+    return body, etag
+
+
+def create_blueprint(watch: RoutesHost) -> Blueprint:
+    """The blueprint of the HTTP API, bound to ``watch`` (the extension). The extension
+    adds the WebSocket endpoint to it."""
+    bp = Blueprint("sessionwatch", __name__)
+
+    @bp.after_request
+    async def no_store(response: Response) -> Response:
+        if request.endpoint != "sessionwatch.client_js":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.post("/claim")
+    async def claim() -> Response:
+        if request.mimetype != "application/json":
+            return error_response(
+                415, "bad_request", "POST /claim needs Content-Type: application/json"
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and not watch.origins.allows(origin, own_origin()):
+            return error_response(403, "origin_forbidden")
+        token, result = await watch.claim_tab()
+        if watch.on_claim is not None:
+            watch.on_claim()
+        session = watch.current_session()
+        return jsonify(
+            {
+                "tab": token,
+                "gen": result.gen,
+                "exclusive": watch.policy.exclusive_tabs,
+                "expires_at": result.expires_at,
+                "session": session.public_id,
+                "user": session.record.user if session.record else None,
+            }
+        )
+
+    @bp.get("/state")
+    async def state() -> Response:
+        session = watch.current_session()
+        record = session.record
+        if record is None:
+            return ended_response(session.ended)
+        return jsonify(
+            {
+                "session": record.id,
+                "user": record.user,
+                "expires_at": record.expires_at(watch.timeouts.idle),
+                "gen": record.gen,
+                "exclusive": watch.policy.exclusive_tabs,
+                "tab": watch.tab_status(record, request.headers.get(TAB_HEADER)),
+                "by": record.claimed_by,
+            }
+        )
+
+    @bp.post("/extend")
+    @watch.active_tab_required
+    async def extend() -> Response:
+        session = watch.current_session()
+        assert session.record is not None  # guaranteed by active_tab_required
+        found = await watch.backend.extend(
+            session.record.id, timeouts=watch.timeouts, now=watch.now_ms()
+        )
+        if found.record is None:
+            return ended_response(found.ended)
+        return jsonify({"expires_at": found.record.expires_at(watch.timeouts.idle)})
+
+    @bp.get("/sessions")
+    async def sessions() -> Response:
+        session = watch.current_session()
+        if session.record is None or session.record.user is None:
+            return error_response(401, "not_signed_in")
+        infos = await watch.list_sessions(session.record.user)
+        return jsonify({"sessions": [info.to_json() for info in infos]})
+
+    @bp.delete("/sessions/<string:session_id>")
+    @watch.active_tab_required
+    async def revoke(session_id: str) -> Response:
+        user = watch.current_session().record.user  # type: ignore[union-attr]
+        if user is None or len(session_id) > 64:
+            return error_response(404, "session_not_found")
+        if not await watch.revoke_session(session_id, user_id=user):
+            return error_response(404, "session_not_found")
+        return jsonify({"revoked": 1})
+
+    @bp.post("/sessions/revoke-others")
+    @watch.active_tab_required
+    async def revoke_others() -> Response:
+        user = watch.current_session().record.user  # type: ignore[union-attr]
+        if user is None:
+            return error_response(401, "not_signed_in")
+        count = await watch.revoke_user(user, except_current=True)
+        return jsonify({"revoked": count})
+
+    @bp.get("/client.js")
+    async def client_js() -> Response:
+        body, etag = client_script()
+        if request.if_none_match.contains(etag):
+            response = Response(b"", status=304)
+        else:
+            response = Response(body, content_type="text/javascript; charset=utf-8")
+        response.set_etag(etag)
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return response
+
+    return bp

@@ -1,0 +1,305 @@
+"""Server-side sessions behind Quart's ``session``.
+
+The cookie holds only the signed session id; data lives in the backend. Opening a
+session is one backend round trip (read, expiry check and, when due, the idle refresh
+happen in one atomic step), so a protected request costs exactly one. A cookie that is
+forged, malformed, oversized or names a session that is gone is never adopted: the
+request gets a fresh, empty session and a security log line records why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
+
+from quart.json.tag import TaggedJSONSerializer
+from quart.sessions import SessionInterface, SessionMixin
+from quart.signals import request_started
+from quart.wrappers import BaseRequestWebsocket
+from quart.wrappers import Response as QuartResponse
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from ..backends.base import Backend, EndReason, Lookup, SessionRecord, Timeouts
+from ..core.config import Settings
+from ..core.exceptions import BackendUnavailable
+from ..core.tokens import CookieSigner, public_id
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+__all__ = ["ServerSession", "ServerSessionInterface", "UnavailableSession", "security_log"]
+
+security_log = logging.getLogger("sessionwatch.security")
+
+CookieAction = Literal["set", "clear"] | None
+
+
+class ServerSession(dict[str, Any], SessionMixin):
+    """The request's session: a dict of app data plus the server-side record.
+
+    Attributes:
+        record: the live record, ``None`` for a session not stored yet.
+        ended: why the presented cookie was not adopted (``"expired"``, ``"revoked"``,
+            ``"evicted"``, ``"logged_out"``), or ``None``.
+        pending: the public id of a genuine cookie whose record is not loaded yet (only
+            on ``POST {url_prefix}/claim``, whose claim loads it; see
+            :meth:`ServerSessionInterface.may_defer`), else ``None``.
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
+        record: SessionRecord | None = None,
+        ended: EndReason | None = None,
+        stored_data: str = "",
+        refused: bool = False,
+        pending: str | None = None,
+    ) -> None:
+        super().__init__(data or {})
+        self.session_id = session_id
+        self.record = record
+        self.ended = ended
+        self.stored_data = stored_data  # serialised data as loaded, to detect changes
+        self.pending = pending
+        # A refused cookie is cleared unless the request starts a new session.
+        self.cookie_action: CookieAction = "clear" if refused else None
+        self.modified = False
+        self.accessed = False
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        return self.record is None and self.pending is None
+
+    @property
+    def public_id(self) -> str | None:
+        """The public id of the stored session, if any (loaded or pending)."""
+        return self.record.id if self.record is not None else self.pending
+
+    def adopt(self, record: SessionRecord, data: dict[str, Any]) -> None:
+        """Load a pending session from a record read by another operation (a claim)."""
+        self.update(data)
+        self.record = record
+        self.stored_data = record.data
+        self.pending = None
+
+    def bind(self, session_id: str, record: SessionRecord) -> None:
+        """Point this session at a (new) stored record and send its cookie."""
+        self.session_id = session_id
+        self.record = record
+        self.stored_data = record.data
+        self.ended = None
+        self.cookie_action = "set"
+
+    def unbind(self) -> None:
+        """Forget the stored record, drop the data and clear the cookie."""
+        self.clear()
+        self.session_id = None
+        self.record = None
+        self.pending = None
+        self.stored_data = ""
+        self.cookie_action = "clear"
+
+
+class UnavailableSession(SessionMixin):
+    """Stands in when the backend cannot be reached: any use raises
+    :class:`BackendUnavailable` (answered 503), so nothing reads an empty session as
+    "signed out" and nothing is written over real data."""
+
+    new = False
+    modified = False
+    accessed = False
+
+    def __init__(self, error: BackendUnavailable) -> None:
+        self.error = error
+
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise self.error
+
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = _fail
+    get = pop = setdefault = update = clear = keys = values = items = _fail
+
+    def __iter__(self) -> Iterator[str]:
+        raise self.error
+
+    def __len__(self) -> int:
+        raise self.error
+
+
+class SessionHost(Protocol):
+    """What the session interface needs of the extension (which wires it)."""
+
+    settings: Settings
+    timeouts: Timeouts
+    claim_path: str
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def signer(self) -> CookieSigner: ...
+
+    def now_ms(self) -> int: ...
+
+    def request_is_secure(self) -> bool: ...
+
+    async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord: ...
+
+
+class ServerSessionInterface(SessionInterface):
+    """Quart's session interface backed by a :class:`~sessionwatch.SessionWatch`."""
+
+    serializer = TaggedJSONSerializer()
+
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
+
+    # -- cookie attributes ---------------------------------------------------------
+
+    def cookie_name(self, app: Quart, secure_request: bool) -> str:
+        """``__Host-<name>`` over HTTPS when the cookie qualifies (Secure, Path=/,
+        no Domain), else ``<name>``."""
+        name = self.get_cookie_name(app)
+        if (
+            secure_request
+            and self.get_cookie_secure(app)
+            and self.get_cookie_domain(app) is None
+            and self.get_cookie_path(app) == "/"
+            and not name.startswith(("__Host-", "__Secure-"))
+        ):
+            return "__Host-" + name
+        return name
+
+    def get_cookie_secure(self, app: Quart) -> bool:
+        return self.host.settings.cookie_secure
+
+    def get_cookie_samesite(self, app: Quart) -> str:
+        configured = app.config.get("SESSION_COOKIE_SAMESITE")
+        return configured or self.host.settings.cookie_samesite
+
+    # -- open / save ----------------------------------------------------------------
+
+    async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SessionMixin:
+        name = self.cookie_name(app, request.scheme in ("https", "wss"))
+        raw = request.cookies.get(name)
+        if raw is None:
+            return ServerSession()
+        if len(raw) > self.host.settings.max_cookie_length:
+            security_log.warning("session cookie refused: oversized (%d bytes)", len(raw))
+            return ServerSession(refused=True)
+        session_id = self.host.signer.unsign(raw)
+        if session_id is None:
+            security_log.warning("session cookie refused: bad signature or malformed")
+            return ServerSession(refused=True)
+        pid = public_id(session_id)
+        if self.may_defer(app, request):
+            return ServerSession(session_id=session_id, pending=pid)
+        try:
+            found = await self.load(pid)
+        except BackendUnavailable as exc:
+            return UnavailableSession(exc)
+        if found.record is None:
+            security_log.info(
+                "session cookie refused: session %s %s", pid, found.ended or "unknown"
+            )
+            return ServerSession(ended=found.ended, refused=True)
+        record = found.record
+        data = self.serializer.loads(record.data) if record.data else {}
+        return ServerSession(data, session_id=session_id, record=record, stored_data=record.data)
+
+    def session_id(self, raw: str) -> str | None:
+        """The session id a cookie value carries, or ``None`` (oversized, forged or
+        malformed; :meth:`open_session` logs which)."""
+        if len(raw) > self.host.settings.max_cookie_length:
+            return None
+        return self.host.signer.unsign(raw)
+
+    async def load(self, pid: str) -> Lookup:
+        """Load session ``pid`` (refreshing its idle expiry when due)."""
+        return await self.host.backend.load(
+            pid, timeouts=self.host.timeouts, now=self.host.now_ms()
+        )
+
+    def may_defer(self, app: Quart, request: BaseRequestWebsocket) -> bool:
+        """True for ``POST {url_prefix}/claim`` when nothing can read the session before
+        the view: no app-wide or blueprint ``before_request`` or URL value preprocessor,
+        no ``request_started`` receiver. The claim then loads the session in its own
+        round trip instead of a load before it (one round trip instead of two)."""
+        if request.method != "POST" or request.path != self.host.claim_path:
+            return False
+        for scope in (None, "sessionwatch"):
+            if app.before_request_funcs.get(scope) or app.url_value_preprocessors.get(scope):
+                return False
+        return not request_started.receivers
+
+    async def save_session(
+        self, app: Quart, session: SessionMixin, response: QuartResponse | WerkzeugResponse | None
+    ) -> None:
+        if not isinstance(session, ServerSession):
+            return
+        if session.pending is not None:
+            # Never loaded (the claim answered before claiming, e.g. 415): nothing was
+            # read, so nothing can have changed; data written blind is not merged.
+            if session:
+                security_log.warning(
+                    "session %s: data written before the session was loaded; not saved",
+                    session.pending,
+                )
+            if response is not None:
+                response.vary.add("Cookie")
+            return
+        await self._save_data(session)
+        if response is None:  # a WebSocket: data saved, no cookie to send
+            return
+        if session.record is not None or session.cookie_action is not None:
+            response.vary.add("Cookie")  # the answer depends on who asks: never share it
+        if session.cookie_action is None:
+            return
+        request_secure = self.host.request_is_secure()
+        name = self.cookie_name(app, request_secure)
+        domain = self.get_cookie_domain(app)
+        path = self.get_cookie_path(app)
+        if session.cookie_action == "clear" or session.session_id is None:
+            response.delete_cookie(
+                name,
+                domain=domain,
+                path=path,
+                secure=self.get_cookie_secure(app),
+                httponly=self.get_cookie_httponly(app),
+                samesite=self.get_cookie_samesite(app),
+            )
+            return
+        response.set_cookie(
+            name,
+            self.host.signer.sign(session.session_id),
+            domain=domain,
+            path=path,
+            secure=self.get_cookie_secure(app),
+            httponly=self.get_cookie_httponly(app),
+            samesite=self.get_cookie_samesite(app),
+            partitioned=self.get_cookie_partitioned(app),
+        )
+
+    async def _save_data(self, session: ServerSession) -> None:
+        """Write the app data when it changed (nested changes included)."""
+        data = self.serializer.dumps(dict(session)) if session else ""
+        if session.record is None:
+            if data:
+                await self.host.start_session(session, data)
+            return
+        if data == session.stored_data:
+            return
+        stored = await self.host.backend.save_data(
+            session.record.id, data, timeouts=self.host.timeouts, now=self.host.now_ms()
+        )
+        if stored:
+            session.stored_data = data
+        else:
+            # Revoked or expired while this request ran: the data goes nowhere and the
+            # cookie is cleared, rather than resurrecting the session.
+            security_log.info(
+                "session %s ended during the request; data not saved", session.record.id
+            )
+            session.unbind()

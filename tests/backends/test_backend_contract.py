@@ -1,0 +1,471 @@
+"""One contract, every backend: the same bodies run on memory:// and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from sessionwatch.backends.base import (
+    EXPIRY_GRACE_MS,
+    Backend,
+    Claim,
+    Lookup,
+    SessionRecord,
+    Timeouts,
+    session_channel,
+    user_channel,
+)
+from sessionwatch.core.events import Device
+from sessionwatch.core.exceptions import SessionLimitReached
+from sessionwatch.core.tokens import new_session_id, new_tab_key, public_id
+from support.events import EventCollector
+
+NOW = 1_800_000_000_000
+BY = Device(browser="Firefox 121", os="Android 14", place="198.51.100.0/24", at=NOW)
+
+
+def make_record(
+    user: str | None = None, now: int = NOW, data: str = "", timeouts: Timeouts | None = None
+) -> SessionRecord:
+    absolute = timeouts.absolute if timeouts else 12 * 3_600_000
+    return SessionRecord(
+        id=public_id(new_session_id()),
+        user=user,
+        created=now,
+        seen=now,
+        absolute_expiry=now + absolute,
+        gen=0,
+        tab_key=new_tab_key(),
+        device={"browser": "Chrome 120", "os": "Windows 10", "place": "203.0.113.0/24"},
+        data=data,
+    )
+
+
+async def stored(backend: Backend, record: SessionRecord, timeouts: Timeouts) -> SessionRecord:
+    await backend.create(record, timeouts=timeouts, now=record.created)
+    return record
+
+
+def schan(backend: Backend, record: SessionRecord | str) -> str:
+    return session_channel(backend.key_prefix, record if isinstance(record, str) else record.id)
+
+
+async def test_create_then_load_round_trips_every_field(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(data='{"cart":[1,2]}'), timeouts)
+    found = await backend.load(record.id, timeouts=timeouts, now=NOW + 1000)
+    assert found == Lookup(record)
+
+
+async def test_unknown_id_is_no_session(backend: Backend, timeouts: Timeouts) -> None:
+    assert await backend.load("x" * 22, timeouts=timeouts, now=NOW) == Lookup(None, None)
+
+
+async def test_touch_only_after_refresh_interval_and_publishes_extended(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        early = await backend.load(record.id, timeouts=timeouts, now=NOW + timeouts.refresh - 1)
+        assert not early.extended and early.record is not None and early.record.seen == NOW
+        await events.nothing()
+        later = NOW + timeouts.refresh
+        touched = await backend.load(record.id, timeouts=timeouts, now=later)
+        assert touched.extended and touched.record is not None and touched.record.seen == later
+        channel, event = await events.next()
+        assert channel == schan(backend, record)
+        assert event.type == "extended" and event.session == record.id
+        assert event.fields == {"expires_at": later + timeouts.idle}
+        untouched = await backend.load(record.id, timeouts=timeouts, now=later + 1, touch=False)
+        assert untouched.record is not None and untouched.record.seen == later
+
+
+async def test_extend_touches_regardless_of_interval(backend: Backend, timeouts: Timeouts) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    found = await backend.extend(record.id, timeouts=timeouts, now=NOW + 5)
+    assert found.extended and found.record is not None and found.record.seen == NOW + 5
+
+
+async def test_idle_expiry_ends_session_with_event_and_tombstone(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(user=None), timeouts)
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        alive = await backend.load(
+            record.id, timeouts=timeouts, now=NOW + timeouts.idle - 1, touch=False
+        )
+        assert alive.record is not None
+        gone = await backend.load(record.id, timeouts=timeouts, now=NOW + timeouts.idle)
+        assert gone == Lookup(None, "expired")
+        _, event = await events.next()
+        assert event.type == "expired" and event.session == record.id
+        again = await backend.load(record.id, timeouts=timeouts, now=NOW + timeouts.idle + 10)
+        assert again == Lookup(None, "expired")
+        await events.nothing()
+
+
+async def test_absolute_expiry_despite_activity(backend: Backend, timeouts: Timeouts) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    now = NOW
+    while now + timeouts.idle // 2 < NOW + timeouts.absolute:
+        now += timeouts.idle // 2
+        found = await backend.load(record.id, timeouts=timeouts, now=now)
+        assert found.record is not None, now - NOW
+    assert await backend.load(record.id, timeouts=timeouts, now=NOW + timeouts.absolute) == Lookup(
+        None, "expired"
+    )
+
+
+async def test_claims_increment_gen_and_supersede_only_when_exclusive(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        first = await backend.claim(record.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
+        claimed = replace(record, gen=1, claimed_by=BY.to_json())
+        assert first == Claim(1, record.tab_key, NOW + timeouts.idle, claimed)
+        _, event = await events.next()
+        assert event.type == "superseded" and event.gen == 1 and event.session == record.id
+        assert Device.from_json(event.fields["by"]) == BY  # another browser: not the same
+        second = await backend.claim(record.id, BY, exclusive=False, timeouts=timeouts, now=NOW)
+        assert isinstance(second, Claim) and second.gen == 2
+        await events.nothing()
+    found = await backend.load(record.id, timeouts=timeouts, now=NOW, touch=False)
+    assert (
+        found.record is not None
+        and found.record.gen == 2
+        and found.record.claimed_by == BY.to_json()
+    )
+
+
+async def test_a_claim_from_the_creating_browser_is_the_same_browser(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    device = record.device
+    mine = Device(browser=device["browser"], os=device["os"], place=device["place"], at=NOW)
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        claim = await backend.claim(record.id, mine, exclusive=True, timeouts=timeouts, now=NOW)
+        _, event = await events.next()
+    assert isinstance(claim, Claim)
+    assert claim.record.claimed_by == replace(mine, same_browser=True).to_json()
+    assert event.fields["by"] == replace(mine, same_browser=True).to_json()
+    elsewhere = replace(mine, place="192.0.2.0/24")  # same browser, another network
+    claim = await backend.claim(record.id, elsewhere, exclusive=False, timeouts=timeouts, now=NOW)
+    assert isinstance(claim, Claim) and claim.record.claimed_by == elsewhere.to_json()
+
+
+async def test_a_claim_is_activity_and_refreshes_the_idle_deadline_when_due(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(data='{"a":1}'), timeouts)
+    early = NOW + timeouts.refresh - 1
+    claim = await backend.claim(record.id, BY, exclusive=False, timeouts=timeouts, now=early)
+    assert isinstance(claim, Claim) and claim.record.seen == NOW
+    assert claim.record.data == '{"a":1}' and claim.record.user is None
+    due = NOW + timeouts.refresh
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        claim = await backend.claim(record.id, BY, exclusive=False, timeouts=timeouts, now=due)
+        _, event = await events.next()
+    assert isinstance(claim, Claim) and claim.record.seen == due
+    assert claim.expires_at == due + timeouts.idle
+    assert event.type == "extended" and event.fields["expires_at"] == due + timeouts.idle
+    found = await backend.load(record.id, timeouts=timeouts, now=due, touch=False)
+    assert found.record == claim.record
+
+
+async def test_claim_on_ended_session_says_why(backend: Backend, timeouts: Timeouts) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    assert await backend.end(record.id, "revoked", timeouts=timeouts, now=NOW, detail="admin")
+    result = await backend.claim(record.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
+    assert result == Lookup(None, "revoked")
+    assert await backend.claim("y" * 22, BY, exclusive=True, timeouts=timeouts, now=NOW) == Lookup(
+        None, None
+    )
+
+
+async def test_save_data_never_resurrects_an_ended_session(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    assert await backend.save_data(record.id, '{"a":1}', timeouts=timeouts, now=NOW)
+    found = await backend.load(record.id, timeouts=timeouts, now=NOW, touch=False)
+    assert found.record is not None and found.record.data == '{"a":1}'
+    await backend.end(record.id, "logged_out", timeouts=timeouts, now=NOW)
+    assert not await backend.save_data(record.id, '{"a":2}', timeouts=timeouts, now=NOW)
+    assert (await backend.load(record.id, timeouts=timeouts, now=NOW)).record is None
+
+
+async def test_login_rotates_carrying_data_and_claim_state(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    anonymous = await stored(backend, make_record(data='{"cart":[3]}'), timeouts)
+    await backend.claim(anonymous.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
+    fresh = make_record(user="alice", now=NOW + 5, data='{"cart":[3],"user":"alice"}')
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, anonymous), user_channel(backend.key_prefix, "alice"))
+        evicted = await backend.login(
+            anonymous.id, fresh, limit=None, deny=False, timeouts=timeouts, now=NOW + 5
+        )
+        assert evicted == []
+        seen = {}
+        for _ in range(2):
+            channel, event = await events.next()
+            seen[event.type] = (channel, event)
+        assert seen["rotated"][0] == schan(backend, anonymous)
+        signed_in = seen["signed_in"][1]
+        assert signed_in.session == fresh.id
+        assert (
+            signed_in.fields["by"]["browser"] == "Chrome 120"
+            and signed_in.fields["by"]["at"] == NOW + 5
+        )
+    assert await backend.load(anonymous.id, timeouts=timeouts, now=NOW + 5) == Lookup(None, None)
+    found = (await backend.load(fresh.id, timeouts=timeouts, now=NOW + 5)).record
+    assert found is not None
+    assert (found.user, found.gen, found.tab_key, found.data) == (
+        "alice",
+        1,
+        anonymous.tab_key,
+        fresh.data,
+    )
+    assert found.claimed_by == BY.to_json()
+    assert [r.id for r in await backend.list_sessions("alice", timeouts=timeouts, now=NOW + 5)] == [
+        fresh.id
+    ]
+
+
+async def test_evict_oldest_at_the_limit(backend: Backend, timeouts: Timeouts) -> None:
+    ids = []
+    for i in range(3):
+        record = make_record(user="bob", now=NOW + i)
+        assert (
+            await backend.login(
+                None, record, limit=None, deny=False, timeouts=timeouts, now=NOW + i
+            )
+            == []
+        )
+        ids.append(record.id)
+    newest = make_record(user="bob", now=NOW + 10)
+    async with EventCollector(backend) as events:
+        await events.subscribe(*(schan(backend, i) for i in ids))
+        evicted = await backend.login(
+            None, newest, limit=2, deny=False, timeouts=timeouts, now=NOW + 10
+        )
+        assert evicted == ids[:2]
+        got = sorted(
+            [(await events.next())[1] for _ in range(2)], key=lambda e: ids.index(e.session or "")
+        )
+        assert [e.type for e in got] == ["evicted", "evicted"]
+        assert got[0].fields["by"]["browser"] == "Chrome 120"
+    live = await backend.list_sessions("bob", timeouts=timeouts, now=NOW + 10)
+    assert [r.id for r in live] == [ids[2], newest.id]
+    assert await backend.load(ids[0], timeouts=timeouts, now=NOW + 10) == Lookup(None, "evicted")
+
+
+async def test_deny_at_the_limit_changes_nothing(backend: Backend, timeouts: Timeouts) -> None:
+    first = make_record(user="carol")
+    await backend.login(None, first, limit=1, deny=True, timeouts=timeouts, now=NOW)
+    anonymous = await stored(backend, make_record(), timeouts)
+    with pytest.raises(SessionLimitReached) as caught:
+        await backend.login(
+            anonymous.id, make_record(user="carol"), limit=1, deny=True, timeouts=timeouts, now=NOW
+        )
+    assert caught.value.limit == 1 and caught.value.user_id == "carol"
+    assert (await backend.load(anonymous.id, timeouts=timeouts, now=NOW)).record is not None
+    assert [r.id for r in await backend.list_sessions("carol", timeouts=timeouts, now=NOW)] == [
+        first.id
+    ]
+
+
+async def test_relogin_from_the_same_session_never_counts_twice(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    current = make_record(user="dave")
+    await backend.login(None, current, limit=1, deny=True, timeouts=timeouts, now=NOW)
+    for i in range(3):
+        nxt = make_record(user="dave", now=NOW + i + 1)
+        assert (
+            await backend.login(
+                current.id, nxt, limit=1, deny=True, timeouts=timeouts, now=NOW + i + 1
+            )
+            == []
+        )
+        current = nxt
+    assert [r.id for r in await backend.list_sessions("dave", timeouts=timeouts, now=NOW + 9)] == [
+        current.id
+    ]
+
+
+async def test_login_switching_user_leaves_the_old_users_index(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    as_erin = make_record(user="erin")
+    await backend.login(None, as_erin, limit=None, deny=False, timeouts=timeouts, now=NOW)
+    as_frank = make_record(user="frank")
+    await backend.login(as_erin.id, as_frank, limit=None, deny=False, timeouts=timeouts, now=NOW)
+    assert await backend.list_sessions("erin", timeouts=timeouts, now=NOW) == []
+    assert [r.id for r in await backend.list_sessions("frank", timeouts=timeouts, now=NOW)] == [
+        as_frank.id
+    ]
+
+
+async def test_end_checks_owner_and_publishes_reason(backend: Backend, timeouts: Timeouts) -> None:
+    record = make_record(user="gina")
+    await backend.login(None, record, limit=None, deny=False, timeouts=timeouts, now=NOW)
+    assert not await backend.end(record.id, "revoked", timeouts=timeouts, now=NOW, user="mallory")
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        assert await backend.end(
+            record.id, "revoked", timeouts=timeouts, now=NOW, user="gina", detail="password_changed"
+        )
+        _, event = await events.next()
+        assert event.type == "revoked" and event.fields == {"reason": "password_changed"}
+    assert not await backend.end(record.id, "revoked", timeouts=timeouts, now=NOW)
+    assert await backend.load(record.id, timeouts=timeouts, now=NOW) == Lookup(None, "revoked")
+    assert await backend.list_sessions("gina", timeouts=timeouts, now=NOW) == []
+
+
+async def test_logout_publishes_logged_out(backend: Backend, timeouts: Timeouts) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, record))
+        assert await backend.end(record.id, "logged_out", timeouts=timeouts, now=NOW)
+        _, event = await events.next()
+        assert event.type == "logged_out" and event.fields == {}
+    assert await backend.load(record.id, timeouts=timeouts, now=NOW) == Lookup(None, "logged_out")
+
+
+async def test_end_user_spares_the_current_session(backend: Backend, timeouts: Timeouts) -> None:
+    records = [make_record(user="hank", now=NOW + i) for i in range(4)]
+    for r in records:
+        await backend.login(None, r, limit=None, deny=False, timeouts=timeouts, now=r.created)
+    count = await backend.end_user(
+        "hank",
+        except_id=records[1].id,
+        detail="signed_out_elsewhere",
+        timeouts=timeouts,
+        now=NOW + 9,
+    )
+    assert count == 3
+    assert [r.id for r in await backend.list_sessions("hank", timeouts=timeouts, now=NOW + 9)] == [
+        records[1].id
+    ]
+
+
+async def test_list_prunes_expired_sessions(backend: Backend, timeouts: Timeouts) -> None:
+    old = make_record(user="ivy", now=NOW)
+    young = make_record(user="ivy", now=NOW + timeouts.idle // 2)
+    await backend.login(None, old, limit=None, deny=False, timeouts=timeouts, now=NOW)
+    await backend.login(None, young, limit=None, deny=False, timeouts=timeouts, now=young.created)
+    at = NOW + timeouts.idle
+    assert [r.id for r in await backend.list_sessions("ivy", timeouts=timeouts, now=at)] == [
+        young.id
+    ]
+    # the expired member no longer counts towards the limit either
+    newest = make_record(user="ivy", now=at)
+    assert await backend.login(None, newest, limit=2, deny=True, timeouts=timeouts, now=at) == []
+
+
+async def test_presence_counts_live_sockets_until_they_lapse(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    other = await stored(backend, make_record(), timeouts)
+    await backend.set_presence([(record.id, "a")], until=NOW + 30_000, now=NOW)
+    await backend.set_presence([(record.id, "b"), (other.id, "c")], until=NOW + 60_000, now=NOW)
+    assert await backend.count_presence([record.id, other.id, "nobody"], now=NOW + 1) == {
+        record.id: 2,
+        other.id: 1,
+        "nobody": 0,
+    }
+    assert await backend.count_presence([record.id], now=NOW + 30_000) == {record.id: 1}
+    await backend.set_presence([(record.id, "b")], until=None, now=NOW)
+    await backend.set_presence([], until=None, now=NOW)  # nothing to do: no round trip
+    assert await backend.count_presence([record.id], now=NOW + 30_001) == {record.id: 0}
+
+
+async def test_record_is_kept_through_the_grace_period_only(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    if hasattr(backend, "sweep"):
+        backend.sweep(NOW + timeouts.idle + EXPIRY_GRACE_MS - 1)  # memory: what key expiry does
+        assert await backend.load(record.id, timeouts=timeouts, now=NOW + timeouts.idle) == Lookup(
+            None, "expired"
+        )
+    else:
+        ttl = await backend.client.pttl(f"{backend.key_prefix}s:{record.id}")  # type: ignore[attr-defined]
+        assert timeouts.idle < ttl <= timeouts.idle + EXPIRY_GRACE_MS
+
+
+async def test_concurrent_claims_have_exactly_one_winner(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    record = await stored(backend, make_record(), timeouts)
+    highest = 0
+    for _ in range(200):
+        claims = await asyncio.gather(
+            *(
+                backend.claim(record.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
+                for _ in range(50)
+            )
+        )
+        gens = sorted(c.gen for c in claims if isinstance(c, Claim))
+        assert gens == list(range(highest + 1, highest + 51))  # all distinct, none lost
+        highest = gens[-1]
+        found = (await backend.load(record.id, timeouts=timeouts, now=NOW, touch=False)).record
+        assert found is not None and found.gen == highest
+
+
+@pytest.mark.parametrize("on_limit", ["evict", "deny"])
+async def test_concurrent_logins_never_exceed_the_limit(
+    backend: Backend, timeouts: Timeouts, on_limit: str
+) -> None:
+    user = f"racer-{on_limit}"
+    anonymous = [await stored(backend, make_record(), timeouts) for _ in range(30)]
+
+    async def login(source: SessionRecord) -> bool:
+        try:
+            await backend.login(
+                source.id,
+                replace(make_record(user=user)),
+                limit=1,
+                deny=on_limit == "deny",
+                timeouts=timeouts,
+                now=NOW,
+            )
+        except SessionLimitReached:
+            return False
+        return True
+
+    for _ in range(5):
+        results = await asyncio.gather(*(login(a) for a in anonymous))
+        live = await backend.list_sessions(user, timeouts=timeouts, now=NOW)
+        assert len(live) == 1
+        if on_limit == "deny":
+            assert sum(results) <= 1
+        else:
+            assert all(results)
+        anonymous = [await stored(backend, make_record(), timeouts) for _ in range(30)]
+
+
+async def test_shared_values_round_trip_and_reject_bad_names(backend: Backend) -> None:
+    assert await backend.get_value("demo:policy") is None
+    await backend.set_value("demo:policy", '{"one_tab": false}')
+    await backend.set_value("other", "x")
+    assert await backend.get_value("demo:policy") == '{"one_tab": false}'
+    await backend.set_value("demo:policy", "")
+    assert await backend.get_value("demo:policy") == ""
+    for bad in ("", "Upper", "a b", "x" * 65, ":leading"):
+        with pytest.raises(ValueError, match="value name"):
+            await backend.set_value(bad, "v")
+        with pytest.raises(ValueError, match="value name"):
+            await backend.get_value(bad)

@@ -1,0 +1,273 @@
+"""Pure parts: policy, configuration, tokens, devices, event parsing, timers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sessionwatch import ConfigurationError, Policy, SessionWatch
+from sessionwatch.backends import backend_from_url
+from sessionwatch.core.config import Settings, settings_from_env
+from sessionwatch.core.devices import describe_device, ip_prefix, parse_user_agent
+from sessionwatch.core.events import CloseCode, Event, parse_client_message, parse_event
+from sessionwatch.core.exceptions import ProtocolError
+from sessionwatch.core.policy import select_evictions
+from sessionwatch.core.tokens import make_tab_token, new_tab_key, parse_tab_token, public_id
+from sessionwatch.live.timers import Timers
+
+# -- policy ------------------------------------------------------------------------------
+
+
+def test_select_evictions_keeps_within_limit_oldest_first() -> None:
+    sessions = [("c", 30), ("a", 10), ("b", 20)]
+    assert select_evictions(sessions, None) == []
+    assert select_evictions(sessions, 4) == []
+    assert select_evictions(sessions, 3) == ["a"]
+    assert select_evictions(sessions, 1) == ["a", "b", "c"]
+    assert select_evictions([("y", 5), ("x", 5)], 1) == ["x", "y"]  # ties by id, like the Lua
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"tabs_per_session": 2},
+        {"sessions_per_user": 0},
+        {"sessions_per_user": -1},
+        {"sessions_per_user": True},
+        {"sessions_per_user": "3"},
+        {"on_limit": "kick"},
+    ],
+)
+def test_policy_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        Policy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_callable_limit_is_checked_per_call() -> None:
+    policy = Policy(sessions_per_user=lambda user: {"admin": None, "free": 1}.get(user, 0))
+    assert policy.session_limit("admin") is None
+    assert policy.session_limit("free") == 1
+    with pytest.raises(ConfigurationError):
+        policy.session_limit("broken")  # returned 0: fail closed, never "unlimited"
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_unknown_backend_scheme_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="'postgres'"):
+        backend_from_url("postgres://db/sessions")
+    with pytest.raises(ConfigurationError):
+        backend_from_url("not a url")
+
+
+def test_settings_precedence_keyword_over_config() -> None:
+    settings = Settings.resolve(
+        {"idle_timeout": 100}, {"SESSIONWATCH_IDLE_TIMEOUT": 50, "SESSIONWATCH_REFRESH_EVERY": "10"}
+    )
+    assert settings.idle_timeout == 100 and settings.refresh_every == 10.0
+
+
+@pytest.mark.parametrize(
+    ("environ", "key"),
+    [
+        ({"SESSIONWATCH_IDLE_TIMEOUT": "soon"}, "SESSIONWATCH_IDLE_TIMEOUT"),
+        ({"SESSIONWATCH_IDLE_TIMEOUT": "-5"}, "SESSIONWATCH_IDLE_TIMEOUT"),
+        ({"SESSIONWATCH_IDLE_TIMEOUT": "nan"}, "SESSIONWATCH_IDLE_TIMEOUT"),
+        ({"SESSIONWATCH_MAX_FRAME": "4k"}, "SESSIONWATCH_MAX_FRAME"),
+        ({"SESSIONWATCH_COOKIE_SECURE": "maybe"}, "SESSIONWATCH_COOKIE_SECURE"),
+        ({"SESSIONWATCH_ALLOWED_ORIGINS": "evil.com"}, "SESSIONWATCH_ALLOWED_ORIGINS"),
+        ({"SESSIONWATCH_COOKIE_SAMESITE": "lax"}, "SESSIONWATCH_COOKIE_SAMESITE"),
+        ({"SESSIONWATCH_NO_SUCH_THING": "1"}, "SESSIONWATCH_NO_SUCH_THING"),
+    ],
+)
+def test_bad_environment_values_name_their_key(environ: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigurationError, match=key):
+        settings_from_env(environ)
+
+
+def test_environment_reads_redis_url_and_lists() -> None:
+    settings = settings_from_env(
+        {
+            "REDIS_URL": "redis://r:6379/1",
+            "SESSIONWATCH_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        }
+    )
+    assert settings.backend == "redis://r:6379/1"
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+
+
+def test_inconsistent_timeouts_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="absolute_timeout"):
+        Settings(idle_timeout=100, absolute_timeout=50)
+    with pytest.raises(ConfigurationError, match="refresh_every"):
+        Settings(idle_timeout=100, refresh_every=100)
+
+
+def test_extension_needs_a_long_enough_secret() -> None:
+    from quart import Quart
+
+    app = Quart(__name__)
+    with pytest.raises(ConfigurationError, match="SECRET_KEY"):
+        SessionWatch(app)
+    app.config["SECRET_KEY"] = "short"
+    with pytest.raises(ConfigurationError, match="at least"):
+        SessionWatch(app)
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        SessionWatch(app, idle_timout=5)
+
+
+# -- tokens and devices ----------------------------------------------------------------------
+
+
+def test_tab_tokens_verify_only_under_their_key() -> None:
+    key = new_tab_key()
+    token = make_tab_token(key, 7)
+    assert parse_tab_token(token, key) == 7
+    assert parse_tab_token(token, new_tab_key()) is None
+    assert parse_tab_token(token.replace("7.", "8.", 1), key) is None
+    assert parse_tab_token("07." + token.split(".")[1], key) is None
+
+
+def test_public_id_is_stable_and_not_the_id() -> None:
+    assert public_id("A" * 43) == public_id("A" * 43) != public_id("B" * 43)
+    assert "A" * 10 not in public_id("A" * 43) and len(public_id("A" * 43)) == 22
+
+
+def test_devices_are_described_without_full_addresses() -> None:
+    assert parse_user_agent("") == ("Unknown browser", "Unknown OS")
+    assert parse_user_agent("x" * 100_000)[0] == "Unknown browser"
+    assert ip_prefix("203.0.113.77") == "203.0.113.0/24"
+    assert ip_prefix("2001:db8:1:2:3::9") == "2001:db8:1::/48"
+    assert ip_prefix("::ffff:198.51.100.9") == "198.51.100.0/24"
+    assert ip_prefix("<local>") == ""
+    device = describe_device(
+        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "198.51.100.4", 5
+    )
+    assert (device.browser, device.os, device.place, device.at) == (
+        "Firefox 121",
+        "Linux",
+        "198.51.100.0/24",
+        5,
+    )
+
+    def broken(_: str) -> str:
+        raise RuntimeError("geoip down")
+
+    assert describe_device(None, "198.51.100.4", 5, resolver=broken).place == "198.51.100.0/24"
+    assert (
+        describe_device(None, "198.51.100.4", 5, resolver=lambda ip: "Lyon, FR").place == "Lyon, FR"
+    )
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def test_event_payload_round_trip_drops_routing_for_the_wire() -> None:
+    event = Event(
+        "superseded", "sess1", {"gen": 3, "by": {"browser": "X", "os": "Y", "place": "", "at": 1}}
+    )
+    parsed = parse_event(event.payload())
+    assert parsed == event and parsed.gen == 3
+    assert parsed.wire() == {"type": "superseded", "gen": 3, "by": event.fields["by"]}
+    assert Event("revoked", "s").terminal and not Event("extended", "s").terminal
+
+
+@pytest.mark.parametrize("raw", ["nope", "[]", '{"type": 5}', '"x"', b"\xff"])
+def test_malformed_event_payloads_raise(raw: str | bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse_event(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("x" * 5000, CloseCode.MESSAGE_TOO_BIG),
+        (b"\x00\x01", CloseCode.INVALID_DATA),
+        ("{not json", CloseCode.INVALID_DATA),
+        ("[1]", CloseCode.INVALID_DATA),
+        ('{"v":1}', CloseCode.POLICY_VIOLATION),
+        ('{"type":"hello","v":"1"}', CloseCode.POLICY_VIOLATION),
+        ('{"type":"hello","v":true}', CloseCode.POLICY_VIOLATION),
+        ('{"type":"hello","v":2,"tab":null}', CloseCode.UNSUPPORTED_VERSION),
+        ('{"type":"hello","v":1,"tab":5}', CloseCode.POLICY_VIOLATION),
+    ],
+)
+def test_client_frames_map_to_documented_close_codes(raw: str | bytes, code: int) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(raw, max_size=4096)
+    assert caught.value.close_code == code
+
+
+def test_client_frames_parse_and_unknown_types_are_ignored() -> None:
+    hello = parse_client_message('{"type":"hello","v":1,"tab":"1.abc","extra":[1]}', max_size=4096)
+    assert hello is not None and hello.type == "hello" and hello.tab == "1.abc"
+    assert parse_client_message('{"type":"ping"}', max_size=4096) is not None
+    assert parse_client_message('{"type":"future-thing","x":1}', max_size=4096) is None
+
+
+# -- timers ------------------------------------------------------------------------------
+
+
+class _Item:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.timer: list[object] | None = None
+
+
+async def test_timers_fire_once_each_at_their_latest_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    fired: list[tuple[str, float]] = []
+    done = asyncio.Event()
+
+    def fire(item: _Item) -> None:
+        fired.append((item.name, loop.time()))
+        if item.name == "last":
+            done.set()
+
+    timers: Timers[_Item] = Timers(fire)
+    a, b, c, gone, last = (_Item(n) for n in ("a", "b", "c", "gone", "last"))
+    start = loop.time()
+    timers.at(a, start + 0.05)
+    timers.at(b, start + 0.02)
+    timers.at(c, start + 0.20)
+    timers.at(gone, start + 0.01)
+    timers.at(last, start + 0.15)
+    timers.at(a, start + 0.10)  # later: the entry fires at 0.05 and is pushed back
+    timers.at(c, start + 0.03)  # earlier: a new entry
+    timers.cancel(gone)
+    assert len(timers) == 4
+    await asyncio.wait_for(done.wait(), 5)
+    assert [name for name, _ in fired] == ["b", "c", "a", "last"]
+    for (name, at), due in zip(fired, (0.02, 0.03, 0.10, 0.15), strict=True):
+        assert at >= start + due - 0.002, name
+    assert len(timers) == 0 and a.timer is None and c.timer is None
+
+
+async def test_timers_rebuild_a_mostly_stale_heap_and_survive_a_failing_callback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    fired: list[str] = []
+
+    def fire(item: _Item) -> None:
+        fired.append(item.name)
+        if item.name == "bad":
+            raise RuntimeError("injected")
+
+    timers: Timers[_Item] = Timers(fire)
+    items = [_Item(str(n)) for n in range(200)]
+    for item in items:
+        timers.at(item, loop.time() + 60)
+    for item in items[:150]:
+        timers.cancel(item)
+    assert len(timers) == 50 and len(timers._heap) < 200  # rebuilt, not 200 entries
+    timers.clear()
+    assert len(timers) == 0 and all(item.timer is None for item in items)
+    bad, good = _Item("bad"), _Item("good")
+    timers.at(bad, loop.time())
+    timers.at(good, loop.time() + 0.01)
+    await asyncio.sleep(0.1)
+    assert fired == ["bad", "good"]
+    assert "timer callback failed" in caplog.text

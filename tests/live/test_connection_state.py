@@ -1,0 +1,68 @@
+"""A socket's lifecycle, seen through Connection's public surface."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sessionwatch.live.connection import Connection, ConnectionState
+
+
+async def _noop_send(text: str) -> None:
+    return None
+
+
+def _conn() -> Connection:
+    return Connection("s" * 22, None, _noop_send, queue_size=2)
+
+
+def test_a_new_socket_is_open_and_queues() -> None:
+    conn = _conn()
+    assert conn.state is ConnectionState.OPEN and not conn.closing
+    assert conn.push({"type": "pong"}) and conn.has_pending
+
+
+def test_finish_queues_the_last_message_then_nothing_more() -> None:
+    conn = _conn()
+    conn.finish(4001, {"type": "revoked"})
+    assert conn.state is ConnectionState.CLOSING and conn.closing and not conn.aborted
+    assert conn.close_code == 4001
+    assert not conn.push({"type": "pong"})
+    conn.finish(4002)  # a second finish changes nothing
+    assert conn.close_code == 4001
+
+
+def test_a_full_queue_aborts_with_4012_and_the_peer_leaving_keeps_it_aborted() -> None:
+    conn = _conn()
+    overflows = []
+    conn.on_overflow = lambda: overflows.append(1)
+    assert conn.push({"type": "a"}) and conn.push({"type": "b"})
+    assert not conn.push({"type": "c"})
+    assert conn.state is ConnectionState.ABORTED and conn.close_code == 4012 and overflows
+    conn.peer_gone()
+    assert conn.state is ConnectionState.ABORTED
+
+
+def test_the_peer_leaving_closes_without_a_code() -> None:
+    conn = _conn()
+    conn.peer_gone()
+    assert conn.state is ConnectionState.GONE and conn.closing and conn.close_code is None
+
+
+async def test_serve_of_an_aborted_socket_returns_its_code_at_once() -> None:
+    conn = _conn()
+    conn.abort(1012)
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    assert await asyncio.wait_for(conn.serve(never()), 5) == 1012
+
+
+async def test_when_the_reader_ends_the_socket_is_closing() -> None:
+    conn = _conn()
+
+    async def read() -> None:
+        return None
+
+    assert await asyncio.wait_for(conn.serve(read()), 5) is None
+    assert conn.state is ConnectionState.CLOSING

@@ -1,0 +1,146 @@
+"""The CLI: configuration errors name their key and nothing starts."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from sessionwatch.service import app as service
+from sessionwatch.service import cli
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    saved = dict(os.environ)  # serve() exports variables for its workers: undo them all
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _unset(monkeypatch: pytest.MonkeyPatch, _clean_environment: None) -> None:
+    for key in (
+        "REDIS_URL",
+        "PORT",
+        "WEB_CONCURRENCY",
+        "SECRET_KEY",
+        "SESSIONWATCH_BACKEND",
+        "PROMETHEUS_MULTIPROC_DIR",
+        "SESSIONWATCH_SERVICE_METRICS",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(cli, "serve", _refuse_to_run(cli.serve), raising=True)
+
+
+class _Started(Exception):
+    pass
+
+
+def _refuse_to_run(real_serve):  # type: ignore[no-untyped-def]
+    """Run the real validation, but stop before an ASGI server would start."""
+
+    def serve(**kwargs):  # type: ignore[no-untyped-def]
+        import uvicorn
+        from hypercorn import run as hypercorn_run
+
+        def started(*args, **kw):  # type: ignore[no-untyped-def]
+            raise _Started(kwargs)
+
+        original = uvicorn.run, hypercorn_run.run
+        uvicorn.run, hypercorn_run.run = started, started
+        try:
+            return real_serve(**kwargs)
+        finally:
+            uvicorn.run, hypercorn_run.run = original
+
+    return serve
+
+
+def test_memory_backend_with_several_workers_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--workers", "2"]) == 2
+    assert "memory:// backend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("PORT", "eighty", "PORT"),
+        ("PORT", "70000", "PORT"),
+        ("WEB_CONCURRENCY", "lots", "WEB_CONCURRENCY"),
+        ("SESSIONWATCH_IDLE_TIMEOUT", "-1", "SESSIONWATCH_IDLE_TIMEOUT"),
+        ("SESSIONWATCH_MAX_FRAME", "big", "SESSIONWATCH_MAX_FRAME"),
+        ("SESSIONWATCH_TYPO", "1", "SESSIONWATCH_TYPO"),
+        ("SECRET_KEY", "short", "SECRET_KEY"),
+        ("REDIS_URL", "postgres://x", "REDIS_URL: unknown backend scheme 'postgres'"),
+        ("SESSIONWATCH_API_KEYS", "too-short", "SESSIONWATCH_API_KEYS"),
+        ("SESSIONWATCH_API_ADDRESS", "nowhere", "SESSIONWATCH_API_ADDRESS"),
+        ("SESSIONWATCH_API_ADDRESS", "127.0.0.1:8000", "must not be the service's own port"),
+    ],
+)
+def test_bad_environment_values_name_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    named: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert cli.main(["serve"]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_bad_flags_exit_with_usage() -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["serve", "--port", "0"])
+    assert caught.value.code == 2
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--workers", "0"])
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--api-bind", "127.0.0.1"])
+
+
+def test_ephemeral_secret_is_loud_and_shared(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(_Started) as caught:
+        cli.main(
+            ["serve", "--port", "8123", "--backend", "redis://127.0.0.1:6399/0", "--workers", "3"]
+        )
+    assert caught.value.args[0]["workers"] == 3 and caught.value.args[0]["port"] == 8123
+    assert "WARNING: SECRET_KEY is not set" in capsys.readouterr().err
+    assert len(os.environ["SECRET_KEY"]) >= 32  # exported so every worker signs alike
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"]  # metrics add up across workers
+    assert os.environ["SESSIONWATCH_BACKEND"] == "redis://127.0.0.1:6399/0"
+
+
+def test_python_dash_m_shows_help() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sessionwatch", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "--workers" in result.stdout
+
+
+async def test_the_service_freezes_its_start_up_heap_and_collects_young_objects_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
+    monkeypatch.setenv("SECRET_KEY", "k" * 32)
+    thresholds = gc.get_threshold()
+    app = service.create_service_app()
+    try:
+        assert gc.get_freeze_count() == 0
+        async with app.test_app():
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == service.GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

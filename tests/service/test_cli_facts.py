@@ -1,0 +1,65 @@
+"""What a new user meets first: the declared dependencies, the help text, the README's
+Procfile line and the package's typing marker."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import metadata, resources
+from pathlib import Path
+
+import pytest
+
+from sessionwatch.service import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_declared_uvicorn_floor_is_the_one_the_service_needs() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    (spec,) = [d for d in project["optional-dependencies"]["service"] if d.startswith("uvicorn")]
+    floor = re.search(r">=\s*([\d.]+)", spec)
+    assert floor, spec
+    declared = tuple(int(n) for n in floor.group(1).split(".")[:2])
+    assert declared >= cli.UVICORN_FLOOR >= (0, 35)
+
+
+def test_serve_refuses_an_older_uvicorn_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    real_version = metadata.version
+
+    def version(name: str) -> str:
+        return "0.34.3" if name == "uvicorn" else real_version(name)
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("uvicorn was started")
+
+    monkeypatch.setattr(metadata, "version", version)
+    monkeypatch.setattr(uvicorn, "run", started)
+    for key in ("SESSIONWATCH_BACKEND", "REDIS_URL", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SECRET_KEY", "s" * 32)
+    assert cli.main(["serve", "--port", "8123", "--no-metrics"]) == 2
+    err = capsys.readouterr().err
+    assert "uvicorn 0.34.3 is too old" in err and ">=0.35" in err
+
+
+def test_help_shows_no_raw_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "sessionwatch serve: run the demo service" in out
+    assert "``" not in out and ":mod:" not in out
+
+
+def test_the_readme_shows_the_procfile_as_it_is() -> None:
+    procfile = (ROOT / "Procfile").read_text("utf-8").strip()
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert f"`Procfile`: `{procfile}`" in readme
+
+
+def test_the_package_is_marked_typed() -> None:
+    assert resources.files("sessionwatch").joinpath("py.typed").is_file()
