@@ -19,7 +19,8 @@ from sessionwatch.backends.base import (
 )
 from sessionwatch.core.events import Device
 from sessionwatch.core.exceptions import SessionLimitReached
-from sessionwatch.core.tokens import new_session_id, new_tab_key, public_id
+from sessionwatch.core.tabs import new_tab_key
+from sessionwatch.core.tokens import new_session_id, public_id
 from support.events import EventCollector
 
 NOW = 1_800_000_000_000

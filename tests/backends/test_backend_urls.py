@@ -59,3 +59,10 @@ def test_redact_url_keeps_the_rest() -> None:
     assert redact_url("redis://u:p@h:1/2?x=y") == "redis://u:***@h:1/2?x=y"
     assert redact_url("redis://:p@h") == "redis://:***@h"
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_unknown_backend_scheme_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="'postgres'"):
+        backend_from_url("postgres://db/sessions")
+    with pytest.raises(ConfigurationError):
+        backend_from_url("not a url")

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sessionwatch.core.tokens import make_tab_token
+from sessionwatch.core.tabs import make_tab_token
 
 from .httpclient import HttpError, HttpPool, build_request
 from .resp import RespPool

@@ -1,20 +1,17 @@
-"""Pure parts: policy, configuration, tokens, devices, event parsing, timers."""
+"""The core layer: policy, configuration, tokens and tabs, devices, event parsing."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from sessionwatch import ConfigurationError, Policy, SessionWatch
-from sessionwatch.backends import backend_from_url
+from sessionwatch import ConfigurationError, Policy
 from sessionwatch.core.config import Settings, settings_from_env
 from sessionwatch.core.devices import describe_device, ip_prefix, parse_user_agent
 from sessionwatch.core.events import CloseCode, Event, parse_client_message, parse_event
 from sessionwatch.core.exceptions import ProtocolError
 from sessionwatch.core.policy import select_evictions
-from sessionwatch.core.tokens import make_tab_token, new_tab_key, parse_tab_token, public_id
-from sessionwatch.live.timers import Timers
+from sessionwatch.core.tabs import make_tab_token, new_tab_key, tab_status, verify_tab_token
+from sessionwatch.core.tokens import public_id
 
 # -- policy ------------------------------------------------------------------------------
 
@@ -53,13 +50,6 @@ def test_callable_limit_is_checked_per_call() -> None:
 
 
 # -- configuration -------------------------------------------------------------------------
-
-
-def test_unknown_backend_scheme_is_named() -> None:
-    with pytest.raises(ConfigurationError, match="'postgres'"):
-        backend_from_url("postgres://db/sessions")
-    with pytest.raises(ConfigurationError):
-        backend_from_url("not a url")
 
 
 def test_settings_precedence_keyword_over_config() -> None:
@@ -105,29 +95,39 @@ def test_inconsistent_timeouts_are_refused() -> None:
         Settings(idle_timeout=100, refresh_every=100)
 
 
-def test_extension_needs_a_long_enough_secret() -> None:
-    from quart import Quart
-
-    app = Quart(__name__)
-    with pytest.raises(ConfigurationError, match="SECRET_KEY"):
-        SessionWatch(app)
-    app.config["SECRET_KEY"] = "short"
-    with pytest.raises(ConfigurationError, match="at least"):
-        SessionWatch(app)
-    with pytest.raises(ConfigurationError, match="unknown option"):
-        SessionWatch(app, idle_timout=5)
-
-
 # -- tokens and devices ----------------------------------------------------------------------
 
 
 def test_tab_tokens_verify_only_under_their_key() -> None:
     key = new_tab_key()
     token = make_tab_token(key, 7)
-    assert parse_tab_token(token, key) == 7
-    assert parse_tab_token(token, new_tab_key()) is None
-    assert parse_tab_token(token.replace("7.", "8.", 1), key) is None
-    assert parse_tab_token("07." + token.split(".")[1], key) is None
+    assert verify_tab_token(token, key) == 7
+    assert verify_tab_token(token, new_tab_key()) is None
+    assert verify_tab_token(token.replace("7.", "8.", 1), key) is None
+    assert verify_tab_token("07." + token.split(".")[1], key) is None
+
+
+@pytest.mark.parametrize("token", [None, "", "7." + "A" * 63, "7.abc", "x" * 10_000, "0.abc"])
+def test_absent_oversized_or_malformed_tab_tokens_do_not_verify(token: str | None) -> None:
+    assert verify_tab_token(token, new_tab_key()) is None
+
+
+@pytest.mark.parametrize(
+    ("gen", "current", "exclusive", "status"),
+    [
+        (5, 5, True, "active"),
+        (4, 5, True, "superseded"),
+        (1, 5, True, "superseded"),
+        (6, 5, True, "invalid"),  # never issued
+        (None, 5, True, "invalid"),  # did not verify
+        (5, 5, False, "active"),
+        (4, 5, False, "active"),  # shared tabs: every claimed tab stays valid
+        (6, 5, False, "invalid"),
+        (None, 5, False, "invalid"),
+    ],
+)
+def test_the_supersede_rule(gen: int | None, current: int, exclusive: bool, status: str) -> None:
+    assert tab_status(gen, current, exclusive=exclusive) == status
 
 
 def test_public_id_is_stable_and_not_the_id() -> None:
@@ -205,69 +205,3 @@ def test_client_frames_parse_and_unknown_types_are_ignored() -> None:
     assert hello is not None and hello.type == "hello" and hello.tab == "1.abc"
     assert parse_client_message('{"type":"ping"}', max_size=4096) is not None
     assert parse_client_message('{"type":"future-thing","x":1}', max_size=4096) is None
-
-
-# -- timers ------------------------------------------------------------------------------
-
-
-class _Item:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.timer: list[object] | None = None
-
-
-async def test_timers_fire_once_each_at_their_latest_deadline() -> None:
-    loop = asyncio.get_running_loop()
-    fired: list[tuple[str, float]] = []
-    done = asyncio.Event()
-
-    def fire(item: _Item) -> None:
-        fired.append((item.name, loop.time()))
-        if item.name == "last":
-            done.set()
-
-    timers: Timers[_Item] = Timers(fire)
-    a, b, c, gone, last = (_Item(n) for n in ("a", "b", "c", "gone", "last"))
-    start = loop.time()
-    timers.at(a, start + 0.05)
-    timers.at(b, start + 0.02)
-    timers.at(c, start + 0.20)
-    timers.at(gone, start + 0.01)
-    timers.at(last, start + 0.15)
-    timers.at(a, start + 0.10)  # later: the entry fires at 0.05 and is pushed back
-    timers.at(c, start + 0.03)  # earlier: a new entry
-    timers.cancel(gone)
-    assert len(timers) == 4
-    await asyncio.wait_for(done.wait(), 5)
-    assert [name for name, _ in fired] == ["b", "c", "a", "last"]
-    for (name, at), due in zip(fired, (0.02, 0.03, 0.10, 0.15), strict=True):
-        assert at >= start + due - 0.002, name
-    assert len(timers) == 0 and a.timer is None and c.timer is None
-
-
-async def test_timers_rebuild_a_mostly_stale_heap_and_survive_a_failing_callback(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    loop = asyncio.get_running_loop()
-    fired: list[str] = []
-
-    def fire(item: _Item) -> None:
-        fired.append(item.name)
-        if item.name == "bad":
-            raise RuntimeError("injected")
-
-    timers: Timers[_Item] = Timers(fire)
-    items = [_Item(str(n)) for n in range(200)]
-    for item in items:
-        timers.at(item, loop.time() + 60)
-    for item in items[:150]:
-        timers.cancel(item)
-    assert len(timers) == 50 and len(timers._heap) < 200  # rebuilt, not 200 entries
-    timers.clear()
-    assert len(timers) == 0 and all(item.timer is None for item in items)
-    bad, good = _Item("bad"), _Item("good")
-    timers.at(bad, loop.time())
-    timers.at(good, loop.time() + 0.01)
-    await asyncio.sleep(0.1)
-    assert fired == ["bad", "good"]
-    assert "timer callback failed" in caplog.text

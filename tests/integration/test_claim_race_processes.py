@@ -6,10 +6,10 @@ import multiprocessing
 
 import pytest
 
-from sessionwatch import Policy, SessionWatch
 from sessionwatch.backends.base import SessionRecord
 from sessionwatch.backends.redis import RedisBackend
-from sessionwatch.core.tokens import make_tab_token, new_session_id, new_tab_key, public_id
+from sessionwatch.core.tabs import make_tab_token, new_tab_key, tab_status, verify_tab_token
+from sessionwatch.core.tokens import new_session_id, public_id
 from support import claim_worker
 
 ROUNDS = 200
@@ -35,7 +35,6 @@ async def test_claims_from_two_processes_have_exactly_one_valid_token_per_round(
         device={},
     )
     await backend.create(record, timeouts=claim_worker.TIMEOUTS, now=now)
-    watch = SessionWatch(policy=Policy(tabs_per_session=1))  # only its tab_status rule is used
 
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES + 1)
@@ -65,7 +64,12 @@ async def test_claims_from_two_processes_have_exactly_one_valid_token_per_round(
             valid = [
                 g
                 for g in gens
-                if watch.tab_status(stored, make_tab_token(stored.tab_key, g)) == "active"
+                if tab_status(
+                    verify_tab_token(make_tab_token(stored.tab_key, g), stored.tab_key),
+                    stored.gen,
+                    exclusive=True,
+                )
+                == "active"
             ]
             assert valid == [highest]
     finally:

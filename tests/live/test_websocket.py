@@ -18,7 +18,7 @@ from quart import Quart, websocket
 from quart.testing.connections import WebsocketDisconnectError
 
 from sessionwatch import BackendUnavailable, CloseCode, Event, Policy
-from sessionwatch.backends.base import ChannelMessage, session_channel, user_channel
+from sessionwatch.backends.base import session_channel, user_channel
 from sessionwatch.core.events import Device
 from sessionwatch.live.admission import Admission, Ticket
 from sessionwatch.live.connection import Connection
@@ -36,6 +36,7 @@ from support.live import (
     Closed,
     watch_of,
 )
+from support.subscription import Tap
 
 Serve = Callable[..., contextlib.AbstractAsyncContextManager[Quart]]
 
@@ -53,11 +54,17 @@ def _serve(backend_url: str, key_prefix: str, clock: FakeClock, endpoint: str) -
 
     @contextlib.asynccontextmanager
     async def serve(
-        policy: Policy | None = None, *, now: Callable[[], float] = clock, **options: Any
+        policy: Policy | None = None,
+        *,
+        now: Callable[[], float] = clock,
+        setup: Callable[[Quart], object] | None = None,
+        **options: Any,
     ) -> AsyncIterator[Quart]:
         app = make_app(backend_url, key_prefix=key_prefix, clock=now, policy=policy, **options)
         if endpoint == "quart":
             app.before_websocket(_no_op)
+        if setup is not None:
+            setup(app)
         async with app.test_app():
             yield app
 
@@ -72,6 +79,15 @@ def _no_op() -> None:
 async def _app(serve: Serve) -> AsyncIterator[Quart]:
     async with serve() as app:
         yield app
+
+
+@pytest.fixture(name="tapped")
+async def _tapped(serve: Serve) -> AsyncIterator[tuple[Quart, Tap]]:
+    """A served app whose hub subscription has a :class:`Tap` on it."""
+    taps: list[list[Tap]] = []
+    async with serve(setup=lambda app: taps.append(Tap.install(watch_of(app).backend))) as app:
+        [tap] = taps[0]
+        yield app, tap
 
 
 @pytest.fixture(autouse=True)
@@ -588,7 +604,7 @@ async def test_slow_consumer_is_closed_4012_without_stalling_others() -> None:
     slow = Connection("s", None, stuck_send, queue_size=3)
     fast = Connection("s", None, send, queue_size=3)
     for conn in (slow, fast):
-        conn.bind("1.x", 1)
+        conn.bind(1)
     never = asyncio.Event()
     serving = [asyncio.create_task(conn.serve(never.wait())) for conn in (slow, fast)]
     assert slow.push({"type": "extended", "expires_at": 0})
@@ -626,14 +642,14 @@ async def test_an_idle_socket_holds_no_writer_nor_queue() -> None:
         await asyncio.Event().wait()
 
     conn = Connection("s", None, send, queue_size=3)
-    conn.bind("1.x", 1)
+    conn.bind(1)
     serving = asyncio.create_task(conn.serve(read()))
     await asyncio.wait_for(reading.wait(), WAIT)
-    assert conn._writer is None and conn._pending is None
+    assert conn.idle
     assert conn.push({"type": "pong"})
     await asyncio.wait_for(delivered.wait(), WAIT)
     await asyncio.sleep(0)  # the writer ends once the queue is empty
-    assert sent == ['{"type":"pong"}'] and conn._writer is None and conn._pending is None
+    assert sent == ['{"type":"pong"}'] and conn.idle
     serving.cancel()  # from outside (the server dropped the connection): not absorbed
     with pytest.raises(asyncio.CancelledError):
         await serving
@@ -672,7 +688,8 @@ async def test_live_tabs_counts_bound_sockets(app: Quart) -> None:
     assert await live_tabs() == 0
     async with browser.tab(), browser.tab():
         assert await live_tabs() == 2
-        await watch_of(app).hub.refresh_presence(list(watch_of(app).hub._conns))
+        hub = watch_of(app).hub
+        await hub.refresh_presence(hub.sockets())
         assert await live_tabs() == 2
     assert await live_tabs() == 0
 
@@ -705,7 +722,7 @@ async def test_presence_is_refreshed_in_batches(
 
     conns = [Connection(f"s{i}", None, send, queue_size=4) for i in range(70)]
     for conn in conns[:-1]:
-        conn.bind("1.x", 1)  # the last one never sent hello: not live yet
+        conn.bind(1)  # the last one never sent hello: not live yet
     monkeypatch.setattr(watch.backend, "set_presence", record)
     await watch.hub.refresh_presence(conns)
     assert [len(batch) for batch in batches] == [32, 32, 5]
@@ -730,23 +747,15 @@ async def test_malformed_events_are_logged_and_ignored(
 
 
 async def test_reader_failure_is_logged_and_the_reader_restarts(
-    app: Quart, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tapped: tuple[Quart, Tap], caplog: pytest.LogCaptureFixture
 ) -> None:
+    app, tap = tapped
     hub = watch_of(app).hub
     browser = Browser(app)
     async with browser.tab() as (ws, _):
-        original = hub._dispatch
-        broken = asyncio.Event()
-
-        def dispatch_once_broken(channel: str, payload: str) -> None:
-            if not broken.is_set():
-                broken.set()
-                raise RuntimeError("injected reader failure")
-            original(channel, payload)
-
-        monkeypatch.setattr(hub, "_dispatch", dispatch_once_broken)
+        tap.fail_next = True
         second = await browser.claim()  # this event is lost with the failure ...
-        await asyncio.wait_for(broken.wait(), WAIT)
+        await asyncio.wait_for(tap.failed.wait(), WAIT)
         told = await ws.receive()  # ... and the resync after the restart recovers it
         assert told["type"] == "superseded" and told["gen"] == second["gen"]
         assert hub.stats()["reader_restarts"] == 1
@@ -756,21 +765,16 @@ async def test_reader_failure_is_logged_and_the_reader_restarts(
 
 
 async def test_resync_retries_sessions_the_backend_could_not_answer(
-    app: Quart, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tapped: tuple[Quart, Tap], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    app, tap = tapped
     hub = watch_of(app).hub
     backend = watch_of(app).backend
     browser = Browser(app)
     async with browser.tab() as (ws, _):
-        dropped = asyncio.Event()
-
-        def lose(channel: str, payload: str) -> None:  # the connection is "down"
-            dropped.set()
-
-        monkeypatch.setattr(hub, "_dispatch", lose)
+        tap.losing = True  # the connection is "down"
         second = await browser.claim()
-        await asyncio.wait_for(dropped.wait(), WAIT)
-        monkeypatch.undo()
+        await asyncio.wait_for(tap.lost.wait(), WAIT)
         original, calls = backend.load, []
 
         async def flaky_load(public_id: str, **kwargs: Any) -> Any:
@@ -780,10 +784,10 @@ async def test_resync_retries_sessions_the_backend_could_not_answer(
             return await original(public_id, **kwargs)
 
         monkeypatch.setattr(backend, "load", flaky_load)
-        await asyncio.wait_for(hub._resync(), WAIT)
+        tap.reconnected()
         told = await ws.receive()
         assert (told["type"], told["gen"]) == ("superseded", second["gen"])
-        assert len(calls) == 3
+        assert len(calls) == 3 and hub.stats()["resyncs"] == 1
         assert caplog.text.count("not re-checked yet") == 2
 
 
@@ -791,21 +795,18 @@ async def test_resync_corrects_sockets_after_lost_events(key_prefix: str) -> Non
     """Memory backend: events are dropped while the "connection" is down (the Redis
     connection loss is exercised for real in tests/integration)."""
     app = make_app("memory://", key_prefix=key_prefix)
+    [taps] = [Tap.install(watch_of(app).backend)]
     async with app.test_app():
+        [tap] = taps
         watch, hub = watch_of(app), watch_of(app).hub
         browser, other = Browser(app), Browser(app)
         async with browser.tab() as (ws, _), other.tab() as (ws2, claim2):
-            subscription = hub._subscription
-            listeners = watch.backend._listeners  # type: ignore[attr-defined]
-            saved = {channel: set(subs) for channel, subs in listeners.items()}
-            for subs in listeners.values():
-                subs.discard(subscription)  # the "connection" is lost: events vanish
+            tap.losing = True  # the "connection" is lost: events vanish
             second = await browser.claim()
             async with app.app_context():
                 await watch.revoke_session(claim2["session"])
-            for channel, subs in saved.items():
-                listeners[channel] |= subs
-            subscription.deliver(ChannelMessage("", "", resync=True))
+            await asyncio.wait_for(tap.lost.wait(), WAIT)
+            tap.reconnected()
             told = await ws.receive()
             assert told["type"] == "superseded" and told["gen"] == second["gen"]
             assert told["by"]["browser"].startswith("Chrome")
@@ -889,30 +890,25 @@ async def test_hub_not_running_refuses_503(
     caplog.clear()
 
 
-async def test_a_closed_socket_is_forgotten(app: Quart) -> None:
+async def test_a_closed_socket_is_forgotten(tapped: tuple[Quart, Tap]) -> None:
+    app, tap = tapped
     browser = Browser(app)
     hub = watch_of(app).hub
     await browser.login("ann")
     async with browser.tab():
         assert hub.stats()["sockets"] == 1
-        assert len(hub._subscription.channels) == 2  # the session's and the user's
+        assert len(tap.channels) == 2  # the session's and the user's
     # Leaving the socket's context waited for the handler, clean-up included.
     assert (hub.stats()["sockets"], hub.stats()["channels"], hub.stats()["sessions"]) == (0, 0, 0)
-    assert not hub._subscription.channels  # the last socket's channels were unsubscribed
+    assert not tap.channels  # the last socket's channels were unsubscribed
 
 
 async def test_a_socket_whose_peer_left_while_it_was_attached_is_forgotten(
-    app: Quart, monkeypatch: pytest.MonkeyPatch
+    tapped: tuple[Quart, Tap],
 ) -> None:
+    app, tap = tapped
     hub = watch_of(app).hub
-    subscription = hub._subscription
-    original, gate = subscription.subscribe, asyncio.Event()
-
-    async def slow_subscribe(*channels: str) -> None:
-        await gate.wait()
-        await original(*channels)
-
-    monkeypatch.setattr(subscription, "subscribe", slow_subscribe)
+    tap.gate = gate = asyncio.Event()  # subscribes wait for it
     browser = Browser(app)
     await browser.claim()
     async with browser.socket():
@@ -926,19 +922,17 @@ async def test_a_socket_whose_peer_left_while_it_was_attached_is_forgotten(
 
 
 async def test_sockets_are_served_on_raw_asgi_unless_the_app_hooks_websockets(
-    backend_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    backend_url: str, key_prefix: str
 ) -> None:
-    from sessionwatch.live import asgi as rawsocket
-
-    by_quart: list[str] = []
-    original = rawsocket._QuartConnection.__call__
-
-    async def counted(self: Any, receive: Any, send: Any) -> None:
-        by_quart.append(self.scope["path"])
-        await original(self, receive, send)
-
-    monkeypatch.setattr(rawsocket._QuartConnection, "__call__", counted)
     app = make_app(backend_url, key_prefix=key_prefix)
+    by_quart: list[str] = []  # sockets that reached the Quart view
+    view = app.view_functions["sessionwatch.live"]
+
+    async def counted(**kwargs: Any) -> Any:
+        by_quart.append(websocket.path)
+        return await view(**kwargs)
+
+    app.view_functions["sessionwatch.live"] = counted
     hooked: list[str] = []
     async with app.test_app():
         browser = Browser(app)

@@ -1,18 +1,17 @@
-"""Credentials: the signed session cookie, public ids and tab tokens.
+"""Credentials: the signed session cookie and public ids.
 
 - The cookie carries ``sid`` (256 random bits) signed with itsdangerous; the list of
   secrets allows rotation (sign with the newest, accept all).
 - The server never stores ``sid``: records, channels, logs and APIs use the public id,
   a domain-separated SHA-256 of it, so a leaked Redis dump holds no usable session.
-- A tab token is ``{gen}.{mac}`` with ``mac`` an HMAC of ``gen`` under the session's
-  random tab key, so tokens need no storage and verify in constant time.
+
+Tab tokens (format, MAC check, supersede rule) are :mod:`.tabs`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Sequence
@@ -22,18 +21,10 @@ from itsdangerous import BadSignature, Signer
 
 from .exceptions import ConfigurationError
 
-__all__ = [
-    "CookieSigner",
-    "make_tab_token",
-    "new_session_id",
-    "new_tab_key",
-    "parse_tab_token",
-    "public_id",
-]
+__all__ = ["CookieSigner", "new_session_id", "public_id"]
 
 _PUBLIC_ID_DOMAIN: Final = b"sessionwatch/v1/public\0"
 _SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
-_TAB_TOKEN_RE: Final = re.compile(r"([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{22})")
 _MIN_SECRET_LENGTH: Final = 16
 
 
@@ -46,36 +37,9 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
-def new_tab_key() -> str:
-    """A fresh per-session key for tab-token MACs."""
-    return secrets.token_urlsafe(24)
-
-
 def public_id(session_id: str) -> str:
     """The id the server stores, logs and shows for ``session_id`` (132 bits)."""
     return _b64(hashlib.sha256(_PUBLIC_ID_DOMAIN + session_id.encode("ascii")).digest())
-
-
-def _tab_mac(tab_key: str, gen: int) -> str:
-    return _b64(
-        hmac.new(tab_key.encode("ascii"), str(gen).encode("ascii"), hashlib.sha256).digest()
-    )
-
-
-def make_tab_token(tab_key: str, gen: int) -> str:
-    """The token of claim generation ``gen``."""
-    return f"{gen}.{_tab_mac(tab_key, gen)}"
-
-
-def parse_tab_token(token: str, tab_key: str) -> int | None:
-    """The generation of a genuine ``token``, or ``None`` (malformed or forged)."""
-    match = _TAB_TOKEN_RE.fullmatch(token)
-    if match is None:
-        return None
-    gen = int(match.group(1))
-    if not hmac.compare_digest(match.group(2), _tab_mac(tab_key, gen)):
-        return None
-    return gen
 
 
 class CookieSigner:

@@ -79,7 +79,6 @@ class Connection:
         "session",
         "state",
         "timer",
-        "token",
         "told_gen",
         "user",
     )
@@ -95,7 +94,6 @@ class Connection:
         self.id = secrets.token_urlsafe(9)
         self.session = session
         self.user = user
-        self.token: str | None = None
         self.gen: int | None = None  # the bound token's generation (None: no hello yet)
         self.told_gen = 0  # highest ``superseded`` generation already queued
         self.close_code: int | None = None
@@ -132,13 +130,19 @@ class Connection:
         return bool(self._pending)
 
     @property
+    def idle(self) -> bool:
+        """True when the socket holds neither a send queue nor a writer task, as it does
+        between pushes: most sockets are idle most of the time, and cost no more."""
+        return self._pending is None and self._writer is None
+
+    @property
     def bound(self) -> bool:
         """True once a ``hello`` has bound a genuine token."""
         return self.gen is not None
 
-    def bind(self, token: str, gen: int) -> None:
-        """Bind the socket to a genuine tab token (its generation is the MAC-checked one)."""
-        self.token = token
+    def bind(self, gen: int) -> None:
+        """Bind the socket to the generation of a genuine tab token (MAC-checked by the
+        hello, :func:`~sessionwatch.core.tabs.verify_tab_token`)."""
         self.gen = gen
 
     def push(self, message: dict[str, Any]) -> bool:

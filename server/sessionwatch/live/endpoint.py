@@ -25,7 +25,7 @@ from quart import Blueprint, Response, websocket
 from ..core.events import CloseCode, parse_client_message, pong_message
 from ..core.exceptions import BackendUnavailable, ProtocolError
 from ..core.origins import OriginRule
-from ..core.tokens import parse_tab_token
+from ..core.tabs import verify_tab_token
 from ..web.responses import ended_response, error_response
 from ..web.routes import own_origin
 from ..web.sessions import ServerSession, security_log
@@ -41,7 +41,6 @@ Receive = Callable[[], Awaitable[str | bytes | None]]
 
 logger = logging.getLogger(__name__)
 
-_MAX_TOKEN_LENGTH = 64
 CLOSE_TIMEOUT = 2.0  # seconds to send the close frame
 
 
@@ -196,14 +195,14 @@ async def _read_frames(hub: Hub, conn: Connection, tab_key: str, receive: Receiv
 
 async def _hello(hub: Hub, conn: Connection, tab_key: str, token: str | None) -> bool:
     """Bind ``token`` and send the truth. Returns False when the socket is closing."""
-    gen = parse_tab_token(token, tab_key) if token and len(token) <= _MAX_TOKEN_LENGTH else None
+    gen = verify_tab_token(token, tab_key)  # the one MAC check of this hello
     if token is None or gen is None:
         if token is not None:
             security_log.warning("websocket tab token refused for session %s", conn.session)
         conn.abort(CloseCode.TAB_INVALID)
         return False
     # Bound first, so a newer claim published while we read is routed to this socket.
-    conn.bind(token, gen)
+    conn.bind(gen)
     try:
         found = await hub.load(conn.session)
     except BackendUnavailable as exc:

@@ -28,7 +28,6 @@ from typing import Any, Final, TypeVar
 from ..backends.base import (
     Backend,
     Lookup,
-    SessionRecord,
     Subscription,
     Timeouts,
     session_channel,
@@ -46,13 +45,10 @@ from ..core.events import (
     ready_message,
 )
 from ..core.exceptions import BackendUnavailable, ProtocolError
+from ..core.tabs import tab_status
 from .admission import Admission
 from .connection import Connection, TooManySockets
 from .timers import Timers
-
-# Whether a tab token is the record's current tab: "active", "superseded", "invalid"
-# or "missing" (the extension's check, with its policy).
-TabCheck = Callable[[SessionRecord, str | None], str]
 
 __all__ = ["Hub"]
 
@@ -112,7 +108,10 @@ class Hub:
         settings: the extension's settings (limits, heartbeat, lead times).
         timeouts: the sessions' timeouts, as the backend takes them.
         now_ms: the clock, in epoch milliseconds.
-        verify_tab: the tab-token check (see :data:`TabCheck`).
+        exclusive_tabs: whether a newer claim supersedes older tabs (the policy's
+            :attr:`~sessionwatch.core.policy.Policy.exclusive_tabs`). A socket's token
+            is verified once, by its hello; the hub applies the supersede rule
+            (:func:`~sessionwatch.core.tabs.tab_status`) to the generation it bound.
     """
 
     def __init__(
@@ -121,13 +120,14 @@ class Hub:
         settings: Settings,
         timeouts: Timeouts,
         now_ms: Callable[[], int],
-        verify_tab: TabCheck,
+        *,
+        exclusive_tabs: bool,
     ) -> None:
         self._backend = backend
         self.settings = settings
         self._timeouts = timeouts
         self._now_ms = now_ms
-        self._verify_tab = verify_tab
+        self._exclusive_tabs = exclusive_tabs
         # Hears, for each socket an event was pushed to, the seconds from its arrival on
         # pub/sub to its frames being written (the service's push-latency histogram).
         self.on_push: Callable[[float], None] | None = None
@@ -206,6 +206,11 @@ class Hub:
         }
 
     # -- registry ------------------------------------------------------------------
+
+    def sockets(self) -> list[Connection]:
+        """This process's sockets, attached and not yet detached (a snapshot: the hub
+        keeps registering and forgetting them as they come and go)."""
+        return list(self._conns)
 
     async def attach(self, conn: Connection) -> None:
         """Register a socket and wait until its channels are subscribed (so a state
@@ -298,8 +303,9 @@ class Hub:
         if record is None:
             self._end([conn], found.ended)
             return
-        status = self._verify_tab(record, conn.token)
-        if status in ("invalid", "missing") or conn.gen is None:
+        gen = conn.gen
+        status = tab_status(gen, record.gen, exclusive=self._exclusive_tabs)
+        if status == "invalid" or gen is None:
             conn.finish(CloseCode.TAB_INVALID)
             return
         group = self._sessions.get(conn.session)
@@ -309,8 +315,8 @@ class Hub:
             expires_at = max(expires_at, group.expires_at or 0)
         if status == "superseded":
             self._count("superseded", conn.supersede(record.gen, record.claimed_by))
-        elif conn.told_gen <= conn.gen:  # else a newer claim was already pushed
-            conn.push(ready_message(conn.gen, expires_at, record.id, record.user))
+        elif conn.told_gen <= gen:  # else a newer claim was already pushed
+            conn.push(ready_message(gen, expires_at, record.id, record.user))
 
     def _end(self, conns: Iterable[Connection], ended: str | None) -> None:
         """Close sockets of a session that stored state says is over. The event (with
@@ -333,7 +339,8 @@ class Hub:
         told = sum(
             conn.supersede(record.gen, record.claimed_by)
             for conn in list(group.conns)
-            if conn.bound and self._verify_tab(record, conn.token) == "superseded"
+            if conn.bound
+            and tab_status(conn.gen, record.gen, exclusive=self._exclusive_tabs) == "superseded"
         )
         self._count("superseded", told)
         self._set_deadline(group, record.expires_at(self._timeouts.idle))

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from quart import (
     Blueprint,
@@ -30,15 +30,16 @@ from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
 from ..core.origins import OriginRule
 from ..core.policy import Policy
-from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER
-from ..core.tokens import (
-    CookieSigner,
+from ..core.tabs import (
+    TAB_FORM_FIELD,
+    TAB_HEADER,
+    TabStatus,
     make_tab_token,
-    new_session_id,
     new_tab_key,
-    parse_tab_token,
-    public_id,
+    tab_status,
+    verify_tab_token,
 )
+from ..core.tokens import CookieSigner, new_session_id, public_id
 from ..live import asgi
 from ..live.endpoint import register_websocket
 from ..live.hub import Hub
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TabStatus = Literal["active", "superseded", "invalid", "missing"]
 MAX_USER_ID = 256
 REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
@@ -165,7 +165,13 @@ class SessionWatch:
         app.register_error_handler(BackendUnavailable, self._backend_unavailable)
         app.register_error_handler(SessionLimitReached, self._limit_reached)
         app.while_serving(self._serving)
-        hub = Hub(self.backend, self.settings, self.timeouts, self.now_ms, self.tab_status)
+        hub = Hub(
+            self.backend,
+            self.settings,
+            self.timeouts,
+            self.now_ms,
+            exclusive_tabs=self.policy.exclusive_tabs,
+        )
         self.hub = hub
         self.blueprint = create_blueprint(self)
         register_websocket(self.blueprint, hub, self.current_session, self.origins)
@@ -447,15 +453,12 @@ class SessionWatch:
         raise BackendUnavailable("could not claim a tab: the session ended twice")
 
     def tab_status(self, record: SessionRecord, token: str | None) -> TabStatus:
-        """Whether ``token`` is the current tab of ``record`` (constant-time MAC check)."""
+        """Whether ``token`` is the current tab of ``record`` (constant-time MAC check,
+        then the supersede rule of :mod:`sessionwatch.core.tabs`)."""
         if not token:
             return "missing"
-        gen = parse_tab_token(token, record.tab_key) if len(token) <= 64 else None
-        if gen is None or gen > record.gen:
-            return "invalid"
-        if self.policy.exclusive_tabs and gen != record.gen:
-            return "superseded"
-        return "active"
+        gen = verify_tab_token(token, record.tab_key)
+        return tab_status(gen, record.gen, exclusive=self.policy.exclusive_tabs)
 
     async def request_tab_token(self) -> str | None:
         """The tab token of the current request (header, else form field)."""
