@@ -24,6 +24,10 @@ export interface Device {
   same_browser: boolean;
 }
 
+/** Plural forms of a text with {n}, chosen with Intl.PluralRules of the banner's language. */
+export type PluralText = { other: string } & Partial<Record<"zero" | "one" | "two" | "few" | "many", string>>;
+
+/** English defaults; i18n/<lang>.json for de, es, fr, ja. A text with {n} may be PluralText. */
 export interface Strings {
   superseded: string;
   supersededBy: string; // {device}, {when}
@@ -36,7 +40,7 @@ export interface Strings {
   logged_out: string;
   expired: string;
   signIn: string;
-  expiring: string; // {n}: the live countdown
+  expiring: string | PluralText; // {n}: the live countdown
   stay: string;
   signedIn: string; // {device}
   notYou: string;
@@ -44,9 +48,9 @@ export interface Strings {
   device: string; // {browser}, {os}
   unknownDevice: string;
   justNow: string;
-  minutesAgo: string; // {n}
-  hoursAgo: string; // {n}
-  daysAgo: string; // {n}
+  minutesAgo: string | PluralText; // {n}
+  hoursAgo: string | PluralText; // {n}
+  daysAgo: string | PluralText; // {n}
   /** "revoked_<reason>" for an app's own revocation reasons. */
   [key: `revoked_${string}`]: string;
 }
@@ -61,6 +65,8 @@ export interface SessionWatchOptions {
   attach?: boolean;
   /** How terminal states are shown. Default "banner". */
   mode?: "banner" | "overlay";
+  /** Where the banner and the toast sit. Default "bottom" (never over the page's header). */
+  placement?: "bottom" | "top";
   /** "Sign in again" opens signinUrl?next=<this page>. Default "/login". */
   signinUrl?: string;
   /** "Not you?" opens reauthUrl?next=<this page>&revoke_others=1. Default: signinUrl. */
@@ -69,9 +75,10 @@ export interface SessionWatchOptions {
   pollInterval?: number;
   /** Elements disabled while this tab may not act. */
   protectedSelector?: string;
-  /** lang attribute of the banner (for translated strings). Default "". */
+  /** Language of the texts. Default "": <html lang>, then navigator.language; de, es, fr
+   *  and ja load {prefix}/i18n/<lang>.json, anything else is English. */
   lang?: string;
-  /** Overrides of the English texts. */
+  /** Overrides of single texts, over English or the loaded translation. */
   strings?: Partial<Strings>;
 }
 
@@ -111,13 +118,42 @@ export type SessionWatchListener<K extends SessionWatchEventType> = (
   event: CustomEvent<SessionWatchEventMap[K]> | null
 ) => void;
 
+/** The lifecycle values of state(), by name. */
+export declare const State: {
+  readonly STOPPED: "stopped";
+  readonly UNSUPPORTED: "unsupported";
+  readonly STARTING: "starting";
+  readonly ACTIVE: "active";
+  readonly SUPERSEDED: "superseded";
+  readonly EVICTED: "evicted";
+  readonly REVOKED: "revoked";
+  readonly LOGGED_OUT: "logged_out";
+  readonly EXPIRED: "expired";
+};
+
+/** The WebSocket close codes the client acts on (docs/protocol.md §3, sessionwatch.CloseCode). */
+export declare const CloseCode: {
+  readonly EXPIRED: 4002;
+  readonly REVOKED: 4003;
+  readonly LOGGED_OUT: 4004;
+  readonly EVICTED: 4005;
+  readonly UNSUPPORTED_VERSION: 4006;
+  readonly TAB_INVALID: 4007;
+  readonly TOO_MANY_SOCKETS: 4011;
+  readonly ROTATED: 4013;
+};
+
 export interface SessionWatchAPI {
   readonly version: string;
-  /** Starts watching (claim, socket, token attachment). Ignored while running. */
+  readonly State: typeof State;
+  readonly CloseCode: typeof CloseCode;
+  /** Starts watching (claim, socket, token attachment). While running: re-configures
+   *  (same prefix: the new options apply at once; another prefix: stop, then start). */
   start(options?: SessionWatchOptions): void;
   /** Stops everything, hides the UI and forgets the token. */
   stop(): void;
-  /** Adds a listener; returns the function that removes it. */
+  /** Adds a listener; returns the function that removes it. If an event of this type
+   *  happened in the current state, the listener is called with it at once (event null). */
   on<K extends SessionWatchEventType>(type: K, listener: SessionWatchListener<K>): () => void;
   off<K extends SessionWatchEventType>(type: K, listener: SessionWatchListener<K>): void;
   /** "Use here": claims this tab anew (the other tabs become superseded). */

@@ -6,8 +6,11 @@
  * Wire protocol: docs/protocol.md (version 1).
  *
  * Use: <script src="/_sessionwatch/client.js" defer></script> starts by itself and defines
- * exactly one global, SessionWatch. As an ES module: import SessionWatch from
- * "./sessionwatch.mjs" (no autostart there; call start()). In Node: require() gives the API.
+ * exactly one global, SessionWatch. It autostarts only as its own <script> tag: a tag whose
+ * file is client.js, sessionwatch.js or sessionwatch.min.js, or that carries a
+ * data-sessionwatch attribute. Inside a bundle (any other file name) nothing starts and the
+ * bundle's data-* are not read: call start(). As an ES module (sessionwatch.mjs) it never
+ * starts by itself. start(options) after an autostart re-configures the running client.
  *
  * Settings: data-* attributes of this <script> tag (data-signin-url="/login") or
  * SessionWatch.start({signinUrl: "/login"}); start()'s options win over data-*.
@@ -18,14 +21,19 @@
  *   attach            true        add the tab token to same-origin fetch, XHR and POST forms
  *   mode              "banner"    terminal states: "banner" (page stays readable, protected
  *                                 elements disabled) or "overlay" (modal; the page is inert)
+ *   placement         "bottom"    where the banner and toast sit: "bottom" (never over the
+ *                                 page's header) or "top"
  *   signinUrl         "/login"    "Sign in again" opens signinUrl?next=<this page>
  *   reauthUrl         signinUrl   "Not you?" opens reauthUrl?next=<this page>&revoke_others=1
  *   pollInterval      30          seconds between GET {prefix}/state without WebSocket
  *   protectedSelector "[data-sessionwatch-protected], form[method=post i] button,
  *                      form[method=post i] input[type=submit]"
- *                                 disabled while this tab may not act
- *   lang              ""          lang attribute of the banner, for translated strings
- *   strings           {}          overrides of the English texts below (data-strings: JSON)
+ *                                 disabled while this tab may not act, except what is (or
+ *                                 sits in) an element with data-sessionwatch-skip
+ *   lang              ""          language of the texts; "" = <html lang>, then
+ *                                 navigator.language. de, es, fr, ja load {prefix}/i18n/<lang>.json
+ *   strings           {}          overrides of single texts (data-strings: JSON); a text with
+ *                                 {n} may be {one: "…", other: "…"} (Intl.PluralRules)
  */
 (function (G) {
   "use strict";
@@ -37,8 +45,25 @@
   var VERSION = "0.1.0";
   var HEADER = "X-SessionWatch-Tab";
   var FIELD = "_sessionwatch_tab";
-  var CODES = { 4002: "expired", 4003: "revoked", 4004: "logged_out", 4005: "evicted" };
-  var TERMINAL = /^(expired|revoked|logged_out|evicted)$/;
+  // The WebSocket close codes this client acts on: names and values as in the table of
+  // docs/protocol.md §3 and sessionwatch.events.CloseCode (tests/test_js_constants.py).
+  var CloseCode = {
+    EXPIRED: 4002,
+    REVOKED: 4003,
+    LOGGED_OUT: 4004,
+    EVICTED: 4005,
+    UNSUPPORTED_VERSION: 4006,
+    TAB_INVALID: 4007,
+    TOO_MANY_SOCKETS: 4011,
+    ROTATED: 4013
+  };
+  // The lifecycle: one value, never a set of booleans. State.ACTIVE == "active", …; the
+  // four last are terminal.
+  var State = {};
+  "stopped unsupported starting active superseded evicted revoked logged_out expired".replace(/\w+/g, function (name) {
+    State[name.toUpperCase()] = name;
+  });
+  var LANGS = /^(de|es|fr|ja)\b/i; // bundled translations besides English: i18n/<lang>.json
 
   // English texts. {device}, {when} and {n} are filled in; every text reaches the page
   // through textContent only, never as HTML.
@@ -54,7 +79,7 @@
     logged_out: "You have been signed out.",
     expired: "Your session expired.",
     signIn: "Sign in again",
-    expiring: "You will be signed out in {n} s.",
+    expiring: "You will be signed out in {n} s.", // or {one: "… {n} second.", other: "… {n} seconds."}
     stay: "Stay signed in",
     signedIn: "New sign-in: {device}.",
     notYou: "Not you?",
@@ -67,35 +92,22 @@
     daysAgo: "{n} d ago"
   };
 
-  var CSS =
-    ":host{all:initial}[hidden]{display:none!important}" +
-    ".box,.toast{position:fixed;z-index:var(--sessionwatch-z,2147483647);" +
-    "font-family:var(--sessionwatch-font,system-ui,sans-serif);font-size:14px;line-height:1.4}" +
-    ".box{top:0;left:0;right:0;display:flex;justify-content:center;padding:8px;pointer-events:none}" +
-    ".overlay{bottom:0;align-items:center;pointer-events:auto;" +
-    "background:var(--sessionwatch-backdrop,rgba(0,0,0,.55))}" +
-    ".card,.toast{display:flex;flex-wrap:wrap;align-items:center;gap:8px 12px;max-width:40em;" +
-    "padding:10px 14px;pointer-events:auto;background:var(--sessionwatch-bg,#1f2328);" +
-    "color:var(--sessionwatch-fg,#fff);border-radius:var(--sessionwatch-radius,8px);" +
-    "box-shadow:0 4px 16px rgba(0,0,0,.3)}" +
-    ".toast{right:12px;bottom:12px}p{margin:0;flex:1 1 14em}" +
-    "button{font:inherit;color:inherit;background:none;cursor:pointer;padding:4px 12px;" +
-    "border:1px solid var(--sessionwatch-accent,#4c8dff);border-radius:var(--sessionwatch-radius,8px)}" +
-    ".primary{background:var(--sessionwatch-accent,#4c8dff);color:var(--sessionwatch-accent-fg,#fff)}" +
-    "button:focus-visible{outline:2px solid var(--sessionwatch-accent,#4c8dff);outline-offset:2px}";
-
   var doc = G.document;
   var loc = G.location;
   var script = doc && doc.currentScript;
-  var supported = !!(doc && loc && G.fetch && G.Promise && G.URL && G.Headers);
+  // Its own <script> tag, not a bundle that contains this file (see the rule above).
+  var own = script && (script.hasAttribute("data-sessionwatch") || /\/(client|sessionwatch(\.min)?)\.js([?#]|$)/.test(script.src));
+  var supported = !!(doc && loc && G.fetch && G.Promise && G.URL && G.Headers && G.CustomEvent);
   var nativeFetch = G.fetch;
   var handlers = {};
+  var recent = {}; // the events of the current state, for listeners that come late
 
   var opts = {};
   var text = STRINGS;
-  var running = false;
+  var lang = "en"; // the language of `text`
   var installed = false;
-  var state = "stopped";
+  var state = State.STOPPED;
+  var link = ""; // how we hear the server: "" (WebSocket), "poll" (GET /state), "wait" (for focus)
   var token = null; // "{gen}.{mac}", see protocol §1
   var gen = null; // the generation of our token
   var session = null; // the public session id
@@ -104,24 +116,41 @@
   var socket = null;
   var channel = null; // BroadcastChannel
   var attempt = 0; // reconnects since the last "ready"
-  var pollOnly = false;
-  var waitFocus = false; // close 4011: no retries until the page regains focus
   var lastSuperseded = {};
   var lastCheck = 0;
   var pinged = false; // a ping is out, unanswered
   var retryTimer = 0, beatTimer = 0, pollTimer = 0, tickTimer = 0, toastTimer = 0;
-  var ui = null; // {host, box, msg, actions, toast, count}
+  var styles = null; // Promise of the banner's stylesheet ({prefix}/client.css), "" if none
+  var ui = null; // {host, dock, box, msg, toast}
   var shown = ""; // the state the banner shows, "" when hidden
+  var reached = false; // the user went to the banner (first Tab) since it showed
   var locked = [];
   var prevFocus = null;
 
   function noop() {}
 
-  function over() {
-    return TERMINAL.test(state);
+  function notRunning() {
+    return Promise.reject(new Error("sessionwatch: not running"));
   }
 
-  function fmt(str, vars) {
+  function running() {
+    return state != State.STOPPED && state != State.UNSUPPORTED;
+  }
+
+  function over() {
+    return /^(expired|revoked|logged_out|evicted)$/.test(state);
+  }
+
+  // {name} placeholders; a text may be {one, other, …}, the form chosen by `count`
+  // (default vars.n) with Intl.PluralRules: plural-safe in every language.
+  function fmt(str, vars, count) {
+    if (str && typeof str == "object") {
+      var form = "other";
+      try {
+        form = new Intl.PluralRules(lang).select(count == null ? vars.n : count);
+      } catch (e) {}
+      str = str[form] || str.other;
+    }
     return String(str).replace(/\{(\w+)\}/g, function (all, key) {
       return vars[key] != null ? vars[key] : all;
     });
@@ -151,7 +180,7 @@
   }
 
   function attaching(url) {
-    return running && opts.attach && sameOrigin(url);
+    return running() && opts.attach && sameOrigin(url);
   }
 
   // ---- events -------------------------------------------------------------------------
@@ -159,30 +188,31 @@
   // Dispatches "sessionwatch:<type>" on document, then calls on() listeners with
   // (detail, event). Returns false when someone called preventDefault(): no built-in UI.
   function emit(type, detail) {
-    var event = null;
-    try {
-      event = new G.CustomEvent("sessionwatch:" + type, { detail: detail, cancelable: true });
-      doc.dispatchEvent(event);
-    } catch (e) {}
+    var event = new G.CustomEvent("sessionwatch:" + type, { detail: detail, cancelable: true });
+    recent[type] = detail;
+    doc.dispatchEvent(event);
     var list = (handlers[type] || []).slice();
-    for (var i = 0; i < list.length; i++) {
-      try {
-        list[i](detail, event);
-      } catch (e) {
-        report(e);
-      }
-    }
+    for (var i = 0; i < list.length; i++) call(list[i], detail, event);
     return !(event && event.defaultPrevented);
   }
 
-  function report(error) {
-    setTimeout(function () {
-      throw error;
-    });
+  // A listener's error is reported, never stops the others (nor this client).
+  function call(fn, detail, event) {
+    try {
+      fn(detail, event);
+    } catch (error) {
+      setTimeout(function () {
+        throw error;
+      });
+    }
   }
 
+  // A listener that comes late (a page script loaded after the claim) is called at once
+  // with the last event of that type in the current state (`event` null), so it never
+  // misses "claimed", "ready" or the current "state".
   function on(type, fn) {
     (handlers[type] = handlers[type] || []).push(fn);
+    if (type in recent) call(fn, recent[type], null);
     return function () {
       off(type, fn);
     };
@@ -198,8 +228,9 @@
     if (next == state) return;
     var previous = state;
     state = next;
+    recent = {};
     if (doc) doc.documentElement.setAttribute("data-sessionwatch-state", next);
-    emit("state", { state: next, previous: previous });
+    if (doc && G.CustomEvent) emit("state", { state: next, previous: previous });
   }
 
   // ---- HTTP ---------------------------------------------------------------------------
@@ -224,8 +255,20 @@
       });
   }
 
+  // A static file of the client (cacheable): its text, or its JSON with `json`; "" if it fails.
+  function asset(path, json) {
+    return nativeFetch
+      .call(G, opts.prefix + path, { credentials: "same-origin" })
+      .then(function (res) {
+        return res.ok ? res[json ? "json" : "text"]() : "";
+      })
+      .then(null, function () {
+        return "";
+      });
+  }
+
   function claim() {
-    if (!running || over()) return Promise.reject(new Error("sessionwatch: not running"));
+    if (!running() || over()) return notRunning();
     if (!claiming) {
       claiming = request("POST", "/claim").then(
         function (res) {
@@ -236,7 +279,7 @@
             error.status = res.status;
             throw error;
           }
-          if (!running || over()) return body;
+          if (!running() || over()) return body;
           token = body.tab;
           gen = typeof body.gen == "number" ? body.gen : parseInt(token, 10);
           session = body.session;
@@ -259,7 +302,7 @@
   }
 
   function extend() {
-    if (!running || !token) return Promise.reject(new Error("sessionwatch: not running"));
+    if (!running() || !token) return notRunning();
     return request("POST", "/extend", true).then(function (res) {
       if (res.ok && res.body.expires_at) {
         extended(res.body.expires_at, true);
@@ -272,7 +315,7 @@
 
   // GET /state: the server's verdict on our token (the only check without WebSocket).
   function check() {
-    if (!running || over() || !token) return Promise.resolve();
+    if (!running() || over() || !token) return Promise.resolve();
     lastCheck = Date.now();
     return request("GET", "/state", true).then(verdict, noop);
   }
@@ -322,7 +365,7 @@
   function connect() {
     clearTimeout(retryTimer);
     retryTimer = 0;
-    if (!running || over() || waitFocus) return;
+    if (!running() || over() || link == "wait") return;
     if (!token) {
       claim().then(null, function (error) {
         var status = error.status;
@@ -331,7 +374,7 @@
           stop();
         } else retry();
       });
-    } else if (pollOnly || !G.WebSocket) {
+    } else if (link || !G.WebSocket) {
       if (!pollTimer) pollTimer = setInterval(check, opts.pollInterval * 1000);
     } else if (!socket) {
       var url = (loc.protocol == "https:" ? "wss://" : "ws://") + loc.host + opts.prefix + "/ws";
@@ -356,6 +399,14 @@
     }
   }
 
+  // No more socket, retries or polls.
+  function quiet() {
+    closeSocket();
+    clearTimeout(retryTimer);
+    clearInterval(pollTimer);
+    pollTimer = 0;
+  }
+
   function closeSocket() {
     var ws = socket;
     socket = null;
@@ -374,7 +425,7 @@
   // once, but never twice in a row without a "ready" between.
   function retry(now) {
     clearTimeout(retryTimer);
-    if (!running || over()) return;
+    if (!running() || over()) return;
     var delay = now && !attempt ? 0 : Math.random() * Math.min(60000, 5000 * Math.pow(2, attempt));
     attempt++;
     retryTimer = setTimeout(connect, delay);
@@ -401,16 +452,18 @@
   function closed(code, opened) {
     socket = null;
     clearTimeout(beatTimer);
-    if (!running || over()) return;
-    if (CODES[code]) end(CODES[code], { type: CODES[code], code: code });
-    else if (code == 4006) {
-      pollOnly = true; // the server speaks another protocol version: HTTP still works
+    if (!running() || over()) return;
+    // EXPIRED, REVOKED, LOGGED_OUT, EVICTED: the tab ends in the state of that name
+    var terminal = ["expired", "revoked", "logged_out", "evicted"][code - CloseCode.EXPIRED];
+    if (terminal) end(terminal, { type: terminal, code: code });
+    else if (code == CloseCode.UNSUPPORTED_VERSION) {
+      link = "poll"; // the server speaks another protocol version: HTTP still works
       connect();
-    } else if (code == 4011) waitFocus = true;
-    else if (code == 4007) {
+    } else if (code == CloseCode.TOO_MANY_SOCKETS) link = "wait";
+    else if (code == CloseCode.TAB_INVALID) {
       token = null;
       retry(true);
-    } else if (code == 4013) retry(true);
+    } else if (code == CloseCode.ROTATED) retry(true);
     else if (!opened) {
       // The handshake failed; a refusal (401) is invisible to scripts, so ask GET /state.
       check().then(function () {
@@ -420,7 +473,7 @@
   }
 
   function receive(m) {
-    if (!running || over()) return;
+    if (!running() || over()) return;
     switch (m.type) {
       case "ready":
         attempt = 0;
@@ -465,7 +518,7 @@
   // this tab active. The server then confirms (GET /state) and stays the authority.
   function broadcast(event) {
     var m = event.data;
-    if (!running || over() || !m || !session || m.session !== session) return;
+    if (!running() || over() || !m || !session || m.session !== session) return;
     if (m.type == "claimed" && m.exclusive !== false && typeof m.gen == "number" && m.gen > gen && state == "active") {
       supersede({ type: "superseded", gen: m.gen, by: null, via: "broadcast" });
       check();
@@ -475,8 +528,8 @@
   // ---- states -------------------------------------------------------------------------
 
   function activate() {
-    setState("active");
-    if (shown == "superseded") hide();
+    setState(State.ACTIVE);
+    if (shown == State.SUPERSEDED) hide();
     lock(false);
   }
 
@@ -484,50 +537,52 @@
   function supersede(m, force) {
     if (over() || !token) return;
     if (!force && typeof m.gen == "number" && !(m.gen > gen)) return; // our own or an older claim
-    if (state == "superseded" && (!m.by || (lastSuperseded.by && m.gen === lastSuperseded.gen))) return;
+    if (state == State.SUPERSEDED && (!m.by || (lastSuperseded.by && m.gen === lastSuperseded.gen))) return;
     lastSuperseded = m;
-    setState("superseded");
-    if (!emit("superseded", m)) return hide();
+    setState(State.SUPERSEDED);
+    if (!emit(State.SUPERSEDED, m)) return hide();
     var by = m.by;
-    show(
-      "superseded",
-      by && by.same_browser === false ? fmt(text.supersededBy, { device: device(by), when: ago(by.at) }) : text.superseded,
-      [
-        ["use-here", text.useHere, useHere],
-        ["sign-out-others", text.signOutOthers, notYou]
-      ]
-    );
+    // Another browser (or device) may be someone else: offer "Not you?". A tab of this
+    // browser (same_browser, or told through BroadcastChannel: by null) is the same person.
+    var other = by && by.same_browser === false;
+    var buttons = [["use-here", text.useHere, useHere]];
+    if (other) buttons.push(["sign-out-others", text.signOutOthers, notYou]);
+    show(State.SUPERSEDED, other ? fmt(text.supersededBy, { device: device(by), when: ago(by.at) }) : text.superseded, buttons);
     lock(true);
   }
 
   function end(type, m) {
     if (over()) return;
     setState(type);
-    closeSocket();
-    clearTimeout(retryTimer);
-    clearInterval(pollTimer);
-    pollTimer = 0;
+    quiet();
+    dismiss(); // a "New sign-in … Not you?" toast means nothing on an ended tab
     if (!emit(type, m)) {
       hide();
       return lock(false);
     }
-    var message = type == "revoked" ? text["revoked_" + m.reason] : fmt(text[type], { device: device(m.by) });
+    var message = type == State.REVOKED ? text["revoked_" + m.reason] : fmt(text[type], { device: device(m.by) });
     show(type, typeof message == "string" ? message : text.revoked, [["sign-in", text.signIn, signIn]], opts.mode == "overlay");
     lock(true);
   }
 
   function expiring(m) {
     if (m.expires_at) expiresAt = m.expires_at;
-    if (!emit("expiring", m) || state != "active") return;
+    if (!emit("expiring", m) || state != State.ACTIVE) return;
     var seconds = typeof m["in"] == "number" ? m["in"] : (m.expires_at - Date.now()) / 1000;
     var deadline = Date.now() + seconds * 1000;
-    var parts = text.expiring.split("{n}");
-    show("expiring", parts[0], [["stay", text.stay, stay]]);
-    // role=timer is not announced on every tick; the alert is, once
-    ui.count = el("span", { role: "timer" }, "", ui.msg);
-    el("span", {}, parts.slice(1).join("{n}"), ui.msg);
+    var form = "";
+    show("expiring", "", [["stay", text.stay, stay]]);
     (function tick() {
       var left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+      var parts = fmt(text.expiring, { n: "\0" }, left).split("\0");
+      // role=timer is not announced on every tick: only the number moves, the words around
+      // it change only when the plural form does
+      if (parts + "" != form) {
+        form = parts + "";
+        ui.msg.textContent = parts[0];
+        ui.count = el("span", { role: "timer" }, "", ui.msg);
+        el("span", {}, parts.slice(1).join(""), ui.msg);
+      }
       ui.count.textContent = left;
       if (left) tickTimer = setTimeout(tick, 1000);
       else check(); // the server says "expired" (or that activity elsewhere saved us)
@@ -537,6 +592,7 @@
   function extended(at, relay) {
     if (typeof at != "number" || (expiresAt != null && !(at > expiresAt))) return; // old news
     expiresAt = at;
+    delete recent.expiring;
     if (shown == "expiring") hide();
     emit("extended", { type: "extended", expires_at: at });
     if (relay) post({ type: "extended", session: session, expires_at: at });
@@ -545,10 +601,11 @@
   function signedIn(m) {
     if (!emit("signed_in", m) || (m.by && m.by.same_browser === true)) return;
     var box = view().toast;
-    box.textContent = "";
-    el("p", {}, fmt(text.signedIn, { device: device(m.by) }), box);
-    el("button", { type: "button", "data-sw-action": "sign-out-others" }, text.notYou, box).addEventListener("click", notYou);
-    el("button", { type: "button", "data-sw-action": "dismiss", "aria-label": text.dismiss }, "\u00d7", box).addEventListener("click", dismiss);
+    reached = false;
+    fill(box, fmt(text.signedIn, { device: device(m.by) }), [
+      ["sign-out-others", text.notYou, notYou],
+      ["dismiss", text.dismiss, dismiss]
+    ]);
     box.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(dismiss, 10000);
@@ -566,7 +623,10 @@
 
   function dismiss() {
     clearTimeout(toastTimer);
-    if (ui) ui.toast.hidden = true;
+    if (ui && !ui.toast.hidden) {
+      ui.toast.hidden = true;
+      giveBack();
+    }
   }
 
   function navigate(url, revokeOthers) {
@@ -595,54 +655,71 @@
     return node;
   }
 
+  // Fills the banner or the toast: the message, then buttons [data-sw-action, label, on
+  // click], the first one primary. Returns the message's <p>.
+  function fill(box, message, buttons) {
+    box.textContent = "";
+    var p = el("p", {}, message, box);
+    for (var i = 0; i < buttons.length; i++) {
+      var spec = buttons[i];
+      el("button", { type: "button", class: i ? "" : "primary", "data-sw-action": spec[0] }, spec[1], box).addEventListener("click", spec[2]);
+    }
+    return p;
+  }
+
+  // Built at start(), so that the live regions exist before anything is said in them.
   function view() {
     if (!ui) {
       var host = doc.createElement("sessionwatch-banner");
       var root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
-      try {
-        // A constructed sheet is not an inline style: a strict CSP (style-src) allows it.
-        var sheet = new G.CSSStyleSheet();
-        sheet.replaceSync(CSS);
-        root.adoptedStyleSheets = [sheet];
-      } catch (e) {
-        el("style", {}, CSS, root);
-      }
-      var box = el("div", { class: "box", role: "alert", hidden: "" }, null, root);
-      var card = el("div", { class: "card", part: "card" }, null, box);
+      // Hidden until styled (its :host rule shows it); unstyled but shown if the sheet fails.
+      host.hidden = true;
+      styles.then(function (css) {
+        try {
+          // A constructed sheet is not an inline style: a strict CSP (style-src) allows it.
+          var sheet = new G.CSSStyleSheet();
+          sheet.replaceSync(css);
+          root.adoptedStyleSheets = [sheet];
+        } catch (e) {
+          el("style", {}, css, root);
+        }
+        host.hidden = false;
+      });
+      var dock = el("div", { class: "dock" + (opts.placement == "top" ? " top" : "") }, null, root);
       ui = {
         host: host,
-        box: box,
-        msg: el("p", {}, null, card),
-        actions: el("div", {}, null, card),
-        toast: el("div", { class: "toast", role: "status", "data-sw-state": "signed_in", hidden: "" }, null, root)
+        dock: dock,
+        toast: el("div", { class: "toast", role: "status", "data-sw-state": "signed_in", hidden: "" }, null, dock),
+        // role=alert: a live region from the start, said once when it shows; focus stays
+        // where the user is (a draft keeps its text) until the user asks (keydown below).
+        // The banner sits nearest the page's edge, the toast beside it.
+        box: el("div", { class: "box", role: "alert", part: "card", hidden: "" }, null, dock)
       };
-      if (opts.lang) {
-        box.setAttribute("lang", opts.lang);
-        ui.toast.setAttribute("lang", opts.lang);
-      }
-      // Outside <body>, so that an inert body leaves the overlay usable.
-      doc.documentElement.appendChild(host);
+      // The end of <body> (where checkers such as axe-core look); an overlay moves it out of
+      // <body>, so that the inert body leaves the overlay usable.
+      (doc.body || doc.documentElement).appendChild(host);
+      doc.addEventListener("keydown", keydown, true);
     }
+    ui.host.setAttribute("lang", lang);
     return ui;
   }
 
   function show(kind, message, buttons, modal) {
     var v = view(), box = v.box;
     clearTimeout(tickTimer);
-    if (!shown) prevFocus = doc.activeElement;
     shown = kind;
+    reached = false;
     box.setAttribute("data-sw-state", kind);
     box.setAttribute("data-sw-mode", modal ? "overlay" : "banner");
-    box.className = modal ? "box overlay" : "box";
-    v.msg.textContent = message;
-    v.actions.textContent = "";
-    for (var i = 0; i < buttons.length; i++) {
-      var b = buttons[i];
-      el("button", { type: "button", class: i ? "" : "primary", "data-sw-action": b[0] }, b[1], v.actions).addEventListener("click", b[2]);
+    v.dock.className = "dock" + (opts.placement == "top" ? " top" : "") + (modal ? " overlay" : "");
+    if (modal) {
+      box.setAttribute("role", "alertdialog");
+      box.setAttribute("aria-modal", "true");
     }
+    v.msg = fill(box, message, buttons);
+    if (modal) doc.documentElement.appendChild(v.host);
     if (doc.body) doc.body.inert = !!modal;
     box.hidden = false;
-    v.actions.firstChild.focus();
   }
 
   function hide() {
@@ -652,10 +729,30 @@
     ui.box.hidden = true;
     ui.box.removeAttribute("data-sw-state");
     if (doc.body) doc.body.inert = false;
+    giveBack();
+  }
+
+  // Focus that went into the banner returns where it came from when the banner goes.
+  function giveBack() {
     if (doc.activeElement === ui.host && prevFocus && prevFocus.focus) prevFocus.focus();
   }
 
+  // The user asks for the banner (or toast): the first Tab after it appeared goes to its
+  // first button; later ones move on as usual.
+  function keydown(event) {
+    var box = shown ? ui.box : !ui.toast.hidden && ui.toast;
+    if (!box || reached || event.key != "Tab" || event.shiftKey) return;
+    reached = true;
+    prevFocus = doc.activeElement;
+    var first = box.querySelector("button");
+    if (first) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
   // Disables protected elements while this tab may not act (the server refuses anyway).
+  // What carries or sits in data-sessionwatch-skip (a sign-out form) is never disabled.
   function lock(on) {
     if (!on) {
       for (var i = 0; i < locked.length; i++) {
@@ -670,10 +767,11 @@
       list = doc.querySelectorAll(opts.protectedSelector);
     } catch (e) {}
     for (var j = 0; j < list.length; j++) {
-      if (!list[j].disabled) {
-        list[j].disabled = true;
-        list[j].setAttribute("data-sessionwatch-disabled", "");
-        locked.push(list[j]);
+      var node = list[j];
+      if (!node.disabled && !(node.closest && node.closest("[data-sessionwatch-skip]"))) {
+        node.disabled = true;
+        node.setAttribute("data-sessionwatch-disabled", "");
+        locked.push(node);
       }
     }
   }
@@ -714,7 +812,7 @@
       };
       XHR.send = function () {
         var meta = xhrs.get(this);
-        if (meta && meta.same && !meta.set && token && running && opts.attach) {
+        if (meta && meta.same && !meta.set && token && running() && opts.attach) {
           xSet.call(this, HEADER, token);
           this.addEventListener("loadend", function () {
             if (this.status == 401 || this.status == 409) recheck();
@@ -744,12 +842,12 @@
     );
 
     function wake(event) {
-      if (!running || over()) return;
+      if (!running() || over()) return;
       if (event.type == "visibilitychange" && doc.visibilityState != "visible") return;
       if (event.type == "pageshow" && !event.persisted) return;
-      waitFocus = false;
+      if (link == "wait") link = "";
       if (open()) hello(); // the answer (ready, superseded, …) re-verifies the token
-      else if (pollOnly || !G.WebSocket) check();
+      else if (link || !G.WebSocket) check();
       else if (!socket) {
         attempt = 0;
         connect();
@@ -774,6 +872,7 @@
       autostart: true,
       attach: true,
       mode: "banner",
+      placement: "bottom",
       signinUrl: "/login",
       reauthUrl: "",
       pollInterval: 30,
@@ -782,10 +881,10 @@
       lang: "",
       strings: {}
     };
-    var data = (script && script.dataset) || {};
+    var data = (own && script.dataset) || {};
     try {
       var src = new URL(script.src);
-      if (src.origin == loc.origin && /\/client\.js$/.test(src.pathname)) defaults.prefix = src.pathname.slice(0, -10);
+      if (own && src.origin == loc.origin && /\/client\.js$/.test(src.pathname)) defaults.prefix = src.pathname.slice(0, -10);
     } catch (e) {}
     var result = {};
     for (var key in defaults) {
@@ -806,30 +905,49 @@
     return result;
   }
 
-  function start(options) {
-    if (running) return;
-    if (!supported) return setState("unsupported");
-    opts = settings(options);
+  // The texts: English, or the bundled translation of the page's language (fetched once
+  // from {prefix}/i18n/<lang>.json: only the chosen language is ever loaded); then the
+  // app's own strings over either.
+  function translate() {
+    var wanted = LANGS.exec(opts.lang || doc.documentElement.lang || (G.navigator && G.navigator.language));
+    lang = opts.lang || "en";
     text = Object.assign({}, STRINGS, opts.strings);
-    running = true;
-    attempt = 0;
-    pollOnly = waitFocus = false;
+    if (wanted)
+      asset("/i18n/" + (wanted = wanted[1].toLowerCase()) + ".json", 1).then(function (strings) {
+        if (strings) {
+          lang = opts.lang || wanted;
+          text = Object.assign({}, STRINGS, strings, opts.strings);
+          view();
+        }
+      });
+  }
+
+  // A second call re-configures: same prefix → new settings in place; another prefix (another
+  // server) → stop, then start again.
+  function start(options) {
+    if (!supported) return setState(State.UNSUPPORTED);
+    var next = settings(options);
+    if (running() && next.prefix != opts.prefix) stop();
+    var again = running();
+    opts = next;
+    translate();
     if (opts.attach) install();
+    if (again) return;
+    attempt = 0;
+    link = "";
     if (G.BroadcastChannel) {
       channel = new G.BroadcastChannel("sessionwatch");
       channel.onmessage = broadcast;
     }
-    setState("starting");
-    connect();
+    setState(State.STARTING);
+    connect(); // the claim first, then the banner's stylesheet
+    styles = asset("/client.css");
+    view();
   }
 
   function stop() {
-    if (!running) return;
-    running = false;
-    closeSocket();
-    clearTimeout(retryTimer);
-    clearInterval(pollTimer);
-    pollTimer = 0;
+    if (!running()) return;
+    quiet();
     if (channel) channel.close();
     channel = null;
     hide();
@@ -837,11 +955,13 @@
     lock(false);
     token = gen = session = expiresAt = null;
     lastSuperseded = {};
-    setState("stopped");
+    setState(State.STOPPED);
   }
 
   var api = {
     version: VERSION,
+    State: State,
+    CloseCode: CloseCode,
     start: start,
     stop: stop,
     on: on,
@@ -858,5 +978,5 @@
 
   G.SessionWatch = api;
   if (typeof module == "object" && module && module.exports) module.exports = api;
-  if (script && settings().autostart) start();
+  if (own && settings().autostart) start();
 })(typeof globalThis == "object" ? globalThis : self);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, then runs
 #   1. the browser client's and the Node client's unit tests (node --test),
-#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium).
+#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium,
+#      and tests/faults' short fault schedule; its soak is `python -m tests.faults --minutes 30`).
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +10,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)  # the proxy demo's Express app
+command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ip >/dev/null || missing+=(iproute2)  # the fault suite's hosts (network namespaces)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # the proxy demo
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
@@ -31,6 +33,13 @@ if [ ! -d client_js/examples/express/node_modules/express ]; then
 fi
 
 if [ -d client_js/test ]; then
+    # The client's dev tools (terser, esbuild, axe-core, typescript; package-lock.json):
+    # npm ci only when the lock file changed since the last install.
+    lock_sum=$(sha256sum client_js/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat client_js/node_modules/.sessionwatch-lock 2>/dev/null)" != "$lock_sum" ]; then
+        (cd client_js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        echo "$lock_sum" >client_js/node_modules/.sessionwatch-lock
+    fi
     (cd client_js && node --test test/)
 fi
 (cd client_js/node && node --test test/)

@@ -25,32 +25,45 @@ function allElements(root) {
 
 test("hooks: <sessionwatch-banner> with an open shadow root, data-sw-state, data-sw-action", async () => {
   const tab = await activeTab();
-  assert.equal(tab.host, null, "nothing is rendered while all is well");
+  assert.equal(tab.bannerState, null, "nothing is shown while all is well");
+  assert.equal(tab.box.hidden, true);
+  assert.equal(tab.box.getAttribute("role"), "alert", "the live region exists before it speaks");
+  assert.equal(tab.host.hidden, false, "the stylesheet came: the host shows (its box stays hidden)");
   await send(tab, { type: "superseded", gen: 2, by: by({ same_browser: true }) });
   assert.equal(tab.host.localName, "sessionwatch-banner");
-  assert.equal(tab.host.parentNode, tab.document.documentElement, "outside <body>");
+  assert.equal(tab.host.parentNode, tab.document.body, "at the end of <body>, where checkers look");
   assert.equal(tab.shadow.mode, "open");
   assert.equal(tab.box.getAttribute("role"), "alert");
   assert.equal(tab.box.getAttribute("data-sw-state"), "superseded");
   assert.equal(tab.box.getAttribute("data-sw-mode"), "banner");
   assert.deepEqual(
     tab.box.querySelectorAll("button").map((b) => [b.getAttribute("data-sw-action"), b.getAttribute("type"), b.textContent]),
-    [
-      ["use-here", "button", "Use here"],
-      ["sign-out-others", "button", "Not you? Sign out other sessions"],
-    ]
+    [["use-here", "button", "Use here"]],
+    "no Not you? for a tab of the same browser"
   );
   assert.equal(tab.bannerText, "This app is open in another tab.");
   assert.equal(tab.document.documentElement.getAttribute("data-sessionwatch-state"), "superseded");
 });
 
-test("focus moves to the primary button and comes back when the banner goes", async () => {
+function key(tab, init) {
+  const event = new tab.window.Event("keydown", { cancelable: true, ...init });
+  tab.document.dispatchEvent(event);
+  return event;
+}
+
+test("focus stays where the user types; the first Tab goes to the banner, later ones move on", async () => {
   const tab = await activeTab();
-  const input = tab.element("input", { name: "q" });
+  const input = tab.element("textarea", { name: "q" });
   input.focus();
   await send(tab, { type: "superseded", gen: 2, by: null });
+  assert.equal(tab.document.activeElement, input, "no focus theft: the draft keeps its keys");
+  assert.equal(key(tab, { key: "a" }).defaultPrevented, false);
+  assert.equal(key(tab, { key: "Tab", shiftKey: true }).defaultPrevented, false, "Shift+Tab goes back as usual");
+  assert.equal(tab.document.activeElement, input);
+  assert.equal(key(tab, { key: "Tab" }).defaultPrevented, true);
   assert.equal(tab.document.activeElement, tab.host);
   assert.equal(tab.shadow.activeElement, tab.button("use-here"));
+  assert.equal(key(tab, { key: "Tab" }).defaultPrevented, false, "only the first Tab");
   tab.server.gen = 2;
   tab.button("use-here").click();
   await tab.flush();
@@ -173,9 +186,13 @@ test("mode overlay: modal, the page inert, the banner outside it", async () => {
   const tab = await activeTab({ script: { data: { mode: "overlay" } } });
   await send(tab, { type: "logged_out" });
   assert.equal(tab.box.getAttribute("data-sw-mode"), "overlay");
-  assert.match(tab.box.className, /overlay/);
+  assert.match(tab.shadow.querySelector(".dock").className, /overlay/);
+  assert.equal(tab.box.getAttribute("role"), "alertdialog");
+  assert.equal(tab.box.getAttribute("aria-modal"), "true");
   assert.equal(tab.document.body.inert, true);
   assert.ok(!tab.document.body.contains(tab.host));
+  assert.equal(tab.shadow.activeElement, null, "focus moves only when the user asks");
+  key(tab, { key: "Tab" });
   assert.equal(tab.shadow.activeElement, tab.button("sign-in"));
 });
 
@@ -304,11 +321,16 @@ test("strings: overrides from start() and from data-strings JSON; lang attribute
   const tab = createTab({ script: { data: { autostart: "false" } } });
   tab.api.start({ strings: { superseded: "Diese App ist in einem anderen Tab offen.", useHere: "Hier verwenden" }, lang: "de" });
   await tab.ready();
-  await send(tab, { type: "superseded", gen: 2, by: null });
-  assert.equal(tab.bannerText, "Diese App ist in einem anderen Tab offen.");
+  await send(tab, { type: "superseded", gen: 2, by: by({ at: tab.clock.now - 90000 }) });
+  assert.equal(tab.bannerText, "Diese App wurde auf Chrome 120 unter Windows 10 geöffnet, vor 1 Minute.", "i18n/de.json, singular");
+  await send(tab, { type: "superseded", gen: 3, by: by({ at: tab.clock.now - 150000 }) });
+  assert.match(tab.bannerText, /, vor 2 Minuten\.$/, "plural");
+  assert.equal(tab.server.calls("/_sessionwatch/i18n/de.json").length, 1, "only the chosen language loads");
+  assert.equal(tab.server.requests.filter((r) => r.path.includes("/i18n/")).length, 1);
+  await send(tab, { type: "superseded", gen: 4, by: by({ same_browser: true }) });
+  assert.equal(tab.bannerText, "Diese App ist in einem anderen Tab offen.", "a per-string override wins");
   assert.equal(tab.button("use-here").textContent, "Hier verwenden");
-  assert.equal(tab.button("sign-out-others").textContent, "Not you? Sign out other sessions");
-  assert.equal(tab.box.getAttribute("lang"), "de");
+  assert.equal(tab.host.getAttribute("lang"), "de");
   const other = await activeTab({ script: { data: { strings: '{"expired":"Abgelaufen."}' } } });
   await send(other, { type: "expired" });
   assert.equal(other.bannerText, "Abgelaufen.");
@@ -322,7 +344,9 @@ test("theming: the shadow CSS reads the documented custom properties", async () 
   for (const name of ["bg", "fg", "accent", "accent-fg", "font", "radius", "backdrop", "z"]) {
     assert.match(style.textContent, new RegExp(`var\\(--sessionwatch-${name},`), name);
   }
-  assert.match(style.textContent, /:host\{all:initial\}/, "page styles do not leak in");
+  assert.match(style.textContent, /:host \{\s*all: initial;/, "page styles do not leak in");
+  assert.deepEqual(tab.server.calls("/_sessionwatch/client.css").length, 1, "fetched once, after the claim");
+  assert.equal(tab.server.requests[0].path, "/_sessionwatch/claim");
 });
 
 test("a constructed stylesheet is used where supported (strict CSP style-src)", async () => {

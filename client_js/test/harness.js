@@ -12,6 +12,8 @@ const path = require("node:path");
 
 const SOURCE_PATH = path.join(__dirname, "..", "sessionwatch.js");
 const SOURCE = fs.readFileSync(SOURCE_PATH, "utf8");
+const CSS = fs.readFileSync(path.join(__dirname, "..", "sessionwatch.css"), "utf8");
+const translation = (lang) => ({ status: 200, body: JSON.parse(fs.readFileSync(path.join(__dirname, "..", "i18n", lang + ".json"), "utf8")) });
 const ORIGIN = "https://app.example.com";
 const PAGE = ORIGIN + "/app/page?x=1#h";
 const HEADER = "x-sessionwatch-tab";
@@ -206,6 +208,10 @@ class Element extends Target {
     return this.childNodes[0] || null;
   }
 
+  get lastChild() {
+    return this.childNodes[this.childNodes.length - 1] || null;
+  }
+
   appendChild(child) {
     if (child.parentNode) child.parentNode.removeChild(child);
     this.childNodes.push(child);
@@ -295,6 +301,11 @@ class Element extends Target {
     return this.querySelectorAll(selector)[0] || null;
   }
 
+  closest(selector) {
+    for (let n = this; n && n.nodeType === 1; n = n.parentNode) if (n.matches(selector)) return n;
+    return null;
+  }
+
   contains(node) {
     for (let n = node; n; n = n.parentNode) if (n === this) return true;
     return false;
@@ -304,6 +315,11 @@ class Element extends Target {
 reflect(Element, "hidden");
 reflect(Element, "disabled");
 reflect(Element, "inert");
+Object.defineProperty(Element.prototype, "lang", {
+  get() {
+    return this.getAttribute("lang") || "";
+  },
+});
 
 class ShadowRoot extends Element {
   constructor(document, host, mode) {
@@ -459,6 +475,12 @@ class Server {
         status: 200,
         body: { session: this.session, user: this.user, expires_at: this.expiresAt, gen: this.gen, tab: this.tabState(req.tab) },
       }),
+      // The client's static files, as the Quart blueprint serves them.
+      "GET /_sessionwatch/client.css": () => ({ status: 200, text: CSS }),
+      "GET /_sessionwatch/i18n/de.json": () => translation("de"),
+      "GET /_sessionwatch/i18n/es.json": () => translation("es"),
+      "GET /_sessionwatch/i18n/fr.json": () => translation("fr"),
+      "GET /_sessionwatch/i18n/ja.json": () => translation("ja"),
       "POST /_sessionwatch/extend": () => {
         this.expiresAt = this.clock.now + 30 * 60_000;
         return { status: 200, body: { expires_at: this.expiresAt } };
@@ -515,7 +537,8 @@ class Server {
  *
  * options: url (page URL), script ({src, data} for document.currentScript, or null as in
  * an ES module), server (share one between tabs), bus (share BroadcastChannels between
- * tabs), clock, without (["WebSocket", "BroadcastChannel", "fetch", ...] to leave out).
+ * tabs), clock, without (["WebSocket", "BroadcastChannel", "fetch", ...] to leave out),
+ * navigator ({language}), lang (<html lang>), source (another script to run, e.g. a bundle).
  */
 function createTab(options = {}) {
   const clock = options.clock || new Clock();
@@ -576,6 +599,7 @@ function createTab(options = {}) {
       init,
     };
     const answer = await server.handle(request);
+    if (answer.text !== undefined) return new Response(answer.text, { status: answer.status, headers: { "content-type": "text/css" } });
     return new Response(answer.body === undefined ? null : JSON.stringify(answer.body), {
       status: answer.status,
       headers: { "content-type": "application/json" },
@@ -722,6 +746,8 @@ function createTab(options = {}) {
     removeEventListener: (...args) => windowTarget.removeEventListener(...args),
     dispatchEvent: (event) => windowTarget.dispatchEvent(event),
   };
+  if (options.navigator) window.navigator = options.navigator;
+  if (options.lang) document.documentElement.setAttribute("lang", options.lang);
   window.window = window;
   window.self = window;
   for (const name of without) delete window[name];
@@ -737,7 +763,7 @@ function createTab(options = {}) {
 
   if (options.beforeLoad) options.beforeLoad({ window, document });
   vm.createContext(window);
-  vm.runInContext(SOURCE, window, { filename: SOURCE_PATH });
+  vm.runInContext(options.source || SOURCE, window, { filename: options.source ? "bundle.js" : SOURCE_PATH });
   document.currentScript = null;
 
   const tab = {
@@ -768,7 +794,7 @@ function createTab(options = {}) {
     },
     /** The banner host and its parts (null when never rendered). */
     get host() {
-      return document.documentElement.children.find((el) => el.localName === "sessionwatch-banner") || null;
+      return [...document.body.children, ...document.documentElement.children].find((el) => el.localName === "sessionwatch-banner") || null;
     },
     get shadow() {
       return this.host && this.host.shadowRoot;

@@ -57,8 +57,10 @@ test("data-autostart=false waits for start(); start() options win over data-*", 
   assert.equal(tab.api.state(), "stopped");
   tab.api.start({ prefix: "/from-options/" });
   assert.equal(tab.server.requests[0].path, "/from-options/claim");
-  tab.api.start({ prefix: "/ignored" }); // already running
-  assert.equal(tab.server.requests.length, 1);
+  assert.equal(tab.server.requests.length, 2, "the claim, then the stylesheet");
+  tab.api.start({ prefix: "/from-options", signinUrl: "/enter" }); // running: re-configures in place
+  await tab.flush();
+  assert.equal(tab.server.requests.length, 2, "same server: no new claim");
 });
 
 test("data-prefix, and the prefix of the script's own URL", async () => {

@@ -9,25 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from support.browser import CHROMIUM_ARGS
 from support.redis_server import in_ci
 from support.service_process import ServiceProcess
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Background tabs must keep running timers and sockets like foreground ones here.
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-]
 
 
 @pytest.fixture(scope="session", name="chromium_path")
@@ -59,19 +46,19 @@ async def _browser(chromium_path: str) -> AsyncIterator[object]:
             await browser.close()
 
 
-@pytest.fixture(scope="module", name="service")
+@pytest.fixture(scope="session", name="service")
 def _service(redis_url: str) -> Iterator[ServiceProcess]:
     """The demo service, 2 workers on Redis, with a short idle timeout for the expiry test."""
     with ServiceProcess(redis_url, workers=2, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:") as service:
         yield service
 
 
-@pytest.fixture(scope="module", name="short_service")
+@pytest.fixture(scope="session", name="short_service")
 def _short_service(redis_url: str) -> Iterator[ServiceProcess]:
     env = {
-        "SESSIONWATCH_IDLE_TIMEOUT": "8",
+        "SESSIONWATCH_IDLE_TIMEOUT": "16",
         "SESSIONWATCH_REFRESH_EVERY": "1",
-        "SESSIONWATCH_EXPIRING_LEAD": "5",
+        "SESSIONWATCH_EXPIRING_LEAD": "13",  # long enough for the banner checks
     }
     with ServiceProcess(
         redis_url, workers=2, env=env, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:"

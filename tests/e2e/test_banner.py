@@ -5,12 +5,14 @@ Screenshots of every banner state go to tests/artifacts/ (kept by CI as artifact
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.banner_checks import check_banner
 from support.browser import EVENT_RECORDER
 from support.service_process import ServiceProcess
 
@@ -97,7 +99,30 @@ async def set_policy(page: Any, **policy: str) -> None:
 
 
 async def screenshot(page: Any, artifacts: Path, name: str) -> None:
-    await page.screenshot(path=str(artifacts / f"banner-{name}.png"))
+    """Screenshots (light, dark; 1280, 375 px), axe-core and contrast: support/banner_checks."""
+    summary = await check_banner(page, name, artifacts)
+    print(f"\naxe-core {name}: {json.dumps(summary)}")
+
+
+DRAFT = "textarea#draft"
+
+
+async def start_draft(page: Any) -> None:
+    await page.evaluate(
+        """() => {
+             const t = document.createElement("textarea");
+             t.id = "draft";
+             t.setAttribute("aria-label", "Draft");
+             document.querySelector("main").prepend(t);
+           }"""
+    )
+    await page.focus(DRAFT)
+
+
+async def keep_typing(page: Any, typed: list[str], text: str) -> None:
+    await page.keyboard.type(text)
+    await page.keyboard.press("Space")  # the key that used to press the focused button
+    typed.append(text + " ")
 
 
 async def test_two_tabs_newest_wins_and_use_here_flips(
@@ -194,21 +219,43 @@ async def test_logout_in_one_tab_tells_the_others(
 async def test_expiry_warning_stay_signed_in_then_expired(
     browser: Any, short_service: ServiceProcess, artifacts: Path
 ) -> None:
+    """Keyboard only, typing a draft all along: the warning and the end take no keystroke
+    and no focus (issue 16, defect 3); Tab then Enter is "Stay signed in"."""
     context = await new_context(browser)
+    # The demo's sessions list (every 15 s) is activity that would keep the session alive.
+    await context.route("**/_sessionwatch/sessions", lambda route: route.abort())
     page = await context.new_page()
     other = await context.new_page()
     await sign_in(page, short_service, "eve")
+    typed: list[str] = []
+    await start_draft(page)
+    await keep_typing(page, typed, "Before the warning")
     warning = page.locator(BANNER.format("expiring"))
     await warning.wait_for(timeout=8000)
+    await keep_typing(page, typed, "during the countdown")
     assert "signed out in" in await warning.inner_text()
-    await screenshot(page, artifacts, "expiring")
     before = await event_time(page, "expiring")
-    await page.locator("sessionwatch-banner [data-sw-action='stay']").click()
+    await page.keyboard.press("Tab")  # the first Tab goes to the banner's button
+    focused = (
+        "document.querySelector('sessionwatch-banner').shadowRoot.activeElement?.dataset.swAction"
+    )
+    assert await page.evaluate(focused) == "stay"
+    await page.keyboard.press("Enter")  # Stay signed in
     extended_at = await event_time(page, "extended")
     assert extended_at >= before
     await warning.wait_for(state="hidden", timeout=2000)
-    await page.locator(BANNER.format("expired")).wait_for(timeout=15000)
+    assert await page.evaluate("document.activeElement.id") == "draft", "focus came back"
+    # the next warning (3 s later) is the one checked: the keys above never wait for it
+    await page.wait_for_function(
+        "t => window.__sw.some(e => e[0] === 'expiring' && e[1] > t)", arg=extended_at, timeout=8000
+    )
+    await screenshot(page, artifacts, "expiring")
+    await keep_typing(page, typed, "after staying")
+    await page.locator(BANNER.format("expired")).wait_for(timeout=25000)
     await wait_state(page, "expired")
+    await keep_typing(page, typed, "after it ended.")
+    assert await page.input_value(DRAFT) == "".join(typed)
+    assert page.url == short_service.url + "/"
     assert await transfer_status(page) == 401
     await screenshot(page, artifacts, "expired")
     await other.close()

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DATA = (
     "sessionwatch/py.typed",
     "sessionwatch/static/sessionwatch.js",
+    "sessionwatch/static/sessionwatch.css",
+    "sessionwatch/static/i18n/de.json",
+    "sessionwatch/static/i18n/ja.json",
     "sessionwatch/backends/lua/_prelude.lua",
     "sessionwatch/backends/lua/claim.lua",
     "sessionwatch/service/demo/templates/base.html",

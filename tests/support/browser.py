@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+# Debian's Chromium, headless, as the end-to-end tests launch it.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Background tabs must keep running timers and sockets like foreground ones here.
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+]
+
 # Records when each sessionwatch event reached the page (epoch ms, same clock for all tabs).
 EVENT_RECORDER = """
 window.__sw = [];

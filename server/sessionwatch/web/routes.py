@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from quart import Blueprint, Response, has_request_context, jsonify, request, websocket
 
@@ -18,7 +18,11 @@ from ..core.tabs import TAB_HEADER
 from .responses import ended_response, error_response
 from .sessions import ServerSession
 
-__all__ = ["RoutesHost", "create_blueprint", "own_origin"]
+__all__ = ["CLIENT_FILES", "RoutesHost", "client_file", "create_blueprint", "own_origin"]
+
+_CLIENT_ENDPOINTS: Final = frozenset(
+    {"sessionwatch.client_js", "sessionwatch.client_css", "sessionwatch.client_i18n"}
+)
 
 
 def own_origin() -> str:
@@ -62,21 +66,42 @@ class RoutesHost(Protocol):
     ) -> int: ...
 
 
+# The browser client's files: URL under the prefix -> (file in client_js/, content type).
+# The script fetches the stylesheet once at start, and a translation only for its language.
+CLIENT_FILES: Final[dict[str, tuple[str, str]]] = {
+    "client.js": ("sessionwatch.js", "text/javascript; charset=utf-8"),
+    "client.css": ("sessionwatch.css", "text/css; charset=utf-8"),
+    **{
+        f"i18n/{lang}.json": (f"i18n/{lang}.json", "application/json")
+        for lang in ("de", "es", "fr", "ja")
+    },
+}
+
+
 @cache
-def client_script() -> tuple[bytes, str]:
-    """The browser client and its ETag (read once)."""
-    candidates = [
-        Path(__file__).resolve().parents[3] / "client_js" / "sessionwatch.js",  # a checkout
-    ]
-    packaged = resources.files("sessionwatch").joinpath("static", "sessionwatch.js")  # the wheel
-    for path in candidates:
-        if path.is_file():
-            body = path.read_bytes()
-            break
+def client_file(name: str) -> tuple[bytes, str]:
+    """A file of the browser client (``client_js/<name>``) and its ETag, read once: from
+    the checkout when there is one, else the copy the wheel ships in ``static/``."""
+    checkout = Path(__file__).resolve().parents[3] / "client_js" / name
+    packaged = resources.files("sessionwatch").joinpath("static", *name.split("/"))  # the wheel
+    if checkout.is_file():
+        body = checkout.read_bytes()
     else:
         body = packaged.read_bytes() if packaged.is_file() else b""
     etag = hashlib.sha256(body).hexdigest()[:32]
     return body, etag
+
+
+def _client_file_response(url: str) -> Response:
+    name, content_type = CLIENT_FILES[url]
+    body, etag = client_file(name)
+    if request.if_none_match.contains(etag):
+        response = Response(b"", status=304)
+    else:
+        response = Response(body, content_type=content_type)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 def create_blueprint(watch: RoutesHost) -> Blueprint:
@@ -86,7 +111,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
 
     @bp.after_request
     async def no_store(response: Response) -> Response:
-        if request.endpoint != "sessionwatch.client_js":
+        if request.endpoint not in _CLIENT_ENDPOINTS:
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -173,13 +198,17 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
 
     @bp.get("/client.js")
     async def client_js() -> Response:
-        body, etag = client_script()
-        if request.if_none_match.contains(etag):
-            response = Response(b"", status=304)
-        else:
-            response = Response(body, content_type="text/javascript; charset=utf-8")
-        response.set_etag(etag)
-        response.headers["Cache-Control"] = "public, max-age=300"
-        return response
+        return _client_file_response("client.js")
+
+    @bp.get("/client.css")
+    async def client_css() -> Response:
+        return _client_file_response("client.css")
+
+    @bp.get("/i18n/<lang>.json")
+    async def client_i18n(lang: str) -> Response:
+        url = f"i18n/{lang}.json"
+        if url not in CLIENT_FILES:
+            return error_response(404, "not_found", f"no bundled translation {lang!r}")
+        return _client_file_response(url)
 
     return bp

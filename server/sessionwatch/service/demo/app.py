@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from types import TracebackType
 from typing import Any
@@ -22,7 +23,7 @@ from ..background import background
 from ..ops import register_ops
 from .policy_store import DemoPolicy, PolicyStore
 
-__all__ = ["DEMO_PASSWORD", "create_app"]
+__all__ = ["DEMO_PASSWORD", "INSECURE_COOKIE_SETTING", "cookie_dropped", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,40 @@ def _safe_next(target: str | None) -> str:
         return "/"
     parts = urlsplit(target)
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# The setting that lets a session cookie through plain HTTP (for development only).
+INSECURE_COOKIE_SETTING = "SESSIONWATCH_COOKIE_SECURE=false"
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` (a Host header: name or address, maybe a port) is this machine
+    as browsers see it: localhost, *.localhost, 127.0.0.0/8 or ::1."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    name = name.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def cookie_dropped(scheme: str, host: str, *, secure: bool, forwarded_proto: str | None) -> bool:
+    """Whether the browser will drop the ``Secure`` session cookie, so that a sign-in
+    silently returns to the login page: the page came over plain HTTP to a host that is
+    not loopback (browsers keep Secure cookies over HTTP only for localhost). A TLS
+    proxy's ``X-Forwarded-Proto: https`` is believed here, where it only silences a
+    warning."""
+    if not secure or scheme != "http":
+        return False
+    if forwarded_proto and forwarded_proto.split(",")[0].strip().lower() == "https":
+        return False
+    return not _loopback(host)
 
 
 def _password_ok(password: str) -> bool:
@@ -71,6 +106,30 @@ def create_app(
     store = PolicyStore(watch.backend)
     register_ops(app, watch, metrics=metrics)
 
+    warned: set[str] = set()
+
+    def insecure_cookie() -> str | None:
+        """The setting to name on the login page when this request's sign-in cannot
+        work (the browser drops the Secure cookie); logged once per host and worker."""
+        if not cookie_dropped(
+            request.scheme,
+            request.host,
+            secure=watch.settings.cookie_secure,
+            forwarded_proto=request.headers.get("X-Forwarded-Proto"),
+        ):
+            return None
+        if request.host not in warned and len(warned) < 100:
+            warned.add(request.host)
+            logger.warning(
+                "sign-in cannot work at http://%s: the session cookie is Secure and browsers "
+                "drop Secure cookies over plain HTTP except on localhost. Serve HTTPS (or "
+                "put a TLS proxy in front), open http://localhost, or for development only "
+                "set %s",
+                request.host,
+                INSECURE_COOKIE_SETTING,
+            )
+        return INSECURE_COOKIE_SETTING
+
     def apply(policy: DemoPolicy) -> None:
         watch.policy = policy.to_policy()
 
@@ -95,7 +154,10 @@ def create_app(
     @app.get("/login")
     async def login_form() -> Any:
         return await render_template(
-            "login.html", error=None, next=_safe_next(request.args.get("next"))
+            "login.html",
+            error=None,
+            next=_safe_next(request.args.get("next")),
+            insecure_cookie=insecure_cookie(),
         )
 
     @app.post("/login")
@@ -109,7 +171,11 @@ def create_app(
             or not _password_ok(str(form.get("password", "")))
         ):
             return await render_template(
-                "login.html", error="Unknown user or wrong password (it is “demo”).", next=target
+                "login.html",
+                error="Unknown user or wrong password (it is “demo”).",
+                next=target,
+                username=username[:_MAX_USERNAME],
+                insecure_cookie=insecure_cookie(),
             ), 401
         # The device limit applies at sign-in: use the policy as set a moment ago on
         # any worker, not this worker's copy of up to a second ago.
@@ -121,8 +187,11 @@ def create_app(
                 "login.html",
                 error=f"You already have {exc.limit} active session(s). Sign out elsewhere first.",
                 next=target,
+                username=username,  # kept: the user signs out elsewhere, then tries again
+                insecure_cookie=insecure_cookie(),
             ), 403
         session["user"] = username
+        insecure_cookie()  # logged even when nobody looks at the login page again
         return redirect(target)
 
     @app.get("/reauth")

@@ -96,22 +96,34 @@
     $("policy-result").textContent = response.ok ? "Applied to new claims and sign-ins." : "Refused (" + response.status + ")";
   });
 
-  ["ready", "superseded", "evicted", "revoked", "logged_out", "expiring", "extended", "expired", "signed_in", "claimed"]
+  // SessionWatch.on, not document listeners: this script may run after the claim answer,
+  // and on() hands a late listener the current state's events at once.
+  var states = { active: "active", superseded: "superseded", evicted: "evicted", revoked: "revoked",
+                 logged_out: "signed out", expired: "expired" };
+  function showState(state) {
+    if (!states[state]) return;
+    $("tab-state").textContent = states[state];
+    $("tab-state").className = "pill " + (state === "active" ? "ok" : "bad");
+  }
+  var refreshes = [];
+  ["claimed", "ready", "superseded", "evicted", "revoked", "logged_out", "expiring", "extended", "expired", "signed_in"]
     .forEach(function (type) {
-      document.addEventListener("sessionwatch:" + type, function (event) {
-        var detail = event.detail || {};
+      SessionWatch.on(type, function (detail) {
+        detail = detail || {};
         log(type, detail);
-        var states = { ready: "active", claimed: "active", superseded: "superseded", evicted: "evicted",
-                       revoked: "revoked", logged_out: "signed out", expired: "expired" };
-        if (states[type]) {
-          $("tab-state").textContent = states[type];
-          $("tab-state").className = "pill " + (type === "ready" || type === "claimed" ? "ok" : "bad");
-        }
-        if (detail.gen) $("tab-gen").textContent = String(detail.gen);
+        // this tab's own generation; a superseded event carries the newer tab's
+        if ((type === "claimed" || type === "ready") && detail.gen) $("tab-gen").textContent = String(detail.gen);
         if (detail.expires_at) $("tab-expires").textContent = new Date(detail.expires_at).toLocaleTimeString();
-        if (type === "signed_in" || type === "ready") loadSessions();
+        if (type === "ready") loadSessions();
+        if (type === "signed_in") {
+          // the new device's page connects a moment after its sign-in: look again then
+          refreshes.forEach(clearTimeout);
+          refreshes = [0, 2000, 5000].map(function (delay) { return setTimeout(loadSessions, delay); });
+        }
       });
     });
+  SessionWatch.on("state", function (detail) { showState(detail.state); });
+  showState(SessionWatch.state());
 
   loadSessions();
   setInterval(loadSessions, 15000);
