@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, then runs
-#   1. the browser client's unit tests (node --test),
-#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium).
+#   1. the browser client's and the Node client's unit tests (node --test),
+#   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium,
+#      and tests/faults' short fault schedule; its soak is `python -m tests.faults --minutes 30`).
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ip >/dev/null || missing+=(iproute2)  # the fault suite's hosts (network namespaces)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # the proxy demo
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
     sudo=""
@@ -24,6 +27,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'  # test + the bench smoke's needs
 
+# The proxy demo's Express app (its lock file is committed).
+if [ ! -d client_js/examples/express/node_modules/express ]; then
+    (cd client_js/examples/express && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if [ -d client_js/test ]; then
     # The client's dev tools (terser, esbuild, axe-core, typescript; package-lock.json):
     # npm ci only when the lock file changed since the last install.
@@ -34,4 +42,5 @@ if [ -d client_js/test ]; then
     fi
     (cd client_js && node --test test/)
 fi
+(cd client_js/node && node --test test/)
 exec .venv/bin/python -m pytest "$@"

@@ -66,6 +66,7 @@ class Claimer:
         self.pool: HttpPool | None = None
         self._resp: RespPool | None = None
         self._claim_args: tuple[Any, ...] = ()
+        self._budget_ms = 0
         self._redis_url = ""
 
     # -- targets ------------------------------------------------------------------------
@@ -195,7 +196,7 @@ class Claimer:
         import hashlib
 
         from sessionwatch.backends.base import EXPIRY_GRACE_MS, Claim, Timeouts
-        from sessionwatch.backends.redis import RedisBackend, _script_source
+        from sessionwatch.backends.redis import SCRIPT_BUDGET, RedisBackend, _script_source
         from sessionwatch.core.config import Settings
         from sessionwatch.core.events import Device
 
@@ -209,11 +210,13 @@ class Claimer:
         source = _script_source("claim")
         sha, _, _ = await self._resp.call("SCRIPT", "LOAD", source)
         assert sha == hashlib.sha1(source.encode()).hexdigest()
-        # ARGV as RedisBackend._run lays it out (checked against the backend below).
+        # ARGV as RedisBackend._run lays it out (checked against the backend below); the
+        # deadline (ARGV[7]) in this machine's clock, which is Redis' own here.
         self._claim_args = (
             "EVALSHA", sha, 0, settings.key_prefix, None, timeouts.idle, timeouts.refresh,
-            timeouts.tombstone, EXPIRY_GRACE_MS,
+            timeouts.tombstone, EXPIRY_GRACE_MS, None,
         )  # fmt: skip
+        self._budget_ms = int(SCRIPT_BUDGET * 1000)
         backend = RedisBackend(self._redis_url, client=_blocking_client(self._redis_url))
         try:
             await backend.connect()
@@ -241,6 +244,7 @@ class Claimer:
         by = json.dumps({**_BY, "at": now}, separators=(",", ":"))
         head = list(self._claim_args)
         head[4] = now
+        head[9] = int(time.time() * 1000) + self._budget_ms
         reply, sent, done = await self._resp.call(*head, public, 1, by)
         if reply[0] != "ok":
             return None

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support.bench_command import run_bench
 from support.redis_server import in_ci
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.multiprocess
@@ -25,15 +22,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
             pytest.fail("redis-server is required in CI (tests/run.sh installs it)")
         pytest.skip("redis-server is not installed")
     out = tmp_path / "smoke.json"
-    process = subprocess.run(
-        [sys.executable, "-m", "tests.bench", "run", "--smoke", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
-    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-4000:]
+    process = run_bench("tests.bench", "run", "--smoke", "--json", str(out))
     results = json.loads(out.read_text())
     assert results["errors"] == []
     assert "| target |" in process.stdout and out.with_suffix(".md").is_file()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from support.push_processes import HttpBrowser, open_socket
+from support.push_processes import HttpBrowser, next_of, open_socket
 from support.redis_server import RedisServer
 from support.service_process import ServiceProcess
 
@@ -28,15 +28,6 @@ async def ready_socket(browser: HttpBrowser, service: ServiceProcess, token: str
     await ws.send(json.dumps({"type": "hello", "v": 1, "tab": token}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
     return ws
-
-
-async def next_of(ws: Any, message_type: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Skip frames until one of ``message_type`` arrives."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message: dict[str, Any] = json.loads(await ws.recv())
-            if message["type"] == message_type:
-                return message
 
 
 async def test_procfile_command_pushes_across_two_workers(redis_url: str) -> None:

@@ -79,6 +79,9 @@ def test_memory_backend_with_several_workers_is_refused(capsys: pytest.CaptureFi
         ("SESSIONWATCH_TYPO", "1", "SESSIONWATCH_TYPO"),
         ("SECRET_KEY", "short", "SECRET_KEY"),
         ("REDIS_URL", "postgres://x", "REDIS_URL: unknown backend scheme 'postgres'"),
+        ("SESSIONWATCH_API_KEYS", "too-short", "SESSIONWATCH_API_KEYS"),
+        ("SESSIONWATCH_API_ADDRESS", "nowhere", "SESSIONWATCH_API_ADDRESS"),
+        ("SESSIONWATCH_API_ADDRESS", "127.0.0.1:8000", "must not be the service's own port"),
     ],
 )
 def test_bad_environment_values_name_the_key(
@@ -127,6 +130,8 @@ def test_bad_flags_exit_with_usage() -> None:
     assert caught.value.code == 2
     with pytest.raises(SystemExit):
         cli.main(["serve", "--workers", "0"])
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--api-bind", "127.0.0.1"])
 
 
 def test_ephemeral_secret_is_loud_and_shared(

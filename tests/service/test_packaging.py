@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def test_the_wheel_holds_the_package_data(dist: Path) -> None:
     missing = [name for name in PACKAGE_DATA if name not in names]
     assert not missing, missing
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
+
+
+def test_no_node_modules_in_the_wheel_or_the_sdist(dist: Path) -> None:
+    """The proxy demo's Express app (client_js/examples/express) has node_modules in a
+    checkout after tests/run.sh; none of it may ship."""
+    (wheel,) = dist.glob("*.whl")
+    (sdist,) = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = set(zipfile.ZipFile(wheel).namelist()) | set(archive.getnames())
+    assert not [n for n in names if "node_modules" in n]
+    assert any(n.endswith("client_js/examples/express/package-lock.json") for n in names)
 
 
 def test_the_wheel_installs_into_a_fresh_venv_and_imports(dist: Path, tmp_path: Path) -> None:

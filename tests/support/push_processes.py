@@ -26,7 +26,15 @@ from sessionwatch import CloseCode
 
 from .processes import ManagedProcess
 
-__all__ = ["ORIGIN", "AppProcess", "HttpBrowser", "LiveTab"]
+__all__ = [
+    "ORIGIN",
+    "AppProcess",
+    "HttpBrowser",
+    "LiveTab",
+    "exchange",
+    "next_of",
+    "parse_response",
+]
 
 TESTS = Path(__file__).resolve().parents[1]
 # The page origin every client sends: the one name the processes share behind a load
@@ -117,36 +125,14 @@ class HttpBrowser:
         if content_type:
             all_headers["Content-Type"] = content_type
         lines += [f"{name}: {value}" for name, value in all_headers.items()]
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-        try:
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
-            await writer.drain()
-            raw = await reader.read()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        head, _, content = raw.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        chunked = False
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            if name.lower() == "set-cookie":
-                cookie, _, attributes = value.strip().partition(";")
-                key, _, cookie_value = cookie.partition("=")
-                if cookie_value and "max-age=0" not in attributes.lower():
-                    self.cookies[key] = cookie_value
-                else:
-                    self.cookies.pop(key, None)
-            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-        if chunked:
-            content = _dechunk(content)
-        try:
-            answer = json.loads(content) if content else None
-        except ValueError:
-            answer = content.decode("utf-8", "replace")
-        return int(status_line.split()[1]), answer
+        raw = await exchange(str(parts.hostname), int(parts.port or 80), lines, payload)
+        status, jar, answer = parse_response(raw)
+        for key, value in jar.items():
+            if value is None:
+                self.cookies.pop(key, None)
+            else:
+                self.cookies[key] = value
+        return status, answer
 
     async def claim(self, process: AppProcess) -> dict[str, Any]:
         """``POST /claim`` (retrying while the backend is down: 503)."""
@@ -165,6 +151,48 @@ class HttpBrowser:
         )
 
 
+async def exchange(host: str, port: int, lines: list[str], payload: bytes) -> bytes:
+    """Send one request (its head ``lines`` and body) on a new connection and read the
+    whole response until the server closes it (``Connection: close``)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str | None], Any]:
+    """A whole HTTP/1.1 response: its status, its cookies (``None``: deleted) and its
+    body as JSON (or text). Raises ``ValueError`` for something that is not one."""
+    head, _, content = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    jar: dict[str, str | None] = {}
+    chunked = False
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        if name.lower() == "set-cookie":
+            cookie, _, attributes = value.strip().partition(";")
+            key, _, cookie_value = cookie.partition("=")
+            deleted = not cookie_value or "max-age=0" in attributes.lower()
+            jar[key] = None if deleted else cookie_value
+        elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if chunked:
+        content = _dechunk(content)
+    try:
+        answer = json.loads(content) if content else None
+    except ValueError:
+        answer = content.decode("utf-8", "replace")
+    parts = status_line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {status_line!r}")
+    return int(parts[1]), jar, answer
+
+
 def _dechunk(data: bytes) -> bytes:
     out = bytearray()
     while data:
@@ -175,6 +203,15 @@ def _dechunk(data: bytes) -> bytes:
         out += data[:size]
         data = data[size + 2 :]
     return bytes(out)
+
+
+async def next_of(ws: Any, message_type: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Skip frames of ``ws`` until one of ``message_type`` arrives (bounded)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message: dict[str, Any] = json.loads(await ws.recv())
+            if message["type"] == message_type:
+                return message
 
 
 async def open_socket(

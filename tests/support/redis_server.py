@@ -22,7 +22,7 @@ def free_port() -> int:
 class RedisServer:
     """Start, stop and restart a throwaway Redis (no persistence) on one port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is not installed")
@@ -30,6 +30,7 @@ class RedisServer:
         self.port = port or free_port()
         self.directory = tempfile.mkdtemp(prefix="sessionwatch-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        self.args = args  # extra server options, e.g. ("--enable-debug-command", "local")
 
     @property
     def url(self) -> str:
@@ -51,6 +52,7 @@ class RedisServer:
                 self.directory,
                 "--maxclients",
                 "20000",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -274,6 +274,11 @@ class Backend(Protocol):
     def subscription(self) -> Subscription:
         """A new subscription (the hub keeps one per process)."""
 
+    async def epoch(self) -> str:
+        """The identity of the stored state: a random value kept with the sessions and
+        created when missing. A different answer than before means the stored state was
+        lost (``FLUSHALL``, a restart without persistence): every session may be gone."""
+
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a raw payload on a channel (for tests and tools: every state change
         publishes its own event, atomically with the change)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -102,6 +103,7 @@ class MemoryBackend:
         self._presence: dict[str, dict[str, int]] = defaultdict(dict)
         self._listeners: dict[str, set[MemorySubscription]] = defaultdict(set)
         self._sweeper: asyncio.Task[None] | None = None
+        self._epoch = secrets.token_hex(8)  # this process's memory is the whole state
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -156,6 +158,9 @@ class MemoryBackend:
 
     async def publish(self, channel: str, payload: str) -> None:
         self._deliver(channel, payload)
+
+    async def epoch(self) -> str:
+        return self._epoch
 
     def subscription(self) -> MemorySubscription:
         return MemorySubscription(self)

@@ -16,13 +16,16 @@ import functools
 import json
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -39,6 +42,7 @@ from .base import (
     Timeouts,
     app_value_key,
 )
+from .deadline import ScriptDeadline
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
@@ -47,9 +51,74 @@ logger = logging.getLogger(__name__)
 _KEEPALIVE = "sessionwatch:keepalive"
 _MAX_CONNECTIONS = 64  # per process; commands are short scripts
 _POOL_TIMEOUT = 5.0  # seconds a command waits for a pooled connection, then 503
+_SOCKET_TIMEOUT = 5.0  # seconds a reply may take, then 503
+# Seconds a script may take to start after it was sent (deadline.py); the second left
+# to the socket timeout covers the script's run and its reply's way back.
+SCRIPT_BUDGET = _SOCKET_TIMEOUT - 1.0
 _SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list", "presence")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_NOT_SENT_RETRIES = 2  # a command that never reached Redis is sent again, this often
+_DEMOTED = "The previous master is now a slave"  # redis-py's words for a READONLY refusal
 _T = TypeVar("_T")
+
+
+class _NotSent(RedisConnectionError):
+    """The command was never written: no connection could be made for it."""
+
+
+class _CheckedPool:
+    """A pool that never hands out a dead connection.
+
+    After ``CLIENT KILL``, a restart or a failover every idle pooled connection has
+    been closed by the server; a command written on one fails although Redis is
+    healthy again (the 503 bursts of issue 13). redis-py's own check is switched off
+    in some versions (with maintenance notifications "auto"), so this one does it:
+    a connection whose stream is at EOF or holds unread bytes is reconnected before
+    use, and a failure to connect is raised as :class:`_NotSent` (safe to retry).
+    """
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            connection = await super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        except _UNREACHABLE as exc:
+            raise _NotSent(str(exc)) from exc
+        try:
+            if connection.is_connected and await _stale(connection):
+                await connection.disconnect()
+            await connection.connect()
+        except _UNREACHABLE as exc:
+            await self.release(connection)  # type: ignore[attr-defined]
+            raise _NotSent(str(exc)) from exc
+        except BaseException:
+            await self.release(connection)  # type: ignore[attr-defined]
+            raise
+        return connection
+
+
+async def _stale(connection: Any) -> bool:
+    # ``can_read`` (redis-py 8) replaced ``can_read_destructive`` (deprecated there).
+    check = getattr(connection, "can_read", None) or connection.can_read_destructive
+    try:
+        return bool(await check())
+    except _UNREACHABLE:
+        return True
+
+
+class _CheckedBlockingPool(_CheckedPool, aioredis.BlockingConnectionPool):
+    pass
+
+
+class _CheckedSentinelPool(_CheckedPool, SentinelConnectionPool):
+    pass
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` proves the command did not run: not written at all, or
+    refused by a demoted primary (READONLY, which redis-py reports as a lost
+    connection)."""
+    return isinstance(exc, _NotSent) or (
+        isinstance(exc, RedisConnectionError) and str(exc) == _DEMOTED
+    )
 
 
 def _read_script(name: str) -> str:
@@ -68,7 +137,7 @@ def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aio
     if parts.scheme in ("redis", "rediss", "unix"):
         # A burst (a reconnect storm) waits for a free connection instead of failing
         # with "Too many connections", redis-py's default pool behaviour.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        pool = _CheckedBlockingPool.from_url(
             url, max_connections=_MAX_CONNECTIONS, timeout=_POOL_TIMEOUT, **options
         )
         return aioredis.Redis.from_pool(pool), []
@@ -92,7 +161,9 @@ def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aio
         ssl=parts.scheme.startswith("rediss"),
         **options,
     )
-    client: aioredis.Redis = sentinel.master_for(service, db=db, password=password)
+    client: aioredis.Redis = sentinel.master_for(
+        service, db=db, password=password, connection_pool_class=_CheckedSentinelPool
+    )
     return client, list(sentinel.sentinels)
 
 
@@ -125,13 +196,17 @@ class RedisBackend:
                 url,
                 decode_responses=True,
                 socket_connect_timeout=2,
-                socket_timeout=5,
+                socket_timeout=_SOCKET_TIMEOUT,
                 health_check_interval=15,
+                # Never resend on a timeout: a script may have run (backend.call
+                # retries only what provably did not).
+                retry=Retry(NoBackoff(), 0),
             )
         self._redis = client
         self._scripts = {
             name: self._redis.register_script(_script_source(name)) for name in _SCRIPTS
         }
+        self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -155,31 +230,48 @@ class RedisBackend:
 
     async def call(self, function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
         """Await ``function(*args)`` on the client; any Redis failure raises
-        :class:`BackendUnavailable` (fail closed). A cancellation never ends in a
-        normal return (redis-py 8 can swallow one that arrives while it opens a
-        connection; the caller's loop would then run on and a shutdown wait forever)."""
+        :class:`BackendUnavailable` (fail closed). A command that provably never ran
+        (no connection could be made for it, or a demoted primary refused it) is sent
+        again, at most ``_NOT_SENT_RETRIES`` times; one that may have run never is.
+        A cancellation never ends in a normal return (redis-py 8 can swallow one that
+        arrives while it opens a connection; the caller's loop would then run on and a
+        shutdown wait forever)."""
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
         try:
-            result = await function(*args)
+            for _ in range(_NOT_SENT_RETRIES):
+                try:
+                    result = await function(*args)
+                    break
+                except RedisConnectionError as exc:
+                    if not _never_sent(exc):
+                        raise
+                    logger.info("Redis command not sent (%s); sending it again", exc)
+            else:
+                result = await function(*args)
         except _UNREACHABLE as exc:
+            self.deadline.forget()  # the next server may have another clock
             raise BackendUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
-            # READONLY replica after a failover, OOM, script errors: fail closed.
+            # READONLY replica after a failover, OOM, script errors, a script that
+            # started after its deadline (LATE): fail closed.
+            self.deadline.forget()
             raise BackendUnavailable(f"Redis error: {exc}") from exc
         if task is not None and task.cancelling() > cancels:
             raise asyncio.CancelledError
         return result
 
     async def _run(self, name: str, timeouts: Timeouts | None, now: int, *args: Any) -> Any:
-        """Run script ``name`` with the prelude's arguments, then ``args`` (ARGV[7]...).
-        ``timeouts`` is ``None`` for a script that uses none of them (presence)."""
+        """Run script ``name`` with the prelude's arguments, its deadline, then ``args``
+        (ARGV[7]... once the prelude took the deadline out). ``timeouts`` is ``None``
+        for a script that uses none of them (presence)."""
         limits = (
             (timeouts.idle, timeouts.refresh, timeouts.tombstone, EXPIRY_GRACE_MS)
             if timeouts is not None
             else (0, 0, 0, 0)
         )
-        argv = [self.key_prefix, now, *limits, *args]
+        deadline = await self.call(self.deadline.next)
+        argv = [self.key_prefix, now, *limits, deadline, *args]
         return await self.call(functools.partial(self._scripts[name], keys=[], args=argv))
 
     @staticmethod
@@ -304,6 +396,16 @@ class RedisBackend:
 
         counts = await self.call(count)
         return dict(zip(public_ids, (int(c) for c in counts), strict=True))
+
+    async def epoch(self) -> str:
+        async def read_or_create() -> Any:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(f"{self.key_prefix}epoch", secrets.token_hex(8), nx=True)
+                pipe.get(f"{self.key_prefix}epoch")
+                return await pipe.execute()
+
+        _, current = await self.call(read_or_create)
+        return str(current)
 
     async def publish(self, channel: str, payload: str) -> None:
         await self.call(self._redis.publish, channel, payload)

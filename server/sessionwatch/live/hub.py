@@ -11,6 +11,9 @@ closes that socket with 4012 (see :mod:`.connection`). It also runs what no sing
   backend check that ends the session (the backend publishes ``expired`` everywhere);
 - resync: after a pub/sub reconnect (or a reader restart) every local socket is checked
   against stored state and corrected (``superseded`` or a terminal close);
+- lost state: once a second the backend's epoch is read; a new one means the stored
+  state was lost (``FLUSHALL``, a restart without persistence) with no reconnect to
+  say so, and a resync closes the sockets of every session that is gone (4013);
 - presence: each bound socket's presence is refreshed once per heartbeat interval, a
   twentieth of the sockets at a time.
 
@@ -62,6 +65,8 @@ _PRESENCE_SLICES: Final = 20
 _PRESENCE_BATCH: Final = 32
 _RETRY_CHECK_AFTER: Final = 2.0  # seconds, when an expiry check found the backend down
 _MAX_READER_BACKOFF: Final = 5.0
+# Seconds between epoch reads: how soon tabs learn that stored state was lost.
+STATE_CHECK_EVERY: Final = 1.0
 # Seconds a handshake may wait for its turn to open (admission.py) before it is refused
 # 503 ``busy``: long enough for a worker to work through a reconnect storm's queue.
 OPENING_WAIT: Final = 30.0
@@ -135,6 +140,8 @@ class Hub:
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._state_watch: asyncio.Task[None] | None = None
+        self._epoch: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._groups: dict[str, _Group] = {}  # channel -> local sockets
         self._sessions: dict[str, _SessionGroup] = {}
@@ -146,6 +153,7 @@ class Hub:
         self._counters = dict.fromkeys(
             ("reconnects", "resyncs", "reader_restarts", "dropped_slow", "events_in"), 0
         )
+        self._counters["state_lost"] = 0
         self._counters["events_out"] = 0
         self._delivered: dict[str, int] = {}  # messages queued, per event type
         # One loop timer each for every session's expiry and every socket's read deadline.
@@ -171,6 +179,10 @@ class Hub:
         self.running = True
         self._reader = asyncio.create_task(self._read_forever(), name="sessionwatch-hub-reader")
         self._ticker = asyncio.create_task(self._tick_forever(), name="sessionwatch-hub-ticker")
+        self._epoch = None
+        self._state_watch = asyncio.create_task(
+            self._watch_state_forever(), name="sessionwatch-hub-state"
+        )
 
     async def stop(self, *, grace: float = 5.0) -> None:
         """Close every socket with 1001, then cancel and await every task."""
@@ -183,7 +195,11 @@ class Hub:
             await asyncio.wait_for(self._empty.wait(), grace)
         self._expiry.clear()
         self.read_deadlines.clear()
-        tasks = [t for t in (self._reader, self._ticker, *self._tasks) if t is not None]
+        tasks = [
+            t
+            for t in (self._reader, self._ticker, self._state_watch, *self._tasks)
+            if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -195,7 +211,7 @@ class Hub:
     def stats(self) -> dict[str, Any]:
         """Gauges (sockets, sessions, users, channels, connected, opening,
         opening_queued) and counters (opening_refused, reconnects, resyncs,
-        reader_restarts, dropped_slow, events_in, events_out, and ``delivered``:
+        reader_restarts, dropped_slow, state_lost, events_in, events_out, and ``delivered``:
         messages queued per event type) for metrics."""
         subscription = self._subscription
         connected = bool(getattr(subscription, "connected", subscription is not None))
@@ -481,6 +497,29 @@ class Hub:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_READER_BACKOFF)
             groups = failed
+
+    async def _watch_state_forever(self) -> None:
+        """Read the backend's epoch every ``STATE_CHECK_EVERY`` seconds; when it changed,
+        the stored state was lost without a lost connection to tell (``FLUSHALL``), so
+        every local session is re-checked. Unreachable backend: the reader's reconnect
+        resyncs."""
+        first = True
+        while True:
+            if not first:
+                await asyncio.sleep(STATE_CHECK_EVERY)
+            first = False
+            try:
+                epoch = await self._backend.epoch()
+            except BackendUnavailable:
+                continue
+            except Exception:
+                logger.exception("epoch check failed")
+                continue
+            if self._epoch is not None and epoch != self._epoch:
+                self._counters["state_lost"] += 1
+                logger.warning("stored state was lost (new epoch); re-checking every session")
+                self._spawn(self._resync())
+            self._epoch = epoch
 
     # -- expiry --------------------------------------------------------------------
 

@@ -27,9 +27,16 @@ from quart import Quart
 
 from ..core.config import settings_from_env
 from .demo import create_app
+from .forward_auth import create_forward_auth_blueprint
 from .proxies import TrustedProxies
+from .session_api import create_session_api_blueprint
 
-__all__ = ["create_hypercorn_app", "create_service_app", "trust_proxies"]
+__all__ = [
+    "create_hypercorn_app",
+    "create_service_app",
+    "register_proxy_endpoints",
+    "trust_proxies",
+]
 
 _FALSE = ("0", "false", "no", "off")
 
@@ -53,6 +60,7 @@ def create_service_app() -> Quart:
         metrics_token=os.environ.get("SESSIONWATCH_SERVICE_METRICS_TOKEN") or None,
         readyz_detail=_flag("SESSIONWATCH_SERVICE_READYZ_DETAIL", "0"),
     )
+    register_proxy_endpoints(app)
     proxies = os.environ.get("SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS", "").strip()
     if proxies:
         trust_proxies(app, proxies)
@@ -76,6 +84,16 @@ def create_hypercorn_app() -> Quart:
 
     harden_hypercorn()
     return create_service_app()
+
+
+def register_proxy_endpoints(app: Quart) -> None:
+    """Serve what a reverse proxy and its upstream app use (docs/any-stack.md):
+    ``{url_prefix}/verify`` and ``/refusal`` for forward-auth, and the session API
+    under ``{url_prefix}/api/v1`` (off until ``SESSIONWATCH_API_KEYS`` is set)."""
+    watch = app.extensions["sessionwatch"]
+    prefix = watch.settings.url_prefix
+    app.register_blueprint(create_forward_auth_blueprint(watch), url_prefix=prefix)
+    app.register_blueprint(create_session_api_blueprint(watch), url_prefix=prefix + "/api/v1")
 
 
 # Young collections every 10,000 net allocations instead of 700: objects of requests

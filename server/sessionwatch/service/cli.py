@@ -13,18 +13,20 @@ the proxies named by ``--forwarded-allow-ips``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import re
 import secrets
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 from importlib import metadata
-from typing import Literal
+from typing import Any, Literal
 
 from ..backends import backend_from_url
-from ..core.config import settings_from_env
+from ..core.config import parse_address, settings_from_env
 from ..core.exceptions import ConfigurationError
 from .proxies import parse_proxies
 from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
@@ -79,6 +81,13 @@ def _proxies(value: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return ",".join(item.strip() for item in value.split(",") if item.strip())
+
+
+def _address(value: str) -> tuple[str, int]:
+    found = parse_address(value)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return found
 
 
 def _default_port() -> int:
@@ -140,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT:g})",
     )
+    serve_cmd.add_argument(
+        "--api-bind",
+        type=_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="also listen here, and answer the session API only here "
+        "(default $SESSIONWATCH_API_ADDRESS; unset: the API answers on --host/--port)",
+    )
     return parser
 
 
@@ -172,11 +189,17 @@ def serve(
     readyz_detail: bool = False,
     forwarded_allow_ips: str | None = None,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    api_bind: tuple[str, int] | None = None,
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run."""
     if backend:
         os.environ["SESSIONWATCH_BACKEND"] = backend
+    if api_bind is not None:
+        os.environ["SESSIONWATCH_API_ADDRESS"] = _join(api_bind)
     settings = settings_from_env()  # raises ConfigurationError naming the key
+    api_address = parse_address(settings.api_address) if settings.api_address else None
+    if api_address is not None and api_address[1] == port:
+        raise ConfigurationError("SESSIONWATCH_API_ADDRESS: must not be the service's own port")
     try:
         backend_from_url(settings.backend)  # parse only; workers connect
     except ConfigurationError as exc:
@@ -209,7 +232,8 @@ def serve(
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
     print(
-        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})",
+        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})"
+        + (f"; session API only on http://{_join(api_address)}" if api_address else ""),
         file=sys.stderr,
     )
     if server == "hypercorn":
@@ -218,7 +242,8 @@ def serve(
 
         config = Config()
         config.application_path = HYPERCORN_APP_FACTORY + "()"
-        config.bind = [f"{host}:{port}"]
+        # Both addresses get the same limits (one Config, one protocol stack).
+        config.bind = [_join((host, port))] + ([_join(api_address)] if api_address else [])
         config.workers = workers
         config.accesslog = None
         config.include_server_header = False
@@ -230,8 +255,7 @@ def serve(
         return
     import uvicorn
 
-    uvicorn.run(
-        APP_FACTORY,
+    options = dict(
         factory=True,
         host=host,
         port=port,
@@ -252,6 +276,40 @@ def serve(
         access_log=False,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )
+    if api_address is None:
+        uvicorn.run(APP_FACTORY, **options)  # type: ignore[arg-type]
+        return
+    _run_uvicorn_on_two_addresses(uvicorn.Config(APP_FACTORY, **options), api_address)  # type: ignore[arg-type]
+
+
+def _join(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _run_uvicorn_on_two_addresses(config: Any, api_address: tuple[str, int]) -> None:
+    """uvicorn.run() for one address, extended to the API's second one."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    family = socket.AF_INET6 if ":" in api_address[0] else socket.AF_INET
+    api_socket = socket.socket(family, socket.SOCK_STREAM)
+    api_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        api_socket.bind(api_address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"SESSIONWATCH_API_ADDRESS: cannot bind {_join(api_address)}: {exc}"
+        ) from None
+    api_socket.set_inheritable(True)
+    sockets = [config.bind_socket(), api_socket]
+    if config.workers > 1:
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # older uvicorn
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=sockets).run()  # type: ignore[call-arg]
+        else:
+            Multiprocess(config, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
 
 
 def _forwarded_allow_ips(flag: str | None) -> str | None:
@@ -300,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             readyz_detail=args.readyz_detail,
             forwarded_allow_ips=_forwarded_allow_ips(args.forwarded_allow_ips),
             header_timeout=args.header_timeout or _default_header_timeout(),
+            api_bind=args.api_bind,
         )
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)

@@ -83,6 +83,11 @@ class Metrics:
         self.reconnects = Counter(
             "sessionwatch_pubsub_reconnects", "Pub/sub reconnections.", registry=reg
         )
+        self.state_lost = Counter(
+            "sessionwatch_state_lost",
+            "Times the backend's stored state was found lost (a new epoch).",
+            registry=reg,
+        )
         self.dropped = Counter(
             "sessionwatch_slow_sockets_closed", "Sockets closed for not keeping up.", registry=reg
         )
@@ -118,6 +123,7 @@ class Metrics:
         self.opening_refused.inc(self._delta("opening_refused", stats.get("opening_refused", 0)))
         self.reconnects.inc(self._delta("reconnects", stats.get("reconnects", 0)))
         self.dropped.inc(self._delta("dropped_slow", stats.get("dropped_slow", 0)))
+        self.state_lost.inc(self._delta("state_lost", stats.get("state_lost", 0)))
         for reason, count in (stats.get("delivered") or {}).items():
             if reason in ("superseded", "evicted", "revoked", "logged_out", "expired"):
                 self.takeovers.labels(reason=reason).inc(self._delta(f"delivered:{reason}", count))

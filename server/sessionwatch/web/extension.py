@@ -26,6 +26,7 @@ from quart import session as quart_session
 from ..backends import Backend, backend_from_url
 from ..backends.base import Claim, SessionRecord, Timeouts
 from ..core import devices
+from ..core.audit import MAX_USER_ID as MAX_USER_ID  # public: the session API's bound
 from ..core.audit import check_user_id, security_event
 from ..core.config import Settings
 from ..core.events import Device
@@ -64,7 +65,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _check_user_id(user_id: object) -> None:
+    try:
+        check_user_id(user_id)
+    except ValueError:
+        security_event("login_refused", logging.WARNING, reason="bad_user_id")
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,9 +317,12 @@ class SessionWatch:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def _new_record(self, session_id: str, user: str | None, data: str) -> SessionRecord:
+    def new_record(
+        self, session_id: str, user: str | None, data: str, device: Device | None = None
+    ) -> SessionRecord:
+        """A fresh record for ``session_id`` on ``device`` (default: this request's)."""
         now = self.now_ms()
-        device = self.describe_request()
+        device = device or self.describe_request()
         return SessionRecord(
             id=public_id(session_id),
             user=user,
@@ -336,7 +348,7 @@ class SessionWatch:
             security_event("rate_limited", logging.WARNING, limit="new_sessions", address=address)
             raise RateLimited(limits.session_retry_after(address))
         session_id = new_session_id()
-        record = self._new_record(session_id, None, data)
+        record = self.new_record(session_id, None, data)
         await self.backend.create(record, timeouts=self.timeouts, now=record.created)
         session.bind(session_id, record)
         return record
@@ -360,20 +372,34 @@ class SessionWatch:
                 (nothing changed).
             BackendUnavailable: the backend cannot be reached.
         """
-        try:
-            check_user_id(user_id)
-        except ValueError:
-            security_event("login_refused", logging.WARNING, reason="bad_user_id")
-            raise
+        _check_user_id(user_id)
         self.refuse_foreign("login")
         session = self.current_session()
         serializer = ServerSessionInterface.serializer
         data = serializer.dumps(dict(session)) if session else ""
+        session_id, record, evicted = await self.rotate_login(
+            session.record, user_id, data, self.describe_request()
+        )
+        session.bind(session_id, record)
+        session.issued_tab = make_tab_token(record.tab_key, record.gen)
+        if revoke_others:
+            await self.revoke_user(user_id, except_current=True, reason="signed_out_elsewhere")
+        return evicted
+
+    async def rotate_login(
+        self, old: SessionRecord | None, user_id: str, data: str, device: Device
+    ) -> tuple[str, SessionRecord, list[str]]:
+        """Store a new session of ``user_id`` replacing ``old`` (carrying its claim) and
+        apply the policy, atomically. Returns the new session id, its record and the
+        public ids the limit evicted. Raises like :meth:`login` (but checks no Origin:
+        the session API calls it server to server). The caller hands the calling tab
+        ``make_tab_token(record.tab_key, record.gen)``."""
+        _check_user_id(user_id)
         session_id = new_session_id()
-        record = self._new_record(session_id, user_id, data)
-        old = session.record
-        # The sign-in is the calling tab's claim, under a new tab key: no token issued
-        # before it (a planted session's, say) is accepted afterwards.
+        record = self.new_record(session_id, user_id, data, device)
+        # The sign-in is the calling tab's claim, under a new tab key and the next
+        # generation: no token issued before it (a planted session's, say) is accepted
+        # afterwards. The backend stores them as given.
         by = {**record.device, "at": record.created, "same_browser": True}
         record = replace(record, gen=(old.gen if old is not None else 0) + 1, claimed_by=by)
         evicted = await self.backend.login(
@@ -384,8 +410,6 @@ class SessionWatch:
             timeouts=self.timeouts,
             now=record.created,
         )
-        session.bind(session_id, record)
-        session.issued_tab = make_tab_token(record.tab_key, record.gen)
         security_event(
             "login",
             session=record.id,
@@ -393,9 +417,7 @@ class SessionWatch:
             rotated_from=old.id if old is not None else None,
             evicted=evicted,
         )
-        if revoke_others:
-            await self.revoke_user(user_id, except_current=True, reason="signed_out_elsewhere")
-        return evicted
+        return session_id, record, evicted
 
     async def logout(self) -> None:
         """End the current session everywhere and clear its cookie.
@@ -575,5 +597,5 @@ class SessionWatch:
 
 
 def _check_reason(reason: str) -> None:
-    if not isinstance(reason, str) or not _REASON_RE.fullmatch(reason):
-        raise ConfigurationError(f"reason must match {_REASON_RE.pattern}, got {reason!r}")
+    if not isinstance(reason, str) or not REASON_RE.fullmatch(reason):
+        raise ConfigurationError(f"reason must match {REASON_RE.pattern}, got {reason!r}")

@@ -26,6 +26,7 @@ from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
 from ..core.tabs import TAB_HEADER
 from ..core.tokens import CookieSigner, public_id
+from .responses import error_response
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -41,6 +42,19 @@ __all__ = [
 # Copies of the session cookie looked at in one request, and genuine ones loaded.
 MAX_COOKIE_COPIES = 8
 MAX_GENUINE_COPIES = 3
+
+logger = logging.getLogger(__name__)
+
+
+async def _become_unavailable(response: QuartResponse | WerkzeugResponse) -> None:
+    """Turn an answer already made into ``503 backend_unavailable`` (the request's
+    changes could not all be stored: it is answered as failed, fail closed)."""
+    failed = error_response(503, "backend_unavailable")
+    response.status_code = 503
+    response.headers.pop("Location", None)
+    response.set_data(await failed.get_data())
+    response.headers["Content-Type"] = failed.headers["Content-Type"]
+
 
 CookieAction = Literal["set", "clear"] | None
 
@@ -284,7 +298,15 @@ class ServerSessionInterface(SessionInterface):
             if response is not None:
                 response.vary.add("Cookie")
             return
-        await self._save_data(session)
+        try:
+            await self._save_data(session)
+        except BackendUnavailable as exc:
+            if response is None:
+                raise
+            # This runs after the app's error handlers: answer 503 here, as any other
+            # backend failure is answered, instead of letting Quart turn it into a 500.
+            logger.error("backend unavailable while saving the session: %s", exc)
+            await _become_unavailable(response)
         if response is None:  # a WebSocket: data saved, no cookie to send
             return
         if session.record is not None or session.cookie_action is not None:

@@ -1,5 +1,6 @@
--- Shared by every script (prepended when loading). ARGV[1..6] are the same for all:
--- key prefix, now (ms), idle (ms), refresh (ms), tombstone ttl (ms), expiry grace (ms).
+-- Shared by every script (prepended when loading). ARGV[1..7] are the same for all:
+-- key prefix, now (ms), idle (ms), refresh (ms), tombstone ttl (ms), expiry grace (ms),
+-- and the deadline (below).
 -- Keys are derived from the prefix at run time: standalone Redis and Sentinel only.
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
@@ -7,6 +8,19 @@ local IDLE = tonumber(ARGV[3])
 local REFRESH = tonumber(ARGV[4])
 local TOMB = tonumber(ARGV[5])
 local GRACE = tonumber(ARGV[6])
+
+-- ARGV[7]: the deadline (ms, in Redis' own clock) by which this script must start, else
+-- its caller has given up and answered the request as failed: a late script changes
+-- nothing (issue 13, defect 2: no phantom takeover after a stall). Taken out of ARGV
+-- so that each script's own arguments still start at ARGV[7].
+local START_BY = tonumber(table.remove(ARGV, 7))
+if redis.replicate_commands then redis.replicate_commands() end -- TIME before writes
+do
+  local clock = redis.call('TIME')
+  if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > START_BY then
+    return redis.error_reply('LATE script started after its deadline; nothing changed')
+  end
+end
 
 local function skey(id) return P .. 's:' .. id end
 local function ukey(uid) return P .. 'u:' .. uid end

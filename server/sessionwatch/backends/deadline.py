@@ -1,0 +1,72 @@
+"""Deadlines for Redis scripts in Redis' own clock: the fence against late effects.
+
+A script the client gave up on (its reply did not come within the socket timeout, so
+the request was answered 503) must never take effect later, when a stalled Redis
+(``DEBUG SLEEP``, ``CLIENT PAUSE``, a stopped process) works through its input buffer.
+Every script therefore carries a deadline, and ``_prelude.lua`` compares it with
+Redis' ``TIME`` before it changes anything: a script that starts too late is refused
+unchanged.
+
+The deadline is in Redis' clock, so app hosts need no synchronized clocks: the offset
+between this process's clock and Redis' is measured with ``TIME`` (its lower bound:
+the round trip counts against the budget, never for it) and measured again every
+``REMEASURE_EVERY`` seconds and after any failure (a failover may bring another
+server, with another clock).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+__all__ = ["REMEASURE_EVERY", "ScriptDeadline"]
+
+REMEASURE_EVERY: Final = 30.0
+
+
+class ScriptDeadline:
+    """Computes script deadlines (Redis ms) from the local clock and a measured offset.
+
+    Args:
+        budget: seconds a script may take to start after it was sent; less than the
+            client's socket timeout, so a script that starts in time has its reply
+            read before the client gives up.
+        redis_time: reads Redis ``TIME`` as ``(seconds, microseconds)``.
+        clock: this process's wall clock in seconds.
+    """
+
+    def __init__(
+        self,
+        budget: float,
+        redis_time: Callable[[], Awaitable[tuple[int, int]]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.budget = budget
+        self._redis_time = redis_time
+        self._clock = clock
+        self._offset_ms: int | None = None
+        self._measured_at = 0.0
+
+    def forget(self) -> None:
+        """Measure again before the next deadline (after a failure or a failover)."""
+        self._offset_ms = None
+
+    async def _measure(self) -> int:
+        before = self._clock()
+        seconds, micros = await self._redis_time()
+        after = self._clock()
+        redis_ms = int(seconds) * 1000 + int(micros) // 1000
+        self._offset_ms = redis_ms - int(after * 1000)  # the lower bound of the offset
+        self._measured_at = before
+        return self._offset_ms
+
+    async def next(self) -> int:
+        """The deadline, in Redis' clock (ms), of a script sent now."""
+        now = self._clock()
+        offset = self._offset_ms
+        if offset is None or now - self._measured_at > REMEASURE_EVERY:
+            offset = await self._measure()
+            now = self._clock()
+        return int(now * 1000) + offset + int(self.budget * 1000)
