@@ -232,9 +232,10 @@ async def test_bad_proxy_input_is_a_clear_400(
 
 async def test_a_user_id_is_percent_encoded_in_the_header(app: Quart) -> None:
     client = app.test_client()
-    await signed_in_tab(client, user="zoë\r\nX-Admin: 1")
+    await signed_in_tab(client, user="zoë X-Admin: 1")
     response = await verify(client, NGINX, "GET")
-    assert response.headers["X-SessionWatch-User"] == "zo%C3%AB%0D%0AX-Admin%3A%201"
+    assert response.headers["X-SessionWatch-User"] == "zo%C3%AB%20X-Admin%3A%201"
+    # A user id with CR/LF never gets that far: login refuses it (InvalidUserId).
 
 
 async def test_a_forged_or_ended_cookie_is_401(app: Quart) -> None:
