@@ -113,6 +113,35 @@ async def test_unsafe_methods_need_the_active_tab_and_an_allowed_origin(
     assert refusal_of(response) == {"status": 409, "error": "tab_invalid"}
 
 
+@pytest.mark.parametrize("style", STYLES)
+async def test_verify_applies_the_protected_routes_origin_rule(
+    backend_url: str, key_prefix: str, clock: FakeClock, style: str
+) -> None:
+    """The same rule as a protected route: a foreign ``Origin``, or without one
+    ``Sec-Fetch-Site: cross-site``/``same-site``, refuses an unsafe method
+    (``origin_forbidden``; nginx gets 403 with the refusal header), even when a missing
+    ``Origin`` is allowed."""
+    app = make_proxy_app(
+        backend_url, key_prefix=key_prefix, clock=clock, policy=Policy(), allow_missing_origin=True
+    )
+    async with app.test_app():
+        client = app.test_client()
+        tab = await signed_in_tab(client)
+        assert (await verify(client, style, "POST", tab=tab, origin=None)).status_code == 204
+        for site in ("cross-site", "same-site"):
+            headers = proxy_headers(style, "POST", tab=tab, origin=None)
+            headers["Sec-Fetch-Site"] = site
+            response = await client.get("/_sessionwatch/verify", headers=headers)
+            assert response.status_code == 403, site
+            assert refusal_of(response) == {"status": 403, "error": "origin_forbidden"}
+        response = await verify(client, style, "POST", tab=tab, origin="https://evil.example")
+        assert response.status_code == 403
+        assert refusal_of(response)["error"] == "origin_forbidden"
+        headers = proxy_headers(style, "GET", origin=None)
+        headers["Sec-Fetch-Site"] = "cross-site"
+        assert (await client.get("/_sessionwatch/verify", headers=headers)).status_code == 204
+
+
 async def test_a_stale_tab_is_409_for_traefik_and_caddy(app: Quart) -> None:
     client = app.test_client()
     older = await signed_in_tab(client)

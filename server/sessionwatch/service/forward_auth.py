@@ -123,6 +123,7 @@ class OriginalRequest:
     origin: str | None
     own_origin: str
     tab: str | None
+    fetch_site: str | None = None
 
 
 def original_request() -> OriginalRequest | str:
@@ -149,6 +150,7 @@ def original_request() -> OriginalRequest | str:
         origin=headers.get("Origin"),
         own_origin=own_origin_of(scheme, host.split(",")[0].strip()),
         tab=headers.get(TAB_HEADER),
+        fetch_site=headers.get("Sec-Fetch-Site"),
     )
 
 
@@ -175,10 +177,14 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
         else:
             tab_needed = requirement == "tab" or (requirement == "auto" and unsafe)
         if unsafe and requirement != "none":
-            if not watch.origins.allows(original.origin, original.own_origin):
+            # The protected routes' rule (SessionWatch.foreign_request): a foreign
+            # Origin, or without one, Sec-Fetch-Site cross-site or same-site.
+            cross = original.origin is None and original.fetch_site in ("cross-site", "same-site")
+            if cross or not watch.origins.allows(original.origin, original.own_origin):
                 security_log.warning(
-                    "verify: origin %r refused for %s %s",
+                    "verify: origin %r (Sec-Fetch-Site %r) refused for %s %s",
                     original.origin,
+                    original.fetch_site,
                     original.method,
                     original.uri,
                 )
