@@ -5,11 +5,14 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from sessionwatch.service import app as service
 from sessionwatch.service import cli
+
+_REAL_SERVE = cli.serve  # the autouse fixture below stops it before a server starts
 
 
 @pytest.fixture(autouse=True)
@@ -176,3 +179,38 @@ async def test_the_service_freezes_its_start_up_heap_and_collects_young_objects_
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--api-bind`` both listeners share one server configuration: the frame bound,
+    no permessage-deflate, the header-timeout protocol, no Server header (uvicorn), and
+    both binds under the hardened hypercorn config."""
+    import uvicorn
+    from hypercorn import run as hypercorn_run
+
+    seen: list[Any] = []
+
+    def two_addresses(config: Any, api_address: tuple[str, int]) -> None:
+        seen.append((config, api_address))
+
+    def hypercorn(config: Any) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli, "_run_uvicorn_on_two_addresses", two_addresses)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("one address only"))
+    monkeypatch.setattr(hypercorn_run, "run", hypercorn)
+    monkeypatch.setattr(cli, "serve", _REAL_SERVE)
+    flags = ["serve", "--api-bind", "127.0.0.1:8001", "--header-timeout", "5"]
+    monkeypatch.setenv("SESSIONWATCH_MAX_FRAME", "8192")
+    assert cli.main(flags) == 0
+    config, api_address = seen.pop()
+    assert api_address == ("127.0.0.1", 8001)
+    assert config.ws_max_size == 8192 and config.ws_per_message_deflate is False
+    assert config.http == "sessionwatch.service.servers:HeaderTimeoutProtocol"
+    assert config.server_header is False and config.proxy_headers is False
+    assert cli.main([*flags, "--server", "hypercorn"]) == 0
+    hyper = seen.pop()
+    assert len(hyper.bind) == 2 and hyper.bind[1] == "127.0.0.1:8001"
+    assert hyper.application_path == cli.HYPERCORN_APP_FACTORY + "()"
+    assert hyper.include_server_header is False
+    assert hyper.websocket_max_message_size == 8192 and hyper.keep_alive_timeout <= 5
