@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, then runs
-#   1. the browser client's unit tests (node --test),
+#   1. the browser client's and the Node client's unit tests (node --test),
 #   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium;
 #      on one Redis and on a private 6-node Redis Cluster the suites start themselves),
 #      and tests/faults' short fault schedule; its soak is `python -m tests.faults --minutes 30`.
@@ -15,6 +15,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ip >/dev/null || missing+=(iproute2)  # the fault suite's hosts (network namespaces)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # the proxy demo
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
     sudo=""
@@ -28,6 +29,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'  # test + the bench smoke's needs
 
+# The proxy demo's Express app (its lock file is committed).
+if [ ! -d client_js/examples/express/node_modules/express ]; then
+    (cd client_js/examples/express && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if [ -d client_js/test ]; then
     # The client's dev tools (terser, esbuild, axe-core, typescript; package-lock.json):
     # npm ci only when the lock file changed since the last install.
@@ -38,4 +44,5 @@ if [ -d client_js/test ]; then
     fi
     (cd client_js && node --test test/)
 fi
+(cd client_js/node && node --test test/)
 exec .venv/bin/python -m pytest "$@"

@@ -13,22 +13,30 @@ from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
+    InvalidUserId,
+    OriginForbidden,
     ProtocolError,
+    RateLimited,
     SessionLimitReached,
     SessionWatchError,
 )
 from .core.policy import Policy
 from .web.extension import SessionInfo, SessionWatch, TabStatus
+from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
     "Backend",
     "BackendUnavailable",
+    "BoundedJSONProvider",
     "CloseCode",
     "ConfigurationError",
     "Device",
     "Event",
+    "InvalidUserId",
+    "OriginForbidden",
     "Policy",
     "ProtocolError",
+    "RateLimited",
     "SessionInfo",
     "SessionLimitReached",
     "SessionWatch",

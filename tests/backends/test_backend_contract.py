@@ -214,12 +214,20 @@ async def test_save_data_never_resurrects_an_ended_session(
     assert (await backend.load(record.id, timeouts=timeouts, now=NOW)).record is None
 
 
-async def test_login_rotates_carrying_data_and_claim_state(
+async def test_login_rotates_carrying_data_but_no_claim_state(
     backend: Backend, timeouts: Timeouts
 ) -> None:
+    """The new record is stored as given: the caller's data, its own claim generation,
+    tab key and claimer. Nothing of the old claim survives (issue 12, hole 2: a carried
+    tab key kept pre-login tokens valid)."""
     anonymous = await stored(backend, make_record(data='{"cart":[3]}'), timeouts)
     await backend.claim(anonymous.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
-    fresh = make_record(user="alice", now=NOW + 5, data='{"cart":[3],"user":"alice"}')
+    fresh = replace(
+        make_record(user="alice", now=NOW + 5, data='{"cart":[3],"user":"alice"}'),
+        gen=2,
+        claimed_by={**BY.to_json(), "same_browser": True},
+    )
+    assert fresh.tab_key != anonymous.tab_key
     async with EventCollector(backend) as events:
         await events.subscribe(schan(backend, anonymous), user_channel(backend.key_prefix, "alice"))
         evicted = await backend.login(
@@ -242,11 +250,11 @@ async def test_login_rotates_carrying_data_and_claim_state(
     assert found is not None
     assert (found.user, found.gen, found.tab_key, found.data) == (
         "alice",
-        1,
-        anonymous.tab_key,
+        2,
+        fresh.tab_key,
         fresh.data,
     )
-    assert found.claimed_by == BY.to_json()
+    assert found.claimed_by == fresh.claimed_by
     assert [r.id for r in await backend.list_sessions("alice", timeouts=timeouts, now=NOW + 5)] == [
         fresh.id
     ]

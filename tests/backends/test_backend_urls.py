@@ -26,7 +26,8 @@ def test_a_database_that_is_not_a_number_is_refused(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://localhost", "redis://localhost/", "redis://localhost:6380/15", "unix:///s?db=2"]
+    "url",
+    ["redis://localhost", "redis://localhost/", "redis://localhost:6380/15", "unix:///s?db=2"],
 )
 def test_well_formed_redis_urls_are_accepted(url: str) -> None:
     assert backend_from_url(url).key_prefix == "sw:"

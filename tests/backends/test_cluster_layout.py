@@ -60,22 +60,25 @@ async def test_a_users_sessions_index_and_tombstones_share_one_slot(
     assert all(slot_tag(i) == user_tag("ines") for i in ids)
 
 
-async def test_login_from_another_slot_carries_a_claim_that_raced_it(
+async def test_login_from_another_slot_ignores_a_claim_that_raced_it(
     cluster_backend: RedisClusterBackend, timeouts: Timeouts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The anonymous session and the user's slot differ, so a login is three steps; a tab
-    claiming the old session between them must leave the new session at the newer
-    generation (else the superseded tab's token would pass again)."""
+    """The anonymous session and the user's slot differ, so a login is two steps; a tab
+    claiming the old session between them changes nothing of the new session: it keeps
+    the caller's new tab key and generation (the caller's token passes, no token of the
+    old session does), and the old session is gone."""
     backend = cluster_backend
     anonymous = await stored(backend, make_record(), timeouts)
     claimed = await backend.claim(anonymous.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
     assert claimed.gen == 1  # type: ignore[union-attr]
-    fresh = replace(make_record(user="jon"), gen=1, tab_key=anonymous.tab_key)
+    fresh = replace(make_record(user="jon"), gen=2)
+    assert fresh.tab_key != anonymous.tab_key
     assert slot_tag(anonymous.id) != slot_tag(fresh.id)
     run = backend._run
 
     async def racing(name: str, *args: Any) -> Any:
         if name == "rotate":  # the login script has run on the user's slot
+            await backend.claim(anonymous.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
             await backend.claim(anonymous.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
         return await run(name, *args)
 
@@ -83,7 +86,7 @@ async def test_login_from_another_slot_carries_a_claim_that_raced_it(
     await backend.login(anonymous.id, fresh, limit=None, deny=False, timeouts=timeouts, now=NOW)
     monkeypatch.undo()
     found = (await backend.load(fresh.id, timeouts=timeouts, now=NOW)).record
-    assert found is not None and found.gen == 2 and found.tab_key == anonymous.tab_key
+    assert found is not None and found.gen == 2 and found.tab_key == fresh.tab_key
     assert (await backend.load(anonymous.id, timeouts=timeouts, now=NOW)).record is None
 
 

@@ -183,7 +183,12 @@ def sessionwatch_server(
     with permessage-deflate on, or another app ``factory`` (``module:function``, to
     measure a candidate change of the service without editing it), is started directly
     with otherwise the CLI's options."""
-    env = {"SECRET_KEY": SECRET, "LOG_LEVEL": "warning", "SESSIONWATCH_BACKEND": redis_url}
+    env = {
+        "SECRET_KEY": SECRET,
+        "LOG_LEVEL": "warning",
+        "SESSIONWATCH_BACKEND": redis_url,
+        **ONE_ADDRESS_LOAD,
+    }
     if server == "uvicorn" and (deflate or factory):
         argv = _uvicorn_app(
             factory or "sessionwatch.service.app:create_service_app", workers, deflate
@@ -199,6 +204,15 @@ def sessionwatch_server(
     if factory:
         label += f" ({factory})"
     return Server(label, argv, env, workers, "/readyz")
+
+
+# Every simulated tab comes from the load generator's one address: the per-address abuse
+# limits (docs/security.md) would refuse them, so the benchmarks lift them.
+ONE_ADDRESS_LOAD = {
+    "SESSIONWATCH_MAX_SOCKETS_PER_ADDRESS": "1000000",
+    "SESSIONWATCH_MAX_NEW_SESSIONS_PER_SECOND": "1000000",
+    "SESSIONWATCH_MAX_HELLOS_PER_SECOND": "1000000",
+}
 
 
 def _uvicorn_app(factory: str, workers: int, deflate: bool = False) -> list[str]:
@@ -227,6 +241,6 @@ def socketio_server(redis_url: str, *, workers: int = 2, deflate: bool = False) 
 
 def overhead_server(redis_url: str, app: str, *, workers: int) -> Server:
     """``app``: ``plain`` (Quart, its cookie session) or ``watch`` (sessionwatch)."""
-    env = {"SECRET_KEY": SECRET, "SESSIONWATCH_BACKEND": redis_url}
+    env = {"SECRET_KEY": SECRET, "SESSIONWATCH_BACKEND": redis_url, **ONE_ADDRESS_LOAD}
     factory = f"tests.bench.apps:create_{app}_app"
     return Server(f"{app}/{workers}w", _uvicorn_app(factory, workers), env, workers, "/healthz")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.processes import run_module
+from support.bench_command import run_bench
 from support.redis_server import in_ci
 
 
@@ -22,7 +22,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
             pytest.fail("redis-server is required in CI (tests/run.sh installs it)")
         pytest.skip("redis-server is not installed")
     out = tmp_path / "smoke.json"
-    process = run_module("tests.bench", "run", "--smoke", "--json", str(out))
+    process = run_bench("tests.bench", "run", "--smoke", "--json", str(out))
     results = json.loads(out.read_text())
     assert results["errors"] == []
     assert "| target |" in process.stdout and out.with_suffix(".md").is_file()

@@ -152,16 +152,22 @@ def layer_violations(graph: Mapping[str, Mapping[str, int]]) -> list[str]:
     return problems
 
 
+PUBLIC_MODULES = frozenset({"sessionwatch", "sessionwatch.client"})
+
+
 def public_api_violations(graph: Mapping[str, Mapping[str, int]]) -> list[str]:
     """The demo is written as any app would be: the package's public API (the names
-    ``sessionwatch`` exports) and the service's own modules only."""
+    ``sessionwatch`` exports, and ``sessionwatch.client``, the session API's client for
+    upstream apps that the proxy demo's Flask app uses) and the service's own modules."""
     problems = []
     for module, edges in sorted(graph.items()):
         if not module.startswith("sessionwatch.service.demo"):
             continue
         for target, line in sorted(edges.items()):
-            if target in graph and target != "sessionwatch" and not target.startswith(
-                "sessionwatch.service"
+            if (
+                target in graph
+                and target not in PUBLIC_MODULES
+                and not target.startswith("sessionwatch.service")
             ):
                 problems.append(f"{module}:{line} imports {target} (not the public API)")
     return problems
@@ -210,11 +216,19 @@ def _write(root: Path, files: Mapping[str, str]) -> Path:
     "files",
     [
         # a function-local import closing the circle
-        {"__init__.py": "", "web/__init__.py": "", "web/a.py": "from . import b\n",
-         "web/b.py": "def f():\n    from .a import x\n"},
+        {
+            "__init__.py": "",
+            "web/__init__.py": "",
+            "web/a.py": "from . import b\n",
+            "web/b.py": "def f():\n    from .a import x\n",
+        },
         # a TYPE_CHECKING import closing the circle
-        {"__init__.py": "", "live/__init__.py": "", "live/a.py": "from .b import y\n",
-         "live/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import x\n"},
+        {
+            "__init__.py": "",
+            "live/__init__.py": "",
+            "live/a.py": "from .b import y\n",
+            "live/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import x\n",
+        },
     ],
 )
 def test_cycle_check_catches(tmp_path: Path, files: Mapping[str, str]) -> None:
@@ -225,15 +239,38 @@ def test_cycle_check_catches(tmp_path: Path, files: Mapping[str, str]) -> None:
 @pytest.mark.parametrize(
     ("files", "fragment"),
     [
-        ({"__init__.py": "", "core/__init__.py": "", "core/a.py": "import redis.asyncio\n"},
-         "core does no I/O"),
-        ({"__init__.py": "", "core/__init__.py": "",
-          "core/a.py": "def f():\n    from quart import request\n"}, "core does no I/O"),
-        ({"__init__.py": "", "core/__init__.py": "", "web/__init__.py": "",
-          "core/a.py": "from ..web import routes\n", "web/routes.py": ""}, "a higher layer"),
-        ({"__init__.py": "", "live/__init__.py": "", "service/__init__.py": "",
-          "live/hub.py": "from ..service.metrics import M\n", "service/metrics.py": ""},
-         "library -> service"),
+        (
+            {"__init__.py": "", "core/__init__.py": "", "core/a.py": "import redis.asyncio\n"},
+            "core does no I/O",
+        ),
+        (
+            {
+                "__init__.py": "",
+                "core/__init__.py": "",
+                "core/a.py": "def f():\n    from quart import request\n",
+            },
+            "core does no I/O",
+        ),
+        (
+            {
+                "__init__.py": "",
+                "core/__init__.py": "",
+                "web/__init__.py": "",
+                "core/a.py": "from ..web import routes\n",
+                "web/routes.py": "",
+            },
+            "a higher layer",
+        ),
+        (
+            {
+                "__init__.py": "",
+                "live/__init__.py": "",
+                "service/__init__.py": "",
+                "live/hub.py": "from ..service.metrics import M\n",
+                "service/metrics.py": "",
+            },
+            "library -> service",
+        ),
     ],
 )
 def test_layer_check_catches(tmp_path: Path, files: Mapping[str, str], fragment: str) -> None:
@@ -246,9 +283,14 @@ def test_layer_check_catches(tmp_path: Path, files: Mapping[str, str], fragment:
 def test_public_api_check_catches(tmp_path: Path) -> None:
     root = _write(
         tmp_path,
-        {"__init__.py": "", "core/__init__.py": "", "core/config.py": "",
-         "service/__init__.py": "", "service/demo/__init__.py": "",
-         "service/demo/app.py": "from ... import SessionWatch\nfrom ...core.config import S\n"},
+        {
+            "__init__.py": "",
+            "core/__init__.py": "",
+            "core/config.py": "",
+            "service/__init__.py": "",
+            "service/demo/__init__.py": "",
+            "service/demo/app.py": "from ... import SessionWatch\nfrom ...core.config import S\n",
+        },
     )
     problems = public_api_violations(import_graph(root))
     assert problems == [

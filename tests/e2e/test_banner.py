@@ -24,7 +24,9 @@ BANNER = "sessionwatch-banner [data-sw-state='{}']"
 
 async def new_context(browser: Any, user_agent: str | None = None) -> Any:
     context = await browser.new_context(
-        user_agent=user_agent, viewport={"width": 1100, "height": 760}
+        bypass_csp=True,  # the tests inject their own scripts; the demo's CSP is tested in tests/security
+        user_agent=user_agent,
+        viewport={"width": 1100, "height": 760},
     )
     await context.add_init_script(EVENT_RECORDER)
     return context

@@ -193,7 +193,9 @@ async def test_the_banner_speaks_german_for_a_german_browser(
     browser: Any, service: ServiceProcess
 ) -> None:
     """Translations from navigator.language when the page has no lang of its own."""
-    context = await browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 760})
+    context = await browser.new_context(
+        bypass_csp=True, locale="de-DE", viewport={"width": 1100, "height": 760}
+    )
 
     async def without_lang(route: Any) -> None:
         response = await route.fetch()
@@ -225,7 +227,9 @@ async def test_the_deny_page_keeps_the_username(browser: Any, service: ServicePr
         await page.fill("input[name=username]", "denise")
         await page.fill("input[name=password]", "demo")
         await page.click("button[type=submit]")
-        await page.locator(".error", has_text="already have 1 active session").wait_for(timeout=5000)
+        await page.locator(".error", has_text="already have 1 active session").wait_for(
+            timeout=5000
+        )
         assert await page.input_value("input[name=username]") == "denise"
         assert await page.evaluate("document.activeElement.name") == "password"
         await phone.close()

@@ -37,7 +37,7 @@ async def test_the_login_page_says_why_sign_in_cannot_work_over_plain_http(
     lan_browser: Any, service: ServiceProcess
 ) -> None:
     base = f"http://{HOST}:{service.port}"
-    context = await lan_browser.new_context()
+    context = await lan_browser.new_context(bypass_csp=True)
     page = await context.new_page()
     await page.goto(base + "/login")
     warning = page.locator("#insecure-cookie")
@@ -55,7 +55,7 @@ async def test_the_login_page_says_why_sign_in_cannot_work_over_plain_http(
 
 
 async def test_no_warning_on_localhost(browser: Any, service: ServiceProcess) -> None:
-    context = await browser.new_context()
+    context = await browser.new_context(bypass_csp=True)
     page = await context.new_page()
     await page.goto(f"http://localhost:{service.port}/login")
     await page.locator("form").wait_for(timeout=5000)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from sessionwatch.service import app as service
 from sessionwatch.service import cli
+
+_REAL_SERVE = cli.serve  # the autouse fixture below stops it before a server starts
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +33,10 @@ def _unset(monkeypatch: pytest.MonkeyPatch, _clean_environment: None) -> None:
         "SESSIONWATCH_BACKEND",
         "PROMETHEUS_MULTIPROC_DIR",
         "SESSIONWATCH_SERVICE_METRICS",
+        "SESSIONWATCH_SERVICE_METRICS_TOKEN",
+        "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
+        "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+        "FORWARDED_ALLOW_IPS",
     ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(cli, "serve", _refuse_to_run(cli.serve), raising=True)
@@ -75,6 +82,9 @@ def test_memory_backend_with_several_workers_is_refused(capsys: pytest.CaptureFi
         ("SESSIONWATCH_TYPO", "1", "SESSIONWATCH_TYPO"),
         ("SECRET_KEY", "short", "SECRET_KEY"),
         ("REDIS_URL", "postgres://x", "REDIS_URL: unknown backend scheme 'postgres'"),
+        ("SESSIONWATCH_API_KEYS", "too-short", "SESSIONWATCH_API_KEYS"),
+        ("SESSIONWATCH_API_ADDRESS", "nowhere", "SESSIONWATCH_API_ADDRESS"),
+        ("SESSIONWATCH_API_ADDRESS", "127.0.0.1:8000", "must not be the service's own port"),
     ],
 )
 def test_bad_environment_values_name_the_key(
@@ -89,12 +99,42 @@ def test_bad_environment_values_name_the_key(
     assert named in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),
+        ("SESSIONWATCH_SERVICE_HEADER_TIMEOUT", "0"),
+    ],
+)
+def test_bad_security_settings_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert cli.main(["serve"]) == 2
+    assert variable in capsys.readouterr().err
+
+
+def test_bad_security_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    for flags in (
+        ["--forwarded-allow-ips", "10.0.0.1,not-an-ip"],
+        ["--forwarded-allow-ips", ""],
+        ["--header-timeout", "-1"],
+    ):
+        with pytest.raises(SystemExit) as caught:
+            cli.main(["serve", *flags])
+        assert caught.value.code == 2, flags
+    assert cli.main(["serve", "--metrics-token", "short"]) == 2
+    assert "--metrics-token" in capsys.readouterr().err
+
+
 def test_bad_flags_exit_with_usage() -> None:
     with pytest.raises(SystemExit) as caught:
         cli.main(["serve", "--port", "0"])
     assert caught.value.code == 2
     with pytest.raises(SystemExit):
         cli.main(["serve", "--workers", "0"])
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--api-bind", "127.0.0.1"])
 
 
 def test_ephemeral_secret_is_loud_and_shared(
@@ -139,3 +179,38 @@ async def test_the_service_freezes_its_start_up_heap_and_collects_young_objects_
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--api-bind`` both listeners share one server configuration: the frame bound,
+    no permessage-deflate, the header-timeout protocol, no Server header (uvicorn), and
+    both binds under the hardened hypercorn config."""
+    import uvicorn
+    from hypercorn import run as hypercorn_run
+
+    seen: list[Any] = []
+
+    def two_addresses(config: Any, api_address: tuple[str, int]) -> None:
+        seen.append((config, api_address))
+
+    def hypercorn(config: Any) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli, "_run_uvicorn_on_two_addresses", two_addresses)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("one address only"))
+    monkeypatch.setattr(hypercorn_run, "run", hypercorn)
+    monkeypatch.setattr(cli, "serve", _REAL_SERVE)
+    flags = ["serve", "--api-bind", "127.0.0.1:8001", "--header-timeout", "5"]
+    monkeypatch.setenv("SESSIONWATCH_MAX_FRAME", "8192")
+    assert cli.main(flags) == 0
+    config, api_address = seen.pop()
+    assert api_address == ("127.0.0.1", 8001)
+    assert config.ws_max_size == 8192 and config.ws_per_message_deflate is False
+    assert config.http == "sessionwatch.service.servers:HeaderTimeoutProtocol"
+    assert config.server_header is False and config.proxy_headers is False
+    assert cli.main([*flags, "--server", "hypercorn"]) == 0
+    hyper = seen.pop()
+    assert len(hyper.bind) == 2 and hyper.bind[1] == "127.0.0.1:8001"
+    assert hyper.application_path == cli.HYPERCORN_APP_FACTORY + "()"
+    assert hyper.include_server_header is False
+    assert hyper.websocket_max_message_size == 8192 and hyper.keep_alive_timeout <= 5

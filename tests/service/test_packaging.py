@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -66,16 +67,39 @@ def test_the_wheel_holds_the_package_data(dist: Path) -> None:
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
 
 
+def test_no_node_modules_in_the_wheel_or_the_sdist(dist: Path) -> None:
+    """The proxy demo's Express app (client_js/examples/express) has node_modules in a
+    checkout after tests/run.sh; none of it may ship."""
+    (wheel,) = dist.glob("*.whl")
+    (sdist,) = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = set(zipfile.ZipFile(wheel).namelist()) | set(archive.getnames())
+    assert not [n for n in names if "node_modules" in n]
+    assert any(n.endswith("client_js/examples/express/package-lock.json") for n in names)
+
+
 def test_the_wheel_installs_into_a_fresh_venv_and_imports(dist: Path, tmp_path: Path) -> None:
     (wheel,) = dist.glob("*.whl")
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", str(venv))
     python = venv / "bin" / "python"
-    _run(sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-         "--disable-pip-version-check", str(wheel))
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "-q",
+        "--no-deps",
+        "--disable-pip-version-check",
+        str(wheel),
+    )
     # The dependencies come from this environment, appended after the venv's own
     # site-packages (so the installed wheel, not this checkout, is what imports).
-    site = Path(_run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
+    site = Path(
+        _run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
+    )
     (site / "borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = (

@@ -71,3 +71,16 @@ def make_app(
 def watch_of(app: Quart) -> SessionWatch:
     watch: SessionWatch = app.extensions["sessionwatch"]
     return watch
+
+
+API_KEYS = ("first-api-key-0123456789abcdef", "second-api-key-0123456789abcdef")
+
+
+def make_proxy_app(backend: Any, *, api_keys: tuple[str, ...] = API_KEYS, **options: Any) -> Quart:
+    """:func:`make_app` plus what the service adds for proxies: ``/verify``,
+    ``/refusal`` and the session API (docs/any-stack.md)."""
+    from sessionwatch.service.app import register_proxy_endpoints
+
+    app = make_app(backend, api_keys=api_keys, **options)
+    register_proxy_endpoints(app)
+    return app

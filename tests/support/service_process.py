@@ -30,6 +30,7 @@ class ServiceProcess(ManagedProcess):
         env: extra environment (``SESSIONWATCH_*`` settings, …).
         procfile: run the Procfile's command through a shell instead of the CLI.
         key_prefix: a prefix of its own on the shared test Redis.
+        args: more flags for ``sessionwatch serve`` (``--server hypercorn``, …).
     """
 
     ready_path = "/readyz"
@@ -43,6 +44,7 @@ class ServiceProcess(ManagedProcess):
         env: dict[str, str] | None = None,
         procfile: bool = False,
         key_prefix: str | None = None,
+        args: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.workers = workers
@@ -68,7 +70,22 @@ class ServiceProcess(ManagedProcess):
             self.command = [
                 *(sys.executable, "-m", "sessionwatch", "serve"),
                 *("--port", str(self.port), "--workers", str(workers), "--backend", redis_url),
+                *(args or []),
             ]
+
+    def worker_rss_mb(self) -> float:
+        """The resident memory of the process serving requests, in MB: the largest
+        child (a worker; hypercorn also starts a small resource tracker), else the
+        main process (uvicorn serves one worker in it)."""
+        pids = self.children() or [self.process.pid]  # type: ignore[union-attr]
+        return max(_rss_mb(pid) for pid in pids)
 
     def __repr__(self) -> str:
         return f"ServiceProcess({shlex.join(self.command)!r}, port={self.port})"
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError("no VmRSS")

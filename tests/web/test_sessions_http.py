@@ -202,11 +202,20 @@ async def test_newest_claim_wins(app: Quart) -> None:
     assert third["gen"] == 3 and by["same_browser"] is True  # another tab of the same browser
 
 
-async def test_claim_survives_login(app: Quart) -> None:
+async def test_login_replaces_every_tab_token_and_hands_the_caller_its_new_one(
+    app: Quart,
+) -> None:
+    """Issue 12, hole 2: a token issued before the sign-in (a planted session's, say)
+    is refused afterwards; the signing-in request's answer carries its tab's token."""
     client = app.test_client()
-    token = (await claim(client))["tab"]
-    await login(client, "carol")
+    before = await claim(client)
+    signed_in = await login(client, "carol")
+    refused = await transfer(client, before["tab"])
+    assert refused.status_code == 409 and (await refused.get_json())["error"] == "tab_invalid"
+    token = signed_in.headers["X-SessionWatch-Tab"]
+    assert int(token.split(".")[0]) == before["gen"] + 1  # the generation only grows
     assert (await transfer(client, token)).status_code == 200
+    assert (await claim(client))["gen"] == before["gen"] + 2
 
 
 async def test_missing_and_invalid_tokens(app: Quart) -> None:

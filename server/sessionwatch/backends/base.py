@@ -204,8 +204,8 @@ class Backend(Protocol):
         now: int,
     ) -> list[str]:
         """Replace session ``old_id`` (if live) by ``record`` (a fresh id for user
-        ``record.user``, with the caller's current data), carrying over the claim
-        generation, tab key and last claimer;
+        ``record.user``, with the caller's current data, claim generation, new tab key
+        and claimer: nothing of the old claim is carried over);
         apply the session limit; publish ``rotated``, ``evicted`` and ``signed_in``.
 
         Returns the evicted public ids. Raises

@@ -294,8 +294,7 @@ class MemoryBackend:
         evictions = select_evictions(existing, limit)
         if evictions and deny:
             raise SessionLimitReached(user, limit or 0)
-        if old is not None:
-            record = replace(record, gen=old.gen, tab_key=old.tab_key, claimed_by=old.claimed_by)
+        if old is not None:  # the record's claim generation and tab key are new ones
             self._forget(old.id)
             self._publish_session(old.id, "rotated")
         by = {**record.device, "at": now, "same_browser": False}

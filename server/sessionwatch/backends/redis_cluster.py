@@ -12,8 +12,9 @@ Events travel by sharded pub/sub (``SPUBLISH`` inside the scripts, ``SSUBSCRIBE`
 :class:`~.cluster_pubsub.ClusterSubscription`), so a message reaches only the shard that
 owns its slot. The one step that crosses slots is a login whose old session lives in
 another slot (anonymous, or another user's): the login script runs on the user's slot,
-then ``rotate.lua`` retires the old session and ``regen.lua`` carries over a claim that
-raced the login (the generation only ever rises, so a superseded tab stays superseded).
+then ``rotate.lua`` retires the old session (nothing of its claim is carried over: the new
+session has a new tab key and the caller's generation, as login.lua stores it on one
+Redis, so a claim that raced the login cannot make an old tab token pass).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class RedisClusterBackend(RedisBackend):
     """
 
     _TOPOLOGY: Topology = "cluster"
-    _SCRIPTS = (*_SCRIPTS, "rotate", "regen")
+    _SCRIPTS = (*_SCRIPTS, "rotate")
 
     def __init__(
         self,
@@ -174,10 +175,7 @@ class RedisClusterBackend(RedisBackend):
         evicted = await super().login(
             None, record, limit=limit, deny=deny, timeouts=timeouts, now=now
         )
-        old = await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
-        if old:
-            keys = self.names.session_keys(record.id)
-            await self._run("regen", keys, timeouts, now, record.id, *old)
+        await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         return evicted
 
     async def end(

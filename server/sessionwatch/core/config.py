@@ -17,11 +17,26 @@ from typing import Any, Final
 
 from .exceptions import ConfigurationError
 
-__all__ = ["CONFIG_PREFIX", "SERVICE_KEYS", "Settings", "coerce", "settings_from_env"]
+__all__ = [
+    "CONFIG_PREFIX",
+    "SERVICE_KEYS",
+    "Settings",
+    "coerce",
+    "parse_address",
+    "settings_from_env",
+]
 
 CONFIG_PREFIX: Final = "SESSIONWATCH_"
 # Read by the service (cli.py, service.py), not by the extension.
-SERVICE_KEYS: Final = frozenset({"SESSIONWATCH_SERVICE_METRICS"})
+SERVICE_KEYS: Final = frozenset(
+    {
+        "SESSIONWATCH_SERVICE_METRICS",
+        "SESSIONWATCH_SERVICE_METRICS_TOKEN",
+        "SESSIONWATCH_SERVICE_READYZ_DETAIL",
+        "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
+        "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +70,22 @@ class Settings:
     max_messages_per_second: float = 20.0
     max_sockets_per_session: int = 32
     max_sockets_per_user: int = 128
+    # Per client address and per process (one client with many anonymous sessions).
+    max_sockets_per_address: int = 256
+    max_new_sessions_per_second: float = 10.0
+    max_hellos_per_second: float = 50.0
     send_queue_size: int = 32
     # Sockets being opened (session check to registration) at once per process; more
     # queue. Half the Redis pool, so that page loads keep the rest.
     max_opening_sockets: int = 32
     # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
     trust_forwarded_for: bool = False
+    # Bearer keys of the session API (/api/v1, docs/any-stack.md); several for rotation.
+    # Empty: the API is off.
+    api_keys: tuple[str, ...] = ()
+    # host:port: the session API answers only there (``sessionwatch serve --api-bind``
+    # listens on it too); empty: on every address the service listens on.
+    api_address: str = ""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -100,17 +125,20 @@ _DURATIONS: Final = {
     "heartbeat_interval",
     "heartbeat_timeout",
     "max_messages_per_second",
+    "max_new_sessions_per_second",
+    "max_hellos_per_second",
 }
 _COUNTS: Final = {
     "max_cookie_length",
     "max_frame",
     "max_sockets_per_session",
     "max_sockets_per_user",
+    "max_sockets_per_address",
     "send_queue_size",
     "max_opening_sockets",
 }
 _FLAGS: Final = {"cookie_secure", "allow_missing_origin", "trust_forwarded_for"}
-_LISTS: Final = {"secret_keys", "allowed_origins"}
+_LISTS: Final = {"secret_keys", "allowed_origins", "api_keys"}
 _TRUE: Final = {"1", "true", "yes", "on"}
 _FALSE: Final = {"0", "false", "no", "off"}
 
@@ -168,12 +196,34 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(f"{source}: must start with / and not end with /, got {value!r}")
     if name == "key_prefix" and not value:
         raise ConfigurationError(f"{source}: must not be empty")
+    if name == "api_address" and value and parse_address(value) is None:
+        raise ConfigurationError(
+            f"{source}: expected host:port (e.g. 127.0.0.1:9000), got {value!r}"
+        )
+    if name == "api_keys":
+        for key in value:
+            if len(key) < 24 or not key.isascii() or not key.isprintable() or " " in key:
+                raise ConfigurationError(
+                    f"{source}: each key must be at least 24 printable ASCII characters "
+                    "without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+                )
     if name == "allowed_origins":
         for origin in value:
             if origin != origin.rstrip("/") or "://" not in origin:
                 raise ConfigurationError(
                     f"{source}: origins look like https://app.example.com, got {origin!r}"
                 )
+
+
+def parse_address(value: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``host:port`` (``[v6]:port`` for IPv6), or ``None``."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    if any(c.isspace() for c in host) or "/" in host:
+        return None
+    return host, int(port)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -14,7 +14,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from . import jsonlimits as bounded_json
 from .exceptions import ProtocolError
+from .jsonlimits import JSONTooDeep
 
 __all__ = [
     "CLIENT_MESSAGE_TYPES",
@@ -168,9 +170,7 @@ class Event:
 # -- the server's messages to a tab (docs/protocol.md §3), built only here -------------
 
 
-def ready_message(
-    gen: int, expires_at: int, session: str, user: str | None
-) -> dict[str, Any]:
+def ready_message(gen: int, expires_at: int, session: str, user: str | None) -> dict[str, Any]:
     """The answer to a ``hello`` whose token is the session's current tab."""
     return {
         "type": "ready",
@@ -240,7 +240,8 @@ def parse_client_message(raw: str | bytes, *, max_size: int) -> ClientMessage | 
 
     Returns ``None`` for a well-formed message of an unknown type (ignored, for forward
     compatibility). Raises :class:`ProtocolError` with the close code to answer:
-    1009 when larger than ``max_size`` bytes, 1007 when not UTF-8 JSON, 1008 when the
+    1009 when larger than ``max_size`` bytes, 1007 when not UTF-8 JSON (or nested deeper
+    than :data:`~sessionwatch.core.jsonlimits.MAX_JSON_DEPTH`), 1008 when the
     fields are wrong, 4006 for an unsupported protocol version.
     """
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
@@ -249,7 +250,9 @@ def parse_client_message(raw: str | bytes, *, max_size: int) -> ClientMessage | 
     if isinstance(raw, bytes):
         raise ProtocolError("binary frames are not part of the protocol", CloseCode.INVALID_DATA)
     try:
-        body = json.loads(raw)
+        body = bounded_json.loads(raw)
+    except JSONTooDeep as exc:
+        raise ProtocolError(str(exc), CloseCode.INVALID_DATA) from None
     except ValueError:
         raise ProtocolError("frame is not JSON", CloseCode.INVALID_DATA) from None
     if not isinstance(body, dict):

@@ -7,7 +7,10 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     ├── ConfigurationError (ValueError)        bad option, URL or environment value
     ├── BackendUnavailable (ConnectionError)   the backend cannot be reached
     ├── SessionLimitReached                    login denied by ``on_limit="deny"``
-    └── ProtocolError (ValueError)             a malformed frame or event payload
+    ├── ProtocolError (ValueError)             a malformed frame or event payload
+    ├── InvalidUserId (ValueError)             a user id that could forge log lines
+    ├── OriginForbidden (PermissionError)      a request sent by a foreign page
+    └── RateLimited                            a client address over a rate
 
 Each carries a stable ``code`` (the ``error`` field of HTTP answers).
 """
@@ -17,7 +20,10 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
+    "InvalidUserId",
+    "OriginForbidden",
     "ProtocolError",
+    "RateLimited",
     "SessionLimitReached",
     "SessionWatchError",
 ]
@@ -63,3 +69,28 @@ class ProtocolError(SessionWatchError, ValueError):
     def __init__(self, message: str, close_code: int = 1008) -> None:
         super().__init__(message)
         self.close_code = close_code
+
+
+class OriginForbidden(SessionWatchError, PermissionError):
+    """The request was sent by a page of a foreign origin (answered 403
+    ``origin_forbidden``)."""
+
+    code = "origin_forbidden"
+
+
+class RateLimited(SessionWatchError):
+    """The client's address exceeded a rate (answered 429 ``rate_limited``);
+    ``retry_after`` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited; retry after {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+class InvalidUserId(SessionWatchError, ValueError):
+    """A user id that is empty, too long, not a string, or holds characters that could
+    forge log lines or fool a reader (control, format, separator characters)."""
+
+    code = "bad_user_id"

@@ -213,10 +213,25 @@ class _Endpoint:
             return None
         interface = self.interface
         name = interface.cookie_name(self._app, scheme in ("https", "wss"))
-        raw = parse_cookie(";".join(cookies)).get(name)
-        if raw is None:
-            return None
-        return interface.session_id(raw)
+        values = parse_cookie(";".join(cookies)).getlist(name)
+        if len(values) != 1:
+            return None  # none, or several (a tossed copy): the session interface sorts them
+        return interface.session_id(values[0])
+
+    def _address(self) -> str | None:
+        """The client's address, as ``SessionWatch.client_address`` reads it."""
+        scope = self._scope
+        if self.hub.settings.trust_forwarded_for:
+            forwarded = ",".join(
+                value.decode("latin1")
+                for name, value in scope["headers"]
+                if name.lower() == b"x-forwarded-for"
+            )
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            if hops:
+                return hops[-1]
+        client = scope.get("client")
+        return str(client[0]) if client else None
 
     async def _serve(self) -> None:
         hub = self.hub
@@ -276,7 +291,7 @@ class _Endpoint:
             return
         code: int | None
         try:
-            code = await serve_socket(hub, conn, tab_key, self._read, ticket)
+            code = await serve_socket(hub, conn, tab_key, self._read, ticket, self._address())
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None

@@ -22,13 +22,14 @@ from collections.abc import Awaitable, Callable
 
 from quart import Blueprint, Response, websocket
 
+from ..core.audit import security_event
 from ..core.events import CloseCode, parse_client_message, pong_message
 from ..core.exceptions import BackendUnavailable, ProtocolError
 from ..core.origins import OriginRule
 from ..core.tabs import verify_tab_token
 from ..web.responses import ended_response, error_response
 from ..web.routes import own_origin
-from ..web.sessions import ServerSession, security_log
+from ..web.sessions import ServerSession
 from .admission import Ticket
 from .connection import Connection, TooManySockets
 from .hub import Hub
@@ -69,7 +70,11 @@ class _TokenBucket:
 
 
 def register_websocket(
-    bp: Blueprint, hub: Hub, current_session: Callable[[], ServerSession], origins: OriginRule
+    bp: Blueprint,
+    hub: Hub,
+    current_session: Callable[[], ServerSession],
+    origins: OriginRule,
+    client_address: Callable[[], str | None] = lambda: websocket.remote_addr,
 ) -> None:
     """Add the ``/ws`` endpoint to the extension's blueprint. (The extension also
     installs :mod:`.asgi`, which serves most sockets without this view.)
@@ -78,13 +83,14 @@ def register_websocket(
         hub: this process's hub.
         current_session: the handshake's session (raises :class:`BackendUnavailable`).
         origins: who may open a socket.
+        client_address: the handshake's client address (the per-address limits).
     """
 
     @bp.websocket("/ws")
     async def live() -> Response | None:
         origin = websocket.headers.get("Origin")
         if not origins.allows(origin, own_origin()):
-            security_log.warning("websocket refused: origin %r not allowed", origin)
+            security_event("origin_refused", logging.WARNING, action="websocket", why=origin)
             return error_response(403, "origin_forbidden")
         try:
             session = current_session()
@@ -106,7 +112,9 @@ def register_websocket(
                 record.id, record.user, websocket.send, queue_size=hub.settings.send_queue_size
             )
             await websocket.accept()
-            code = await serve_socket(hub, conn, record.tab_key, websocket.receive, ticket)
+            code = await serve_socket(
+                hub, conn, record.tab_key, websocket.receive, ticket, client_address()
+            )
         finally:
             ticket.release()
         if code is not None:
@@ -123,12 +131,19 @@ async def serve_socket(
     tab_key: str,
     receive: Receive,
     opening: Ticket,
+    address: str | None = None,
 ) -> int | None:
     """Serve an accepted socket: register it with the hub, read its frames, forget it.
     ``opening`` (its admission) is released once it is registered: the wait for its
     ``hello`` holds no turn (a silent client must not block others), and hellos come
-    no faster than turns are given.
+    no faster than turns are given. ``address`` (the client's) is counted against
+    ``max_sockets_per_address`` (4011 beyond) and ``max_hellos_per_second`` (4010).
     Returns the close code to send (``None``: nothing to send)."""
+    limits = hub.address_limits
+    if not limits.open_socket(address):
+        opening.release()
+        security_event("rate_limited", logging.WARNING, limit="sockets", address=address)
+        return CloseCode.TOO_MANY_SOCKETS
     try:
         try:
             await hub.attach(conn)
@@ -138,13 +153,16 @@ async def serve_socket(
             return CloseCode.TRY_AGAIN_LATER
         finally:
             opening.release()
-        return await conn.serve(_read_frames(hub, conn, tab_key, receive))
+        return await conn.serve(_read_frames(hub, conn, tab_key, receive, address))
     finally:  # also when cancelled while attaching (the peer left during the subscribe)
+        limits.close_socket(address)
         hub.read_deadlines.cancel(conn)
         await hub.detach(conn)
 
 
-async def _read_frames(hub: Hub, conn: Connection, tab_key: str, receive: Receive) -> None:
+async def _read_frames(
+    hub: Hub, conn: Connection, tab_key: str, receive: Receive, address: str | None
+) -> None:
     """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
     settings = hub.settings
     loop = asyncio.get_running_loop()
@@ -185,6 +203,11 @@ async def _read_frames(hub: Hub, conn: Connection, tab_key: str, receive: Receiv
                 return
             conn.push(pong_message())
             continue
+        if not hub.address_limits.hello(address, loop.time()):
+            # Each hello costs a backend read: one address may not make them faster.
+            security_event("rate_limited", logging.WARNING, limit="hellos", address=address)
+            conn.abort(CloseCode.RATE_LIMITED)
+            return
         first = not conn.bound
         if not await _hello(hub, conn, tab_key, message.tab):
             return
@@ -198,7 +221,7 @@ async def _hello(hub: Hub, conn: Connection, tab_key: str, token: str | None) ->
     gen = verify_tab_token(token, tab_key)  # the one MAC check of this hello
     if token is None or gen is None:
         if token is not None:
-            security_log.warning("websocket tab token refused for session %s", conn.session)
+            security_event("tab_refused", logging.WARNING, session=conn.session, socket=True)
         conn.abort(CloseCode.TAB_INVALID)
         return False
     # Bound first, so a newer claim published while we read is routed to this socket.

@@ -48,6 +48,7 @@ from ..core.events import (
     ready_message,
 )
 from ..core.exceptions import BackendUnavailable, ProtocolError
+from ..core.limits import AddressLimits
 from ..core.tabs import tab_status
 from .admission import Admission
 from .connection import Connection, TooManySockets
@@ -159,6 +160,12 @@ class Hub:
         self._expiry: Timers[_SessionGroup] = Timers(self._on_timer)
         self.read_deadlines: Timers[Connection] = Timers(Connection.read_timed_out)
         self.openings = Admission(settings.max_opening_sockets, OPENING_WAIT)
+        # Per client address: sockets and hellos (here), new sessions (the extension).
+        self.address_limits = AddressLimits(
+            max_sockets=settings.max_sockets_per_address,
+            new_sessions_per_second=settings.max_new_sessions_per_second,
+            hellos_per_second=settings.max_hellos_per_second,
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -3,30 +3,40 @@
 Configuration comes from the environment (``SECRET_KEY``, ``PORT``, ``REDIS_URL``,
 ``SESSIONWATCH_*``); flags override it. Bad values end the command with a message that
 names the key, before any worker starts.
+
+Both servers run with the limits of an exposed service (:mod:`sessionwatch.service.servers`):
+WebSocket frames bounded by ``max_frame`` before they are buffered, no permessage-deflate,
+no ``Server`` header, a header-read timeout, and forwarded headers believed only from
+the proxies named by ``--forwarded-allow-ips``.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import re
 import secrets
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 from importlib import metadata
-from typing import Literal
+from typing import Any, Literal
 
 from ..backends import backend_from_url
-from ..core.config import settings_from_env
+from ..core.config import parse_address, settings_from_env
 from ..core.exceptions import ConfigurationError
+from .proxies import parse_proxies
+from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
 
 __all__ = ["main", "serve"]
 
 logger = logging.getLogger(__name__)
 
 APP_FACTORY = "sessionwatch.service.app:create_service_app"
+HYPERCORN_APP_FACTORY = "sessionwatch.service.app:create_hypercorn_app"
 # uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a
 # worker fails on the first socket with KeyError. pyproject.toml declares the same floor.
 UVICORN_FLOOR = (0, 35)
@@ -51,6 +61,33 @@ def _workers(value: str) -> int:
     if not 1 <= workers <= 64:
         raise argparse.ArgumentTypeError(f"workers must be between 1 and 64, got {workers}")
     return workers
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {value}")
+    return seconds
+
+
+def _proxies(value: str) -> str:
+    """Checked here so that a typo fails at start-up instead of silently trusting nobody
+    (or everybody)."""
+    try:
+        parse_proxies(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return ",".join(item.strip() for item in value.split(",") if item.strip())
+
+
+def _address(value: str) -> tuple[str, int]:
+    found = parse_address(value)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return found
 
 
 def _default_port() -> int:
@@ -88,6 +125,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="ASGI server (default uvicorn)",
     )
     serve_cmd.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    serve_cmd.add_argument(
+        "--metrics-token",
+        default=None,
+        help="require 'Authorization: Bearer <token>' for /metrics "
+        "(prefer $SESSIONWATCH_SERVICE_METRICS_TOKEN: a flag shows in ps)",
+    )
+    serve_cmd.add_argument(
+        "--readyz-detail",
+        action="store_true",
+        help="show the backend's error text in /readyz answers (internal hosts and ports)",
+    )
+    serve_cmd.add_argument(
+        "--forwarded-allow-ips",
+        type=_proxies,
+        default=None,
+        help="proxies whose X-Forwarded-Proto/-For are trusted (IPs or networks, "
+        "comma-separated; default $FORWARDED_ALLOW_IPS, else none)",
+    )
+    serve_cmd.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=None,
+        help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT:g})",
+    )
+    serve_cmd.add_argument(
+        "--api-bind",
+        type=_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="also listen here, and answer the session API only here "
+        "(default $SESSIONWATCH_API_ADDRESS; unset: the API answers on --host/--port)",
+    )
     return parser
 
 
@@ -116,11 +185,21 @@ def serve(
     backend: str | None,
     server: ServerName = "uvicorn",
     metrics: bool = True,
+    metrics_token: str | None = None,
+    readyz_detail: bool = False,
+    forwarded_allow_ips: str | None = None,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    api_bind: tuple[str, int] | None = None,
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run."""
     if backend:
         os.environ["SESSIONWATCH_BACKEND"] = backend
+    if api_bind is not None:
+        os.environ["SESSIONWATCH_API_ADDRESS"] = _join(api_bind)
     settings = settings_from_env()  # raises ConfigurationError naming the key
+    api_address = parse_address(settings.api_address) if settings.api_address else None
+    if api_address is not None and api_address[1] == port:
+        raise ConfigurationError("SESSIONWATCH_API_ADDRESS: must not be the service's own port")
     try:
         backend_from_url(settings.backend)  # parse only; workers connect
     except ConfigurationError as exc:
@@ -143,10 +222,18 @@ def serve(
     if server == "uvicorn":
         _check_uvicorn()
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
+    if metrics_token is not None:
+        if len(metrics_token) < 16:
+            raise ConfigurationError("--metrics-token: must be at least 16 characters long")
+        os.environ["SESSIONWATCH_SERVICE_METRICS_TOKEN"] = metrics_token
+    os.environ["SESSIONWATCH_SERVICE_READYZ_DETAIL"] = "1" if readyz_detail else "0"
+    os.environ["SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips or ""
+    os.environ[HEADER_TIMEOUT_ENV] = repr(header_timeout)
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
     print(
-        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})",
+        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})"
+        + (f"; session API only on http://{_join(api_address)}" if api_address else ""),
         file=sys.stderr,
     )
     if server == "hypercorn":
@@ -154,31 +241,97 @@ def serve(
         from hypercorn.run import run
 
         config = Config()
-        config.application_path = APP_FACTORY + "()"
-        config.bind = [f"{host}:{port}"]
+        config.application_path = HYPERCORN_APP_FACTORY + "()"
+        # Both addresses get the same limits (one Config, one protocol stack).
+        config.bind = [_join((host, port))] + ([_join(api_address)] if api_address else [])
         config.workers = workers
         config.accesslog = None
+        config.include_server_header = False
+        # Bounded as it arrives: a frame over max_frame closes 1009 before it is buffered.
+        config.websocket_max_message_size = settings.max_frame
+        # Hypercorn's idle timer runs until a request is complete: it is the header timeout.
+        config.keep_alive_timeout = min(config.keep_alive_timeout, header_timeout)
         run(config)
         return
     import uvicorn
 
-    uvicorn.run(
-        APP_FACTORY,
+    options = dict(
         factory=True,
         host=host,
         port=port,
         workers=workers,
+        http="sessionwatch.service.servers:HeaderTimeoutProtocol",
         ws="websockets-sansio",
+        # Refused when the frame header arrives, before the payload is buffered (the
+        # default 16 MiB let one client cost a worker ~15 MiB per socket).
+        ws_max_size=settings.max_frame,
         ws_per_message_deflate=False,
         # No protocol pings: the tabs' own heartbeat (ping every heartbeat_interval,
         # closed 4014 when silent) already finds dead peers, and uvicorn's would double
         # an idle tab's cost (a timer and a frame each way every 20 s per socket).
         ws_ping_interval=None,
         ws_ping_timeout=None,
-        proxy_headers=False,
+        proxy_headers=False,  # the service app applies --forwarded-allow-ips itself
+        server_header=False,
         access_log=False,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )
+    if api_address is None:
+        uvicorn.run(APP_FACTORY, **options)  # type: ignore[arg-type]
+        return
+    _run_uvicorn_on_two_addresses(uvicorn.Config(APP_FACTORY, **options), api_address)  # type: ignore[arg-type]
+
+
+def _join(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _run_uvicorn_on_two_addresses(config: Any, api_address: tuple[str, int]) -> None:
+    """uvicorn.run() for one address, extended to the API's second one."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    family = socket.AF_INET6 if ":" in api_address[0] else socket.AF_INET
+    api_socket = socket.socket(family, socket.SOCK_STREAM)
+    api_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        api_socket.bind(api_address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"SESSIONWATCH_API_ADDRESS: cannot bind {_join(api_address)}: {exc}"
+        ) from None
+    api_socket.set_inheritable(True)
+    sockets = [config.bind_socket(), api_socket]
+    if config.workers > 1:
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # older uvicorn
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=sockets).run()  # type: ignore[call-arg]
+        else:
+            Multiprocess(config, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
+
+
+def _forwarded_allow_ips(flag: str | None) -> str | None:
+    if flag is not None:
+        return flag
+    raw = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    if not raw:
+        return None
+    try:
+        return _proxies(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"FORWARDED_ALLOW_IPS: {exc}") from None
+
+
+def _default_header_timeout() -> float:
+    raw = os.environ.get(HEADER_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_HEADER_TIMEOUT
+    try:
+        return _seconds(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"{HEADER_TIMEOUT_ENV}: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,6 +352,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend=args.backend,
             server=args.server,
             metrics=not args.no_metrics,
+            metrics_token=args.metrics_token
+            or os.environ.get("SESSIONWATCH_SERVICE_METRICS_TOKEN")
+            or None,
+            readyz_detail=args.readyz_detail,
+            forwarded_allow_ips=_forwarded_allow_ips(args.forwarded_allow_ips),
+            header_timeout=args.header_timeout or _default_header_timeout(),
+            api_bind=args.api_bind,
         )
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)

@@ -5,18 +5,24 @@ alive), ``GET /readyz`` (the backend answers) and, with ``metrics``, ``GET /metr
 Metrics are opt-in for library users and on in the service. With several worker
 processes set ``PROMETHEUS_MULTIPROC_DIR`` (the CLI does) so any worker's
 ``/metrics`` reports all of them.
+
+Exposure: a 503 from ``/readyz`` says ``backend_unavailable`` and no more unless
+``readyz_detail`` (the backend's error names internal hosts and ports); with
+``metrics_token``, ``/metrics`` answers only ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, jsonify, request
 
 from ..core.exceptions import BackendUnavailable
+from ..web.responses import error_response
 from .background import background
 from .metrics import Metrics
 
@@ -31,8 +37,22 @@ _READY_TIMEOUT = 2.0
 _SYNC_EVERY = 1.0
 
 
-def register_ops(app: Quart, watch: SessionWatch, *, metrics: bool = False) -> None:
-    """Add ``/healthz``, ``/readyz`` and (with ``metrics``) ``/metrics`` to ``app``."""
+def register_ops(
+    app: Quart,
+    watch: SessionWatch,
+    *,
+    metrics: bool = False,
+    metrics_token: str | None = None,
+    readyz_detail: bool = False,
+) -> None:
+    """Add ``/healthz``, ``/readyz`` and (with ``metrics``) ``/metrics`` to ``app``.
+
+    Args:
+        metrics: serve ``/metrics``.
+        metrics_token: require ``Authorization: Bearer <metrics_token>`` for it.
+        readyz_detail: show the backend's error text in a 503 from ``/readyz``.
+    """
+    expected = f"Bearer {metrics_token}".encode() if metrics_token else None
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -43,9 +63,11 @@ def register_ops(app: Quart, watch: SessionWatch, *, metrics: bool = False) -> N
         try:
             await asyncio.wait_for(watch.backend.ping(), _READY_TIMEOUT)
         except (TimeoutError, BackendUnavailable) as exc:
-            return jsonify(
-                {"status": "unavailable", "error": "backend_unavailable", "message": str(exc)}
-            ), 503
+            logger.warning("readiness: backend unavailable: %s", exc)
+            body = {"status": "unavailable", "error": "backend_unavailable"}
+            if readyz_detail:
+                body["message"] = str(exc)
+            return jsonify(body), 503
         hub = watch.hub
         listening = hub.stats().get("connected", True) if hub is not None else True
         return jsonify({"status": "ok", "pubsub": "connected" if listening else "reconnecting"})
@@ -58,6 +80,12 @@ def register_ops(app: Quart, watch: SessionWatch, *, metrics: bool = False) -> N
 
         @app.get("/metrics")
         async def metrics_endpoint() -> Response:
+            if expected is not None:
+                given = request.headers.get("Authorization", "").encode("latin-1", "replace")
+                if not hmac.compare_digest(given, expected):
+                    refusal = error_response(401, "unauthorized")
+                    refusal.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+                    return refusal
             body, content_type = collector.render()
             return Response(body, content_type=content_type)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -25,9 +26,18 @@ from quart import session as quart_session
 from ..backends import Backend, backend_from_url
 from ..backends.base import Claim, SessionRecord, Timeouts
 from ..core import devices
+from ..core.audit import MAX_USER_ID as MAX_USER_ID  # public: the session API's bound
+from ..core.audit import check_user_id, security_event
 from ..core.config import Settings
 from ..core.events import Device
-from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.exceptions import (
+    BackendUnavailable,
+    ConfigurationError,
+    OriginForbidden,
+    RateLimited,
+    SessionLimitReached,
+)
+from ..core.limits import AddressLimits
 from ..core.origins import OriginRule
 from ..core.policy import Policy
 from ..core.tabs import (
@@ -44,8 +54,8 @@ from ..live import asgi
 from ..live.endpoint import register_websocket
 from ..live.hub import Hub
 from .responses import ended_response, error_response
-from .routes import create_blueprint
-from .sessions import ServerSession, ServerSessionInterface, UnavailableSession, security_log
+from .routes import create_blueprint, own_origin
+from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
 
 __all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
 
@@ -54,8 +64,16 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_MAX_USER_ID = 256
-_REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _check_user_id(user_id: object) -> None:
+    try:
+        check_user_id(user_id)
+    except ValueError:
+        security_event("login_refused", logging.WARNING, reason="bad_user_id")
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +148,7 @@ class SessionWatch:
         self.blueprint: Blueprint | None = None
         self.claim_path = ""  # set by init_app
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
+        self.address_limits: AddressLimits | None = None  # the hub's (set by init_app)
         self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
         # Called on every tab claim served (the service counts them).
         self.on_claim: Callable[[], None] | None = None
@@ -164,6 +183,8 @@ class SessionWatch:
         app.extensions["sessionwatch"] = self
         app.register_error_handler(BackendUnavailable, self._backend_unavailable)
         app.register_error_handler(SessionLimitReached, self._limit_reached)
+        app.register_error_handler(OriginForbidden, self._origin_forbidden)
+        app.register_error_handler(RateLimited, self._rate_limited)
         app.while_serving(self._serving)
         hub = Hub(
             self.backend,
@@ -173,8 +194,11 @@ class SessionWatch:
             exclusive_tabs=self.policy.exclusive_tabs,
         )
         self.hub = hub
+        self.address_limits = hub.address_limits  # new sessions here, sockets in the hub
         self.blueprint = create_blueprint(self)
-        register_websocket(self.blueprint, hub, self.current_session, self.origins)
+        register_websocket(
+            self.blueprint, hub, self.current_session, self.origins, self.client_address
+        )
         origins = self.origins
         self.blueprint.record_once(lambda state: asgi.install(state, hub, interface, origins))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
@@ -199,6 +223,14 @@ class SessionWatch:
 
     async def _limit_reached(self, error: SessionLimitReached) -> Response:
         return error_response(403, "session_limit_reached", limit=error.limit)
+
+    async def _origin_forbidden(self, error: OriginForbidden) -> Response:
+        return error_response(403, "origin_forbidden")
+
+    async def _rate_limited(self, error: RateLimited) -> Response:
+        response = error_response(429, "rate_limited")
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        return response
 
     @property
     def backend(self) -> Backend:
@@ -242,6 +274,28 @@ class SessionWatch:
         address = connection.remote_addr
         return str(address) if address else None
 
+    def foreign_request(self) -> str | None:
+        """Why the current request was sent by a page of a foreign origin, or ``None``:
+        its ``Origin`` is not allowed (the app's own origin, or ``allowed_origins``), or,
+        without ``Origin``, ``Sec-Fetch-Site`` says ``cross-site`` or ``same-site`` (a
+        sibling subdomain is same-site but not same-origin)."""
+        headers = self._connection().headers
+        origin = headers.get("Origin")
+        if origin is not None:
+            return None if self.origins.allows(origin, own_origin()) else f"Origin {origin}"
+        site = headers.get("Sec-Fetch-Site")
+        if site in ("cross-site", "same-site"):
+            return f"Sec-Fetch-Site {site}"
+        return None
+
+    def refuse_foreign(self, action: str) -> None:
+        """Raise :class:`OriginForbidden` (answered 403 ``origin_forbidden``) when the
+        current request comes from a foreign page (see :meth:`foreign_request`)."""
+        why = self.foreign_request()
+        if why is not None:
+            security_event("origin_refused", logging.WARNING, action=action, why=why)
+            raise OriginForbidden(why)
+
     def describe_request(self) -> Device:
         """The :class:`Device` of the current request."""
         return devices.describe_device(
@@ -263,9 +317,12 @@ class SessionWatch:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def _new_record(self, session_id: str, user: str | None, data: str) -> SessionRecord:
+    def new_record(
+        self, session_id: str, user: str | None, data: str, device: Device | None = None
+    ) -> SessionRecord:
+        """A fresh record for ``session_id`` on ``device`` (default: this request's)."""
         now = self.now_ms()
-        device = self.describe_request()
+        device = device or self.describe_request()
         return SessionRecord(
             id=public_id(session_id),
             user=user,
@@ -279,9 +336,19 @@ class SessionWatch:
         )
 
     async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord:
-        """Store a new anonymous session for the request and send its cookie."""
+        """Store a new anonymous session for the request and send its cookie.
+
+        Raises:
+            RateLimited: the client's address started ``max_new_sessions_per_second``
+                sessions already (answered 429 ``rate_limited`` with ``Retry-After``).
+        """
+        address = self.client_address()
+        limits = self.address_limits
+        if limits is not None and not limits.new_session(address, time.monotonic()):
+            security_event("rate_limited", logging.WARNING, limit="new_sessions", address=address)
+            raise RateLimited(limits.session_retry_after(address))
         session_id = new_session_id()
-        record = self._new_record(session_id, None, data)
+        record = self.new_record(session_id, None, data)
         await self.backend.create(record, timeouts=self.timeouts, now=record.created)
         session.bind(session_id, record)
         return record
@@ -289,29 +356,52 @@ class SessionWatch:
     async def login(self, user_id: str, *, revoke_others: bool = False) -> list[str]:
         """Sign the current session in as ``user_id``.
 
-        Rotates the session id (against fixation) keeping the data and the tab claim,
-        records the device, adds the session to the user's index and applies the
-        policy — one atomic step. Returns the public ids of sessions evicted by the
-        limit. With ``revoke_others``, every other session of the user is revoked too.
+        Rotates the session id (against fixation) keeping the data, rotates the tab key
+        (every tab token issued before is refused; the calling tab's new token goes out
+        in the answer's ``X-SessionWatch-Tab`` header), records the device, adds the
+        session to the user's index and applies the policy — one atomic step. Returns
+        the public ids of sessions evicted by the limit. With ``revoke_others``, every
+        other session of the user is revoked too.
 
         Raises:
+            InvalidUserId: ``user_id`` is empty, too long, not a string, or holds
+                control or separator characters (a ``ValueError``).
+            OriginForbidden: the request comes from a foreign page (login CSRF;
+                answered 403 ``origin_forbidden``).
             SessionLimitReached: the policy is ``deny`` and the user is at the limit
                 (nothing changed).
             BackendUnavailable: the backend cannot be reached.
-            ValueError: ``user_id`` is empty, too long or not a string.
         """
-        if not isinstance(user_id, str) or not user_id or len(user_id) > _MAX_USER_ID:
-            raise ValueError(
-                f"user_id must be a non-empty string of at most {_MAX_USER_ID} characters"
-            )
+        _check_user_id(user_id)
+        self.refuse_foreign("login")
         session = self.current_session()
         serializer = ServerSessionInterface.serializer
         data = serializer.dumps(dict(session)) if session else ""
+        session_id, record, evicted = await self.rotate_login(
+            session.record, user_id, data, self.describe_request()
+        )
+        session.bind(session_id, record)
+        session.issued_tab = make_tab_token(record.tab_key, record.gen)
+        if revoke_others:
+            await self.revoke_user(user_id, except_current=True, reason="signed_out_elsewhere")
+        return evicted
+
+    async def rotate_login(
+        self, old: SessionRecord | None, user_id: str, data: str, device: Device
+    ) -> tuple[str, SessionRecord, list[str]]:
+        """Store a new session of ``user_id`` replacing ``old`` (carrying its claim) and
+        apply the policy, atomically. Returns the new session id, its record and the
+        public ids the limit evicted. Raises like :meth:`login` (but checks no Origin:
+        the session API calls it server to server). The caller hands the calling tab
+        ``make_tab_token(record.tab_key, record.gen)``."""
+        _check_user_id(user_id)
         session_id = new_session_id(user_tag(user_id))  # the user's slot on a Cluster
-        record = self._new_record(session_id, user_id, data)
-        old = session.record
-        if old is not None:  # the script carries these over atomically; mirror them here
-            record = replace(record, gen=old.gen, tab_key=old.tab_key, claimed_by=old.claimed_by)
+        record = self.new_record(session_id, user_id, data, device)
+        # The sign-in is the calling tab's claim, under a new tab key and the next
+        # generation: no token issued before it (a planted session's, say) is accepted
+        # afterwards. The backend stores them as given.
+        by = {**record.device, "at": record.created, "same_browser": True}
+        record = replace(record, gen=(old.gen if old is not None else 0) + 1, claimed_by=by)
         evicted = await self.backend.login(
             old.id if old is not None else None,
             record,
@@ -320,26 +410,29 @@ class SessionWatch:
             timeouts=self.timeouts,
             now=record.created,
         )
-        session.bind(session_id, record)
-        security_log.info(
-            "login: session %s for user %s (rotated from %s; evicted %s)",
-            record.id,
-            user_id,
-            old.id if old is not None else "-",
-            ",".join(evicted) or "-",
+        security_event(
+            "login",
+            session=record.id,
+            user=user_id,
+            rotated_from=old.id if old is not None else None,
+            evicted=evicted,
         )
-        if revoke_others:
-            await self.revoke_user(user_id, except_current=True, reason="signed_out_elsewhere")
-        return evicted
+        return session_id, record, evicted
 
     async def logout(self) -> None:
-        """End the current session everywhere and clear its cookie."""
+        """End the current session everywhere and clear its cookie.
+
+        Raises:
+            OriginForbidden: the request comes from a foreign page (logout CSRF;
+                answered 403 ``origin_forbidden``).
+        """
+        self.refuse_foreign("logout")
         session = self.current_session()
         if session.record is not None:
             await self.backend.end(
                 session.record.id, "logged_out", timeouts=self.timeouts, now=self.now_ms()
             )
-            security_log.info("logout: session %s", session.record.id)
+            security_event("logout", session=session.record.id)
         session.unbind()
 
     async def revoke_session(
@@ -358,7 +451,7 @@ class SessionWatch:
             detail=reason,
         )
         if ended:
-            security_log.info("revoke: session %s (%s)", session_id, reason)
+            security_event("revoke", session=session_id, reason=reason)
         return ended
 
     async def revoke_user(
@@ -373,7 +466,7 @@ class SessionWatch:
         count = await self.backend.end_user(
             user_id, except_id=keep, detail=reason, timeouts=self.timeouts, now=self.now_ms()
         )
-        security_log.info("revoke: %d session(s) of user %s (%s)", count, user_id, reason)
+        security_event("revoke_user", user=user_id, sessions=count, reason=reason)
         return count
 
     async def list_sessions(self, user_id: str) -> list[SessionInfo]:
@@ -431,8 +524,8 @@ class SessionWatch:
                     session.record = result.record
                 return make_tab_token(result.tab_key, result.gen), result
             if session.pending is not None:  # what open_session would have said
-                security_log.info(
-                    "session cookie refused: session %s %s", session_id, result.ended or "unknown"
+                security_event(
+                    "cookie_refused", session=session_id, reason=result.ended or "unknown"
                 )
                 session.ended = result.ended
             # Ended (before or since the request began): start afresh once.
@@ -460,7 +553,14 @@ class SessionWatch:
 
     async def check_active_tab(self) -> Response | None:
         """``None`` when the request comes from the session's active tab, else the
-        401/409/503 answer. Costs no backend round trip beyond opening the session."""
+        403/401/409/503 answer (403 ``origin_forbidden`` first: an unsafe request from a
+        foreign page, see :meth:`foreign_request`). Costs no backend round trip beyond
+        opening the session."""
+        if request.method in UNSAFE_METHODS:
+            why = self.foreign_request()
+            if why is not None:  # valid token or not: a foreign page sent it
+                security_event("origin_refused", logging.WARNING, path=request.path, why=why)
+                return error_response(403, "origin_forbidden")
         session = self.current_session()
         if session.record is None:
             return ended_response(session.ended)
@@ -471,7 +571,7 @@ class SessionWatch:
         if status == "superseded":
             return error_response(409, "tab_superseded", by=session.record.claimed_by)
         if status == "invalid":
-            security_log.warning("tab token refused for session %s: invalid", session.record.id)
+            security_event("tab_refused", logging.WARNING, session=session.record.id)
         return error_response(409, f"tab_{status}")
 
     def active_tab_required(
@@ -497,5 +597,5 @@ class SessionWatch:
 
 
 def _check_reason(reason: str) -> None:
-    if not isinstance(reason, str) or not _REASON_RE.fullmatch(reason):
-        raise ConfigurationError(f"reason must match {_REASON_RE.pattern}, got {reason!r}")
+    if not isinstance(reason, str) or not REASON_RE.fullmatch(reason):
+        raise ConfigurationError(f"reason must match {REASON_RE.pattern}, got {reason!r}")

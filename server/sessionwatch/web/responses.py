@@ -23,6 +23,13 @@ _MESSAGES = {
     "bad_request": "The request was malformed.",
     "origin_forbidden": "This request's origin is not allowed.",
     "not_signed_in": "Sign in to see your sessions.",
+    "unauthorized": "This endpoint needs a valid bearer token.",
+    "rate_limited": "Too many new sessions from your address. Try again shortly.",
+    "api_disabled": "The session API is off: set SESSIONWATCH_API_KEYS.",
+    "api_key_missing": "The session API needs Authorization: Bearer <key>.",
+    "api_key_invalid": "This API key is not valid.",
+    "api_browser_forbidden": "The session API is for servers: requests with Cookie, "
+    "Origin, Sec-Fetch-Site or Sec-Fetch-Dest headers are refused.",
 }
 
 _PAGE = """<!doctype html>
@@ -49,8 +56,11 @@ def wants_html() -> bool:
     )
 
 
-def error_response(status: int, code: str, message: str | None = None, **fields: Any) -> Response:
-    """An error answer with a stable ``code``; HTML for navigations."""
+def error_response(
+    status: int, code: str, message: str | None = None, *, again: str | None = None, **fields: Any
+) -> Response:
+    """An error answer with a stable ``code``; HTML for navigations, whose link leads to
+    ``again`` (default: this path for a superseded tab, else ``/``)."""
     text = message or _MESSAGES.get(code, code)
     if wants_html():
         superseded = code == "tab_superseded"
@@ -59,7 +69,9 @@ def error_response(status: int, code: str, message: str | None = None, **fields:
             message=html.escape(text),
             # A link is a GET: it reloads a refused page, but a refused form post
             # (its route may take POST only) goes to the app's start page instead.
-            again=html.escape(request.path if superseded and request.method == "GET" else "/"),
+            again=html.escape(
+                again or (request.path if superseded and request.method == "GET" else "/")
+            ),
             action="Use this tab instead" if superseded else "Continue",
         )
         response = Response(page, status=status, content_type="text/html; charset=utf-8")

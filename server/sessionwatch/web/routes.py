@@ -47,6 +47,8 @@ class RoutesHost(Protocol):
 
     def current_session(self) -> ServerSession: ...
 
+    def refuse_foreign(self, action: str) -> None: ...
+
     async def claim_tab(self) -> tuple[str, Claim]: ...
 
     def tab_status(self, record: SessionRecord, token: str | None) -> str: ...
@@ -121,9 +123,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
             return error_response(
                 415, "bad_request", "POST /claim needs Content-Type: application/json"
             )
-        origin = request.headers.get("Origin")
-        if origin is not None and not watch.origins.allows(origin, own_origin()):
-            return error_response(403, "origin_forbidden")
+        watch.refuse_foreign("claim")  # 403 origin_forbidden (Origin or Sec-Fetch-Site)
         token, result = await watch.claim_tab()
         if watch.on_claim is not None:
             watch.on_claim()

@@ -21,17 +21,28 @@ from quart.wrappers import Response as QuartResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..backends.base import Backend, EndReason, Lookup, SessionRecord, Timeouts
+from ..core.audit import security_event, security_log
 from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
+from ..core.tabs import TAB_HEADER
 from ..core.tokens import CookieSigner, public_id
 from .responses import error_response
 
 if TYPE_CHECKING:
     from quart import Quart
 
-__all__ = ["ServerSession", "ServerSessionInterface", "UnavailableSession", "security_log"]
+__all__ = [
+    "MAX_COOKIE_COPIES",
+    "ServerSession",
+    "ServerSessionInterface",
+    "UnavailableSession",
+    "security_log",
+]
 
-security_log = logging.getLogger("sessionwatch.security")
+# Copies of the session cookie looked at in one request, and genuine ones loaded.
+MAX_COOKIE_COPIES = 8
+MAX_GENUINE_COPIES = 3
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,6 +54,7 @@ async def _become_unavailable(response: QuartResponse | WerkzeugResponse) -> Non
     response.headers.pop("Location", None)
     response.set_data(await failed.get_data())
     response.headers["Content-Type"] = failed.headers["Content-Type"]
+
 
 CookieAction = Literal["set", "clear"] | None
 
@@ -76,6 +88,8 @@ class ServerSession(dict[str, Any], SessionMixin):
         self.ended = ended
         self.stored_data = stored_data  # serialised data as loaded, to detect changes
         self.pending = pending
+        # The calling tab's token when the request signed in (sent as a header).
+        self.issued_tab: str | None = None
         # A refused cookie is cleared unless the request starts a new session.
         self.cookie_action: CookieAction = "clear" if refused else None
         self.modified = False
@@ -195,31 +209,56 @@ class ServerSessionInterface(SessionInterface):
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SessionMixin:
         name = self.cookie_name(app, request.scheme in ("https", "wss"))
-        raw = request.cookies.get(name)
-        if raw is None:
+        values = request.cookies.getlist(name)
+        if not values:
             return ServerSession()
-        if len(raw) > self.host.settings.max_cookie_length:
-            security_log.warning("session cookie refused: oversized (%d bytes)", len(raw))
+        candidates = self.genuine_ids(values)
+        if not candidates:
             return ServerSession(refused=True)
-        session_id = self.host.signer.unsign(raw)
-        if session_id is None:
-            security_log.warning("session cookie refused: bad signature or malformed")
-            return ServerSession(refused=True)
-        pid = public_id(session_id)
-        if self.may_defer(app, request):
-            return ServerSession(session_id=session_id, pending=pid)
-        try:
-            found = await self.load(pid)
-        except BackendUnavailable as exc:
-            return UnavailableSession(exc)
-        if found.record is None:
-            security_log.info(
-                "session cookie refused: session %s %s", pid, found.ended or "unknown"
+        if len(candidates) == 1 and self.may_defer(app, request):
+            session_id = candidates[0]
+            return ServerSession(session_id=session_id, pending=public_id(session_id))
+        ended: EndReason | None = None
+        for session_id in candidates:
+            pid = public_id(session_id)
+            try:
+                found = await self.load(pid)
+            except BackendUnavailable as exc:
+                return UnavailableSession(exc)
+            if found.record is not None:
+                record = found.record
+                data = self.serializer.loads(record.data) if record.data else {}
+                return ServerSession(
+                    data, session_id=session_id, record=record, stored_data=record.data
+                )
+            security_event(
+                "cookie_refused", logging.INFO, session=pid, reason=found.ended or "unknown"
             )
-            return ServerSession(ended=found.ended, refused=True)
-        record = found.record
-        data = self.serializer.loads(record.data) if record.data else {}
-        return ServerSession(data, session_id=session_id, record=record, stored_data=record.data)
+            ended = ended or found.ended
+        return ServerSession(ended=ended, refused=True)
+
+    def genuine_ids(self, values: list[str]) -> list[str]:
+        """The distinct session ids of the genuine copies among ``values`` (a request
+        may carry several cookies of the name: one tossed by a sibling subdomain next to
+        the real one), in order, at most :data:`MAX_COOKIE_COPIES` looked at. Every copy
+        is verified; the first genuine, live one is used and none is deleted."""
+        ids: list[str] = []
+        for raw in values[:MAX_COOKIE_COPIES]:
+            if len(raw) > self.host.settings.max_cookie_length:
+                security_event(
+                    "cookie_refused", logging.WARNING, reason="oversized", bytes=len(raw)
+                )
+                continue
+            session_id = self.host.signer.unsign(raw)
+            if session_id is None:
+                security_event("cookie_refused", logging.WARNING, reason="bad_signature")
+            elif session_id not in ids:
+                ids.append(session_id)
+        if len(values) > 1:
+            security_event(
+                "cookie_duplicates", logging.WARNING, copies=len(values), genuine=len(ids)
+            )
+        return ids[:MAX_GENUINE_COPIES]
 
     def session_id(self, raw: str) -> str | None:
         """The session id a cookie value carries, or ``None`` (oversized, forged or
@@ -255,10 +294,7 @@ class ServerSessionInterface(SessionInterface):
             # Never loaded (the claim answered before claiming, e.g. 415): nothing was
             # read, so nothing can have changed; data written blind is not merged.
             if session:
-                security_log.warning(
-                    "session %s: data written before the session was loaded; not saved",
-                    session.pending,
-                )
+                security_event("data_not_saved", logging.WARNING, session=session.pending)
             if response is not None:
                 response.vary.add("Cookie")
             return
@@ -275,6 +311,8 @@ class ServerSessionInterface(SessionInterface):
             return
         if session.record is not None or session.cookie_action is not None:
             response.vary.add("Cookie")  # the answer depends on who asks: never share it
+        if session.issued_tab is not None and session.record is not None:
+            response.headers[TAB_HEADER] = session.issued_tab
         if session.cookie_action is None:
             return
         request_secure = self.host.request_is_secure()
@@ -319,7 +357,5 @@ class ServerSessionInterface(SessionInterface):
         else:
             # Revoked or expired while this request ran: the data goes nowhere and the
             # cookie is cleared, rather than resurrecting the session.
-            security_log.info(
-                "session %s ended during the request; data not saved", session.record.id
-            )
+            security_event("ended_during_request", session=session.record.id)
             session.unbind()

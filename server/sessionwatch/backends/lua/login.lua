@@ -1,6 +1,7 @@
 -- ARGV[7] old id or '', ARGV[8] new id, ARGV[9] user, ARGV[10] limit (-1: none),
 -- ARGV[11] '1' to deny at the limit, ARGV[12..] field/value pairs of the new record
--- (its data is the caller's: the request may have changed it since loading).
+-- (its data is the caller's: the request may have changed it since loading; its claim
+-- generation and tab key are new: no tab token of the old session stays valid).
 -- Returns {'ok', evicted ids...} or {'denied'}. Mirrors policy.select_evictions.
 local old_id, new_id, uid = ARGV[7], ARGV[8], ARGV[9]
 local limit, deny = tonumber(ARGV[10]), ARGV[11] == '1'
@@ -39,7 +40,6 @@ end
 if #evict > 0 and deny then return {'denied'} end
 
 if old then
-  record.gen, record.tk, record.cby = old.gen, old.tk, old.cby or ''
   forget(old_id, old.uid)
   publish_session(old_id, {type = 'rotated'})
 end

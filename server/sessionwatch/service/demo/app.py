@@ -14,6 +14,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ... import (
     BackendUnavailable,
+    BoundedJSONProvider,
+    InvalidUserId,
     SessionLimitReached,
     SessionWatch,
     Settings,
@@ -29,6 +31,26 @@ logger = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "demo"  # noqa: S105 (the documented password of every demo account)
 _MAX_USERNAME = 64
+# The pages load only their own scripts and styles (no inline code), talk only to their
+# own origin (fetch and WebSocket), and may not be framed: a page from elsewhere cannot
+# overlay it (clickjacking "Use here" or "Sign out other sessions").
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {  # every answer, JSON included
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",  # not embeddable by other sites
+}
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",  # for browsers without frame-ancestors
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# Over HTTPS only (a browser ignores it over http): a year, subdomains included.
+HSTS = "max-age=31536000; includeSubDomains"
 
 
 def _safe_next(target: str | None) -> str:
@@ -37,6 +59,19 @@ def _safe_next(target: str | None) -> str:
         return "/"
     parts = urlsplit(target)
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def _json_body() -> dict[str, Any] | None:
+    """The request's JSON object (``{}`` without a body), ``None`` when the body is not
+    one: malformed, or nested deeper than the app's JSON provider allows."""
+    if not await request.get_data():
+        return {}
+    body = await request.get_json(force=True, silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def _bad_request(message: str) -> Any:
+    return jsonify({"error": "bad_request", "message": message}), 400
 
 
 # The setting that lets a session cookie through plain HTTP (for development only).
@@ -93,18 +128,27 @@ class _DemoQuart(Quart):
 
 
 def create_app(
-    settings: Settings | None = None, *, secret_key: str | None = None, metrics: bool = False
+    settings: Settings | None = None,
+    *,
+    secret_key: str | None = None,
+    metrics: bool = False,
+    metrics_token: str | None = None,
+    readyz_detail: bool = False,
 ) -> Quart:
-    """The demo app, configured from ``settings`` (default: the environment)."""
+    """The demo app, configured from ``settings`` (default: the environment); the
+    other options go to :func:`~sessionwatch.ops.register_ops`."""
     import os
 
     settings = settings or settings_from_env()
     app = _DemoQuart(__name__)
+    app.json = BoundedJSONProvider(app)  # request.get_json: ValueError past 32 levels
     app.config["SECRET_KEY"] = secret_key or os.environ.get("SECRET_KEY")
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
     watch = SessionWatch(app, **options)
     store = PolicyStore(watch.backend)
-    register_ops(app, watch, metrics=metrics)
+    register_ops(
+        app, watch, metrics=metrics, metrics_token=metrics_token, readyz_detail=readyz_detail
+    )
 
     warned: set[str] = set()
 
@@ -139,6 +183,17 @@ def create_app(
     async def follow_policy() -> Any:
         async with background(store.follow(apply), "sessionwatch-demo-policy"):
             yield
+
+    @app.after_request
+    async def security_headers(response: Any) -> Any:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if response.mimetype == "text/html":
+            for name, value in PAGE_HEADERS.items():
+                response.headers.setdefault(name, value)
+        if request.scheme == "https":
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        return response
 
     @app.get("/")
     async def home() -> Any:
@@ -182,6 +237,10 @@ def create_app(
         apply(await store.get(fresh=True))
         try:
             await watch.login(username, revoke_others=form.get("revoke_others") == "1")
+        except InvalidUserId:
+            return await render_template(
+                "login.html", error="User names cannot contain control characters.", next=target
+            ), 400
         except SessionLimitReached as exc:
             return await render_template(
                 "login.html",
@@ -229,7 +288,9 @@ def create_app(
     @app.post("/api/transfer")
     @watch.active_tab_required
     async def transfer() -> Any:
-        body = await request.get_json(silent=True) or {}
+        body = await _json_body()
+        if body is None:
+            return _bad_request("the body must be a JSON object")
         amount = body.get("amount", 10)
         if (
             isinstance(amount, bool)
@@ -246,8 +307,13 @@ def create_app(
     async def set_policy() -> Any:
         if not session.get("user"):
             return jsonify({"error": "not_signed_in", "message": "Sign in first."}), 401
-        body = await request.get_json(silent=True)
-        chosen = DemoPolicy.from_form(body if isinstance(body, dict) else await request.form)
+        body = await _json_body() if request.is_json else await request.form
+        if body is None:
+            return _bad_request("the body must be a JSON object")
+        try:
+            chosen = DemoPolicy.from_form(body)
+        except ValueError as exc:
+            return _bad_request(str(exc))
         await store.set(chosen)
         apply(chosen)
         logger.info("demo policy set to %s by %s", chosen, session["user"])

@@ -42,15 +42,27 @@ class DemoPolicy:
 
     @classmethod
     def from_form(cls, form: Any) -> DemoPolicy:
-        """Parse the switcher form; unknown values fall back to safe defaults."""
-        devices_raw = str(form.get("devices", "")).strip()
-        devices = (
-            int(devices_raw) if devices_raw.isdigit() and 1 <= int(devices_raw) <= 10 else None
-        )
-        on_limit: Literal["evict_oldest", "deny"] = (
-            "deny" if form.get("on_limit") == "deny" else "evict_oldest"
-        )
-        return cls(one_tab=form.get("tabs") != "many", devices=devices, on_limit=on_limit)
+        """Parse the switcher form (or its JSON). Raises :class:`ValueError` naming the
+        field for anything the form cannot send (answered 400 ``bad_request``)."""
+        tabs = form.get("tabs", "one")
+        if tabs not in ("one", "many"):
+            raise ValueError("tabs must be 'one' or 'many'")
+        devices_raw = form.get("devices", "")
+        devices: int | None
+        if devices_raw in ("", None):
+            devices = None
+        elif isinstance(devices_raw, int) and not isinstance(devices_raw, bool):
+            devices = devices_raw
+        elif isinstance(devices_raw, str) and devices_raw.isascii() and devices_raw.isdigit():
+            devices = int(devices_raw)  # ASCII digits only: "²".isdigit() is true too
+        else:
+            raise ValueError("devices must be empty or a whole number from 1 to 10")
+        if devices is not None and not 1 <= devices <= 10:
+            raise ValueError("devices must be empty or a whole number from 1 to 10")
+        on_limit = form.get("on_limit", "evict_oldest")
+        if on_limit not in ("evict_oldest", "deny"):
+            raise ValueError("on_limit must be 'evict_oldest' or 'deny'")
+        return cls(one_tab=tabs == "one", devices=devices, on_limit=on_limit)
 
 
 class PolicyStore:
