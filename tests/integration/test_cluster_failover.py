@@ -154,7 +154,11 @@ async def test_primary_killed_and_manual_failover_mid_traffic() -> None:
         traffic.dead.append((revoked, revoked.claimed["tab"]))
         traffic.start()
 
-        # 1. SIGKILL the primary of the first user's slot, mid-traffic.
+        # 1. SIGKILL the primary of the first user's slot, mid-traffic — once its replica
+        # holds what was written (asynchronous replication: a primary killed earlier
+        # loses what its replica lacks, the documented not-guaranteed case; right after
+        # the cluster's creation the replica has not even finished its first sync).
+        await asyncio.to_thread(cluster.wait_replicated, victim, WAIT)
         victim.kill()
         killed_at = time.monotonic()
         await asyncio.to_thread(cluster.wait_ok, WAIT)

@@ -188,6 +188,33 @@ class RedisCluster:
                 raise RuntimeError(f"cluster not ok after {timeout}s: {infos}")
             time.sleep(0.1)
 
+    def wait_replicated(self, primary: ClusterNode, timeout: float = 30.0) -> None:
+        """Until every replica of ``primary`` is linked (its initial sync done: right
+        after ``--cluster create`` a replica waits in ``wait_bgsave`` for the diskless
+        sync's delay, holding nothing) and has everything the primary had written when
+        called. Replication is asynchronous: a primary killed before that loses what
+        its replica lacks (reliability.md, not guaranteed)."""
+        replication = self._replication(primary)
+        offset = int(replication.get("master_repl_offset", "0"))
+        replicas = self.replicas_of(primary)
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [self._replication(r) for r in replicas]
+            if replicas and all(
+                s.get("master_link_status") == "up"
+                and int(s.get("slave_repl_offset", "-1")) >= offset
+                for s in states
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replicas of {primary.address} not in sync: {states}")
+            time.sleep(0.05)
+
+    def _replication(self, node: ClusterNode) -> dict[str, str]:
+        out = _command(node.port, "info", "replication", timeout=2)
+        pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return {k.strip(): v.strip() for k, v in pairs}
+
     def _served(self) -> int:
         """How many slots running primaries say they serve themselves."""
         total = 0
