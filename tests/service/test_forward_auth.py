@@ -13,7 +13,7 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from sessionwatch import Policy
-from sessionwatch.core.tokens import CookieSigner, new_session_id
+from sessionwatch.core.tokens import CookieSigner, new_session_id, slot_tag, user_tag
 from support.app_factory import SECRET, make_proxy_app
 from support.clock import FakeClock
 
@@ -88,7 +88,8 @@ async def test_a_session_passes_safe_methods_and_says_who(app: Quart, style: str
     response = await verify(client, style, "GET")  # no tab token needed
     assert response.status_code == 204
     assert response.headers["X-SessionWatch-User"] == "alice"
-    assert len(response.headers["X-SessionWatch-Session"]) == 22
+    session = response.headers["X-SessionWatch-Session"]  # the public id: alice's tag.rest
+    assert slot_tag(session) == user_tag("alice") and len(session.split(".")[1]) == 22
     assert response.headers["X-SessionWatch-Tab-Status"] == "missing"
     response = await verify(client, style, "HEAD", tab=tab)
     assert response.status_code == 204
