@@ -25,7 +25,7 @@ def _site(redis_url: str) -> Iterator[str]:
     first request."""
     import redis
 
-    from sessionwatch.backends.redis import app_value_key
+    from sessionwatch.backends.keys import app_value_key
 
     require_nginx()
     prefix = f"e2e-proxy:{uuid.uuid4().hex[:8]}:"
