@@ -43,6 +43,7 @@ from .base import (
 )
 from .deadline import ScriptDeadline
 from .keys import KEEPALIVE_CHANNEL, KeyNames, Topology, key_names
+from .multiplex import Multiplexer, NotSent
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
@@ -61,10 +62,6 @@ _DEMOTED = "The previous master is now a slave"  # redis-py's words for a READON
 _T = TypeVar("_T")
 
 
-class _NotSent(RedisConnectionError):
-    """The command was never written: no connection could be made for it."""
-
-
 class _CheckedPool:
     """A pool that never hands out a dead connection.
 
@@ -73,21 +70,21 @@ class _CheckedPool:
     healthy again (the 503 bursts of issue 13). redis-py's own check is switched off
     in some versions (with maintenance notifications "auto"), so this one does it:
     a connection whose stream is at EOF or holds unread bytes is reconnected before
-    use, and a failure to connect is raised as :class:`_NotSent` (safe to retry).
+    use, and a failure to connect is raised as :class:`.multiplex.NotSent` (safe to retry).
     """
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:
             connection = await super().get_connection(*args, **kwargs)  # type: ignore[misc]
         except _UNREACHABLE as exc:
-            raise _NotSent(str(exc)) from exc
+            raise NotSent(str(exc)) from exc
         try:
             if connection.is_connected and await _stale(connection):
                 await connection.disconnect()
             await connection.connect()
         except _UNREACHABLE as exc:
             await self.release(connection)  # type: ignore[attr-defined]
-            raise _NotSent(str(exc)) from exc
+            raise NotSent(str(exc)) from exc
         except BaseException:
             await self.release(connection)  # type: ignore[attr-defined]
             raise
@@ -115,7 +112,7 @@ def _never_sent(exc: BaseException) -> bool:
     """Whether ``exc`` proves the command did not run: not written at all, or
     refused by a demoted primary (READONLY, which redis-py reports as a lost
     connection)."""
-    return isinstance(exc, _NotSent) or (
+    return isinstance(exc, NotSent) or (
         isinstance(exc, RedisConnectionError) and str(exc) == _DEMOTED
     )
 
@@ -212,6 +209,13 @@ class RedisBackend:
         self._scripts = {
             name: self._redis.register_script(_script_source(name)) for name in self._SCRIPTS
         }
+        # Scripts, the hot path, go through one pipelined connection (multiplex.py);
+        # everything else through the pool. (A cluster client routes by slot itself.)
+        self._multiplexer = (
+            Multiplexer(client.connection_pool, timeout=_SOCKET_TIMEOUT)
+            if isinstance(client, aioredis.Redis)
+            else None
+        )
         self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
 
     @property
@@ -227,6 +231,8 @@ class RedisBackend:
             await self._redis.script_load(script.script)
 
     async def disconnect(self) -> None:
+        if self._multiplexer is not None:
+            await self._multiplexer.aclose()
         await self._redis.aclose()
         for sentinel in self._sentinels:
             await sentinel.aclose()
@@ -281,7 +287,12 @@ class RedisBackend:
         )
         deadline = await self.call(self._deadline_of, keys)
         argv = [self.names.script_names(), now, *limits, deadline, *args]
-        return await self.call(functools.partial(self._scripts[name], keys=keys, args=argv))
+        return await self.call(self._eval, name, keys, argv)
+
+    async def _eval(self, name: str, keys: list[str], argv: list[Any]) -> Any:
+        if self._multiplexer is None:
+            return await self._scripts[name](keys=keys, args=argv)
+        return await self._multiplexer.evalsha(_script_source(name), keys, argv)
 
     async def _deadline_of(self, keys: list[str]) -> int:
         """The deadline of a script on ``keys``, in the clock of the Redis that runs it."""
