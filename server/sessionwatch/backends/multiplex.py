@@ -10,11 +10,8 @@ event-loop iteration go out in one write, and a protocol feeds what arrives to h
 reader and resolves the futures in order (Redis answers a connection's commands in the
 order it received them).
 
-The connection itself is made by redis-py's pool (the backend's own, so TLS, ACL users,
-``SELECT``, client names and Sentinel's primary discovery stay redis-py's): once it is
-established and authenticated, its transport is handed to :class:`_ReplyProtocol`. It
-is never returned to the pool in use; when it fails it is closed and released, and the
-next call takes a fresh one.
+The connection itself is made by redis-py's pool and then taken over (``takeover.py``);
+when it fails it is closed and given back, and the next call takes a fresh one.
 
 Failure semantics, which ``RedisBackend.call`` turns into retries or 503s:
 
@@ -41,6 +38,8 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .takeover import give_back, take_over
 
 __all__ = ["Multiplexer", "NotSent", "ScriptError", "pack"]
 
@@ -112,10 +111,10 @@ class _Link:
     """One taken-over connection: its transport, the waiters in send order and the
     bytes not yet written."""
 
-    def __init__(self, owner: Multiplexer, connection: Any, transport: asyncio.Transport):
+    def __init__(self, owner: Multiplexer, connection: Any, transport: Any) -> None:
         self.owner = owner
-        self.connection = connection  # redis-py's, released to its pool at the end
-        self.transport = transport
+        self.connection = connection  # redis-py's, given back to its pool at the end
+        self.transport: asyncio.Transport = transport
         self.waiters: collections.deque[_Waiter] = collections.deque()
         self.unsent: list[bytes] = []
         self.closed = False
@@ -247,34 +246,16 @@ class Multiplexer:
             self._link = task.result()
 
     async def _take_over(self) -> _Link:
-        connection = await self._pool.get_connection()  # connected and authenticated
-        try:
-            # redis-py keeps the stream pair in ``_writer``; its transport is the socket
-            # (or the TLS layer over it). Nothing may be buffered unread at this point.
-            transport = connection._writer.transport
-            if connection._reader is not None and connection._reader._buffer:
-                raise NotSent("a pooled connection holds unread bytes")
-        except Exception:
-            await self._pool.release(connection)
-            raise
-        link = _Link(self, connection, transport)
-        transport.set_protocol(_ReplyProtocol(link))
+        link = _Link(self, None, None)
+        link.connection, link.transport = await take_over(self._pool, _ReplyProtocol(link))
         return link
 
     def lost(self, link: _Link) -> None:
         if self._link is link:
             self._link = None
-        task = asyncio.get_running_loop().create_task(self._release(link.connection))
+        task = asyncio.get_running_loop().create_task(give_back(self._pool, link.connection))
         self._released.add(task)
         task.add_done_callback(self._released.discard)
-
-    async def _release(self, connection: Any) -> None:
-        # The transport is closed already; reset redis-py's view of the connection so
-        # the pool reconnects it before anyone else uses it.
-        try:
-            await connection.disconnect(nowait=True)
-        finally:
-            await self._pool.release(connection)
 
     async def aclose(self) -> None:
         link, self._link = self._link, None
