@@ -11,7 +11,9 @@ Order (each server started once, sessions created once and reused):
    takeover ladders (2).
 
 Prints a markdown report and writes it with the raw figures as JSON to
-``tests/bench/results/`` (or ``--json``).
+``tests/bench/results/`` (or ``--json``), and the SVG charts of the takeover ladders
+next to them. ``python -m tests.bench charts results.json --out docs/perf/`` draws the
+charts again from a JSON.
 """
 
 from __future__ import annotations
@@ -345,7 +347,18 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument(
         "--json", type=Path, help="where to write the JSON (default tests/bench/results/)"
     )
+    charts_cmd = commands.add_parser(
+        "charts", help="draw the SVG charts of a results JSON again (no benchmark run)"
+    )
+    charts_cmd.add_argument("results", type=Path, help="a JSON written by `run`")
+    charts_cmd.add_argument(
+        "--out",
+        type=Path,
+        help="directory of the SVGs (default: next to the JSON, named after it)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "charts":
+        return _charts_command(args.results, args.out)
 
     preset = PRESETS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.scale != 1.0:
@@ -388,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
     path.with_suffix(".md").write_text(report)
+    charts = _charts(results, path.parent, f"{path.stem}-")
     print()
     print(report)
     if results["errors"]:
@@ -395,6 +409,36 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(results['errors'])} scenario(s) failed: see above and the JSON", file=sys.stderr
         )
     print(
-        f"JSON: {path}\nmarkdown: {path.with_suffix('.md')}\n({results['meta']['seconds']:.0f} s)"
+        f"JSON: {path}\nmarkdown: {path.with_suffix('.md')}\n"
+        + "".join(f"chart: {chart}\n" for chart in charts)
+        + f"({results['meta']['seconds']:.0f} s)"
     )
+    return 0
+
+
+def _charts(results: dict[str, Any], out: Path, prefix: str) -> list[Path]:
+    """The SVG charts, or none (with a note) where matplotlib is not installed: the
+    benchmark itself does not need it."""
+    try:
+        from .charts import draw_charts
+
+        return draw_charts(results, out, prefix)
+    except ImportError as exc:
+        print(f"no charts: {exc} (pip install -e '.[bench]' installs matplotlib)", file=sys.stderr)
+        return []
+
+
+def _charts_command(results_path: Path, out: Path | None) -> int:
+    from .charts import draw_charts
+
+    results = json.loads(results_path.read_text())
+    if out is None:
+        written = draw_charts(results, results_path.parent, f"{results_path.stem}-")
+    else:
+        written = draw_charts(results, out)
+    for chart in written:
+        print(f"chart: {chart}")
+    if not written:
+        print(f"{results_path}: no takeover ladders to draw", file=sys.stderr)
+        return 1
     return 0

@@ -29,6 +29,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert "### Targets (issue #17)" in process.stdout
     assert "sessionwatch p50 and p99 ≤ python-socketio's at every rate" in process.stdout
     assert "worker CPU per HTTP claim" in process.stdout
+    for mode in ("http", "direct"):  # the charts, next to the JSON
+        chart = tmp_path / f"smoke-takeover-20-{mode}.svg"
+        assert f"chart: {chart}" in process.stdout
+        assert "python-socketio p99" in chart.read_text()
+
     assert {entry["kind"] for entry in results["takeover"]} == {"sw", "sio"}
     for entry in results["takeover"]:
         assert set(entry["modes"]) == {"http", "direct"}

@@ -1,14 +1,17 @@
 """The report's arithmetic on hand-made results: issue #17's targets (met and missed)
-and the CPU column. No benchmark runs here; test_bench_smoke.py runs one."""
+and the charts command. No benchmark runs here; test_bench_smoke.py runs one."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.ladders import cpu_ms_per_claim
 from bench.report import render
+from bench.runner import main
 from bench.targets import Target, compare_ladders, targets
 
 HTTP_RATES = [100, 500, 1000]
@@ -290,3 +293,53 @@ def test_report_renders_the_targets_and_the_cpu_column() -> None:
     assert "### Targets (issue #17)" in text and "issue #6" not in text
     assert text.count("worker CPU ms/claim") == 2  # the http and direct tables
     assert "| 1,000 | 100 | 100 | 2.40 | 3.40 | 3.40 | 1.500 |" in text
+
+
+def write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_charts_command_draws_each_ladder_deterministically(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    data = results(
+        [
+            ladder(
+                "sw",
+                1000,
+                http=[[step(100, 2.4, 3.4)]],
+                direct=[[step(100, 0.5, 1.0), step(1000, 0.4, 0.9)]],
+            ),
+            ladder(
+                "sio",
+                1000,
+                direct=[[step(100, 0.5, 1.1), step(1000, 50, 400, collapsed=True)]],
+            ),
+        ],
+        tabs=(1000,),
+    )
+    source = write(tmp_path / "bench-full-1.json", data)
+    assert main(["charts", str(source), "--out", str(tmp_path / "a")]) == 0
+    assert main(["charts", str(source), "--out", str(tmp_path / "b")]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["takeover-1000-direct.svg", "takeover-1000-http.svg"]
+    for name in names:
+        first = (tmp_path / "a" / name).read_text()
+        assert first == (tmp_path / "b" / name).read_text()  # no churn when redrawn
+        assert first.lstrip().startswith("<?xml") and "<svg" in first
+        assert "<dc:date>" not in first and "sessionwatch p50" in first
+    direct = (tmp_path / "a" / "takeover-1000-direct.svg").read_text()
+    assert "python-socketio p99" in direct and "collapsed, ladder stopped" in direct
+    assert "collapsed" not in (tmp_path / "a" / "takeover-1000-http.svg").read_text()
+    # Without --out: next to the JSON, named after it (as `run` writes them).
+    assert main(["charts", str(source)]) == 0
+    assert (tmp_path / "bench-full-1-takeover-1000-http.svg").is_file()
+    assert "chart: " in capsys.readouterr().out
+
+
+def test_charts_command_fails_without_ladders(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    source = write(tmp_path / "empty.json", results([]))
+    assert main(["charts", str(source), "--out", str(tmp_path / "out")]) == 1
