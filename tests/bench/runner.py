@@ -43,7 +43,7 @@ from .servers import REPO, Server, sessionwatch_server, socketio_server
 from .storm import run_storm
 from .takeover import run_takeover
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "write_charts"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _MAIN_MEMORY = {"sw": "sw-uvicorn", "sio": "sio-uvicorn"}
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
     path.with_suffix(".md").write_text(report)
-    charts = _charts(results, path.parent, f"{path.stem}-")
+    charts = write_charts(results, path.parent, f"{path.stem}-")
     print()
     print(report)
     if results["errors"]:
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _charts(results: dict[str, Any], out: Path, prefix: str) -> list[Path]:
+def write_charts(results: dict[str, Any], out: Path, prefix: str) -> list[Path]:
     """The SVG charts, or none (with a note) where matplotlib is not installed: the
     benchmark itself does not need it."""
     try:

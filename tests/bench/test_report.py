@@ -4,6 +4,7 @@ and the charts command. No benchmark runs here; test_bench_smoke.py runs one."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from bench.ladders import cpu_ms_per_claim
 from bench.report import render
-from bench.runner import main
+from bench.runner import main, write_charts
 from bench.targets import Target, compare_ladders, targets
 
 HTTP_RATES = [100, 500, 1000]
@@ -343,3 +344,12 @@ def test_charts_command_fails_without_ladders(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     source = write(tmp_path / "empty.json", results([]))
     assert main(["charts", str(source), "--out", str(tmp_path / "out")]) == 1
+
+
+def test_run_without_matplotlib_writes_no_charts_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    data = results([ladder("sw", 1000, http=[[step(100, 0.5, 1.0)]])], tabs=(1000,))
+    assert write_charts(data, tmp_path, "bench-") == []
+    assert "no charts" in capsys.readouterr().err and not list(tmp_path.iterdir())
