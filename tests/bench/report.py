@@ -22,6 +22,7 @@ MEMORY_LABELS = {
     "sw-uvicorn-deflate": ("sessionwatch", "uvicorn", "yes"),
     "sw-hypercorn": ("sessionwatch", "hypercorn", "no"),
     "sw-hypercorn-deflate": ("sessionwatch", "hypercorn", "yes"),
+    "sw-granian": ("sessionwatch", "granian", "no"),
     "sio-uvicorn": ("python-socketio", "uvicorn", "no"),
     "sio-uvicorn-deflate": ("python-socketio", "uvicorn", "yes"),
 }
