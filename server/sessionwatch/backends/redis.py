@@ -283,7 +283,9 @@ class RedisBackend:
             if timeouts is not None
             else (0, 0, 0, 0)
         )
-        deadline = await self.call(self._deadline_of, keys)
+        deadline = self.deadline.current()
+        if deadline is None:
+            deadline = await self.call(self._deadline_of, keys)
         argv = [self.names.script_names(), now, *limits, deadline, *args]
         return await self.call(self._eval, name, keys, argv)
 
