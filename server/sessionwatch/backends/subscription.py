@@ -118,6 +118,7 @@ class RedisSubscription:
         self._feed: _Feed | None = None
         self._connection: Any = None
         self._transport: asyncio.Transport | None = None
+        self._unsent: list[bytes] = []
         self._heard_at = 0.0
         self._pinged_at: float | None = None
         self.confirm_timeout = 5.0
@@ -151,8 +152,19 @@ class RedisSubscription:
     # -- subscriptions -------------------------------------------------------------------
 
     def _send(self, *command: str) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(pack(*command))
+        """Queue ``command``; what one loop iteration queues goes out in one write (a
+        connect burst subscribes thousands of sessions, one syscall per iteration)."""
+        if self._transport is None:
+            return
+        self._unsent.append(pack(*command))
+        if len(self._unsent) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        data = b"".join(self._unsent)
+        self._unsent.clear()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
 
     async def subscribe(self, *channels: str) -> None:
         """Subscribe and wait (up to ``confirm_timeout``) until Redis confirms, so a
@@ -252,6 +264,7 @@ class RedisSubscription:
     async def _close_connection(self) -> None:
         self.connected = False
         self._feed = None
+        self._unsent.clear()
         transport, self._transport = self._transport, None
         connection, self._connection = self._connection, None
         if transport is not None:
