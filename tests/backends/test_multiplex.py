@@ -190,6 +190,15 @@ async def test_noscript_resends_the_source_in_order() -> None:
     assert future.result() == 1
 
 
+async def test_a_send_on_a_lost_link_is_not_sent_and_never_hangs() -> None:
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    link.abort(RedisConnectionError("gone"))
+    (future,) = _waiters(link, 1)
+    assert isinstance(future.exception(), NotSent)
+    assert not link.waiters and not link.unsent
+
+
 async def test_a_reply_nobody_asked_for_closes_the_link() -> None:
     transport, owner = _Transport(), _Owner()
     link = _Link(owner, None, transport)  # type: ignore[arg-type]

@@ -123,6 +123,9 @@ class _Link:
         self._loop = asyncio.get_running_loop()
 
     def send(self, command: bytes, waiter: _Waiter) -> None:
+        if self.closed:  # lost between the caller's connect and its send
+            waiter.future.set_exception(NotSent("the connection was lost before the write"))
+            return
         self.waiters.append(waiter)
         self.unsent.append(command)
         if not self._flush_scheduled:
