@@ -5,7 +5,6 @@ name."""
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -188,15 +187,13 @@ async def test_every_script_call_declares_keys_of_one_slot(
 ) -> None:
     backend = cluster_backend
     calls: list[tuple[str, list[str]]] = []
-    by_script = {id(script): name for name, script in backend._scripts.items()}
-    call = backend.call
+    run_script = backend._eval
 
-    async def recording(function: Any, *args: Any) -> Any:
-        if isinstance(function, functools.partial) and id(function.func) in by_script:
-            calls.append((by_script[id(function.func)], list(function.keywords["keys"])))
-        return await call(function, *args)
+    async def recording(name: str, keys: list[str], argv: list[Any]) -> Any:
+        calls.append((name, list(keys)))
+        return await run_script(name, keys, argv)
 
-    monkeypatch.setattr(backend, "call", recording)
+    monkeypatch.setattr(backend, "_eval", recording)
     anonymous = await stored(backend, make_record(), timeouts)
     await backend.load(anonymous.id, timeouts=timeouts, now=NOW)
     await backend.extend(anonymous.id, timeouts=timeouts, now=NOW)

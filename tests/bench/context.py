@@ -59,6 +59,8 @@ ALL_MEMORY = (
     "sw-uvicorn-deflate",
     "sw-hypercorn",
     "sw-hypercorn-deflate",
+    # granian negotiates no permessage-deflate: there is no "sw-granian-deflate".
+    "sw-granian",
     "sio-uvicorn",
     "sio-uvicorn-deflate",
 )
@@ -123,9 +125,16 @@ class Bench:
     created on the servers of that kind (sessions live in Redis and the cookies are
     signed with the same key, so they stay valid across server restarts)."""
 
-    def __init__(self, preset: Preset, *, service_factory: str | None = None) -> None:
+    def __init__(
+        self,
+        preset: Preset,
+        *,
+        service_factory: str | None = None,
+        service_server: str = "uvicorn",
+    ) -> None:
         self.preset = preset
         self.service_factory = service_factory
+        self.service_server = service_server
         self.redis = RedisServer()
         self.redis.start()
         self.redis_client = redis.Redis(port=self.redis.port, decode_responses=True)

@@ -11,7 +11,9 @@ Order (each server started once, sessions created once and reused):
    takeover ladders (2).
 
 Prints a markdown report and writes it with the raw figures as JSON to
-``tests/bench/results/`` (or ``--json``).
+``tests/bench/results/`` (or ``--json``), and the SVG charts of the takeover ladders
+next to them. ``python -m tests.bench charts results.json --out docs/perf/`` draws the
+charts again from a JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 import psutil
 
-from .context import HOLDERS, PRESETS, Bench, Preset
+from .context import ALL_MEMORY, HOLDERS, PRESETS, Bench, Preset
 from .fanout import run_fanout
 from .memory import measure_memory
 from .overhead import run_overhead
@@ -41,10 +43,16 @@ from .servers import REPO, Server, sessionwatch_server, socketio_server
 from .storm import run_storm
 from .takeover import run_takeover
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "write_charts"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-_MAIN_MEMORY = {"sw": "sw-uvicorn", "sio": "sio-uvicorn"}
+SERVICE_SERVERS = ("uvicorn", "hypercorn", "granian")
+
+
+def _main_memory(bench: Bench, kind: str) -> str:
+    """The memory configuration measured on the phase's own server (``sw-uvicorn``
+    unless ``--service-server`` says otherwise)."""
+    return f"sw-{bench.service_server}" if kind == "sw" else "sio-uvicorn"
 
 
 def _memory_server(bench: Bench, label: str) -> tuple[str, Server, bool]:
@@ -58,6 +66,8 @@ def _memory_server(bench: Bench, label: str) -> tuple[str, Server, bool]:
         return "sw", sessionwatch_server(url, server="hypercorn"), False
     if label == "sw-hypercorn-deflate":
         return "sw", sessionwatch_server(url, server="hypercorn"), True
+    if label == "sw-granian":
+        return "sw", sessionwatch_server(url, server="granian"), False
     if label == "sio-uvicorn":
         return "sio", socketio_server(url), False
     if label == "sio-uvicorn-deflate":
@@ -87,21 +97,24 @@ def _phase(
     """One implementation in its default configuration: memory, then the takeover
     ladders (largest tab count first), then (sessionwatch) storm and fan-out."""
     preset = bench.preset
+    main_memory = _main_memory(bench, kind)
     server = bench.start(
-        sessionwatch_server(bench.redis_url, factory=bench.service_factory)
+        sessionwatch_server(
+            bench.redis_url, server=bench.service_server, factory=bench.service_factory
+        )
         if kind == "sw"
         else socketio_server(bench.redis_url)
     )
     try:
         bench.ensure_pool(kind, server, pool_size)
         connected = 0
-        if 3 in scenarios and _MAIN_MEMORY[kind] in preset.memory_configs:
+        if 3 in scenarios and main_memory in preset.memory_configs:
             memory = _attempt(
                 results,
-                f"memory {_MAIN_MEMORY[kind]}",
+                f"memory {main_memory}",
                 lambda: measure_memory(
                     bench,
-                    _MAIN_MEMORY[kind],
+                    main_memory,
                     kind,
                     server,
                     preset.memory_tabs,
@@ -164,9 +177,10 @@ def run(
     modes: tuple[str, ...],
     command: str,
     service_factory: str | None = None,
+    service_server: str = "uvicorn",
 ) -> dict[str, Any]:
     started = time.monotonic()
-    bench = Bench(preset, service_factory=service_factory)
+    bench = Bench(preset, service_factory=service_factory, service_server=service_server)
     results: dict[str, Any] = {
         "meta": _meta(preset, bench, command),
         "takeover": [],
@@ -194,7 +208,7 @@ def run(
             results["overhead"] = _attempt(results, "overhead", lambda: run_overhead(bench))
         if 3 in scenarios:
             for label in preset.memory_configs:
-                if label in _MAIN_MEMORY.values():
+                if label in (_main_memory(bench, "sw"), _main_memory(bench, "sio")):
                     continue  # measured with the takeover servers below
                 bench.log(f"[3] idle memory · {label}")
                 kind, server, compression = _memory_server(bench, label)
@@ -301,9 +315,19 @@ def _meta(preset: Preset, bench: Bench, command: str) -> dict[str, Any]:
             "websockets": websockets.__version__,
             "python-socketio": metadata.version("python-socketio"),
             "redis-py": metadata.version("redis"),
+            "granian": _version_or_none("granian"),
         },
         "load_processes": f"{HOLDERS} tab-holder processes and 1 claimer process, uvloop",
     }
+
+
+def _version_or_none(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _clean(value: Any) -> Any:
@@ -343,9 +367,34 @@ def main(argv: list[str] | None = None) -> int:
         "candidate change without editing server/ (e.g. tests.bench.variants:create_gc_default_app)",
     )
     run_cmd.add_argument(
+        "--memory-configs",
+        help=f"idle-memory configurations of scenario 3, comma-separated, from {','.join(ALL_MEMORY)} "
+        "(default: the preset's)",
+    )
+    run_cmd.add_argument(
+        "--service-server",
+        choices=SERVICE_SERVERS,
+        default="uvicorn",
+        help="ASGI server of the sessionwatch phase (scenarios 1, 3, 5, 6; default uvicorn, "
+        "the service default), e.g. granian to compare claim latency under it",
+    )
+    run_cmd.add_argument(
         "--json", type=Path, help="where to write the JSON (default tests/bench/results/)"
     )
+    charts_cmd = commands.add_parser(
+        "charts", help="draw the SVG charts of a results JSON again (no benchmark run)"
+    )
+    charts_cmd.add_argument("results", type=Path, help="a JSON written by `run`")
+    charts_cmd.add_argument(
+        "--out",
+        type=Path,
+        help="directory of the SVGs (default: next to the JSON, named after it)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "charts":
+        return _charts_command(args.results, args.out)
+    if args.service_factory and args.service_server != "uvicorn":
+        parser.error("--service-factory runs under uvicorn: leave --service-server out")
 
     preset = PRESETS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.scale != 1.0:
@@ -355,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides["runs"] = args.runs
     if args.tabs:
         overrides["tabs"] = tuple(sorted(int(n) for n in args.tabs.split(",")))
+    if args.memory_configs:
+        labels = tuple(label.strip() for label in args.memory_configs.split(",") if label.strip())
+        unknown = sorted(set(labels) - set(ALL_MEMORY))
+        if unknown:
+            parser.error(f"unknown memory configuration(s): {', '.join(unknown)}")
+        overrides["memory_configs"] = labels
     if overrides:
         preset = Preset(**{**preset.__dict__, **overrides})
     scenarios = {int(s) for s in args.scenarios.split(",") if s.strip()}
@@ -378,9 +433,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    results = _clean(run(preset, scenarios, modes, command, args.service_factory))
+    results = _clean(
+        run(preset, scenarios, modes, command, args.service_factory, args.service_server)
+    )
     results["meta"]["loadavg_before"] = load
     results["meta"]["service_factory"] = args.service_factory
+    results["meta"]["service_server"] = args.service_server
     results["meta"]["loadavg_after"] = os.getloadavg()[0]
     report = render(results)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -388,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
     path.with_suffix(".md").write_text(report)
+    charts = write_charts(results, path.parent, f"{path.stem}-")
     print()
     print(report)
     if results["errors"]:
@@ -395,6 +454,36 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(results['errors'])} scenario(s) failed: see above and the JSON", file=sys.stderr
         )
     print(
-        f"JSON: {path}\nmarkdown: {path.with_suffix('.md')}\n({results['meta']['seconds']:.0f} s)"
+        f"JSON: {path}\nmarkdown: {path.with_suffix('.md')}\n"
+        + "".join(f"chart: {chart}\n" for chart in charts)
+        + f"({results['meta']['seconds']:.0f} s)"
     )
+    return 0
+
+
+def write_charts(results: dict[str, Any], out: Path, prefix: str) -> list[Path]:
+    """The SVG charts, or none (with a note) where matplotlib is not installed: the
+    benchmark itself does not need it."""
+    try:
+        from .charts import draw_charts
+
+        return draw_charts(results, out, prefix)
+    except ImportError as exc:
+        print(f"no charts: {exc} (pip install -e '.[bench]' installs matplotlib)", file=sys.stderr)
+        return []
+
+
+def _charts_command(results_path: Path, out: Path | None) -> int:
+    from .charts import draw_charts
+
+    results = json.loads(results_path.read_text())
+    if out is None:
+        written = draw_charts(results, results_path.parent, f"{results_path.stem}-")
+    else:
+        written = draw_charts(results, out)
+    for chart in written:
+        print(f"chart: {chart}")
+    if not written:
+        print(f"{results_path}: no takeover ladders to draw", file=sys.stderr)
+        return 1
     return 0

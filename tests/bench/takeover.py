@@ -77,6 +77,9 @@ def _step(
         "response_p99": percentile(responses, 0.99),
         "send_lag_p99": percentile(lags, 0.99),
         "cores": {k: round((cpu_after[k] - cpu_before[k]) / span, 3) for k in cpu_after},
+        # Unrounded CPU seconds per process group over the window (from just before the
+        # first claim to the last push): the report's worker CPU per claim.
+        "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 4) for k in cpu_after},
     }
     step["passed"] = bool(
         latencies
@@ -97,7 +100,8 @@ def _step(
         f"    {mode:6} {rate:>6.0f}/s: achieved {step['achieved']:7.0f}/s  p50 {step['p50']:7.2f}  "
         f"p99 {step['p99']:8.2f}  max {step['max']:8.2f} ms  lost {lost}  failed {failed}  "
         f"cores srv {step['cores']['server']:.2f} redis {step['cores']['redis']:.2f} "
-        f"load {step['cores']['load']:.2f}"
+        f"load {step['cores']['load']:.2f}  "
+        f"srv CPU/claim {1000 * step['cpu_seconds']['server'] / max(1, len(records)):.3f} ms"
         + (f"  closed {close_codes}" if close_codes else "")
         + ("  PASS" if step["passed"] else "")
     )
@@ -119,6 +123,15 @@ def _ladder(
     return steps
 
 
+def _idle_cores(bench: Bench, server: Server, seconds: float) -> float:
+    """The workers' CPU use with the tabs connected and no claims (pings, presence,
+    timers): the share of a step's CPU that is not the claims' own."""
+    before = bench.cpu(server)["server"]
+    began = time.monotonic()
+    time.sleep(seconds)
+    return round((bench.cpu(server)["server"] - before) / (time.monotonic() - began), 4)
+
+
 def run_takeover(
     bench: Bench, kind: str, server: Server, tabs: int, modes: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -128,6 +141,9 @@ def run_takeover(
     out: dict[str, Any] = {"kind": kind, "tabs": tabs, "server": server.name, "modes": {}}
     for mode in modes:  # warm-up: code paths, connection pools, scripts
         _step(bench, server, tabs, mode, 100.0, 0.5)
+    time.sleep(0.3)
+    out["idle_cores"] = _idle_cores(bench, server, max(1.0, preset.step_seconds))
+    bench.log(f"  {kind} · {tabs} tabs idle: workers use {out['idle_cores']:.3f} cores")
     for run in range(preset.runs):
         for mode in modes:
             rates = preset.http_rates if mode == "http" else preset.direct_rates

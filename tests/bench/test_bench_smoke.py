@@ -26,6 +26,13 @@ def test_bench_smoke(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert results["errors"] == []
     assert "| target |" in process.stdout and out.with_suffix(".md").is_file()
+    assert "### Targets (issue #17)" in process.stdout
+    assert "sessionwatch p50 and p99 ≤ python-socketio's at every rate" in process.stdout
+    assert "worker CPU per HTTP claim" in process.stdout
+    for mode in ("http", "direct"):  # the charts, next to the JSON
+        chart = tmp_path / f"smoke-takeover-20-{mode}.svg"
+        assert f"chart: {chart}" in process.stdout
+        assert "python-socketio p99" in chart.read_text()
 
     assert {entry["kind"] for entry in results["takeover"]} == {"sw", "sio"}
     for entry in results["takeover"]:
@@ -34,6 +41,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
             step = runs[0][0]
             assert step["ok"] == step["offered"] > 0, (entry["kind"], mode, step)
             assert step["lost"] == 0, (entry["kind"], mode, step)
+            assert step["cpu_seconds"]["server"] >= 0, (entry["kind"], mode, step)
+        assert entry["idle_cores"] >= 0
     assert {m["label"] for m in results["memory"]} == {"sw-uvicorn", "sio-uvicorn"}
     assert all(m["connected"] == m["tabs"] for m in results["memory"])
     overhead = results["overhead"]["workers"]["1"]

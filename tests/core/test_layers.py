@@ -37,6 +37,7 @@ CORE_FORBIDDEN = (
     "werkzeug",
     "redis",
     "hypercorn",
+    "granian",
     "uvicorn",
     "prometheus_client",
     "websockets",

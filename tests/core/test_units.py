@@ -11,7 +11,7 @@ from sessionwatch.core.events import CloseCode, Event, parse_client_message, par
 from sessionwatch.core.exceptions import ProtocolError
 from sessionwatch.core.policy import select_evictions
 from sessionwatch.core.tabs import make_tab_token, new_tab_key, tab_status, verify_tab_token
-from sessionwatch.core.tokens import public_id
+from sessionwatch.core.tokens import VERIFIED_CACHE, CookieSigner, new_session_id, public_id
 
 # -- policy ------------------------------------------------------------------------------
 
@@ -128,6 +128,26 @@ def test_absent_oversized_or_malformed_tab_tokens_do_not_verify(token: str | Non
 )
 def test_the_supersede_rule(gen: int | None, current: int, exclusive: bool, status: str) -> None:
     assert tab_status(gen, current, exclusive=exclusive) == status
+
+
+def test_verified_cookies_are_remembered_forgeries_never() -> None:
+    signer = CookieSigner(["k" * 32])
+    other = CookieSigner(["o" * 32])
+    session_id = new_session_id()
+    cookie = signer.sign(session_id)
+    assert signer.unsign(cookie) == session_id
+    assert signer.unsign(cookie) == session_id  # from the cache, the same answer
+    forged = other.sign(session_id)
+    for _ in range(3):
+        assert signer.unsign(forged) is None  # checked every time, never remembered
+    assert signer.unsign(cookie[:-1] + ("A" if cookie[-1] != "A" else "B")) is None
+    assert len(signer._verified) == 1
+    cookies = [signer.sign(new_session_id()) for _ in range(VERIFIED_CACHE + 5)]
+    for value in cookies:
+        assert signer.unsign(value) is not None
+    assert len(signer._verified) == VERIFIED_CACHE  # bounded, the oldest dropped first
+    assert cookie not in signer._verified and cookies[-1] in signer._verified
+    assert signer.unsign(cookie) == session_id  # dropped from the cache, still genuine
 
 
 def test_public_id_is_stable_and_not_the_id() -> None:

@@ -19,7 +19,10 @@ from quart.testing.connections import WebsocketDisconnectError
 
 from sessionwatch import BackendUnavailable, CloseCode, Event, Policy
 from sessionwatch.backends.base import session_channel, user_channel
+from sessionwatch.core import events as events_module
 from sessionwatch.core.events import Device
+from sessionwatch.live import connection as connection_module
+from sessionwatch.live import hub as hub_module
 from sessionwatch.live.admission import Admission, Ticket
 from sessionwatch.live.connection import Connection
 from sessionwatch.service.metrics import Metrics
@@ -267,6 +270,30 @@ async def test_logout_is_delivered_to_every_tab_then_closes(app: Quart) -> None:
                 assert seen[-1] == {"type": "logged_out"}
     status, body = await browser.refused()
     assert status == 401 and body["error"] == "no_session"  # the cookie was cleared
+
+
+async def test_an_event_is_encoded_once_for_every_tab_it_goes_to(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[str] = []
+
+    def counting(message: dict[str, Any]) -> str:
+        encoded.append(message["type"])
+        return events_module.encode(message)
+
+    monkeypatch.setattr(hub_module, "encode", counting)
+    monkeypatch.setattr(connection_module, "encode", counting)
+    browser = Browser(app)
+    await browser.login("ann")
+    async with browser.tab() as (first, _), browser.tab() as (second, _):
+        await first.until("superseded")
+        async with browser.tab() as (third, _):
+            await second.until("superseded")  # one event, told to both older tabs
+            assert encoded.count("superseded") == 2  # one per claim, not per tab
+            assert (await browser.post("/logout")).status_code == 200
+            for ws in (first, second, third):
+                assert (await ws.closed())[1][-1] == {"type": "logged_out"}
+    assert encoded.count("logged_out") == 1
 
 
 async def test_eviction_by_the_session_limit(serve: Serve) -> None:

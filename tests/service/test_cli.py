@@ -214,3 +214,80 @@ def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyP
     assert hyper.application_path == cli.HYPERCORN_APP_FACTORY + "()"
     assert hyper.include_server_header is False
     assert hyper.websocket_max_message_size == 8192 and hyper.keep_alive_timeout <= 5
+
+
+class _GranianRecorder:
+    """Stands in for ``granian.Granian``: records how the CLI configures it."""
+
+    made: list[_GranianRecorder] = []
+
+    def __init__(self, target: str, **options: Any) -> None:
+        self.target, self.options, self.served = target, options, False
+        self.made.append(self)
+
+    def serve(self) -> None:
+        self.served = True
+
+
+def test_granian_is_configured_like_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's app factory over HTTP/1.1, the header timeout in milliseconds, no
+    access log, and a backpressure that does not cap a worker's idle sockets."""
+    import granian
+    from granian.constants import HTTPModes, Interfaces
+
+    from sessionwatch.service import granian_server
+
+    _GranianRecorder.made.clear()
+    monkeypatch.setattr(granian, "Granian", _GranianRecorder)
+    monkeypatch.setattr(cli, "serve", _REAL_SERVE)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    flags = ["serve", "--server", "granian", "--host", "0.0.0.0", "--port", "8124"]
+    assert cli.main([*flags, "--header-timeout", "2.5", "--backend", "redis://h:6379/0"]) == 0
+    (server,) = _GranianRecorder.made
+    options = server.options
+    assert server.served and server.target == cli.APP_FACTORY
+    assert (options["address"], options["port"], options["workers"]) == ("0.0.0.0", 8124, 1)
+    assert options["interface"] == Interfaces.ASGI and options["factory"] is True
+    assert options["http"] == HTTPModes.http1 and options["websockets"] is True
+    assert options["http1_settings"].header_read_timeout == 2500
+    assert options["log_access"] is False and options["log_level"] == "warning"
+    assert options["backpressure"] == granian_server.BACKPRESSURE >= 10_000
+
+
+@pytest.mark.parametrize(
+    ("installed", "message"),
+    [
+        (None, "granian is not installed: pip install 'sessionwatch[granian]'"),
+        ("2.7.9", "granian 2.7.9 is too old: the service needs granian 2.8.1 or newer"),
+    ],
+)
+def test_granian_missing_or_too_old_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    installed: str | None,
+    message: str,
+) -> None:
+    from importlib import metadata
+
+    from sessionwatch.service import granian_server
+
+    def version(name: str) -> str:
+        if name != "granian" or installed is None:
+            raise metadata.PackageNotFoundError(name)
+        return installed
+
+    monkeypatch.setattr(granian_server.metadata, "version", version)
+    assert cli.main(["serve", "--server", "granian"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_granian_refuses_a_second_api_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--server", "granian", "--api-bind", "127.0.0.1:8001"]) == 2
+    assert "granian listens on one address only" in capsys.readouterr().err
+
+
+def test_unknown_server_exits_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["serve", "--server", "gunicorn"])
+    assert caught.value.code == 2
+    assert "'uvicorn', 'hypercorn', 'granian'" in capsys.readouterr().err

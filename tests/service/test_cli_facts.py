@@ -24,6 +24,16 @@ def test_the_declared_uvicorn_floor_is_the_one_the_service_needs() -> None:
     assert declared >= cli.UVICORN_FLOOR >= (0, 35)
 
 
+def test_the_declared_granian_floor_is_the_one_the_service_checks() -> None:
+    from sessionwatch.service.granian_server import GRANIAN_FLOOR
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    (spec,) = [d for d in project["optional-dependencies"]["granian"] if d.startswith("granian")]
+    floor = re.search(r">=\s*([\d.]+),\s*<\s*3\b", spec)
+    assert floor, spec
+    assert tuple(int(n) for n in floor.group(1).split(".")) == GRANIAN_FLOOR
+
+
 def test_serve_refuses_an_older_uvicorn_before_anything_starts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

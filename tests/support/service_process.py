@@ -31,6 +31,8 @@ class ServiceProcess(ManagedProcess):
         procfile: run the Procfile's command through a shell instead of the CLI.
         key_prefix: a prefix of its own on the shared test Redis.
         args: more flags for ``sessionwatch serve`` (``--server hypercorn``, …).
+
+    ``server`` is the ASGI server it runs (from ``--server``; uvicorn by default).
     """
 
     ready_path = "/readyz"
@@ -48,6 +50,8 @@ class ServiceProcess(ManagedProcess):
     ) -> None:
         super().__init__()
         self.workers = workers
+        flags = args or []
+        self.server = flags[flags.index("--server") + 1] if "--server" in flags else "uvicorn"
         self.env.update(
             {
                 "SECRET_KEY": "e2e-secret-key-0123456789abcdef",

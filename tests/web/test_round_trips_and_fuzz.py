@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from quart import Quart, Response, session
 from redis.asyncio.connection import AbstractConnection
 
+from sessionwatch.backends.multiplex import _Link
 from sessionwatch.core.tokens import CookieSigner
 from support.app_factory import make_app
 
@@ -25,7 +26,8 @@ async def command_counts(client: aioredis.Redis) -> dict[str, int]:
 
 class RoundTrips:
     """Counts what requests send to Redis: ``EVALSHA`` calls (``INFO commandstats``)
-    and packets written by the app's connections (a probe client reads the stats)."""
+    and packets written by the app's connections — the pool's and the pipelined script
+    connection's (a probe client reads the stats)."""
 
     def __init__(self, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         self._port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
@@ -43,6 +45,8 @@ class RoundTrips:
         sends: list[object] = []
         port = self._port
 
+        original_flush = _Link.flush
+
         async def counting(
             connection: AbstractConnection, command: object, check_health: bool = True
         ) -> None:
@@ -50,12 +54,19 @@ class RoundTrips:
                 sends.append(command)
             await original(connection, command, check_health)
 
+        def counting_flush(link: _Link) -> None:
+            if link.unsent and link.connection.port == port:
+                sends.append(b"".join(link.unsent))
+            original_flush(link)
+
         before = await self._evalsha()
         self._monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+        self._monkeypatch.setattr(_Link, "flush", counting_flush)
         try:
             response = await request
         finally:
             self._monkeypatch.setattr(AbstractConnection, "send_packed_command", original)
+            self._monkeypatch.setattr(_Link, "flush", original_flush)
         return response, await self._evalsha() - before, len(sends)
 
     async def aclose(self) -> None:

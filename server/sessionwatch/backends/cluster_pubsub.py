@@ -71,7 +71,7 @@ class _Link:
 class ClusterSubscription:
     """One process's shard subscriptions across the primaries of a cluster.
 
-    Same contract as :class:`~.redis.RedisSubscription`: :meth:`subscribe` returns once
+    Same contract as :class:`~.subscription.RedisSubscription`: :meth:`subscribe` returns once
     the owner confirmed (or after ``confirm_timeout``, the rebuild then subscribes and
     yields a resync); iteration never ends until :meth:`aclose`.
     """

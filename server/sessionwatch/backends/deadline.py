@@ -62,6 +62,15 @@ class ScriptDeadline:
         self._measured_at = before
         return self._offset_ms
 
+    def current(self) -> int | None:
+        """The deadline of a script sent now, or ``None`` when the offset must be
+        measured first (:meth:`next`): the hot path takes no await for it."""
+        now = self._clock()
+        offset = self._offset_ms
+        if offset is None or now - self._measured_at > REMEASURE_EVERY:
+            return None
+        return int(now * 1000) + offset + int(self.budget * 1000)
+
     async def next(self) -> int:
         """The deadline, in Redis' clock (ms), of a script sent now."""
         now = self._clock()

@@ -11,13 +11,11 @@ standalone Redis and Sentinel; :mod:`.redis_cluster` extends it to a Redis Clust
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -34,7 +32,6 @@ from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
 from .base import (
     EXPIRY_GRACE_MS,
-    ChannelMessage,
     Claim,
     EndReason,
     Lookup,
@@ -42,7 +39,9 @@ from .base import (
     Timeouts,
 )
 from .deadline import ScriptDeadline
-from .keys import KEEPALIVE_CHANNEL, KeyNames, Topology, key_names
+from .keys import KeyNames, Topology, key_names
+from .multiplex import Multiplexer, NotSent
+from .subscription import RedisSubscription
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
@@ -61,10 +60,6 @@ _DEMOTED = "The previous master is now a slave"  # redis-py's words for a READON
 _T = TypeVar("_T")
 
 
-class _NotSent(RedisConnectionError):
-    """The command was never written: no connection could be made for it."""
-
-
 class _CheckedPool:
     """A pool that never hands out a dead connection.
 
@@ -73,21 +68,21 @@ class _CheckedPool:
     healthy again (the 503 bursts of issue 13). redis-py's own check is switched off
     in some versions (with maintenance notifications "auto"), so this one does it:
     a connection whose stream is at EOF or holds unread bytes is reconnected before
-    use, and a failure to connect is raised as :class:`_NotSent` (safe to retry).
+    use, and a failure to connect is raised as :class:`.multiplex.NotSent` (safe to retry).
     """
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:
             connection = await super().get_connection(*args, **kwargs)  # type: ignore[misc]
         except _UNREACHABLE as exc:
-            raise _NotSent(str(exc)) from exc
+            raise NotSent(str(exc)) from exc
         try:
             if connection.is_connected and await _stale(connection):
                 await connection.disconnect()
             await connection.connect()
         except _UNREACHABLE as exc:
             await self.release(connection)  # type: ignore[attr-defined]
-            raise _NotSent(str(exc)) from exc
+            raise NotSent(str(exc)) from exc
         except BaseException:
             await self.release(connection)  # type: ignore[attr-defined]
             raise
@@ -115,7 +110,7 @@ def _never_sent(exc: BaseException) -> bool:
     """Whether ``exc`` proves the command did not run: not written at all, or
     refused by a demoted primary (READONLY, which redis-py reports as a lost
     connection)."""
-    return isinstance(exc, _NotSent) or (
+    return isinstance(exc, NotSent) or (
         isinstance(exc, RedisConnectionError) and str(exc) == _DEMOTED
     )
 
@@ -212,6 +207,13 @@ class RedisBackend:
         self._scripts = {
             name: self._redis.register_script(_script_source(name)) for name in self._SCRIPTS
         }
+        # Scripts, the hot path, go through one pipelined connection (multiplex.py);
+        # everything else through the pool. (A cluster client routes by slot itself.)
+        self._multiplexer = (
+            Multiplexer(client.connection_pool, timeout=_SOCKET_TIMEOUT)
+            if isinstance(client, aioredis.Redis)
+            else None
+        )
         self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
 
     @property
@@ -227,6 +229,8 @@ class RedisBackend:
             await self._redis.script_load(script.script)
 
     async def disconnect(self) -> None:
+        if self._multiplexer is not None:
+            await self._multiplexer.aclose()
         await self._redis.aclose()
         for sentinel in self._sentinels:
             await sentinel.aclose()
@@ -279,9 +283,16 @@ class RedisBackend:
             if timeouts is not None
             else (0, 0, 0, 0)
         )
-        deadline = await self.call(self._deadline_of, keys)
+        deadline = self.deadline.current()
+        if deadline is None:
+            deadline = await self.call(self._deadline_of, keys)
         argv = [self.names.script_names(), now, *limits, deadline, *args]
-        return await self.call(functools.partial(self._scripts[name], keys=keys, args=argv))
+        return await self.call(self._eval, name, keys, argv)
+
+    async def _eval(self, name: str, keys: list[str], argv: list[Any]) -> Any:
+        if self._multiplexer is None:
+            return await self._scripts[name](keys=keys, args=argv)
+        return await self._multiplexer.evalsha(_script_source(name), keys, argv)
 
     async def _deadline_of(self, keys: list[str]) -> int:
         """The deadline of a script on ``keys``, in the clock of the Redis that runs it."""
@@ -463,7 +474,7 @@ class RedisBackend:
         await self.call(self._redis.publish, channel, payload)
 
     def subscription(self) -> RedisSubscription:
-        return RedisSubscription(self._redis)
+        return RedisSubscription(self._redis.connection_pool)
 
     async def get_value(self, name: str) -> str | None:
         value = await self.call(self._redis.get, self.names.app_value(name))
@@ -471,168 +482,3 @@ class RedisBackend:
 
     async def set_value(self, name: str, value: str) -> None:
         await self.call(self._redis.set, self.names.app_value(name), value)
-
-
-class RedisSubscription:
-    """One pub/sub connection that survives Redis restarts and ``CLIENT KILL``.
-
-    On a lost connection it reconnects with jittered exponential backoff (capped at
-    ``max_backoff`` seconds), re-subscribes every channel and then yields one
-    ``ChannelMessage(resync=True)``. Every failure is logged; iteration never ends
-    until :meth:`aclose`.
-    """
-
-    def __init__(self, client: aioredis.Redis, *, max_backoff: float = 5.0) -> None:
-        self._client = client
-        self._max_backoff = max_backoff
-        self._pubsub: Any = None
-        self._channels: set[str] = set()
-        self._closed = False
-        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
-        self.confirm_timeout = 5.0
-        self.connected = False
-        self.reconnects = 0
-        self._watched: Any = None  # the pub/sub connection, while it is ours
-        self._lost = False  # redis-py re-established it by itself (see _reconnected)
-
-    @property
-    def channels(self) -> frozenset[str]:
-        return frozenset(self._channels)
-
-    async def subscribe(self, *channels: str) -> None:
-        """Subscribe and wait (up to ``confirm_timeout``) until Redis confirms, so a
-        state check made afterwards cannot miss an event published in between.
-
-        Someone must be iterating the subscription (the reader confirms). While
-        disconnected the channels are recorded and the reconnect subscribes them; if
-        that outlasts the timeout, the reconnect yields a resync instead."""
-        new = [c for c in channels if c not in self._channels]
-        if not new:
-            return
-        self._channels.update(new)
-        loop = asyncio.get_running_loop()
-        waiters = []
-        for channel in new:
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._confirmations.setdefault(channel, []).append(waiter)
-            waiters.append(waiter)
-        try:
-            if self._pubsub is not None and self.connected:
-                await self._pubsub.subscribe(*new)
-            await asyncio.wait_for(asyncio.gather(*waiters), self.confirm_timeout)
-        except (TimeoutError, *_UNREACHABLE):
-            pass  # the reader reconnects, resubscribes and yields a resync
-        finally:
-            for channel, waiter in zip(new, waiters, strict=True):
-                pending = self._confirmations.get(channel)
-                if pending and waiter in pending:
-                    pending.remove(waiter)
-                    if not pending:
-                        del self._confirmations[channel]
-
-    async def unsubscribe(self, *channels: str) -> None:
-        gone = [c for c in channels if c in self._channels]
-        if not gone:
-            return
-        self._channels.difference_update(gone)
-        if self._pubsub is not None and self.connected:
-            with contextlib.suppress(*_UNREACHABLE):
-                await self._pubsub.unsubscribe(*gone)
-
-    async def _open(self) -> list[ChannelMessage]:
-        """Connect and subscribe every channel, waiting (up to ``confirm_timeout``) for
-        Redis to confirm them all: only then may the consumer re-check state. Returns
-        the messages that arrived meanwhile."""
-        await self._close_pubsub()
-        self._pubsub = self._client.pubsub()
-        # A placeholder channel keeps the connection subscribed even with no tabs.
-        sent = set(self._channels)
-        await self._pubsub.subscribe(KEEPALIVE_CHANNEL, *sent)
-        self._watched = self._pubsub.connection
-        self._watched.register_connect_callback(self._reconnected)
-        unconfirmed = {KEEPALIVE_CHANNEL, *sent}
-        early: list[ChannelMessage] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.confirm_timeout
-        while True:
-            missing = self._channels - sent  # subscribe() calls made while we connect
-            if missing:
-                sent |= missing
-                unconfirmed |= missing
-                await self._pubsub.subscribe(*missing)
-            if not unconfirmed:
-                break
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise RedisTimeoutError(f"{len(unconfirmed)} subscription(s) not confirmed")
-            message = await self._pubsub.get_message(timeout=min(remaining, 1.0))
-            if message is None:
-                continue
-            if message["type"] == "subscribe":
-                unconfirmed.discard(message["channel"])
-                self._confirm(message["channel"])
-            elif message["type"] == "message":
-                early.append(ChannelMessage(channel=message["channel"], payload=message["data"]))
-        left = sent - self._channels  # unsubscribe() calls made while we connected
-        if left:
-            await self._pubsub.unsubscribe(*left)
-        self.connected = True
-        return early
-
-    def _reconnected(self, connection: Any) -> None:
-        # A client with retries (redis-py's default outside from_url) reconnects and
-        # re-subscribes on its own, hiding the gap in which messages were lost. Treat it
-        # as a lost connection: reopen (confirmed) and yield a resync.
-        self._lost = True
-
-    async def _close_pubsub(self) -> None:
-        if self._watched is not None:
-            self._watched.deregister_connect_callback(self._reconnected)
-            self._watched = None
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-
-    def _confirm(self, channel: str) -> None:
-        for waiter in self._confirmations.pop(channel, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def __aiter__(self) -> AsyncIterator[ChannelMessage]:
-        attempt = 0  # failures since the last good connection
-        while not self._closed:
-            try:
-                if self._lost:
-                    self._lost = False
-                    raise RedisConnectionError("the connection was re-established underneath")
-                if not self.connected:
-                    early = await self._open()
-                    if attempt:
-                        self.reconnects += 1
-                        logger.warning(
-                            "pub/sub reconnected; %d channel(s) resubscribed", len(self._channels)
-                        )
-                        attempt = 0
-                        yield ChannelMessage(channel="", payload="", resync=True)
-                    for message in early:
-                        yield message
-                message = await self._pubsub.get_message(timeout=1.0)
-                if message is None:
-                    continue
-                if message["type"] == "message":
-                    yield ChannelMessage(channel=message["channel"], payload=message["data"])
-                elif message["type"] == "subscribe":
-                    self._confirm(message["channel"])
-            except (*_UNREACHABLE, RedisError) as exc:
-                if self._closed:
-                    return
-                self.connected = False
-                delay = min(self._max_backoff, 0.05 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311 (jitter)
-                attempt += 1
-                logger.warning("pub/sub connection lost (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-
-    async def aclose(self) -> None:
-        self._closed = True
-        self.connected = False
-        await self._close_pubsub()

@@ -15,6 +15,7 @@ Tab tokens (format, MAC check, supersede rule) are :mod:`.tabs`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import secrets
@@ -25,7 +26,7 @@ from itsdangerous import BadSignature, Signer
 
 from .exceptions import ConfigurationError
 
-__all__ = ["CookieSigner", "new_session_id", "public_id", "slot_tag", "user_tag"]
+__all__ = ["VERIFIED_CACHE", "CookieSigner", "new_session_id", "public_id", "slot_tag", "user_tag"]
 
 _PUBLIC_ID_DOMAIN: Final = b"sessionwatch/v1/public\0"
 _USER_TAG_DOMAIN: Final = b"sessionwatch/v1/tag\0"
@@ -63,6 +64,9 @@ def slot_tag(public_id: str) -> str:
     return tag if dot else public_id
 
 
+VERIFIED_CACHE: Final = 4096  # genuine cookie values whose verification is remembered
+
+
 class CookieSigner:
     """Signs and verifies the session id carried by the cookie.
 
@@ -86,6 +90,12 @@ class CookieSigner:
             salt="sessionwatch.cookie",
             digest_method=hashlib.sha256,
         )
+        # Cookie values verified lately (every request of a tab repeats its cookie): a
+        # genuine value's id never changes under these keys, so its HMAC is computed
+        # once. Only genuine values are kept (a flood of forged ones cannot evict them
+        # faster than they are used, and each forgery is still checked), at most
+        # VERIFIED_CACHE of them, the oldest dropped first.
+        self._verified: dict[str, str] = {}
 
     def sign(self, session_id: str) -> str:
         """The cookie value for ``session_id``."""
@@ -93,8 +103,20 @@ class CookieSigner:
 
     def unsign(self, value: str) -> str | None:
         """The session id in a cookie value, or ``None`` if it is not genuine."""
+        session_id = self._verified.get(value)
+        if session_id is not None:
+            return session_id
         try:
             session_id = self._signer.unsign(value.encode("ascii")).decode("ascii")
         except (BadSignature, UnicodeError):
             return None
-        return session_id if _SESSION_ID_RE.fullmatch(session_id) else None
+        if not _SESSION_ID_RE.fullmatch(session_id):
+            return None
+        verified = self._verified
+        if len(verified) >= VERIFIED_CACHE:
+            # The oldest (dicts keep insertion order); a sync view in another thread
+            # may have changed it meanwhile: then there is nothing to drop here.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del verified[next(iter(verified))]
+        verified[value] = session_id
+        return session_id

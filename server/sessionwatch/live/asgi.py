@@ -110,10 +110,16 @@ def install(
 
 
 class _QuartConnection(ASGIWebsocketConnection):
-    """Quart's handling of the endpoint, with one fix: Quart reads
-    ``event.get("bytes") or event["text"]``, so an empty binary frame from uvicorn (no
-    ``text`` key) raised KeyError in its receiver and crashed the connection; the frame
-    reaches the view as ``None`` instead and is refused with 1007."""
+    """Quart's handling of the endpoint, with two fixes:
+
+    - Quart reads ``event.get("bytes") or event["text"]``, so an empty binary frame from
+      uvicorn (no ``text`` key) raised KeyError in its receiver and crashed the
+      connection; the frame reaches the view as ``None`` instead and is refused with 1007.
+    - Quart sends a refusal's body (403 origin, 401 session) in pieces with
+      ``more_body``; granian (2.8) takes a denial response in one body message only and
+      raised "Unsupported ASGI message" for the first piece. The pieces are joined into
+      one message, which every server takes.
+    """
 
     async def __call__(self, receive: Any, send: Any) -> None:
         async def guarded() -> Any:
@@ -123,7 +129,17 @@ class _QuartConnection(ASGIWebsocketConnection):
                     return {"type": "websocket.receive", "bytes": None, "text": None}
             return event
 
-        await super().__call__(guarded, send)
+        pieces: list[bytes] = []
+
+        async def joined(message: Any) -> None:
+            if message["type"] == "websocket.http.response.body":
+                pieces.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                message = {"type": message["type"], "body": b"".join(pieces), "more_body": False}
+            await send(message)
+
+        await super().__call__(guarded, joined)
 
 
 class _Endpoint:
@@ -344,9 +360,6 @@ class _Endpoint:
                 "headers": headers,
             }
         )
-        async with response.response as body:
-            async for data in body:
-                await self._send(
-                    {"type": "websocket.http.response.body", "body": data, "more_body": True}
-                )
-        await self._send({"type": "websocket.http.response.body", "body": b"", "more_body": False})
+        async with response.response as body:  # one message: see _QuartConnection
+            data = b"".join([piece async for piece in body])
+        await self._send({"type": "websocket.http.response.body", "body": data, "more_body": False})

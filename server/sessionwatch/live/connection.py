@@ -145,16 +145,17 @@ class Connection:
         hello, :func:`~sessionwatch.core.tabs.verify_tab_token`)."""
         self.gen = gen
 
-    def push(self, message: dict[str, Any]) -> bool:
-        """Queue a message without waiting; a full queue aborts the socket (4012).
-        Returns whether it was queued."""
+    def push(self, message: dict[str, Any] | str) -> bool:
+        """Queue a message (a dict, or the text of one already encoded: an event going
+        to several sockets is encoded once) without waiting; a full queue aborts the
+        socket (4012). Returns whether it was queued."""
         if self.closing:
             return False
         if self._pending is not None and len(self._pending) >= self._capacity:
             self.abort(CloseCode.SLOW_CONSUMER)
             self.on_overflow()
             return False
-        self._put(encode(message))
+        self._put(message if isinstance(message, str) else encode(message))
         return True
 
     def _put(self, item: str | None) -> None:
@@ -164,21 +165,22 @@ class Connection:
         if self._writer is None and self._task is not None:
             self._writer = asyncio.ensure_future(self._write())
 
-    def supersede(self, gen: int, by: Any) -> bool:
-        """Tell the tab (once per generation) that a newer claim won."""
+    def supersede(self, gen: int, by: Any, text: str | None = None) -> bool:
+        """Tell the tab (once per generation) that a newer claim won; ``text`` is the
+        message already encoded, when the caller tells several tabs."""
         if self.gen is None or gen <= self.gen or gen <= self.told_gen:
             return False
         self.told_gen = gen
-        return self.push(superseded_message(gen, by))
+        return self.push(text if text is not None else superseded_message(gen, by))
 
-    def finish(self, code: int, message: dict[str, Any] | None = None) -> None:
+    def finish(self, code: int, message: dict[str, Any] | str | None = None) -> None:
         """Send ``message`` (if any) after what is queued, then close with ``code``."""
         if self.closing:
             return
         self.state = ConnectionState.CLOSING
         self.close_code = code
         if message is not None:
-            self._put(encode(message))
+            self._put(message if isinstance(message, str) else encode(message))
         self._put(None)
 
     def abort(self, code: int) -> None:

@@ -42,10 +42,12 @@ from ..core.events import (
     TERMINAL_CLOSE_CODES,
     CloseCode,
     Event,
+    encode,
     ended_message,
     expiring_message,
     parse_event,
     ready_message,
+    superseded_message,
 )
 from ..core.exceptions import BackendUnavailable, ProtocolError
 from ..core.limits import AddressLimits
@@ -440,13 +442,14 @@ class Hub:
             if gen is None:
                 raise ProtocolError("superseded without gen")
             by = event.fields.get("by")
-            sent = sum(conn.supersede(gen, by) for conn in list(group.conns))
+            text = encode(superseded_message(gen, by))  # once, for every tab of the session
+            sent = sum(conn.supersede(gen, by, text) for conn in list(group.conns))
         elif event.type == "rotated":
             for conn in list(group.conns):
                 conn.finish(CloseCode.ROTATED)
                 sent += 1
         elif event.terminal:
-            wire = event.wire()
+            wire = encode(event.wire())
             for conn in list(group.conns):
                 conn.finish(TERMINAL_CLOSE_CODES[event.type], wire)
                 sent += 1
@@ -455,7 +458,7 @@ class Hub:
                 expires_at = event.fields.get("expires_at")
                 if isinstance(expires_at, int) and not isinstance(expires_at, bool):
                     self._set_deadline(group, expires_at)
-            wire = event.wire()
+            wire = encode(event.wire())
             sent = sum(conn.push(wire) for conn in list(group.conns) if conn.bound)
         self._count(event.type, sent)
 
@@ -465,7 +468,7 @@ class Hub:
             self._delivered[event_type] = self._delivered.get(event_type, 0) + sent
 
     def _route_user(self, group: _Group, event: Event) -> None:
-        wire = event.wire()
+        wire = encode(event.wire())
         sent = sum(
             conn.push(wire)
             for conn in list(group.conns)
@@ -565,7 +568,7 @@ class Hub:
             return
         if now >= group.expires_at - lead and group.warned != group.expires_at:
             group.warned = group.expires_at
-            message = expiring_message(group.expires_at, now)
+            message = encode(expiring_message(group.expires_at, now))
             self._count(
                 "expiring", sum(conn.push(message) for conn in list(group.conns) if conn.bound)
             )

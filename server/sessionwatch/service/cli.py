@@ -4,10 +4,12 @@ Configuration comes from the environment (``SECRET_KEY``, ``PORT``, ``REDIS_URL`
 ``SESSIONWATCH_*``); flags override it. Bad values end the command with a message that
 names the key, before any worker starts.
 
-Both servers run with the limits of an exposed service (:mod:`sessionwatch.service.servers`):
-WebSocket frames bounded by ``max_frame`` before they are buffered, no permessage-deflate,
-no ``Server`` header, a header-read timeout, and forwarded headers believed only from
-the proxies named by ``--forwarded-allow-ips``.
+uvicorn and hypercorn run with the limits of an exposed service
+(:mod:`sessionwatch.service.servers`): WebSocket frames bounded by ``max_frame`` before
+they are buffered, no permessage-deflate, no ``Server`` header, a header-read timeout,
+and forwarded headers believed only from the proxies named by ``--forwarded-allow-ips``.
+granian (optional, ``sessionwatch[granian]``) has all but the first two; see
+:mod:`sessionwatch.service.granian_server` for what it cannot do.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Literal
 from ..backends import backend_from_url
 from ..core.config import parse_address, settings_from_env
 from ..core.exceptions import ConfigurationError
+from .granian_server import check_granian, granian_server
 from .proxies import parse_proxies
 from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
 
@@ -40,7 +43,7 @@ HYPERCORN_APP_FACTORY = "sessionwatch.service.app:create_hypercorn_app"
 # uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a
 # worker fails on the first socket with KeyError. pyproject.toml declares the same floor.
 UVICORN_FLOOR = (0, 35)
-ServerName = Literal["uvicorn", "hypercorn"]
+ServerName = Literal["uvicorn", "hypercorn", "granian"]
 
 
 def _port(value: str) -> int:
@@ -120,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument(
         "--server",
-        choices=("uvicorn", "hypercorn"),
+        choices=("uvicorn", "hypercorn", "granian"),
         default="uvicorn",
-        help="ASGI server (default uvicorn)",
+        help="ASGI server (default uvicorn; granian needs sessionwatch[granian])",
     )
     serve_cmd.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     serve_cmd.add_argument(
@@ -221,6 +224,13 @@ def serve(
         raise ConfigurationError("SECRET_KEY: must be at least 16 characters long")
     if server == "uvicorn":
         _check_uvicorn()
+    elif server == "granian":
+        if api_address is not None:
+            raise ConfigurationError(
+                "SESSIONWATCH_API_ADDRESS: granian listens on one address only; "
+                "use --server uvicorn or hypercorn for a separate session API address"
+            )
+        check_granian()
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
     if metrics_token is not None:
         if len(metrics_token) < 16:
@@ -252,6 +262,16 @@ def serve(
         # Hypercorn's idle timer runs until a request is complete: it is the header timeout.
         config.keep_alive_timeout = min(config.keep_alive_timeout, header_timeout)
         run(config)
+        return
+    if server == "granian":
+        granian_server(
+            APP_FACTORY,
+            host=host,
+            port=port,
+            workers=workers,
+            header_timeout=header_timeout,
+            log_level=os.environ.get("LOG_LEVEL", "info"),
+        ).serve()
         return
     import uvicorn
 

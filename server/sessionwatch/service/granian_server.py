@@ -1,0 +1,116 @@
+"""granian (a Rust HTTP server) for ``sessionwatch serve --server granian``.
+
+Configured like the uvicorn server of the CLI where granian has the setting:
+
+- the service app factory in every worker, one process per ``--workers``;
+- HTTP/1.1 only (as uvicorn), with granian's own header-read timeout set to
+  ``--header-timeout``;
+- no access log; no protocol pings (granian sends none on HTTP/1.1 WebSockets);
+- forwarded headers: granian reads none of them, and the service app applies
+  ``--forwarded-allow-ips`` itself (:func:`sessionwatch.service.app.trust_proxies`), so
+  the semantics are those of the other two servers;
+- SIGTERM: granian stops accepting, runs the ASGI lifespan shut-down (the hub closes its
+  sockets) and waits for its workers.
+
+Where it differs (the CLI offers it; uvicorn stays the default, see docs/deployment.md):
+
+- **About 6x the memory of an idle tab** (148 KB against uvicorn's 24 at 1,000 tabs):
+  granian's WebSocket library allocates a 128 KiB read buffer per connection up front
+  (tungstenite's default), and granian offers no setting for it.
+
+- **No frame bound before buffering.** granian gives its WebSocket library
+  (tungstenite) no configuration, so a frame of up to 16 MiB (a message of up to
+  64 MiB) is read whole before the service refuses it with 1009 (``max_frame`` is
+  checked on the message the app receives). uvicorn and hypercorn refuse it as it
+  arrives. Run granian behind a proxy that bounds frames when clients are untrusted.
+- **A** ``server: granian`` **header** on every answer (granian has no switch for it).
+- **No second address**: ``--api-bind`` is refused (granian binds one socket).
+- **No permessage-deflate**: granian never negotiates it, which is what the service wants.
+
+``backpressure`` is raised from granian's default (1,024 per worker) because granian
+counts it in open connections, and every idle tab holds one: at the default a worker
+would stop accepting at its 1,025th tab. The hub's own socket limits apply instead.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from typing import Any
+
+from ..core.exceptions import ConfigurationError
+
+__all__ = ["BACKPRESSURE", "GRANIAN_FLOOR", "check_granian", "granian_server"]
+
+# 2.7.0 added the ASGI denial response (a refused handshake's 503/403 with a body); the
+# WebSocket teardown fixes of 2.7.1-2.7.8 (disconnect after a server close, cleanup on
+# shut-down, disconnect before accept) and the fix of their ASGI WebSocket performance
+# regression came with 2.8.1. tests/integration/test_granian_service.py passes with 2.8.1
+# (and with 2.8.9). pyproject.toml's ``granian`` extra declares the same floor.
+GRANIAN_FLOOR = (2, 8, 1)
+# Connections a worker accepts at once (granian's backpressure counts connections):
+# higher than any worker's sockets; the hub's max_sockets_* limits are the real bound.
+BACKPRESSURE = 65_536
+# uvicorn's default listen backlog (granian's is 1,024), for the same burst of reconnects.
+BACKLOG = 2048
+
+
+def check_granian() -> None:
+    """Refuse a missing granian, or one older than :data:`GRANIAN_FLOOR`.
+
+    Raises:
+        ConfigurationError: with the command that installs a suitable version.
+    """
+    floor = ".".join(map(str, GRANIAN_FLOOR))
+    try:
+        version = metadata.version("granian")
+    except metadata.PackageNotFoundError:
+        raise ConfigurationError(
+            "granian is not installed: pip install 'sessionwatch[granian]'"
+        ) from None
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+    if numbers < GRANIAN_FLOOR:
+        raise ConfigurationError(
+            f"granian {version} is too old: the service needs granian {floor} or newer; "
+            f"pip install 'granian>={floor},<3'"
+        )
+
+
+def granian_server(
+    target: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    header_timeout: float,
+    log_level: str,
+) -> Any:
+    """A granian server for the app factory ``target`` (``module:function``), not yet
+    serving (call ``.serve()``; it returns when the server has shut down).
+
+    Raises:
+        ConfigurationError: granian is missing or too old (:func:`check_granian`).
+    """
+    check_granian()
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    level = log_level.lower()
+    return Granian(
+        target,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,  # with the lifespan: Quart's before/after_serving run
+        factory=True,
+        workers=workers,
+        http=HTTPModes.http1,
+        # header_read_timeout is in milliseconds; keep-alive stays on (as uvicorn).
+        http1_settings=HTTP1Settings(header_read_timeout=max(1, round(header_timeout * 1000))),
+        websockets=True,
+        backlog=BACKLOG,
+        backpressure=BACKPRESSURE,
+        log_access=False,
+        log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.info,
+    )

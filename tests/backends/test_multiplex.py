@@ -1,0 +1,197 @@
+"""The pipelined script connection (backends/multiplex.py): replies reach their own
+callers in order under concurrency, cancellation and reconnection, and every failure
+says whether the script may have run (NotSent: it did not)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sessionwatch.backends.multiplex import Multiplexer, NotSent, ScriptError, _Link, pack
+
+ECHO = "return {KEYS[1], ARGV[1]}"
+WRITE = "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]"
+
+
+@pytest.fixture(name="client")
+async def _client(redis_url: str) -> Any:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(name="mux")
+async def _mux(client: aioredis.Redis) -> Any:
+    mux = Multiplexer(client.connection_pool, timeout=5.0)
+    yield mux
+    await mux.aclose()
+
+
+async def test_concurrent_callers_get_their_own_replies(mux: Multiplexer) -> None:
+    replies = await asyncio.gather(*(mux.evalsha(ECHO, [f"k{i}"], [i]) for i in range(500)))
+    assert replies == [[f"k{i}", str(i)] for i in range(500)]
+
+
+async def test_calls_of_one_iteration_share_one_connection(
+    mux: Multiplexer, client: aioredis.Redis
+) -> None:
+    before = int((await client.info("clients"))["connected_clients"])
+    await asyncio.gather(*(mux.evalsha(ECHO, ["k"], [i]) for i in range(200)))
+    after = int((await client.info("clients"))["connected_clients"])
+    assert after - before <= 1
+
+
+async def test_a_flushed_script_cache_is_answered_with_the_source(
+    mux: Multiplexer, client: aioredis.Redis
+) -> None:
+    assert await mux.evalsha(ECHO, ["a"], [1]) == ["a", "1"]
+    await client.script_flush()
+    replies = await asyncio.gather(*(mux.evalsha(ECHO, ["a"], [i]) for i in range(20)))
+    assert replies == [["a", str(i)] for i in range(20)]
+
+
+async def test_a_script_error_fails_only_its_caller(mux: Multiplexer) -> None:
+    bad = mux.evalsha("return redis.error_reply('LATE script started after its deadline')", [], [])
+    good = mux.evalsha(ECHO, ["k"], [7])
+    results = await asyncio.gather(bad, good, return_exceptions=True)
+    assert isinstance(results[0], ScriptError) and "LATE" in str(results[0])
+    assert results[1] == ["k", "7"]
+
+
+async def test_a_cancelled_caller_does_not_shift_the_replies(mux: Multiplexer) -> None:
+    slow = asyncio.ensure_future(mux.evalsha(ECHO, ["first"], [1]))
+    await asyncio.sleep(0)
+    slow.cancel()
+    assert await mux.evalsha(ECHO, ["second"], [2]) == ["second", "2"]
+    assert await mux.evalsha(ECHO, ["third"], [3]) == ["third", "3"]
+
+
+async def test_a_killed_connection_is_replaced(mux: Multiplexer, client: aioredis.Redis) -> None:
+    assert await mux.evalsha(ECHO, ["k"], [1]) == ["k", "1"]
+    await client.client_kill_filter(_type="normal", skipme=True)
+    for _ in range(50):  # the close reaches the protocol within a few iterations
+        await asyncio.sleep(0.01)
+        if mux._link is None:
+            break
+    assert await mux.evalsha(ECHO, ["k"], [2]) == ["k", "2"]
+
+
+async def test_no_reply_in_time_fails_every_waiter_and_recovers(
+    client: aioredis.Redis, redis_url: str
+) -> None:
+    mux = Multiplexer(client.connection_pool, timeout=0.3)
+    other = aioredis.Redis.from_url(redis_url)
+    try:
+        await mux.evalsha(ECHO, ["k"], [0])
+        await other.client_pause(800, all=True)  # Redis answers nobody for 0.8 s
+        results = await asyncio.gather(
+            *(mux.evalsha(WRITE, ["mux:t"], [i]) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results
+        await asyncio.sleep(0.6)
+        assert await mux.evalsha(ECHO, ["k"], [1]) == ["k", "1"]
+    finally:
+        await other.aclose()
+        await mux.aclose()
+
+
+async def test_an_unreachable_redis_is_not_sent() -> None:
+    client = aioredis.Redis(port=1, socket_connect_timeout=0.5, decode_responses=True)
+    mux = Multiplexer(client.connection_pool, timeout=1.0)
+    try:
+        with pytest.raises(RedisConnectionError):
+            await mux.evalsha(ECHO, ["k"], [1])
+    finally:
+        await mux.aclose()
+        await client.aclose()
+
+
+# -- the link's failure accounting, with a transport that records what is written --------
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data: Any) -> None:
+        self.written.append(bytes(data))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.lost_links: list[_Link] = []
+
+    def lost(self, link: _Link) -> None:
+        self.lost_links.append(link)
+
+
+def _waiters(link: _Link, n: int, *, retry: tuple[Any, ...] | None = None) -> list[Any]:
+    from sessionwatch.backends.multiplex import _Waiter
+
+    loop = asyncio.get_running_loop()
+    futures = []
+    for i in range(n):
+        future = loop.create_future()
+        link.send(pack("EVALSHA", "x", 0, i), _Waiter(future, loop.time() + 60, retry))
+        futures.append(future)
+    return futures
+
+
+async def test_a_lost_link_tells_written_from_never_written() -> None:
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    written = _waiters(link, 2)
+    link.flush()
+    unsent = _waiters(link, 3)  # still in the buffer: this iteration's write is pending
+    link.abort(RedisConnectionError("gone"))
+    for future in written:
+        exc = future.exception()
+        assert isinstance(exc, RedisConnectionError) and not isinstance(exc, NotSent)
+    assert all(isinstance(f.exception(), NotSent) for f in unsent)
+    assert transport.aborted and owner.lost_links == [link]
+    assert len(transport.written) == 1  # the buffer was never written after the loss
+
+
+async def test_readonly_is_not_sent_and_drops_the_connection() -> None:
+    import hiredis
+
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    first, second = _waiters(link, 2)
+    link.flush()
+    link.answer(hiredis.ReplyError("READONLY You can't write against a read only replica."))
+    assert isinstance(first.exception(), NotSent)
+    assert isinstance(second.exception(), RedisConnectionError)
+    assert link.closed and owner.lost_links == [link]
+
+
+async def test_noscript_resends_the_source_in_order() -> None:
+    import hiredis
+
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    (future,) = _waiters(link, 1, retry=("return 1", 0))
+    link.flush()
+    link.answer(hiredis.ReplyError("NOSCRIPT No matching script."))
+    link.flush()
+    assert transport.written[-1] == pack("EVAL", "return 1", 0)
+    assert not future.done()
+    link.answer(1)
+    assert future.result() == 1
+
+
+async def test_a_reply_nobody_asked_for_closes_the_link() -> None:
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    link.answer("surprise")
+    assert link.closed and transport.aborted

@@ -1,0 +1,66 @@
+"""The pub/sub reader on its taken-over connection (backends/subscription.py): bursts
+arrive whole and in order, and a connection that goes silent is found by its own
+health check and replaced, followed by a resync."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from sessionwatch.backends.base import ChannelMessage
+from sessionwatch.backends.subscription import RedisSubscription
+
+
+async def _next(iterator: Any, timeout: float = 5.0) -> ChannelMessage:
+    message: ChannelMessage = await asyncio.wait_for(anext(iterator), timeout)
+    return message
+
+
+async def test_a_burst_arrives_whole_and_in_order(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    subscription = RedisSubscription(client.connection_pool)
+    messages = aiter(subscription)
+    reader = asyncio.ensure_future(_next(messages))  # the reader confirms subscriptions
+    try:
+        await subscription.subscribe("sub:a", "sub:b")
+        async with client.pipeline(transaction=False) as pipe:
+            for i in range(2000):
+                pipe.publish("sub:a" if i % 2 else "sub:b", str(i))
+            await pipe.execute()
+        got = [await reader] + [await _next(messages) for _ in range(1999)]
+        assert [m.payload for m in got] == [str(i) for i in range(2000)]
+        assert {m.channel for m in got} == {"sub:a", "sub:b"}
+        await subscription.unsubscribe("sub:a")
+        await client.publish("sub:a", "gone")
+        await client.publish("sub:b", "kept")
+        assert (await _next(messages)).payload == "kept"
+    finally:
+        await subscription.aclose()
+        await client.aclose()
+
+
+async def test_a_silent_connection_is_found_and_replaced(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    subscription = RedisSubscription(
+        client.connection_pool, health_interval=0.2, reply_timeout=0.3, max_backoff=0.1
+    )
+    messages = aiter(subscription)
+    first = asyncio.ensure_future(_next(messages, 10))
+    try:
+        await subscription.subscribe("sub:quiet")
+        # Redis answers nobody (not even the health check's PING) for 1.5 s: the reader
+        # must give the connection up on its own, reconnect once Redis answers and
+        # tell the consumer to resync.
+        await admin.client_pause(1500, all=True)
+        marker = await first
+        assert marker.resync
+        assert subscription.reconnects == 1
+        await admin.publish("sub:quiet", "after")
+        assert (await _next(messages)).payload == "after"
+    finally:
+        await subscription.aclose()
+        await client.aclose()
+        await admin.aclose()
