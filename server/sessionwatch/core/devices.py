@@ -18,7 +18,14 @@ import ua_parser
 
 from .events import Device
 
-__all__ = ["PlaceResolver", "describe_device", "ip_prefix", "parse_user_agent", "warm_up"]
+__all__ = [
+    "PlaceResolver",
+    "client_address",
+    "describe_device",
+    "ip_prefix",
+    "parse_user_agent",
+    "warm_up",
+]
 
 PlaceResolver = Callable[[str], str]
 
@@ -56,6 +63,19 @@ def ip_prefix(address: str | None) -> str:
         ip = ip.ipv4_mapped
     bits = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def client_address(
+    remote_addr: str | None, forwarded_for: str | None, *, trust_forwarded_for: bool
+) -> str | None:
+    """The client's IP: the peer's ``remote_addr``, or the last (proxy-appended) entry
+    of ``X-Forwarded-For`` when ``trust_forwarded_for`` is set (only behind a proxy you
+    run)."""
+    if trust_forwarded_for:
+        hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+        if hops:
+            return str(hops[-1])
+    return str(remote_addr) if remote_addr else None
 
 
 def describe_device(

@@ -32,6 +32,17 @@ class OriginRule:
             return self.allow_missing
         return origin in (self.allowed or (own,))
 
+    def foreign(self, origin: str | None, sec_fetch_site: str | None, own: str) -> str | None:
+        """Why a request with these ``Origin`` and ``Sec-Fetch-Site`` headers was sent by
+        a page of a foreign origin, or ``None``: its ``Origin`` is not allowed, or,
+        without ``Origin``, ``Sec-Fetch-Site`` says ``cross-site`` or ``same-site`` (a
+        sibling subdomain is same-site but not same-origin)."""
+        if origin is not None:
+            return None if self.allows(origin, own) else f"Origin {origin}"
+        if sec_fetch_site in ("cross-site", "same-site"):
+            return f"Sec-Fetch-Site {sec_fetch_site}"
+        return None
+
 
 def own_origin_of(scheme: str, host: str) -> str:
     """The origin of a request to ``host`` over ``scheme`` (ws maps to http, wss to

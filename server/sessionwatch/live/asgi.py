@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlparse
 
 # Quart internals this module relies on, all here (checked against Quart 0.22.0, the
 # version the test suite runs; pyproject allows 0.20 to 0.23): the app attribute
@@ -53,6 +52,7 @@ from werkzeug.sansio.utils import get_host
 from ..core.exceptions import BackendUnavailable
 from ..core.origins import OriginRule, own_origin_of
 from ..core.tokens import public_id
+from ..web.rawhttp import route_path
 from ..web.responses import error_response
 from ..web.sessions import ServerSessionInterface
 from .admission import Ticket
@@ -159,7 +159,7 @@ class _Endpoint:
         self._gone = False
 
     async def __call__(self, receive: Any, send: Any) -> None:
-        if _route_path(self._scope) != self.path:
+        if route_path(self._scope) != self.path:
             await ASGIWebsocketConnection(self._app, self._scope)(receive, send)
         elif not self._plain():
             await _QuartConnection(self._app, self._scope)(receive, send)
@@ -204,7 +204,7 @@ class _Endpoint:
             adapter = app.url_map.bind(
                 "localhost", scope.get("root_path", ""), url_scheme=scope["scheme"]
             )
-            rule, _ = adapter.match(_route_path(scope), method="GET", return_rule=True)
+            rule, _ = adapter.match(route_path(scope), method="GET", return_rule=True)
         except (HTTPException, KeyError):
             return False
         return bool(rule.endpoint == f"{self.blueprint}.live")
@@ -363,18 +363,3 @@ class _Endpoint:
         async with response.response as body:  # one message: see _QuartConnection
             data = b"".join([piece async for piece in body])
         await self._send({"type": "websocket.http.response.body", "body": data, "more_body": False})
-
-
-def _route_path(scope: Any) -> str | None:
-    """The path Quart routes (as ``ASGIWebsocketConnection`` derives it)."""
-    try:
-        path = str(scope["path"])
-        path = path if path[0] == "/" else urlparse(path).path
-        root_path = str(scope.get("root_path", ""))
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    if root_path != "":
-        if path == root_path or not path.startswith(root_path):
-            return None
-        path = path.removeprefix(root_path)
-    return path

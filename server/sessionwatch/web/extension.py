@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -53,7 +52,8 @@ from ..core.tokens import CookieSigner, new_session_id, public_id, user_tag
 from ..live import asgi
 from ..live.endpoint import register_websocket
 from ..live.hub import Hub
-from .responses import ended_response, error_response
+from . import rawhttp
+from .responses import ended_response, error_response, retry_after
 from .routes import create_blueprint, own_origin
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
 
@@ -201,6 +201,11 @@ class SessionWatch:
         )
         origins = self.origins
         self.blueprint.record_once(lambda state: asgi.install(state, hub, interface, origins))
+        handlers: dict[type[Exception], Callable[..., Any]] = {
+            BackendUnavailable: self._backend_unavailable,
+            RateLimited: self._rate_limited,
+        }
+        self.blueprint.record_once(lambda state: rawhttp.install(state, self, interface, handlers))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
         self.claim_path = f"{self.settings.url_prefix}/claim"
         self.app = app
@@ -229,7 +234,7 @@ class SessionWatch:
 
     async def _rate_limited(self, error: RateLimited) -> Response:
         response = error_response(429, "rate_limited")
-        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        response.headers["Retry-After"] = retry_after(error.retry_after)
         return response
 
     @property
@@ -266,13 +271,11 @@ class SessionWatch:
         """The client's IP: the peer, or the proxy-appended ``X-Forwarded-For`` entry
         when ``trust_forwarded_for`` is set (only behind a proxy you run)."""
         connection = self._connection()
-        if self.settings.trust_forwarded_for:
-            forwarded = connection.headers.get("X-Forwarded-For", "")
-            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-            if hops:
-                return str(hops[-1])
-        address = connection.remote_addr
-        return str(address) if address else None
+        return devices.client_address(
+            connection.remote_addr,
+            connection.headers.get("X-Forwarded-For"),
+            trust_forwarded_for=self.settings.trust_forwarded_for,
+        )
 
     def foreign_request(self) -> str | None:
         """Why the current request was sent by a page of a foreign origin, or ``None``:
@@ -281,12 +284,8 @@ class SessionWatch:
         sibling subdomain is same-site but not same-origin)."""
         headers = self._connection().headers
         origin = headers.get("Origin")
-        if origin is not None:
-            return None if self.origins.allows(origin, own_origin()) else f"Origin {origin}"
-        site = headers.get("Sec-Fetch-Site")
-        if site in ("cross-site", "same-site"):
-            return f"Sec-Fetch-Site {site}"
-        return None
+        own = own_origin() if origin is not None else ""
+        return self.origins.foreign(origin, headers.get("Sec-Fetch-Site"), own)
 
     def refuse_foreign(self, action: str) -> None:
         """Raise :class:`OriginForbidden` (answered 403 ``origin_forbidden``) when the
@@ -298,11 +297,12 @@ class SessionWatch:
 
     def describe_request(self) -> Device:
         """The :class:`Device` of the current request."""
+        return self.describe(self._connection().headers.get("User-Agent"), self.client_address())
+
+    def describe(self, user_agent: str | None, address: str | None) -> Device:
+        """The :class:`Device` of a request with this User-Agent from ``address``."""
         return devices.describe_device(
-            self._connection().headers.get("User-Agent"),
-            self.client_address(),
-            self.now_ms(),
-            resolver=self.place_resolver,
+            user_agent, address, self.now_ms(), resolver=self.place_resolver
         )
 
     def current_session(self) -> ServerSession:
@@ -342,13 +342,20 @@ class SessionWatch:
             RateLimited: the client's address started ``max_new_sessions_per_second``
                 sessions already (answered 429 ``rate_limited`` with ``Retry-After``).
         """
-        address = self.client_address()
+        return await self.start_session_for(
+            session, data, self._connection().headers.get("User-Agent"), self.client_address()
+        )
+
+    async def start_session_for(
+        self, session: ServerSession, data: str, user_agent: str | None, address: str | None
+    ) -> SessionRecord:
+        """:meth:`start_session` for a request with this User-Agent from ``address``."""
         limits = self.address_limits
         if limits is not None and not limits.new_session(address, time.monotonic()):
             security_event("rate_limited", logging.WARNING, limit="new_sessions", address=address)
             raise RateLimited(limits.session_retry_after(address))
         session_id = new_session_id()
-        record = self.new_record(session_id, None, data)
+        record = self.new_record(session_id, None, data, self.describe(user_agent, address))
         await self.backend.create(record, timeouts=self.timeouts, now=record.created)
         session.bind(session_id, record)
         return record
@@ -501,14 +508,24 @@ class SessionWatch:
         """Claim the current tab (starting a session if needed): the newest claim wins.
         Returns the token and the claim. A pending session (``POST /claim``) is loaded
         by the claim itself: one backend round trip."""
-        session = self.current_session()
+        return await self.claim_session(
+            self.current_session(),
+            self._connection().headers.get("User-Agent"),
+            self.client_address(),
+        )
+
+    async def claim_session(
+        self, session: ServerSession, user_agent: str | None, address: str | None
+    ) -> tuple[str, Claim]:
+        """:meth:`claim_tab` for ``session`` and a request with this User-Agent from
+        ``address`` (the Quart route and the raw HTTP path share it)."""
         for _ in range(2):
             session_id = session.public_id
             if session_id is None:
-                session_id = (await self.start_session(session)).id
+                session_id = (await self.start_session_for(session, "", user_agent, address)).id
             result = await self.backend.claim(
                 session_id,
-                self.describe_request(),
+                self.describe(user_agent, address),
                 exclusive=self.policy.exclusive_tabs,
                 timeouts=self.timeouts,
                 now=self.now_ms(),

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from quart import Response, has_request_context, jsonify, request
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
-__all__ = ["ended_response", "error_response", "wants_html"]
+__all__ = [
+    "ended_error",
+    "ended_response",
+    "error_fields",
+    "error_response",
+    "html_wanted",
+    "retry_after",
+    "wants_html",
+]
 
 _MESSAGES = {
     "no_session": "You are not signed in, or your session is no longer valid.",
@@ -46,14 +57,27 @@ def wants_html() -> bool:
     WebSocket handshakes (refused with a JSON body a browser never shows)."""
     if not has_request_context():
         return False
-    mode = request.headers.get("Sec-Fetch-Mode")
-    if mode is not None:
-        return mode == "navigate"
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return (
-        best == "text/html"
-        and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
-    )
+    return html_wanted(request.headers.get("Sec-Fetch-Mode"), request.headers.get("Accept"))
+
+
+def html_wanted(sec_fetch_mode: str | None, accept: str | None) -> bool:
+    """:func:`wants_html` for a request with these ``Sec-Fetch-Mode`` and ``Accept``
+    headers (as Quart's ``request.accept_mimetypes`` parses them)."""
+    if sec_fetch_mode is not None:
+        return sec_fetch_mode == "navigate"
+    accepted = parse_accept_header(accept, MIMEAccept)
+    best = accepted.best_match(["application/json", "text/html"])
+    return best == "text/html" and accepted["text/html"] > accepted["application/json"]
+
+
+def error_fields(code: str, message: str | None = None, **fields: Any) -> dict[str, Any]:
+    """The JSON body of an error answer with the stable ``code``."""
+    return {"error": code, "message": message or _MESSAGES.get(code, code), **fields}
+
+
+def retry_after(seconds: float) -> str:
+    """The ``Retry-After`` value of a 429: whole seconds, at least one."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def error_response(
@@ -76,18 +100,25 @@ def error_response(
         )
         response = Response(page, status=status, content_type="text/html; charset=utf-8")
     else:
-        response = jsonify({"error": code, "message": text, **fields})
+        response = jsonify(error_fields(code, text, **fields))
         response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def ended_response(ended: str | None) -> Response:
-    """The 401 for a request whose session is gone, by why it ended: ``expired``;
-    ``revoked`` with ``reason`` ``"revoked"`` or ``"evicted"``; else ``no_session``
-    (unknown, forged, or logged out: the user ended it and the cookie was cleared)."""
+def ended_error(ended: str | None) -> tuple[str, dict[str, Any]]:
+    """The error code (and extra fields) of the 401 for a request whose session is gone,
+    by why it ended: ``expired``; ``revoked`` with ``reason`` ``"revoked"`` or
+    ``"evicted"``; else ``no_session`` (unknown, forged, or logged out: the user ended it
+    and the cookie was cleared)."""
     if ended == "expired":
-        return error_response(401, "expired")
+        return "expired", {}
     if ended in ("revoked", "evicted"):
-        return error_response(401, "revoked", reason=ended)
-    return error_response(401, "no_session")
+        return "revoked", {"reason": ended}
+    return "no_session", {}
+
+
+def ended_response(ended: str | None) -> Response:
+    """The 401 for a request whose session is gone (see :func:`ended_error`)."""
+    code, fields = ended_error(ended)
+    return error_response(401, code, **fields)

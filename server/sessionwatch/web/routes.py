@@ -18,7 +18,16 @@ from ..core.tabs import TAB_HEADER
 from .responses import ended_response, error_response
 from .sessions import ServerSession
 
-__all__ = ["CLIENT_FILES", "RoutesHost", "client_file", "create_blueprint", "own_origin"]
+__all__ = [
+    "CLIENT_FILES",
+    "RoutesHost",
+    "claim_answer",
+    "client_file",
+    "create_blueprint",
+    "no_store",
+    "own_origin",
+    "state_answer",
+]
 
 _CLIENT_ENDPOINTS: Final = frozenset(
     {"sessionwatch.client_js", "sessionwatch.client_css", "sessionwatch.client_i18n"}
@@ -106,16 +115,51 @@ def _client_file_response(url: str) -> Response:
     return response
 
 
+async def no_store(response: Response) -> Response:
+    """The blueprint's ``after_request``: its answers (but the client files) are never
+    stored by a cache."""
+    if request.endpoint not in _CLIENT_ENDPOINTS:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def claim_answer(
+    token: str, result: Claim, session: ServerSession, *, exclusive: bool
+) -> dict[str, Any]:
+    """The body of ``200 POST /claim`` (docs/protocol.md §2), for the Quart route and
+    the raw HTTP path alike."""
+    return {
+        "tab": token,
+        "gen": result.gen,
+        "exclusive": exclusive,
+        "expires_at": result.expires_at,
+        "session": session.public_id,
+        "user": session.record.user if session.record else None,
+    }
+
+
+def state_answer(
+    record: SessionRecord, tab: str, *, idle_ms: int, exclusive: bool
+) -> dict[str, Any]:
+    """The body of ``200 GET /state`` for a live session (``tab``: the calling tab's
+    status), for the Quart route and the raw HTTP path alike."""
+    return {
+        "session": record.id,
+        "user": record.user,
+        "expires_at": record.expires_at(idle_ms),
+        "gen": record.gen,
+        "exclusive": exclusive,
+        "tab": tab,
+        "by": record.claimed_by,
+    }
+
+
 def create_blueprint(watch: RoutesHost) -> Blueprint:
     """The blueprint of the HTTP API, bound to ``watch`` (the extension). The extension
     adds the WebSocket endpoint to it."""
     bp = Blueprint("sessionwatch", __name__)
 
-    @bp.after_request
-    async def no_store(response: Response) -> Response:
-        if request.endpoint not in _CLIENT_ENDPOINTS:
-            response.headers["Cache-Control"] = "no-store"
-        return response
+    bp.after_request(no_store)
 
     @bp.post("/claim")
     async def claim() -> Response:
@@ -128,16 +172,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
         if watch.on_claim is not None:
             watch.on_claim()
         session = watch.current_session()
-        return jsonify(
-            {
-                "tab": token,
-                "gen": result.gen,
-                "exclusive": watch.policy.exclusive_tabs,
-                "expires_at": result.expires_at,
-                "session": session.public_id,
-                "user": session.record.user if session.record else None,
-            }
-        )
+        return jsonify(claim_answer(token, result, session, exclusive=watch.policy.exclusive_tabs))
 
     @bp.get("/state")
     async def state() -> Response:
@@ -145,16 +180,11 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
         record = session.record
         if record is None:
             return ended_response(session.ended)
+        tab = watch.tab_status(record, request.headers.get(TAB_HEADER))
         return jsonify(
-            {
-                "session": record.id,
-                "user": record.user,
-                "expires_at": record.expires_at(watch.timeouts.idle),
-                "gen": record.gen,
-                "exclusive": watch.policy.exclusive_tabs,
-                "tab": watch.tab_status(record, request.headers.get(TAB_HEADER)),
-                "by": record.claimed_by,
-            }
+            state_answer(
+                record, tab, idle_ms=watch.timeouts.idle, exclusive=watch.policy.exclusive_tabs
+            )
         )
 
     @bp.post("/extend")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from quart.json.tag import TaggedJSONSerializer
 from quart.sessions import SessionInterface, SessionMixin
-from quart.signals import request_started
 from quart.wrappers import BaseRequestWebsocket
 from quart.wrappers import Response as QuartResponse
+from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..backends.base import Backend, EndReason, Lookup, SessionRecord, Timeouts
@@ -26,6 +26,7 @@ from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
 from ..core.tabs import TAB_HEADER
 from ..core.tokens import CookieSigner, public_id
+from .bypass import nothing_before_view
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -208,14 +209,21 @@ class ServerSessionInterface(SessionInterface):
     # -- open / save ----------------------------------------------------------------
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SessionMixin:
-        name = self.cookie_name(app, request.scheme in ("https", "wss"))
-        values = request.cookies.getlist(name)
+        secure = request.scheme in ("https", "wss")
+        values = request.cookies.getlist(self.cookie_name(app, secure))
+        return await self.open_cookies(values, defer=bool(values) and self.may_defer(app, request))
+
+    async def open_cookies(self, values: list[str], *, defer: bool) -> SessionMixin:
+        """The session of a request carrying the session cookie ``values`` (every copy
+        of the name, in order). With ``defer`` a single genuine cookie is not loaded but
+        left pending for the claim (see :meth:`may_defer`). Shared by Quart's
+        :meth:`open_session` and the raw HTTP path (:mod:`sessionwatch.web.rawhttp`)."""
         if not values:
             return ServerSession()
         candidates = self.genuine_ids(values)
         if not candidates:
             return ServerSession(refused=True)
-        if len(candidates) == 1 and self.may_defer(app, request):
+        if len(candidates) == 1 and defer:
             session_id = candidates[0]
             return ServerSession(session_id=session_id, pending=public_id(session_id))
         ended: EndReason | None = None
@@ -280,26 +288,15 @@ class ServerSessionInterface(SessionInterface):
         round trip instead of a load before it (one round trip instead of two)."""
         if request.method != "POST" or request.path != self.host.claim_path:
             return False
-        for scope in (None, "sessionwatch"):
-            if app.before_request_funcs.get(scope) or app.url_value_preprocessors.get(scope):
-                return False
-        return not request_started.receivers
+        return nothing_before_view(app, "sessionwatch")
 
     async def save_session(
         self, app: Quart, session: SessionMixin, response: QuartResponse | WerkzeugResponse | None
     ) -> None:
         if not isinstance(session, ServerSession):
             return
-        if session.pending is not None:
-            # Never loaded (the claim answered before claiming, e.g. 415): nothing was
-            # read, so nothing can have changed; data written blind is not merged.
-            if session:
-                security_event("data_not_saved", logging.WARNING, session=session.pending)
-            if response is not None:
-                response.vary.add("Cookie")
-            return
         try:
-            await self._save_data(session)
+            await self.store(session)
         except BackendUnavailable as exc:
             if response is None:
                 raise
@@ -309,36 +306,64 @@ class ServerSessionInterface(SessionInterface):
             await _become_unavailable(response)
         if response is None:  # a WebSocket: data saved, no cookie to send
             return
+        for name, value in self.answer_headers(app, session, self.host.request_is_secure()):
+            if name == "Vary":
+                response.vary.add(value)
+            elif name == "Set-Cookie":
+                response.headers.add(name, value)
+            else:
+                response.headers[name] = value
+
+    async def store(self, session: ServerSession) -> None:
+        """Store the session's data when the request changed it (see :meth:`_save_data`).
+
+        Raises:
+            BackendUnavailable: it could not be stored (the answer becomes a 503).
+        """
+        if session.pending is not None:
+            # Never loaded (the claim answered before claiming, e.g. 415): nothing was
+            # read, so nothing can have changed; data written blind is not merged.
+            if session:
+                security_event("data_not_saved", logging.WARNING, session=session.pending)
+            return
+        await self._save_data(session)
+
+    def answer_headers(
+        self, app: Quart, session: ServerSession, secure_request: bool
+    ) -> list[tuple[str, str]]:
+        """The headers the answer gets for ``session`` once stored: ``Vary: Cookie``,
+        the tab token issued at sign-in and the ``Set-Cookie`` that sets or clears the
+        cookie, as ``response.set_cookie`` / ``delete_cookie`` write it. Shared by
+        :meth:`save_session` and the raw HTTP path (:mod:`sessionwatch.web.rawhttp`)."""
+        if session.pending is not None:
+            return [("Vary", "Cookie")]
+        headers: list[tuple[str, str]] = []
         if session.record is not None or session.cookie_action is not None:
-            response.vary.add("Cookie")  # the answer depends on who asks: never share it
+            headers.append(("Vary", "Cookie"))  # the answer depends on who asks: never share it
         if session.issued_tab is not None and session.record is not None:
-            response.headers[TAB_HEADER] = session.issued_tab
+            headers.append((TAB_HEADER, session.issued_tab))
         if session.cookie_action is None:
-            return
-        request_secure = self.host.request_is_secure()
-        name = self.cookie_name(app, request_secure)
-        domain = self.get_cookie_domain(app)
-        path = self.get_cookie_path(app)
+            return headers
+        name = self.cookie_name(app, secure_request)
+        attributes: dict[str, Any] = {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "httponly": self.get_cookie_httponly(app),
+            "samesite": self.get_cookie_samesite(app),
+            "max_size": app.config["MAX_COOKIE_SIZE"],
+        }
         if session.cookie_action == "clear" or session.session_id is None:
-            response.delete_cookie(
+            cookie = dump_cookie(name, "", max_age=0, expires=0, **attributes)
+        else:
+            cookie = dump_cookie(
                 name,
-                domain=domain,
-                path=path,
-                secure=self.get_cookie_secure(app),
-                httponly=self.get_cookie_httponly(app),
-                samesite=self.get_cookie_samesite(app),
+                self.host.signer.sign(session.session_id),
+                partitioned=self.get_cookie_partitioned(app),
+                **attributes,
             )
-            return
-        response.set_cookie(
-            name,
-            self.host.signer.sign(session.session_id),
-            domain=domain,
-            path=path,
-            secure=self.get_cookie_secure(app),
-            httponly=self.get_cookie_httponly(app),
-            samesite=self.get_cookie_samesite(app),
-            partitioned=self.get_cookie_partitioned(app),
-        )
+        headers.append(("Set-Cookie", cookie))
+        return headers
 
     async def _save_data(self, session: ServerSession) -> None:
         """Write the app data when it changed (nested changes included)."""

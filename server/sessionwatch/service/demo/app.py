@@ -23,6 +23,7 @@ from ... import (
 )
 from ..background import background
 from ..ops import register_ops
+from .headers import SecurityHeaders
 from .policy_store import DemoPolicy, PolicyStore
 
 __all__ = ["DEMO_PASSWORD", "INSECURE_COOKIE_SETTING", "cookie_dropped", "create_app"]
@@ -184,16 +185,15 @@ def create_app(
         async with background(store.follow(apply), "sessionwatch-demo-policy"):
             yield
 
-    @app.after_request
-    async def security_headers(response: Any) -> Any:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if response.mimetype == "text/html":
-            for name, value in PAGE_HEADERS.items():
-                response.headers.setdefault(name, value)
-        if request.scheme == "https":
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
-        return response
+    # Around the app, not an app-wide after_request hook: such a hook would send
+    # POST /claim and GET /state through Quart's whole request handling (web/rawhttp.py).
+    security: Any = SecurityHeaders(
+        app.asgi_app,
+        every=SECURITY_HEADERS,
+        pages=PAGE_HEADERS,
+        https={"Strict-Transport-Security": HSTS},
+    )
+    app.asgi_app = security  # type: ignore[method-assign]
 
     @app.get("/")
     async def home() -> Any:
