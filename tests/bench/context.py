@@ -14,7 +14,7 @@ from tests.support.redis_server import RedisServer
 from .agents import Agent, call_all
 from .servers import Server
 
-__all__ = ["HOLDERS", "Bench", "Preset"]
+__all__ = ["ALL_MEMORY", "HOLDERS", "OTHER_MEMORY", "Bench", "Preset"]
 
 HOLDERS = 2  # tab-holder processes; tab i lives in holder i % HOLDERS
 
@@ -64,6 +64,11 @@ ALL_MEMORY = (
     "sio-uvicorn",
     "sio-uvicorn-deflate",
 )
+
+# Selectable with --memory-configs, in no preset: the service on uvicorn with another
+# WebSocket implementation (uvicorn's own websockets-sansio protocol, which the
+# service's lean one is derived from; wsproto; the legacy websockets one).
+OTHER_MEMORY = ("sw-uvicorn-sansio", "sw-uvicorn-wsproto", "sw-uvicorn-websockets")
 
 PRESETS = {
     "full": Preset(

@@ -34,7 +34,7 @@ from typing import Any
 
 import psutil
 
-from .context import ALL_MEMORY, HOLDERS, PRESETS, Bench, Preset
+from .context import ALL_MEMORY, HOLDERS, OTHER_MEMORY, PRESETS, Bench, Preset
 from .fanout import run_fanout
 from .memory import measure_memory
 from .overhead import run_overhead
@@ -47,6 +47,7 @@ __all__ = ["main", "run", "write_charts"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVICE_SERVERS = ("uvicorn", "hypercorn", "granian")
+_OTHER_WS = {"sansio": "websockets-sansio", "wsproto": "wsproto", "websockets": "websockets"}
 
 
 def _main_memory(bench: Bench, kind: str) -> str:
@@ -66,6 +67,9 @@ def _memory_server(bench: Bench, label: str) -> tuple[str, Server, bool]:
         return "sw", sessionwatch_server(url, server="hypercorn"), False
     if label == "sw-hypercorn-deflate":
         return "sw", sessionwatch_server(url, server="hypercorn"), True
+    if label.startswith("sw-uvicorn-") and label[len("sw-uvicorn-") :] in _OTHER_WS:
+        ws = _OTHER_WS[label[len("sw-uvicorn-") :]]
+        return "sw", sessionwatch_server(url, factory=factory, ws=ws), False
     if label == "sw-granian":
         return "sw", sessionwatch_server(url, server="granian"), False
     if label == "sio-uvicorn":
@@ -368,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_cmd.add_argument(
         "--memory-configs",
-        help=f"idle-memory configurations of scenario 3, comma-separated, from {','.join(ALL_MEMORY)} "
+        help="idle-memory configurations of scenario 3, comma-separated, from "
+        f"{','.join((*ALL_MEMORY, *OTHER_MEMORY))} "
         "(default: the preset's)",
     )
     run_cmd.add_argument(
@@ -406,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["tabs"] = tuple(sorted(int(n) for n in args.tabs.split(",")))
     if args.memory_configs:
         labels = tuple(label.strip() for label in args.memory_configs.split(",") if label.strip())
-        unknown = sorted(set(labels) - set(ALL_MEMORY))
+        unknown = sorted(set(labels) - {*ALL_MEMORY, *OTHER_MEMORY})
         if unknown:
             parser.error(f"unknown memory configuration(s): {', '.join(unknown)}")
         overrides["memory_configs"] = labels

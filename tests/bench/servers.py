@@ -178,10 +178,13 @@ def sessionwatch_server(
     server: str = "uvicorn",
     deflate: bool = False,
     factory: str | None = None,
+    ws: str | None = None,
 ) -> Server:
     """The service in its production configuration (``sessionwatch serve``). uvicorn
-    with permessage-deflate on, or another app ``factory`` (``module:function``, to
-    measure a candidate change of the service without editing it), is started directly
+    with permessage-deflate on, another app ``factory`` (``module:function``, to
+    measure a candidate change of the service without editing it) or another WebSocket
+    implementation ``ws`` (uvicorn's ``--ws``: ``websockets-sansio``, its own protocol
+    the service's is derived from, ``wsproto`` or ``websockets``) is started directly
     with otherwise the CLI's options."""
     env = {
         "SECRET_KEY": SECRET,
@@ -189,9 +192,12 @@ def sessionwatch_server(
         "SESSIONWATCH_BACKEND": redis_url,
         **ONE_ADDRESS_LOAD,
     }
-    if server == "uvicorn" and (deflate or factory):
+    if server == "uvicorn" and (deflate or factory or ws):
         argv = _uvicorn_app(
-            factory or "sessionwatch.service.app:create_service_app", workers, deflate
+            factory or "sessionwatch.service.app:create_service_app",
+            workers,
+            deflate,
+            ws or SERVICE_WS,
         )
         env["SESSIONWATCH_SERVICE_METRICS"] = "1"
     else:
@@ -203,6 +209,8 @@ def sessionwatch_server(
     label = f"sessionwatch/{server}{'+deflate' if deflate else ''}/{workers}w"
     if factory:
         label += f" ({factory})"
+    if ws:
+        label += f" (--ws {ws})"
     return Server(label, argv, env, workers, "/readyz")
 
 
@@ -215,10 +223,17 @@ ONE_ADDRESS_LOAD = {
 }
 
 
-def _uvicorn_app(factory: str, workers: int, deflate: bool = False) -> list[str]:
+# The service's WebSocket protocol (as the CLI sets it); the comparison apps run on
+# uvicorn's own.
+SERVICE_WS = "sessionwatch.service.servers:LeanWebSocketProtocol"
+
+
+def _uvicorn_app(
+    factory: str, workers: int, deflate: bool = False, ws: str = "websockets-sansio"
+) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
-        "--port", "{port}", "--workers", str(workers), "--ws", "websockets-sansio",
+        "--port", "{port}", "--workers", str(workers), "--ws", ws,
         "--ws-per-message-deflate", "true" if deflate else "false", "--no-proxy-headers",
         "--no-access-log", "--log-level", "warning",
         # As the CLI: no protocol pings (0 disables them); both apps have a heartbeat.

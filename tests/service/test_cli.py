@@ -183,7 +183,8 @@ async def test_the_service_freezes_its_start_up_heap_and_collects_young_objects_
 
 def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """With ``--api-bind`` both listeners share one server configuration: the frame bound,
-    no permessage-deflate, the header-timeout protocol, no Server header (uvicorn), and
+    no permessage-deflate, the header-timeout and lean WebSocket protocols, no Server
+    header (uvicorn), and
     both binds under the hardened hypercorn config."""
     import uvicorn
     from hypercorn import run as hypercorn_run
@@ -207,6 +208,7 @@ def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyP
     assert api_address == ("127.0.0.1", 8001)
     assert config.ws_max_size == 8192 and config.ws_per_message_deflate is False
     assert config.http == "sessionwatch.service.servers:HeaderTimeoutProtocol"
+    assert config.ws == "sessionwatch.service.servers:LeanWebSocketProtocol"
     assert config.server_header is False and config.proxy_headers is False
     assert cli.main([*flags, "--server", "hypercorn"]) == 0
     hyper = seen.pop()

@@ -281,7 +281,9 @@ def serve(
         port=port,
         workers=workers,
         http="sessionwatch.service.servers:HeaderTimeoutProtocol",
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol, holding ~8 KB less per idle socket
+        # (docs/performance.md, finding 4).
+        ws="sessionwatch.service.servers:LeanWebSocketProtocol",
         # Refused when the frame header arrives, before the payload is buffered (the
         # default 16 MiB let one client cost a worker ~15 MiB per socket).
         ws_max_size=settings.max_frame,

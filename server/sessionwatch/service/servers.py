@@ -15,6 +15,15 @@
   15 MiB took a worker from 52 to 173 MB); :func:`harden_hypercorn` drops the buffer
   when it overflows, so a socket holds at most the limit.
 
+- **Less memory per idle socket** (uvicorn): :class:`LeanWebSocketProtocol` is uvicorn's
+  websockets-sansio protocol with two of its per-socket objects made small — the
+  ``asyncio.Queue`` of received events (four deques, ~3 KB, for what is a short list
+  with one reader) and the ``asyncio.Event`` of write flow control (~0.8 KB) — its
+  attributes in slots (~1.2 KB less than an instance dict of ~45 keys), and the
+  handshake's request and response (their ``Headers``, ~3.5 KB) dropped once the
+  handshake is answered, when uvicorn no longer reads them: an idle tab 24 → 14 KB
+  (docs/performance.md, finding 4).
+
 The frame bound itself is the servers' own setting (uvicorn ``ws_max_size``, hypercorn
 ``websocket_max_message_size``), set by the CLI to ``max_frame``: a larger frame is
 refused with 1009 as it arrives, before its payload is buffered.
@@ -28,11 +37,13 @@ from functools import cache
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "HEADER_TIMEOUT_ENV",
     "HeaderTimeoutProtocol",
+    "LeanWebSocketProtocol",
     "harden_hypercorn",
 ]
 
@@ -81,6 +92,122 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._header_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class _Inbox:
+    """What uvicorn's protocol uses of an ``asyncio.Queue`` (``put_nowait``, ``get``,
+    ``empty``), unbounded like its queue, in a list and one future per waiting reader
+    instead of three deques and an ``Event`` created with every socket."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                break  # one item wakes one reader, as asyncio.Queue does
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                self._waiters.remove(waiter)
+                if waiter.done() and not waiter.cancelled() and self._items:
+                    self._wake_next()  # woken, then cancelled: the item goes to the next
+                raise
+            self._waiters.remove(waiter)
+        return self._items.pop(0)
+
+    def _wake_next(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Gate:
+    """What uvicorn's protocol uses of an ``asyncio.Event`` (``set``, ``clear``,
+    ``is_set``, ``wait``) without the deque every ``Event`` allocates up front."""
+
+    __slots__ = ("_open", "_waiters")
+
+    def __init__(self) -> None:
+        self._open = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._open
+
+    def set(self) -> None:
+        self._open = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._open = False
+
+    async def wait(self) -> None:
+        if self._open:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol holding less per open socket (see the
+    module's docstring); its behaviour is uvicorn's."""
+
+    # uvicorn sets ~45 attributes per protocol; past 30 names CPython gives up the
+    # shared-key layout and gives each instance its own 1.5 KB dict. Slots hold them in
+    # the object itself (an attribute uvicorn adds that is not listed here still works:
+    # it goes to the instance dict).
+    __slots__ = (
+        "app", "app_state", "asgi_version", "client", "close_sent", "close_timeout",
+        "close_timer", "config", "conn", "connections", "curr_msg_data_type",
+        "default_headers", "disconnected", "frames", "handshake_complete",
+        "handshake_initiated", "initial_response", "last_ping_rtt", "logger", "loop",
+        "pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout",
+        "ping_timer", "pong_timer", "queue", "read_paused", "request", "response",
+        "root_path", "scheme", "scope", "server", "tasks", "transport", "writable",
+    )  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Gate()  # type: ignore[assignment]
+
+    def start_keepalive(self) -> None:
+        # uvicorn (0.54) calls this once, right after it has written the accepted
+        # handshake's response: from here on it reads neither the request nor the
+        # response. The request stays referenced by the parser (a local of websockets'
+        # parse generator), so its headers are emptied too; the app has them as bytes
+        # in the scope. (An older uvicorn without this hook keeps both: more memory,
+        # the same behaviour.)
+        request = getattr(self, "request", None)
+        if self.handshake_complete and request is not None:
+            request.headers.clear()
+            del self.request, self.response
+        super().start_keepalive()
 
 
 def harden_hypercorn() -> None:

@@ -1,0 +1,144 @@
+"""The service's uvicorn WebSocket protocol (``LeanWebSocketProtocol``): uvicorn's
+websockets-sansio protocol with a smaller inbox and write gate, slots, and the
+handshake's headers dropped once answered. Its parts alone, then a real uvicorn serving
+an app with it: the behaviour an app sees is uvicorn's, and an open socket keeps none of
+what the protocol drops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+
+from sessionwatch.service.servers import LeanWebSocketProtocol, _Gate, _Inbox
+from support.redis_server import free_port
+
+WAIT = 5.0
+
+
+async def test_inbox_is_first_in_first_out_and_wakes_a_waiting_reader() -> None:
+    inbox = _Inbox()
+    inbox.put_nowait("a")
+    inbox.put_nowait("b")
+    assert not inbox.empty()
+    assert await asyncio.wait_for(inbox.get(), WAIT) == "a"
+    assert await asyncio.wait_for(inbox.get(), WAIT) == "b"
+    assert inbox.empty()
+    reader = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    inbox.put_nowait("c")
+    assert await asyncio.wait_for(reader, WAIT) == "c"
+
+
+async def test_inbox_gives_one_item_to_one_of_two_readers() -> None:
+    inbox = _Inbox()
+    first = asyncio.create_task(inbox.get())
+    second = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait(1)
+    done, pending = await asyncio.wait({first, second}, timeout=WAIT, return_when="FIRST_COMPLETED")
+    await asyncio.sleep(0)
+    assert [task.result() for task in done] == [1] and len(pending) == 1
+    inbox.put_nowait(2)
+    assert await asyncio.wait_for(pending.pop(), WAIT) == 2
+
+
+async def test_inbox_passes_an_item_on_when_its_woken_reader_is_cancelled() -> None:
+    inbox = _Inbox()
+    first = asyncio.create_task(inbox.get())
+    second = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait("x")  # wakes the first reader...
+    first.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(second, WAIT) == "x"
+    assert inbox._waiters == []
+
+
+async def test_gate_blocks_writers_only_while_cleared() -> None:
+    gate = _Gate()
+    assert gate.is_set()
+    await asyncio.wait_for(gate.wait(), WAIT)  # open: returns at once
+    gate.clear()
+    writers = [asyncio.create_task(gate.wait()) for _ in range(2)]
+    cancelled = asyncio.create_task(gate.wait())
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in [*writers, cancelled])
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*writers), WAIT)
+    assert gate.is_set() and gate._waiters is None
+
+
+@contextlib.asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[uvicorn.Server]:
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=free_port(),
+        ws="sessionwatch.service.servers:LeanWebSocketProtocol",
+        ws_ping_interval=None,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        yield server
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, WAIT)
+
+
+async def test_an_app_served_by_it_sees_uvicorns_behaviour_and_the_socket_keeps_no_headers() -> (
+    None
+):
+    seen: dict[str, Any] = {}
+    echoed, closed = asyncio.Event(), asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "websocket"
+        seen["headers"] = dict(scope["headers"])
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept", "headers": [(b"x-accepted", b"yes")]})
+        while (event := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": event["text"].upper()})
+            echoed.set()
+        seen["disconnect"] = event
+        closed.set()
+
+    async with _serving(app) as server:
+        url = f"ws://127.0.0.1:{server.config.port}/ws"
+        async with connect(url, additional_headers={"X-Probe": "1"}) as ws:
+            assert ws.response.headers["x-accepted"] == "yes"
+            await ws.send("hello")
+            assert await asyncio.wait_for(ws.recv(), WAIT) == "HELLO"
+            await asyncio.wait_for(echoed.wait(), WAIT)
+            (protocol,) = server.server_state.connections
+            assert isinstance(protocol, LeanWebSocketProtocol)
+            # Everything uvicorn sets is in a slot, and the handshake is gone.
+            assert vars(protocol) == {}
+            assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
+            # websockets' parser (a generator) still references the request: empty.
+            request = protocol.conn.parser.gi_frame.f_locals["request"]
+            assert request.path == "/ws" and list(request.headers.raw_items()) == []
+            for _ in range(3):  # several messages in a row through the inbox
+                await ws.send("again")
+            for _ in range(3):
+                assert await asyncio.wait_for(ws.recv(), WAIT) == "AGAIN"
+        assert seen["headers"][b"x-probe"] == b"1"
+        await asyncio.wait_for(closed.wait(), WAIT)
+        assert seen["disconnect"]["type"] == "websocket.disconnect"
+        assert seen["disconnect"]["code"] == 1000
