@@ -64,3 +64,41 @@ async def test_a_silent_connection_is_found_and_replaced(redis_url: str) -> None
         await subscription.aclose()
         await client.aclose()
         await admin.aclose()
+
+
+async def test_a_listener_gets_each_message_as_it_is_read(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    subscription = RedisSubscription(client.connection_pool, max_backoff=0.1)
+    heard: list[str] = []
+
+    def listener(message: ChannelMessage) -> None:
+        if message.payload == "boom":
+            raise RuntimeError("a bug in the consumer")  # logged; the reader goes on
+        heard.append(message.payload)
+
+    subscription.listen(listener)
+    messages = aiter(subscription)
+    marker = asyncio.ensure_future(_next(messages, 10))  # drives the connection
+    try:
+        await subscription.subscribe("sub:l")
+        for payload in ("a", "boom", "b", "c"):
+            await admin.publish("sub:l", payload)
+        for _ in range(100):
+            if len(heard) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == ["a", "b", "c"]
+        assert not marker.done()  # the iterator yields no message, only resyncs
+        await admin.client_kill_filter(_type="pubsub")
+        assert (await marker).resync
+        await admin.publish("sub:l", "after")
+        for _ in range(100):
+            if heard[-1] == "after":
+                break
+            await asyncio.sleep(0.01)
+        assert heard == ["a", "b", "c", "after"]
+    finally:
+        await subscription.aclose()
+        await client.aclose()
+        await admin.aclose()

@@ -9,7 +9,7 @@ from the backend's own clock.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -22,6 +22,7 @@ __all__ = [
     "ChannelMessage",
     "Claim",
     "EndReason",
+    "Listenable",
     "Lookup",
     "SessionRecord",
     "Subscription",
@@ -146,6 +147,16 @@ class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[ChannelMessage]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Listenable(Protocol):
+    """A subscription that can also hand each message to a callback the moment it is
+    read, skipping the consumer's wake-up through the iterator (on a busy loop the
+    reader task waits behind other ready work: ~40-250 µs per push measured at 100-1,000
+    pushes/s). With a listener the iterator yields only the resync markers."""
+
+    def listen(self, listener: Callable[[ChannelMessage], None]) -> None: ...
 
 
 @runtime_checkable

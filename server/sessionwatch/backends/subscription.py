@@ -19,7 +19,7 @@ import collections
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import hiredis
@@ -121,6 +121,7 @@ class RedisSubscription:
         self._unsent: list[bytes] = []
         self._heard_at = 0.0
         self._pinged_at: float | None = None
+        self._listener: Callable[[ChannelMessage], None] | None = None
         self.confirm_timeout = 5.0
         self.connected = False
         self.reconnects = 0
@@ -136,7 +137,21 @@ class RedisSubscription:
         self._pinged_at = None
 
     def received(self, message: ChannelMessage) -> None:
-        self._messages.append(message)
+        listener = self._listener
+        if listener is None:
+            self._messages.append(message)
+            return
+        try:
+            listener(message)
+        except Exception:  # the reader must go on whatever one message does
+            logger.exception("pub/sub listener failed on a message of %s", message.channel)
+
+    def listen(self, listener: Callable[[ChannelMessage], None]) -> None:
+        """Hand every message to ``listener`` as it is read (``base.Listenable``); the
+        iterator then yields only resync markers. Messages already queued go first."""
+        while self._messages:
+            listener(self._messages.popleft())
+        self._listener = listener
 
     def confirmed(self, channel: str) -> None:
         self._unconfirmed.discard(channel)

@@ -30,6 +30,8 @@ from typing import Any, Final, TypeVar
 
 from ..backends.base import (
     Backend,
+    ChannelMessage,
+    Listenable,
     Lookup,
     Subscription,
     Timeouts,
@@ -176,6 +178,9 @@ class Hub:
         if self.running:
             return
         self._subscription = self._backend.subscription()
+        if isinstance(self._subscription, Listenable):
+            # Messages are routed as they are read; the reader task sees only resyncs.
+            self._subscription.listen(self._heard)
         # Fresh for this serving (its semaphore belongs to the running loop).
         self.openings = Admission(self.settings.max_opening_sockets, OPENING_WAIT)
         self.running = True
@@ -405,6 +410,9 @@ class Hub:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_READER_BACKOFF)
             self._spawn(self._resync())
+
+    def _heard(self, message: ChannelMessage) -> None:
+        self._dispatch(message.channel, message.payload)
 
     def _dispatch(self, channel: str, payload: str) -> None:
         self._counters["events_in"] += 1
