@@ -66,3 +66,69 @@ async def test_when_the_reader_ends_the_socket_is_closing() -> None:
 
     assert await asyncio.wait_for(conn.serve(read()), 5) is None
     assert conn.state is ConnectionState.CLOSING
+
+
+async def _serving(conn: Connection) -> tuple[asyncio.Task[int | None], asyncio.Event]:
+    """Serve ``conn`` with a reader that waits until told to stop."""
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        await stop.wait()
+
+    task = asyncio.ensure_future(conn.serve(read()))
+    await asyncio.sleep(0)
+    return task, stop
+
+
+async def test_a_push_to_an_idle_socket_is_written_in_the_callers_turn() -> None:
+    written: list[str] = []
+
+    async def send(text: str) -> None:  # completes without waiting, as uvicorn's does
+        written.append(text)
+
+    conn = Connection("s" * 22, None, send, queue_size=2)
+    delays: list[float | None] = []
+    conn.on_pushed = delays.append
+    task, stop = await _serving(conn)
+    assert conn.push({"type": "pong"})
+    assert written == ['{"type":"pong"}'] and conn.idle  # no queue, no writer task
+    assert delays == [None]  # "written while routing": the hub times it
+    stop.set()
+    await task
+
+
+async def test_a_send_that_must_wait_is_finished_in_order_by_the_writer() -> None:
+    written: list[str] = []
+    gate = asyncio.Event()
+
+    async def send(text: str) -> None:  # flow control: the first send waits
+        if not written:
+            await gate.wait()
+        written.append(text)
+
+    conn = Connection("s" * 22, None, send, queue_size=4)
+    task, stop = await _serving(conn)
+    assert conn.push({"type": "a"})  # begun at once, then suspended
+    assert conn.push({"type": "b"})  # queued behind it
+    assert conn.has_pending and written == []
+    gate.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert written == ['{"type":"a"}', '{"type":"b"}'] and conn.idle
+    stop.set()
+    await task
+
+
+async def test_a_failed_send_ends_the_socket_whichever_way_it_was_written() -> None:
+    async def broken(text: str) -> None:
+        raise ConnectionResetError("peer gone")
+
+    async def broken_later(text: str) -> None:
+        await asyncio.sleep(0)
+        raise ConnectionResetError("peer gone")
+
+    for send in (broken, broken_later):
+        conn = Connection("s" * 22, None, send, queue_size=2)
+        task, _ = await _serving(conn)
+        conn.push({"type": "pong"})
+        assert await asyncio.wait_for(task, 5) is None  # serve() ended; nothing to send

@@ -30,8 +30,35 @@ def _nothing() -> None:
     return None
 
 
-def _ignore_delay(seconds: float) -> None:
+def _ignore_delay(seconds: float | None) -> None:
     return None
+
+
+class _Resumed:
+    """Awaitable that finishes a coroutine which already ran up to its first wait
+    (``waiting``, the future it yielded): the task awaiting it passes the results on."""
+
+    __slots__ = ("_coroutine", "_waiting")
+
+    def __init__(self, coroutine: Any, waiting: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting = waiting
+
+    def __await__(self) -> Any:
+        coroutine, value = self._coroutine, self._waiting
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # cancelled (or thrown into) while it waits
+                try:
+                    value = coroutine.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coroutine.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 class ConnectionState(enum.Enum):
@@ -112,7 +139,8 @@ class Connection:
         # When the oldest event whose frames are queued arrived (loop time; set by the
         # hub), and what hears the delay once they are written (set by the hub).
         self.event_at: float | None = None
-        self.on_pushed: Callable[[float], None] = _ignore_delay
+        # ``None``: written at once, while the hub was routing the event.
+        self.on_pushed: Callable[[float | None], None] = _ignore_delay
 
     @property
     def closing(self) -> bool:
@@ -126,8 +154,8 @@ class Connection:
 
     @property
     def has_pending(self) -> bool:
-        """True while frames wait to be written."""
-        return bool(self._pending)
+        """True while frames wait to be written (or one is being written)."""
+        return bool(self._pending) or self._writer is not None
 
     @property
     def idle(self) -> bool:
@@ -159,11 +187,36 @@ class Connection:
         return True
 
     def _put(self, item: str | None) -> None:
+        if (
+            item is not None
+            and self._writer is None
+            and self._task is not None
+            and not self._pending
+        ):
+            self._send_now(item)
+            return
         if self._pending is None:
             self._pending = deque()
         self._pending.append(item)
         if self._writer is None and self._task is not None:
             self._writer = asyncio.ensure_future(self._write())
+
+    def _send_now(self, text: str) -> None:
+        """Write ``text`` in the caller's turn: no writer task, no wait behind the
+        loop's other ready work (a push used to wait one turn for its task). uvicorn's
+        send completes without suspending; a server whose send must wait (flow control)
+        gets the rest of it run by the writer task, before anything queued after."""
+        sending = self._send(text)
+        try:
+            waiting = sending.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            self.on_pushed(None)  # written during the event's routing (if it is one)
+            return
+        except Exception as exc:  # the peer is gone; the server reports the disconnect
+            logger.debug("send failed on socket %s: %r", self.id, exc)
+            self._interrupt()
+            return
+        self._writer = asyncio.ensure_future(self._write(_Resumed(sending, waiting)))
 
     def supersede(self, gen: int, by: Any, text: str | None = None) -> bool:
         """Tell the tab (once per generation) that a newer claim won; ``text`` is the
@@ -223,9 +276,21 @@ class Connection:
         if self._task is not None:
             self._task.cancel()
 
-    async def _write(self) -> None:
-        pending = self._pending
+    async def _write(self, first: Awaitable[None] | None = None) -> None:
+        """Write what is queued, in order, after ``first`` (a send begun by
+        :meth:`_send_now` that had to wait); a ``None`` item ends the socket."""
         try:
+            if first is not None:
+                try:
+                    await first
+                except Exception as exc:  # the peer is gone; the server reports it
+                    logger.debug("send failed on socket %s: %r", self.id, exc)
+                    self._interrupt()
+                    return
+                if self.event_at is not None and not self._pending:
+                    self.on_pushed(asyncio.get_running_loop().time() - self.event_at)
+                    self.event_at = None
+            pending = self._pending
             while pending:
                 text = pending.popleft()
                 if text is None:
@@ -243,7 +308,7 @@ class Connection:
                     self.event_at = None
         finally:
             self._writer = None
-            if not pending:
+            if not self._pending:
                 self._pending = None
 
     async def serve(self, read: Awaitable[None]) -> int | None:

@@ -141,6 +141,7 @@ class Hub:
         # Hears, for each socket an event was pushed to, the seconds from its arrival on
         # pub/sub to its frames being written (the service's push-latency histogram).
         self.on_push: Callable[[float], None] | None = None
+        self._routing_since: float | None = None  # while _dispatch routes an event
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -425,6 +426,7 @@ class Hub:
             logger.warning("malformed event on %s ignored: %s", channel, exc)
             return
         received = asyncio.get_running_loop().time()
+        self._routing_since = received
         try:
             if isinstance(group, _SessionGroup):
                 self._route_session(group, event)
@@ -434,14 +436,21 @@ class Hub:
             logger.warning("malformed event on %s ignored: %s", channel, exc)
         except Exception:  # a bug in routing must not stop the reader either
             logger.exception("event %s on %s could not be routed", event.type, channel)
+        finally:
+            self._routing_since = None
         if self.on_push is not None:
             for conn in group.conns:  # those the event queued a frame for
                 if conn.event_at is None and conn.has_pending:
                     conn.event_at = received
 
-    def _pushed(self, seconds: float) -> None:
-        if self.on_push is not None:
-            self.on_push(seconds)
+    def _pushed(self, seconds: float | None) -> None:
+        if self.on_push is None:
+            return
+        if seconds is None:  # written while routing: only an event's push counts
+            if self._routing_since is None:
+                return
+            seconds = asyncio.get_running_loop().time() - self._routing_since
+        self.on_push(seconds)
 
     def _route_session(self, group: _SessionGroup, event: Event) -> None:
         sent = 0
