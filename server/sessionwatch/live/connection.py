@@ -85,7 +85,8 @@ class Connection:
     Args:
         session: the session's public id.
         user: the signed-in user, or ``None``.
-        send: sends one text frame (only the writer calls it).
+        send: sends one text frame (the writer task, or at once for a push to an idle
+            socket: :meth:`_send_now`).
         queue_size: frames that may wait; one more closes the socket with 4012.
     """
 
