@@ -35,6 +35,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import ChannelMessage
+from .confirmations import Confirmations
 
 __all__ = ["ClusterSubscription"]
 
@@ -98,7 +99,7 @@ class ClusterSubscription:
         self._links: dict[str, _Link] = {}
         self._leaving: collections.Counter[str] = collections.Counter()  # our sunsubscribes
         self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue(_QUEUE_SIZE)
-        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._confirmations = Confirmations()
         self._broken: str | None = None
         self._sending = asyncio.Lock()
         self._closed = False
@@ -121,16 +122,12 @@ class ClusterSubscription:
         if not new:
             return
         shard = []
-        loop = asyncio.get_running_loop()
-        waiters = []
         for channel in new:
             physical = self._physical(channel)
             self._channels[channel] = physical
             self._logical[physical] = channel
             shard.append(physical)
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._confirmations.setdefault(physical, []).append(waiter)
-            waiters.append(waiter)
+        waiters = self._confirmations.expect(shard)
         try:
             if self.connected:
                 await self._send(shard)
@@ -139,12 +136,7 @@ class ClusterSubscription:
             if self.connected:  # else the rebuild under way subscribes them
                 self._break(f"subscribe failed: {exc!r}")  # rebuild, resubscribe, resync
         finally:
-            for physical, waiter in zip(shard, waiters, strict=True):
-                pending = self._confirmations.get(physical)
-                if pending and waiter in pending:
-                    pending.remove(waiter)
-                    if not pending:
-                        del self._confirmations[physical]
+            self._confirmations.forget(shard, waiters)
 
     async def unsubscribe(self, *channels: str) -> None:
         gone = [self._channels.pop(c) for c in channels if c in self._channels]
@@ -216,9 +208,7 @@ class ClusterSubscription:
                             ChannelMessage(channel=logical, payload=message["data"])
                         )
                 elif kind == "ssubscribe":
-                    for waiter in self._confirmations.pop(channel, ()):
-                        if not waiter.done():
-                            waiter.set_result(None)
+                    self._confirmations.confirm(channel)
                 elif kind == "sunsubscribe":
                     if self._leaving[channel] > 0:
                         self._leaving[channel] -= 1
@@ -258,11 +248,7 @@ class ClusterSubscription:
             missing = wanted - set(self._owner)  # includes subscribe() calls meanwhile
             if not missing:
                 break
-            waiters = []
-            for physical in missing:
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._confirmations.setdefault(physical, []).append(waiter)
-                waiters.append(waiter)
+            waiters = self._confirmations.expect(missing)
             await self._send(missing)
             try:
                 await asyncio.wait_for(asyncio.gather(*waiters), deadline - loop.time())

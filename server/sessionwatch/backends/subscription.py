@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import ChannelMessage
+from .confirmations import Confirmations
 from .keys import KEEPALIVE_CHANNEL
 from .multiplex import pack
 from .takeover import give_back, take_over
@@ -111,7 +112,7 @@ class RedisSubscription:
         self._reply_timeout = reply_timeout
         self._channels: set[str] = set()
         self._closed = False
-        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._confirmations = Confirmations()
         self._unconfirmed: set[str] = set()  # sent by the current _open, not yet confirmed
         self._messages: collections.deque[ChannelMessage] = collections.deque()
         self._wake: asyncio.Future[None] | None = None
@@ -155,9 +156,7 @@ class RedisSubscription:
 
     def confirmed(self, channel: str) -> None:
         self._unconfirmed.discard(channel)
-        for waiter in self._confirmations.pop(channel, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+        self._confirmations.confirm(channel)
 
     def wake(self) -> None:
         wake = self._wake
@@ -191,12 +190,7 @@ class RedisSubscription:
         if not new:
             return
         self._channels.update(new)
-        loop = asyncio.get_running_loop()
-        waiters = []
-        for channel in new:
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._confirmations.setdefault(channel, []).append(waiter)
-            waiters.append(waiter)
+        waiters = self._confirmations.expect(new)
         try:
             if self.connected:
                 self._send("SUBSCRIBE", *new)
@@ -204,12 +198,7 @@ class RedisSubscription:
         except TimeoutError:
             pass  # the reader reconnects, resubscribes and yields a resync
         finally:
-            for channel, waiter in zip(new, waiters, strict=True):
-                pending = self._confirmations.get(channel)
-                if pending and waiter in pending:
-                    pending.remove(waiter)
-                    if not pending:
-                        del self._confirmations[channel]
+            self._confirmations.forget(new, waiters)
 
     async def unsubscribe(self, *channels: str) -> None:
         gone = [c for c in channels if c in self._channels]
