@@ -39,7 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .takeover import give_back, take_over
+from .takeover import ReplyProtocol, give_back, take_over
 
 __all__ = ["Multiplexer", "NotSent", "ScriptError", "pack"]
 
@@ -79,32 +79,19 @@ class _Waiter:
         self.retry = retry  # what to send as EVAL on NOSCRIPT (packed only then)
 
 
-class _ReplyProtocol(asyncio.Protocol):
-    """Matches replies to waiters, in order. Replies are decoded as UTF-8 (the backend's
-    ``decode_responses=True``); error replies arrive as ``hiredis.ReplyError`` values."""
+class _ReplyProtocol(ReplyProtocol):
+    """Matches replies to waiters, in order."""
 
     def __init__(self, link: _Link) -> None:
+        super().__init__()
         self._link = link
-        self._reader = hiredis.Reader(encoding="utf-8")
 
-    def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
-        link = self._link
-        while True:
-            try:
-                reply = self._reader.gets()
-            except hiredis.ProtocolError as exc:
-                link.abort(RedisConnectionError(f"Redis protocol error: {exc}"))
-                return
-            if reply is False:
-                return
-            link.answer(reply)
+    def replied(self, reply: Any) -> bool:
+        self._link.answer(reply)
+        return True
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._link.abort(RedisConnectionError(f"Connection closed by server ({exc or 'EOF'})"))
-
-    def eof_received(self) -> bool:
-        return False  # close the transport; connection_lost follows
+    def failed(self, exc: RedisConnectionError) -> None:
+        self._link.abort(exc)
 
 
 class _Link:

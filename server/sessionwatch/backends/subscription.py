@@ -31,7 +31,7 @@ from .base import ChannelMessage
 from .confirmations import Confirmations
 from .keys import KEEPALIVE_CHANNEL
 from .multiplex import pack
-from .takeover import give_back, take_over
+from .takeover import ReplyProtocol, give_back, take_over
 
 __all__ = ["RedisSubscription"]
 
@@ -40,44 +40,31 @@ logger = logging.getLogger(__name__)
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-class _Feed(asyncio.Protocol):
+class _Feed(ReplyProtocol):
     """Parses what Redis pushes on a subscribed connection into the subscription."""
 
     def __init__(self, owner: RedisSubscription) -> None:
+        super().__init__()
         self._owner = owner
-        self._reader = hiredis.Reader(encoding="utf-8")
         self.lost: BaseException | None = None
 
-    def data_received(self, data: bytes) -> None:
-        owner = self._owner
-        owner.heard()
-        self._reader.feed(data)
-        while True:
-            try:
-                reply = self._reader.gets()
-            except hiredis.ProtocolError as exc:
-                self.fail(RedisConnectionError(f"Redis protocol error: {exc}"))
-                return
-            if reply is False:
-                break
-            if isinstance(reply, hiredis.ReplyError) or not isinstance(reply, list):
-                self.fail(RedisConnectionError(f"unexpected reply on pub/sub: {reply!r}"))
-                return
-            kind = reply[0]
-            if kind == "message":
-                owner.received(ChannelMessage(channel=reply[1], payload=reply[2]))
-            elif kind == "subscribe":
-                owner.confirmed(reply[1])
-            # "unsubscribe" and the "pong" of a health check need nothing
-        owner.wake()
+    def replied(self, reply: Any) -> bool:
+        if isinstance(reply, hiredis.ReplyError) or not isinstance(reply, list):
+            self.failed(RedisConnectionError(f"unexpected reply on pub/sub: {reply!r}"))
+            return False
+        kind = reply[0]
+        if kind == "message":
+            self._owner.received(ChannelMessage(channel=reply[1], payload=reply[2]))
+        elif kind == "subscribe":
+            self._owner.confirmed(reply[1])
+        # "unsubscribe" and the "pong" of a health check need nothing
+        return True
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(RedisConnectionError(f"Connection closed by server ({exc or 'EOF'})"))
+    def read(self) -> None:
+        self._owner.heard()
+        self._owner.wake()
 
-    def eof_received(self) -> bool:
-        return False
-
-    def fail(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:
         if self.lost is None:
             self.lost = exc
         self._owner.wake()

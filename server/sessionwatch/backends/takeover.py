@@ -15,7 +15,50 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["give_back", "take_over"]
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+__all__ = ["ReplyProtocol", "give_back", "take_over"]
+
+
+class ReplyProtocol(asyncio.Protocol):
+    """What a taken-over connection receives, parsed by hiredis' reader (UTF-8, as the
+    backend's ``decode_responses=True``; error replies arrive as ``hiredis.ReplyError``
+    values) and handed to :meth:`replied` one reply at a time, then :meth:`read` once per
+    read. :meth:`failed` hears a broken stream or the end of the connection."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader(encoding="utf-8")
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError as exc:
+                self.failed(RedisConnectionError(f"Redis protocol error: {exc}"))
+                return
+            if reply is False:
+                break
+            if not self.replied(reply):
+                return
+        self.read()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.failed(RedisConnectionError(f"Connection closed by server ({exc or 'EOF'})"))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost follows
+
+    def replied(self, reply: Any) -> bool:
+        """Take one reply; ``False`` stops reading (the connection failed)."""
+        raise NotImplementedError
+
+    def read(self) -> None:
+        """Every complete reply of one read was handed on."""
+
+    def failed(self, exc: RedisConnectionError) -> None:
+        raise NotImplementedError
 
 
 async def take_over(pool: Any, protocol: asyncio.Protocol) -> tuple[Any, asyncio.Transport]:
