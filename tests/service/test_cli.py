@@ -271,14 +271,14 @@ def test_granian_missing_or_too_old_is_a_configuration_error(
 ) -> None:
     from importlib import metadata
 
-    from sessionwatch.service import granian_server
+    from sessionwatch.service import requirements
 
     def version(name: str) -> str:
         if name != "granian" or installed is None:
             raise metadata.PackageNotFoundError(name)
         return installed
 
-    monkeypatch.setattr(granian_server.metadata, "version", version)
+    monkeypatch.setattr(requirements.metadata, "version", version)
     assert cli.main(["serve", "--server", "granian"]) == 2
     assert message in capsys.readouterr().err
 

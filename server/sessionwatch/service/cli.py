@@ -18,13 +18,11 @@ import argparse
 import inspect
 import logging
 import os
-import re
 import secrets
 import socket
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any, Literal
 
 from ..backends import backend_from_url
@@ -32,6 +30,7 @@ from ..core.config import parse_address, settings_from_env
 from ..core.exceptions import ConfigurationError
 from .granian_server import check_granian, granian_server
 from .proxies import parse_proxies
+from .requirements import installed_version
 from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
 
 __all__ = ["main", "serve"]
@@ -165,13 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_uvicorn() -> None:
     """Refuse an installed uvicorn older than :data:`UVICORN_FLOOR`."""
-    try:
-        version = metadata.version("uvicorn")
-    except metadata.PackageNotFoundError:
-        raise ConfigurationError(
-            "uvicorn is not installed: pip install 'sessionwatch[service]'"
-        ) from None
-    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    version, numbers = installed_version(
+        "uvicorn", parts=2, install="pip install 'sessionwatch[service]'"
+    )
     if numbers < UVICORN_FLOOR:
         floor = ".".join(map(str, UVICORN_FLOOR))
         raise ConfigurationError(

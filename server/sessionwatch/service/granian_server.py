@@ -34,11 +34,10 @@ would stop accepting at its 1,025th tab. The hub's own socket limits apply inste
 
 from __future__ import annotations
 
-import re
-from importlib import metadata
 from typing import Any
 
 from ..core.exceptions import ConfigurationError
+from .requirements import installed_version
 
 __all__ = ["BACKPRESSURE", "GRANIAN_FLOOR", "check_granian", "granian_server"]
 
@@ -62,13 +61,9 @@ def check_granian() -> None:
         ConfigurationError: with the command that installs a suitable version.
     """
     floor = ".".join(map(str, GRANIAN_FLOOR))
-    try:
-        version = metadata.version("granian")
-    except metadata.PackageNotFoundError:
-        raise ConfigurationError(
-            "granian is not installed: pip install 'sessionwatch[granian]'"
-        ) from None
-    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+    version, numbers = installed_version(
+        "granian", parts=3, install="pip install 'sessionwatch[granian]'"
+    )
     if numbers < GRANIAN_FLOOR:
         raise ConfigurationError(
             f"granian {version} is too old: the service needs granian {floor} or newer; "
