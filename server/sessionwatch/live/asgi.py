@@ -26,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 # Quart internals this module relies on, all here (checked against Quart 0.22.0, the
-# version the test suite runs; pyproject allows 0.20 to 0.23): the app attribute
+# version the test suite runs; pyproject allows 0.21 to 0.23): the app attribute
 # ``asgi_websocket_class`` and ASGIWebsocketConnection's constructor and __call__, the
 # app's hook registries (before/after/teardown_websocket_funcs, url_value_preprocessors,
 # teardown_appcontext_funcs), the signals below, ``websocket_class``, the scope key
