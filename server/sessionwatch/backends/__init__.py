@@ -37,16 +37,30 @@ _CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None and "@" not in parts.netloc:
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs.
+
+    Read as text, not parsed: a malformed URL (``rediss//:pw@host``, a ``/`` in the
+    password) must not show its password either. Everything before the last ``@`` after
+    the scheme's ``//`` is the user information; only the user name is kept."""
+    head, at, hosts = url.rpartition("@")
+    if not at:
         return url
-    userinfo, _, hosts = parts.netloc.rpartition("@")
+    scheme, slashes, userinfo = head.rpartition("//")
+    if not slashes:
+        scheme, userinfo = "", head
+        if ":" in head and not head.startswith(":"):  # "redis:/u:pw" or "u:pw"
+            scheme, _, userinfo = head.partition(":")
+            scheme += ":"
+            if ":" not in userinfo:  # "u:pw": the first part was the user, not a scheme
+                scheme, userinfo = "", head
     user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{hosts}").geturl()
+    return f"{scheme}{slashes}{user}:***@{hosts}"
+
+
+_MISSING_REDIS = (
+    "the {scheme}:// backend needs redis-py: pip install 'sessionwatch[redis]' "
+    "(or 'sessionwatch[service]' for the service)"
+)
 
 
 def _check_redis_url(url: str) -> None:
@@ -57,8 +71,12 @@ def _check_redis_url(url: str) -> None:
         parts = urlsplit(url)
         if not parts.scheme.endswith("sentinel") and parts.scheme != "unix":
             parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {shown}: {exc}") from None
+    except ValueError:
+        # not the parser's text: it quotes what it took for the port, which can be
+        # part of the password ("redis://u:pa/ss@h" splits at the "/")
+        raise ConfigurationError(
+            f"invalid Redis URL {shown}: the port must be a number such as redis://host:6379"
+        ) from None
     dbs = parse_qs(parts.query).get("db", [])
     if parts.scheme in ("redis", "rediss"):
         path = parts.path.strip("/")
@@ -89,11 +107,17 @@ def backend_from_url(
         return MemoryBackend(key_prefix=key_prefix, clock=clock)
     if scheme in _REDIS_SCHEMES:
         _check_redis_url(url)
-        from .redis import RedisBackend
+        try:
+            from .redis import RedisBackend
+        except ImportError as error:
+            raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
 
         return RedisBackend(url, key_prefix=key_prefix)
     if scheme in _CLUSTER_SCHEMES:
-        from .redis_cluster import RedisClusterBackend
+        try:
+            from .redis_cluster import RedisClusterBackend
+        except ImportError as error:
+            raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
 
         return RedisClusterBackend(url, key_prefix=key_prefix)
     raise ConfigurationError(
