@@ -325,9 +325,14 @@ def test_one_command_starts_the_demo() -> None:
         if express_ready():
             assert Browser(f"http://127.0.0.1:{express_port}").request("GET", "/login")[0] == 200
     finally:
-        os.killpg(process.pid, signal.SIGINT)
+        # SIGTERM, not SIGINT: a run started in the background ignores SIGINT (issue 24)
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             assert process.wait(timeout=30) == 0
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            raise
         finally:
             if process.stdout is not None:
                 process.stdout.close()
