@@ -58,6 +58,7 @@ from ..web.sessions import ServerSessionInterface
 from .admission import Ticket
 from .connection import Connection
 from .endpoint import CLOSE_TIMEOUT, PeerGone, serve_socket
+from .gates import SocketGates
 from .hub import Hub
 
 if TYPE_CHECKING:
@@ -82,13 +83,18 @@ logger = logging.getLogger(__name__)
 
 
 def install(
-    state: BlueprintSetupState, hub: Hub, interface: ServerSessionInterface, origins: OriginRule
+    state: BlueprintSetupState,
+    hub: Hub,
+    gates: SocketGates,
+    interface: ServerSessionInterface,
+    origins: OriginRule,
 ) -> None:
     """Make the app's WebSocket connections :class:`_Endpoint` (unless the app brought
     its own class: then it is left alone and Quart serves the endpoint).
 
     Args:
         hub: this process's hub.
+        gates: this process's socket gates (the view's).
         interface: the extension's session interface (reads the cookie and the session).
         origins: who may open a socket (the view's rule).
     """
@@ -102,6 +108,7 @@ def install(
         __slots__ = ()
 
     Endpoint.hub = hub
+    Endpoint.gates = gates
     Endpoint.interface = interface
     Endpoint.origins = origins
     Endpoint.path = path
@@ -147,7 +154,8 @@ class _Endpoint:
 
     __slots__ = ("_app", "_gone", "_receive", "_scope", "_send")
 
-    hub: ClassVar[Hub]  # these three are set on the app's subclass by install()
+    hub: ClassVar[Hub]  # these are set on the app's subclass by install()
+    gates: ClassVar[SocketGates]
     interface: ClassVar[ServerSessionInterface]
     origins: ClassVar[OriginRule]
     path: ClassVar[str]
@@ -262,7 +270,7 @@ class _Endpoint:
             await self._quart()
             return
         try:
-            ticket = await hub.openings.enter()
+            ticket = await self.gates.openings.enter()
         except TimeoutError:
             async with self._app.app_context():
                 response = error_response(503, "busy")
@@ -307,7 +315,9 @@ class _Endpoint:
             return
         code: int | None
         try:
-            code = await serve_socket(hub, conn, tab_key, self._read, ticket, self._address())
+            code = await serve_socket(
+                hub, self.gates, conn, tab_key, self._read, ticket, self._address()
+            )
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None

@@ -32,6 +32,7 @@ from ..web.routes import own_origin
 from ..web.sessions import ServerSession
 from .admission import Ticket
 from .connection import Connection, TooManySockets
+from .gates import SocketGates
 from .hub import Hub
 
 __all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "register_websocket", "serve_socket"]
@@ -72,6 +73,7 @@ class _TokenBucket:
 def register_websocket(
     bp: Blueprint,
     hub: Hub,
+    gates: SocketGates,
     current_session: Callable[[], ServerSession],
     origins: OriginRule,
     client_address: Callable[[], str | None] = lambda: websocket.remote_addr,
@@ -81,6 +83,7 @@ def register_websocket(
 
     Args:
         hub: this process's hub.
+        gates: this process's socket gates (admission, limits, read deadlines).
         current_session: the handshake's session (raises :class:`BackendUnavailable`).
         origins: who may open a socket.
         client_address: the handshake's client address (the per-address limits).
@@ -104,7 +107,7 @@ def register_websocket(
             logger.error("websocket refused: the hub is not running (is the app served?)")
             return error_response(503, "backend_unavailable")
         try:
-            ticket = await hub.openings.enter()
+            ticket = await gates.openings.enter()
         except TimeoutError:
             return error_response(503, "busy")
         try:
@@ -113,7 +116,7 @@ def register_websocket(
             )
             await websocket.accept()
             code = await serve_socket(
-                hub, conn, record.tab_key, websocket.receive, ticket, client_address()
+                hub, gates, conn, record.tab_key, websocket.receive, ticket, client_address()
             )
         finally:
             ticket.release()
@@ -127,6 +130,7 @@ def register_websocket(
 
 async def serve_socket(
     hub: Hub,
+    gates: SocketGates,
     conn: Connection,
     tab_key: str,
     receive: Receive,
@@ -139,7 +143,7 @@ async def serve_socket(
     no faster than turns are given. ``address`` (the client's) is counted against
     ``max_sockets_per_address`` (4011 beyond) and ``max_hellos_per_second`` (4010).
     Returns the close code to send (``None``: nothing to send)."""
-    limits = hub.address_limits
+    limits = gates.address_limits
     if not limits.open_socket(address):
         opening.release()
         security_event("rate_limited", logging.WARNING, limit="sockets", address=address)
@@ -153,15 +157,20 @@ async def serve_socket(
             return CloseCode.TRY_AGAIN_LATER
         finally:
             opening.release()
-        return await conn.serve(_read_frames(hub, conn, tab_key, receive, address))
+        return await conn.serve(_read_frames(hub, gates, conn, tab_key, receive, address))
     finally:  # also when cancelled while attaching (the peer left during the subscribe)
         limits.close_socket(address)
-        hub.read_deadlines.cancel(conn)
+        gates.read_deadlines.cancel(conn)
         await hub.detach(conn)
 
 
 async def _read_frames(
-    hub: Hub, conn: Connection, tab_key: str, receive: Receive, address: str | None
+    hub: Hub,
+    gates: SocketGates,
+    conn: Connection,
+    tab_key: str,
+    receive: Receive,
+    address: str | None,
 ) -> None:
     """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
     settings = hub.settings
@@ -169,7 +178,7 @@ async def _read_frames(
     bucket = _TokenBucket(settings.max_messages_per_second)
     deadline = loop.time() + settings.hello_timeout
     silence = settings.heartbeat_interval + settings.heartbeat_timeout
-    deadlines = hub.read_deadlines
+    deadlines = gates.read_deadlines
     while True:
         # Only the wait for a frame is timed (Connection.read_timed_out): one shared
         # timer instead of an ``asyncio.timeout`` per frame (~0.7 KB per socket).
@@ -203,7 +212,7 @@ async def _read_frames(
                 return
             conn.push(pong_message())
             continue
-        if not hub.address_limits.hello(address, loop.time()):
+        if not gates.address_limits.hello(address, loop.time()):
             # Each hello costs a backend read: one address may not make them faster.
             security_event("rate_limited", logging.WARNING, limit="hellos", address=address)
             conn.abort(CloseCode.RATE_LIMITED)

@@ -51,6 +51,7 @@ from ..core.tabs import (
 from ..core.tokens import CookieSigner, new_session_id, public_id, user_tag
 from ..live import asgi
 from ..live.endpoint import register_websocket
+from ..live.gates import SocketGates
 from ..live.hub import Hub
 from . import rawhttp
 from .responses import ended_response, error_response, retry_after
@@ -148,7 +149,8 @@ class SessionWatch:
         self.blueprint: Blueprint | None = None
         self.claim_path = ""  # set by init_app
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
-        self.address_limits: AddressLimits | None = None  # the hub's (set by init_app)
+        self.gates: SocketGates | None = None  # the WebSocket door's (set by init_app)
+        self.address_limits: AddressLimits | None = None  # the gates' (set by init_app)
         self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
         # Called on every tab claim served (the service counts them).
         self.on_claim: Callable[[], None] | None = None
@@ -191,16 +193,19 @@ class SessionWatch:
             self.settings,
             self.timeouts,
             self.now_ms,
-            exclusive_tabs=self.policy.exclusive_tabs,
+            exclusive_tabs=self._exclusive_tabs,
         )
         self.hub = hub
-        self.address_limits = hub.address_limits  # new sessions here, sockets in the hub
+        gates = self.gates = SocketGates(self.settings)
+        self.address_limits = gates.address_limits  # new sessions here, sockets at the door
         self.blueprint = create_blueprint(self)
         register_websocket(
-            self.blueprint, hub, self.current_session, self.origins, self.client_address
+            self.blueprint, hub, gates, self.current_session, self.origins, self.client_address
         )
         origins = self.origins
-        self.blueprint.record_once(lambda state: asgi.install(state, hub, interface, origins))
+        self.blueprint.record_once(
+            lambda state: asgi.install(state, hub, gates, interface, origins)
+        )
         handlers: dict[type[Exception], Callable[..., Any]] = {
             BackendUnavailable: self._backend_unavailable,
             RateLimited: self._rate_limited,
@@ -213,6 +218,8 @@ class SessionWatch:
 
     async def _serving(self) -> Any:
         await self.backend.connect()
+        if self.gates is not None:
+            self.gates.start()
         if self.hub is not None:
             await self.hub.start()
         try:
@@ -220,7 +227,13 @@ class SessionWatch:
         finally:
             if self.hub is not None:
                 await self.hub.stop()
+            if self.gates is not None:
+                self.gates.stop()
             await self.backend.disconnect()
+
+    def _exclusive_tabs(self) -> bool:
+        # Read on every use: the policy may be replaced while the app runs.
+        return self.policy.exclusive_tabs
 
     async def _backend_unavailable(self, error: BackendUnavailable) -> Response:
         logger.error("backend unavailable: %s", error)
