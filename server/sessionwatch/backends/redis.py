@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -104,6 +105,16 @@ class _CheckedBlockingPool(_CheckedPool, aioredis.BlockingConnectionPool):
 
 class _CheckedSentinelPool(_CheckedPool, SentinelConnectionPool):
     pass
+
+
+def _refused_credentials(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it: the pool wraps a failed connect) is Redis
+    refusing the URL's user or password, which no retry can fix."""
+    while exc is not None:
+        if isinstance(exc, AuthenticationError):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -254,13 +265,18 @@ class RedisBackend:
                     result = await function(*args)
                     break
                 except RedisConnectionError as exc:
-                    if not _never_sent(exc):
+                    if not _never_sent(exc) or _refused_credentials(exc):
                         raise
                     logger.info("Redis command not sent (%s); sending it again", exc)
             else:
                 result = await function(*args)
         except _UNREACHABLE as exc:
             self.deadline.forget()  # the next server may have another clock
+            if _refused_credentials(exc):
+                raise BackendUnavailable(
+                    "Redis refused the credentials: check the user and password in the "
+                    f"backend URL ({exc})"
+                ) from exc
             raise BackendUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
             # READONLY replica after a failover, OOM, script errors, a script that
