@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .stall_claims import stall_claims
 from .topology import SERVICE, Host, Topology
 
 __all__ = ["FAULTS", "Injection", "Scheduler"]
@@ -37,6 +38,9 @@ class Injection:
     host: str = ""  # the host it targeted, if any
     note: str = ""
     skipped: str = ""
+    # (g): changes answered as failed that took effect later (stall_claims.py probes).
+    failed_then_applied: int = 0
+    examples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -208,6 +212,7 @@ FAULTS: dict[str, Callable[[Context, Injection], Awaitable[None]]] = {
     "pubsub_kill": pubsub_kill,
     "normal_kill": normal_kill,
     "debug_sleep": debug_sleep,
+    "stall_claims": stall_claims,
     "client_pause": client_pause,
     "sigstop": sigstop,
     "restart_persisted": restart_persisted,

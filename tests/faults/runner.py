@@ -28,6 +28,7 @@ SHORT_SCHEDULE = (
     "worker_kill",
     "partition",
     "debug_sleep",
+    "stall_claims",
 )
 SOAK_ORDER = tuple(FAULTS)
 
