@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
+from ..core import jsonlimits
 from ..core.exceptions import BackendUnavailable
 from ..core.origins import own_origin_of
 from ..core.tabs import TAB_HEADER
@@ -82,8 +83,8 @@ class Refusal:
         if not raw or len(raw) > _MAX_REFUSAL:
             return None
         try:
-            value = json.loads(raw)
-        except ValueError:
+            value = jsonlimits.loads(raw)
+        except ValueError:  # malformed or nested too deeply
             return None
         if not isinstance(value, dict):
             return None

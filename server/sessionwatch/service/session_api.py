@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 from werkzeug.http import dump_cookie, parse_cookie
 
-from ..core import devices
+from ..core import devices, jsonlimits
 from ..core.audit import MAX_USER_ID, check_user_id
 from ..core.config import parse_address
 from ..core.exceptions import BackendUnavailable, SessionLimitReached
@@ -115,7 +114,9 @@ async def _body(fields: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
     if len(raw) > _MAX_BODY:
         raise ApiError(413, "bad_request", f"the body is larger than {_MAX_BODY} bytes")
     try:
-        value = json.loads(raw)
+        value = jsonlimits.loads(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        raise _bad(f"the body is not valid JSON: {exc}") from None
     except ValueError:
         raise _bad("the body is not valid JSON") from None
     if not isinstance(value, dict):
