@@ -92,3 +92,33 @@ async def test_deep_json_is_a_400_not_a_500() -> None:
                 assert answer.status == 400, (path, answer.status)
                 assert answer.json()["error"] == "bad_request"
         assert "Traceback" not in process.output()
+
+
+# -- item 9: the security log cannot be forged ----------------------------------------
+
+
+async def test_a_nel_in_the_original_uri_cannot_forge_a_security_log_line() -> None:
+    """The origin refusal of ``/verify`` logged ``X-Original-URI`` as plain text: a
+    NEL in it started a line of the attacker's. Every security line is one JSON
+    object now, ASCII only, whatever the header held."""
+    with service() as process:
+        cookie, tab = await api_login(process)
+        headers = [
+            ("X-Original-Method", "POST"),
+            ("X-Original-URI", "/api/transfer\x85" + FORGED_LINE),  # sent as byte 0x85
+            ("Origin", FOREIGN),
+            ("X-SessionWatch-Tab", tab),
+            ("Cookie", cookie),
+        ]
+        answer = await verify(process, headers)
+        assert answer.status == 403 and refusal(answer)["error"] == "origin_forbidden"
+        lines = process.output().splitlines()  # a NEL ends a line here
+        for line in lines:
+            assert not line.lstrip().startswith(FORGED_LINE), lines
+            if FORGED_LINE in line:
+                assert " sessionwatch.security " in line and line.isascii(), line
+        security = [line for line in lines if " sessionwatch.security " in line]
+        refused = [json.loads(line.split("] ", 1)[1]) for line in security]
+        assert any(
+            event["event"] == "origin_refused" and FORGED_LINE in event["uri"] for event in refused
+        ), security

@@ -1,12 +1,17 @@
 """Rules the source of ``server/`` keeps, checked on its syntax tree (issue 22, items 7
-and 9): network JSON only through the bounded parser."""
+and 9): network JSON only through the bounded parser, security events only as JSON
+lines through ``core.audit.security_event``."""
 
 from __future__ import annotations
 
 import ast
+import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "sessionwatch"
 AUDIT = PACKAGE / "core" / "audit.py"
@@ -62,3 +67,59 @@ def test_json_from_outside_goes_through_the_bounded_parser() -> None:
         and any(alias.name in ("loads", "load") for alias in node.names)
     ]
     assert found == [] and imports == [], (found, imports)
+
+
+def test_every_security_event_is_a_json_line_of_literal_name_and_keyword_fields() -> None:
+    """No module logs on the security logger with a format string (the origin refusal
+    of ``/verify`` wrote a client's ``X-Original-URI`` raw, and a NEL in it forged a
+    line): only ``security_event("name", [level,] field=value, ...)``, whose values
+    ``core.audit`` writes as escaped ASCII JSON."""
+    direct, named, events = [], [], 0
+    for path, tree in modules():
+        for node in ast.walk(tree):
+            if (
+                path != AUDIT
+                and isinstance(node, ast.Constant)
+                and node.value == "sessionwatch.security"
+            ):
+                named.append(where(path, node))  # a second handle on the logger
+        if path == AUDIT:
+            continue
+        for call in calls(tree):
+            function = name_of(call.func)
+            receiver, _, method = function.rpartition(".")
+            if method in LOG_METHODS and receiver.rpartition(".")[2] == "security_log":
+                direct.append(where(path, call))
+            if function.rpartition(".")[2] == "security_event":
+                events += 1
+                first = call.args[0] if call.args else None
+                assert isinstance(first, ast.Constant) and isinstance(first.value, str), where(
+                    path, call
+                )
+                assert EVENT_NAME.fullmatch(first.value), where(path, call)
+                assert len(call.args) <= 2 and not any(
+                    isinstance(arg, ast.Starred) for arg in call.args
+                ), where(path, call)  # the level at most; every value a keyword field
+    assert direct == [], f"log through security_event, not security_log: {direct}"
+    assert named == [], f"use core.audit's logger: {named}"
+    assert events >= 15  # the scan sees the call sites (login, logout, refusals, ...)
+
+
+def test_a_plain_line_on_the_security_logger_is_still_one_json_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever a future call writes on the logger directly, its line is JSON with
+    every control, separator and non-ASCII character escaped."""
+    from sessionwatch.core.audit import security_event, security_log
+
+    hostile = "/x\x85{}\u2028{}\u2029\r\n\x1b[31m\x00é"
+    with caplog.at_level(logging.INFO, logger="sessionwatch.security"):
+        security_log.warning("refused %s", hostile)
+        security_event("origin_refused", logging.WARNING, uri=hostile)
+    messages = [record.getMessage() for record in caplog.records]
+    assert [json.loads(message) for message in messages] == [
+        {"event": "message", "message": "refused " + hostile},
+        {"event": "origin_refused", "uri": hostile},
+    ]
+    for message in messages:
+        assert message.isascii() and message.isprintable() and len(message.splitlines()) == 1

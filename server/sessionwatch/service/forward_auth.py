@@ -36,11 +36,11 @@ from urllib.parse import quote
 from quart import Blueprint, Response, request
 
 from ..core import jsonlimits
+from ..core.audit import security_event
 from ..core.exceptions import BackendUnavailable
 from ..core.origins import own_origin_of
 from ..core.tabs import TAB_HEADER
 from ..web.responses import error_response
-from ..web.sessions import security_log
 
 if TYPE_CHECKING:
     from ..web.extension import SessionWatch
@@ -182,12 +182,14 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
             # Origin, or without one, Sec-Fetch-Site cross-site or same-site.
             cross = original.origin is None and original.fetch_site in ("cross-site", "same-site")
             if cross or not watch.origins.allows(original.origin, original.own_origin):
-                security_log.warning(
-                    "verify: origin %r (Sec-Fetch-Site %r) refused for %s %s",
-                    original.origin,
-                    original.fetch_site,
-                    original.method,
-                    original.uri,
+                security_event(
+                    "origin_refused",
+                    logging.WARNING,
+                    action="verify",
+                    origin=original.origin,
+                    fetch_site=original.fetch_site,
+                    method=original.method,
+                    uri=original.uri,
                 )
                 return Refusal(403, "origin_forbidden")
         status = "none"
@@ -197,7 +199,7 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
                 if status == "superseded":
                     return Refusal(409, "tab_superseded", {"by": record.claimed_by})
                 if status == "invalid":
-                    security_log.warning("verify: tab token refused for session %s", record.id)
+                    security_event("tab_refused", logging.WARNING, session=record.id, verify=True)
                 return Refusal(409, f"tab_{status}")
         response = Response(b"", status=204)
         user = record.user if record is not None else None
