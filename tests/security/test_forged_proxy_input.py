@@ -8,6 +8,7 @@ A signed-in session comes from the session API (``SESSIONWATCH_API_KEYS`` + ``PO
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -92,6 +93,75 @@ async def test_deep_json_is_a_400_not_a_500() -> None:
                 assert answer.status == 400, (path, answer.status)
                 assert answer.json()["error"] == "bad_request"
         assert "Traceback" not in process.output()
+
+
+# -- item 8: a Host no URL can be built for -------------------------------------------
+
+BAD_HOSTS = ["a" * 64, "a" * 64 + ".example:8000", "app..example", "x." + "y" * 200]
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+async def test_a_host_label_of_64_characters_is_a_400_on_every_route(server: str) -> None:
+    """werkzeug's IDNA encoding refuses the host while Quart binds its URL map: every
+    Quart route answered 500 with a traceback, the raw claim answered 200. Now every
+    route (and the WebSocket handshake) answers 400 ``bad_host``."""
+    with service("--server", server) as process:
+        routes = [
+            ("GET", "/readyz", []),
+            ("GET", "/_sessionwatch/client.js", []),
+            ("GET", "/_sessionwatch/verify", [("X-Original-Method", "GET")]),
+            ("GET", "/_sessionwatch/state", []),
+            ("POST", "/_sessionwatch/claim", [("Content-Type", "application/json")]),
+            ("GET", "/no-such-page", []),
+        ]
+        for host in BAD_HOSTS:
+            for method, path, headers in routes:
+                origin = [("Origin", f"http://{host}")]
+                answer = await raw_request(
+                    process.port, method, path, headers + origin, b"{}", host=host
+                )
+                assert answer.status == 400, (host, path, answer.status, answer.body[:200])
+                assert answer.json()["error"] == "bad_host"
+            assert await websocket_handshake_status(process.port, host) in (400, 403)
+        good = await raw_request(process.port, "GET", "/readyz", host="app.example")
+        assert good.status == 200
+        assert "Traceback" not in process.output()
+
+
+async def test_a_bad_host_is_a_400_on_the_apps_own_routes_too() -> None:
+    """Not only sessionwatch's routes: the check sits in front of the whole app that
+    uses the extension (its own pages, its WebSocket routes, its 404s)."""
+    from support.app_factory import make_app
+
+    app = make_app("memory://")
+    async with app.test_app():
+        client = app.test_client()
+        for host in BAD_HOSTS:
+            for path in ("/public", "/data", "/nowhere"):
+                response = await client.get(path, headers={"Host": host})
+                assert response.status_code == 400, (host, path)
+                assert (await response.get_json())["error"] == "bad_host"
+        assert (await client.get("/public", headers={"Host": "app.example"})).status_code == 200
+
+
+async def websocket_handshake_status(port: int, host: str) -> int:
+    """The status line of a WebSocket handshake to ``/_sessionwatch/ws`` with ``host``."""
+    request = (
+        "GET /_sessionwatch/ws HTTP/1.1\r\n"
+        f"Host: {host}\r\nOrigin: http://{host}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    try:
+        writer.write(request.encode("latin-1"))
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return int(status_line.split()[1])
 
 
 # -- item 9: the security log cannot be forged ----------------------------------------

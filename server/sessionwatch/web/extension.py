@@ -52,7 +52,7 @@ from ..core.tokens import CookieSigner, new_session_id, public_id, user_tag
 from ..live import asgi
 from ..live.endpoint import register_websocket
 from ..live.hub import Hub
-from . import rawhttp
+from . import hosts, rawhttp
 from .responses import ended_response, error_response, retry_after
 from .routes import create_blueprint, own_origin
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
@@ -207,6 +207,7 @@ class SessionWatch:
         }
         self.blueprint.record_once(lambda state: rawhttp.install(state, self, interface, handlers))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
+        hosts.install(app)  # before Quart binds its URL map to a Host it cannot encode
         self.claim_path = f"{self.settings.url_prefix}/claim"
         self.app = app
         devices.warm_up()
