@@ -75,6 +75,63 @@ def refusal(answer: Answer) -> Any:
     return json.loads(answer.header("X-SessionWatch-Refusal") or "null")
 
 
+# -- item 2: the request never picks the proxy's header style -------------------------
+
+
+@pytest.mark.parametrize("proxy", ["traefik", "caddy"])
+async def test_a_forged_original_method_does_not_pass_behind_traefik_or_caddy(
+    proxy: str,
+) -> None:
+    """Traefik and Caddy send ``X-Forwarded-Method`` and pass a client's own
+    ``X-Original-Method: GET`` on. A stale tab, a missing token, a foreign origin and no
+    session at all each got 204 with it; they get their refusal."""
+    with service(env={"SESSIONWATCH_FORWARD_AUTH": proxy}) as process:
+        cookie, older = await api_login(process)
+        newer = await claim(process, cookie)
+        origin = own_origin(process)
+
+        def original(tab: str | None, origin: str | None, cookie: str | None) -> Any:
+            headers = [
+                ("X-Forwarded-Method", "POST"),
+                ("X-Forwarded-Uri", "/api/transfer"),
+                ("X-Forwarded-Proto", "http"),
+                ("X-Forwarded-Host", f"127.0.0.1:{process.port}"),
+                ("X-Original-Method", "GET"),  # the client's forgery, passed on
+                ("X-Original-URI", "/"),
+            ]
+            headers += [("X-SessionWatch-Tab", tab)] if tab else []
+            headers += [("Origin", origin)] if origin else []
+            headers += [("Cookie", cookie)] if cookie else []
+            return headers
+
+        cases = [
+            (older, origin, cookie, 409, "tab_superseded"),
+            (None, origin, cookie, 409, "tab_missing"),
+            (newer, FOREIGN, cookie, 403, "origin_forbidden"),
+            (None, origin, None, 401, "no_session"),
+        ]
+        for tab, sent_origin, sent_cookie, status, code in cases:
+            answer = await verify(process, original(tab, sent_origin, sent_cookie))
+            assert (answer.status, refusal(answer)["error"]) == (status, code), answer.body
+        passed = await verify(process, original(newer, origin, cookie))
+        assert passed.status == 204
+        assert passed.header("X-SessionWatch-User") == "alice"
+
+
+async def test_without_the_configured_proxys_headers_verify_fails_closed() -> None:
+    """The default proxy is nginx: Traefik's headers alone name nothing (400, never a
+    pass), and so nginx's behind a service configured for Traefik."""
+    forwarded = [("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/")]
+    original = [("X-Original-Method", "GET"), ("X-Original-URI", "/")]
+    for env, headers in (({}, forwarded), ({"SESSIONWATCH_FORWARD_AUTH": "traefik"}, original)):
+        with service(env=env) as process:
+            cookie, _ = await api_login(process)
+            answer = await verify(process, [*headers, ("Cookie", cookie)])
+            assert answer.status == 400, answer.body
+            assert answer.json()["error"] == "bad_request"
+            assert "original method" in answer.json()["message"]
+
+
 # -- item 7: deep JSON is a 400 everywhere --------------------------------------------
 
 

@@ -37,7 +37,7 @@ from ..core.exceptions import (
     SessionLimitReached,
 )
 from ..core.limits import AddressLimits
-from ..core.origins import OriginRule
+from ..core.origins import OriginRule, is_unsafe_method
 from ..core.policy import Policy
 from ..core.tabs import (
     TAB_FORM_FIELD,
@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
@@ -574,7 +573,7 @@ class SessionWatch:
         403/401/409/503 answer (403 ``origin_forbidden`` first: an unsafe request from a
         foreign page, see :meth:`foreign_request`). Costs no backend round trip beyond
         opening the session."""
-        if request.method in UNSAFE_METHODS:
+        if is_unsafe_method(request.method):
             why = self.foreign_request()
             if why is not None:  # valid token or not: a foreign page sent it
                 security_event("origin_refused", logging.WARNING, path=request.path, why=why)
