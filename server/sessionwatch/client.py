@@ -135,8 +135,8 @@ class SessionAPI:
         except (OSError, TimeoutError) as error:
             raise SessionAPIError(0, "unreachable", str(error), {}) from error
         try:
-            parsed = json.loads(raw)
-        except ValueError:
+            parsed = json.loads(raw)  # stand-alone file: no jsonlimits; deep answers caught here
+        except (ValueError, RecursionError):
             parsed = None
         if not isinstance(parsed, dict):
             raise SessionAPIError(

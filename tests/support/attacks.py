@@ -45,11 +45,14 @@ async def raw_request(
     *,
     timeout: float = 15.0,
     source: str | None = None,
+    host: str | None = None,
 ) -> Answer:
     """One HTTP/1.1 request on its own connection; headers are sent exactly as given
-    (duplicates included) after ``Host``. ``source``: the loopback address to send
-    from (127.0.0.0/8: each is another client address to the server)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    (duplicates included) after ``Host`` (``host``, else the server's address).
+    ``source``: the loopback address to send from (127.0.0.0/8: each is another client
+    address to the server)."""
+    host = host or f"127.0.0.1:{port}"
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers or []]
     lines.append(f"Content-Length: {len(body)}")
     local = (source, 0) if source else None

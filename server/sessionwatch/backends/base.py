@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
+from ..core import jsonlimits
 from ..core.events import Device
 from .keys import session_channel, user_channel
 
@@ -93,8 +94,8 @@ class SessionRecord:
             absolute_expiry=int(fields["abs"]),
             gen=int(fields.get("gen") or 0),
             tab_key=fields["tk"],
-            device=json.loads(fields.get("dev") or "{}"),
-            claimed_by=json.loads(claimed_by) if claimed_by else None,
+            device=jsonlimits.loads(fields.get("dev") or "{}"),
+            claimed_by=jsonlimits.loads(claimed_by) if claimed_by else None,
             data=fields.get("data", ""),
         )
 

@@ -19,6 +19,7 @@ from .exceptions import ConfigurationError
 
 __all__ = [
     "CONFIG_PREFIX",
+    "FORWARD_AUTH_PROXIES",
     "SERVICE_KEYS",
     "Settings",
     "coerce",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 CONFIG_PREFIX: Final = "SESSIONWATCH_"
+FORWARD_AUTH_PROXIES: Final = ("nginx", "traefik", "caddy")
 # Read by the service (cli.py, service.py), not by the extension.
 SERVICE_KEYS: Final = frozenset(
     {
@@ -80,6 +82,9 @@ class Settings:
     max_opening_sockets: int = 32
     # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
     trust_forwarded_for: bool = False
+    # The proxy that asks forward-auth's /verify (docs/any-stack.md): nginx, traefik or
+    # caddy. Its header style names the original request; never chosen by the request.
+    forward_auth: str = "nginx"
     # Bearer keys of the session API (/api/v1, docs/any-stack.md); several for rotation.
     # Empty: the API is off.
     api_keys: tuple[str, ...] = ()
@@ -194,6 +199,10 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(f"{source}: must be Strict, Lax or None, got {value!r}")
     if name == "url_prefix" and (not value.startswith("/") or value.endswith("/")):
         raise ConfigurationError(f"{source}: must start with / and not end with /, got {value!r}")
+    if name == "forward_auth" and value not in FORWARD_AUTH_PROXIES:
+        raise ConfigurationError(
+            f"{source}: must be one of {', '.join(FORWARD_AUTH_PROXIES)}, got {value!r}"
+        )
     if name == "key_prefix" and not value:
         raise ConfigurationError(f"{source}: must not be empty")
     if name == "api_address" and value and parse_address(value) is None:

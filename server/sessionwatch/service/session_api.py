@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 from werkzeug.http import dump_cookie, parse_cookie
 
-from ..core import devices
-from ..core.audit import MAX_USER_ID, check_user_id
+from ..core import devices, jsonlimits
+from ..core.audit import MAX_USER_ID, check_user_id, security_event
 from ..core.config import parse_address
 from ..core.exceptions import BackendUnavailable, SessionLimitReached
 from ..core.tabs import make_tab_token
 from ..core.tokens import public_id
 from ..web.extension import REASON_RE
 from ..web.responses import error_response
-from ..web.sessions import ServerSessionInterface, security_log
+from ..web.sessions import ServerSessionInterface
 
 if TYPE_CHECKING:
     from ..backends.base import SessionRecord
@@ -115,7 +115,9 @@ async def _body(fields: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
     if len(raw) > _MAX_BODY:
         raise ApiError(413, "bad_request", f"the body is larger than {_MAX_BODY} bytes")
     try:
-        value = json.loads(raw)
+        value = jsonlimits.loads(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        raise _bad(f"the body is not valid JSON: {exc}") from None
     except ValueError:
         raise _bad("the body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -179,7 +181,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             return None
         session_id = watch.signer.unsign(raw)
         if session_id is None:
-            security_log.warning("api: relayed session cookie refused: bad signature")
+            security_event("cookie_refused", logging.WARNING, reason="bad_signature", via="api")
             return None
         found = await watch.backend.load(
             public_id(session_id), timeouts=watch.timeouts, now=watch.now_ms()
@@ -198,7 +200,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         headers = request.headers
         # What only browsers send (Node's fetch sends Sec-Fetch-Mode, so not that one).
         if any(name in headers for name in _BROWSER_HEADERS):
-            security_log.warning("api: browser-like request refused (%s)", request.path)
+            security_event("api_refused", logging.WARNING, reason="browser", path=request.path)
             return error_response(403, "api_browser_forbidden")
         scheme, _, presented = headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
@@ -210,7 +212,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         for key in keys:  # every key compared: the time does not say which matched
             matched |= hmac.compare_digest(given, key.encode())
         if not matched:
-            security_log.warning("api: wrong API key (%s)", request.path)
+            security_event("api_refused", logging.WARNING, reason="bad_key", path=request.path)
             response = error_response(401, "api_key_invalid")
             response.headers["WWW-Authenticate"] = (
                 'Bearer realm="sessionwatch", error="invalid_token"'
@@ -286,7 +288,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             ended = await watch.backend.end(
                 record.id, "logged_out", timeouts=watch.timeouts, now=watch.now_ms()
             )
-            security_log.info("api logout: session %s", record.id)
+            security_event("logout", session=record.id, via="api")
         return jsonify(
             {
                 "logged_out": ended,
@@ -322,7 +324,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             timeouts=watch.timeouts,
             now=watch.now_ms(),
         )
-        security_log.info("api revoke: %d session(s) of user %s (%s)", count, body["user"], reason)
+        security_event("revoke_user", user=body["user"], sessions=count, reason=reason, via="api")
         return jsonify({"revoked": count})
 
     @bp.get("/sessions")

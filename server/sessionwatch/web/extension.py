@@ -37,7 +37,7 @@ from ..core.exceptions import (
     SessionLimitReached,
 )
 from ..core.limits import AddressLimits
-from ..core.origins import OriginRule
+from ..core.origins import OriginRule, is_unsafe_method
 from ..core.policy import Policy
 from ..core.tabs import (
     TAB_FORM_FIELD,
@@ -53,7 +53,7 @@ from ..live import asgi
 from ..live.endpoint import register_websocket
 from ..live.gates import SocketGates
 from ..live.hub import Hub
-from . import rawhttp
+from . import hosts, rawhttp
 from .responses import ended_response, error_response, retry_after
 from .routes import create_blueprint, own_origin
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
@@ -65,7 +65,6 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
@@ -212,6 +211,7 @@ class SessionWatch:
         }
         self.blueprint.record_once(lambda state: rawhttp.install(state, self, interface, handlers))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
+        hosts.install(app)  # before Quart binds its URL map to a Host it cannot encode
         self.claim_path = f"{self.settings.url_prefix}/claim"
         self.app = app
         devices.warm_up()
@@ -586,7 +586,7 @@ class SessionWatch:
         403/401/409/503 answer (403 ``origin_forbidden`` first: an unsafe request from a
         foreign page, see :meth:`foreign_request`). Costs no backend round trip beyond
         opening the session."""
-        if request.method in UNSAFE_METHODS:
+        if is_unsafe_method(request.method):
             why = self.foreign_request()
             if why is not None:  # valid token or not: a foreign page sent it
                 security_event("origin_refused", logging.WARNING, path=request.path, why=why)

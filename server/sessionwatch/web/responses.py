@@ -32,6 +32,7 @@ _MESSAGES = {
     "session_not_found": "No such session.",
     "session_limit_reached": "You have reached the maximum number of active sessions.",
     "bad_request": "The request was malformed.",
+    "bad_host": "The request's Host header is not a valid host name.",
     "origin_forbidden": "This request's origin is not allowed.",
     "not_signed_in": "Sign in to see your sessions.",
     "unauthorized": "This endpoint needs a valid bearer token.",
