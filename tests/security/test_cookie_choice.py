@@ -157,3 +157,45 @@ async def test_a_live_tossed_copy_is_not_chosen_over_the_victims() -> None:
         assert answer.status == 401 and answer.json()["error"] == "cookie_conflict", answer.body
         assert_nothing_cleared(answer)
 
+
+def attributes(set_cookie: str) -> str:
+    """A ``Set-Cookie`` line without its value: the name and the attributes."""
+    name_value, _, rest = set_cookie.partition(";")
+    return name_value.split("=", 1)[0] + ";" + rest
+
+
+async def test_behind_a_tls_proxy_the_api_issues_the_cookie_https_browsers_hold() -> None:
+    """Item 4: behind a TLS proxy (``--forwarded-allow-ips``, the proxy's
+    ``X-Forwarded-Proto: https``) the browser holds ``__Host-session``; the session API,
+    called over plain HTTP, looked for ``session``, signed a new anonymous session in
+    and relayed ``session=…``, and ``/verify`` over HTTPS saw no one. The API's cookie
+    is the deployment's now: the name and attributes browsers over HTTPS get, built by
+    the same function, and the one ``/verify`` accepts."""
+    with service("--forwarded-allow-ips", "127.0.0.1") as process:
+        browser = Browser(process, https=True)
+        claim = await browser.claim()
+        assert list(claim.cookies) == ["__Host-session"], claim.cookies
+        anonymous = cookie_value(claim.cookies["__Host-session"])
+        result = await api(
+            process.port, "/login", {"user": "tls", "cookie": f"__Host-session={anonymous}"}
+        )
+        cookie = result["cookie"]
+        assert cookie["name"] == "__Host-session", cookie
+        assert result["rotated_from"] == claim.json()["session"], result  # the page's session
+        assert attributes(cookie["set_cookie"]) == attributes(claim.cookies["__Host-session"])
+        relayed = f"__Host-session={cookie['value']}"
+        verify = await browser.verify(relayed)
+        assert verify.status == 204, (verify.status, verify.body)
+        assert verify.header("X-SessionWatch-User") == "tls"
+        state = await browser.state(relayed)
+        assert state.status == 200 and state.json()["user"] == "tls", state.body
+        # A sign-in without the browser's cookie gets the same name.
+        cookieless = await api(process.port, "/login", {"user": "tls2"})
+        assert cookieless["cookie"]["name"] == "__Host-session"
+        verify = await browser.verify(f"__Host-session={cookieless['cookie']['value']}")
+        assert verify.status == 204 and verify.header("X-SessionWatch-User") == "tls2"
+        # Logout finds the session under that name and clears that name.
+        out = await api(process.port, "/logout", {"cookie": relayed})
+        assert out["logged_out"] is True and out["cookie"]["name"] == "__Host-session"
+        assert "Max-Age=0" in out["cookie"]["set_cookie"]
+        assert (await browser.verify(relayed)).status == 401
