@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
-from support.attacks import Answer, cookie_value, raw_request
+from support.attacks import Answer, cookie_value, open_ws, raw_request
 from support.service_process import ServiceProcess
 
 pytestmark = pytest.mark.multiprocess
@@ -149,6 +150,10 @@ async def test_a_live_tossed_copy_is_not_chosen_over_the_victims() -> None:
             verify = await browser.verify(cookie)
             assert verify.status == 401, (verify.status, verify.body)
             assert verify.header("X-SessionWatch-User") is None
+            with pytest.raises(InvalidStatus) as refused:  # the socket's handshake too
+                await open_ws(process.port, cookie.removeprefix("session="), browser.origin)
+            assert refused.value.response.status_code == 401
+            assert b"cookie_conflict" in refused.value.response.body
         # The victim's own session is untouched by all this.
         answer = await browser.state(header("session", victim))
         assert answer.status == 200 and answer.json()["user"] == "victim"
