@@ -14,7 +14,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from support.attacks import Answer, cookie_value, open_ws, raw_request
+from support.proxy import require_nginx
 from support.service_process import ServiceProcess
+from support.tls_proxy import TlsProxy
 
 pytestmark = pytest.mark.multiprocess
 
@@ -204,3 +206,35 @@ async def test_behind_a_tls_proxy_the_api_issues_the_cookie_https_browsers_hold(
         assert out["logged_out"] is True and out["cookie"]["name"] == "__Host-session"
         assert "Max-Age=0" in out["cookie"]["set_cookie"]
         assert (await browser.verify(relayed)).status == 401
+
+
+async def test_the_any_stack_flow_through_a_tls_terminating_nginx() -> None:
+    """Item 4 end to end: a browser talks HTTPS to nginx (the documented snippets, TLS
+    terminated there), the upstream signs the user in through the session API over
+    plain HTTP, and the cookie it relays is the one forward-auth then accepts."""
+    require_nginx()
+    with (
+        service("--forwarded-allow-ips", "127.0.0.1") as process,
+        TlsProxy(process.port) as proxy,
+    ):
+        tls = proxy.client_context()
+
+        async def over_https(method: str, path: str, *headers: tuple[str, str]) -> Answer:
+            body = b"{}" if method == "POST" else b""
+            headers = (("Origin", proxy.origin), *headers)
+            return await raw_request(proxy.tls_port, method, path, list(headers), body, tls=tls)
+
+        claim = await over_https("POST", "/_sessionwatch/claim", JSON_TYPE)
+        assert claim.status == 200, (claim.status, claim.body)
+        assert list(claim.cookies) == ["__Host-session"], claim.cookies
+        page = "__Host-session=" + cookie_value(claim.cookies["__Host-session"])
+        # The upstream, server to server: the browser's Cookie header relayed.
+        result = await api(process.port, "/login", {"user": "alice", "cookie": page})
+        assert result["cookie"]["name"] == "__Host-session", result["cookie"]
+        assert result["rotated_from"] == claim.json()["session"]
+        signed = "__Host-session=" + result["cookie"]["value"]
+        app = await over_https("GET", "/app", ("Cookie", signed))
+        assert app.status == 200 and app.header("X-Test-User") == "alice", (app.status, app.body)
+        state = await over_https("GET", "/_sessionwatch/state", ("Cookie", signed))
+        assert state.status == 200 and state.json()["user"] == "alice", state.body
+        assert (await over_https("GET", "/app", ("Cookie", page))).status == 401  # rotated
