@@ -4,7 +4,8 @@ The cookie holds only the signed session id; data lives in the backend. Opening 
 session is one backend round trip (read, expiry check and, when due, the idle refresh
 happen in one atomic step), so a protected request costs exactly one. A cookie that is
 forged, malformed, oversized or names a session that is gone is never adopted: the
-request gets a fresh, empty session and a security log line records why.
+request gets a fresh, empty session and a security log line records why. Copies of the
+cookie naming several live sessions adopt none (401 ``cookie_conflict``).
 """
 
 from __future__ import annotations
@@ -249,9 +250,11 @@ class ServerSessionInterface(SessionInterface):
         :meth:`open_session` and the raw HTTP path (:mod:`sessionwatch.web.rawhttp`).
 
         Several copies (a sibling subdomain can toss its own next to the user's, and a
-        browser sends those on longer paths first) are resolved by :meth:`choose`: every
-        copy is looked at, never only the first few, and a refused request with several
-        copies clears none of them (it cannot tell which one is the user's)."""
+        browser sends those on longer paths first): every copy is verified and every
+        genuine one loaded, never only the first few; the one live session among them is
+        used, copies of several live ones are a conflict (none used, none started), and a
+        request with several copies clears none of them (it cannot tell which one is the
+        user's). docs/security.md, "Copies of the session cookie", says why."""
         if not values:
             return ServerSession()
         several = len(values) > 1
