@@ -238,3 +238,9 @@ async def test_the_any_stack_flow_through_a_tls_terminating_nginx() -> None:
         state = await over_https("GET", "/_sessionwatch/state", ("Cookie", signed))
         assert state.status == 200 and state.json()["user"] == "alice", state.body
         assert (await over_https("GET", "/app", ("Cookie", page))).status == 401  # rotated
+        # A conflict passes nginx's auth_request as its own 401 (through /refusal).
+        other = await api(process.port, "/login", {"user": "bob"})
+        both = f"{signed}; __Host-session={other['cookie']['value']}"
+        conflict = await over_https("GET", "/app", ("Cookie", both))
+        assert conflict.status == 401 and conflict.json()["error"] == "cookie_conflict"
+        assert conflict.header("X-Test-User") is None
