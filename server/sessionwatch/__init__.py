@@ -13,6 +13,7 @@ from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
+    CookieConflict,
     InvalidUserId,
     OriginForbidden,
     ProtocolError,
@@ -30,6 +31,7 @@ __all__ = [
     "BoundedJSONProvider",
     "CloseCode",
     "ConfigurationError",
+    "CookieConflict",
     "Device",
     "Event",
     "InvalidUserId",

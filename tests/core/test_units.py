@@ -88,6 +88,18 @@ def test_environment_reads_redis_url_and_lists() -> None:
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
 
 
+def test_public_scheme_is_the_deployments() -> None:
+    """The session API's cookie name (issue 22 item 4): https behind a proxy the service
+    believes, unless the operator says otherwise; http without one; nothing else."""
+    proxied = {"SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS": "10.0.0.5"}
+    assert settings_from_env({}).public_scheme == ""
+    assert settings_from_env(proxied).public_scheme == "https"
+    explicit = {**proxied, "SESSIONWATCH_PUBLIC_SCHEME": "http"}
+    assert settings_from_env(explicit).public_scheme == "http"
+    with pytest.raises(ConfigurationError, match="SESSIONWATCH_PUBLIC_SCHEME"):
+        settings_from_env({"SESSIONWATCH_PUBLIC_SCHEME": "ftp"})
+
+
 def test_inconsistent_timeouts_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="absolute_timeout"):
         Settings(idle_timeout=100, absolute_timeout=50)

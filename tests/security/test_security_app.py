@@ -193,12 +193,13 @@ async def test_a_tossed_cookie_neither_logs_out_nor_deletes_the_genuine_one(
             state = await svc.request("GET", "/_sessionwatch/state", headers=[("Cookie", header)])
             assert state.status == 200 and state.json()["user"] == "tess"
             assert "session" not in state.cookies
-    # Two live sessions' cookies: the first is used (a browser sends the more specific
-    # path first); neither is deleted.
+    # Two live sessions' cookies: neither is used (issue 22 item 3: the first, which a
+    # browser sends when its path is longer, may be the attacker's); neither is deleted.
     planted, _ = await svc.anonymous()
     header = f"session={planted}; session={cookie}"
     answer = await svc.transfer(None, token, headers=[JSON, ("Cookie", header)])
-    assert answer.status == 409 and "session" not in answer.cookies
+    assert answer.status == 401 and "session" not in answer.cookies
+    assert answer.json()["error"] == "cookie_conflict"
     ws = await open_ws(svc.port, f"AAAA.BBBB; session={cookie}", svc.origin)
     await ws.send(json.dumps({"type": "hello", "v": 1, "tab": token}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"

@@ -91,6 +91,11 @@ class Settings:
     # host:port: the session API answers only there (``sessionwatch serve --api-bind``
     # listens on it too); empty: on every address the service listens on.
     api_address: str = ""
+    # The scheme browsers reach the app with, which names the cookie the session API
+    # issues (called server to server, it cannot see the browser's): "https" (the
+    # __Host- name, as browser requests over HTTPS get it) or "http". Empty: https when
+    # the service believes a proxy's X-Forwarded-Proto (--forwarded-allow-ips), else http.
+    public_scheme: str = ""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -197,6 +202,8 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(f"{source}: must be at least 1, got {value}")
     if name == "cookie_samesite" and value not in ("Strict", "Lax", "None"):
         raise ConfigurationError(f"{source}: must be Strict, Lax or None, got {value!r}")
+    if name == "public_scheme" and value not in ("", "http", "https"):
+        raise ConfigurationError(f"{source}: must be https or http, got {value!r}")
     if name == "url_prefix" and (not value.startswith("/") or value.endswith("/")):
         raise ConfigurationError(f"{source}: must start with / and not end with /, got {value!r}")
     if name == "forward_auth" and value not in FORWARD_AUTH_PROXIES:
@@ -239,6 +246,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     """Build settings from ``SESSIONWATCH_*`` environment variables (and ``REDIS_URL``).
 
     Used by the service; a library user configures through ``app.config`` instead.
+    ``public_scheme`` defaults to ``https`` when the service believes a TLS proxy
+    (``SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS``): browsers then reach it over HTTPS.
     """
     environ = os.environ if environ is None else environ
     config: dict[str, Any] = {
@@ -248,6 +257,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     for key in config:
         if key[len(CONFIG_PREFIX) :] not in names:
             raise ConfigurationError(f"{key}: unknown setting")
+    proxies = environ.get("SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS", "").strip()
+    if proxies and not config.get(CONFIG_PREFIX + "PUBLIC_SCHEME"):
+        config[CONFIG_PREFIX + "PUBLIC_SCHEME"] = "https"
     if "REDIS_URL" in environ and CONFIG_PREFIX + "BACKEND" not in config:
         config[CONFIG_PREFIX + "BACKEND"] = environ["REDIS_URL"]
     return Settings.resolve(overrides, config)

@@ -10,6 +10,7 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     ├── ProtocolError (ValueError)             a malformed frame or event payload
     ├── InvalidUserId (ValueError)             a user id that could forge log lines
     ├── OriginForbidden (PermissionError)      a request sent by a foreign page
+    ├── CookieConflict (PermissionError)       several live copies of the session cookie
     └── RateLimited                            a client address over a rate
 
 Each carries a stable ``code`` (the ``error`` field of HTTP answers).
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
+    "CookieConflict",
     "InvalidUserId",
     "OriginForbidden",
     "ProtocolError",
@@ -76,6 +78,14 @@ class OriginForbidden(SessionWatchError, PermissionError):
     ``origin_forbidden``)."""
 
     code = "origin_forbidden"
+
+
+class CookieConflict(SessionWatchError, PermissionError):
+    """The request carries copies of the session cookie naming several live sessions
+    (one tossed by a sibling subdomain next to the user's): no session is chosen, none is
+    started over them, nothing is cleared (answered 401 ``cookie_conflict``)."""
+
+    code = "cookie_conflict"
 
 
 class RateLimited(SessionWatchError):

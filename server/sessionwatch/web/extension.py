@@ -32,6 +32,7 @@ from ..core.events import Device
 from ..core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
+    CookieConflict,
     OriginForbidden,
     RateLimited,
     SessionLimitReached,
@@ -56,7 +57,7 @@ from ..live.hub import Hub
 from . import hosts, rawhttp
 from .responses import ended_response, error_response, retry_after
 from .routes import create_blueprint, own_origin
-from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
+from .sessions import COOKIE_CONFLICT, ServerSession, ServerSessionInterface, UnavailableSession
 
 __all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
 
@@ -186,6 +187,7 @@ class SessionWatch:
         app.register_error_handler(SessionLimitReached, self._limit_reached)
         app.register_error_handler(OriginForbidden, self._origin_forbidden)
         app.register_error_handler(RateLimited, self._rate_limited)
+        app.register_error_handler(CookieConflict, self._cookie_conflict)
         app.while_serving(self._serving)
         hub = Hub(
             self.backend,
@@ -208,6 +210,7 @@ class SessionWatch:
         handlers: dict[type[Exception], Callable[..., Any]] = {
             BackendUnavailable: self._backend_unavailable,
             RateLimited: self._rate_limited,
+            CookieConflict: self._cookie_conflict,
         }
         self.blueprint.record_once(lambda state: rawhttp.install(state, self, interface, handlers))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
@@ -244,6 +247,9 @@ class SessionWatch:
 
     async def _origin_forbidden(self, error: OriginForbidden) -> Response:
         return error_response(403, "origin_forbidden")
+
+    async def _cookie_conflict(self, error: CookieConflict) -> Response:
+        return ended_response(COOKIE_CONFLICT)
 
     async def _rate_limited(self, error: RateLimited) -> Response:
         response = error_response(429, "rate_limited")
@@ -362,7 +368,14 @@ class SessionWatch:
     async def start_session_for(
         self, session: ServerSession, data: str, user_agent: str | None, address: str | None
     ) -> SessionRecord:
-        """:meth:`start_session` for a request with this User-Agent from ``address``."""
+        """:meth:`start_session` for a request with this User-Agent from ``address``.
+
+        Raises:
+            CookieConflict: the request carries copies of several live sessions (a new
+                session's cookie would replace the user's).
+        """
+        if session.conflict:
+            raise CookieConflict(COOKIE_CONFLICT)
         limits = self.address_limits
         if limits is not None and not limits.new_session(address, time.monotonic()):
             security_event("rate_limited", logging.WARNING, limit="new_sessions", address=address)
