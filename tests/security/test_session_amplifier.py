@@ -11,12 +11,14 @@ measured by ``tests/bench/amplifier.py``.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
 
 import pytest
 
+from sessionwatch.client import SessionAPI
 from support.attacks import Answer, raw_request
 from support.redis_server import RedisServer
 from support.service_process import ServiceProcess
@@ -79,6 +81,10 @@ async def test_listings_are_paged_and_a_user_holds_at_most_the_ceiling(
         assert listed == sorted(listed)  # oldest first, each exactly once
         assert {sid for _, sid in listed} == set(signed) - evicted
         assert len(listed) == CEILING
+
+        # The Python client's sessions() follows the pages: the same sessions.
+        every = await asyncio.to_thread(SessionAPI(process.url, API_KEY).sessions, "mallory")
+        assert [(s["created"], s["id"]) for s in every] == listed
 
         # A larger limit is clamped to the page bound; a forged cursor is a 400.
         whole = await api(process, "GET", "/sessions?user=mallory&limit=100000")

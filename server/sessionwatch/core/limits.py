@@ -9,6 +9,9 @@ scripts in 5 s. :class:`AddressLimits` counts, per address and per process:
 - new anonymous sessions a second (:meth:`AddressLimits.new_session`),
 - ``hello`` messages a second, over all the address's sockets (:meth:`AddressLimits.hello`).
 
+:class:`LoginLimits` counts sign-ins a second per user id and per address (issue 22,
+item 6: one client minted 3,041 sessions for one user).
+
 Rates are token buckets (bursts of one second's worth); the table of addresses is
 bounded (least recently seen forgotten first), so a spray of addresses cannot grow it.
 An IPv6 client counts by its /64 (one subscriber's prefix). A connection without an IP
