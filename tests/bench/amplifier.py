@@ -15,7 +15,7 @@ without and with the load.
 
 ``--old`` runs the code before the fix (its service knows none of the new settings);
 otherwise the sign-in rates are lifted so that the attacker reaches the ceiling
-(with the default rates one user signs in 5 times, then once a second).
+(with the default rates one user signs in 25 times, then 5 times a second, per process).
 """
 
 from __future__ import annotations
