@@ -13,6 +13,7 @@ from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
+    InvalidPage,
     InvalidUserId,
     OriginForbidden,
     ProtocolError,
@@ -21,7 +22,7 @@ from .core.exceptions import (
     SessionWatchError,
 )
 from .core.policy import Policy
-from .web.extension import SessionInfo, SessionWatch, TabStatus
+from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
 from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigurationError",
     "Device",
     "Event",
+    "InvalidPage",
     "InvalidUserId",
     "OriginForbidden",
     "Policy",
@@ -39,6 +41,7 @@ __all__ = [
     "RateLimited",
     "SessionInfo",
     "SessionLimitReached",
+    "SessionList",
     "SessionWatch",
     "SessionWatchError",
     "Settings",
