@@ -14,6 +14,7 @@ from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
     CookieConflict,
+    InvalidPage,
     InvalidUserId,
     OriginForbidden,
     ProtocolError,
@@ -22,7 +23,7 @@ from .core.exceptions import (
     SessionWatchError,
 )
 from .core.policy import Policy
-from .web.extension import SessionInfo, SessionWatch, TabStatus
+from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
 from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "CookieConflict",
     "Device",
     "Event",
+    "InvalidPage",
     "InvalidUserId",
     "OriginForbidden",
     "Policy",
@@ -41,6 +43,7 @@ __all__ = [
     "RateLimited",
     "SessionInfo",
     "SessionLimitReached",
+    "SessionList",
     "SessionWatch",
     "SessionWatchError",
     "Settings",

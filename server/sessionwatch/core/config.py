@@ -76,6 +76,14 @@ class Settings:
     max_sockets_per_address: int = 256
     max_new_sessions_per_second: float = 10.0
     max_hellos_per_second: float = 50.0
+    # Sign-ins a second per user id and per client address, per process (token
+    # buckets holding 5 seconds' worth; 429 rate_limited beyond). 25 at once per user
+    # lets a sign-in race of one user's devices through (integration/test_login_race_processes).
+    max_logins_per_user_per_second: float = 5.0
+    max_logins_per_address_per_second: float = 10.0
+    # Hard ceiling of live sessions per user, whatever the policy: at it a sign-in
+    # evicts the user's oldest session (a policy limit within it keeps its own action).
+    max_sessions_per_user: int = 100
     send_queue_size: int = 32
     # Sockets being opened (session check to registration) at once per process; more
     # queue. Half the Redis pool, so that page loads keep the rest.
@@ -137,6 +145,8 @@ _DURATIONS: Final = {
     "max_messages_per_second",
     "max_new_sessions_per_second",
     "max_hellos_per_second",
+    "max_logins_per_user_per_second",
+    "max_logins_per_address_per_second",
 }
 _COUNTS: Final = {
     "max_cookie_length",
@@ -144,6 +154,7 @@ _COUNTS: Final = {
     "max_sockets_per_session",
     "max_sockets_per_user",
     "max_sockets_per_address",
+    "max_sessions_per_user",
     "send_queue_size",
     "max_opening_sockets",
 }

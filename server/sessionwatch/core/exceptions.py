@@ -9,6 +9,7 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     ├── SessionLimitReached                    login denied by ``on_limit="deny"``
     ├── ProtocolError (ValueError)             a malformed frame or event payload
     ├── InvalidUserId (ValueError)             a user id that could forge log lines
+    ├── InvalidPage (ValueError)               a listing's cursor or limit is malformed
     ├── OriginForbidden (PermissionError)      a request sent by a foreign page
     ├── CookieConflict (PermissionError)       several live copies of the session cookie
     └── RateLimited                            a client address over a rate
@@ -22,6 +23,7 @@ __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
     "CookieConflict",
+    "InvalidPage",
     "InvalidUserId",
     "OriginForbidden",
     "ProtocolError",
@@ -104,3 +106,10 @@ class InvalidUserId(SessionWatchError, ValueError):
     forge log lines or fool a reader (control, format, separator characters)."""
 
     code = "bad_user_id"
+
+
+class InvalidPage(SessionWatchError, ValueError):
+    """A listing's ``cursor`` is not one a listing returned, or its ``limit`` is not a
+    whole number of at least 1 (answered 400 ``bad_page``)."""
+
+    code = "bad_page"

@@ -14,7 +14,7 @@ from typing import Literal, TypeAlias
 
 from .exceptions import ConfigurationError
 
-__all__ = ["LimitAction", "Policy", "SessionLimit", "select_evictions"]
+__all__ = ["LimitAction", "Policy", "SessionLimit", "bounded_limit", "select_evictions"]
 
 LimitAction: TypeAlias = Literal["evict_oldest", "deny"]
 SessionLimit: TypeAlias = "int | Callable[[str], int | None] | None"
@@ -92,3 +92,18 @@ def select_evictions(existing: Sequence[tuple[str, int]], limit: int | None) -> 
         return []
     ordered = sorted(existing, key=lambda item: (item[1], item[0]))
     return [public_id for public_id, _ in ordered[: len(existing) - limit + 1]]
+
+
+def bounded_limit(limit: int | None, deny: bool, ceiling: int | None) -> tuple[int | None, bool]:
+    """The limit a login applies and whether it refuses at it, given the policy's
+    ``limit`` and ``deny`` and the deployment's hard ``ceiling`` on live sessions per
+    user (``max_sessions_per_user``; ``None``: none).
+
+    The policy's limit and action hold when they are within the ceiling; otherwise (no
+    policy limit, or a larger one) the ceiling applies and the oldest sessions are
+    evicted: a sign-in always succeeds, so whoever fills the ceiling cannot lock the
+    user out (issue 22, item 6). Backends call it inside their atomic login step.
+    """
+    if ceiling is None or (limit is not None and limit <= ceiling):
+        return limit, deny
+    return ceiling, False

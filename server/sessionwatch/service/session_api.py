@@ -239,7 +239,11 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             body["user_agent"], body["client_ip"], watch.now_ms(), resolver=watch.place_resolver
         )
         session_id, record, evicted = await watch.rotate_login(
-            old, body["user"], old.data if old is not None else "", device
+            old,
+            body["user"],
+            old.data if old is not None else "",
+            device,
+            address=body["client_ip"],  # the browser's: the caller is the upstream server
         )
         revoked = 0
         if body["revoke_others"]:
@@ -318,13 +322,15 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         user = request.args.get("user")
         if user is None:
             raise _bad("the user query parameter is required")
-        infos = await watch.list_sessions(_USER(user))
+        page = await watch.list_sessions(
+            _USER(user), cursor=request.args.get("cursor"), limit=request.args.get("limit")
+        )
         listed = []
-        for info in infos:
+        for info in page.sessions:
             item = info.to_json()
             item.pop("current")
             item["user"] = info.user
             listed.append(item)
-        return jsonify({"user": user, "sessions": listed})
+        return jsonify({"user": user, "sessions": listed, "next_cursor": page.next_cursor})
 
     return bp
