@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .exceptions import ConfigurationError
+from .policy import POLICY_KEYS
 
 __all__ = [
     "CONFIG_PREFIX",
@@ -230,10 +231,13 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     """Build settings from ``SESSIONWATCH_*`` environment variables (and ``REDIS_URL``).
 
     Used by the service; a library user configures through ``app.config`` instead.
+    The policy's keys are :func:`~sessionwatch.core.policy.policy_from_env`'s.
     """
     environ = os.environ if environ is None else environ
     config: dict[str, Any] = {
-        k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS
+        k: v
+        for k, v in environ.items()
+        if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS | POLICY_KEYS
     }
     names = {spec.name.upper() for spec in dataclasses.fields(Settings)}
     for key in config:
