@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_banner import BANNER, FIREFOX_ANDROID, new_context, transfer_status, wait_state
 
-from sessionwatch.service.demo.proxy import ProxyDemo
+from sessionwatch.demo.proxy import ProxyDemo
 from support.proxy import require_nginx
 
 pytestmark = pytest.mark.e2e

@@ -24,7 +24,7 @@ __all__ = ["EXPRESS_DIR", "DemoError", "ProxyDemo", "free_port"]
 
 # The Express app lives with the JavaScript (client_js/examples/express), so that its
 # node_modules stay out of the Python package; it exists in a checkout only.
-EXPRESS_DIR = Path(__file__).resolve().parents[5] / "client_js" / "examples" / "express"
+EXPRESS_DIR = Path(__file__).resolve().parents[4] / "client_js" / "examples" / "express"
 
 
 class DemoError(RuntimeError):
@@ -179,7 +179,7 @@ class ProxyDemo:
                 [
                     sys.executable,
                     "-m",
-                    "sessionwatch.service.demo.proxy.flask_app",
+                    "sessionwatch.demo.proxy.flask_app",
                     str(self.upstream_ports["flask"]),
                 ],
                 upstream_env,
