@@ -139,8 +139,10 @@ def test_the_demo_refuses_a_public_address_unless_told() -> None:
 def test_without_the_service_extra_the_command_names_it() -> None:
     """Issue 24: the base install's ``sessionwatch`` died with an ImportError traceback
     (uvicorn). Now one line naming the extra, exit 2."""
+    # (hypercorn comes with quart, in the base install)
+    extras = ("uvicorn", "prometheus_client", "redis", "hiredis", "granian")
     blocked = (
-        "import sys; sys.modules['uvicorn'] = None; "
+        f"import sys; sys.modules.update(dict.fromkeys({extras!r})); "
         "from sessionwatch.service.cli import main; sys.exit(main(['serve']))"
     )
     process = subprocess.run(
@@ -148,6 +150,6 @@ def test_without_the_service_extra_the_command_names_it() -> None:
     )
     assert process.returncode == 2, process.stderr
     assert process.stderr.strip().splitlines() == [
-        "sessionwatch: the command needs the service extra (uvicorn not installed): "
-        "pip install 'sessionwatch[service]'"
+        "sessionwatch: the command needs the service extra (uvicorn, prometheus_client not "
+        "installed): pip install 'sessionwatch[service]'"
     ]

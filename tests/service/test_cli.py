@@ -328,3 +328,21 @@ def test_unknown_server_exits_with_usage(capsys: pytest.CaptureFixture[str]) -> 
         cli.main(["serve", "--server", "gunicorn"])
     assert caught.value.code == 2
     assert "'uvicorn', 'hypercorn', 'granian'" in capsys.readouterr().err
+
+
+def test_the_service_app_itself_refuses_a_missing_or_weak_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ASGI server loading ``create_service_app`` directly (not through the CLI) gets
+    the same refusal: no worker signs with a missing, short or placeholder key."""
+    from sessionwatch import ConfigurationError
+
+    monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
+    for value in ("", "short-key", "a long random secret", "ab" * 20):
+        monkeypatch.setenv("SECRET_KEY", value)
+        with pytest.raises(ConfigurationError, match="SECRET_KEY"):
+            service.create_service_app()
+    monkeypatch.setenv("SECRET_KEY", GOOD_KEY)
+    monkeypatch.setenv("SESSIONWATCH_SECRET_KEYS", f"{GOOD_KEY},too-short")
+    with pytest.raises(ConfigurationError, match="SESSIONWATCH_SECRET_KEYS"):
+        service.create_service_app()
