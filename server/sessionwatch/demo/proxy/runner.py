@@ -164,7 +164,9 @@ class ProxyDemo:
                     "--no-metrics",
                 ],
                 {
-                    "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(32),
+                    # A key of this run's own: a demo never signs with the
+                    # environment's (perhaps production) SECRET_KEY.
+                    "SECRET_KEY": secrets.token_urlsafe(32),
                     "SESSIONWATCH_API_KEYS": self.api_key,
                     "LOG_LEVEL": os.environ.get("LOG_LEVEL", "warning"),
                     **self.env,
