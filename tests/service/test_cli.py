@@ -346,3 +346,20 @@ def test_the_service_app_itself_refuses_a_missing_or_weak_key(
     monkeypatch.setenv("SESSIONWATCH_SECRET_KEYS", f"{GOOD_KEY},too-short")
     with pytest.raises(ConfigurationError, match="SESSIONWATCH_SECRET_KEYS"):
         service.create_service_app()
+
+
+async def test_the_service_app_serves_ops_and_counts_claims_but_signs_nobody_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
+    app = service.create_service_app()
+    async with app.test_app():
+        client = app.test_client()
+        assert (await (await client.get("/healthz")).get_json()) == {"status": "ok"}
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.post("/_sessionwatch/claim", json={})).status_code == 200
+        metrics = await (await client.get("/metrics")).get_data(as_text=True)
+        assert "sessionwatch_claims_total 1.0" in metrics
+        assert "sessionwatch_push_latency_seconds_bucket" in metrics
+        login = await client.post("/login", form={"username": "ann", "password": "demo"})
+        assert login.status_code == 404  # no demo sign-in

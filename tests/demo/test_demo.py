@@ -9,7 +9,6 @@ from quart import Quart
 
 from sessionwatch.core.config import Settings
 from sessionwatch.demo import create_app, create_demo_app
-from sessionwatch.service.app import create_service_app
 
 
 @pytest.fixture(name="demo")
@@ -108,18 +107,3 @@ async def test_ops_endpoints(demo: Quart) -> None:
     assert (await (await client.get("/healthz")).get_json()) == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
     assert (await client.get("/metrics")).status_code == 404  # the service's, not the demo's
-
-
-async def test_the_service_app_counts_claims(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
-    monkeypatch.setenv("SECRET_KEY", "service-test-key-0123456789-abcdefghij")
-    app = create_service_app()
-    async with app.test_app():
-        client = app.test_client()
-        assert (await (await client.get("/healthz")).get_json()) == {"status": "ok"}
-        assert (await client.get("/readyz")).status_code == 200
-        await claim(client)
-        metrics = await (await client.get("/metrics")).get_data(as_text=True)
-        assert "sessionwatch_claims_total 1.0" in metrics
-        assert "sessionwatch_push_latency_seconds_bucket" in metrics
-        assert (await sign_in(client)).status_code == 404  # no demo sign-in
