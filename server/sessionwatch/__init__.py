@@ -22,8 +22,9 @@ from .core.exceptions import (
     SessionLimitReached,
     SessionWatchError,
 )
-from .core.policy import Policy
+from .core.policy import Policy, policy_from_env
 from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
+from .web.headers import SecurityHeaders
 from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Policy",
     "ProtocolError",
     "RateLimited",
+    "SecurityHeaders",
     "SessionInfo",
     "SessionLimitReached",
     "SessionList",
@@ -49,6 +51,7 @@ __all__ = [
     "Settings",
     "TabStatus",
     "backend_from_url",
+    "policy_from_env",
     "settings_from_env",
 ]
 

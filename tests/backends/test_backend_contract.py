@@ -570,17 +570,3 @@ async def test_concurrent_logins_never_exceed_the_limit(
         else:
             assert all(results)
         anonymous = [await stored(backend, make_record(), timeouts) for _ in range(30)]
-
-
-async def test_shared_values_round_trip_and_reject_bad_names(backend: Backend) -> None:
-    assert await backend.get_value("demo:policy") is None
-    await backend.set_value("demo:policy", '{"one_tab": false}')
-    await backend.set_value("other", "x")
-    assert await backend.get_value("demo:policy") == '{"one_tab": false}'
-    await backend.set_value("demo:policy", "")
-    assert await backend.get_value("demo:policy") == ""
-    for bad in ("", "Upper", "a b", "x" * 65, ":leading"):
-        with pytest.raises(ValueError, match="value name"):
-            await backend.set_value(bad, "v")
-        with pytest.raises(ValueError, match="value name"):
-            await backend.get_value(bad)

@@ -28,6 +28,9 @@ __all__ = ["REPO", "SECRET", "Server", "overhead_server", "sessionwatch_server",
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "benchmark-secret-key-0123456789abcdef"
+# The session API key of the service under test: the benchmark signs users in through
+# the session API, as an upstream app does (the service has no sign-in of its own).
+API_KEY = "benchmark-session-api-key-0123456789abcdef"
 _PID_IN_NAME = re.compile(r"(\d+)(?:\.db)?$")
 
 
@@ -188,6 +191,7 @@ def sessionwatch_server(
     with otherwise the CLI's options."""
     env = {
         "SECRET_KEY": SECRET,
+        "SESSIONWATCH_API_KEYS": API_KEY,
         "LOG_LEVEL": "warning",
         "SESSIONWATCH_BACKEND": redis_url,
         **ONE_ADDRESS_LOAD,

@@ -237,3 +237,27 @@ def test_client_frames_parse_and_unknown_types_are_ignored() -> None:
     assert hello is not None and hello.type == "hello" and hello.tab == "1.abc"
     assert parse_client_message('{"type":"ping"}', max_size=4096) is not None
     assert parse_client_message('{"type":"future-thing","x":1}', max_size=4096) is None
+
+
+def test_the_policy_from_the_environment_names_a_bad_key() -> None:
+    from sessionwatch import ConfigurationError, Policy
+    from sessionwatch.core.policy import policy_from_env
+
+    assert policy_from_env({}) == Policy()
+    assert policy_from_env(
+        {
+            "SESSIONWATCH_TABS_PER_SESSION": "unlimited",
+            "SESSIONWATCH_SESSIONS_PER_USER": "3",
+            "SESSIONWATCH_ON_LIMIT": "deny",
+        }
+    ) == Policy(tabs_per_session=None, sessions_per_user=3, on_limit="deny")
+    for key, value in (
+        ("SESSIONWATCH_TABS_PER_SESSION", "2"),
+        ("SESSIONWATCH_SESSIONS_PER_USER", "0"),
+        ("SESSIONWATCH_SESSIONS_PER_USER", "²"),
+        ("SESSIONWATCH_ON_LIMIT", "kick"),
+    ):
+        with pytest.raises(ConfigurationError, match=key):
+            policy_from_env({key: value})
+    # settings_from_env leaves the policy's keys to policy_from_env
+    assert settings_from_env({"SESSIONWATCH_ON_LIMIT": "deny"}).backend == "memory://"

@@ -20,7 +20,7 @@ from sessionwatch.backends.base import SessionRecord, Timeouts
 from sessionwatch.backends.redis import RedisBackend
 from support.push_processes import HttpBrowser, exchange, next_of, open_socket, parse_response
 from support.redis_server import RedisServer
-from support.service_process import ServiceProcess
+from support.service_process import PROTECTED, VERIFY_TAB, ServiceProcess
 
 pytestmark = pytest.mark.multiprocess
 
@@ -34,10 +34,7 @@ async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
         ServiceProcess(redis.url, workers=2) as service,
     ):
         browser = HttpBrowser(origin=service.url)
-        status, _ = await browser.request(
-            "POST", service.url + "/login", form={"username": "wanda", "password": "demo"}
-        )
-        assert status == 302
+        assert (await service.sign_in(browser.cookies, "wanda"))[0] == 200
         first = await browser.claim(service)
         sockets = []
         for _ in range(TABS):
@@ -64,8 +61,10 @@ async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
         )
         assert status == 200
         assert (state["gen"], state["tab"]) == (first["gen"], "active"), state
-        status, _ = await browser.request("POST", service.url + "/api/transfer", {}, tab)
-        assert status == 200  # the caller's own token still holds
+        status, _ = await browser.request(
+            "GET", service.url + VERIFY_TAB, None, {**tab, **PROTECTED}
+        )
+        assert status == 204  # the caller's own token still holds
 
         # Pub/sub keeps a channel's order: the first "superseded" each tab gets is the
         # one for this acknowledged claim, not one for a phantom claim before it.

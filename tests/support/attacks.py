@@ -91,7 +91,8 @@ def cookie_value(set_cookie: str) -> str:
 async def sign_in_and_claim(
     port: int, user: str, origin: str, *, cookie_name: str = "session"
 ) -> tuple[str, str]:
-    """Sign ``user`` in through the demo's form and claim a tab: (cookie, tab token)."""
+    """Sign ``user`` in through the demo's form (``sessionwatch demo``) and claim a tab:
+    (cookie, tab token)."""
     origin_header = [("Origin", origin)]
     answer = await raw_request(
         port,

@@ -305,10 +305,3 @@ class Backend(Protocol):
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a raw payload on a channel (for tests and tools: every state change
         publishes its own event, atomically with the change)."""
-
-    async def get_value(self, name: str) -> str | None:
-        """One of the app's shared values (``None``: never set), e.g. the demo's policy,
-        shared by every process on the backend. ``name``: see :func:`.keys.app_value_key`."""
-
-    async def set_value(self, name: str, value: str) -> None:
-        """Set a shared value (no expiry)."""

@@ -100,7 +100,6 @@ class MemoryBackend:
         self._records: dict[str, SessionRecord] = {}
         self._grace_until: dict[str, int] = {}  # id -> when the record is forgotten
         self._tombstones: dict[str, tuple[EndReason, int]] = {}
-        self._values: dict[str, str] = {}  # the app's shared values
         self._users: dict[str, dict[str, int]] = defaultdict(dict)
         self._presence: dict[str, dict[str, int]] = defaultdict(dict)
         self._listeners: dict[str, set[MemorySubscription]] = defaultdict(set)
@@ -166,12 +165,6 @@ class MemoryBackend:
 
     def subscription(self) -> MemorySubscription:
         return MemorySubscription(self)
-
-    async def get_value(self, name: str) -> str | None:
-        return self._values.get(self.names.app_value(name))
-
-    async def set_value(self, name: str, value: str) -> None:
-        self._values[self.names.app_value(name)] = value
 
     # -- helpers ----------------------------------------------------------------
 

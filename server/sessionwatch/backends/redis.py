@@ -514,10 +514,3 @@ class RedisBackend:
 
     def subscription(self) -> RedisSubscription:
         return RedisSubscription(self._redis.connection_pool)
-
-    async def get_value(self, name: str) -> str | None:
-        value = await self.call(self._redis.get, self.names.app_value(name))
-        return None if value is None else str(value)  # the client decodes responses
-
-    async def set_value(self, name: str, value: str) -> None:
-        await self.call(self._redis.set, self.names.app_value(name), value)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .exceptions import ConfigurationError
+from .policy import POLICY_KEYS
 
 __all__ = [
     "CONFIG_PREFIX",
@@ -259,10 +260,13 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     Used by the service; a library user configures through ``app.config`` instead.
     ``public_scheme`` defaults to ``https`` when the service believes a TLS proxy
     (``SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS``): browsers then reach it over HTTPS.
+    The policy's keys are :func:`~sessionwatch.core.policy.policy_from_env`'s.
     """
     environ = os.environ if environ is None else environ
     config: dict[str, Any] = {
-        k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS
+        k: v
+        for k, v in environ.items()
+        if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS | POLICY_KEYS
     }
     names = {spec.name.upper() for spec in dataclasses.fields(Settings)}
     for key in config:
