@@ -6,10 +6,11 @@ names the key, before any worker starts.
 
 uvicorn and hypercorn run with the limits of an exposed service
 (:mod:`sessionwatch.service.servers`): WebSocket frames bounded by ``max_frame`` before
-they are buffered, no permessage-deflate, no ``Server`` header, a header-read timeout,
-and forwarded headers believed only from the proxies named by ``--forwarded-allow-ips``.
-granian (optional, ``sessionwatch[granian]``) has all but the first two; see
-:mod:`sessionwatch.service.granian_server` for what it cannot do.
+they are buffered, no permessage-deflate, no ``Server`` header, header and body read
+deadlines, a cap on each client address's connections, and forwarded headers believed
+only from the proxies named by ``--forwarded-allow-ips``. granian (optional,
+``sessionwatch[granian]``) bounds neither frames nor connections per address; see
+:mod:`sessionwatch.service.granian_server`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from ..core.exceptions import ConfigurationError
 from .granian_server import check_granian, granian_server
 from .proxies import parse_proxies
 from .requirements import installed_version
-from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
+from .servers import (
+    BODY_TIMEOUT_ENV,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    HEADER_TIMEOUT_ENV,
+)
 
 __all__ = ["main", "serve"]
 
@@ -152,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT:g})",
     )
     serve_cmd.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=None,
+        help="seconds a client has to send a request's body after its headers "
+        f"(uvicorn; default {DEFAULT_BODY_TIMEOUT:g})",
+    )
+    serve_cmd.add_argument(
         "--api-bind",
         type=_address,
         default=None,
@@ -187,6 +200,7 @@ def serve(
     readyz_detail: bool = False,
     forwarded_allow_ips: str | None = None,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     api_bind: tuple[str, int] | None = None,
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run."""
@@ -234,6 +248,7 @@ def serve(
     os.environ["SESSIONWATCH_SERVICE_READYZ_DETAIL"] = "1" if readyz_detail else "0"
     os.environ["SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips or ""
     os.environ[HEADER_TIMEOUT_ENV] = repr(header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = repr(body_timeout)
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
     print(
@@ -275,7 +290,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        http="sessionwatch.service.servers:HeaderTimeoutProtocol",
+        http="sessionwatch.service.servers:BoundedHttpProtocol",
         # uvicorn's websockets-sansio protocol, holding ~8 KB less per idle socket
         # (docs/performance.md, finding 4).
         ws="sessionwatch.service.servers:LeanWebSocketProtocol",
@@ -341,14 +356,14 @@ def _forwarded_allow_ips(flag: str | None) -> str | None:
         raise ConfigurationError(f"FORWARDED_ALLOW_IPS: {exc}") from None
 
 
-def _default_header_timeout() -> float:
-    raw = os.environ.get(HEADER_TIMEOUT_ENV)
+def _seconds_from_env(key: str, default: float) -> float:
+    raw = os.environ.get(key)
     if raw is None:
-        return DEFAULT_HEADER_TIMEOUT
+        return default
     try:
         return _seconds(raw)
     except argparse.ArgumentTypeError as exc:
-        raise ConfigurationError(f"{HEADER_TIMEOUT_ENV}: {exc}") from None
+        raise ConfigurationError(f"{key}: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -374,7 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             or None,
             readyz_detail=args.readyz_detail,
             forwarded_allow_ips=_forwarded_allow_ips(args.forwarded_allow_ips),
-            header_timeout=args.header_timeout or _default_header_timeout(),
+            header_timeout=args.header_timeout
+            or _seconds_from_env(HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT),
+            body_timeout=args.body_timeout
+            or _seconds_from_env(BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT),
             api_bind=args.api_bind,
         )
     except ConfigurationError as exc:
