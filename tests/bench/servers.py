@@ -206,6 +206,8 @@ def sessionwatch_server(
             "--port", "{port}", "--workers", str(workers), "--backend", redis_url,
             "--server", server,
         ]  # fmt: skip
+        if server == "granian":  # the benchmark's client is the proxy that bounds frames
+            argv.append("--frames-bounded-by-proxy")
     label = f"sessionwatch/{server}{'+deflate' if deflate else ''}/{workers}w"
     if factory:
         label += f" ({factory})"

@@ -1,5 +1,6 @@
-"""Item 5 of issue 22 (the second adversarial review) on real ``sessionwatch serve``
-processes: request bodies trickled a byte at a time, many connections from one address.
+"""Items 5 and 10 of issue 22 (the second adversarial review) on real ``sessionwatch
+serve`` processes: request bodies trickled a byte at a time, many connections from one
+address, and granian's unbounded frames.
 
 Each test is the review's attack, scaled down (a few connections, deadlines of a
 second) so that it ends in seconds; the review's full-size figures are in
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 import uuid
 
@@ -25,7 +28,7 @@ HUGE_BODY_HEAD = (
     b"POST /_sessionwatch/claim HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
 )
-GRANIAN = ["--server", "granian"]
+GRANIAN = ["--server", "granian", "--frames-bounded-by-proxy"]
 SERVERS = {"uvicorn": ["--server", "uvicorn"], "hypercorn": ["--server", "hypercorn"]}
 SERVERS["granian"] = GRANIAN
 
@@ -34,6 +37,11 @@ def service(redis: RedisServer, *args: str, env: dict[str, str] | None = None) -
     return ServiceProcess(
         redis.url, key_prefix=f"slow:{uuid.uuid4().hex[:8]}:", args=list(args), env=env
     )
+
+
+@pytest.fixture(name="granian_installed")
+def _granian_installed() -> None:
+    pytest.importorskip("granian")
 
 
 async def trickle(port: int, head: bytes, *, source: str, limit: float) -> tuple[float, bytes]:
@@ -190,3 +198,29 @@ async def first_served(source: str, port: int) -> bytes:
         if answer.status != 429 or time.monotonic() > deadline:
             return f"HTTP/1.1 {answer.status}".encode()
         await asyncio.sleep(0.05)
+
+
+async def test_granian_is_refused_unless_a_proxy_bounds_frames(
+    redis_server: RedisServer, granian_installed: None
+) -> None:
+    """Item 10: granian (2.8.9 too) cannot bound a WebSocket frame before buffering it
+    (8 x 15 MiB frames: worker 50 -> 183 MB, 97 MB kept). ``sessionwatch serve
+    --server granian`` now refuses to start unless ``--frames-bounded-by-proxy`` says a
+    proxy in front of it bounds frames; with it, it serves."""
+    command = [sys.executable, "-m", "sessionwatch", "serve", "--server", "granian"]
+    plain = service(redis_server)  # its environment (PATH, SECRET_KEY, a free port)
+    refused = await asyncio.wait_for(
+        asyncio.to_thread(
+            subprocess.run,
+            [*command, "--port", str(plain.port), "--backend", redis_server.url],
+            env=plain.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ),
+        60,
+    )
+    assert refused.returncode == 2, (refused.returncode, refused.stderr)
+    assert "--frames-bounded-by-proxy" in refused.stderr, refused.stderr
+    with service(redis_server, *GRANIAN) as process:
+        assert (await raw_request(process.port, "GET", "/healthz")).status == 200

@@ -246,7 +246,8 @@ def test_granian_is_configured_like_uvicorn(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(granian, "Granian", _GranianRecorder)
     monkeypatch.setattr(cli, "serve", _REAL_SERVE)
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    flags = ["serve", "--server", "granian", "--host", "0.0.0.0", "--port", "8124"]
+    flags = ["serve", "--server", "granian", "--frames-bounded-by-proxy"]
+    flags += ["--host", "0.0.0.0", "--port", "8124"]
     assert cli.main([*flags, "--header-timeout", "2.5", "--backend", "redis://h:6379/0"]) == 0
     (server,) = _GranianRecorder.made
     options = server.options

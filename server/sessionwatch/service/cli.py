@@ -9,7 +9,8 @@ uvicorn and hypercorn run with the limits of an exposed service
 they are buffered, no permessage-deflate, no ``Server`` header, header and body read
 deadlines, a cap on each client address's connections, and forwarded headers believed
 only from the proxies named by ``--forwarded-allow-ips``. granian (optional,
-``sessionwatch[granian]``) bounds neither frames nor connections per address; see
+``sessionwatch[granian]``) bounds neither frames nor connections per address, so it
+runs only with ``--frames-bounded-by-proxy``; see
 :mod:`sessionwatch.service.granian_server`.
 """
 
@@ -29,7 +30,7 @@ from typing import Any, Literal
 from ..backends import backend_from_url
 from ..core.config import parse_address, settings_from_env
 from ..core.exceptions import ConfigurationError
-from .granian_server import check_granian, granian_server
+from .granian_server import check_granian, granian_server, require_frame_bounding_proxy
 from .proxies import parse_proxies
 from .requirements import installed_version
 from .servers import (
@@ -165,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"(uvicorn; default {DEFAULT_BODY_TIMEOUT:g})",
     )
     serve_cmd.add_argument(
+        "--frames-bounded-by-proxy",
+        action="store_true",
+        help="run --server granian, which cannot bound WebSocket frames itself, because "
+        "a proxy in front of it does (docs/deployment.md)",
+    )
+    serve_cmd.add_argument(
         "--api-bind",
         type=_address,
         default=None,
@@ -202,6 +209,7 @@ def serve(
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     api_bind: tuple[str, int] | None = None,
+    frames_bounded_by_proxy: bool = False,
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run."""
     if backend:
@@ -240,6 +248,7 @@ def serve(
                 "use --server uvicorn or hypercorn for a separate session API address"
             )
         check_granian()
+        require_frame_bounding_proxy(frames_bounded_by_proxy)
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
     if metrics_token is not None:
         if len(metrics_token) < 16:
@@ -394,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             body_timeout=args.body_timeout
             or _seconds_from_env(BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT),
             api_bind=args.api_bind,
+            frames_bounded_by_proxy=args.frames_bounded_by_proxy,
         )
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)
