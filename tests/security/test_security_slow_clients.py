@@ -105,6 +105,9 @@ async def test_a_trickled_body_is_cut_off_at_the_body_deadline(
             assert b'"error": "request_timeout"' in answer, answer
             # A body that arrives in time, in pieces, is served as before.
             assert (await sign_in_in_pieces(process.port)).startswith(b"HTTP/1.1 302 ")
+            # The header deadline holds for the second request of a kept-alive
+            # connection too (its timer is set when a read ends inside the headers).
+            assert await half_sent_second_request(process.port) < 4
         assert (await raw_request(process.port, "GET", "/healthz")).status == 200
         log = process.output()
     assert "Traceback" not in log, log
@@ -178,6 +181,23 @@ async def sign_in_in_pieces(port: int) -> bytes:
         await asyncio.sleep(0.3)  # the pause is the test: a body read in two parts
         writer.write(form[9:])
         return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def half_sent_second_request(port: int) -> float:
+    """Seconds until the server closes a connection whose first request was complete
+    and whose second stops halfway through its headers."""
+    reader, writer = await connect("127.0.0.3", port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        started = time.monotonic()
+        while await asyncio.wait_for(reader.read(65536), 10):  # the first answer's body
+            pass
+        return time.monotonic() - started
     finally:
         writer.close()
 

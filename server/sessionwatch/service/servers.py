@@ -5,11 +5,12 @@
   ``Content-Length: 100000000`` sent a byte every 2 s kept 5 of 5 connections open past
   100 s), so a slow client keeps a connection (and its memory) forever.
   :class:`BoundedHttpProtocol` closes a connection whose request line and headers are
-  not complete ``header_timeout`` seconds after the connection opened or the request
-  began, and answers 408 ``request_timeout`` (then closes) to a request whose body is
-  not complete ``body_timeout`` seconds after its headers. The body's timer is set only
-  when a body is still incomplete after a read, so a request that arrives whole costs
-  two flag writes and a check per read more than uvicorn's. Hypercorn already closes such connections
+  not complete ``header_timeout`` seconds after the connection opened or a read ended
+  inside them, and answers 408 ``request_timeout`` (then closes) to a request whose body
+  is not complete ``body_timeout`` seconds after its headers (the first read that ends
+  inside the body). Timers are set only when a read ends inside a request, so a request
+  that arrives whole in one read creates none (about 1 us per request less than the
+  header timer alone cost before, which armed and cancelled one for every request). Hypercorn already closes such connections
   after its ``keep_alive_timeout`` (its idle timer runs until a request is complete).
 - **Connections per client address** (uvicorn, hypercorn): every connection of a peer
   address counts against ``max_sockets_per_address``, the one beyond is answered 429
@@ -83,14 +84,20 @@ _REQUEST_TIMEOUT = http_error(
 )
 
 
+# What a connection is reading (BoundedHttpProtocol._reading).
+_BETWEEN, _HEADERS, _BODY = 0, 1, 2
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with deadlines for each request's headers and
     body, and a cap on the connections of each client address (the module's
     docstring)."""
 
-    # One timer at a time: the headers' until they are complete, then the body's.
+    # One timer at a time: the headers' until they are complete, then the body's. It is
+    # set when a read ends inside a request (or when the connection opens), so a request
+    # that arrives whole in one read creates no timer at all.
     _deadline: asyncio.TimerHandle | None = None
-    _in_body = False  # the current request's headers are complete, its body is not
+    _reading = _BETWEEN
     _address: str | None = None  # the key this connection is counted under
 
     def connection_made(self, transport: Any) -> None:
@@ -103,31 +110,33 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 transport.close()
                 return
             self._address = key
-        self._arm()
+        self._deadline = self.loop.call_later(header_timeout(), self._too_slow)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # Set only when a read ends inside a body: a request that arrives whole
-        # never creates this timer.
-        if self._in_body and self._deadline is None:
-            self._deadline = self.loop.call_later(body_timeout(), self._too_slow)
+        reading = self._reading
+        if reading and self._deadline is None:
+            seconds = header_timeout() if reading == _HEADERS else body_timeout()
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._reading = _HEADERS
 
     def on_headers_complete(self) -> None:
-        self._disarm()
-        self._in_body = True
+        if self._deadline is not None:
+            self._disarm()
+        self._reading = _BODY
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._in_body = False
-        self._disarm()
+        self._reading = _BETWEEN
+        if self._deadline is not None:
+            self._disarm()
         super().on_message_complete()
 
     def handle_websocket_upgrade(self) -> None:
-        self._in_body = False
+        self._reading = _BETWEEN
         self._disarm()
         key, self._address = self._address, None
         super().handle_websocket_upgrade()
@@ -146,10 +155,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._address = None
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(header_timeout(), self._too_slow)
-
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
@@ -160,7 +165,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if self._in_body and cycle is not None and not cycle.response_started:
+        if self._reading == _BODY and cycle is not None and not cycle.response_started:
             # The app's own answer, if it ever comes, is dropped (as after a
             # disconnect), and its receive() says http.disconnect.
             cycle.disconnected = True
