@@ -220,6 +220,7 @@ def sessionwatch_server(
 # limits (docs/security.md) would refuse them, so the benchmarks lift them.
 ONE_ADDRESS_LOAD = {
     "SESSIONWATCH_MAX_SOCKETS_PER_ADDRESS": "1000000",
+    "SESSIONWATCH_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
     "SESSIONWATCH_MAX_NEW_SESSIONS_PER_SECOND": "1000000",
     "SESSIONWATCH_MAX_HELLOS_PER_SECOND": "1000000",
 }

@@ -119,11 +119,11 @@ async def test_connections_of_one_address_are_capped_websockets_included(
 ) -> None:
     """Item 5: the review held 1,300 connections from one address (70 s, +23 MB).
     uvicorn and hypercorn now count every connection of a peer address against
-    ``max_sockets_per_address`` (4 here): the 5th is answered 429
+    ``max_connections_per_address`` (4 here): the 5th is answered 429
     ``too_many_connections`` and closed; a socket upgraded to a WebSocket still counts
     and frees its place when it closes; another address and a trusted proxy
     (``--forwarded-allow-ips``) are not affected."""
-    env = {"SESSIONWATCH_MAX_SOCKETS_PER_ADDRESS": "4", "SESSIONWATCH_HELLO_TIMEOUT": "60"}
+    env = {"SESSIONWATCH_MAX_CONNECTIONS_PER_ADDRESS": "4", "SESSIONWATCH_HELLO_TIMEOUT": "60"}
     flags = ["--server", server, "--forwarded-allow-ips", "127.0.0.4"]
     with service(redis_server, *flags, env=env) as process:
         origin = f"http://127.0.0.1:{process.port}"

@@ -75,6 +75,10 @@ class Settings:
     max_sockets_per_address: int = 256
     max_new_sessions_per_second: float = 10.0
     max_hellos_per_second: float = 50.0
+    # Open connections (HTTP, idle keep-alive, WebSocket) per peer address and worker
+    # under ``sessionwatch serve`` (uvicorn, hypercorn): twice the sockets, for each
+    # tab's socket and its page loads.
+    max_connections_per_address: int = 512
     send_queue_size: int = 32
     # Sockets being opened (session check to registration) at once per process; more
     # queue. Half the Redis pool, so that page loads keep the rest.
@@ -135,6 +139,7 @@ _COUNTS: Final = {
     "max_sockets_per_session",
     "max_sockets_per_user",
     "max_sockets_per_address",
+    "max_connections_per_address",
     "send_queue_size",
     "max_opening_sockets",
 }

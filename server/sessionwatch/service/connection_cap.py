@@ -5,7 +5,8 @@ The hub counts WebSockets per client address, but a client that never upgrades â
 body trickled a byte at a time, or connections that sit idle â€” held connections
 without limit (1,300 from one address, +23 MB). uvicorn (its HTTP protocol) and
 hypercorn (its TCP server) count every connection of a peer address here, upgraded or
-not, against ``max_sockets_per_address``; the one beyond is answered 429
+not, against ``max_connections_per_address`` (512: a tab's socket and its page loads,
+for the ``max_sockets_per_address`` of 256 tabs); the one beyond is answered 429
 ``too_many_connections`` and closed before anything is read. A client that has
 already sent its request may see the reset of that close before the answer.
 
@@ -36,7 +37,7 @@ class ConnectionCap:
     """The open connections of each peer address of one process, at most ``limit``.
 
     Args:
-        limit: connections per address (``max_sockets_per_address``).
+        limit: connections per address (``max_connections_per_address``).
         proxies: peers that are not counted (:func:`parse_proxies`; ``None``: every
             peer is a trusted proxy, nothing is counted).
     """
@@ -67,7 +68,8 @@ def connection_cap() -> ConnectionCap:
     """This process's cap, from the environment the CLI prepares for its workers."""
     proxies = os.environ.get("SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS", "").strip()
     return ConnectionCap(
-        settings_from_env().max_sockets_per_address, parse_proxies(proxies) if proxies else ()
+        settings_from_env().max_connections_per_address,
+        parse_proxies(proxies) if proxies else (),
     )
 
 

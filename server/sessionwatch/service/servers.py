@@ -13,7 +13,7 @@
   header timer alone cost before, which armed and cancelled one for every request). Hypercorn already closes such connections
   after its ``keep_alive_timeout`` (its idle timer runs until a request is complete).
 - **Connections per client address** (uvicorn, hypercorn): every connection of a peer
-  address counts against ``max_sockets_per_address``, the one beyond is answered 429
+  address counts against ``max_connections_per_address``, the one beyond is answered 429
   ``too_many_connections`` (:mod:`sessionwatch.service.connection_cap`).
 - **No permessage-deflate** (hypercorn): hypercorn always accepts the extension when a
   browser offers it, and inflates a message before any size limit applies (a 14.5 KB
