@@ -10,8 +10,9 @@
   is not complete ``body_timeout`` seconds after its headers (the first read that ends
   inside the body). Timers are set only when a read ends inside a request, so a request
   that arrives whole in one read creates none (about 1 us per request less than the
-  header timer alone cost before, which armed and cancelled one for every request). Hypercorn already closes such connections
-  after its ``keep_alive_timeout`` (its idle timer runs until a request is complete).
+  header timer alone cost before, which armed and cancelled one for every request).
+  Hypercorn already closes such connections after its ``keep_alive_timeout`` (its idle
+  timer runs until a request is complete).
 - **Connections per client address** (uvicorn, hypercorn): every connection of a peer
   address counts against ``max_connections_per_address``, the one beyond is answered 429
   ``too_many_connections`` (:mod:`sessionwatch.service.connection_cap`).
