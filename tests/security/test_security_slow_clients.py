@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -229,18 +231,19 @@ async def test_granian_is_refused_unless_a_proxy_bounds_frames(
     proxy in front of it bounds frames; with it, it serves."""
     command = [sys.executable, "-m", "sessionwatch", "serve", "--server", "granian"]
     plain = service(redis_server)  # its environment (PATH, SECRET_KEY, a free port)
-    refused = await asyncio.wait_for(
-        asyncio.to_thread(
-            subprocess.run,
-            [*command, "--port", str(plain.port), "--backend", redis_server.url],
-            env=plain.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ),
-        60,
-    )
-    assert refused.returncode == 2, (refused.returncode, refused.stderr)
-    assert "--frames-bounded-by-proxy" in refused.stderr, refused.stderr
+    refused = await asyncio.create_subprocess_exec(
+        *command, "--port", str(plain.port), "--backend", redis_server.url,
+        env=plain.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its workers too are ended if it serves after all
+    )  # fmt: skip
+    try:
+        _, stderr = await asyncio.wait_for(refused.communicate(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(refused.pid, signal.SIGKILL)
+    assert refused.returncode == 2, (refused.returncode, stderr)
+    assert b"--frames-bounded-by-proxy" in stderr, stderr
     with service(redis_server, *GRANIAN) as process:
         assert (await raw_request(process.port, "GET", "/healthz")).status == 200
