@@ -210,6 +210,8 @@ def sessionwatch_server(
             "--port", "{port}", "--workers", str(workers), "--backend", redis_url,
             "--server", server,
         ]  # fmt: skip
+        if server == "granian":  # the benchmark's client is the proxy that bounds frames
+            argv.append("--frames-bounded-by-proxy")
     label = f"sessionwatch/{server}{'+deflate' if deflate else ''}/{workers}w"
     if factory:
         label += f" ({factory})"
@@ -222,6 +224,7 @@ def sessionwatch_server(
 # limits (docs/security.md) would refuse them, so the benchmarks lift them.
 ONE_ADDRESS_LOAD = {
     "SESSIONWATCH_MAX_SOCKETS_PER_ADDRESS": "1000000",
+    "SESSIONWATCH_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
     "SESSIONWATCH_MAX_NEW_SESSIONS_PER_SECOND": "1000000",
     "SESSIONWATCH_MAX_HELLOS_PER_SECOND": "1000000",
 }

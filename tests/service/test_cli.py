@@ -37,6 +37,7 @@ def _unset(monkeypatch: pytest.MonkeyPatch, _clean_environment: None) -> None:
         "SESSIONWATCH_SERVICE_METRICS_TOKEN",
         "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
         "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+        "SESSIONWATCH_SERVICE_BODY_TIMEOUT",
         "FORWARDED_ALLOW_IPS",
     ):
         monkeypatch.delenv(key, raising=False)
@@ -111,6 +112,7 @@ def test_bad_environment_values_name_the_key(
     [
         ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),
         ("SESSIONWATCH_SERVICE_HEADER_TIMEOUT", "0"),
+        ("SESSIONWATCH_SERVICE_BODY_TIMEOUT", "soon"),
     ],
 )
 def test_bad_security_settings_name_the_key(
@@ -126,6 +128,7 @@ def test_bad_security_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) 
         ["--forwarded-allow-ips", "10.0.0.1,not-an-ip"],
         ["--forwarded-allow-ips", ""],
         ["--header-timeout", "-1"],
+        ["--body-timeout", "0"],
     ):
         with pytest.raises(SystemExit) as caught:
             cli.main(["serve", *flags])
@@ -242,7 +245,7 @@ def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyP
     config, api_address = seen.pop()
     assert api_address == ("127.0.0.1", 8001)
     assert config.ws_max_size == 8192 and config.ws_per_message_deflate is False
-    assert config.http == "sessionwatch.service.servers:HeaderTimeoutProtocol"
+    assert config.http == "sessionwatch.service.servers:BoundedHttpProtocol"
     assert config.ws == "sessionwatch.service.servers:LeanWebSocketProtocol"
     assert config.server_header is False and config.proxy_headers is False
     assert cli.main([*flags, "--server", "hypercorn"]) == 0
@@ -278,7 +281,8 @@ def test_granian_is_configured_like_uvicorn(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(granian, "Granian", _GranianRecorder)
     monkeypatch.setattr(cli, "serve", _REAL_SERVE)
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    flags = ["serve", "--server", "granian", "--host", "0.0.0.0", "--port", "8124"]
+    flags = ["serve", "--server", "granian", "--frames-bounded-by-proxy"]
+    flags += ["--host", "0.0.0.0", "--port", "8124"]
     assert cli.main([*flags, "--header-timeout", "2.5", "--backend", "redis://h:6379/0"]) == 0
     (server,) = _GranianRecorder.made
     options = server.options

@@ -38,6 +38,7 @@ SERVICE_KEYS: Final = frozenset(
         "SESSIONWATCH_SERVICE_READYZ_DETAIL",
         "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
         "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+        "SESSIONWATCH_SERVICE_BODY_TIMEOUT",
     }
 )
 
@@ -85,6 +86,10 @@ class Settings:
     # Hard ceiling of live sessions per user, whatever the policy: at it a sign-in
     # evicts the user's oldest session (a policy limit within it keeps its own action).
     max_sessions_per_user: int = 100
+    # Open connections (HTTP, idle keep-alive, WebSocket) per peer address and worker
+    # under ``sessionwatch serve`` (uvicorn, hypercorn): twice the sockets, for each
+    # tab's socket and its page loads.
+    max_connections_per_address: int = 512
     send_queue_size: int = 32
     # Sockets being opened (session check to registration) at once per process; more
     # queue. Half the Redis pool, so that page loads keep the rest.
@@ -156,6 +161,7 @@ _COUNTS: Final = {
     "max_sockets_per_user",
     "max_sockets_per_address",
     "max_sessions_per_user",
+    "max_connections_per_address",
     "send_queue_size",
     "max_opening_sockets",
 }

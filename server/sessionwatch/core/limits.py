@@ -25,7 +25,7 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["AddressLimits", "LoginLimits", "RateBuckets", "address_key"]
+__all__ = ["AddressCounts", "AddressLimits", "LoginLimits", "RateBuckets", "address_key"]
 
 
 def address_key(address: str | None) -> str | None:
@@ -100,6 +100,39 @@ class RateBuckets:
         return len(self._buckets)
 
 
+class AddressCounts:
+    """Open things (sockets, connections) per address key, at most ``limit`` each.
+
+    Keys are what :func:`address_key` returns; an address with nothing open holds no
+    entry, so the table is as large as the addresses holding something open.
+    """
+
+    __slots__ = ("_counts", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str) -> bool:
+        """Count one more for ``key``; False (nothing counted) at the limit."""
+        count = self._counts.get(key, 0)
+        if count >= self.limit:
+            return False
+        self._counts[key] = count + 1
+        return True
+
+    def discard(self, key: str) -> None:
+        """Forget one counted by :meth:`add`."""
+        count = self._counts.get(key, 0) - 1
+        if count > 0:
+            self._counts[key] = count
+        else:
+            self._counts.pop(key, None)
+
+    def count(self, key: str) -> int:
+        return self._counts.get(key, 0)
+
+
 class AddressLimits:
     """The per-address limits of one process.
 
@@ -113,34 +146,23 @@ class AddressLimits:
         self, *, max_sockets: int, new_sessions_per_second: float, hellos_per_second: float
     ) -> None:
         self.max_sockets = max_sockets
+        self._sockets = AddressCounts(max_sockets)
         self.sessions = RateBuckets(new_sessions_per_second)
         self.hellos = RateBuckets(hellos_per_second)
-        self._sockets: dict[str, int] = {}
 
     def open_socket(self, address: str | None) -> bool:
         """Count a new socket of ``address``; False (nothing counted) at the cap."""
-        address = address_key(address)
-        if address is None:
-            return True
-        count = self._sockets.get(address, 0)
-        if count >= self.max_sockets:
-            return False
-        self._sockets[address] = count + 1
-        return True
+        key = address_key(address)
+        return key is None or self._sockets.add(key)
 
     def close_socket(self, address: str | None) -> None:
         """Forget a socket counted by :meth:`open_socket`."""
-        address = address_key(address)
-        if address is None:
-            return
-        count = self._sockets.get(address, 0) - 1
-        if count > 0:
-            self._sockets[address] = count
-        else:
-            self._sockets.pop(address, None)
+        key = address_key(address)
+        if key is not None:
+            self._sockets.discard(key)
 
     def sockets(self, address: str) -> int:
-        return self._sockets.get(address_key(address) or "", 0)
+        return self._sockets.count(address_key(address) or "")
 
     def new_session(self, address: str | None, now: float) -> bool:
         """May ``address`` start another anonymous session now?"""

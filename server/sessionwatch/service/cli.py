@@ -13,10 +13,12 @@ does a missing or short ``SECRET_KEY``.
 
 uvicorn and hypercorn run with the limits of an exposed service
 (:mod:`sessionwatch.service.servers`): WebSocket frames bounded by ``max_frame`` before
-they are buffered, no permessage-deflate, no ``Server`` header, a header-read timeout,
-and forwarded headers believed only from the proxies named by ``--forwarded-allow-ips``.
-granian (optional, ``sessionwatch[granian]``) has all but the first two; see
-:mod:`sessionwatch.service.granian_server` for what it cannot do.
+they are buffered, no permessage-deflate, no ``Server`` header, header and body read
+deadlines, a cap on each client address's connections, and forwarded headers believed
+only from the proxies named by ``--forwarded-allow-ips``. granian (optional,
+``sessionwatch[granian]``) bounds neither frames nor connections per address, so it
+runs only with ``--frames-bounded-by-proxy``; see
+:mod:`sessionwatch.service.granian_server`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ..backends import backend_from_url
 from ..core.config import parse_address, settings_from_env
 from ..core.exceptions import ConfigurationError
 from ..core.policy import policy_from_env
-from .granian_server import check_granian, granian_server
+from .granian_server import check_granian, granian_server, require_frame_bounding_proxy
 from .proxies import parse_proxies
 from .requirements import installed_version
 
@@ -116,7 +118,7 @@ def _default_port() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here: servers imports uvicorn, which a base install lacks (see main).
-    from .servers import DEFAULT_HEADER_TIMEOUT
+    from .servers import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
 
     parser = argparse.ArgumentParser(
         prog="sessionwatch",
@@ -185,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT:g})",
     )
     serve_cmd.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=None,
+        help="seconds a client has to send a request's body after its headers "
+        f"(uvicorn; default {DEFAULT_BODY_TIMEOUT:g})",
+    )
+    serve_cmd.add_argument(
+        "--frames-bounded-by-proxy",
+        action="store_true",
+        help="run --server granian, which cannot bound WebSocket frames itself, because "
+        "a proxy in front of it does (docs/deployment.md)",
+    )
+    serve_cmd.add_argument(
         "--api-bind",
         type=_address,
         default=None,
@@ -220,16 +235,25 @@ def serve(
     readyz_detail: bool = False,
     forwarded_allow_ips: str | None = None,
     header_timeout: float | None = None,
+    body_timeout: float | None = None,
     api_bind: tuple[str, int] | None = None,
+    frames_bounded_by_proxy: bool = False,
     factory: str = APP_FACTORY,
     label: str = "sessionwatch service",
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run
     ``factory`` (the production service unless the demo command says otherwise)."""
-    from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
+    from .servers import (
+        BODY_TIMEOUT_ENV,
+        DEFAULT_BODY_TIMEOUT,
+        DEFAULT_HEADER_TIMEOUT,
+        HEADER_TIMEOUT_ENV,
+    )
 
     if header_timeout is None:
         header_timeout = DEFAULT_HEADER_TIMEOUT
+    if body_timeout is None:
+        body_timeout = DEFAULT_BODY_TIMEOUT
     if backend:
         os.environ["SESSIONWATCH_BACKEND"] = backend
     if api_bind is not None:
@@ -258,6 +282,7 @@ def serve(
                 "use --server uvicorn or hypercorn for a separate session API address"
             )
         check_granian()
+        require_frame_bounding_proxy(frames_bounded_by_proxy)
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
     if metrics_token is not None:
         if len(metrics_token) < 16:
@@ -266,6 +291,7 @@ def serve(
     os.environ["SESSIONWATCH_SERVICE_READYZ_DETAIL"] = "1" if readyz_detail else "0"
     os.environ["SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips or ""
     os.environ[HEADER_TIMEOUT_ENV] = repr(header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = repr(body_timeout)
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
     print(
@@ -309,7 +335,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        http="sessionwatch.service.servers:HeaderTimeoutProtocol",
+        http="sessionwatch.service.servers:BoundedHttpProtocol",
         # uvicorn's websockets-sansio protocol, holding ~8 KB less per idle socket
         # (docs/performance.md, finding 4).
         ws="sessionwatch.service.servers:LeanWebSocketProtocol",
@@ -375,16 +401,14 @@ def _forwarded_allow_ips(flag: str | None) -> str | None:
         raise ConfigurationError(f"FORWARDED_ALLOW_IPS: {exc}") from None
 
 
-def _default_header_timeout() -> float:
-    from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
-
-    raw = os.environ.get(HEADER_TIMEOUT_ENV)
+def _seconds_from_env(key: str, default: float) -> float:
+    raw = os.environ.get(key)
     if raw is None:
-        return DEFAULT_HEADER_TIMEOUT
+        return default
     try:
         return _seconds(raw)
     except argparse.ArgumentTypeError as exc:
-        raise ConfigurationError(f"{HEADER_TIMEOUT_ENV}: {exc}") from None
+        raise ConfigurationError(f"{key}: {exc}") from None
 
 
 def _loopback(host: str) -> bool:
@@ -451,6 +475,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         from .app import check_secret_keys
+        from .servers import (
+            BODY_TIMEOUT_ENV,
+            DEFAULT_BODY_TIMEOUT,
+            DEFAULT_HEADER_TIMEOUT,
+            HEADER_TIMEOUT_ENV,
+        )
 
         check_secret_keys(os.environ)  # before any worker: one line, not a traceback each
         workers = args.workers
@@ -472,8 +502,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             or None,
             readyz_detail=args.readyz_detail,
             forwarded_allow_ips=_forwarded_allow_ips(args.forwarded_allow_ips),
-            header_timeout=args.header_timeout or _default_header_timeout(),
+            header_timeout=args.header_timeout
+            or _seconds_from_env(HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT),
+            body_timeout=args.body_timeout
+            or _seconds_from_env(BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT),
             api_bind=args.api_bind,
+            frames_bounded_by_proxy=args.frames_bounded_by_proxy,
         )
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)
