@@ -111,15 +111,11 @@ async def test_a_script_past_its_deadline_changes_nothing(backend: RedisBackend)
 # the change under test, answered 503 after 1.6 s before the fix while its own script's
 # deadline (sent + 4 s) was still ahead when Redis woke.
 HEAD_AT, CHANGE_AT = 0.2, 3.6
-API_KEY = "phantom-test-api-key-0123456789abcdef"
 
 
 async def _signed_in(service: ServiceProcess, user: str) -> tuple[HttpBrowser, dict[str, Any]]:
     browser = HttpBrowser(origin=service.url)
-    status, _ = await browser.request(
-        "POST", service.url + "/login", form={"username": user, "password": "demo"}
-    )
-    assert status == 302
+    assert (await service.sign_in(browser.cookies, user))[0] == 200  # the session API
     return browser, await browser.claim(service)
 
 
@@ -137,7 +133,7 @@ async def _api_revoke(service: ServiceProcess, user: str) -> tuple[int, Any]:
         "POST /_sessionwatch/api/v1/revoke HTTP/1.1",
         f"Host: {host}:{port}",
         "Connection: close",
-        f"Authorization: Bearer {API_KEY}",
+        f"Authorization: Bearer {service.api_key}",
         "Content-Type: application/json",
         f"Content-Length: {len(payload)}",
     ]
@@ -164,7 +160,7 @@ async def test_a_change_answered_503_behind_a_timed_out_waiter_never_takes_effec
     kind, seconds = stall.split(":")
     with (
         RedisServer(args=("--enable-debug-command", "local")) as redis,
-        ServiceProcess(redis.url, workers=1, env={"SESSIONWATCH_API_KEYS": API_KEY}) as service,
+        ServiceProcess(redis.url, workers=1) as service,
     ):
         head, _ = await _signed_in(service, "hedda")
         actor, first = await _signed_in(service, "wanda")

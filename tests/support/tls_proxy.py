@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from sessionwatch.service.demo.proxy.nginx import nginx_config
-from sessionwatch.service.demo.proxy.runner import find_nginx
+from sessionwatch.demo.proxy.nginx import nginx_config
+from sessionwatch.demo.proxy.runner import find_nginx
 
 from .processes import ManagedProcess
 from .redis_server import free_port
