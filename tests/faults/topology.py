@@ -340,6 +340,7 @@ class Host(ManagedProcess):
                 "PYTHONUNBUFFERED": "1",
                 "SESSIONWATCH_ALLOWED_ORIGINS": ORIGIN,
                 "SESSIONWATCH_API_KEYS": API_KEY,
+                "SESSIONWATCH_FORWARD_AUTH": "traefik",  # workload.PROTECTED's headers
                 **POLICY_ENV,
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                 "PATH": str(Path(sys.executable).parent) + ":" + self.env.get("PATH", ""),

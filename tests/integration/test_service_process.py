@@ -28,9 +28,10 @@ async def sign_in(browser: HttpBrowser, service: ServiceProcess, user: str) -> N
 async def verify(
     service: ServiceProcess, cookie: str | None, token: str = "", require: str = "tab"
 ) -> tuple[int, str | None]:
-    """Ask ``/verify`` about a request with ``cookie`` (Traefik's headers): its status
-    and the user it names."""
-    headers = [("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/api/transfer")]
+    """Ask ``/verify`` about a request with ``cookie`` (nginx's headers, the service's
+    default): its status and the user it names; a refusal nginx cannot pass on (not a
+    401 or 403) is the status ``/refusal`` would answer (``X-SessionWatch-Refusal``)."""
+    headers = [("X-Original-Method", "GET"), ("X-Original-URI", "/api/transfer")]
     if cookie:
         headers.append(("Cookie", cookie))
     if token:
@@ -38,7 +39,9 @@ async def verify(
     answer = await raw_request(
         service.port, "GET", f"/_sessionwatch/verify?require={require}", headers
     )
-    return answer.status, answer.header("X-SessionWatch-User")
+    refusal = answer.header("X-SessionWatch-Refusal")
+    status = json.loads(refusal)["status"] if refusal else answer.status
+    return status, answer.header("X-SessionWatch-User")
 
 
 async def ready_socket(browser: HttpBrowser, service: ServiceProcess, token: str) -> Any:

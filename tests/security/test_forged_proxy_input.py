@@ -35,7 +35,8 @@ def service(*args: str, env: dict[str, str] | None = None) -> Iterator[ServicePr
         "memory://",
         key_prefix=f"forged:{uuid.uuid4().hex[:8]}:",
         args=list(args),
-        env={"SESSIONWATCH_API_KEYS": API_KEY, **(env or {})},
+        # nginx, the service's default (ServiceProcess picks Traefik for the other suites)
+        env={"SESSIONWATCH_API_KEYS": API_KEY, "SESSIONWATCH_FORWARD_AUTH": "nginx", **(env or {})},
     )
     with process:
         yield process
@@ -119,11 +120,13 @@ async def test_a_forged_original_method_does_not_pass_behind_traefik_or_caddy(
 
 
 async def test_without_the_configured_proxys_headers_verify_fails_closed() -> None:
-    """The default proxy is nginx: Traefik's headers alone name nothing (400, never a
-    pass), and so nginx's behind a service configured for Traefik."""
+    """Behind nginx (the default proxy, ``test_forward_auth.py::test_the_proxy_setting_is_checked``)
+    Traefik's headers alone name nothing (400, never a pass), and so nginx's behind a
+    service configured for Traefik."""
     forwarded = [("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/")]
     original = [("X-Original-Method", "GET"), ("X-Original-URI", "/")]
-    for env, headers in (({}, forwarded), ({"SESSIONWATCH_FORWARD_AUTH": "traefik"}, original)):
+    nginx, traefik = ({"SESSIONWATCH_FORWARD_AUTH": proxy} for proxy in ("nginx", "traefik"))
+    for env, headers in ((nginx, forwarded), (traefik, original)):
         with service(env=env) as process:
             cookie, _ = await api_login(process)
             answer = await verify(process, [*headers, ("Cookie", cookie)])

@@ -98,15 +98,16 @@ async def test_a_trickled_body_is_cut_off_at_the_body_deadline(
             # A body the app waits for gets 408 request_timeout, then the close.
             _, answer = await trickle(
                 process.port,
-                b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                b"application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\n",
+                b"POST /_sessionwatch/api/v1/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"Authorization: Bearer {process.api_key}\r\n".encode()
+                + b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n",
                 source="127.0.0.3",
                 limit=8,
             )
             assert answer.startswith(b"HTTP/1.1 408 "), answer
             assert b'"error": "request_timeout"' in answer, answer
             # A body that arrives in time, in pieces, is served as before.
-            assert (await sign_in_in_pieces(process.port)).startswith(b"HTTP/1.1 302 ")
+            assert (await sign_in_in_pieces(process)).startswith(b"HTTP/1.1 200 ")
             # The header deadline holds for the second request of a kept-alive
             # connection too (its timer is set when a read ends inside the headers).
             assert await half_sent_second_request(process.port) < 4
@@ -170,14 +171,15 @@ async def test_connections_of_one_address_are_capped_websockets_included(
     assert "Traceback" not in log, log
 
 
-async def sign_in_in_pieces(port: int) -> bytes:
-    """The demo's sign-in form posted with its body in two pieces 0.3 s apart."""
-    form = b"username=pia&password=demo"
-    reader, writer = await connect("127.0.0.3", port)
+async def sign_in_in_pieces(process: ServiceProcess) -> bytes:
+    """A session API sign-in with its body in two pieces 0.3 s apart."""
+    form = b'{"user": "pia"}'
+    reader, writer = await connect("127.0.0.3", process.port)
     try:
         writer.write(
-            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"POST /_sessionwatch/api/v1/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {process.api_key}\r\nConnection: close\r\n".encode()
+            + b"Content-Type: application/json\r\n"
             b"Content-Length: " + str(len(form)).encode() + b"\r\n\r\n" + form[:9]
         )
         await asyncio.sleep(0.3)  # the pause is the test: a body read in two parts

@@ -10,6 +10,7 @@ fixture or a test."""
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,8 +43,17 @@ def marked_processes() -> dict[int, str]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        found[int(entry.name)] = command.decode(errors="replace")[:200]
+        text = command.decode(errors="replace")
+        if not _MULTIPROCESSING_HELPER.search(text):
+            found[int(entry.name)] = text[:200]
     return found
+
+
+# multiprocessing's helpers of the test process itself (started once by the first test
+# that uses a spawn or forkserver context, they live as long as it does: not a leak)
+_MULTIPROCESSING_HELPER = re.compile(
+    r"from multiprocessing\.(resource_tracker|forkserver) import main"
+)
 
 
 # -- the plugin: a test that leaves a process running fails (its teardown names the

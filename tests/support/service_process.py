@@ -15,10 +15,10 @@ from .processes import ManagedProcess
 
 __all__ = ["PROTECTED", "VERIFY_TAB", "DemoProcess", "ServiceProcess", "procfile_command"]
 
-# A protected request as a proxy asks the service about it: ``/verify`` with Traefik's
+# A protected request as a proxy asks the service about it: ``/verify`` with nginx's
 # headers for a GET (no origin rule, only the session and the tab decide); 204 passes.
 VERIFY_TAB = "/_sessionwatch/verify?require=tab"
-PROTECTED = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/transfer"}
+PROTECTED = {"X-Original-Method": "GET", "X-Original-URI": "/api/transfer"}
 
 ROOT = Path(__file__).resolve().parents[2]
 

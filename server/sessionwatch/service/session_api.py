@@ -28,7 +28,12 @@ from ..core.exceptions import BackendUnavailable, SessionLimitReached
 from ..core.tabs import make_tab_token
 from ..web.extension import REASON_RE
 from ..web.responses import error_response
-from ..web.sessions import ServerSession, ServerSessionInterface, UnavailableSession
+from ..web.sessions import (
+    ServerSession,
+    ServerSessionInterface,
+    UnavailableSession,
+    copies_named,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import SessionRecord
@@ -168,7 +173,9 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         sessions = interface(current_app)
         name = sessions.cookie_name(current_app, browser_secure)
         session = await sessions.open_cookies(
-            parse_cookie(cookie_header).getlist(name), defer=False
+            parse_cookie(cookie_header).getlist(name),
+            defer=False,
+            named=copies_named([cookie_header], name),
         )
         if isinstance(session, UnavailableSession):
             raise session.error

@@ -55,7 +55,7 @@ from ..core.tabs import TAB_HEADER
 from .bypass import only_the_view
 from .responses import ended_error, error_fields, html_wanted, retry_after
 from .routes import claim_answer, no_store, state_answer
-from .sessions import COOKIE_CONFLICT, ServerSession, ServerSessionInterface
+from .sessions import COOKIE_CONFLICT, ServerSession, ServerSessionInterface, copies_named
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -217,12 +217,10 @@ class _Connection:
                 return None  # Quart's 403, logged
         secure = scheme in ("https", "wss")
         interface = self.interface
-        values = (
-            parse_cookie(";".join(cookies)).getlist(interface.cookie_name(self._app, secure))
-            if cookies
-            else []
-        )
-        session = await interface.open_cookies(values, defer=claim and bool(values))
+        name = interface.cookie_name(self._app, secure)
+        values = parse_cookie(";".join(cookies)).getlist(name) if cookies else []
+        named = copies_named(cookies, name) if cookies else 0
+        session = await interface.open_cookies(values, defer=claim and bool(values), named=named)
         status, body, extra = 200, b"", []
         headers: list[tuple[str, str]] | None = None
         try:

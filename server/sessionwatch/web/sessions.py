@@ -41,6 +41,7 @@ __all__ = [
     "ServerSessionInterface",
     "SessionCookie",
     "UnavailableSession",
+    "copies_named",
     "security_log",
 ]
 
@@ -205,6 +206,18 @@ class SessionHost(Protocol):
     async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord: ...
 
 
+def copies_named(headers: list[str], name: str) -> int:
+    """How many times ``Cookie`` header values ``headers`` name the cookie ``name``,
+    parsable or not: a copy no parser accepts (a lone ``"``) is still a copy someone
+    set, so a request with it beside another never clears either."""
+    return sum(
+        1
+        for header in headers
+        for pair in header.split(";")
+        if pair.split("=", 1)[0].strip() == name
+    )
+
+
 class ServerSessionInterface(SessionInterface):
     """Quart's session interface backed by a :class:`~sessionwatch.SessionWatch`."""
 
@@ -240,10 +253,14 @@ class ServerSessionInterface(SessionInterface):
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SessionMixin:
         secure = request.scheme in ("https", "wss")
-        values = request.cookies.getlist(self.cookie_name(app, secure))
-        return await self.open_cookies(values, defer=bool(values) and self.may_defer(app, request))
+        name = self.cookie_name(app, secure)
+        values = request.cookies.getlist(name)
+        named = copies_named(request.headers.getlist("Cookie"), name)
+        return await self.open_cookies(
+            values, defer=bool(values) and self.may_defer(app, request), named=named
+        )
 
-    async def open_cookies(self, values: list[str], *, defer: bool) -> SessionMixin:
+    async def open_cookies(self, values: list[str], *, defer: bool, named: int = 0) -> SessionMixin:
         """The session of a request carrying the session cookie ``values`` (every copy
         of the name, in order). With ``defer`` a single genuine cookie is not loaded but
         left pending for the claim (see :meth:`may_defer`). Shared by Quart's
@@ -254,10 +271,12 @@ class ServerSessionInterface(SessionInterface):
         genuine one loaded, never only the first few; the one live session among them is
         used, copies of several live ones are a conflict (none used, none started), and a
         request with several copies clears none of them (it cannot tell which one is the
-        user's). docs/security.md, "Copies of the session cookie", says why."""
+        user's). docs/security.md, "Copies of the session cookie", says why. ``named``:
+        how many times the request's ``Cookie`` headers name the cookie
+        (:func:`copies_named`), malformed copies the parser dropped included."""
         if not values:
             return ServerSession()
-        several = len(values) > 1
+        several = max(len(values), named) > 1
         candidates = self.genuine_ids(values)
         if candidates is None:
             return ServerSession(ended=COOKIE_CONFLICT, several=several)
