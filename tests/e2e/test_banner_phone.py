@@ -4,8 +4,9 @@ A page wider than the screen (``support.phone_app``: a 485 px table) widens the 
 viewport, which ``position: fixed`` follows, past what the screen shows: the banner was drawn
 below the visible area and tapping "Use here" timed out. For every state, at 320, 390 and
 414 px (Playwright's device descriptors), the card must lie inside the visual viewport (at the
-page's top-left and at its bottom-right corner), its buttons be finger-sized, and a tap on
-its primary button do what the button says.
+page's top-left and at its bottom-right corner) and clear of the home indicator (a safe-area
+inset emulated through CDP), its primary button be finger-sized (44 x 44 px), and a tap on it
+do what the button says.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from support.phone_app import PhoneApp
 pytestmark = pytest.mark.e2e
 
 DEVICES = {320: "iPhone SE", 390: "iPhone 13", 414: "iPhone 11 Pro Max"}
+SAFE_AREA = {"top": 47, "bottom": 34, "left": 0, "right": 0}  # env(safe-area-inset-*), px
 CARD = "sessionwatch-banner {}"
 STATES = {  # state: the card's selector, its primary button's action
     "signed_in": (".toast[data-sw-state='signed_in']", "sign-out-others"),
@@ -93,7 +95,11 @@ async def sign_in(context: Any, app: PhoneApp, user: str) -> None:
 
 
 async def open_page(context: Any, app: PhoneApp, page: Any = None) -> Any:
-    page = page or await context.new_page()
+    if page is None:
+        page = await context.new_page()
+        # A notched phone in portrait: the status bar above, the home indicator below.
+        cdp = await context.new_cdp_session(page)
+        await cdp.send("Emulation.setSafeAreaInsetsOverride", {"insets": SAFE_AREA})
     await page.goto(app.url + "/page")
     await wait_state(page, "active")
     return page
@@ -135,6 +141,9 @@ async def check_and_tap(page: Any, state: str, width: int) -> dict[str, Any]:
         assert inside(geometry), (
             f"{state} at {width} px, scrolled to {corner}: off screen {geometry}"
         )
+    assert geometry["card"][3] <= geometry["visible"][3] - SAFE_AREA["bottom"], (
+        f"{state} at {width} px: over the home indicator {geometry}"
+    )
     assert min(geometry["button"]) >= 44, f"{state} at {width} px: button too small {geometry}"
     await page.tap(CARD.format(f"{card} [data-sw-action='{action}']"), timeout=5000)
     return geometry
