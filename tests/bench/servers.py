@@ -28,6 +28,9 @@ __all__ = ["REPO", "SECRET", "Server", "overhead_server", "sessionwatch_server",
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "benchmark-secret-key-0123456789abcdef"
+# The session API key of the service under test: the benchmark signs users in through
+# the session API, as an upstream app does (the service has no sign-in of its own).
+API_KEY = "benchmark-session-api-key-0123456789abcdef"
 _PID_IN_NAME = re.compile(r"(\d+)(?:\.db)?$")
 
 
@@ -188,6 +191,7 @@ def sessionwatch_server(
     with otherwise the CLI's options."""
     env = {
         "SECRET_KEY": SECRET,
+        "SESSIONWATCH_API_KEYS": API_KEY,
         "LOG_LEVEL": "warning",
         "SESSIONWATCH_BACKEND": redis_url,
         **ONE_ADDRESS_LOAD,
@@ -206,6 +210,8 @@ def sessionwatch_server(
             "--port", "{port}", "--workers", str(workers), "--backend", redis_url,
             "--server", server,
         ]  # fmt: skip
+        if server == "granian":  # the benchmark's client is the proxy that bounds frames
+            argv.append("--frames-bounded-by-proxy")
     label = f"sessionwatch/{server}{'+deflate' if deflate else ''}/{workers}w"
     if factory:
         label += f" ({factory})"
@@ -218,6 +224,7 @@ def sessionwatch_server(
 # limits (docs/security.md) would refuse them, so the benchmarks lift them.
 ONE_ADDRESS_LOAD = {
     "SESSIONWATCH_MAX_SOCKETS_PER_ADDRESS": "1000000",
+    "SESSIONWATCH_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
     "SESSIONWATCH_MAX_NEW_SESSIONS_PER_SECOND": "1000000",
     "SESSIONWATCH_MAX_HELLOS_PER_SECOND": "1000000",
 }

@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .httpclient import HttpPool, build_request
+from .servers import API_KEY
 
 __all__ = ["CHROME", "TabHolder"]
 
@@ -123,23 +124,22 @@ class TabHolder:
         async def one(i: int) -> None:
             async with limit:
                 cookie = ""
-                if user is not None:
-                    form = f"username={user}&password=demo".encode()
+                if user is not None:  # the upstream app's call: no browser headers
                     login = await send(
                         build_request(
                             "POST",
-                            "/login",
+                            "/_sessionwatch/api/v1/login",
                             f"{host}:{port}",
                             headers={
-                                "User-Agent": CHROME,
-                                "Origin": origin,
-                                "Content-Type": "application/x-www-form-urlencoded",
+                                "Authorization": f"Bearer {API_KEY}",
+                                "Content-Type": "application/json",
                             },
-                            body=form,
+                            body=json.dumps({"user": user, "user_agent": CHROME}).encode(),
                         ),
-                        302,
+                        200,
                     )
-                    cookie = "; ".join(f"{k}={v}" for k, v in login.cookies().items())
+                    relayed = json.loads(login.body)["cookie"]
+                    cookie = f"{relayed['name']}={relayed['value']}"
                 headers = dict(base, **({"Cookie": cookie} if cookie else {}))
                 response = await send(
                     build_request("POST", path, f"{host}:{port}", headers=headers, body=b"{}"), 200

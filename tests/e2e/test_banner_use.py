@@ -1,4 +1,4 @@
-"""Issue 16 as a person meets it, in real Chromium against the real service (2 workers,
+"""Issue 16 as a person meets it, in real Chromium against the demo (``sessionwatch demo``,
 Redis): a page script that loads late (defect 1), signing out of a stale tab (defect 2),
 typing through a supersede and a revoke (defect 3; the expiry: test_banner.py), and the texts a tab shows
 (defect 5). Each test failed before its fix."""

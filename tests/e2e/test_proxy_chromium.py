@@ -3,7 +3,6 @@ code but its login/logout calls, and still gets the banner and 409 for stale tab
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from test_banner import BANNER, FIREFOX_ANDROID, new_context, transfer_status, wait_state
 
-from sessionwatch.service.demo.proxy import ProxyDemo
+from sessionwatch.demo.proxy import ProxyDemo
 from support.proxy import require_nginx
 
 pytestmark = pytest.mark.e2e
@@ -20,30 +19,21 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module", name="site")
 def _site(redis_url: str) -> Iterator[str]:
-    """The Flask app behind nginx; the demo policy (one tab, one device, evict the
-    oldest) is stored before the service starts, so every worker applies it from the
-    first request."""
-    import redis
-
-    from sessionwatch.backends.keys import app_value_key
-
+    """The Flask app behind nginx; the service's policy (one tab, one device, evict the
+    oldest) comes from its environment, as in production."""
     require_nginx()
-    prefix = f"e2e-proxy:{uuid.uuid4().hex[:8]}:"
-    client = redis.Redis.from_url(redis_url)
-    policy = {"one_tab": True, "devices": 1, "on_limit": "evict_oldest"}
-    key = app_value_key(prefix, "demo:policy")  # the demo's PolicyStore value
-    client.set(key, json.dumps(policy))
-    try:
-        with ProxyDemo(
-            backend=redis_url,
-            workers=2,
-            express_port=None,
-            env={"SESSIONWATCH_KEY_PREFIX": prefix},
-        ) as demo:
-            yield demo.urls["flask"]
-    finally:
-        client.delete(key)
-        client.close()
+    policy = {
+        "SESSIONWATCH_TABS_PER_SESSION": "1",
+        "SESSIONWATCH_SESSIONS_PER_USER": "1",
+        "SESSIONWATCH_ON_LIMIT": "evict_oldest",
+    }
+    with ProxyDemo(
+        backend=redis_url,
+        workers=2,
+        express_port=None,
+        env={"SESSIONWATCH_KEY_PREFIX": f"e2e-proxy:{uuid.uuid4().hex[:8]}:", **policy},
+    ) as demo:
+        yield demo.urls["flask"]
 
 
 async def sign_in(page: Any, site: str, user: str) -> None:

@@ -255,8 +255,6 @@ class Scheduler:
         if shot.wiping is not None and shot.wiped is not None:
             self.ctx.workload.state_lost(shot.wiping, shot.wiped)
             self.ctx.workload.retire_all()
-            if not await self.ctx.workload.set_policy(self.ctx.topology.hosts[0].url):
-                shot.note += " policy not restored"
             self.ctx.workload.logins_open.set()
         await asyncio.sleep(self.quiet)
         return shot

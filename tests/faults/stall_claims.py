@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .clients import Answer, request
+from .topology import API_KEY
 
 __all__ = ["stall_claims"]
 
@@ -37,12 +38,21 @@ class _Probe:
 
 
 async def _signed_in(host: str, user: str) -> _Probe | None:
+    """A browser signed in as ``user`` through the session API (the service has no
+    sign-in of its own), with its first claim."""
     login = await request(
-        host, "POST", "/login", cookies={}, form={"username": user, "password": "demo"}
+        host,
+        "POST",
+        "/_sessionwatch/api/v1/login",
+        cookies={},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json_body={"user": user, "user_agent": "faults"},
+        browser=False,
     )
-    if login.status != 302:
+    if login.status != 200 or not isinstance(login.body, dict):
         return None
-    cookies = {k: v for k, v in login.cookies.items() if v is not None}
+    cookie = login.body["cookie"]
+    cookies = {cookie["name"]: cookie["value"]}
     claim = await request(host, "POST", "/_sessionwatch/claim", cookies=cookies, json_body={})
     if claim.status != 200 or not isinstance(claim.body, dict):
         return None

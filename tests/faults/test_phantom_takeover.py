@@ -20,7 +20,7 @@ from sessionwatch.backends.base import SessionRecord, Timeouts
 from sessionwatch.backends.redis import RedisBackend
 from support.push_processes import HttpBrowser, exchange, next_of, open_socket, parse_response
 from support.redis_server import RedisServer
-from support.service_process import ServiceProcess
+from support.service_process import PROTECTED, VERIFY_TAB, ServiceProcess
 
 pytestmark = pytest.mark.multiprocess
 
@@ -34,10 +34,7 @@ async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
         ServiceProcess(redis.url, workers=2) as service,
     ):
         browser = HttpBrowser(origin=service.url)
-        status, _ = await browser.request(
-            "POST", service.url + "/login", form={"username": "wanda", "password": "demo"}
-        )
-        assert status == 302
+        assert (await service.sign_in(browser.cookies, "wanda"))[0] == 200
         first = await browser.claim(service)
         sockets = []
         for _ in range(TABS):
@@ -64,8 +61,10 @@ async def test_a_claim_answered_503_during_a_stall_never_takes_effect() -> None:
         )
         assert status == 200
         assert (state["gen"], state["tab"]) == (first["gen"], "active"), state
-        status, _ = await browser.request("POST", service.url + "/api/transfer", {}, tab)
-        assert status == 200  # the caller's own token still holds
+        status, _ = await browser.request(
+            "GET", service.url + VERIFY_TAB, None, {**tab, **PROTECTED}
+        )
+        assert status == 204  # the caller's own token still holds
 
         # Pub/sub keeps a channel's order: the first "superseded" each tab gets is the
         # one for this acknowledged claim, not one for a phantom claim before it.
@@ -112,15 +111,11 @@ async def test_a_script_past_its_deadline_changes_nothing(backend: RedisBackend)
 # the change under test, answered 503 after 1.6 s before the fix while its own script's
 # deadline (sent + 4 s) was still ahead when Redis woke.
 HEAD_AT, CHANGE_AT = 0.2, 3.6
-API_KEY = "phantom-test-api-key-0123456789abcdef"
 
 
 async def _signed_in(service: ServiceProcess, user: str) -> tuple[HttpBrowser, dict[str, Any]]:
     browser = HttpBrowser(origin=service.url)
-    status, _ = await browser.request(
-        "POST", service.url + "/login", form={"username": user, "password": "demo"}
-    )
-    assert status == 302
+    assert (await service.sign_in(browser.cookies, user))[0] == 200  # the session API
     return browser, await browser.claim(service)
 
 
@@ -138,7 +133,7 @@ async def _api_revoke(service: ServiceProcess, user: str) -> tuple[int, Any]:
         "POST /_sessionwatch/api/v1/revoke HTTP/1.1",
         f"Host: {host}:{port}",
         "Connection: close",
-        f"Authorization: Bearer {API_KEY}",
+        f"Authorization: Bearer {service.api_key}",
         "Content-Type: application/json",
         f"Content-Length: {len(payload)}",
     ]
@@ -165,7 +160,7 @@ async def test_a_change_answered_503_behind_a_timed_out_waiter_never_takes_effec
     kind, seconds = stall.split(":")
     with (
         RedisServer(args=("--enable-debug-command", "local")) as redis,
-        ServiceProcess(redis.url, workers=1, env={"SESSIONWATCH_API_KEYS": API_KEY}) as service,
+        ServiceProcess(redis.url, workers=1) as service,
     ):
         head, _ = await _signed_in(service, "hedda")
         actor, first = await _signed_in(service, "wanda")

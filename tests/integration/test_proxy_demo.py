@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from sessionwatch.client import AsyncSessionAPI, SessionAPI, SessionAPIError
-from sessionwatch.service.demo.proxy import ProxyDemo
-from sessionwatch.service.demo.proxy.runner import express_ready
+from sessionwatch.demo.proxy import ProxyDemo
+from sessionwatch.demo.proxy.runner import express_ready
 from support.proxy import require_express, require_nginx
 from support.redis_server import RedisServer, free_port
 from support.service_process import ServiceProcess
@@ -302,7 +302,7 @@ def test_one_command_starts_the_demo() -> None:
         [
             sys.executable,
             "-m",
-            "sessionwatch.service.demo.proxy",
+            "sessionwatch.demo.proxy",
             "--port",
             str(port),
             "--express-port",

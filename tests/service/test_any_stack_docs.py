@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sessionwatch.service.demo.proxy.nginx import PROTECT_SNIPPET, SESSIONWATCH_SNIPPET
+from sessionwatch.demo.proxy.nginx import PROTECT_SNIPPET, SESSIONWATCH_SNIPPET
 from support.app_factory import make_proxy_app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -12,6 +12,7 @@ import pytest
 from sessionwatch.service import app as service
 from sessionwatch.service import cli
 
+GOOD_KEY = "cli-test-secret-key-0123456789-abcdefgh"
 _REAL_SERVE = cli.serve  # the autouse fixture below stops it before a server starts
 
 
@@ -36,9 +37,11 @@ def _unset(monkeypatch: pytest.MonkeyPatch, _clean_environment: None) -> None:
         "SESSIONWATCH_SERVICE_METRICS_TOKEN",
         "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
         "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+        "SESSIONWATCH_SERVICE_BODY_TIMEOUT",
         "FORWARDED_ALLOW_IPS",
     ):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SECRET_KEY", GOOD_KEY)  # the service refuses to start without one
     monkeypatch.setattr(cli, "serve", _refuse_to_run(cli.serve), raising=True)
 
 
@@ -81,6 +84,11 @@ def test_memory_backend_with_several_workers_is_refused(capsys: pytest.CaptureFi
         ("SESSIONWATCH_MAX_FRAME", "big", "SESSIONWATCH_MAX_FRAME"),
         ("SESSIONWATCH_TYPO", "1", "SESSIONWATCH_TYPO"),
         ("SECRET_KEY", "short", "SECRET_KEY"),
+        ("SECRET_KEY", "", "SECRET_KEY is not set"),
+        ("SESSIONWATCH_SECRET_KEYS", f"{GOOD_KEY},short", "SESSIONWATCH_SECRET_KEYS"),
+        ("SESSIONWATCH_TABS_PER_SESSION", "2", "SESSIONWATCH_TABS_PER_SESSION"),
+        ("SESSIONWATCH_SESSIONS_PER_USER", "0", "SESSIONWATCH_SESSIONS_PER_USER"),
+        ("SESSIONWATCH_ON_LIMIT", "kick", "SESSIONWATCH_ON_LIMIT"),
         ("REDIS_URL", "postgres://x", "REDIS_URL: unknown backend scheme 'postgres'"),
         ("SESSIONWATCH_API_KEYS", "too-short", "SESSIONWATCH_API_KEYS"),
         ("SESSIONWATCH_API_ADDRESS", "nowhere", "SESSIONWATCH_API_ADDRESS"),
@@ -104,6 +112,7 @@ def test_bad_environment_values_name_the_key(
     [
         ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),
         ("SESSIONWATCH_SERVICE_HEADER_TIMEOUT", "0"),
+        ("SESSIONWATCH_SERVICE_BODY_TIMEOUT", "soon"),
     ],
 )
 def test_bad_security_settings_name_the_key(
@@ -119,6 +128,7 @@ def test_bad_security_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) 
         ["--forwarded-allow-ips", "10.0.0.1,not-an-ip"],
         ["--forwarded-allow-ips", ""],
         ["--header-timeout", "-1"],
+        ["--body-timeout", "0"],
     ):
         with pytest.raises(SystemExit) as caught:
             cli.main(["serve", *flags])
@@ -137,18 +147,46 @@ def test_bad_flags_exit_with_usage() -> None:
         cli.main(["serve", "--api-bind", "127.0.0.1"])
 
 
-def test_ephemeral_secret_is_loud_and_shared(
+def test_the_service_never_makes_up_a_secret(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.delenv("SECRET_KEY")
+    assert cli.main(["serve", "--backend", "redis://127.0.0.1:6399/0", "--workers", "3"]) == 2
+    assert "SECRET_KEY is not set" in capsys.readouterr().err
+    assert "SECRET_KEY" not in os.environ  # no ephemeral key (issue 21)
+    monkeypatch.setenv("SECRET_KEY", GOOD_KEY)
     with pytest.raises(_Started) as caught:
         cli.main(
             ["serve", "--port", "8123", "--backend", "redis://127.0.0.1:6399/0", "--workers", "3"]
         )
     assert caught.value.args[0]["workers"] == 3 and caught.value.args[0]["port"] == 8123
-    assert "WARNING: SECRET_KEY is not set" in capsys.readouterr().err
-    assert len(os.environ["SECRET_KEY"]) >= 32  # exported so every worker signs alike
+    assert caught.value.args[0].get("factory", cli.APP_FACTORY) == cli.APP_FACTORY
+    assert os.environ["SECRET_KEY"] == GOOD_KEY
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"]  # metrics add up across workers
     assert os.environ["SESSIONWATCH_BACKEND"] == "redis://127.0.0.1:6399/0"
+
+
+def test_the_demo_signs_with_its_own_key_on_its_own_backend(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sessionwatch demo``: a fresh key shared by its workers (never SECRET_KEY, so a
+    production key never signs a demo session), memory:// unless told (never
+    REDIS_URL), loopback only unless told."""
+    monkeypatch.setenv("REDIS_URL", "redis://production:6379/0")
+    monkeypatch.delenv("DEMO_SECRET_KEY", raising=False)
+    with pytest.raises(_Started) as caught:
+        cli.main(["demo", "--port", "8124"])
+    options = caught.value.args[0]
+    assert options["factory"] == cli.DEMO_FACTORY and options["host"] == "127.0.0.1"
+    assert os.environ["SESSIONWATCH_BACKEND"] == "memory://"
+    assert "REDIS_URL" not in os.environ
+    assert len(os.environ["DEMO_SECRET_KEY"]) >= 32
+    assert os.environ["DEMO_SECRET_KEY"] != os.environ["SECRET_KEY"]
+    assert cli.main(["demo", "--host", "0.0.0.0"]) == 2
+    assert "--i-know-this-is-a-demo" in capsys.readouterr().err
+    with pytest.raises(_Started):
+        cli.main(["demo", "--host", "0.0.0.0", "--i-know-this-is-a-demo"])
+    assert "WARNING: the demo listens on 0.0.0.0" in capsys.readouterr().err
 
 
 def test_python_dash_m_shows_help() -> None:
@@ -168,7 +206,7 @@ async def test_the_service_freezes_its_start_up_heap_and_collects_young_objects_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
-    monkeypatch.setenv("SECRET_KEY", "k" * 32)
+    monkeypatch.setenv("SECRET_KEY", GOOD_KEY)
     thresholds = gc.get_threshold()
     app = service.create_service_app()
     try:
@@ -207,7 +245,7 @@ def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyP
     config, api_address = seen.pop()
     assert api_address == ("127.0.0.1", 8001)
     assert config.ws_max_size == 8192 and config.ws_per_message_deflate is False
-    assert config.http == "sessionwatch.service.servers:HeaderTimeoutProtocol"
+    assert config.http == "sessionwatch.service.servers:BoundedHttpProtocol"
     assert config.ws == "sessionwatch.service.servers:LeanWebSocketProtocol"
     assert config.server_header is False and config.proxy_headers is False
     assert cli.main([*flags, "--server", "hypercorn"]) == 0
@@ -243,7 +281,8 @@ def test_granian_is_configured_like_uvicorn(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(granian, "Granian", _GranianRecorder)
     monkeypatch.setattr(cli, "serve", _REAL_SERVE)
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    flags = ["serve", "--server", "granian", "--host", "0.0.0.0", "--port", "8124"]
+    flags = ["serve", "--server", "granian", "--frames-bounded-by-proxy"]
+    flags += ["--host", "0.0.0.0", "--port", "8124"]
     assert cli.main([*flags, "--header-timeout", "2.5", "--backend", "redis://h:6379/0"]) == 0
     (server,) = _GranianRecorder.made
     options = server.options
@@ -293,3 +332,38 @@ def test_unknown_server_exits_with_usage(capsys: pytest.CaptureFixture[str]) -> 
         cli.main(["serve", "--server", "gunicorn"])
     assert caught.value.code == 2
     assert "'uvicorn', 'hypercorn', 'granian'" in capsys.readouterr().err
+
+
+def test_the_service_app_itself_refuses_a_missing_or_weak_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ASGI server loading ``create_service_app`` directly (not through the CLI) gets
+    the same refusal: no worker signs with a missing, short or placeholder key."""
+    from sessionwatch import ConfigurationError
+
+    monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
+    for value in ("", "short-key", "a long random secret", "ab" * 20):
+        monkeypatch.setenv("SECRET_KEY", value)
+        with pytest.raises(ConfigurationError, match="SECRET_KEY"):
+            service.create_service_app()
+    monkeypatch.setenv("SECRET_KEY", GOOD_KEY)
+    monkeypatch.setenv("SESSIONWATCH_SECRET_KEYS", f"{GOOD_KEY},too-short")
+    with pytest.raises(ConfigurationError, match="SESSIONWATCH_SECRET_KEYS"):
+        service.create_service_app()
+
+
+async def test_the_service_app_serves_ops_and_counts_claims_but_signs_nobody_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SESSIONWATCH_BACKEND", "memory://")
+    app = service.create_service_app()
+    async with app.test_app():
+        client = app.test_client()
+        assert (await (await client.get("/healthz")).get_json()) == {"status": "ok"}
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.post("/_sessionwatch/claim", json={})).status_code == 200
+        metrics = await (await client.get("/metrics")).get_data(as_text=True)
+        assert "sessionwatch_claims_total 1.0" in metrics
+        assert "sessionwatch_push_latency_seconds_bucket" in metrics
+        login = await client.post("/login", form={"username": "ann", "password": "demo"})
+        assert login.status_code == 404  # no demo sign-in

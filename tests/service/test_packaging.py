@@ -30,10 +30,10 @@ PACKAGE_DATA = (
     "sessionwatch/static/i18n/ja.json",
     "sessionwatch/backends/lua/_prelude.lua",
     "sessionwatch/backends/lua/claim.lua",
-    "sessionwatch/service/demo/templates/base.html",
-    "sessionwatch/service/demo/templates/home.html",
-    "sessionwatch/service/demo/static/demo.css",
-    "sessionwatch/service/demo/static/demo.js",
+    "sessionwatch/demo/templates/base.html",
+    "sessionwatch/demo/templates/home.html",
+    "sessionwatch/demo/static/demo.css",
+    "sessionwatch/demo/static/demo.js",
 )
 
 

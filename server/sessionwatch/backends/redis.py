@@ -30,11 +30,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
+from ..core.policy import bounded_limit
 from .base import (
     EXPIRY_GRACE_MS,
+    LIST_SCAN_FACTOR,
     Claim,
     EndReason,
     Lookup,
+    SessionPage,
     SessionRecord,
     Timeouts,
 )
@@ -381,9 +385,11 @@ class RedisBackend:
         deny: bool,
         timeouts: Timeouts,
         now: int,
+        ceiling: int | None = None,
     ) -> list[str]:
         if not record.user:
             raise ValueError("login needs a user id")
+        limit, deny = bounded_limit(limit, deny, ceiling)  # the script applies both
         fields = _field_pairs(record)
         keys = self.names.session_keys(record.id) + self.names.user_keys(record.user)
         if old_id:
@@ -442,11 +448,29 @@ class RedisBackend:
         )
 
     async def list_sessions(
-        self, user: str, *, timeouts: Timeouts, now: int
-    ) -> list[SessionRecord]:
-        reply = await self._run("list", self.names.user_keys(user), timeouts, now, user)
-        records = [self._record(entry[0], entry[1:]) for entry in reply]
-        return sorted(records, key=lambda r: (r.created, r.id))
+        self,
+        user: str,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        after: PageCursor | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> SessionPage:
+        limit = page_size(limit)  # 1 to MAX_PAGE_SIZE
+        reply = await self._run(
+            "list",
+            self.names.user_keys(user),
+            timeouts,
+            now,
+            user,
+            "" if after is None else after.created,
+            "" if after is None else after.public_id,
+            limit,
+            limit * LIST_SCAN_FACTOR,
+        )
+        records = [self._record(entry[0], entry[1:]) for entry in reply[2:]]
+        following = PageCursor(int(reply[0]), reply[1]) if reply[0] else None
+        return SessionPage(records, following)
 
     async def set_presence(
         self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
@@ -490,10 +514,3 @@ class RedisBackend:
 
     def subscription(self) -> RedisSubscription:
         return RedisSubscription(self._redis.connection_pool)
-
-    async def get_value(self, name: str) -> str | None:
-        value = await self.call(self._redis.get, self.names.app_value(name))
-        return None if value is None else str(value)  # the client decodes responses
-
-    async def set_value(self, name: str, value: str) -> None:
-        await self.call(self._redis.set, self.names.app_value(name), value)

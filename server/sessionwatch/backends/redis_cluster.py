@@ -160,6 +160,7 @@ class RedisClusterBackend(RedisBackend):
         deny: bool,
         timeouts: Timeouts,
         now: int,
+        ceiling: int | None = None,
     ) -> list[str]:
         if record.user and slot_tag(record.id) != user_tag(record.user):
             # Its index and channel would land in another slot: refuse, change nothing.
@@ -170,10 +171,10 @@ class RedisClusterBackend(RedisBackend):
         if old_id is None or slot_tag(old_id) == slot_tag(record.id):
             # One slot (a signed-in user signing in again): one script, as on one Redis.
             return await super().login(
-                old_id, record, limit=limit, deny=deny, timeouts=timeouts, now=now
+                old_id, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
             )
         evicted = await super().login(
-            None, record, limit=limit, deny=deny, timeouts=timeouts, now=now
+            None, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
         )
         await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         return evicted

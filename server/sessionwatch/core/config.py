@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .exceptions import ConfigurationError
+from .policy import POLICY_KEYS
 
 __all__ = [
     "CONFIG_PREFIX",
@@ -37,6 +38,7 @@ SERVICE_KEYS: Final = frozenset(
         "SESSIONWATCH_SERVICE_READYZ_DETAIL",
         "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
         "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+        "SESSIONWATCH_SERVICE_BODY_TIMEOUT",
     }
 )
 
@@ -76,6 +78,18 @@ class Settings:
     max_sockets_per_address: int = 256
     max_new_sessions_per_second: float = 10.0
     max_hellos_per_second: float = 50.0
+    # Sign-ins a second per user id and per client address, per process (token
+    # buckets holding 5 seconds' worth; 429 rate_limited beyond). 25 at once per user
+    # lets a sign-in race of one user's devices through (integration/test_login_race_processes).
+    max_logins_per_user_per_second: float = 5.0
+    max_logins_per_address_per_second: float = 10.0
+    # Hard ceiling of live sessions per user, whatever the policy: at it a sign-in
+    # evicts the user's oldest session (a policy limit within it keeps its own action).
+    max_sessions_per_user: int = 100
+    # Open connections (HTTP, idle keep-alive, WebSocket) per peer address and worker
+    # under ``sessionwatch serve`` (uvicorn, hypercorn): twice the sockets, for each
+    # tab's socket and its page loads.
+    max_connections_per_address: int = 512
     send_queue_size: int = 32
     # Sockets being opened (session check to registration) at once per process; more
     # queue. Half the Redis pool, so that page loads keep the rest.
@@ -91,6 +105,11 @@ class Settings:
     # host:port: the session API answers only there (``sessionwatch serve --api-bind``
     # listens on it too); empty: on every address the service listens on.
     api_address: str = ""
+    # The scheme browsers reach the app with, which names the cookie the session API
+    # issues (called server to server, it cannot see the browser's): "https" (the
+    # __Host- name, as browser requests over HTTPS get it) or "http". Empty: https when
+    # the service believes a proxy's X-Forwarded-Proto (--forwarded-allow-ips), else http.
+    public_scheme: str = ""
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -132,6 +151,8 @@ _DURATIONS: Final = {
     "max_messages_per_second",
     "max_new_sessions_per_second",
     "max_hellos_per_second",
+    "max_logins_per_user_per_second",
+    "max_logins_per_address_per_second",
 }
 _COUNTS: Final = {
     "max_cookie_length",
@@ -139,6 +160,8 @@ _COUNTS: Final = {
     "max_sockets_per_session",
     "max_sockets_per_user",
     "max_sockets_per_address",
+    "max_sessions_per_user",
+    "max_connections_per_address",
     "send_queue_size",
     "max_opening_sockets",
 }
@@ -197,6 +220,8 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(f"{source}: must be at least 1, got {value}")
     if name == "cookie_samesite" and value not in ("Strict", "Lax", "None"):
         raise ConfigurationError(f"{source}: must be Strict, Lax or None, got {value!r}")
+    if name == "public_scheme" and value not in ("", "http", "https"):
+        raise ConfigurationError(f"{source}: must be https or http, got {value!r}")
     if name == "url_prefix" and (not value.startswith("/") or value.endswith("/")):
         raise ConfigurationError(f"{source}: must start with / and not end with /, got {value!r}")
     if name == "forward_auth" and value not in FORWARD_AUTH_PROXIES:
@@ -239,15 +264,23 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     """Build settings from ``SESSIONWATCH_*`` environment variables (and ``REDIS_URL``).
 
     Used by the service; a library user configures through ``app.config`` instead.
+    ``public_scheme`` defaults to ``https`` when the service believes a TLS proxy
+    (``SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS``): browsers then reach it over HTTPS.
+    The policy's keys are :func:`~sessionwatch.core.policy.policy_from_env`'s.
     """
     environ = os.environ if environ is None else environ
     config: dict[str, Any] = {
-        k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS
+        k: v
+        for k, v in environ.items()
+        if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS | POLICY_KEYS
     }
     names = {spec.name.upper() for spec in dataclasses.fields(Settings)}
     for key in config:
         if key[len(CONFIG_PREFIX) :] not in names:
             raise ConfigurationError(f"{key}: unknown setting")
+    proxies = environ.get("SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS", "").strip()
+    if proxies and not config.get(CONFIG_PREFIX + "PUBLIC_SCHEME"):
+        config[CONFIG_PREFIX + "PUBLIC_SCHEME"] = "https"
     if "REDIS_URL" in environ and CONFIG_PREFIX + "BACKEND" not in config:
         config[CONFIG_PREFIX + "BACKEND"] = environ["REDIS_URL"]
     return Settings.resolve(overrides, config)

@@ -9,7 +9,9 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     ├── SessionLimitReached                    login denied by ``on_limit="deny"``
     ├── ProtocolError (ValueError)             a malformed frame or event payload
     ├── InvalidUserId (ValueError)             a user id that could forge log lines
+    ├── InvalidPage (ValueError)               a listing's cursor or limit is malformed
     ├── OriginForbidden (PermissionError)      a request sent by a foreign page
+    ├── CookieConflict (PermissionError)       several live copies of the session cookie
     └── RateLimited                            a client address over a rate
 
 Each carries a stable ``code`` (the ``error`` field of HTTP answers).
@@ -20,6 +22,8 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
+    "CookieConflict",
+    "InvalidPage",
     "InvalidUserId",
     "OriginForbidden",
     "ProtocolError",
@@ -78,6 +82,14 @@ class OriginForbidden(SessionWatchError, PermissionError):
     code = "origin_forbidden"
 
 
+class CookieConflict(SessionWatchError, PermissionError):
+    """The request carries copies of the session cookie naming several live sessions
+    (one tossed by a sibling subdomain next to the user's): no session is chosen, none is
+    started over them, nothing is cleared (answered 401 ``cookie_conflict``)."""
+
+    code = "cookie_conflict"
+
+
 class RateLimited(SessionWatchError):
     """The client's address exceeded a rate (answered 429 ``rate_limited``);
     ``retry_after`` is in seconds."""
@@ -94,3 +106,10 @@ class InvalidUserId(SessionWatchError, ValueError):
     forge log lines or fool a reader (control, format, separator characters)."""
 
     code = "bad_user_id"
+
+
+class InvalidPage(SessionWatchError, ValueError):
+    """A listing's ``cursor`` is not one a listing returned, or its ``limit`` is not a
+    whole number of at least 1 (answered 400 ``bad_page``)."""
+
+    code = "bad_page"

@@ -46,7 +46,7 @@ from ..core.audit import security_event
 from ..core.exceptions import BackendUnavailable
 from ..core.origins import is_unsafe_method, own_origin_of
 from ..core.tabs import TAB_HEADER
-from ..web.responses import error_response
+from ..web.responses import ended_error, error_response
 
 if TYPE_CHECKING:
     from ..web.extension import SessionWatch
@@ -67,7 +67,7 @@ REQUIREMENTS: Final[tuple[Requirement, ...]] = ("auto", "session", "tab", "none"
 _METHOD_RE: Final = re.compile(r"[A-Z][A-Z-]{0,19}")
 # What /refusal may render: the refusals /verify gives, nothing else.
 _REFUSAL_CODES: Final = {
-    401: {"no_session", "expired", "revoked"},
+    401: {"no_session", "expired", "revoked", "cookie_conflict"},
     403: {"origin_forbidden"},
     409: {"tab_superseded", "tab_invalid", "tab_missing"},
     503: {"backend_unavailable"},
@@ -118,11 +118,8 @@ class Refusal:
 
 def _ended(ended: str | None) -> Refusal:
     """The 401 refusal of a session that is gone (as ``responses.ended_response``)."""
-    if ended == "expired":
-        return Refusal(401, "expired")
-    if ended in ("revoked", "evicted"):
-        return Refusal(401, "revoked", {"reason": ended})
-    return Refusal(401, "no_session")
+    code, fields = ended_error(ended)
+    return Refusal(401, code, fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,17 +19,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import parse_cookie
 
 from ..core import devices, jsonlimits
 from ..core.audit import MAX_USER_ID, check_user_id, security_event
 from ..core.config import parse_address
 from ..core.exceptions import BackendUnavailable, SessionLimitReached
 from ..core.tabs import make_tab_token
-from ..core.tokens import public_id
 from ..web.extension import REASON_RE
 from ..web.responses import error_response
-from ..web.sessions import ServerSessionInterface
+from ..web.sessions import ServerSession, ServerSessionInterface, UnavailableSession
 
 if TYPE_CHECKING:
     from ..backends.base import SessionRecord
@@ -150,43 +149,30 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             raise RuntimeError("the app's session interface is not sessionwatch's")
         return found
 
-    def cookie_name() -> str:
-        return interface(current_app).cookie_name(current_app, watch.request_is_secure())
+    # The browser's scheme is the deployment's (public_scheme), never this call's: the
+    # upstream calls over plain HTTP while its browsers hold the __Host- cookie.
+    browser_secure = watch.settings.public_scheme == "https"
 
-    def set_cookie(value: str | None) -> dict[str, Any]:
-        """The cookie to relay: its parts and the ready ``Set-Cookie`` value."""
-        app = current_app
-        sessions = interface(app)
-        name = cookie_name()
-        header = dump_cookie(
-            name,
-            value or "",
-            max_age=None if value else 0,
-            expires=None if value else 0,
-            domain=sessions.get_cookie_domain(app),
-            path=sessions.get_cookie_path(app),
-            secure=sessions.get_cookie_secure(app),
-            httponly=sessions.get_cookie_httponly(app),
-            samesite=sessions.get_cookie_samesite(app),
-            partitioned=sessions.get_cookie_partitioned(app),
-        )
-        return {"name": name, "value": value or "", "set_cookie": header}
+    def relayed_cookie(session_id: str | None) -> dict[str, Any]:
+        """The cookie to relay (``None``: clears it): its parts and ``Set-Cookie``,
+        built as the extension's answers build it."""
+        cookie = interface(current_app).session_cookie(current_app, browser_secure, session_id)
+        return {"name": cookie.name, "value": cookie.value, "set_cookie": cookie.header}
 
     async def browser_session(cookie_header: str | None) -> SessionRecord | None:
-        """The live session named by the browser's ``Cookie`` header, if any."""
+        """The live session named by the browser's ``Cookie`` header, if any, chosen
+        among copies of the cookie as a browser request's is (a tossed copy is never
+        preferred; several live ones: none)."""
         if not cookie_header:
             return None
-        raw = parse_cookie(cookie_header).get(cookie_name())
-        if raw is None or len(raw) > watch.settings.max_cookie_length:
-            return None
-        session_id = watch.signer.unsign(raw)
-        if session_id is None:
-            security_event("cookie_refused", logging.WARNING, reason="bad_signature", via="api")
-            return None
-        found = await watch.backend.load(
-            public_id(session_id), timeouts=watch.timeouts, now=watch.now_ms()
+        sessions = interface(current_app)
+        name = sessions.cookie_name(current_app, browser_secure)
+        session = await sessions.open_cookies(
+            parse_cookie(cookie_header).getlist(name), defer=False
         )
-        return found.record
+        if isinstance(session, UnavailableSession):
+            raise session.error
+        return session.record if isinstance(session, ServerSession) else None
 
     @bp.before_request
     async def authenticate() -> Response | None:
@@ -253,7 +239,11 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             body["user_agent"], body["client_ip"], watch.now_ms(), resolver=watch.place_resolver
         )
         session_id, record, evicted = await watch.rotate_login(
-            old, body["user"], old.data if old is not None else "", device
+            old,
+            body["user"],
+            old.data if old is not None else "",
+            device,
+            address=body["client_ip"],  # the browser's: the caller is the upstream server
         )
         revoked = 0
         if body["revoke_others"]:
@@ -272,7 +262,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "evicted": evicted,
                 "revoked": revoked,
                 "expires_at": record.expires_at(watch.timeouts.idle),
-                "cookie": set_cookie(watch.signer.sign(session_id)),
+                "cookie": relayed_cookie(session_id),
                 # The tab key rotated: tokens issued before are refused; the upstream
                 # hands this one to the calling tab (its X-SessionWatch-Tab header).
                 "tab": make_tab_token(record.tab_key, record.gen),
@@ -293,7 +283,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             {
                 "logged_out": ended,
                 "session": record.id if record is not None else None,
-                "cookie": set_cookie(None),
+                "cookie": relayed_cookie(None),
             }
         )
 
@@ -332,13 +322,15 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         user = request.args.get("user")
         if user is None:
             raise _bad("the user query parameter is required")
-        infos = await watch.list_sessions(_USER(user))
+        page = await watch.list_sessions(
+            _USER(user), cursor=request.args.get("cursor"), limit=request.args.get("limit")
+        )
         listed = []
-        for info in infos:
+        for info in page.sessions:
             item = info.to_json()
             item.pop("current")
             item["user"] = info.user
             listed.append(item)
-        return jsonify({"user": user, "sessions": listed})
+        return jsonify({"user": user, "sessions": listed, "next_cursor": page.next_cursor})
 
     return bp

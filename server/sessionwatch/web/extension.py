@@ -32,12 +32,15 @@ from ..core.events import Device
 from ..core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
+    CookieConflict,
+    InvalidPage,
     OriginForbidden,
     RateLimited,
     SessionLimitReached,
 )
-from ..core.limits import AddressLimits
+from ..core.limits import AddressLimits, LoginLimits
 from ..core.origins import OriginRule, is_unsafe_method
+from ..core.paging import PageCursor, page_size
 from ..core.policy import Policy
 from ..core.tabs import (
     TAB_FORM_FIELD,
@@ -56,9 +59,9 @@ from ..live.hub import Hub
 from . import hosts, rawhttp
 from .responses import ended_response, error_response, retry_after
 from .routes import create_blueprint, own_origin
-from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
+from .sessions import COOKIE_CONFLICT, ServerSession, ServerSessionInterface, UnavailableSession
 
-__all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
+__all__ = ["SessionInfo", "SessionList", "SessionWatch", "TabStatus"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +106,15 @@ class SessionInfo:
             "expires_at": self.expires_at,
             "live_tabs": self.live_tabs,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionList:
+    """One page of a user's sessions (:meth:`SessionWatch.list_sessions`), oldest
+    first; ``next_cursor`` asks for the next page, ``None`` when this is the last."""
+
+    sessions: list[SessionInfo]
+    next_cursor: str | None
 
 
 class SessionWatch:
@@ -150,6 +162,7 @@ class SessionWatch:
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
         self.gates: SocketGates | None = None  # the WebSocket door's (set by init_app)
         self.address_limits: AddressLimits | None = None  # the gates' (set by init_app)
+        self.login_limits = self._login_limits()  # set again by init_app
         self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
         # Called on every tab claim served (the service counts them).
         self.on_claim: Callable[[], None] | None = None
@@ -179,6 +192,7 @@ class SessionWatch:
             tombstone=int(self.settings.tombstone_ttl * 1000),
         )
         self.origins = OriginRule.from_settings(self.settings)
+        self.login_limits = self._login_limits()
         interface = ServerSessionInterface(self)
         app.session_interface = interface  # type: ignore[assignment]
         app.extensions["sessionwatch"] = self
@@ -186,6 +200,8 @@ class SessionWatch:
         app.register_error_handler(SessionLimitReached, self._limit_reached)
         app.register_error_handler(OriginForbidden, self._origin_forbidden)
         app.register_error_handler(RateLimited, self._rate_limited)
+        app.register_error_handler(CookieConflict, self._cookie_conflict)
+        app.register_error_handler(InvalidPage, self._invalid_page)
         app.while_serving(self._serving)
         hub = Hub(
             self.backend,
@@ -208,6 +224,7 @@ class SessionWatch:
         handlers: dict[type[Exception], Callable[..., Any]] = {
             BackendUnavailable: self._backend_unavailable,
             RateLimited: self._rate_limited,
+            CookieConflict: self._cookie_conflict,
         }
         self.blueprint.record_once(lambda state: rawhttp.install(state, self, interface, handlers))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
@@ -244,6 +261,18 @@ class SessionWatch:
 
     async def _origin_forbidden(self, error: OriginForbidden) -> Response:
         return error_response(403, "origin_forbidden")
+
+    async def _cookie_conflict(self, error: CookieConflict) -> Response:
+        return ended_response(COOKIE_CONFLICT)
+
+    async def _invalid_page(self, error: InvalidPage) -> Response:
+        return error_response(400, "bad_page", str(error))
+
+    def _login_limits(self) -> LoginLimits:
+        return LoginLimits(
+            per_user=self.settings.max_logins_per_user_per_second,
+            per_address=self.settings.max_logins_per_address_per_second,
+        )
 
     async def _rate_limited(self, error: RateLimited) -> Response:
         response = error_response(429, "rate_limited")
@@ -362,7 +391,14 @@ class SessionWatch:
     async def start_session_for(
         self, session: ServerSession, data: str, user_agent: str | None, address: str | None
     ) -> SessionRecord:
-        """:meth:`start_session` for a request with this User-Agent from ``address``."""
+        """:meth:`start_session` for a request with this User-Agent from ``address``.
+
+        Raises:
+            CookieConflict: the request carries copies of several live sessions (a new
+                session's cookie would replace the user's).
+        """
+        if session.conflict:
+            raise CookieConflict(COOKIE_CONFLICT)
         limits = self.address_limits
         if limits is not None and not limits.new_session(address, time.monotonic()):
             security_event("rate_limited", logging.WARNING, limit="new_sessions", address=address)
@@ -390,6 +426,8 @@ class SessionWatch:
                 answered 403 ``origin_forbidden``).
             SessionLimitReached: the policy is ``deny`` and the user is at the limit
                 (nothing changed).
+            RateLimited: the user or the client's address signed in too often
+                (``max_logins_per_*_per_second``; answered 429 ``rate_limited``).
             BackendUnavailable: the backend cannot be reached.
         """
         _check_user_id(user_id)
@@ -398,7 +436,7 @@ class SessionWatch:
         serializer = ServerSessionInterface.serializer
         data = serializer.dumps(dict(session)) if session else ""
         session_id, record, evicted = await self.rotate_login(
-            session.record, user_id, data, self.describe_request()
+            session.record, user_id, data, self.describe_request(), address=self.client_address()
         )
         session.bind(session_id, record)
         session.issued_tab = make_tab_token(record.tab_key, record.gen)
@@ -407,14 +445,27 @@ class SessionWatch:
         return evicted
 
     async def rotate_login(
-        self, old: SessionRecord | None, user_id: str, data: str, device: Device
+        self,
+        old: SessionRecord | None,
+        user_id: str,
+        data: str,
+        device: Device,
+        *,
+        address: str | None = None,
     ) -> tuple[str, SessionRecord, list[str]]:
         """Store a new session of ``user_id`` replacing ``old`` (carrying its claim) and
-        apply the policy, atomically. Returns the new session id, its record and the
-        public ids the limit evicted. Raises like :meth:`login` (but checks no Origin:
-        the session API calls it server to server). The caller hands the calling tab
-        ``make_tab_token(record.tab_key, record.gen)``."""
+        apply the policy and the ``max_sessions_per_user`` ceiling, atomically. Returns
+        the new session id, its record and the public ids the limit evicted. Raises
+        like :meth:`login` (but checks no Origin: the session API calls it server to
+        server); ``address`` is the browser's, for the sign-in rate per address. The
+        caller hands the calling tab ``make_tab_token(record.tab_key, record.gen)``."""
         _check_user_id(user_id)
+        wait = self.login_limits.sign_in(user_id, address, time.monotonic())
+        if wait is not None:
+            security_event(
+                "rate_limited", logging.WARNING, limit="logins", user=user_id, address=address
+            )
+            raise RateLimited(wait)
         session_id = new_session_id(user_tag(user_id))  # the user's slot on a Cluster
         record = self.new_record(session_id, user_id, data, device)
         # The sign-in is the calling tab's claim, under a new tab key and the next
@@ -429,6 +480,7 @@ class SessionWatch:
             deny=self.policy.on_limit == "deny",
             timeouts=self.timeouts,
             now=record.created,
+            ceiling=self.settings.max_sessions_per_user,
         )
         security_event(
             "login",
@@ -489,17 +541,29 @@ class SessionWatch:
         security_event("revoke_user", user=user_id, sessions=count, reason=reason)
         return count
 
-    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
-        """The user's live sessions, oldest first, with their live tab counts."""
+    async def list_sessions(
+        self, user_id: str, *, cursor: str | None = None, limit: str | int | None = None
+    ) -> SessionList:
+        """One page of the user's live sessions, oldest first, with their live tab
+        counts: at most ``limit`` (default 50, at most 100) after ``cursor`` (the
+        ``next_cursor`` of the page before; ``None``: the first page).
+
+        Raises:
+            InvalidPage: ``cursor`` or ``limit`` is malformed (answered 400 ``bad_page``).
+        """
+        after = PageCursor.decode(cursor) if cursor is not None else None
         now = self.now_ms()
-        records = await self.backend.list_sessions(user_id, timeouts=self.timeouts, now=now)
+        page = await self.backend.list_sessions(
+            user_id, timeouts=self.timeouts, now=now, after=after, limit=page_size(limit)
+        )
+        records = page.records
         live = await self.backend.count_presence([r.id for r in records], now=now)
         current = None
         if has_request_context() or has_websocket_context():
             session = quart_session._get_current_object()  # type: ignore[attr-defined]
             if isinstance(session, ServerSession):
                 current = session.public_id
-        return [
+        infos = [
             SessionInfo(
                 id=r.id,
                 user=r.user,
@@ -514,6 +578,7 @@ class SessionWatch:
             )
             for r in records
         ]
+        return SessionList(infos, page.next.encode() if page.next is not None else None)
 
     # -- tabs ----------------------------------------------------------------------------
 

@@ -48,14 +48,14 @@ from werkzeug.sansio.utils import get_host
 from ..backends.base import Claim, SessionRecord, Timeouts
 from ..core import devices
 from ..core.config import Settings
-from ..core.exceptions import BackendUnavailable, RateLimited
+from ..core.exceptions import BackendUnavailable, CookieConflict, RateLimited
 from ..core.origins import OriginRule, own_origin_of
 from ..core.policy import Policy
 from ..core.tabs import TAB_HEADER
 from .bypass import only_the_view
 from .responses import ended_error, error_fields, html_wanted, retry_after
 from .routes import claim_answer, no_store, state_answer
-from .sessions import ServerSession, ServerSessionInterface
+from .sessions import COOKIE_CONFLICT, ServerSession, ServerSessionInterface
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -255,6 +255,8 @@ class _Connection:
         except RateLimited as exc:  # as the extension's error handler
             status, body = 429, self._json(error_fields("rate_limited"))
             extra = [("Retry-After", retry_after(exc.retry_after))]
+        except CookieConflict:  # as the extension's error handler
+            status, body = 401, self._json(error_fields(COOKIE_CONFLICT))
         except Exception as exc:
             status, headers, body = self._failed(exc)
         if headers is None:

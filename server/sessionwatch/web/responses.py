@@ -24,6 +24,8 @@ _MESSAGES = {
     "no_session": "You are not signed in, or your session is no longer valid.",
     "expired": "Your session has expired.",
     "revoked": "Your session was ended.",
+    "cookie_conflict": "This request carries several session cookies; none was used. "
+    "Clear this site's cookies, then sign in again.",
     "tab_missing": "This request did not come from an active tab of this app.",
     "tab_invalid": "This tab's token is not valid. Reload the page.",
     "tab_superseded": "This app is open in another tab.",
@@ -110,8 +112,11 @@ def error_response(
 def ended_error(ended: str | None) -> tuple[str, dict[str, Any]]:
     """The error code (and extra fields) of the 401 for a request whose session is gone,
     by why it ended: ``expired``; ``revoked`` with ``reason`` ``"revoked"`` or
-    ``"evicted"``; else ``no_session`` (unknown, forged, or logged out: the user ended it
-    and the cookie was cleared)."""
+    ``"evicted"``; ``cookie_conflict`` for copies of several live sessions (one tossed by
+    a sibling subdomain); else ``no_session`` (unknown, forged, or logged out: the user
+    ended it and the cookie was cleared)."""
+    if ended == "cookie_conflict":
+        return "cookie_conflict", {}
     if ended == "expired":
         return "expired", {}
     if ended in ("revoked", "evicted"):

@@ -1,32 +1,46 @@
-"""The demo application factory and its views."""
+"""The demo application factory and its views.
+
+A demo, not a product: anyone signs in as anyone with the password ``demo`` and any
+signed-in user changes the policy. ``sessionwatch demo`` serves it on loopback; the
+production service (``sessionwatch serve``, :mod:`sessionwatch.service.app`) has none of
+it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
-from types import TracebackType
+import os
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from ... import (
+from .. import (
     BackendUnavailable,
     BoundedJSONProvider,
     InvalidUserId,
+    Policy,
+    SecurityHeaders,
     SessionLimitReached,
     SessionWatch,
     Settings,
+    policy_from_env,
     settings_from_env,
 )
-from ..background import background
-from ..ops import register_ops
-from .headers import SecurityHeaders
-from .policy_store import DemoPolicy, PolicyStore
+from .policy import DemoPolicy
 
-__all__ = ["DEMO_PASSWORD", "INSECURE_COOKIE_SETTING", "cookie_dropped", "create_app"]
+__all__ = [
+    "DEMO_PASSWORD",
+    "INSECURE_COOKIE_SETTING",
+    "cookie_dropped",
+    "create_app",
+    "create_demo_app",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -113,43 +127,47 @@ def _password_ok(password: str) -> bool:
     return hmac.compare_digest(password.encode("utf-8", "replace"), DEMO_PASSWORD.encode())
 
 
-class _DemoQuart(Quart):
-    """Quart, but an unreachable backend at start-up is not logged with a traceback:
-    the ASGI server reports the failed start with its message ("Redis unreachable:
-    ...") and exits; the traceback only buried that line."""
-
-    def log_exception(
-        self,
-        exception_info: tuple[type[BaseException], BaseException, TracebackType]
-        | tuple[None, None, None],
-    ) -> None:
-        if isinstance(exception_info[1], BackendUnavailable):
-            return
-        super().log_exception(exception_info)
+def create_demo_app() -> Quart:
+    """The demo for one worker of ``sessionwatch demo``: settings and the starting policy
+    from the environment (``SESSIONWATCH_*``), the key from ``DEMO_SECRET_KEY`` (which
+    the command sets, to one fresh key for all its workers; never ``SECRET_KEY``, so a
+    production key never signs a demo session)."""
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+    return create_app(
+        settings_from_env(), secret_key=os.environ.get("DEMO_SECRET_KEY"), policy=policy_from_env()
+    )
 
 
 def create_app(
     settings: Settings | None = None,
     *,
     secret_key: str | None = None,
-    metrics: bool = False,
-    metrics_token: str | None = None,
-    readyz_detail: bool = False,
+    policy: Policy | None = None,
 ) -> Quart:
-    """The demo app, configured from ``settings`` (default: the environment); the
-    other options go to :func:`~sessionwatch.ops.register_ops`."""
-    import os
-
+    """The demo app, configured from ``settings`` (default: the environment), starting
+    with ``policy``. Without ``secret_key`` it signs with a key made for this process:
+    sessions end when it stops."""
     settings = settings or settings_from_env()
-    app = _DemoQuart(__name__)
+    app = Quart(__name__)
     app.json = BoundedJSONProvider(app)  # request.get_json: ValueError past 32 levels
-    app.config["SECRET_KEY"] = secret_key or os.environ.get("SECRET_KEY")
+    app.config["SECRET_KEY"] = secret_key or secrets.token_urlsafe(32)
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
-    watch = SessionWatch(app, **options)
-    store = PolicyStore(watch.backend)
-    register_ops(
-        app, watch, metrics=metrics, metrics_token=metrics_token, readyz_detail=readyz_detail
-    )
+    watch = SessionWatch(app, policy=policy, **options)
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        try:
+            await asyncio.wait_for(watch.backend.ping(), 2.0)
+        except (TimeoutError, BackendUnavailable):
+            return jsonify({"status": "unavailable", "error": "backend_unavailable"}), 503
+        return jsonify({"status": "ok"})
 
     warned: set[str] = set()
 
@@ -175,16 +193,6 @@ def create_app(
             )
         return INSECURE_COOKIE_SETTING
 
-    def apply(policy: DemoPolicy) -> None:
-        watch.policy = policy.to_policy()
-
-    # Followed in the background rather than read in a before_request hook: an
-    # app-wide hook would cost POST /claim its single round trip (sessions.py may_defer).
-    @app.while_serving
-    async def follow_policy() -> Any:
-        async with background(store.follow(apply), "sessionwatch-demo-policy"):
-            yield
-
     # Around the app, not an app-wide after_request hook: such a hook would send
     # POST /claim and GET /state through Quart's whole request handling (web/rawhttp.py).
     security: Any = SecurityHeaders(
@@ -202,7 +210,7 @@ def create_app(
         return await render_template(
             "home.html",
             user=session["user"],
-            policy=await store.get(),
+            policy=DemoPolicy.of(watch.policy),
             prefix=watch.settings.url_prefix,
         )
 
@@ -232,9 +240,6 @@ def create_app(
                 username=username[:_MAX_USERNAME],
                 insecure_cookie=insecure_cookie(),
             ), 401
-        # The device limit applies at sign-in: use the policy as set a moment ago on
-        # any worker, not this worker's copy of up to a second ago.
-        apply(await store.get(fresh=True))
         try:
             await watch.login(username, revoke_others=form.get("revoke_others") == "1")
         except InvalidUserId:
@@ -314,8 +319,7 @@ def create_app(
             chosen = DemoPolicy.from_form(body)
         except ValueError as exc:
             return _bad_request(str(exc))
-        await store.set(chosen)
-        apply(chosen)
+        watch.policy = chosen.to_policy()  # this process's (docs/deployment.md)
         logger.info("demo policy set to %s by %s", chosen, session["user"])
         return jsonify(
             {"one_tab": chosen.one_tab, "devices": chosen.devices, "on_limit": chosen.on_limit}

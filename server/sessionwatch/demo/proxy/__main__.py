@@ -1,4 +1,4 @@
-"""``python -m sessionwatch.service.demo.proxy``: the proxy demo on loopback until Ctrl-C."""
+"""``python -m sessionwatch.demo.proxy``: the proxy demo on loopback until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ from .runner import DemoError, ProxyDemo, express_ready
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sessionwatch.service.demo.proxy", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m sessionwatch.demo.proxy", description=__doc__)
     parser.add_argument("--port", type=int, default=8080, help="nginx port of the Flask app")
     parser.add_argument(
         "--express-port", type=int, default=8081, help="nginx port of the Express app"

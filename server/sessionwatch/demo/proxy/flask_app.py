@@ -2,8 +2,8 @@
 logout calls to the session API. nginx tells it who the user is
 (``X-SessionWatch-User``) and refuses stale tabs before a request reaches it.
 
-Run by :class:`~sessionwatch.service.demo.proxy.ProxyDemo`; alone:
-``SESSIONWATCH_URL=… SESSIONWATCH_API_KEY=… python -m sessionwatch.service.demo.proxy.flask_app PORT``.
+Run by :class:`~sessionwatch.demo.proxy.ProxyDemo`; alone:
+``SESSIONWATCH_URL=… SESSIONWATCH_API_KEY=… python -m sessionwatch.demo.proxy.flask_app PORT``.
 """
 
 from __future__ import annotations

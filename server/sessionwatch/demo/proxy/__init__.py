@@ -1,7 +1,7 @@
 """The proxy demo: nginx in front of a Flask and an Express app, with ``sessionwatch
 serve`` as nginx's forward-auth service and the apps' session API.
 
-``python -m sessionwatch.service.demo.proxy`` starts it all on loopback (docs/any-stack.md).
+``python -m sessionwatch.demo.proxy`` starts it all on loopback (docs/any-stack.md).
 """
 
 from __future__ import annotations

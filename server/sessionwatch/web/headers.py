@@ -1,13 +1,12 @@
-"""The demo's security headers, added to every HTTP answer by an ASGI middleware.
+"""Security headers on every HTTP answer, added by an ASGI middleware around the app.
 
-They were an app-wide ``after_request`` hook; an app-wide hook makes sessionwatch serve
+Not an app-wide ``after_request`` hook: such a hook makes sessionwatch serve
 ``POST /claim`` and ``GET /state`` through Quart's whole request handling instead of its
-raw ASGI path (docs/architecture.md, "The raw HTTP path"), so the demo adds them around
-the app instead, to Quart's answers and the raw path's alike. The rules are the hook's:
-a header the answer already has is kept; the page headers go on ``text/html`` answers
-only, HSTS on answers over HTTPS only (the scheme as ``TrustedProxies``, outside this
-middleware, left it). WebSocket handshakes are not touched, as the hook did not run for
-them.
+raw ASGI path (docs/architecture.md, "The raw HTTP path"), so the headers go around
+the app instead, to Quart's answers and the raw path's alike (the demo and the service
+use it). A header the answer already has is kept; the page headers go on ``text/html``
+answers only, HSTS on answers over HTTPS only (the scheme as a trusted-proxy middleware
+outside this one left it). WebSocket handshakes are not touched.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ location /_sessionwatch/ {
     proxy_pass http://sessionwatch;
     proxy_http_version 1.1;
     proxy_set_header Host $http_host;
+    # the browser's scheme (the __Host- cookie, the own origin) and address, believed
+    # from this proxy only (sessionwatch serve --forwarded-allow-ips)
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     proxy_set_header Upgrade $http_upgrade;
     proxy_set_header Connection $sessionwatch_connection;
     proxy_read_timeout 1h;
@@ -139,6 +143,7 @@ def nginx_config(
     protected: Mapping[str, int],
     plain: Mapping[str, int] | None = None,
     workers: int = 1,
+    servers: str = "",
 ) -> Path:
     """Write ``nginx.conf`` and its snippets into ``directory``; returns its path.
 
@@ -148,6 +153,7 @@ def nginx_config(
         protected: upstream name -> the nginx port that serves it with forward-auth.
         plain: upstream name -> an nginx port that serves it without (benchmarks).
         workers: nginx worker processes.
+        servers: more ``server {}`` blocks, as written (a TLS site in the tests).
     """
     (directory / "sessionwatch.conf").write_text(SESSIONWATCH_SNIPPET)
     (directory / "protect.conf").write_text(PROTECT_SNIPPET)
@@ -155,7 +161,7 @@ def nginx_config(
         f"    upstream {name} {{ server 127.0.0.1:{port}; keepalive 64; }}\n"
         for name, port in upstreams.items()
     )
-    servers = "".join(
+    servers += "".join(
         _PROTECTED_SERVER.format(name=name, port=port, dir=directory)
         for name, port in protected.items()
     )

@@ -24,7 +24,7 @@ __all__ = ["EXPRESS_DIR", "DemoError", "ProxyDemo", "free_port"]
 
 # The Express app lives with the JavaScript (client_js/examples/express), so that its
 # node_modules stay out of the Python package; it exists in a checkout only.
-EXPRESS_DIR = Path(__file__).resolve().parents[5] / "client_js" / "examples" / "express"
+EXPRESS_DIR = Path(__file__).resolve().parents[4] / "client_js" / "examples" / "express"
 
 
 class DemoError(RuntimeError):
@@ -164,7 +164,9 @@ class ProxyDemo:
                     "--no-metrics",
                 ],
                 {
-                    "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(32),
+                    # A key of this run's own: a demo never signs with the
+                    # environment's (perhaps production) SECRET_KEY.
+                    "SECRET_KEY": secrets.token_urlsafe(32),
                     "SESSIONWATCH_API_KEYS": self.api_key,
                     "LOG_LEVEL": os.environ.get("LOG_LEVEL", "warning"),
                     **self.env,
@@ -179,7 +181,7 @@ class ProxyDemo:
                 [
                     sys.executable,
                     "-m",
-                    "sessionwatch.service.demo.proxy.flask_app",
+                    "sessionwatch.demo.proxy.flask_app",
                     str(self.upstream_ports["flask"]),
                 ],
                 upstream_env,

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from sessionwatch import Settings
-from sessionwatch.service.demo.app import INSECURE_COOKIE_SETTING, cookie_dropped, create_app
+from sessionwatch.demo.app import INSECURE_COOKIE_SETTING, cookie_dropped, create_app
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ async def test_the_login_page_and_the_log_name_the_setting_once_per_host(
 ) -> None:
     app = create_app(Settings(backend="memory://"), secret_key="x" * 32)
     client = app.test_client()
-    with caplog.at_level(logging.WARNING, logger="sessionwatch.service.demo.app"):
+    with caplog.at_level(logging.WARNING, logger="sessionwatch.demo.app"):
         for _ in range(2):
             page = await (await client.get("/login", headers={"Host": "10.0.0.5:8000"})).get_data(
                 True
