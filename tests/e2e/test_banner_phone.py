@@ -94,13 +94,13 @@ async def sign_in(context: Any, app: PhoneApp, user: str) -> None:
     assert answer.status == 200, await answer.text()
 
 
-async def open_page(context: Any, app: PhoneApp, page: Any = None) -> Any:
+async def open_page(context: Any, app: PhoneApp, page: Any = None, path: str = "/page") -> Any:
     if page is None:
         page = await context.new_page()
         # A notched phone in portrait: the status bar above, the home indicator below.
         cdp = await context.new_cdp_session(page)
         await cdp.send("Emulation.setSafeAreaInsetsOverride", {"insets": SAFE_AREA})
-    await page.goto(app.url + "/page")
+    await page.goto(app.url + path)
     await wait_state(page, "active")
     return page
 
@@ -214,5 +214,20 @@ async def test_expiry_on_screen_and_tappable(
         )
         await check_and_tap(page, "expired", width)
         await tapped_to_sign_in(page, short_app)
+    finally:
+        await context.close()
+
+
+async def test_right_to_left_page(mobile: tuple[Any, dict[str, Any]], phone_app: PhoneApp) -> None:
+    """A right-to-left page overflows to the left: the card still sits on screen."""
+    browser, devices = mobile
+    context = await phone(browser, devices, 320)
+    try:
+        await sign_in(context, phone_app, f"phone-rtl-{uuid.uuid4().hex[:8]}")
+        page = await open_page(context, phone_app, path="/page?dir=rtl")
+        await open_page(context, phone_app, path="/page?dir=rtl")
+        await wait_state(page, "superseded")
+        await check_and_tap(page, "superseded", 320)
+        await wait_state(page, "active")
     finally:
         await context.close()

@@ -6,6 +6,7 @@ oldest), plus
 
 - ``GET /page``: a 485 px table (as the demo's sessions table was) and a long body, so the
   page overflows a 320-414 px screen both ways, and the client's ``<script>`` tag;
+  ``?dir=rtl``: the same, right to left (it overflows to the left);
 - ``GET /signed-out``: where "Sign in again" and "Not you?" lead;
 - ``POST /revoke``: revokes every session of the JSON body's ``user``.
 
@@ -38,7 +39,7 @@ ROWS = "".join(
     for n in range(12)
 )
 PAGE = f"""<!doctype html>
-<html lang="en">
+<html lang="en" dir="{{dir}}">
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>A page wider than a phone</title>
@@ -66,7 +67,9 @@ def create_app() -> Quart:
 
     @app.get("/page")
     async def page() -> Any:
-        return PAGE, 200, {"Content-Type": "text/html; charset=utf-8"}
+        direction = "rtl" if request.args.get("dir") == "rtl" else "ltr"
+        html = PAGE.replace("{dir}", direction)
+        return html, 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.get("/signed-out")
     async def signed_out() -> Any:
