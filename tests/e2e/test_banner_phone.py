@@ -144,6 +144,9 @@ async def check_and_tap(page: Any, state: str, width: int) -> dict[str, Any]:
     assert geometry["card"][3] <= geometry["visible"][3] - SAFE_AREA["bottom"], (
         f"{state} at {width} px: over the home indicator {geometry}"
     )
+    assert geometry["card"][1] >= geometry["visible"][1] + SAFE_AREA["top"], (
+        f"{state} at {width} px: under the status bar {geometry}"
+    )
     assert min(geometry["button"]) >= 44, f"{state} at {width} px: button too small {geometry}"
     await page.tap(CARD.format(f"{card} [data-sw-action='{action}']"), timeout=5000)
     return geometry
@@ -218,16 +221,20 @@ async def test_expiry_on_screen_and_tappable(
         await context.close()
 
 
-async def test_right_to_left_page(mobile: tuple[Any, dict[str, Any]], phone_app: PhoneApp) -> None:
-    """A right-to-left page overflows to the left: the card still sits on screen."""
+async def test_right_to_left_page_banner_on_top(
+    mobile: tuple[Any, dict[str, Any]], phone_app: PhoneApp
+) -> None:
+    """A right-to-left page overflows to the left; the banner placed at the top: the card
+    still sits on screen, under the status bar."""
     browser, devices = mobile
     context = await phone(browser, devices, 320)
     try:
         await sign_in(context, phone_app, f"phone-rtl-{uuid.uuid4().hex[:8]}")
-        page = await open_page(context, phone_app, path="/page?dir=rtl")
-        await open_page(context, phone_app, path="/page?dir=rtl")
+        page = await open_page(context, phone_app, path="/page?dir=rtl&placement=top")
+        await open_page(context, phone_app, path="/page?dir=rtl&placement=top")
         await wait_state(page, "superseded")
-        await check_and_tap(page, "superseded", 320)
+        geometry = await check_and_tap(page, "superseded", 320)
+        assert geometry["card"][1] < geometry["visible"][1] + 100, f"not at the top: {geometry}"
         await wait_state(page, "active")
     finally:
         await context.close()

@@ -6,7 +6,8 @@ oldest), plus
 
 - ``GET /page``: a 485 px table (as the demo's sessions table was) and a long body, so the
   page overflows a 320-414 px screen both ways, and the client's ``<script>`` tag;
-  ``?dir=rtl``: the same, right to left (it overflows to the left);
+  ``?dir=rtl``: right to left (it overflows to the left); ``?placement=top``: the banner
+  at the top;
 - ``GET /signed-out``: where "Sign in again" and "Not you?" lead;
 - ``POST /revoke``: revokes every session of the JSON body's ``user``.
 
@@ -49,7 +50,7 @@ PAGE = f"""<!doctype html>
   <table style="width: 485px; border-collapse: collapse">{ROWS}</table>
   <p style="height: 1500px">The end of a long page.</p>
 </main>
-<script src="/_sessionwatch/client.js" data-signin-url="/signed-out" defer></script>
+<script src="/_sessionwatch/client.js" data-signin-url="/signed-out" data-placement="{{placement}}" defer></script>
 </html>
 """
 
@@ -68,7 +69,8 @@ def create_app() -> Quart:
     @app.get("/page")
     async def page() -> Any:
         direction = "rtl" if request.args.get("dir") == "rtl" else "ltr"
-        html = PAGE.replace("{dir}", direction)
+        placement = "top" if request.args.get("placement") == "top" else "bottom"
+        html = PAGE.replace("{dir}", direction).replace("{placement}", placement)
         return html, 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.get("/signed-out")
