@@ -99,6 +99,7 @@
 
   var doc = G.document;
   var loc = G.location;
+  var visual = G.visualViewport; // what the screen shows of the page (see fit)
   var script = doc && doc.currentScript;
   // Its own <script> tag, not a bundle that contains this file (see the rule above).
   var own = script && (script.hasAttribute("data-sessionwatch") || /\/(client|sessionwatch(\.min)?)\.js([?#]|$)/.test(script.src));
@@ -704,9 +705,21 @@
       // <body>, so that the inert body leaves the overlay usable.
       (doc.body || doc.documentElement).appendChild(host);
       doc.addEventListener("keydown", keydown, true);
+      if (visual) {
+        fit();
+        visual.addEventListener("resize", fit);
+        visual.addEventListener("scroll", fit);
+      }
     }
     ui.host.setAttribute("lang", lang);
     return ui;
+  }
+
+  // A page wider than a phone's screen widens the layout viewport, which position:fixed
+  // follows, past what the screen shows: the dock follows the visual viewport instead.
+  function fit() {
+    var v = visual;
+    ui.dock.style.cssText = "left:" + v.offsetLeft + "px;top:" + v.offsetTop + "px;width:" + v.width + "px;height:" + v.height + "px";
   }
 
   function show(kind, message, buttons, modal) {

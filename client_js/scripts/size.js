@@ -9,7 +9,10 @@ const zlib = require("node:zlib");
 const { minify } = require("terser");
 
 // 6 KiB (issue 16) + 128 B for the sign-out forms a superseded tab keeps usable (issue 24)
-const BUDGET = 6 * 1024 + 128; // bytes, sessionwatch.js min + gzip
+// + 71 B to keep the banner on a phone's screen (issue 24 item 4: the dock follows
+// visualViewport, since position:fixed follows a layout viewport that a wide page makes
+// larger than the screen; no CSS unit follows the visual viewport)
+const BUDGET = 6 * 1024 + 128 + 71; // bytes, sessionwatch.js min + gzip
 const ROOT = path.join(__dirname, "..");
 
 const gzip = (text) => zlib.gzipSync(text, { level: 9 }).length;

@@ -14,8 +14,11 @@
     return new Date(ms).toLocaleString();
   }
 
+  // Each cell carries its column's name: on a phone the rows are stacked (demo.css).
   function cell(row, text) {
     var td = document.createElement("td");
+    var head = document.querySelectorAll(".sessions th")[row.children.length];
+    if (head && head.textContent) td.setAttribute("data-label", head.textContent);
     td.textContent = text;
     row.appendChild(td);
     return td;
