@@ -87,3 +87,21 @@ async def test_a_broken_configuration_still_fails_the_start() -> None:
 
     with pytest.raises(ConfigurationError):
         await asyncio.wait_for(BackendConnector(_Broken()).start(), 2)
+
+
+async def test_a_cancelled_start_leaves_no_attempt_running() -> None:
+    cancelled = asyncio.Event()
+
+    class _Hanging(MemoryBackend):
+        async def connect(self) -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                cancelled.set()
+
+    start = asyncio.create_task(BackendConnector(_Hanging(), first_wait=10).start())
+    await asyncio.sleep(0.05)  # the attempt is now waiting inside connect()
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(start, 2)
+    await asyncio.wait_for(cancelled.wait(), 2)

@@ -62,7 +62,11 @@ class BackendConnector:
             return
         self._task = asyncio.create_task(self._connect(), name="sessionwatch-backend-connect")
         self._task.add_done_callback(self._done)
-        await asyncio.wait({self._task}, timeout=self._first_wait)
+        try:
+            await asyncio.wait({self._task}, timeout=self._first_wait)
+        except asyncio.CancelledError:  # the start itself was cancelled: leave nothing
+            await self.stop()
+            raise
         if self._task.done() and not self._task.cancelled():
             self._task.result()
         self._started = True
