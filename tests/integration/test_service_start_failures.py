@@ -68,10 +68,15 @@ def test_a_port_in_use_with_the_redis_backend_exits_with_the_reason(redis_url: s
 
 
 def test_a_closed_redis_port_is_one_line_not_a_traceback() -> None:
-    code, output = _serve(free_port(), f"redis://127.0.0.1:{free_port()}/0")
+    """The first start checks Redis once, before any worker (which never refuses)."""
+    redis_port = free_port()
+    code, output = _serve(free_port(), f"redis://127.0.0.1:{redis_port}/0")
     assert code == 3, output
     assert "Traceback" not in output, output
-    assert "Redis unreachable" in output and "Connection refused" in output
+    (reason,) = [line for line in output.splitlines() if "Redis unreachable" in line]
+    assert reason.startswith("sessionwatch: cannot start: Redis unreachable"), output
+    assert f"127.0.0.1:{redis_port}" in reason
+    assert "startup" not in output.lower(), output  # no worker was started
 
 
 async def test_a_cancelled_redis_call_does_not_return_normally(redis_url: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sessionwatch.service import app as service
-from sessionwatch.service import cli
+from sessionwatch.service import cli, first_start
 
 GOOD_KEY = "cli-test-secret-key-0123456789-abcdefgh"
 _REAL_SERVE = cli.serve  # the autouse fixture below stops it before a server starts
@@ -43,6 +43,8 @@ def _unset(monkeypatch: pytest.MonkeyPatch, _clean_environment: None) -> None:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("SECRET_KEY", GOOD_KEY)  # the service refuses to start without one
     monkeypatch.setattr(cli, "serve", _refuse_to_run(cli.serve), raising=True)
+    # No Redis here: the first start's check is tested against a real one elsewhere.
+    monkeypatch.setattr(first_start, "require_backend", lambda url: None)
 
 
 class _Started(Exception):
@@ -54,17 +56,18 @@ def _refuse_to_run(real_serve):  # type: ignore[no-untyped-def]
 
     def serve(**kwargs):  # type: ignore[no-untyped-def]
         import uvicorn
-        from hypercorn import run as hypercorn_run
+
+        from sessionwatch.service import hypercorn_server
 
         def started(*args, **kw):  # type: ignore[no-untyped-def]
             raise _Started(kwargs)
 
-        original = uvicorn.run, hypercorn_run.run
-        uvicorn.run, hypercorn_run.run = started, started
+        original = uvicorn.run, hypercorn_server.run_hypercorn
+        uvicorn.run, hypercorn_server.run_hypercorn = started, started
         try:
             return real_serve(**kwargs)
         finally:
-            uvicorn.run, hypercorn_run.run = original
+            uvicorn.run, hypercorn_server.run_hypercorn = original
 
     return serve
 
@@ -225,19 +228,21 @@ def test_the_api_address_gets_the_same_server_limits(monkeypatch: pytest.MonkeyP
     header (uvicorn), and
     both binds under the hardened hypercorn config."""
     import uvicorn
-    from hypercorn import run as hypercorn_run
+
+    from sessionwatch.service import hypercorn_server
 
     seen: list[Any] = []
 
     def two_addresses(config: Any, api_address: tuple[str, int]) -> None:
         seen.append((config, api_address))
 
-    def hypercorn(config: Any) -> None:
+    def hypercorn(config: Any) -> int:
         seen.append(config)
+        return 0
 
     monkeypatch.setattr(cli, "_run_uvicorn_on_two_addresses", two_addresses)
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("one address only"))
-    monkeypatch.setattr(hypercorn_run, "run", hypercorn)
+    monkeypatch.setattr(hypercorn_server, "run_hypercorn", hypercorn)
     monkeypatch.setattr(cli, "serve", _REAL_SERVE)
     flags = ["serve", "--api-bind", "127.0.0.1:8001", "--header-timeout", "5"]
     monkeypatch.setenv("SESSIONWATCH_MAX_FRAME", "8192")
@@ -293,6 +298,8 @@ def test_granian_is_configured_like_uvicorn(monkeypatch: pytest.MonkeyPatch) -> 
     assert options["http1_settings"].header_read_timeout == 2500
     assert options["log_access"] is False and options["log_level"] == "warning"
     assert options["backpressure"] == granian_server.BACKPRESSURE >= 10_000
+    # A dead worker is started again (granian's default stops the whole server).
+    assert options["respawn_failed_workers"] is True
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,11 @@ class Backend(Protocol):
 
     key_prefix: str
 
-    async def connect(self) -> None: ...
+    async def connect(self) -> None:
+        """Warm up (the Redis backend loads its scripts). Never a precondition of the
+        other methods: it may raise :class:`~sessionwatch.BackendUnavailable`, and is
+        then retried in the background while calls raise it too or already work
+        (:mod:`~sessionwatch.backends.connector`)."""
 
     async def disconnect(self) -> None: ...
 

@@ -38,8 +38,9 @@ from typing import Any, Literal
 
 from ..backends import backend_from_url
 from ..core.config import parse_address, settings_from_env
-from ..core.exceptions import ConfigurationError
+from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.policy import policy_from_env
+from . import first_start
 from .granian_server import check_granian, granian_server, require_frame_bounding_proxy
 from .proxies import parse_proxies
 from .requirements import installed_version
@@ -283,6 +284,7 @@ def serve(
             )
         check_granian()
         require_frame_bounding_proxy(frames_bounded_by_proxy)
+    first_start.require_backend(settings.backend)  # workers never refuse (issue 23)
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
     if metrics_token is not None:
         if len(metrics_token) < 16:
@@ -301,7 +303,8 @@ def serve(
     )
     if server == "hypercorn":
         from hypercorn.config import Config
-        from hypercorn.run import run
+
+        from .hypercorn_server import run_hypercorn
 
         config = Config()
         config.application_path = (
@@ -316,7 +319,9 @@ def serve(
         config.websocket_max_message_size = settings.max_frame
         # Hypercorn's idle timer runs until a request is complete: it is the header timeout.
         config.keep_alive_timeout = min(config.keep_alive_timeout, header_timeout)
-        run(config)
+        exit_code = run_hypercorn(config)  # restarts a dead worker (hypercorn's run stops)
+        if exit_code:
+            raise SystemExit(exit_code)
         return
     if server == "granian":
         granian_server(
@@ -512,4 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BackendUnavailable as exc:
+        print(f"sessionwatch: cannot start: {exc}", file=sys.stderr)
+        return 3
     return 0

@@ -9,6 +9,9 @@ Configured like the uvicorn server of the CLI where granian has the setting:
 - forwarded headers: granian reads none of them, and the service app applies
   ``--forwarded-allow-ips`` itself (:func:`sessionwatch.service.app.trust_proxies`), so
   the semantics are those of the other two servers;
+- a worker that dies is started again (``respawn_failed_workers``; granian's default
+  stops every worker instead); the same worker dying again within 5.5 s of its
+  restart is a crash loop, and granian exits;
 - SIGTERM: granian stops accepting, runs the ASGI lifespan shut-down (the hub closes its
   sockets) and waits for its workers.
 
@@ -138,6 +141,9 @@ def granian_server(
         websockets=True,
         backlog=BACKLOG,
         backpressure=BACKPRESSURE,
+        # A worker that died (killed, out of memory) is started again instead of
+        # granian stopping the whole server; twice within 5.5 s still stops it.
+        respawn_failed_workers=True,
         log_access=False,
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.info,
     )

@@ -24,6 +24,7 @@ from quart import session as quart_session
 
 from ..backends import Backend, backend_from_url
 from ..backends.base import Claim, SessionRecord, Timeouts
+from ..backends.connector import BackendConnector
 from ..core import devices
 from ..core.audit import MAX_USER_ID as MAX_USER_ID  # public: the session API's bound
 from ..core.audit import check_user_id, security_event
@@ -234,7 +235,10 @@ class SessionWatch:
         devices.warm_up()
 
     async def _serving(self) -> Any:
-        await self.backend.connect()
+        # Never fails for an unreachable backend: a worker (re)started during an
+        # outage serves 503 until it is back (backends/connector.py).
+        connector = BackendConnector(self.backend)
+        await connector.start()
         if self.gates is not None:
             self.gates.start()
         if self.hub is not None:
@@ -246,6 +250,7 @@ class SessionWatch:
                 await self.hub.stop()
             if self.gates is not None:
                 self.gates.stop()
+            await connector.stop()
             await self.backend.disconnect()
 
     def _exclusive_tabs(self) -> bool:
