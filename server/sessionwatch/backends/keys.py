@@ -19,6 +19,7 @@ session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard chan
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
 app value      ``{prefix}app:{name}``          the same (one key, any slot)
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
+durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the key it fences
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
@@ -59,6 +60,7 @@ _HEADS: Final = {
     "cu": "c:u:",  # channel of all of one user's sessions
     "app": "app:",  # one of the app's shared values (Backend.get_value), on any slot
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
+    "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
 }
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
@@ -121,6 +123,11 @@ class KeyNames:
         head = self._heads["epoch"]
         return head if tag is None else head + ":{" + tag + "}"
 
+    def fence(self, key: str) -> str:
+        """The key written before ``WAIT`` after an end on ``key`` (durable_ends.py): on
+        the node that owns ``key``."""
+        return self._heads["fence"]
+
     def session_keys(self, public_id: str) -> list[str]:
         """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads
         them from ``KEYS``: record, tombstone, live sockets, channel."""
@@ -178,6 +185,10 @@ class ClusterKeyNames(KeyNames):
 
     def _of_user(self, user: str) -> str:
         return "{" + user_tag(user) + "}" + user
+
+    def fence(self, key: str) -> str:
+        start = key.index("{")
+        return self._heads["fence"] + ":" + key[start : key.index("}", start) + 1]
 
     def physical(self, channel: str) -> str:
         session = self._plain.session_channel("")

@@ -1,0 +1,139 @@
+"""Durable ends: a write that ends access is acknowledged only once a replica has it.
+
+Redis replicates asynchronously: a primary that dies right after answering loses the
+writes its replicas had not received yet, and Sentinel (or the Cluster) promotes a
+replica without them. For most writes that costs a retry; for a logout, a revocation or
+an eviction it brings an ended session back to life. So the scripts that end sessions
+(``end.lua``, ``end_user.lua``, ``login.lua`` when it evicts) are followed by
+``WAIT replicas timeout`` **on the connection that ran them** (``WAIT`` counts the
+replication offset of its own client's last write), never on the pipelined connection
+of :mod:`.multiplex`, which ``WAIT`` would block for every other caller. Fewer
+acknowledgements than asked for raise :class:`~..core.exceptions.EndNotDurable` (a 503):
+the end took effect on the primary and its event was published, but the caller is not
+told it is safe. Writes that grant access (login, claim) stay asynchronous: losing one
+costs a sign-in or a claim again, never access.
+
+How many replicas (setting ``durable_ends``): a number, ``0`` (off), or ``"auto"``: one
+while the primary reports a connected replica (``INFO replication``, read again every
+``RECHECK_EVERY`` seconds and after any failure), none otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Literal
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from ..core.exceptions import EndNotDurable
+
+__all__ = ["RECHECK_EVERY", "DurableEnds", "end_and_wait"]
+
+RECHECK_EVERY: Final = 5.0  # seconds between two looks at the primary's replicas (auto)
+
+
+class DurableEnds:
+    """How many replicas an end waits for, and the check of what ``WAIT`` answered.
+
+    Args:
+        replicas: the ``durable_ends`` setting: a count, ``0`` (off) or ``"auto"``.
+        timeout: seconds ``WAIT`` may block.
+        connected_replicas: reads how many replicas the primary has connected (auto).
+        clock: a monotonic clock in seconds.
+    """
+
+    def __init__(
+        self,
+        replicas: int | Literal["auto"],
+        timeout: float,
+        connected_replicas: Callable[[], Awaitable[int]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.replicas = replicas
+        self.timeout_ms = max(1, int(timeout * 1000))  # WAIT 0 would block for ever
+        self._connected_replicas = connected_replicas
+        self._clock = clock
+        self._seen: int | None = None
+        self._seen_at = 0.0
+
+    def forget(self) -> None:
+        """Look at the primary's replicas again before the next end (a failover may
+        have brought another primary)."""
+        self._seen = None
+
+    async def required(self) -> int:
+        """The replicas the next end must reach (0: answer without waiting)."""
+        if self.replicas != "auto":
+            return self.replicas
+        now = self._clock()
+        if self._seen is None or now - self._seen_at > RECHECK_EVERY:
+            self._seen = min(1, await self._connected_replicas())
+            self._seen_at = now
+        return self._seen
+
+    def check(self, acknowledged: int | None, required: int) -> None:
+        """Raise :class:`EndNotDurable` when fewer than ``required`` replicas
+        acknowledged the end (``None``: nothing to acknowledge)."""
+        if acknowledged is not None and acknowledged < required:
+            self.forget()
+            raise EndNotDurable(
+                f"the end ran on the Redis primary but {acknowledged} of {required} "
+                f"replica(s) confirmed it within {self.timeout_ms} ms; repeat it"
+            )
+
+
+FENCE_TTL_MS: Final = 60_000
+
+
+async def end_and_wait(
+    connection: Any,
+    script: tuple[str, str],
+    keys: list[str],
+    argv: list[Any],
+    *,
+    fence: str,
+    replicas: int,
+    timeout_ms: int,
+    ended: Callable[[Any], bool] = lambda reply: True,
+) -> tuple[Any, int | None]:
+    """Run ``script`` (its source and SHA) on ``connection`` (a redis-py connection of
+    the primary that owns ``keys``), then on the same connection write ``fence`` and
+    ``WAIT``: the reply and how many replicas acknowledged (``None``: not asked,
+    because ``ended(reply)`` says the script ended nothing that needs it).
+
+    The fence makes ``WAIT`` count an end that found nothing left to end (a repeated
+    revocation whose first run was not confirmed): its own write comes after everything
+    the script saw. Any failure other than a Redis error reply disconnects the
+    connection (a reply may still be on its way), so it is never reused mid-stream.
+    """
+    source, sha = script
+    try:
+        await connection.send_packed_command(
+            connection.pack_command("EVALSHA", sha, len(keys), *keys, *argv)
+        )
+        try:
+            reply = await connection.read_response()
+        except NoScriptError:  # a flushed cache or a new primary: the script did not run
+            await connection.send_packed_command(
+                connection.pack_command("EVAL", source, len(keys), *keys, *argv)
+            )
+            reply = await connection.read_response()
+        if not ended(reply):
+            return reply, None
+        await connection.send_packed_command(
+            connection.pack_commands(
+                [("SET", fence, "1", "PX", FENCE_TTL_MS), ("WAIT", replicas, timeout_ms)]
+            )
+        )
+        try:
+            await connection.read_response()
+        finally:  # read WAIT's reply too, even after an error, to stay in step
+            acknowledged = await connection.read_response()
+    except ResponseError:
+        raise  # a whole error reply was read: the connection is in step
+    except BaseException:
+        await connection.disconnect()
+        raise
+    return reply, int(acknowledged)
