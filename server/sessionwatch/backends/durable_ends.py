@@ -96,44 +96,50 @@ async def end_and_wait(
     fence: str,
     replicas: int,
     timeout_ms: int,
-    ended: Callable[[Any], bool] = lambda reply: True,
+    ended: Callable[[Any], bool] | None = None,
 ) -> tuple[Any, int | None]:
     """Run ``script`` (its source and SHA) on ``connection`` (a redis-py connection of
     the primary that owns ``keys``), then on the same connection write ``fence`` and
-    ``WAIT``: the reply and how many replicas acknowledged (``None``: not asked,
-    because ``ended(reply)`` says the script ended nothing that needs it).
+    ``WAIT``: the reply and how many replicas acknowledged. With ``ended``, the wait
+    follows only when ``ended(reply)`` (else ``None`` acknowledged: nothing to wait
+    for); without, the three commands go out in one write.
 
     The fence makes ``WAIT`` count an end that found nothing left to end (a repeated
     revocation whose first run was not confirmed): its own write comes after everything
-    the script saw. Any failure other than a Redis error reply disconnects the
-    connection (a reply may still be on its way), so it is never reused mid-stream.
+    the script saw. Redis error replies are raised after every reply was read.
     """
     source, sha = script
-    try:
-        await connection.send_packed_command(
-            connection.pack_command("EVALSHA", sha, len(keys), *keys, *argv)
-        )
-        try:
-            reply = await connection.read_response()
-        except NoScriptError:  # a flushed cache or a new primary: the script did not run
-            await connection.send_packed_command(
-                connection.pack_command("EVAL", source, len(keys), *keys, *argv)
-            )
-            reply = await connection.read_response()
+    waiting = [("SET", fence, "1", "PX", FENCE_TTL_MS), ("WAIT", replicas, timeout_ms)]
+    tail = waiting if ended is None else []
+    replies = await _exchange(connection, [("EVALSHA", sha, len(keys), *keys, *argv), *tail])
+    if isinstance(replies[0], NoScriptError):  # a flushed cache or a new primary: not run
+        replies = await _exchange(connection, [("EVAL", source, len(keys), *keys, *argv), *tail])
+    reply = replies[0]
+    if isinstance(reply, ResponseError):
+        raise reply
+    if ended is not None:
         if not ended(reply):
             return reply, None
-        await connection.send_packed_command(
-            connection.pack_commands(
-                [("SET", fence, "1", "PX", FENCE_TTL_MS), ("WAIT", replicas, timeout_ms)]
-            )
-        )
-        try:
-            await connection.read_response()
-        finally:  # read WAIT's reply too, even after an error, to stay in step
-            acknowledged = await connection.read_response()
-    except ResponseError:
-        raise  # a whole error reply was read: the connection is in step
+        replies = [reply, *await _exchange(connection, waiting)]
+    for answer in replies[1:]:
+        if isinstance(answer, ResponseError):
+            raise answer
+    return reply, int(replies[-1])
+
+
+async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one write and read every reply (an error reply as its
+    exception). Any other failure disconnects the connection: a reply may still be on
+    its way, and the next user of the connection must not read it."""
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+        return replies
     except BaseException:
         await connection.disconnect()
         raise
-    return reply, int(acknowledged)

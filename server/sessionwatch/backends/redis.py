@@ -304,10 +304,10 @@ class RedisBackend:
         timeouts: Timeouts,
         now: int,
         *args: Any,
-        ended: Callable[[Any], bool] = lambda reply: True,
+        ended: Callable[[Any], bool] | None = None,
     ) -> Any:
-        """:meth:`_run` for a script that ends sessions (when ``ended(reply)``):
-        answered once the replicas ``durable_ends`` asks for have it, else
+        """:meth:`_run` for a script that ends sessions (with ``ended``: when
+        ``ended(reply)``): answered once the replicas ``durable_ends`` asks for have it, else
         :class:`EndNotDurable` (a 503)."""
         replicas = await self.call(self.durable_ends.required)
         if not replicas:
@@ -323,7 +323,7 @@ class RedisBackend:
         keys: list[str],
         argv: list[Any],
         replicas: int,
-        ended: Callable[[Any], bool],
+        ended: Callable[[Any], bool] | None,
     ) -> tuple[Any, int | None]:
         """Script ``name`` then ``WAIT``, on one pooled connection of the primary."""
         pool = self._redis.connection_pool
@@ -340,7 +340,7 @@ class RedisBackend:
         keys: list[str],
         argv: list[Any],
         replicas: int,
-        ended: Callable[[Any], bool],
+        ended: Callable[[Any], bool] | None,
     ) -> tuple[Any, int | None]:
         return await end_and_wait(
             connection,

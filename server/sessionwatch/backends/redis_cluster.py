@@ -135,7 +135,7 @@ class RedisClusterBackend(RedisBackend):
         keys: list[str],
         argv: list[Any],
         replicas: int,
-        ended: Callable[[Any], bool],
+        ended: Callable[[Any], bool] | None,
     ) -> tuple[Any, int | None]:
         """Script ``name`` then ``WAIT``, on one connection of the primary owning the
         slot of ``keys`` (the cluster client would not keep the two together)."""
