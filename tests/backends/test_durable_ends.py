@@ -19,11 +19,13 @@ import redis.asyncio as aioredis
 
 from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import SessionRecord, Timeouts
-from sessionwatch.backends.durable_ends import RECHECK_EVERY, DurableEnds
+from sessionwatch.backends.durable_ends import RECHECK_EVERY, DurableEnds, online_replicas
 from sessionwatch.backends.redis import RedisBackend
+from sessionwatch.backends.redis_cluster import RedisClusterBackend
 from sessionwatch.core.config import Settings, settings_from_env
 from sessionwatch.core.exceptions import BackendUnavailable, ConfigurationError, EndNotDurable
 from sessionwatch.core.tokens import new_session_id, public_id, user_tag
+from support.redis_cluster import ClusterNode, RedisCluster
 from support.redis_server import RedisServer, required
 
 NOW = 1_800_000_000_000
@@ -111,6 +113,17 @@ async def test_a_count_is_used_as_given_and_a_shortfall_is_a_503() -> None:
     assert refused.value.code == "backend_unavailable"
 
 
+def test_auto_counts_only_replicas_past_their_first_sync() -> None:
+    info = {
+        "role": "master",
+        "connected_slaves": 2,
+        "slave0": {"ip": "127.0.0.1", "port": 1, "state": "wait_bgsave", "offset": 0},
+        "slave1": {"ip": "127.0.0.1", "port": 2, "state": "online", "offset": 9},
+    }
+    assert online_replicas(info) == 1
+    assert online_replicas({"role": "master", "connected_slaves": 0}) == 0
+
+
 # -- on a real primary and replica ---------------------------------------------------
 
 
@@ -149,7 +162,7 @@ async def in_sync(primary: RedisServer) -> None:
         await client.aclose()
 
 
-async def waits(primary: RedisServer) -> int:
+async def waits(primary: RedisServer | ClusterNode) -> int:
     client = aioredis.Redis(port=primary.port, decode_responses=True)
     try:
         stats = await client.info("commandstats")
@@ -190,7 +203,9 @@ def record_of(user: str) -> SessionRecord:
     )
 
 
-async def signed_in(backend: RedisBackend, user: str, limit: int | None = None) -> SessionRecord:
+async def signed_in(
+    backend: RedisBackend | RedisClusterBackend, user: str, limit: int | None = None
+) -> SessionRecord:
     record = record_of(user)
     await asyncio.wait_for(
         backend.login(None, record, limit=limit, deny=False, timeouts=TIMEOUTS, now=NOW), BOUND
@@ -198,7 +213,7 @@ async def signed_in(backend: RedisBackend, user: str, limit: int | None = None) 
     return record
 
 
-async def is_live(backend: RedisBackend, record: SessionRecord) -> bool:
+async def is_live(backend: RedisBackend | RedisClusterBackend, record: SessionRecord) -> bool:
     found = await backend.load(record.id, timeouts=TIMEOUTS, now=NOW + 1, touch=False)
     return found.record is not None
 
@@ -285,5 +300,34 @@ async def test_a_count_without_replicas_refuses_ends(redis_url: str) -> None:
             await asyncio.wait_for(
                 backend.end(record.id, "revoked", timeouts=TIMEOUTS, now=NOW + 1), BOUND
             )
+    finally:
+        await backend.disconnect()
+
+
+async def test_on_a_cluster_an_end_waits_on_the_primary_of_its_slot(
+    redis_cluster: RedisCluster,
+) -> None:
+    # Two replicas asked for, one per primary in the test cluster: the shortfall shows
+    # that WAIT ran where the end did, and nothing of the shared cluster is disturbed.
+    backend = RedisClusterBackend(
+        redis_cluster.url,
+        key_prefix=f"durable{uuid.uuid4().hex[:8]}:",
+        durable_ends=2,
+        durable_ends_timeout=0.1,
+    )
+    await backend.connect()
+    try:
+        record = await signed_in(backend, "fay")
+        primary = redis_cluster.node_for_key(backend.names.session(record.id))
+        for node in redis_cluster.primaries():  # past the first sync: they acknowledge
+            redis_cluster.wait_replicated(node)
+        assert await backend._connected_replicas() == 1  # what auto reads: each has one
+        before = await waits(primary)
+        with pytest.raises(EndNotDurable, match="1 of 2 replica"):
+            await asyncio.wait_for(
+                backend.end(record.id, "revoked", timeouts=TIMEOUTS, now=NOW + 1), BOUND
+            )
+        assert await waits(primary) == before + 1
+        assert not await is_live(backend, record)
     finally:
         await backend.disconnect()

@@ -49,18 +49,23 @@ class ReplicatedRedis:
         return int(address[1])
 
     def caught_up(self) -> bool:
-        """Whether the replica has acknowledged everything the primary wrote."""
+        """Whether the replica is past its first sync and has acknowledged everything
+        the primary wrote."""
         with self.client(self.primary) as primary:
             info = primary.info("replication")
         replica = info.get("slave0")
-        return bool(replica) and int(replica["offset"]) >= int(info["master_repl_offset"])
+        return (
+            bool(replica)
+            and replica["state"] == "online"
+            and int(replica["offset"]) >= int(info["master_repl_offset"])
+        )
 
 
 @contextlib.contextmanager
 def replicated_redis() -> Iterator[ReplicatedRedis]:
     """A primary, a replica (``DEBUG`` enabled, to stall it) and a Sentinel that fails
     over half a second after the primary stops answering; all stopped on exit."""
-    with RedisServer() as primary:
+    with RedisServer(args=("--repl-diskless-sync-delay", "0")) as primary:
         replica = RedisServer(
             args=("--replicaof", "127.0.0.1", str(primary.port), "--enable-debug-command", "yes")
         )

@@ -14,12 +14,15 @@ told it is safe. Writes that grant access (login, claim) stay asynchronous: losi
 costs a sign-in or a claim again, never access.
 
 How many replicas (setting ``durable_ends``): a number, ``0`` (off), or ``"auto"``: one
-while the primary reports a connected replica (``INFO replication``, read again every
-``RECHECK_EVERY`` seconds and after any failure), none otherwise.
+while the primary reports a replica online (``INFO replication``: connected and past
+its first full sync; on a Cluster, every primary), read again every ``RECHECK_EVERY``
+seconds and after any failure; none otherwise, with a warning in the log when that
+starts.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
@@ -28,7 +31,9 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..core.exceptions import EndNotDurable
 
-__all__ = ["RECHECK_EVERY", "DurableEnds", "end_and_wait"]
+__all__ = ["RECHECK_EVERY", "DurableEnds", "end_and_wait", "online_replicas"]
+
+logger = logging.getLogger(__name__)
 
 RECHECK_EVERY: Final = 5.0  # seconds between two looks at the primary's replicas (auto)
 
@@ -57,6 +62,7 @@ class DurableEnds:
         self._clock = clock
         self._seen: int | None = None
         self._seen_at = 0.0
+        self._waited = 0  # the last count seen (forget() keeps it: for the warning)
 
     def forget(self) -> None:
         """Look at the primary's replicas again before the next end (a failover may
@@ -69,7 +75,13 @@ class DurableEnds:
             return self.replicas
         now = self._clock()
         if self._seen is None or now - self._seen_at > RECHECK_EVERY:
-            self._seen = min(1, await self._connected_replicas())
+            seen = min(1, await self._connected_replicas())
+            if seen < self._waited:
+                logger.warning(
+                    "durable ends paused: the Redis primary has no replica online; "
+                    "logouts and revocations are acknowledged unreplicated until one is"
+                )
+            self._seen = self._waited = seen
             self._seen_at = now
         return self._seen
 
@@ -82,6 +94,16 @@ class DurableEnds:
                 f"the end ran on the Redis primary but {acknowledged} of {required} "
                 f"replica(s) confirmed it within {self.timeout_ms} ms; repeat it"
             )
+
+
+def online_replicas(info: dict[str, Any]) -> int:
+    """Replicas in an ``INFO replication`` reply that are online (past the first sync:
+    one still loading the primary's snapshot acknowledges nothing yet)."""
+    return sum(
+        1
+        for key, value in info.items()
+        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
 
 
 FENCE_TTL_MS: Final = 60_000

@@ -39,7 +39,7 @@ from .base import (
     Timeouts,
 )
 from .deadline import ScriptDeadline
-from .durable_ends import DurableEnds, end_and_wait
+from .durable_ends import DurableEnds, end_and_wait, online_replicas
 from .keys import KeyNames, Topology, key_names
 from .multiplex import Multiplexer, NotSent
 from .subscription import RedisSubscription
@@ -354,8 +354,7 @@ class RedisBackend:
         )
 
     async def _connected_replicas(self) -> int:
-        info = await self._redis.info("replication")
-        return int(info.get("connected_slaves", 0))
+        return online_replicas(await self._redis.info("replication"))
 
     async def _arguments(
         self, keys: list[str], timeouts: Timeouts | None, now: int, args: Sequence[Any]

@@ -34,6 +34,7 @@ from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
+from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, _UNREACHABLE, RedisBackend
 
@@ -155,7 +156,13 @@ class RedisClusterBackend(RedisBackend):
             node.release(connection)
 
     async def _connected_replicas(self) -> int:
-        return len(self._cluster.get_replicas())
+        """The fewest online replicas of any primary (auto waits only when every slot's
+        primary has one: an end must not fail for want of a replica it never had)."""
+        replies = await self._cluster.info("replication", target_nodes=RedisCluster.PRIMARIES)
+        per_node = (
+            replies.values() if isinstance(replies, dict) and "role" not in replies else [replies]
+        )
+        return min((online_replicas(info) for info in per_node), default=0)
 
     def epoch_keys(self) -> list[str]:
         """One epoch key per primary, each in a slot that primary serves: a primary
