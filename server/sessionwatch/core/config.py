@@ -88,7 +88,7 @@ class Settings:
     api_address: str = ""
     # Durable ends (docs/reliability.md): a write that ends access (logout, revocation,
     # eviction) is answered only once this many Redis replicas have it (WAIT), else 503.
-    # "auto": one while the primary has a replica connected; 0: off (asynchronous).
+    # "auto": one while the primary has a replica online; 0: off (asynchronous).
     durable_ends: int | Literal["auto"] = "auto"
     # Seconds an end waits for its replicas (at most 4: the Redis reply timeout is 5).
     durable_ends_timeout: float = 1.0
