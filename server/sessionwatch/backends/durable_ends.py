@@ -44,7 +44,7 @@ class DurableEnds:
     Args:
         replicas: the ``durable_ends`` setting: a count, ``0`` (off) or ``"auto"``.
         timeout: seconds ``WAIT`` may block.
-        connected_replicas: reads how many replicas the primary has connected (auto).
+        connected_replicas: reads how many replicas the primary has online (auto).
         clock: a monotonic clock in seconds.
     """
 
