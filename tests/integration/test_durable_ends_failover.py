@@ -55,6 +55,7 @@ def test_a_revocation_is_never_acknowledged_and_then_undone_by_a_failover() -> N
                 stdout=subprocess.DEVNULL,
             )
             try:
+                wait_until(redis_pair.replica_stalled, 5, "the replica to stall")
                 with redis_pair.client(redis_pair.primary) as primary:
                     primary.set("ballast", "x" * BIG_WRITE)
                 started = time.monotonic()

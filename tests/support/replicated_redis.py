@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -47,6 +48,16 @@ class ReplicatedRedis:
         with sentinel:
             address = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
         return int(address[1])
+
+    def replica_stalled(self) -> bool:
+        """Whether the replica fails to answer a PING within 0.2 s (``DEBUG SLEEP``)."""
+        with socket.create_connection(("127.0.0.1", self.replica.port), timeout=0.2) as probe:
+            probe.sendall(b"PING\r\n")
+            try:
+                probe.recv(16)
+            except TimeoutError:
+                return True
+        return False
 
     def caught_up(self) -> bool:
         """Whether the replica is past its first sync and has acknowledged everything
