@@ -192,6 +192,13 @@ async def test_every_script_call_declares_keys_of_one_slot(
         return await run_script(name, keys, argv)
 
     monkeypatch.setattr(backend, "_eval", recording)
+    end_and_wait = backend._end_and_wait  # the ends, when they wait for a replica
+
+    async def recording_end(name: str, keys: list[str], *rest: Any) -> Any:
+        calls.append((name, list(keys)))
+        return await end_and_wait(name, keys, *rest)
+
+    monkeypatch.setattr(backend, "_end_and_wait", recording_end)
     anonymous = await stored(backend, make_record(), timeouts)
     await backend.load(anonymous.id, timeouts=timeouts, now=NOW)
     await backend.extend(anonymous.id, timeouts=timeouts, now=NOW)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from ..core.exceptions import ConfigurationError
@@ -91,10 +92,17 @@ def _check_redis_url(url: str) -> None:
 
 
 def backend_from_url(
-    url: str, *, key_prefix: str = "sw:", clock: Callable[[], float] = time.time
+    url: str,
+    *,
+    key_prefix: str = "sw:",
+    clock: Callable[[], float] = time.time,
+    durable_ends: int | Literal["auto"] = "auto",
+    durable_ends_timeout: float = 1.0,
 ) -> Backend:
     """The backend a URL names. Raises :class:`ConfigurationError` for an unknown scheme
-    or a malformed URL (the message never shows the URL's password)."""
+    or a malformed URL (the message never shows the URL's password). ``durable_ends``
+    and ``durable_ends_timeout`` apply to the Redis backends (:mod:`.durable_ends`); the
+    memory backend has no replicas."""
     if not isinstance(url, str) or "://" not in url:
         shown = redact_url(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
@@ -112,14 +120,24 @@ def backend_from_url(
         except ImportError as error:
             raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
 
-        return RedisBackend(url, key_prefix=key_prefix)
+        return RedisBackend(
+            url,
+            key_prefix=key_prefix,
+            durable_ends=durable_ends,
+            durable_ends_timeout=durable_ends_timeout,
+        )
     if scheme in _CLUSTER_SCHEMES:
         try:
             from .redis_cluster import RedisClusterBackend
         except ImportError as error:
             raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
 
-        return RedisClusterBackend(url, key_prefix=key_prefix)
+        return RedisClusterBackend(
+            url,
+            key_prefix=key_prefix,
+            durable_ends=durable_ends,
+            durable_ends_timeout=durable_ends_timeout,
+        )
     raise ConfigurationError(
         f"unknown backend scheme {scheme!r} in {redact_url(url)!r}; use memory://, "
         "redis://, rediss://, redis+sentinel:// or redis+cluster://"

@@ -18,6 +18,7 @@ user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
+durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the key it fences
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
@@ -56,6 +57,7 @@ _HEADS: Final = {
     "cs": "c:s:",  # channel of one session's tabs
     "cu": "c:u:",  # channel of all of one user's sessions
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
+    "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
 }
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
@@ -112,6 +114,11 @@ class KeyNames:
         on a cluster one per primary, ``tag`` choosing a slot that primary serves."""
         head = self._heads["epoch"]
         return head if tag is None else head + ":{" + tag + "}"
+
+    def fence(self, key: str) -> str:
+        """The key written before ``WAIT`` after an end on ``key`` (durable_ends.py): on
+        the node that owns ``key``."""
+        return self._heads["fence"]
 
     def session_keys(self, public_id: str) -> list[str]:
         """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads
@@ -170,6 +177,10 @@ class ClusterKeyNames(KeyNames):
 
     def _of_user(self, user: str) -> str:
         return "{" + user_tag(user) + "}" + user
+
+    def fence(self, key: str) -> str:
+        start = key.index("{")
+        return self._heads["fence"] + ":" + key[start : key.index("}", start) + 1]
 
     def physical(self, channel: str) -> str:
         session = self._plain.session_channel("")

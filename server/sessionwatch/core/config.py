@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .exceptions import ConfigurationError
 from .policy import POLICY_KEYS
@@ -110,6 +110,12 @@ class Settings:
     # __Host- name, as browser requests over HTTPS get it) or "http". Empty: https when
     # the service believes a proxy's X-Forwarded-Proto (--forwarded-allow-ips), else http.
     public_scheme: str = ""
+    # Durable ends (docs/reliability.md): a write that ends access (logout, revocation,
+    # eviction) is answered only once this many Redis replicas have it (WAIT), else 503.
+    # "auto": one while the primary has a replica online; 0: off (asynchronous).
+    durable_ends: int | Literal["auto"] = "auto"
+    # Seconds an end waits for its replicas (at most 4: the Redis reply timeout is 5).
+    durable_ends_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -153,6 +159,7 @@ _DURATIONS: Final = {
     "max_hellos_per_second",
     "max_logins_per_user_per_second",
     "max_logins_per_address_per_second",
+    "durable_ends_timeout",
 }
 _COUNTS: Final = {
     "max_cookie_length",
@@ -168,6 +175,7 @@ _COUNTS: Final = {
 _FLAGS: Final = {"cookie_secure", "allow_missing_origin", "trust_forwarded_for"}
 _LISTS: Final = {"secret_keys", "allowed_origins", "api_keys"}
 _TRUE: Final = {"1", "true", "yes", "on"}
+MAX_DURABLE_ENDS_TIMEOUT: Final = 4.0
 _FALSE: Final = {"0", "false", "no", "off"}
 
 
@@ -200,6 +208,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
             if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
                 return value.strip().lower() in _TRUE
             raise TypeError(f"expected true or false, got {value!r}")
+        if name == "durable_ends":
+            return _replica_count(value)
         if name in _LISTS:
             if isinstance(value, str):
                 return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -218,6 +228,15 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(f"{source}: must be a positive number of seconds, got {value}")
     if name in _COUNTS and value < 1:
         raise ConfigurationError(f"{source}: must be at least 1, got {value}")
+    if name == "durable_ends" and value != "auto" and (isinstance(value, bool) or value < 0):
+        raise ConfigurationError(
+            f"{source}: must be auto, off or a number of replicas, got {value!r}"
+        )
+    if name == "durable_ends_timeout" and value > MAX_DURABLE_ENDS_TIMEOUT:
+        raise ConfigurationError(
+            f"{source}: must be at most {MAX_DURABLE_ENDS_TIMEOUT} seconds (the Redis reply "
+            f"timeout is 5), got {value}"
+        )
     if name == "cookie_samesite" and value not in ("Strict", "Lax", "None"):
         raise ConfigurationError(f"{source}: must be Strict, Lax or None, got {value!r}")
     if name == "public_scheme" and value not in ("", "http", "https"):
@@ -247,6 +266,22 @@ def _check(name: str, value: Any, source: str) -> None:
                 raise ConfigurationError(
                     f"{source}: origins look like https://app.example.com, got {origin!r}"
                 )
+
+
+def _replica_count(value: Any) -> int | str:
+    """``durable_ends``: ``"auto"``, a count of replicas, or off (``0``, ``off``, ``false``)."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == "auto":
+            return "auto"
+        if word in _FALSE:
+            return 0
+        if word.isdigit() and word.isascii():
+            return int(word)
+        raise ValueError(f"expected auto, off or a number of replicas, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected auto, off or a number of replicas, got {value!r}")
 
 
 def parse_address(value: str) -> tuple[str, int] | None:

@@ -6,6 +6,7 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     SessionWatchError
     ├── ConfigurationError (ValueError)        bad option, URL or environment value
     ├── BackendUnavailable (ConnectionError)   the backend cannot be reached
+    │   └── EndNotDurable                      an end no replica confirmed in time
     ├── SessionLimitReached                    login denied by ``on_limit="deny"``
     ├── ProtocolError (ValueError)             a malformed frame or event payload
     ├── InvalidUserId (ValueError)             a user id that could forge log lines
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigurationError",
     "CookieConflict",
     "InvalidPage",
+    "EndNotDurable",
     "InvalidUserId",
     "OriginForbidden",
     "ProtocolError",
@@ -49,6 +51,12 @@ class BackendUnavailable(SessionWatchError, ConnectionError):
     """The session backend could not be reached; callers must fail closed."""
 
     code = "backend_unavailable"
+
+
+class EndNotDurable(BackendUnavailable):
+    """A logout, revocation or eviction ran on the Redis primary, but fewer replicas
+    than ``durable_ends`` confirmed it in time: a failover could undo it. Answered like
+    :class:`BackendUnavailable` (503 ``backend_unavailable``); repeating it is safe."""
 
 
 class SessionLimitReached(SessionWatchError):

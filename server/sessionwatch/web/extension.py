@@ -177,7 +177,11 @@ class SessionWatch:
         self.settings = Settings.resolve(self._options, app.config)
         if self._backend_object is None:
             self._backend = backend_from_url(
-                self.settings.backend, key_prefix=self.settings.key_prefix, clock=self.clock
+                self.settings.backend,
+                key_prefix=self.settings.key_prefix,
+                clock=self.clock,
+                durable_ends=self.settings.durable_ends,
+                durable_ends_timeout=self.settings.durable_ends_timeout,
             )
         keys: list[str | bytes] = []
         keys.extend(self.settings.secret_keys)
