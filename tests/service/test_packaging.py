@@ -5,7 +5,7 @@ both npm tarballs; no test/bench/dev extras in the metadata (they are dependency
 readmes that need no relative link (PyPI and npm show them without the repository);
 ``npm pack`` makes exactly the packages the docs name.
 
-Offline and quick: built without isolation (hatchling comes with the test extra), and
+Offline and quick: built without isolation (hatchling comes with the test dependency group), and
 the fresh venv borrows this environment's dependencies (``--no-deps`` plus a path entry)
 instead of downloading them.
 """
