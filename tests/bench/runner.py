@@ -499,7 +499,7 @@ def write_charts(results: dict[str, Any], out: Path, prefix: str) -> list[Path]:
 
         return draw_charts(results, out, prefix)
     except ImportError as exc:
-        print(f"no charts: {exc} (pip install -e '.[bench]' installs matplotlib)", file=sys.stderr)
+        print(f"no charts: {exc} (pip install --group bench installs matplotlib)", file=sys.stderr)
         return []
 
 

@@ -3,6 +3,7 @@ code but its login/logout calls, and still gets the banner and 409 for stale tab
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,17 @@ from sessionwatch.demo.proxy import ProxyDemo
 from support.proxy import require_nginx
 
 pytestmark = pytest.mark.e2e
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "any-stack.md"
+
+
+def documented_console_check() -> str:
+    """The expression docs/any-stack.md gives for seeing nginx's 409 from the older tab
+    (its Transfer button is disabled there)."""
+    (block,) = re.findall(
+        r"```js\n(\(await fetch\(\"/api/transfer\".*?)```", GUIDE.read_text(), re.S
+    )
+    return re.sub(r"//[^\n]*", "", block).strip()
 
 
 @pytest.fixture(scope="module", name="site")
@@ -60,6 +72,9 @@ async def test_flask_behind_nginx_gets_the_banner_409_and_evictions(
     await wait_state(newer, "active")
     await older.locator(BANNER.format("superseded")).wait_for(timeout=5000)
     await wait_state(older, "superseded")
+    # the guide's walk-through: the button is disabled there; its console check shows 409
+    assert await older.locator("#transfer").is_disabled()
+    assert await older.evaluate(f"async () => {documented_console_check()}") == 409
     assert await transfer_status(older) == 409
     assert await transfer_status(newer) == 200
     answer = await older.evaluate(

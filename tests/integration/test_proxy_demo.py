@@ -291,6 +291,7 @@ def test_redis_down_is_503_through_nginx(tmp_path: Path) -> None:
             assert status == 503 and body["error"] == "backend_unavailable"
             status, _, _ = browser.request("GET", "/")  # pages fail closed too
             assert status == 503
+        assert not demo.directory.exists()  # its config and logs go with it
     finally:
         redis.stop()
 
@@ -313,6 +314,7 @@ def test_one_command_starts_the_demo() -> None:
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    directory: Path | None = None
     try:
         assert process.stdout is not None
         lines = []
@@ -321,6 +323,9 @@ def test_one_command_starts_the_demo() -> None:
             if "Ctrl-C" in lines[-1] or process.poll() is not None:
                 break
         assert any(f"127.0.0.1:{port}" in line for line in lines), lines
+        (shown,) = [line for line in lines if "nginx config and logs: " in line]
+        directory = Path(shown.split("nginx config and logs: ")[1].strip())
+        assert (directory / "nginx.conf").is_file()
         assert Browser(f"http://127.0.0.1:{port}").request("GET", "/login")[0] == 200
         if express_ready():
             assert Browser(f"http://127.0.0.1:{express_port}").request("GET", "/login")[0] == 200
@@ -329,6 +334,8 @@ def test_one_command_starts_the_demo() -> None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
             assert process.wait(timeout=30) == 0
+            # a clean stop leaves no temp folder behind (issue 24: they piled up in /tmp)
+            assert directory is None or not directory.exists(), sorted(directory.iterdir())
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)

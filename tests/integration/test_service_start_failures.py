@@ -58,13 +58,29 @@ def _serve(
         return None, output
 
 
-def test_a_port_in_use_with_the_redis_backend_exits_with_the_reason(redis_url: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "workers", "hint"),
+    [
+        (("sessionwatch", "serve"), "1", "--port (or PORT)"),
+        (("sessionwatch", "serve"), "2", "--port (or PORT)"),
+        (("sessionwatch", "demo"), "1", "--port"),
+    ],
+)
+def test_a_port_in_use_is_one_line_naming_the_port_flag(
+    redis_url: str, command: tuple[str, ...], workers: str, hint: str
+) -> None:
+    """Issue 24: uvicorn's own "[Errno 98] ... address already in use" (exit 3, after the
+    workers started) named no way out; the check before any worker names the flag."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        code, output = _serve(taken.getsockname()[1], redis_url)
-    assert code == 3, output  # hung in the shutdown before (and ignored SIGTERM)
-    assert "address already in use" in output
+        port = taken.getsockname()[1]
+        code, output = _serve(port, redis_url, command=(*command, "--workers", workers))
+    assert code == 2, output
+    assert output.strip().splitlines() == [
+        f"sessionwatch: configuration error: 127.0.0.1:{port} is already in use by another "
+        f"program: choose another port with {hint}"
+    ], output
 
 
 def test_a_closed_redis_port_is_one_line_not_a_traceback() -> None:

@@ -62,12 +62,15 @@ def _refuse_to_run(real_serve):  # type: ignore[no-untyped-def]
         def started(*args, **kw):  # type: ignore[no-untyped-def]
             raise _Started(kwargs)
 
-        original = uvicorn.run, hypercorn_server.run_hypercorn
+        # No server starts, so the port need not be free (this machine may run a demo
+        # on 8000); tests/integration/test_service_start_failures.py tests the check.
+        original = uvicorn.run, hypercorn_server.run_hypercorn, cli.check_address_free
         uvicorn.run, hypercorn_server.run_hypercorn = started, started
+        cli.check_address_free = lambda *args, **kw: None
         try:
             return real_serve(**kwargs)
         finally:
-            uvicorn.run, hypercorn_server.run_hypercorn = original
+            uvicorn.run, hypercorn_server.run_hypercorn, cli.check_address_free = original
 
     return serve
 
@@ -374,3 +377,31 @@ async def test_the_service_app_serves_ops_and_counts_claims_but_signs_nobody_in(
         assert "sessionwatch_push_latency_seconds_bucket" in metrics
         login = await client.post("/login", form={"username": "ann", "password": "demo"})
         assert login.status_code == 404  # no demo sign-in
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+@pytest.mark.parametrize(
+    ("backend", "reason"),
+    [
+        ("rediss//:hunter2@host", "backend must be a URL"),
+        ("postgres://x", "unknown backend scheme 'postgres'"),
+    ],
+)
+def test_a_bad_backend_flag_is_named_as_typed(
+    capsys: pytest.CaptureFixture[str], command: str, backend: str, reason: str
+) -> None:
+    """Issue 24: ``--backend`` typed on the command line was reported as
+    ``SESSIONWATCH_BACKEND``, a variable the user never set."""
+    assert cli.main([command, "--backend", backend]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sessionwatch: configuration error: --backend: "), err
+    assert reason in err and "SESSIONWATCH_BACKEND" not in err and "hunter2" not in err
+
+
+def test_a_bad_backend_variable_is_named_as_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SESSIONWATCH_BACKEND", "postgres://x")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert cli.main(["serve"]) == 2
+    assert "configuration error: SESSIONWATCH_BACKEND: unknown" in capsys.readouterr().err

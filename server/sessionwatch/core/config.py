@@ -30,7 +30,7 @@ __all__ = [
 
 CONFIG_PREFIX: Final = "SESSIONWATCH_"
 FORWARD_AUTH_PROXIES: Final = ("nginx", "traefik", "caddy")
-# Read by the service (cli.py, service.py), not by the extension.
+# Read by the service (service/cli.py, service/app.py), not by the extension.
 SERVICE_KEYS: Final = frozenset(
     {
         "SESSIONWATCH_SERVICE_METRICS",

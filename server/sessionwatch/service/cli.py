@@ -42,6 +42,7 @@ from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.policy import policy_from_env
 from . import first_start
 from .granian_server import check_granian, granian_server, require_frame_bounding_proxy
+from .listen_check import check_address_free
 from .proxies import parse_proxies
 from .requirements import installed_version
 
@@ -241,6 +242,7 @@ def serve(
     frames_bounded_by_proxy: bool = False,
     factory: str = APP_FACTORY,
     label: str = "sessionwatch service",
+    choose_port_with: str = "--port (or PORT)",
 ) -> None:
     """Validate the configuration, prepare the environment the workers read, run
     ``factory`` (the production service unless the demo command says otherwise)."""
@@ -267,7 +269,14 @@ def serve(
     try:
         backend_from_url(settings.backend)  # parse only; workers connect
     except ConfigurationError as exc:
-        source = "SESSIONWATCH_BACKEND" if os.environ.get("SESSIONWATCH_BACKEND") else "REDIS_URL"
+        # Named as the user gave it: the flag (exported above for the workers), the
+        # variable, or REDIS_URL.
+        if backend:
+            source = "--backend"
+        elif os.environ.get("SESSIONWATCH_BACKEND"):
+            source = "SESSIONWATCH_BACKEND"
+        else:
+            source = "REDIS_URL"
         raise ConfigurationError(f"{source}: {exc}") from None
     if settings.backend.startswith("memory:") and workers > 1:
         raise ConfigurationError(
@@ -284,6 +293,9 @@ def serve(
             )
         check_granian()
         require_frame_bounding_proxy(frames_bounded_by_proxy)
+    check_address_free(host, port, choose_with=choose_port_with)
+    if api_address is not None:
+        check_address_free(*api_address, choose_with="--api-bind (or SESSIONWATCH_API_ADDRESS)")
     first_start.require_backend(settings.backend)  # workers never refuse (issue 23)
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
     if metrics_token is not None:
@@ -450,6 +462,7 @@ def demo(*, host: str, port: int, workers: int, backend: str, expose: bool) -> N
         metrics=False,
         factory=DEMO_FACTORY,
         label="sessionwatch demo (password 'demo' for any user name)",
+        choose_port_with="--port",
     )
 
 

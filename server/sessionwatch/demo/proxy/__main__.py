@@ -38,22 +38,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         demo.start()
-    except DemoError as error:
+    except DemoError as error:  # start() kept the logs the error names
         print(f"proxy demo: {error}", file=sys.stderr)
         return 1
+    failed = False
     try:
         for name, url in demo.urls.items():
             print(f"{name:8} {url}/  (sign in with any name, password demo)")
         print(f"sessionwatch {demo.sessionwatch_url}  nginx config and logs: {demo.directory}")
-        print("Ctrl-C stops everything.")
+        print("Ctrl-C stops everything (and removes that folder).")
         while all(process.poll() is None for _, process in demo.processes):
             time.sleep(0.5)
-        print("proxy demo: a process exited; see the logs above", file=sys.stderr)
+        failed = True
+        print(f"proxy demo: a process exited; its log is kept in {demo.directory}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        demo.stop()
+        demo.stop(keep_logs=failed)
 
 
 if __name__ == "__main__":

@@ -220,12 +220,13 @@ class ProxyDemo:
             for name in self.site_ports:
                 self._wait_ready("nginx", self.urls[name] + "/healthz")
         except BaseException:
-            self.stop()
+            self.stop(keep_logs=True)  # the error names a log in the directory
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop every process (its whole group), newest first; keep the logs."""
+    def stop(self, *, keep_logs: bool = False) -> None:
+        """Stop every process (its whole group), newest first; then remove the run's
+        directory (nginx's config, temp files and the logs) unless ``keep_logs``."""
         for _, process in reversed(self.processes):
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -238,6 +239,8 @@ class ProxyDemo:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
         self.processes.clear()
+        if not keep_logs:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> ProxyDemo:
         return self.start()
@@ -248,4 +251,4 @@ class ProxyDemo:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.stop(keep_logs=error is not None)

@@ -103,10 +103,27 @@
   // and on() hands a late listener the current state's events at once.
   var states = { active: "active", superseded: "superseded", evicted: "evicted", revoked: "revoked",
                  logged_out: "signed out", expired: "expired" };
+  // A session that ended (here or elsewhere) is no longer "Signed in as …": the header
+  // says so and offers the sign-in page instead of a sign-out that has nothing to end.
+  var ended = { evicted: "Signed out: another device took over.", revoked: "Signed out from another device.",
+                logged_out: "Signed out.", expired: "Signed out: the session expired." };
+  function showSignedOut(state) {
+    var account = $("account");
+    if (!account || !ended[state]) return;
+    var who = document.createElement("span");
+    who.className = "who";
+    who.textContent = ended[state];
+    var link = document.createElement("a");
+    link.href = "/login";
+    link.textContent = "Sign in";
+    link.style.color = "inherit"; // CSSOM, allowed by the demo's style-src 'self'
+    account.replaceChildren(who, link);
+  }
   function showState(state) {
     if (!states[state]) return;
     $("tab-state").textContent = states[state];
     $("tab-state").className = "pill " + (state === "active" ? "ok" : "bad");
+    showSignedOut(state);
   }
   var refreshes = [];
   ["claimed", "ready", "superseded", "evicted", "revoked", "logged_out", "expiring", "extended", "expired", "signed_in"]
