@@ -172,7 +172,7 @@ def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aio
     query = parse_qs(parts.query)
     db = int(query.get("db", ["0"])[0])
     password = unquote(parts.password) if parts.password else None
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # untyped in older redis-py
         hosts,
         sentinel_kwargs={"password": password} if password else None,
         ssl=parts.scheme.startswith("rediss"),
