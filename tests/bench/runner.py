@@ -45,6 +45,7 @@ from .servers import (
     PEERS,
     REPO,
     Server,
+    ensure_node_peer,
     peer_server,
     peer_versions,
     sessionwatch_server,
@@ -195,6 +196,8 @@ def run(
     peers: tuple[str, ...] = PEERS,
 ) -> dict[str, Any]:
     started = time.monotonic()
+    if "node" in peers:
+        ensure_node_peer()  # before _meta reads the Node packages' versions (a fresh clone)
     bench = Bench(preset, service_factory=service_factory, service_server=service_server)
     results: dict[str, Any] = {
         "meta": _meta(preset, bench, command),

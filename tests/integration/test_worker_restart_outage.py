@@ -104,7 +104,8 @@ def _until_each_worker(
 def test_a_worker_killed_during_a_redis_outage_serves_503_then_recovers(server: str) -> None:
     redis = required(RedisServer)
     redis.start()
-    service = ServiceProcess(redis.url, workers=2, args=["--server", server])
+    flags = ["--server", server] + (["--frames-bounded-by-proxy"] if server == "granian" else [])
+    service = ServiceProcess(redis.url, workers=2, args=flags)
     try:
         service.start()
         # One session for every claim below: no new session per request.
