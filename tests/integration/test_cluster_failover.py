@@ -7,6 +7,8 @@ token and a superseded tab's token are tried again and again: neither may ever p
 (401/409, or 503 while the slot has no primary). After each failover the tab whose
 shard channel moved to the new primary is told of the next claim, and ``/readyz``
 recovers. Figures (outage as seen by ``/readyz``, statuses) are printed: run with ``-s``.
+The extended run repeats it on a cluster with TLS only and the service's ACL user
+(``rediss+cluster://sw:…@…/?ssl_ca_certs=…``; support.redis_cluster.SERVICE_USER).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from redis.crc import key_slot
 from integration.test_service_process import next_of, ready_socket, sign_in
 from sessionwatch.core.tokens import user_tag
 from support.push_processes import HttpBrowser
-from support.redis_cluster import ClusterNode, RedisCluster
+from support.redis_cluster import SERVICE_USER, ClusterNode, RedisCluster
 from support.redis_server import required
 from support.service_process import PROTECTED, VERIFY_TAB, ServiceProcess
 
@@ -128,10 +130,22 @@ async def supersede_and_tell(tab: Tab, traffic: StaleTraffic) -> None:
     assert await tab.settled(old) == 409
 
 
-async def test_primary_killed_and_manual_failover_mid_traffic() -> None:
+@pytest.mark.parametrize(
+    "secure", [False, pytest.param(True, id="tls-acl", marks=pytest.mark.cluster_extended)]
+)
+async def test_primary_killed_and_manual_failover_mid_traffic(secure: bool) -> None:
+    def make() -> RedisCluster:
+        return RedisCluster(tls=secure, user=SERVICE_USER if secure else None)
+
     with (
-        required(RedisCluster) as cluster,
-        ServiceProcess(cluster.url, workers=2, key_prefix=f"fo:{uuid.uuid4().hex[:8]}:") as service,
+        required(make) as cluster,
+        ServiceProcess(
+            cluster.url,
+            workers=2,
+            key_prefix=f"sw:fo:{uuid.uuid4().hex[:8]}:",
+            # Tab.transfer asks /verify with Traefik's headers (support.service_process)
+            env={"SESSIONWATCH_FORWARD_AUTH": "traefik"},
+        ) as service,
     ):
         probe = HttpBrowser(origin=service.url)
         victim, other = cluster.primaries()[:2]
@@ -177,7 +191,7 @@ async def test_primary_killed_and_manual_failover_mid_traffic() -> None:
         for tab in (killed_tab, moved_tab, revoked):
             await tab.ws.close()
         print(
-            f"\ncluster failover: replica promoted {promoted:.2f} s after the kill, "
+            f"\ncluster failover ({'TLS + ACL' if secure else 'plain'}): replica promoted {promoted:.2f} s after the kill, "
             f"/readyz 200 again after {recovered:.2f} s; manual failover /readyz "
             f"{manual:.2f} s; stale-token statuses {dict(traffic.statuses)}"
         )
