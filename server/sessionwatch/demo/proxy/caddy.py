@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["SITE_SNIPPET", "caddy_config", "caddy_environment", "find_caddy"]
+__all__ = ["SITE_SNIPPET", "caddy_config", "caddy_environment", "find_caddy", "site_routes"]
 
 # What every site in front of sessionwatch needs (docs/any-stack.md, "Caddy");
 # SESSIONWATCH stands for its address.
@@ -73,15 +73,15 @@ def caddy_environment(directory: Path) -> dict[str, str]:
     }
 
 
-def _site(port: int, upstream_port: int, sessionwatch: str) -> str:
-    """One site: every page says who it is (none), /api/ needs the active tab (auto:
-    unsafe methods), /logout a session and an allowed origin."""
+def site_routes(*, sessionwatch: str, upstream: str) -> str:
+    """The body of one site block (docs/any-stack.md shows it for ``app.example.com``):
+    every page says who it is (none), /api/ needs the active tab (auto: unsafe methods),
+    /logout a session and an allowed origin."""
     routes = "".join(
-        _PROTECTED.format(matcher=matcher, rule=rule, upstream=f"127.0.0.1:{upstream_port}")
+        _PROTECTED.format(matcher=matcher, rule=rule, upstream=upstream)
         for matcher, rule in (("/api/* ", "auto"), ("/logout ", "session"), ("", "none"))
     )
-    body = (SITE_SNIPPET + routes).replace("SESSIONWATCH", sessionwatch)
-    return f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1{body}\n}}\n"
+    return (SITE_SNIPPET + routes).replace("SESSIONWATCH", sessionwatch).strip("\n")
 
 
 def caddy_config(
@@ -103,7 +103,8 @@ def caddy_config(
     sessionwatch = f"127.0.0.1:{sessionwatch_port}"
     blocks = [_GLOBAL.format(dir=directory)]
     for name, port in protected.items():
-        blocks.append(f"# {name}\n" + _site(port, upstreams[name], sessionwatch))
+        body = site_routes(sessionwatch=sessionwatch, upstream=f"127.0.0.1:{upstreams[name]}")
+        blocks.append(f"# {name}\nhttp://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n{body}\n}}\n")
     for name, port in (plain or {}).items():
         blocks.append(
             f"# {name} without forward-auth\nhttp://127.0.0.1:{port} {{\n"
