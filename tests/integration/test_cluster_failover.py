@@ -197,3 +197,6 @@ async def test_primary_killed_and_manual_failover_mid_traffic(secure: bool) -> N
         )
         assert traffic.breaches == []
         assert traffic.statuses[401] > 0  # the revoked token was tried throughout
+        if secure:  # the ACL user lacked nothing: no node refused it a command, key or channel
+            denied = {n.address: n.cli("acl", "log") for n in cluster.nodes if n.process}
+            assert all(not log.strip() for log in denied.values()), denied
