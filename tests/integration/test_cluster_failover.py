@@ -27,10 +27,13 @@ from sessionwatch.core.tokens import user_tag
 from support.push_processes import HttpBrowser
 from support.redis_cluster import SERVICE_USER, ClusterNode, RedisCluster
 from support.redis_server import required
-from support.service_process import PROTECTED, VERIFY_TAB, ServiceProcess
+from support.service_process import VERIFY_TAB, ServiceProcess
 
 pytestmark = pytest.mark.multiprocess
 
+# Tab.transfer asks /verify as Traefik would (the service runs as
+# SESSIONWATCH_FORWARD_AUTH=traefik): its refusals keep their status (409, not nginx's 403).
+TRAEFIK_GET = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/transfer"}
 WAIT = 30.0  # seconds; a failover takes ~3 s here (node timeout 1.5 s + election)
 TRAFFIC_LIMIT = 2000  # requests per traffic loop, whatever the time
 
@@ -83,7 +86,7 @@ class Tab:
     async def transfer(self, token: str) -> int:
         """A protected request as the proxy asks about it (forward-auth); 204 passes."""
         status, _ = await self.browser.request(
-            "GET", self.service.url + VERIFY_TAB, None, {"X-SessionWatch-Tab": token, **PROTECTED}
+            "GET", self.service.url + VERIFY_TAB, None, {"X-SessionWatch-Tab": token, **TRAEFIK_GET}
         )
         return status
 
@@ -143,7 +146,6 @@ async def test_primary_killed_and_manual_failover_mid_traffic(secure: bool) -> N
             cluster.url,
             workers=2,
             key_prefix=f"sw:fo:{uuid.uuid4().hex[:8]}:",
-            # Tab.transfer asks /verify with Traefik's headers (support.service_process)
             env={"SESSIONWATCH_FORWARD_AUTH": "traefik"},
         ) as service,
     ):

@@ -90,6 +90,8 @@ SERVICE_COMMANDS = (
     "+zrem", "+zremrangebyscore",
     # sharded pub/sub: the scripts publish, each worker's hub subscribes
     "+spublish", "+ssubscribe", "+sunsubscribe",
+    # durable ends: how many replicas are online (INFO replication), then WAIT for one
+    "+info", "+wait",
 )  # fmt: skip
 SERVICE_USER = AclUser(
     "sw", "sw-password-" + secrets.token_hex(8), ("~sw:*", "&sw:*", "-@all", *SERVICE_COMMANDS)
