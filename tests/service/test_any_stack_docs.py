@@ -1,13 +1,11 @@
-"""docs/any-stack.md and the OpenAPI file say what the code does: the nginx snippets and
-the Caddy site are the ones the demo runs through real nginx and Caddy, and the OpenAPI
-paths are the routes."""
+"""docs/any-stack.md and the OpenAPI file say what the code does: the nginx snippets
+are the ones the demo runs through real nginx, and the OpenAPI paths are the routes."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from sessionwatch.demo.proxy.caddy import site_routes
 from sessionwatch.demo.proxy.nginx import PROTECT_SNIPPET, SESSIONWATCH_SNIPPET
 from support.app_factory import make_proxy_app
 
@@ -18,12 +16,6 @@ def test_the_documented_nginx_snippets_are_the_tested_ones() -> None:
     guide = (DOCS / "any-stack.md").read_text()
     assert SESSIONWATCH_SNIPPET.strip() in guide
     assert PROTECT_SNIPPET.strip() in guide
-
-
-def test_the_documented_caddyfile_is_the_tested_one() -> None:
-    guide = (DOCS / "any-stack.md").read_text()
-    site = site_routes(sessionwatch="127.0.0.1:8000", upstream="127.0.0.1:5000")
-    assert f"```caddyfile\napp.example.com {{\n{site}\n}}\n```" in guide
 
 
 def test_the_openapi_paths_are_the_session_api_routes() -> None:

@@ -149,6 +149,43 @@ class ProxyDemo:
             time.sleep(0.1)  # a readiness probe of a starting process
         raise DemoError(f"{name} was not ready within {timeout:.0f} s; see {self.log(name)}")
 
+    def _spawn_nginx(self, nginx: str) -> None:
+        config = nginx_config(
+            self.directory,
+            sessionwatch_port=self.sessionwatch_port,
+            upstreams=self.upstream_ports,
+            protected=self.site_ports,
+            plain=self.plain_ports,
+            workers=self.nginx_workers,
+        )
+        self._spawn(
+            "nginx",
+            [
+                nginx,
+                "-c",
+                str(config),
+                "-p",
+                str(self.directory),
+                "-e",
+                str(self.log("nginx-error")),
+            ],
+            {},
+        )
+
+    def _spawn_caddy(self, caddy: str) -> None:
+        config = caddy_config(
+            self.directory,
+            sessionwatch_port=self.sessionwatch_port,
+            upstreams=self.upstream_ports,
+            protected=self.site_ports,
+            plain=self.plain_ports,
+        )
+        self._spawn(
+            "caddy",
+            [caddy, "run", "--config", str(config), "--adapter", "caddyfile"],
+            caddy_environment(self.directory),
+        )
+
     def start(self) -> ProxyDemo:
         """Start every part and wait until the proxy serves each site."""
         proxy_binary = find_caddy() if self.proxy == "caddy" else find_nginx()
@@ -218,43 +255,6 @@ class ProxyDemo:
             self.stop()
             raise
         return self
-
-    def _spawn_nginx(self, nginx: str) -> None:
-        config = nginx_config(
-            self.directory,
-            sessionwatch_port=self.sessionwatch_port,
-            upstreams=self.upstream_ports,
-            protected=self.site_ports,
-            plain=self.plain_ports,
-            workers=self.nginx_workers,
-        )
-        self._spawn(
-            "nginx",
-            [
-                nginx,
-                "-c",
-                str(config),
-                "-p",
-                str(self.directory),
-                "-e",
-                str(self.log("nginx-error")),
-            ],
-            {},
-        )
-
-    def _spawn_caddy(self, caddy: str) -> None:
-        config = caddy_config(
-            self.directory,
-            sessionwatch_port=self.sessionwatch_port,
-            upstreams=self.upstream_ports,
-            protected=self.site_ports,
-            plain=self.plain_ports,
-        )
-        self._spawn(
-            "caddy",
-            [caddy, "run", "--config", str(config), "--adapter", "caddyfile"],
-            caddy_environment(self.directory),
-        )
 
     def stop(self) -> None:
         """Stop every process (its whole group), newest first; keep the logs."""
