@@ -4,7 +4,8 @@ Redis: ``REDIS_URL`` when set (keys get a unique prefix per test; nothing is eve
 flushed), else a private ``redis-server`` on a free port for the whole run. In CI a
 missing Redis is a failure, not a skip. Redis Cluster: a private 6-node cluster
 (``support.redis_cluster``), started once per run by the first test that asks for it;
-suites opt in by parametrizing ``backend_kind`` with ``"cluster"``. Sentinel: a real
+suites opt in by parametrizing ``backend_kind`` with ``"cluster"`` (``"tls_cluster"``: its
+TLS + ACL variant, the service's ACL user ``SERVICE_USER``). Sentinel: a real
 Sentinel monitoring a private Redis (``support.redis_sentinel``), likewise once per run
 (``"sentinel"``).
 """
@@ -20,7 +21,7 @@ import pytest
 from sessionwatch.backends.base import Backend, Timeouts
 from sessionwatch.backends.memory import MemoryBackend
 from support.clock import FakeClock
-from support.redis_cluster import RedisCluster
+from support.redis_cluster import SERVICE_USER, RedisCluster
 from support.redis_sentinel import sentinel_url
 from support.redis_server import RedisServer, required
 
@@ -42,6 +43,16 @@ def _redis_cluster() -> Iterator[RedisCluster]:
     """A private 3-primary, 3-replica cluster for the run (tests must not break it;
     the failover tests start their own)."""
     with required(RedisCluster) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session", name="redis_tls_cluster")
+def _redis_tls_cluster() -> Iterator[RedisCluster]:
+    """A private cluster with TLS only and the service's ACL user (its keys and
+    channels start with ``sw:``), for the run."""
+    with required(lambda: RedisCluster(tls=True, user=SERVICE_USER)) as cluster:
+        for node in cluster.nodes:  # the contract suite reads a TTL itself; the service never
+            node.cli("acl", "setuser", SERVICE_USER.name, "+pttl")
         yield cluster
 
 
@@ -76,8 +87,8 @@ def _backend_kind(request: pytest.FixtureRequest) -> str:
 def _backend_url(backend_kind: str, request: pytest.FixtureRequest) -> str:
     if backend_kind == "memory":
         return "memory://"
-    if backend_kind == "cluster":
-        return str(request.getfixturevalue("redis_cluster").url)
+    if backend_kind in ("cluster", "tls_cluster"):
+        return str(request.getfixturevalue(f"redis_{backend_kind}").url)
     if backend_kind == "sentinel":
         return str(request.getfixturevalue("sentinel_url"))
     return str(request.getfixturevalue("redis_url"))
@@ -90,12 +101,13 @@ async def _backend(
     backend: Backend
     if backend_kind == "memory":
         backend = MemoryBackend(key_prefix=key_prefix)
-    elif backend_kind == "cluster":
+    elif backend_kind in ("cluster", "tls_cluster"):
         from sessionwatch.backends.redis_cluster import RedisClusterBackend
 
-        backend = RedisClusterBackend(
-            request.getfixturevalue("redis_cluster").url, key_prefix=key_prefix
-        )
+        cluster = request.getfixturevalue(f"redis_{backend_kind}")
+        if cluster.user is not None:  # the ACL user may use sw:* only
+            key_prefix = "sw:" + key_prefix
+        backend = RedisClusterBackend(cluster.url, key_prefix=key_prefix)
     else:  # one Redis, or the master a Sentinel names
         from sessionwatch.backends.redis import RedisBackend
 

@@ -1,6 +1,7 @@
 """One contract, every backend: the same bodies run on memory://, a real Redis, a real
-Sentinel's master (``redis+sentinel://``) and a real 6-node Redis Cluster
-(``redis+cluster://``, sharded pub/sub)."""
+Sentinel's master (``redis+sentinel://``), a real 6-node Redis Cluster
+(``redis+cluster://``, sharded pub/sub) and, in the extended run, a 6-node Cluster with
+TLS only and an ACL user (``rediss+cluster://sw:…@…/?ssl_ca_certs=…``)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,16 @@ from support.events import EventCollector
 NOW = 1_800_000_000_000
 
 
-@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"], name="backend_kind")
+@pytest.fixture(
+    params=[
+        "memory",
+        "redis",
+        "sentinel",
+        "cluster",
+        pytest.param("tls_cluster", marks=pytest.mark.cluster_extended),
+    ],
+    name="backend_kind",
+)
 def _backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

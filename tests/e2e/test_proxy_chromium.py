@@ -1,5 +1,6 @@
-"""The Flask upstream through real nginx, in real Chromium: the app has no sessionwatch
-code but its login/logout calls, and still gets the banner and 409 for stale tabs."""
+"""The Flask upstream through real nginx and through real Caddy, in real Chromium: the app
+has no sessionwatch code but its login/logout calls, and still gets the banner and 409
+for stale tabs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from test_banner import BANNER, FIREFOX_ANDROID, new_context, transfer_status, wait_state
 
 from sessionwatch.demo.proxy import ProxyDemo
-from support.proxy import require_nginx
+from support.proxy import require_caddy, require_nginx
 
 pytestmark = pytest.mark.e2e
 
@@ -29,11 +30,15 @@ def documented_console_check() -> str:
     return re.sub(r"//[^\n]*", "", block).strip()
 
 
-@pytest.fixture(scope="module", name="site")
-def _site(redis_url: str) -> Iterator[str]:
-    """The Flask app behind nginx; the service's policy (one tab, one device, evict the
-    oldest) comes from its environment, as in production."""
-    require_nginx()
+@pytest.fixture(scope="module", name="site", params=["nginx", "caddy"])
+def _site(redis_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The Flask app behind nginx or Caddy; the service's policy (one tab, one device,
+    evict the oldest) comes from its environment, as in production."""
+    proxy = request.param
+    if proxy == "caddy":
+        require_caddy()
+    else:
+        require_nginx()
     policy = {
         "SESSIONWATCH_TABS_PER_SESSION": "1",
         "SESSIONWATCH_SESSIONS_PER_USER": "1",
@@ -43,6 +48,7 @@ def _site(redis_url: str) -> Iterator[str]:
         backend=redis_url,
         workers=2,
         express_port=None,
+        proxy=proxy,
         env={"SESSIONWATCH_KEY_PREFIX": f"e2e-proxy:{uuid.uuid4().hex[:8]}:", **policy},
     ) as demo:
         yield demo.urls["flask"]
@@ -57,16 +63,17 @@ async def sign_in(page: Any, site: str, user: str) -> None:
     await wait_state(page, "active")
 
 
-async def test_flask_behind_nginx_gets_the_banner_409_and_evictions(
-    browser: Any, site: str, artifacts: Path
+async def test_flask_behind_a_proxy_gets_the_banner_409_and_evictions(
+    browser: Any, site: str, artifacts: Path, request: pytest.FixtureRequest
 ) -> None:
+    proxy = request.node.callspec.params["site"]
     laptop = await new_context(browser)
     older = await laptop.new_page()
     await sign_in(older, site, "proxied")
     assert await older.locator("#user").inner_text() == "proxied"
     assert await transfer_status(older) == 200
 
-    # two tabs: the older one is told and refused by nginx (409, not 403/500)
+    # two tabs: the older one is told and refused by the proxy (409, not 403/500)
     newer = await laptop.new_page()
     await newer.goto(site + "/")
     await wait_state(newer, "active")
@@ -82,7 +89,7 @@ async def test_flask_behind_nginx_gets_the_banner_409_and_evictions(
              headers: {'Content-Type': 'application/json'}, body: '{}'})).json()"""
     )
     assert answer["error"] == "tab_superseded"
-    await older.screenshot(path=str(artifacts / "proxy-superseded.png"))
+    await older.screenshot(path=str(artifacts / f"proxy-{proxy}-superseded.png"))
 
     # "Use here" flips it back
     await older.locator("sessionwatch-banner [data-sw-action='use-here']").click()
@@ -102,6 +109,6 @@ async def test_flask_behind_nginx_gets_the_banner_409_and_evictions(
     assert "Firefox" in await banner.inner_text()
     assert await transfer_status(older) == 401
     assert await transfer_status(phone_page) == 200
-    await older.screenshot(path=str(artifacts / "proxy-evicted.png"))
+    await older.screenshot(path=str(artifacts / f"proxy-{proxy}-evicted.png"))
     await phone.close()
     await laptop.close()

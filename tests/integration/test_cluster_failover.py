@@ -7,6 +7,8 @@ token and a superseded tab's token are tried again and again: neither may ever p
 (401/409, or 503 while the slot has no primary). After each failover the tab whose
 shard channel moved to the new primary is told of the next claim, and ``/readyz``
 recovers. Figures (outage as seen by ``/readyz``, statuses) are printed: run with ``-s``.
+The extended run repeats it on a cluster with TLS only and the service's ACL user
+(``rediss+cluster://sw:…@…/?ssl_ca_certs=…``; support.redis_cluster.SERVICE_USER).
 """
 
 from __future__ import annotations
@@ -23,16 +25,15 @@ from redis.crc import key_slot
 from integration.test_service_process import next_of, ready_socket, sign_in
 from sessionwatch.core.tokens import user_tag
 from support.push_processes import HttpBrowser
-from support.redis_cluster import ClusterNode, RedisCluster
+from support.redis_cluster import SERVICE_USER, ClusterNode, RedisCluster
 from support.redis_server import required
 from support.service_process import VERIFY_TAB, ServiceProcess
 
-# Traefik's way of asking about a protected GET: a stale token's 409 comes back as it is
-# (nginx's style would answer 403 with the 409 in a header).
-TRAEFIK_GET = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/transfer"}
-
 pytestmark = pytest.mark.multiprocess
 
+# Tab.transfer asks /verify as Traefik would (the service runs as
+# SESSIONWATCH_FORWARD_AUTH=traefik): its refusals keep their status (409, not nginx's 403).
+TRAEFIK_GET = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/transfer"}
 WAIT = 30.0  # seconds; a failover takes ~3 s here (node timeout 1.5 s + election)
 TRAFFIC_LIMIT = 2000  # requests per traffic loop, whatever the time
 
@@ -132,14 +133,20 @@ async def supersede_and_tell(tab: Tab, traffic: StaleTraffic) -> None:
     assert await tab.settled(old) == 409
 
 
-async def test_primary_killed_and_manual_failover_mid_traffic() -> None:
+@pytest.mark.parametrize(
+    "secure", [False, pytest.param(True, id="tls-acl", marks=pytest.mark.cluster_extended)]
+)
+async def test_primary_killed_and_manual_failover_mid_traffic(secure: bool) -> None:
+    def make() -> RedisCluster:
+        return RedisCluster(tls=secure, user=SERVICE_USER if secure else None)
+
     with (
-        required(RedisCluster) as cluster,
+        required(make) as cluster,
         ServiceProcess(
             cluster.url,
             workers=2,
-            key_prefix=f"fo:{uuid.uuid4().hex[:8]}:",
-            env={"SESSIONWATCH_FORWARD_AUTH": "traefik"},  # /verify's refusals as they are
+            key_prefix=f"sw:fo:{uuid.uuid4().hex[:8]}:",
+            env={"SESSIONWATCH_FORWARD_AUTH": "traefik"},
         ) as service,
     ):
         probe = HttpBrowser(origin=service.url)
@@ -186,9 +193,12 @@ async def test_primary_killed_and_manual_failover_mid_traffic() -> None:
         for tab in (killed_tab, moved_tab, revoked):
             await tab.ws.close()
         print(
-            f"\ncluster failover: replica promoted {promoted:.2f} s after the kill, "
+            f"\ncluster failover ({'TLS + ACL' if secure else 'plain'}): replica promoted {promoted:.2f} s after the kill, "
             f"/readyz 200 again after {recovered:.2f} s; manual failover /readyz "
             f"{manual:.2f} s; stale-token statuses {dict(traffic.statuses)}"
         )
         assert traffic.breaches == []
         assert traffic.statuses[401] > 0  # the revoked token was tried throughout
+        if secure:  # the ACL user lacked nothing: no node refused it a command, key or channel
+            denied = {n.address: n.cli("acl", "log") for n in cluster.nodes if n.process}
+            assert all(not log.strip() for log in denied.values()), denied

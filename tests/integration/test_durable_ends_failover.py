@@ -86,7 +86,7 @@ def test_a_revocation_is_never_acknowledged_and_then_undone_by_a_failover() -> N
             assert revoke_seconds < 3
             # Repeated as a caller of a 503 would (bounded): the first end on the new
             # primary may still meet a connection or replica count of the old one.
-            for attempt in range(1, 6):
+            for attempt in range(1, 6):  # noqa: B007 (printed below)
                 try:
                     api.revoke(user="victim")
                     break

@@ -7,21 +7,39 @@ and is ready when every node reports ``cluster_state:ok`` and agrees on the slot
 A short ``cluster-node-timeout`` (and no replica validity limit: a replica that has just
 been resynchronised may still take over) lets the failover tests see a replica take over
 within a few seconds of a primary being killed.
+
+``RedisCluster(tls=True, user=AclUser(...))`` is the secure variant: TLS only (``port 0``,
+``tls-port``, ``tls-cluster yes``, ``tls-replication yes``; a CA and a node certificate
+made for the run, :mod:`.certificates`), the default user locked behind a password the
+harness alone uses (``requirepass``/``masterauth``), and the service's own ACL user;
+:attr:`RedisCluster.url` is then ``rediss+cluster://user:password@…/?ssl_ca_certs=…``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
+from .certificates import TlsFiles, make_certificates
 from .redis_server import terminate
 
-__all__ = ["ClusterNode", "RedisCluster", "installed"]
+__all__ = [
+    "SERVICE_COMMANDS",
+    "SERVICE_USER",
+    "AclUser",
+    "ClusterNode",
+    "RedisCluster",
+    "installed",
+]
 
 _NODE_TIMEOUT_MS = 1500
 
@@ -52,10 +70,38 @@ def _free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def _command(port: int, *args: str, timeout: float = 5.0) -> str:
-    """One command through ``redis-cli`` (raw output)."""
+@dataclass(frozen=True)
+class AclUser:
+    """An ACL user of every node: ``user <name> on ><password> <rules…>``."""
+
+    name: str
+    password: str
+    rules: tuple[str, ...]
+
+
+# The service's ACL user on the secure cluster: its keys and channels (prefix sw:) and
+# the commands it needs, nothing else — docs/deployment.md's list, "Redis ACL user".
+SERVICE_COMMANDS = (
+    # the client: cluster topology, slot migrations, the commands table, health
+    "+cluster|slots", "+asking", "+command", "+ping",
+    # the scripts, loaded once, and what they call
+    "+evalsha", "+script|load", "+time", "+get", "+set", "+del", "+hgetall", "+hincrby",
+    "+hset", "+pexpire", "+zadd", "+zcard", "+zcount", "+zrange", "+zrangebyscore",
+    "+zrem", "+zremrangebyscore",
+    # sharded pub/sub: the scripts publish, each worker's hub subscribes
+    "+spublish", "+ssubscribe", "+sunsubscribe",
+    # durable ends: how many replicas are online (INFO replication), then WAIT for one
+    "+info", "+wait",
+)  # fmt: skip
+SERVICE_USER = AclUser(
+    "sw", "sw-password-" + secrets.token_hex(8), ("~sw:*", "&sw:*", "-@all", *SERVICE_COMMANDS)
+)
+
+
+def _command(connection: list[str], *args: str, timeout: float = 5.0) -> str:
+    """One command through ``redis-cli`` (raw output); ``connection``: its flags."""
     done = subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+        ["redis-cli", *connection, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -70,9 +116,49 @@ class ClusterNode:
     directory: Path
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
+    tls: TlsFiles | None = None  # TLS only: ``port`` is the tls-port
+    admin_password: str | None = None  # the default user's (requirepass)
+    users: tuple[AclUser, ...] = ()
 
     def __post_init__(self) -> None:
         self.log = self.directory / "redis.log"
+
+    @property
+    def connection(self) -> list[str]:
+        """``redis-cli``'s flags to reach this node as the harness (default user)."""
+        flags = ["-h", "127.0.0.1", "-p", str(self.port)]
+        if self.tls is not None:
+            flags += ["--tls", "--cacert", str(self.tls.ca)]
+        if self.admin_password is not None:
+            flags += ["--no-auth-warning", "-a", self.admin_password]
+        return flags
+
+    def cli(self, *args: str, timeout: float = 5.0) -> str:
+        """One command on this node through ``redis-cli`` (raw output)."""
+        return _command(self.connection, *args, timeout=timeout)
+
+    def _security_args(self) -> list[str]:
+        args: list[str] = []
+        if self.tls is not None:
+            args += [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(self.tls.cert),
+                "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca),
+                "--tls-cluster", "yes",
+                "--tls-replication", "yes",
+                # clients (the service) need no certificate of their own; the nodes
+                # present theirs to each other
+                "--tls-auth-clients", "optional",
+            ]  # fmt: skip
+        else:
+            args += ["--port", str(self.port)]
+        if self.admin_password is not None:
+            args += ["--requirepass", self.admin_password, "--masterauth", self.admin_password]
+        for user in self.users:
+            args += ["--user", user.name, "on", f">{user.password}", *user.rules]
+        return args
 
     @property
     def address(self) -> str:
@@ -82,7 +168,7 @@ class ClusterNode:
         self.process = subprocess.Popen(
             [
                 binary,
-                "--port", str(self.port),
+                *self._security_args(),
                 "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(self.directory / "nodes.conf"),
@@ -100,20 +186,28 @@ class ClusterNode:
 
     def alive(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+            with contextlib.ExitStack() as stack:
+                sock = stack.enter_context(
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+                )
+                if self.tls is not None:
+                    context = ssl.create_default_context(cafile=str(self.tls.ca))
+                    sock = stack.enter_context(
+                        context.wrap_socket(sock, server_hostname="127.0.0.1")
+                    )
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:  # ssl.SSLError too
             return False
 
     def info(self) -> dict[str, str]:
         """``CLUSTER INFO`` as a dict (empty when the node does not answer)."""
-        out = _command(self.port, "cluster", "info", timeout=2)
+        out = self.cli("cluster", "info", timeout=2)
         pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line)
         return {k.strip(): v.strip() for k, v in pairs}
 
     def role(self) -> str:
-        out = _command(self.port, "role", timeout=2)
+        out = self.cli("role", timeout=2)
         return out.splitlines()[0].strip() if out else ""
 
     def kill(self) -> None:
@@ -132,20 +226,49 @@ class ClusterNode:
 class RedisCluster:
     """Start, inspect, break and always tear down a 3 + 3 node cluster."""
 
-    def __init__(self, nodes: int = 6, replicas: int = 1) -> None:
+    def __init__(
+        self, nodes: int = 6, replicas: int = 1, *, tls: bool = False, user: AclUser | None = None
+    ) -> None:
         self.binary = installed()
         self.replicas = replicas
+        self.user = user
         self.directory = Path(tempfile.mkdtemp(prefix="sessionwatch-cluster-"))
+        self.tls: TlsFiles | None = None
+        if tls:
+            (self.directory / "tls").mkdir()
+            try:
+                self.tls = make_certificates(self.directory / "tls")
+            except BaseException:
+                shutil.rmtree(self.directory, ignore_errors=True)
+                raise
+        admin = secrets.token_urlsafe(16) if user is not None else None
         self.nodes: list[ClusterNode] = []
         for index in range(nodes):
             directory = self.directory / str(index)
             directory.mkdir()
-            self.nodes.append(ClusterNode(_free_cluster_port(), directory))
+            self.nodes.append(
+                ClusterNode(
+                    _free_cluster_port(),
+                    directory,
+                    tls=self.tls,
+                    admin_password=admin,
+                    users=(user,) if user is not None else (),
+                )
+            )
 
     @property
     def url(self) -> str:
-        """``redis+cluster://`` with every node as a start-up node."""
-        return "redis+cluster://" + ",".join(n.address for n in self.nodes) + "/"
+        """``redis+cluster://`` with every node as a start-up node (TLS:
+        ``rediss+cluster://``, the ACL user's credentials and the CA)."""
+        nodes = ",".join(n.address for n in self.nodes)
+        if self.tls is None and self.user is None:
+            return f"redis+cluster://{nodes}/"
+        scheme = "rediss+cluster" if self.tls is not None else "redis+cluster"
+        credentials = ""
+        if self.user is not None:
+            credentials = f"{quote(self.user.name, safe='')}:{quote(self.user.password, safe='')}@"
+        query = f"?ssl_ca_certs={quote(str(self.tls.ca))}" if self.tls is not None else ""
+        return f"{scheme}://{credentials}{nodes}/{query}"
 
     def start(self, timeout: float = 60.0) -> None:
         for node in self.nodes:
@@ -156,7 +279,8 @@ class RedisCluster:
                 raise RuntimeError("cluster nodes did not start")
             time.sleep(0.05)
         created = subprocess.run(
-            ["redis-cli", "--cluster", "create", *(n.address for n in self.nodes),
+            ["redis-cli", *self.nodes[0].connection[4:], "--cluster", "create",
+             *(n.address for n in self.nodes),
              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True,
             text=True,
@@ -211,7 +335,7 @@ class RedisCluster:
             time.sleep(0.05)
 
     def _replication(self, node: ClusterNode) -> dict[str, str]:
-        out = _command(node.port, "info", "replication", timeout=2)
+        out = node.cli("info", "replication", timeout=2)
         pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line)
         return {k.strip(): v.strip() for k, v in pairs}
 
@@ -228,7 +352,7 @@ class RedisCluster:
         return total
 
     def _primary_view(self, node: ClusterNode) -> tuple[str, ...]:
-        lines = _command(node.port, "cluster", "nodes", timeout=2).splitlines()
+        lines = node.cli("cluster", "nodes", timeout=2).splitlines()
         return tuple(
             sorted(
                 line.split()[1].split("@")[0]
@@ -244,7 +368,7 @@ class RedisCluster:
 
     def _myself(self, node: ClusterNode) -> list[str]:
         """This node's own line of ``CLUSTER NODES``, split."""
-        for line in _command(node.port, "cluster", "nodes").splitlines():
+        for line in node.cli("cluster", "nodes").splitlines():
             parts = line.split()
             if len(parts) > 3 and "myself" in parts[2]:
                 return parts
@@ -279,7 +403,7 @@ class RedisCluster:
     def keyslot(self, key: str) -> int:
         for node in self.nodes:
             if node.process is not None:
-                out = _command(node.port, "cluster", "keyslot", key).strip()
+                out = node.cli("cluster", "keyslot", key).strip()
                 if out.isdigit():
                     return int(out)
         raise RuntimeError("no node answers")
@@ -287,7 +411,7 @@ class RedisCluster:
     def failover(self, replica: ClusterNode, timeout: float = 30.0) -> None:
         """``CLUSTER FAILOVER`` on ``replica`` (a manual, coordinated failover) and wait
         until it is a primary and the cluster is ok again."""
-        out = _command(replica.port, "cluster", "failover")
+        out = replica.cli("cluster", "failover")
         if "OK" not in out:
             raise RuntimeError(f"CLUSTER FAILOVER refused: {out!r}")
         deadline = time.monotonic() + timeout
@@ -302,16 +426,16 @@ class RedisCluster:
         --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE the keys, SETSLOT NODE."""
         source = self.slot_map()[slot]
         source_id, target_id = self._myself(source)[0], self._myself(target)[0]
-        _command(target.port, "cluster", "setslot", str(slot), "importing", source_id)
-        _command(source.port, "cluster", "setslot", str(slot), "migrating", target_id)
+        target.cli("cluster", "setslot", str(slot), "importing", source_id)
+        source.cli("cluster", "setslot", str(slot), "migrating", target_id)
         for _ in range(1000):  # bounded: 100 keys a round
-            keys = _command(source.port, "cluster", "getkeysinslot", str(slot), "100").split()
+            keys = source.cli("cluster", "getkeysinslot", str(slot), "100").split()
             if not keys:
                 break
-            _command(source.port, "migrate", "127.0.0.1", str(target.port), "", "0", "5000",
+            source.cli("migrate", "127.0.0.1", str(target.port), "", "0", "5000",
                      "keys", *keys)  # fmt: skip
         for node in self.primaries():
-            _command(node.port, "cluster", "setslot", str(slot), "node", target_id)
+            node.cli("cluster", "setslot", str(slot), "node", target_id)
         self.wait_ok()
 
     def restart(self, node: ClusterNode) -> None:
@@ -324,7 +448,7 @@ class RedisCluster:
             time.sleep(0.05)
 
     def command(self, node: ClusterNode, *args: str) -> str:
-        return _command(node.port, *args)
+        return node.cli(*args)
 
     def cleanup(self) -> None:
         for node in self.nodes:

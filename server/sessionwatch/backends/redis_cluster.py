@@ -37,6 +37,7 @@ from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, _UNREACHABLE, RedisBackend
+from .tls_options import tls_options
 
 __all__ = ["RedisClusterBackend", "cluster_from_url"]
 
@@ -47,8 +48,9 @@ _SLOTS = 16384
 
 
 def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, Any]]:
-    """A cluster client for ``redis+cluster://[user:password@]h:p,h:p/``, and the
-    connection options a single node's client needs (for the pub/sub connections)."""
+    """A cluster client for ``redis+cluster://[user:password@]h:p,h:p/`` (TLS:
+    ``rediss+cluster://…/?ssl_ca_certs=…``, see :mod:`.tls_options`), and the connection
+    options a single node's client needs (for the pub/sub connections)."""
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(f"not a Redis Cluster URL: scheme {parts.scheme!r}")
@@ -67,6 +69,7 @@ def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, 
         node_options["password"] = unquote(parts.password)
     if parts.scheme == "rediss+cluster":
         node_options["ssl"] = True
+    node_options.update(tls_options(parts.query, tls=parts.scheme == "rediss+cluster"))
     client = RedisCluster(startup_nodes=nodes, max_connections=_MAX_CONNECTIONS, **node_options)
     return client, node_options
 

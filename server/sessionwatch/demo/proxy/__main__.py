@@ -8,14 +8,17 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .runner import DemoError, ProxyDemo, express_ready
+from .runner import PROXIES, DemoError, ProxyDemo, express_ready
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sessionwatch.demo.proxy", description=__doc__)
-    parser.add_argument("--port", type=int, default=8080, help="nginx port of the Flask app")
+    parser.add_argument("--port", type=int, default=8080, help="the proxy's port of the Flask app")
     parser.add_argument(
-        "--express-port", type=int, default=8081, help="nginx port of the Express app"
+        "--express-port", type=int, default=8081, help="the proxy's port of the Express app"
+    )
+    parser.add_argument(
+        "--proxy", choices=PROXIES, default="nginx", help="nginx (default) or caddy in front"
     )
     parser.add_argument("--no-express", action="store_true", help="only the Flask app")
     parser.add_argument("--backend", default="memory://", help="memory:// (default) or a Redis URL")
@@ -34,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         port=args.port,
         express_port=args.express_port if with_express else None,
+        proxy=args.proxy,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -45,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for name, url in demo.urls.items():
             print(f"{name:8} {url}/  (sign in with any name, password demo)")
-        print(f"sessionwatch {demo.sessionwatch_url}  nginx config and logs: {demo.directory}")
+        print(
+            f"sessionwatch {demo.sessionwatch_url}  {args.proxy} config and logs: {demo.directory}"
+        )
         print("Ctrl-C stops everything (and removes that folder).")
         while all(process.poll() is None for _, process in demo.processes):
             time.sleep(0.5)

@@ -1,5 +1,6 @@
 """Start and stop the proxy demo's processes: ``sessionwatch serve``, the Flask and
-Express upstreams and nginx, all on loopback, nginx's configuration in a temp dir."""
+Express upstreams and nginx (or Caddy), all on loopback, the proxy's configuration in a
+temp dir."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
+from .caddy import caddy_config, caddy_environment, find_caddy
 from .nginx import nginx_config
 
-__all__ = ["EXPRESS_DIR", "DemoError", "ProxyDemo", "free_port"]
+__all__ = ["EXPRESS_DIR", "PROXIES", "DemoError", "Proxy", "ProxyDemo", "free_port"]
+
+Proxy = Literal["nginx", "caddy"]
+PROXIES: tuple[Proxy, ...] = ("nginx", "caddy")
 
 # The Express app lives with the JavaScript (client_js/examples/express), so that its
 # node_modules stay out of the Python package; it exists in a checkout only.
@@ -65,6 +71,8 @@ class ProxyDemo:
             port (``plain_urls``; for the benchmark).
         nginx_workers: nginx worker processes.
         env: extra environment of ``sessionwatch serve`` (``SESSIONWATCH_*``).
+        proxy: ``nginx`` (``auth_request``) or ``caddy`` (``forward_auth``; the service
+            runs with ``SESSIONWATCH_FORWARD_AUTH=caddy``).
     """
 
     def __init__(
@@ -77,6 +85,7 @@ class ProxyDemo:
         plain: bool = False,
         nginx_workers: int = 1,
         env: dict[str, str] | None = None,
+        proxy: Proxy = "nginx",
     ) -> None:
         self.backend = backend
         self.workers = workers
@@ -91,7 +100,8 @@ class ProxyDemo:
             self.site_ports["express"] = express_port or free_port()
         self.plain_ports = {name: free_port() for name in self.upstream_ports} if plain else {}
         self.nginx_workers = nginx_workers
-        self.env = env or {}
+        self.proxy = proxy
+        self.env = {"SESSIONWATCH_FORWARD_AUTH": proxy, **(env or {})}
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     @property
@@ -139,9 +149,48 @@ class ProxyDemo:
             time.sleep(0.1)  # a readiness probe of a starting process
         raise DemoError(f"{name} was not ready within {timeout:.0f} s; see {self.log(name)}")
 
+    def _spawn_nginx(self, nginx: str) -> None:
+        config = nginx_config(
+            self.directory,
+            sessionwatch_port=self.sessionwatch_port,
+            upstreams=self.upstream_ports,
+            protected=self.site_ports,
+            plain=self.plain_ports,
+            workers=self.nginx_workers,
+        )
+        self._spawn(
+            "nginx",
+            [
+                nginx,
+                "-c",
+                str(config),
+                "-p",
+                str(self.directory),
+                "-e",
+                str(self.log("nginx-error")),
+            ],
+            {},
+        )
+
+    def _spawn_caddy(self, caddy: str) -> None:
+        config = caddy_config(
+            self.directory,
+            sessionwatch_port=self.sessionwatch_port,
+            upstreams=self.upstream_ports,
+            protected=self.site_ports,
+            plain=self.plain_ports,
+        )
+        self._spawn(
+            "caddy",
+            [caddy, "run", "--config", str(config), "--adapter", "caddyfile"],
+            caddy_environment(self.directory),
+        )
+
     def start(self) -> ProxyDemo:
-        """Start every part and wait until nginx serves each site."""
-        nginx = find_nginx()
+        """Start every part and wait until the proxy serves each site."""
+        proxy_binary = find_caddy() if self.proxy == "caddy" else find_nginx()
+        if proxy_binary is None:
+            raise DemoError("caddy is not installed (Debian: apt-get install caddy)")
         if "express" in self.upstream_ports and not express_ready():
             raise DemoError(
                 f"the Express app is not installed: (cd {EXPRESS_DIR} && npm ci), "
@@ -193,32 +242,15 @@ class ProxyDemo:
                     {**upstream_env, "PORT": str(self.upstream_ports["express"])},
                     cwd=EXPRESS_DIR,
                 )
-            config = nginx_config(
-                self.directory,
-                sessionwatch_port=self.sessionwatch_port,
-                upstreams=self.upstream_ports,
-                protected=self.site_ports,
-                plain=self.plain_ports,
-                workers=self.nginx_workers,
-            )
-            self._spawn(
-                "nginx",
-                [
-                    nginx,
-                    "-c",
-                    str(config),
-                    "-p",
-                    str(self.directory),
-                    "-e",
-                    str(self.log("nginx-error")),
-                ],
-                {},
-            )
+            if self.proxy == "caddy":
+                self._spawn_caddy(proxy_binary)
+            else:
+                self._spawn_nginx(proxy_binary)
             self._wait_ready("sessionwatch", self.sessionwatch_url + "/readyz")
             for name, port in self.upstream_ports.items():
                 self._wait_ready(name, f"http://127.0.0.1:{port}/healthz")
             for name in self.site_ports:
-                self._wait_ready("nginx", self.urls[name] + "/healthz")
+                self._wait_ready(self.proxy, self.urls[name] + "/healthz")
         except BaseException:
             self.stop(keep_logs=True)  # the error names a log in the directory
             raise
