@@ -18,6 +18,8 @@ user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
+rate (addr.)   ``{prefix}r:{name}:{address}``  ``{prefix}r:{name}:{A}``, A = the address
+rate (user)    ``{prefix}r:{name}:{user}``     ``{prefix}r:{name}:{T}user`` (user's slot)
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
@@ -57,6 +59,10 @@ _HEADS: Final = {
     "cu": "c:u:",  # channel of all of one user's sessions
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
 }
+
+# The head of the deployment-wide rate keys (KeyNames.rate): no script derives one, so
+# it stays out of script_names.
+_RATE_HEAD: Final = "r:"
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
 KEEPALIVE_CHANNEL: Final = "sessionwatch:keepalive"
@@ -112,6 +118,15 @@ class KeyNames:
         on a cluster one per primary, ``tag`` choosing a slot that primary serves."""
         head = self._heads["epoch"]
         return head if tag is None else head + ":{" + tag + "}"
+
+    def _of_address(self, address: str) -> str:
+        return address
+
+    def rate(self, name: str, subject: str, *, per: Literal["address", "user"]) -> str:
+        """The key of ``subject``'s deployment-wide rate ``name``
+        (:class:`~sessionwatch.core.limits.RateRule`): a client address or a user id."""
+        tail = self._of_user(subject) if per == "user" else self._of_address(subject)
+        return self.prefix + _RATE_HEAD + name + ":" + tail
 
     def session_keys(self, public_id: str) -> list[str]:
         """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads
@@ -170,6 +185,9 @@ class ClusterKeyNames(KeyNames):
 
     def _of_user(self, user: str) -> str:
         return "{" + user_tag(user) + "}" + user
+
+    def _of_address(self, address: str) -> str:
+        return "{" + address + "}"  # each address a slot of its own
 
     def physical(self, channel: str) -> str:
         session = self._plain.session_channel("")

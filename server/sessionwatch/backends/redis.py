@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.limits import RateRule
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit
 from .base import (
@@ -229,6 +230,8 @@ class RedisBackend:
             else None
         )
         self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
+        # Runs without the prelude (no names, no deadline: a late one only counts).
+        self._rate_script = self._redis.register_script(_read_script("rate"))
 
     @property
     def client(self) -> aioredis.Redis:
@@ -508,6 +511,14 @@ class RedisBackend:
 
         _, current = await self.call(read_or_create)
         return str(current)
+
+    async def take_rate(self, rule: RateRule, subject: str, *, now: int) -> int:
+        key = self.names.rate(rule.name, subject, per=rule.per)
+        argv = [str(now), f"{rule.interval_ms:.3f}", f"{rule.capacity_ms:.3f}"]
+        if self._multiplexer is None:
+            return int(await self.call(self._rate_script, [key], argv))
+        source = self._rate_script.script
+        return int(await self.call(self._multiplexer.evalsha, source, [key], argv))
 
     async def publish(self, channel: str, payload: str) -> None:
         await self.call(self._redis.publish, channel, payload)
