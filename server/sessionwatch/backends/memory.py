@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core.events import Device, Event
 from ..core.exceptions import SessionLimitReached
-from ..core.limits import RateRule, gcra_take
+from ..core.limits import RateCheck, gcra_take
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit, select_evictions
 from .base import (
@@ -163,17 +163,23 @@ class MemoryBackend:
         channel = self.names.session_channel(public_id)
         self._publish(channel, Event(event_type, public_id, fields))
 
-    async def take_rate(self, rule: RateRule, subject: str, *, now: int) -> int:
+    async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         # One process is the whole deployment: the extension's own buckets already
         # count everything; this keeps the contract (and a library caller) whole.
-        key = self.names.rate(rule.name, subject, per=rule.per)
-        tat, wait = gcra_take(self._rates.get(key), now, rule)
-        if tat is not None:
+        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        taken = [
+            gcra_take(self._rates.get(key), now, rule)
+            for key, (rule, _) in zip(keys, checks, strict=True)
+        ]
+        after = [tat for tat, _ in taken if tat is not None]
+        if len(after) < len(taken):  # a bucket without room: nothing counted
+            return max(wait for _, wait in taken)
+        for key, tat in zip(keys, after, strict=True):
             self._rates[key] = tat
             self._rates.move_to_end(key)
             if len(self._rates) > _MAX_RATE_KEYS:
                 self._rates.popitem(last=False)
-        return wait
+        return 0
 
     async def publish(self, channel: str, payload: str) -> None:
         self._deliver(channel, payload)

@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
-from ..core.limits import RateRule
+from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit
 from .base import (
@@ -512,13 +512,17 @@ class RedisBackend:
         _, current = await self.call(read_or_create)
         return str(current)
 
-    async def take_rate(self, rule: RateRule, subject: str, *, now: int) -> int:
-        key = self.names.rate(rule.name, subject, per=rule.per)
-        argv = [str(now), f"{rule.interval_ms:.3f}", f"{rule.capacity_ms:.3f}"]
+    async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
+        if not checks:
+            return 0
+        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        argv = [str(now)]
+        for rule, _ in checks:
+            argv += [f"{rule.interval_ms:.3f}", f"{rule.capacity_ms:.3f}"]
         if self._multiplexer is None:
-            return int(await self.call(self._rate_script, [key], argv))
+            return int(await self.call(self._rate_script, keys, argv))
         source = self._rate_script.script
-        return int(await self.call(self._multiplexer.evalsha, source, [key], argv))
+        return int(await self.call(self._multiplexer.evalsha, source, keys, argv))
 
     async def publish(self, channel: str, payload: str) -> None:
         await self.call(self._redis.publish, channel, payload)

@@ -85,7 +85,7 @@ class Settings:
     max_logins_per_address_per_second: float = 10.0
     # Also count new sessions and sign-ins on the backend, so that the rates above hold
     # for the whole deployment (every worker and host), not each process (issue 23):
-    # one small script per new session and two per sign-in. Off: per process only.
+    # one small script per new session and per sign-in. Off: per process only.
     shared_rate_limits: bool = True
     # Hard ceiling of live sessions per user, whatever the policy: at it a sign-in
     # evicts the user's oldest session (a policy limit within it keeps its own action).

@@ -38,6 +38,7 @@ __all__ = [
     "AddressLimits",
     "LoginLimits",
     "RateBuckets",
+    "RateCheck",
     "RateRule",
     "address_key",
     "gcra_take",
@@ -257,6 +258,10 @@ class RateRule:
     def capacity_ms(self) -> float:
         """How far ahead of now the bucket's theoretical arrival time may run."""
         return max(self.burst, 1.0) * self.interval_ms
+
+
+# One event of ``subject`` under ``rule`` (what Backend.take_rates counts).
+RateCheck = tuple[RateRule, str]
 
 
 def gcra_take(tat: float | None, now: int, rule: RateRule) -> tuple[float | None, int]:

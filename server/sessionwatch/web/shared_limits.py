@@ -3,13 +3,14 @@
 The extension's own buckets (:mod:`sessionwatch.core.limits`) are per process: with N
 workers on H hosts one address could start N x H times ``max_new_sessions_per_second``
 sessions and sign in N x H times as often as allowed. The same rates are counted here a
-second time, on the backend every process shares (:meth:`Backend.take_rate`: one small
+second time, on the backend every process shares (:meth:`Backend.take_rates`: one small
 script on Redis), after the free per-process check has let the request through:
 
 - a new anonymous session: one count per client address (``new_sessions``);
-- a sign-in: one per client address (``logins_address``) and one per user id
-  (``logins_user``), sent together (one round trip on the pipelined connection; when
-  one refuses, the other's count stays taken).
+- a sign-in: one per user id (``logins_user``) and one per client address
+  (``logins_address``), in one script, all or nothing (on a Redis Cluster the two
+  keys live in different slots: two scripts at once, and a refusal by one leaves the
+  other's count taken).
 
 Hellos are not counted here: each costs one backend read already, and a shared count
 would be a second script per hello, doubling what a hello storm costs Redis instead of
@@ -22,7 +23,6 @@ injectable clock). A backend that cannot be reached raises
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -31,7 +31,7 @@ from ..backends import Backend
 from ..core.audit import security_event
 from ..core.config import Settings
 from ..core.exceptions import RateLimited
-from ..core.limits import LOGIN_BURST_SECONDS, RateRule, address_key
+from ..core.limits import LOGIN_BURST_SECONDS, RateCheck, RateRule, address_key
 
 __all__ = ["DeploymentLimits"]
 
@@ -77,7 +77,7 @@ class DeploymentLimits:
         key = address_key(address)
         if not self.enabled or key is None:
             return
-        wait = await self._backend.take_rate(self.new_sessions, key, now=self._now())
+        wait = await self._backend.take_rates([(self.new_sessions, key)], now=self._now())
         if wait:
             security_event(
                 "rate_limited",
@@ -97,12 +97,11 @@ class DeploymentLimits:
         """
         if not self.enabled:
             return
-        now = self._now()
         key = address_key(address)
-        checks = [self._backend.take_rate(self.logins_per_user, user, now=now)]
+        checks: list[RateCheck] = [(self.logins_per_user, user)]
         if key is not None:
-            checks.append(self._backend.take_rate(self.logins_per_address, key, now=now))
-        wait = max(await asyncio.gather(*checks))
+            checks.append((self.logins_per_address, key))
+        wait = await self._backend.take_rates(checks, now=self._now())
         if wait:
             security_event(
                 "rate_limited",
