@@ -209,7 +209,8 @@ class LoginLimits:
     rate let one client mint 3,041 sessions for one user (issue 22, item 6). A sign-in
     over either rate is refused (429 ``rate_limited``) before it reaches the backend.
     Per process: with several workers or hosts the deployment's rate is this times
-    their number.
+    their number, so the extension also counts sign-ins on the backend
+    (``web/shared_limits.py``); this bucket is the free first check.
 
     Args:
         per_user: sign-ins a second of one user id.
