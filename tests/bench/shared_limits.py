@@ -10,6 +10,8 @@ in alternating rounds (the machine is shared), and prints as JSON:
 - operations/s with ``--concurrency`` callers per variant, all variants at once (the
   scripts share one pipelined connection, multiplex.py): the added work;
 - Redis' own time per operation (``INFO commandstats``, µs of scripts);
+- the same for a hello's read (a ``load`` script), which is not shared: with a rate
+  script before it, what sharing ``max_hellos_per_second`` would cost every hello;
 - with ``--service``, the same through a real ``sessionwatch serve`` (one worker each,
   ``shared_rate_limits`` false and true, side by side): ``POST /claim`` without a cookie
   (a new session) and the session API's ``login``, one after another (p50/p99 ms) and
@@ -43,6 +45,7 @@ TIMEOUTS = Timeouts(idle=1_800_000, absolute=86_400_000, refresh=60_000, tombsto
 NEW_SESSIONS = RateRule("new_sessions", 1e9, 1e9)
 PER_ADDRESS = RateRule("logins_address", 1e9, 1e9)
 PER_USER = RateRule("logins_user", 1e9, 1e9, per="user")
+HELLOS = RateRule("hellos", 1e9, 1e9)
 ADDRESSES = 1_000
 
 
@@ -52,8 +55,11 @@ def record(user: str | None, now: int) -> SessionRecord:
     return SessionRecord(sid, user, now, now, now + TIMEOUTS.absolute, 0, new_tab_key(), device)
 
 
-def operations(backend: RedisBackend) -> dict[str, Callable[[int], Awaitable[Any]]]:
-    """Each checked operation as the extension sends it, without and with its rates."""
+def operations(
+    backend: RedisBackend, hello_session: str
+) -> dict[str, Callable[[int], Awaitable[Any]]]:
+    """Each checked operation as the extension sends it, without and with its rates;
+    and a hello's read with the rate script it would need if hellos were shared."""
 
     def now() -> int:
         return int(time.time() * 1000)
@@ -82,7 +88,16 @@ def operations(backend: RedisBackend) -> dict[str, Callable[[int], Awaitable[Any
         await backend.take_rates(checks, now=now())
         await login(n)
 
+    async def hello(n: int) -> None:
+        await backend.load(hello_session, timeouts=TIMEOUTS, now=now(), touch=False)
+
+    async def hello_checked(n: int) -> None:
+        await backend.take_rates([(HELLOS, address(n))], now=now())
+        await hello(n)
+
     return {
+        "hello (not shared)": hello,
+        "hello + rate (if it were shared)": hello_checked,
         "new session": create,
         "new session + rate": create_checked,
         "new session, rate alongside (bound of a check inside create.lua)": create_alongside,
@@ -147,7 +162,9 @@ async def measure(url: str, rounds: int, per_round: int, callers: int, seconds: 
     backend = RedisBackend(url, key_prefix="bench:")
     await backend.connect()
     numbers = count()
-    ops = operations(backend)
+    hello_session = record(None, int(time.time() * 1000))
+    await backend.create(hello_session, timeouts=TIMEOUTS, now=hello_session.created)
+    ops = operations(backend, hello_session.id)
     samples: dict[str, list[float]] = {name: [] for name in ops}
     rates: dict[str, list[float]] = {name: [] for name in ops}
     in_redis: dict[str, float] = {}
@@ -158,7 +175,7 @@ async def measure(url: str, rounds: int, per_round: int, callers: int, seconds: 
             for name, rate in (await throughput(ops, numbers, callers, seconds)).items():
                 rates[name].append(rate)
         for name, op in ops.items():
-            in_redis[name] = await redis_usec(backend, op, per_round)
+            in_redis[name] = await redis_usec(backend, op, max(per_round, 3_000))
     finally:
         await backend.disconnect()
 
