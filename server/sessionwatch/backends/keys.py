@@ -17,9 +17,9 @@ live sockets   ``{prefix}l:{id}``              ``{prefix}l:…`` (same shape)
 user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user_tag(user)``
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
-epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
 rate (addr.)   ``{prefix}r:{name}:{address}``  ``{prefix}r:{name}:{A}``, A = the address
 rate (user)    ``{prefix}r:{name}:{user}``     ``{prefix}r:{name}:{T}user`` (user's slot)
+epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged

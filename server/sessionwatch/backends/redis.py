@@ -222,6 +222,8 @@ class RedisBackend:
         self._scripts = {
             name: self._redis.register_script(_script_source(name)) for name in self._SCRIPTS
         }
+        # Runs without the prelude (no names, no deadline: a late one only counts).
+        self._rate_script = self._redis.register_script(_read_script("rate"))
         # Scripts, the hot path, go through one pipelined connection (multiplex.py);
         # everything else through the pool. (A cluster client routes by slot itself.)
         self._multiplexer = (
@@ -230,8 +232,6 @@ class RedisBackend:
             else None
         )
         self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
-        # Runs without the prelude (no names, no deadline: a late one only counts).
-        self._rate_script = self._redis.register_script(_read_script("rate"))
 
     @property
     def client(self) -> aioredis.Redis:

@@ -27,7 +27,6 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from ..core.exceptions import BackendUnavailable, ConfigurationError
@@ -211,7 +210,7 @@ class RedisClusterBackend(RedisBackend):
         by_slot: dict[int, list[RateCheck]] = {}
         for rule, subject in checks:
             key = self.names.rate(rule.name, subject, per=rule.per)
-            by_slot.setdefault(key_slot(key.encode()), []).append((rule, subject))
+            by_slot.setdefault(self._cluster.keyslot(key), []).append((rule, subject))
         parent = super().take_rates
         waits = await asyncio.gather(*(parent(group, now=now) for group in by_slot.values()))
         return max(waits, default=0)
