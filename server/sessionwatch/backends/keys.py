@@ -119,15 +119,6 @@ class KeyNames:
         head = self._heads["epoch"]
         return head if tag is None else head + ":{" + tag + "}"
 
-    def _of_address(self, address: str) -> str:
-        return address
-
-    def rate(self, name: str, subject: str, *, per: Literal["address", "user"]) -> str:
-        """The key of ``subject``'s deployment-wide rate ``name``
-        (:class:`~sessionwatch.core.limits.RateRule`): a client address or a user id."""
-        tail = self._of_user(subject) if per == "user" else self._of_address(subject)
-        return self.prefix + _RATE_HEAD + name + ":" + tail
-
     def session_keys(self, public_id: str) -> list[str]:
         """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads
         them from ``KEYS``: record, tombstone, live sockets, channel."""
@@ -141,6 +132,15 @@ class KeyNames:
     def user_keys(self, user: str) -> list[str]:
         """A user's names in the order ``declare_user`` reads them: index, channel."""
         return [self.index(user), self.user_channel(user)]
+
+    def _of_address(self, address: str) -> str:
+        return address
+
+    def rate(self, name: str, subject: str, *, per: Literal["address", "user"]) -> str:
+        """The key of ``subject``'s deployment-wide rate ``name``
+        (:class:`~sessionwatch.core.limits.RateRule`): a client address or a user id."""
+        tail = self._of_user(subject) if per == "user" else self._of_address(subject)
+        return self.prefix + _RATE_HEAD + name + ":" + tail
 
     def script_names(self) -> str:
         """``ARGV[1]`` of every script: the heads, whether names are tagged, and the
@@ -183,11 +183,11 @@ class ClusterKeyNames(KeyNames):
     def _of_session(self, public_id: str) -> str:
         return self.slotted(public_id)
 
-    def _of_user(self, user: str) -> str:
-        return "{" + user_tag(user) + "}" + user
-
     def _of_address(self, address: str) -> str:
         return "{" + address + "}"  # each address a slot of its own
+
+    def _of_user(self, user: str) -> str:
+        return "{" + user_tag(user) + "}" + user
 
     def physical(self, channel: str) -> str:
         session = self._plain.session_channel("")
