@@ -31,9 +31,7 @@ async def test_twenty_simultaneous_logins_leave_exactly_one_session(
 ) -> None:
     url = redis_cluster.url
     policy = {"sessions_per_user": 1, "on_limit": on_limit}
-    # 20 anonymous sessions of one address (the test's), across both processes: the
-    # new-session rate is the deployment's (10 a second), lifted as not under test.
-    with serving(url, key_prefix, policy=policy, max_new_sessions_per_second=100_000) as processes:
+    with serving(url, key_prefix, policy=policy) as processes:
         browsers = [HttpBrowser() for _ in range(BROWSERS)]
         for i, browser in enumerate(browsers):
             await browser.claim(processes[i % 2])  # an anonymous session first
