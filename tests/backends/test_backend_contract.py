@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import (
     EXPIRY_GRACE_MS,
     Backend,
@@ -22,6 +23,7 @@ from sessionwatch.backends.base import (
 )
 from sessionwatch.core.events import Device
 from sessionwatch.core.exceptions import SessionLimitReached
+from sessionwatch.core.limits import RateRule
 from sessionwatch.core.paging import MAX_PAGE_SIZE
 from sessionwatch.core.tabs import new_tab_key
 from sessionwatch.core.tokens import new_session_id, public_id, user_tag
@@ -580,3 +582,74 @@ async def test_concurrent_logins_never_exceed_the_limit(
         else:
             assert all(results)
         anonymous = [await stored(backend, make_record(), timeouts) for _ in range(30)]
+
+
+# Two events a second in bursts of three: 500 ms an event, 1,500 ms ahead at most.
+RATE = RateRule("test", per_second=2.0, burst=3.0)
+
+
+async def take(backend: Backend, rule: RateRule, subject: str, now: int) -> int:
+    return await backend.take_rates([(rule, subject)], now=now)
+
+
+async def test_a_rate_lets_its_burst_through_then_one_event_per_interval(
+    backend: Backend,
+) -> None:
+    address = "203.0.113.7"
+    assert [await take(backend, RATE, address, NOW) for _ in range(3)] == [0, 0, 0]
+    assert await take(backend, RATE, address, NOW) == 500
+    assert await take(backend, RATE, address, NOW + 499) == 1  # nothing counted
+    assert await take(backend, RATE, address, NOW + 500) == 0
+    assert await take(backend, RATE, address, NOW + 500) == 500
+    # Another subject, another rule: buckets of their own.
+    assert await take(backend, RATE, "2001:db8::/64", NOW) == 0
+    assert await take(backend, replace(RATE, name="other"), address, NOW) == 0
+    # Quiet for the whole capacity: a full burst again.
+    later = NOW + 500 + 1_500
+    assert [await take(backend, RATE, address, later) for _ in range(4)] == [0, 0, 0, 500]
+    assert await backend.take_rates([], now=NOW) == 0
+
+
+async def test_a_rate_per_user_counts_any_user_id(backend: Backend) -> None:
+    per_user = RateRule("test_user", per_second=1.0, burst=1.0, per="user")
+    for user in ("ines", "a{b}c", "名前"):
+        assert await take(backend, per_user, user, NOW) == 0
+        assert await take(backend, per_user, user, NOW + 1) == 999
+
+
+async def test_rates_taken_together_count_all_or_nothing(
+    backend: Backend, backend_kind: str
+) -> None:
+    """A sign-in's user and address rates in one step: when one bucket has no room,
+    the other is not counted (on a Cluster the two live in different slots, and a
+    refusal by one leaves the other counted: the documented exception)."""
+    per_user = RateRule("test_user", per_second=1.0, burst=1.0, per="user")
+    user, address = "ines", "192.0.2.44"
+    assert await take(backend, per_user, user, NOW) == 0  # the user's one sign-in
+    both = [(per_user, user), (RATE, address)]
+    assert await backend.take_rates(both, now=NOW) == 1_000  # the longest wait
+    counted = 1 if backend_kind == "cluster" else 0
+    expected = [0] * (3 - counted) + [500]
+    assert [await take(backend, RATE, address, NOW) for _ in range(4 - counted)] == expected
+    assert await backend.take_rates(both, now=NOW + 1_000) == 0  # both have room again
+
+
+async def test_a_rate_is_one_count_for_every_process(
+    backend: Backend, backend_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Two backend objects on one store (two workers, two hosts) share each bucket;
+    the memory backend is one process and has no second view to ask."""
+    if backend_kind == "memory":
+        pytest.skip("one process is the whole memory backend")
+    other = backend_from_url(request.getfixturevalue("backend_url"), key_prefix=backend.key_prefix)
+    await other.connect()
+    try:
+        address = "198.51.100.9"
+        taken = [await take(view, RATE, address, NOW) for view in (backend, other) * 2]
+        assert taken == [0, 0, 0, 500]
+        # The key lives no longer than its bucket needs (a spray of addresses expires).
+        client = backend.client  # type: ignore[attr-defined]
+        key = backend.names.rate(RATE.name, address, per="address")  # type: ignore[attr-defined]
+        assert 0 < await client.pttl(key) <= 1_500
+    finally:
+        await other.disconnect()

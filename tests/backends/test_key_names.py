@@ -253,3 +253,15 @@ async def test_the_tagged_names_are_the_keys_the_scripts_write(
     assert await client.get(names.tombstone(old.id)) == "evicted"
     assert await client.exists(names.session(new.id)) == 1
     assert await client.zrange(names.index("oda"), 0, -1) == [new.id]
+
+
+def test_rate_keys_per_address_and_per_user() -> None:
+    plain, cluster = key_names("sw:", "plain"), key_names("sw:", "cluster")
+    assert plain.rate("logins", "203.0.113.7", per="address") == "sw:r:logins:203.0.113.7"
+    assert plain.rate("logins", "ines", per="user") == "sw:r:logins:ines"
+    tagged = cluster.rate("new_sessions", "2001:db8::/64", per="address")
+    assert tagged == "sw:r:new_sessions:{2001:db8::/64}"
+    # A user's rate shares the user's slot (a login script could take it in one step).
+    for user in ("ines", "a{b}c", "名前"):
+        user_rate = cluster.rate("logins_user", user, per="user")
+        assert key_slot(user_rate.encode()) == key_slot(cluster.index(user).encode())

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from ..core import jsonlimits
 from ..core.events import Device
+from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor
 from .keys import session_channel, user_channel
 
@@ -305,6 +306,14 @@ class Backend(Protocol):
         """The identity of the stored state: a random value kept with the sessions and
         created when missing. A different answer than before means the stored state was
         lost (``FLUSHALL``, a restart without persistence): every session may be gone."""
+
+    async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
+        """Count one event of each ``(rule, subject)`` (a client address or a user id,
+        as ``rule.per`` says) against its deployment-wide rate at ``now``, shared by
+        every process and host, all or nothing: 0 when every bucket had room (each
+        counted), else the milliseconds until all would have (nothing counted). One
+        atomic step, on Redis one small script; on a Cluster one per slot (then a
+        refusal in one slot leaves the other slots' counts taken)."""
 
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a raw payload on a channel (for tests and tools: every state change

@@ -17,6 +17,8 @@ live sockets   ``{prefix}l:{id}``              ``{prefix}l:…`` (same shape)
 user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user_tag(user)``
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
+rate (addr.)   ``{prefix}r:{name}:{address}``  ``{prefix}r:{name}:{A}``, A = the address
+rate (user)    ``{prefix}r:{name}:{user}``     ``{prefix}r:{name}:{T}user`` (user's slot)
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
 durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the key it fences
 =============  ==============================  ==========================================
@@ -59,6 +61,10 @@ _HEADS: Final = {
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
     "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
 }
+
+# The head of the deployment-wide rate keys (KeyNames.rate): no script derives one, so
+# it stays out of script_names.
+_RATE_HEAD: Final = "r:"
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
 KEEPALIVE_CHANNEL: Final = "sessionwatch:keepalive"
@@ -134,6 +140,15 @@ class KeyNames:
         """A user's names in the order ``declare_user`` reads them: index, channel."""
         return [self.index(user), self.user_channel(user)]
 
+    def _of_address(self, address: str) -> str:
+        return address
+
+    def rate(self, name: str, subject: str, *, per: Literal["address", "user"]) -> str:
+        """The key of ``subject``'s deployment-wide rate ``name``
+        (:class:`~sessionwatch.core.limits.RateRule`): a client address or a user id."""
+        tail = self._of_user(subject) if per == "user" else self._of_address(subject)
+        return self.prefix + _RATE_HEAD + name + ":" + tail
+
     def script_names(self) -> str:
         """``ARGV[1]`` of every script: the heads, whether names are tagged, and the
         publish command, as JSON (for the names a script learns only while running)."""
@@ -174,6 +189,9 @@ class ClusterKeyNames(KeyNames):
 
     def _of_session(self, public_id: str) -> str:
         return self.slotted(public_id)
+
+    def _of_address(self, address: str) -> str:
+        return "{" + address + "}"  # each address a slot of its own
 
     def _of_user(self, user: str) -> str:
         return "{" + user_tag(user) + "}" + user

@@ -14,13 +14,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..core.events import Device, Event
 from ..core.exceptions import SessionLimitReached
+from ..core.limits import RateCheck, gcra_take
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit, select_evictions
 from .base import (
@@ -41,6 +42,7 @@ __all__ = ["MemoryBackend", "MemorySubscription"]
 logger = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 60.0
+_MAX_RATE_KEYS = 100_000  # subjects with a rate in flight; the oldest are forgotten beyond
 
 
 class MemorySubscription:
@@ -105,6 +107,7 @@ class MemoryBackend:
         self._listeners: dict[str, set[MemorySubscription]] = defaultdict(set)
         self._sweeper: asyncio.Task[None] | None = None
         self._epoch = secrets.token_hex(8)  # this process's memory is the whole state
+        self._rates: OrderedDict[str, float] = OrderedDict()  # rate key -> tat (ms)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -141,6 +144,9 @@ class MemoryBackend:
                 del self._tombstones[public_id]
         for public_id in list(self._presence):
             self._live_sockets(public_id, now)
+        for key, tat in list(self._rates.items()):
+            if tat <= now:
+                del self._rates[key]
 
     # -- events -----------------------------------------------------------------
 
@@ -156,6 +162,24 @@ class MemoryBackend:
     def _publish_session(self, public_id: str, event_type: str, **fields: Any) -> None:
         channel = self.names.session_channel(public_id)
         self._publish(channel, Event(event_type, public_id, fields))
+
+    async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
+        # One process is the whole deployment: the extension's own buckets already
+        # count everything; this keeps the contract (and a library caller) whole.
+        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        taken = [
+            gcra_take(self._rates.get(key), now, rule)
+            for key, (rule, _) in zip(keys, checks, strict=True)
+        ]
+        after = [tat for tat, _ in taken if tat is not None]
+        if len(after) < len(taken):  # a bucket without room: nothing counted
+            return max(wait for _, wait in taken)
+        for key, tat in zip(keys, after, strict=True):
+            self._rates[key] = tat
+            self._rates.move_to_end(key)
+            if len(self._rates) > _MAX_RATE_KEYS:
+                self._rates.popitem(last=False)
+        return 0
 
     async def publish(self, channel: str, payload: str) -> None:
         self._deliver(channel, payload)

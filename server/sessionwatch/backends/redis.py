@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit
 from .base import (
@@ -232,6 +233,8 @@ class RedisBackend:
         self._scripts = {
             name: self._redis.register_script(_script_source(name)) for name in self._SCRIPTS
         }
+        # Runs without the prelude (no names, no deadline: a late one only counts).
+        self._rate_script = self._redis.register_script(_read_script("rate"))
         # Scripts, the hot path, go through one pipelined connection (multiplex.py);
         # everything else through the pool. (A cluster client routes by slot itself.)
         self._multiplexer = (
@@ -589,6 +592,18 @@ class RedisBackend:
 
         _, current = await self.call(read_or_create)
         return str(current)
+
+    async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
+        if not checks:
+            return 0
+        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        argv = [str(now)]
+        for rule, _ in checks:
+            argv += [f"{rule.interval_ms:.3f}", f"{rule.capacity_ms:.3f}"]
+        if self._multiplexer is None:
+            return int(await self.call(self._rate_script, keys, argv))
+        source = self._rate_script.script
+        return int(await self.call(self._multiplexer.evalsha, source, keys, argv))
 
     async def publish(self, channel: str, payload: str) -> None:
         await self.call(self._redis.publish, channel, payload)

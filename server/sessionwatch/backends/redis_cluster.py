@@ -31,6 +31,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
 
 from ..core.exceptions import BackendUnavailable, ConfigurationError
+from ..core.limits import RateCheck
 from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
@@ -252,6 +253,16 @@ class RedisClusterBackend(RedisBackend):
             by_slot.setdefault(slot_tag(socket[0]), []).append(socket)
         parent = super().set_presence
         await asyncio.gather(*(parent(group, until=until, now=now) for group in by_slot.values()))
+
+    async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
+        # One script per slot (an address's key and a user's live in different slots).
+        by_slot: dict[int, list[RateCheck]] = {}
+        for rule, subject in checks:
+            key = self.names.rate(rule.name, subject, per=rule.per)
+            by_slot.setdefault(self._cluster.keyslot(key), []).append((rule, subject))
+        parent = super().take_rates
+        waits = await asyncio.gather(*(parent(group, now=now) for group in by_slot.values()))
+        return max(waits, default=0)
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         if not public_ids:

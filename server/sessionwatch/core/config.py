@@ -78,11 +78,15 @@ class Settings:
     max_sockets_per_address: int = 256
     max_new_sessions_per_second: float = 10.0
     max_hellos_per_second: float = 50.0
-    # Sign-ins a second per user id and per client address, per process (token
-    # buckets holding 5 seconds' worth; 429 rate_limited beyond). 25 at once per user
+    # Sign-ins a second per user id and per client address (token buckets holding 5
+    # seconds' worth; 429 rate_limited beyond). 25 at once per user
     # lets a sign-in race of one user's devices through (integration/test_login_race_processes).
     max_logins_per_user_per_second: float = 5.0
     max_logins_per_address_per_second: float = 10.0
+    # Also count new sessions and sign-ins on the backend, so that the rates above hold
+    # for the whole deployment (every worker and host), not each process (issue 23):
+    # one small script per new session and per sign-in. Off: per process only.
+    shared_rate_limits: bool = True
     # Hard ceiling of live sessions per user, whatever the policy: at it a sign-in
     # evicts the user's oldest session (a policy limit within it keeps its own action).
     max_sessions_per_user: int = 100
@@ -172,7 +176,12 @@ _COUNTS: Final = {
     "send_queue_size",
     "max_opening_sockets",
 }
-_FLAGS: Final = {"cookie_secure", "allow_missing_origin", "trust_forwarded_for"}
+_FLAGS: Final = {
+    "cookie_secure",
+    "allow_missing_origin",
+    "trust_forwarded_for",
+    "shared_rate_limits",
+}
 _LISTS: Final = {"secret_keys", "allowed_origins", "api_keys"}
 _TRUE: Final = {"1", "true", "yes", "on"}
 MAX_DURABLE_ENDS_TIMEOUT: Final = 4.0

@@ -17,15 +17,32 @@ bounded (least recently seen forgotten first), so a spray of addresses cannot gr
 An IPv6 client counts by its /64 (one subscriber's prefix). A connection without an IP
 address (``None``, Quart's test client ``<local>``, a Unix socket without a proxy's
 ``X-Forwarded-For``) is not limited here.
+
+These buckets are per process: N workers on H hosts let N x H times a rate through.
+The rates that matter across a deployment (new sessions, sign-ins) are also counted on
+the backend (issue 23): a :class:`RateRule` names one, and :func:`gcra_take` is its
+arithmetic, the same in the memory backend and in ``backends/lua/rate.lua``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["AddressCounts", "AddressLimits", "LoginLimits", "RateBuckets", "address_key"]
+__all__ = [
+    "LOGIN_BURST_SECONDS",
+    "AddressCounts",
+    "AddressLimits",
+    "LoginLimits",
+    "RateBuckets",
+    "RateCheck",
+    "RateRule",
+    "address_key",
+    "gcra_take",
+]
 
 
 def address_key(address: str | None) -> str | None:
@@ -192,7 +209,8 @@ class LoginLimits:
     rate let one client mint 3,041 sessions for one user (issue 22, item 6). A sign-in
     over either rate is refused (429 ``rate_limited``) before it reaches the backend.
     Per process: with several workers or hosts the deployment's rate is this times
-    their number.
+    their number, so the extension also counts sign-ins on the backend
+    (``web/shared_limits.py``); this bucket is the free first check.
 
     Args:
         per_user: sign-ins a second of one user id.
@@ -216,3 +234,47 @@ class LoginLimits:
         if key is not None:
             self.addresses.take(key, now)
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    """A rate counted across the deployment, on the backend: ``per_second`` events of
+    one subject a second, in bursts of ``burst``.
+
+    ``name`` goes into the key (``{prefix}r:{name}:{subject}``); ``per`` says what the
+    subject is: a client address (as :func:`address_key` gives it) or a user id (on a
+    Redis Cluster the key then shares the user's slot)."""
+
+    name: str
+    per_second: float
+    burst: float
+    per: Literal["address", "user"] = "address"
+
+    @property
+    def interval_ms(self) -> float:
+        """Milliseconds one event uses up."""
+        return 1000.0 / self.per_second
+
+    @property
+    def capacity_ms(self) -> float:
+        """How far ahead of now the bucket's theoretical arrival time may run."""
+        return max(self.burst, 1.0) * self.interval_ms
+
+
+# One event of ``subject`` under ``rule`` (what Backend.take_rates counts).
+RateCheck = tuple[RateRule, str]
+
+
+def gcra_take(tat: float | None, now: int, rule: RateRule) -> tuple[float | None, int]:
+    """One event of a subject at ``now`` (epoch ms) under ``rule`` (GCRA: a token
+    bucket kept as one number, the theoretical arrival time ``tat``, ``None`` when the
+    subject has none).
+
+    Returns ``(new tat, 0)`` when the event is let through — the caller stores the new
+    tat until it has passed — else ``(None, milliseconds until one would be)`` with
+    nothing to store."""
+    start = now if tat is None or tat < now else tat
+    after = start + rule.interval_ms
+    if after - now > rule.capacity_ms:
+        return None, max(1, math.ceil(after - now - rule.capacity_ms))
+    return after, 0

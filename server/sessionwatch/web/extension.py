@@ -61,6 +61,7 @@ from . import hosts, rawhttp
 from .responses import ended_response, error_response, retry_after
 from .routes import create_blueprint, own_origin
 from .sessions import COOKIE_CONFLICT, ServerSession, ServerSessionInterface, UnavailableSession
+from .shared_limits import DeploymentLimits
 
 __all__ = ["SessionInfo", "SessionList", "SessionWatch", "TabStatus"]
 
@@ -198,6 +199,7 @@ class SessionWatch:
         )
         self.origins = OriginRule.from_settings(self.settings)
         self.login_limits = self._login_limits()
+        self.deployment_limits = DeploymentLimits(self.backend, self.settings)
         interface = ServerSessionInterface(self)
         app.session_interface = interface  # type: ignore[assignment]
         app.extensions["sessionwatch"] = self
@@ -412,6 +414,7 @@ class SessionWatch:
         if limits is not None and not limits.new_session(address, time.monotonic()):
             security_event("rate_limited", logging.WARNING, limit="new_sessions", address=address)
             raise RateLimited(limits.session_retry_after(address))
+        await self.deployment_limits.new_session(address)  # every worker's and host's
         session_id = new_session_id()
         record = self.new_record(session_id, None, data, self.describe(user_agent, address))
         await self.backend.create(record, timeouts=self.timeouts, now=record.created)
@@ -475,6 +478,7 @@ class SessionWatch:
                 "rate_limited", logging.WARNING, limit="logins", user=user_id, address=address
             )
             raise RateLimited(wait)
+        await self.deployment_limits.sign_in(user_id, address)  # every worker's and host's
         session_id = new_session_id(user_tag(user_id))  # the user's slot on a Cluster
         record = self.new_record(session_id, user_id, data, device)
         # The sign-in is the calling tab's claim, under a new tab key and the next
