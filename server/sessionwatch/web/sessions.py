@@ -24,10 +24,11 @@ from ..backends.base import Backend, EndReason, Lookup, SessionRecord, Timeouts
 from ..core.audit import security_event, security_log
 from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
+from ..core.refusals import BACKEND_UNAVAILABLE
 from ..core.tabs import TAB_HEADER
 from ..core.tokens import CookieSigner, public_id
 from .bypass import nothing_before_view
-from .responses import error_response
+from .responses import refusal_response
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 async def _become_unavailable(response: QuartResponse | WerkzeugResponse) -> None:
     """Turn an answer already made into ``503 backend_unavailable`` (the request's
     changes could not all be stored: it is answered as failed, fail closed)."""
-    failed = error_response(503, "backend_unavailable")
+    failed = refusal_response(BACKEND_UNAVAILABLE)
     response.status_code = 503
     response.headers.pop("Location", None)
     response.set_data(await failed.get_data())
@@ -111,6 +112,14 @@ class ServerSession(dict[str, Any], SessionMixin):
         self.record = record
         self.stored_data = record.data
         self.pending = None
+
+    def claimed(self, record: SessionRecord) -> None:
+        """Take the record a claim returned (loading a pending session from it)."""
+        if self.pending is not None:
+            data = ServerSessionInterface.serializer.loads(record.data) if record.data else {}
+            self.adopt(record, data)
+        else:
+            self.record = record
 
     def bind(self, session_id: str, record: SessionRecord) -> None:
         """Point this session at a (new) stored record and send its cookie."""
