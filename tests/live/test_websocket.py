@@ -445,19 +445,8 @@ async def test_missing_origin_allowed_only_when_configured(serve: Serve) -> None
         assert (await browser.refused(origin="null"))[0] == 403
 
 
-async def test_no_cookie_forged_cookie_and_expired_cookie_are_refused(
-    app: Quart, clock: FakeClock
-) -> None:
-    browser = Browser(app)
-    assert await browser.refused() == (401, {"error": "no_session"})
-    await browser.claim()
-    cookie = next(iter(browser.client.cookie_jar or ()))
-    forged = Browser(app)
-    forged.client.set_cookie("localhost", cookie.name, cookie.value[:-4] + "AAAA", secure=True)
-    assert (await forged.refused())[1]["error"] == "no_session"
-    clock.advance(watch_of(app).settings.idle_timeout + 1)
-    status, body = await browser.refused()
-    assert (status, body["error"]) == (401, "expired")
+# No cookie, a forged cookie, an expired, revoked or logged-out session and a foreign
+# page: tests/web/test_doors_agree.py runs them through both handshakes and every other door.
 
 
 # -- frames and limits ---------------------------------------------------------------------
