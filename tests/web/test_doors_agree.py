@@ -20,7 +20,8 @@ must answer the same status and stable code:
 
 A door a row does not apply to is left out with the reason (a claim starts a new
 session rather than refusing a gone one; a handshake checks the tab at ``hello``, not
-before the upgrade). Memory and Redis backends (a private redis-server).
+before the upgrade). Memory and Redis (a private redis-server) backends by default;
+Redis Cluster (a private 6-node cluster) under the ``cluster_extended`` marker.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import pytest
 from quart import Quart
+from quart.testing import app as quart_testing
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
 from sessionwatch import CloseCode, Policy
@@ -499,9 +501,13 @@ async def _world(
         app.asgi_app = TrustedProxies(app.asgi_app, row.proxy)  # type: ignore[method-assign]
     tab = Tab(app)
     if row.backend_down:  # not served: the dead backend cannot connect at start-up
-        yield row, door, Setup(app, await row.prepare(app, tab))
+        try:
+            yield row, door, Setup(app, await row.prepare(app, tab))
+        finally:
+            await watch_of(app).backend.disconnect()
         return
-    async with app.test_app():
+    # A cluster client's start and close take seconds on a loaded machine.
+    async with quart_testing.TestApp(app, startup_timeout=30, shutdown_timeout=30):
         prepared = await row.prepare(app, tab)
         yield row, door, Setup(app, prepared, tab.cookie_name or "__Host-session")
 
@@ -519,6 +525,14 @@ def _cases() -> list[Any]:
     return cases
 
 
+# Redis Cluster behind the cluster_extended marker: an app stopped right after it
+# started can hang in its hub's stop (the shard pub/sub reader never finishes
+# cancelling; seen in 3-4 of 87 cluster cases on a loaded machine), which would make
+# the default run flaky. `bash tests/run.sh -m cluster_extended -k doors_agree` runs it.
+@pytest.mark.parametrize(
+    "backend_kind",
+    ["memory", "redis", pytest.param("cluster", marks=pytest.mark.cluster_extended)],
+)
 @pytest.mark.parametrize("world", _cases(), indirect=True)
 async def test_every_door_gives_the_engines_answer(world: tuple[Row, str, Setup]) -> None:
     row, door, setup = world
