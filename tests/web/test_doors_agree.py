@@ -650,3 +650,19 @@ async def test_a_non_standard_method_is_unsafe_at_every_door(
         verified = await client.get("/_sessionwatch/verify", headers=headers, scheme="https")
         assert decorator == (403, "origin_forbidden")
         assert json.loads(verified.headers["X-SessionWatch-Refusal"])["error"] == decorator[1]
+
+
+async def test_a_bad_user_id_is_answered_from_the_table_not_a_500(
+    backend_url: str, key_prefix: str
+) -> None:
+    """``watch.login()`` with a user id that could forge log lines raises
+    ``InvalidUserId``; the app answers it from the one exception table (400
+    ``bad_user_id``), as every other library error, instead of a 500."""
+    app = make_proxy_app(backend_url, key_prefix=key_prefix)
+    async with app.test_app():
+        client = app.test_client()
+        response = await client.post(
+            "/login", json={"user": "mallory\nadmin"}, headers={"Origin": OWN}, scheme="https"
+        )
+        assert response.status_code == 400
+        assert (await response.get_json())["error"] == "bad_user_id"

@@ -320,6 +320,13 @@ class SessionEngine:
             slot.unbind()  # ended (before or since the request began): start afresh once
         raise BackendUnavailable("could not claim a tab: the session ended twice")
 
+    async def save_data(self, session_id: str, data: str) -> bool:
+        """Replace the app data of session ``session_id``; ``False`` when it has ended
+        meanwhile (a revoked session is never resurrected by a late save)."""
+        return await self.backend.save_data(
+            session_id, data, timeouts=self.timeouts, now=self.now_ms()
+        )
+
     async def extend(self, session_id: str) -> Lookup:
         """Push the idle expiry of session ``session_id`` forward (the active tab asked)."""
         return await self.backend.extend(session_id, timeouts=self.timeouts, now=self.now_ms())

@@ -20,13 +20,14 @@ from quart.wrappers import Response as QuartResponse
 from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from ..backends.base import Backend, EndReason, Lookup, SessionRecord, Timeouts
+from ..backends.base import EndReason, Lookup, SessionRecord
 from ..core.audit import security_event, security_log
 from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
 from ..core.refusals import BACKEND_UNAVAILABLE
 from ..core.tabs import TAB_HEADER
 from ..core.tokens import CookieSigner, public_id
+from ..engine import SessionEngine
 from .bypass import nothing_before_view
 from .responses import refusal_response
 
@@ -168,16 +169,13 @@ class SessionHost(Protocol):
     """What the session interface needs of the extension (which wires it)."""
 
     settings: Settings
-    timeouts: Timeouts
     claim_path: str
 
     @property
-    def backend(self) -> Backend: ...
+    def engine(self) -> SessionEngine: ...
 
     @property
     def signer(self) -> CookieSigner: ...
-
-    def now_ms(self) -> int: ...
 
     def request_is_secure(self) -> bool: ...
 
@@ -286,9 +284,7 @@ class ServerSessionInterface(SessionInterface):
 
     async def load(self, pid: str) -> Lookup:
         """Load session ``pid`` (refreshing its idle expiry when due)."""
-        return await self.host.backend.load(
-            pid, timeouts=self.host.timeouts, now=self.host.now_ms()
-        )
+        return await self.host.engine.load(pid)
 
     def may_defer(self, app: Quart, request: BaseRequestWebsocket) -> bool:
         """True for ``POST {url_prefix}/claim`` when nothing can read the session before
@@ -383,9 +379,7 @@ class ServerSessionInterface(SessionInterface):
             return
         if data == session.stored_data:
             return
-        stored = await self.host.backend.save_data(
-            session.record.id, data, timeouts=self.host.timeouts, now=self.host.now_ms()
-        )
+        stored = await self.host.engine.save_data(session.record.id, data)
         if stored:
             session.stored_data = data
         else:
