@@ -96,6 +96,7 @@ class SessionWatch:
         self._backend: Backend | None = self._backend_object
         self._signer: CookieSigner | None = None
         self._engine: SessionEngine | None = None
+        self._interface: ServerSessionInterface | None = None
         self._on_claim: Callable[[], None] | None = None
         self.app: Quart | None = None
         self.blueprint: Blueprint | None = None
@@ -145,7 +146,7 @@ class SessionWatch:
             place_resolver=self.place_resolver,
         )
         self._engine.on_claim = self._on_claim
-        interface = ServerSessionInterface(self)
+        interface = self._interface = ServerSessionInterface(self)
         app.session_interface = interface  # type: ignore[assignment]
         app.extensions["sessionwatch"] = self
         for kind in REFUSED_ERRORS:
@@ -250,9 +251,10 @@ class SessionWatch:
     def request_facts(self, tab: str | None = None) -> RequestFacts:
         """The :class:`RequestFacts` of the current request or handshake."""
         connection = self._connection()
-        app: Any = current_app
-        interface = app.session_interface
-        name = interface.cookie_name(app, connection.scheme in ("https", "wss"))
+        if self._interface is None:
+            raise RuntimeError("SessionWatch.init_app(app) has not been called")
+        secure = connection.scheme in ("https", "wss")
+        name = self._interface.cookie_name(current_app, secure)
         return facts_of_connection(
             connection, name, trust_forwarded_for=self.settings.trust_forwarded_for, tab=tab
         )

@@ -21,6 +21,7 @@ the view writes it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -222,34 +223,39 @@ class _Endpoint:
         except Exception:  # a malformed scope: Quart's handling deals with it
             await self._quart()
             return
-
-        async def load() -> tuple[SessionRecord | None, str | None]:
-            session = await interface.open_cookies(list(facts.cookies), defer=False)
-            if isinstance(session, UnavailableSession):
-                raise session.error
-            if not isinstance(session, ServerSession):
-                raise BackendUnavailable("the session could not be opened")
-            return session.record, session.ended
-
+        load = functools.partial(self._load, facts.cookies)
         outcome = await open_handshake(facts, origins=self.host.origins, hub=hub, load=load)
         if isinstance(outcome, Refusal):
             async with self._app.app_context():
                 response = refusal_response(outcome)
             await self._refuse(response)
             return
-        try:
-            await self._open(outcome.record, outcome.ticket, facts.address)
-        finally:
-            outcome.ticket.release()
-
-    async def _open(self, record: SessionRecord, ticket: Ticket, address: str | None) -> None:
-        """Accept and serve the socket of ``record`` (its turn: ``ticket``)."""
-        hub = self.hub
+        # The socket keeps the session's id, user and tab key, its turn and the address:
+        # nothing else of the handshake stays referenced for the socket's lifetime.
+        record, ticket, address = outcome.record, outcome.ticket, facts.address
         conn = Connection(
             record.id, record.user, self._send_text, queue_size=hub.settings.send_queue_size
         )
         tab_key = record.tab_key
-        del record  # the socket keeps the id, the user and the tab key only
+        del outcome, facts, load, record
+        try:
+            await self._open(conn, tab_key, ticket, address)
+        finally:
+            ticket.release()
+
+    async def _load(self, cookies: tuple[str, ...]) -> tuple[SessionRecord | None, str | None]:
+        """The handshake's session, as Quart's session interface opens it."""
+        session = await self.interface.open_cookies(list(cookies), defer=False)
+        if isinstance(session, UnavailableSession):
+            raise session.error
+        if not isinstance(session, ServerSession):
+            raise BackendUnavailable("the session could not be opened")
+        return session.record, session.ended
+
+    async def _open(
+        self, conn: Connection, tab_key: str, ticket: Ticket, address: str | None
+    ) -> None:
+        """Accept and serve the socket (its turn: ``ticket``)."""
         try:
             await self._send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         except Exception as exc:
@@ -259,7 +265,7 @@ class _Endpoint:
             return
         code: int | None
         try:
-            code = await serve_socket(hub, conn, tab_key, self._read, ticket, address)
+            code = await serve_socket(self.hub, conn, tab_key, self._read, ticket, address)
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None

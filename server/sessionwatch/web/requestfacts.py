@@ -101,7 +101,7 @@ def facts_of_scope(
         cookies=values,
         tab=headers.get(_TAB),
         address=client_address(
-            client[0] if client else None,
+            client[0] if client else "<local>",  # as Quart's remote_addr
             headers.forwarded_for,
             trust_forwarded_for=trust_forwarded_for,
         ),
