@@ -18,6 +18,7 @@ class Code(StrEnum):
     NO_SESSION = "no_session"
     EXPIRED = "expired"
     REVOKED = "revoked"
+    COOKIE_CONFLICT = "cookie_conflict"
     TAB_MISSING = "tab_missing"
     TAB_INVALID = "tab_invalid"
     TAB_SUPERSEDED = "tab_superseded"
@@ -27,6 +28,8 @@ class Code(StrEnum):
     SESSION_LIMIT_REACHED = "session_limit_reached"
     BAD_REQUEST = "bad_request"
     BAD_USER_ID = "bad_user_id"
+    BAD_HOST = "bad_host"
+    BAD_PAGE = "bad_page"
     NOT_FOUND = "not_found"
     ORIGIN_FORBIDDEN = "origin_forbidden"
     NOT_SIGNED_IN = "not_signed_in"
@@ -45,6 +48,8 @@ MESSAGES: Final[dict[str, str]] = {
     Code.NO_SESSION: "You are not signed in, or your session is no longer valid.",
     Code.EXPIRED: "Your session has expired.",
     Code.REVOKED: "Your session was ended.",
+    Code.COOKIE_CONFLICT: "This request carries several session cookies; none was used. "
+    "Clear this site's cookies, then sign in again.",
     Code.TAB_MISSING: "This request did not come from an active tab of this app.",
     Code.TAB_INVALID: "This tab's token is not valid. Reload the page.",
     Code.TAB_SUPERSEDED: "This app is open in another tab.",
@@ -54,6 +59,7 @@ MESSAGES: Final[dict[str, str]] = {
     Code.SESSION_LIMIT_REACHED: "You have reached the maximum number of active sessions.",
     Code.BAD_REQUEST: "The request was malformed.",
     Code.BAD_USER_ID: "The user id is empty, too long or holds characters that are not allowed.",
+    Code.BAD_HOST: "The request's Host header is not a valid host name.",
     Code.ORIGIN_FORBIDDEN: "This request's origin is not allowed.",
     Code.NOT_SIGNED_IN: "Sign in to see your sessions.",
     Code.UNAUTHORIZED: "This endpoint needs a valid bearer token.",

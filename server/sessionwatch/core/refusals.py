@@ -89,8 +89,11 @@ def refusal_for(error: BaseException) -> Refusal | None:
 
 def ended_refusal(ended: str | None) -> Refusal:
     """The 401 of a request whose session is gone, by why it ended: ``expired``;
-    ``revoked`` with ``reason`` ``"revoked"`` or ``"evicted"``; else ``no_session``
-    (unknown, forged, or logged out: the user ended it and the cookie was cleared)."""
+    ``revoked`` with ``reason`` ``"revoked"`` or ``"evicted"``; ``cookie_conflict`` for
+    copies of several live sessions; else ``no_session`` (unknown, forged, or logged out:
+    the user ended it and the cookie was cleared)."""
+    if ended == "cookie_conflict":
+        return Refusal(401, Code.COOKIE_CONFLICT)
     if ended == "expired":
         return Refusal(401, Code.EXPIRED)
     if ended in ("revoked", "evicted"):
