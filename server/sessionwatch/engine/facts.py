@@ -7,8 +7,7 @@ doors given the same request cannot decide differently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from ..core.devices import client_address
 from ..core.origins import own_origin_of
@@ -25,9 +24,10 @@ def is_unsafe(method: str) -> bool:
     return method.upper() not in SAFE_METHODS
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """What the engine knows of a request.
+class RequestFacts(NamedTuple):
+    """What the engine knows of a request (immutable; a named tuple rather than a
+    frozen dataclass because the raw claim path builds one per request, and a frozen
+    dataclass takes 4-5 us more to build).
 
     Attributes:
         method, path: the request line (the original request's, behind forward-auth).
