@@ -238,10 +238,12 @@ class SessionWatch:
 
     @staticmethod
     def _connection() -> BaseRequestWebsocket:
+        # The objects behind the proxies: reading a request into facts touches a dozen
+        # attributes, each a proxy lookup otherwise (on every protected request).
         if has_request_context():
-            return request
+            return request._get_current_object()  # type: ignore[attr-defined, no-any-return]
         if has_websocket_context():
-            return websocket
+            return websocket._get_current_object()  # type: ignore[attr-defined, no-any-return]
         raise RuntimeError("sessionwatch needs a request or WebSocket context here")
 
     def request_is_secure(self) -> bool:
@@ -254,7 +256,8 @@ class SessionWatch:
         if self._interface is None:
             raise RuntimeError("SessionWatch.init_app(app) has not been called")
         secure = connection.scheme in ("https", "wss")
-        name = self._interface.cookie_name(current_app, secure)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        name = self._interface.cookie_name(app, secure)
         return facts_of_connection(
             connection, name, trust_forwarded_for=self.settings.trust_forwarded_for, tab=tab
         )
