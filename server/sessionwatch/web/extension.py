@@ -34,6 +34,7 @@ from ..core.audit import security_event
 from ..core.config import Settings
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, OriginForbidden
+from ..core.limits import AddressLimits
 from ..core.origins import OriginRule
 from ..core.policy import Policy
 from ..core.refusals import REFUSED_ERRORS, refusal_for
@@ -226,7 +227,7 @@ class SessionWatch:
             self._engine.on_claim = callback
 
     @property
-    def address_limits(self) -> Any:
+    def address_limits(self) -> AddressLimits | None:
         """The per-address limits (new sessions here, sockets in the hub)."""
         return self.engine.address_limits
 
