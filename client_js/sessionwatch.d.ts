@@ -75,6 +75,9 @@ export interface SessionWatchOptions {
   pollInterval?: number;
   /** Elements disabled while this tab may not act. */
   protectedSelector?: string;
+  /** A POST form (or button formaction) whose path matches this pattern (case-insensitive)
+   * is a sign-out form and never disabled. Default "\\b(log|sign)[-_]?(out|off)/?$"; "" turns it off. */
+  signOutPattern?: string;
   /** Language of the texts. Default "": <html lang>, then navigator.language; de, es, fr
    *  and ja load {prefix}/i18n/<lang>.json, anything else is English. */
   lang?: string;

@@ -29,7 +29,12 @@
  *   protectedSelector "[data-sessionwatch-protected], form[method=post i] button,
  *                      form[method=post i] input[type=submit]"
  *                                 disabled while this tab may not act, except what is (or
- *                                 sits in) an element with data-sessionwatch-skip
+ *                                 sits in) an element with data-sessionwatch-skip, and a
+ *                                 sign-out form (signOutPattern)
+ *   signOutPattern    "\\b(log|sign)[-_]?(out|off)/?$"
+ *                                 a POST form (or button formaction) whose path matches it
+ *                                 (case-insensitive) is a sign-out form: never disabled, so
+ *                                 signing out works from any tab ("" turns this off)
  *   lang              ""          language of the texts; "" = <html lang>, then
  *                                 navigator.language. de, es, fr, ja load {prefix}/i18n/<lang>.json
  *   strings           {}          overrides of single texts (data-strings: JSON); a text with
@@ -94,6 +99,7 @@
 
   var doc = G.document;
   var loc = G.location;
+  var visual = G.visualViewport; // what the screen shows of the page (see fit)
   var script = doc && doc.currentScript;
   // Its own <script> tag, not a bundle that contains this file (see the rule above).
   var own = script && (script.hasAttribute("data-sessionwatch") || /\/(client|sessionwatch(\.min)?)\.js([?#]|$)/.test(script.src));
@@ -699,9 +705,21 @@
       // <body>, so that the inert body leaves the overlay usable.
       (doc.body || doc.documentElement).appendChild(host);
       doc.addEventListener("keydown", keydown, true);
+      if (visual) {
+        fit();
+        visual.addEventListener("resize", fit);
+        visual.addEventListener("scroll", fit);
+      }
     }
     ui.host.setAttribute("lang", lang);
     return ui;
+  }
+
+  // A page wider than a phone's screen widens the layout viewport, which position:fixed
+  // follows, past what the screen shows: the dock follows the visual viewport instead.
+  function fit() {
+    var v = visual;
+    ui.dock.style.cssText = "left:" + v.offsetLeft + "px;top:" + v.offsetTop + "px;width:" + v.width + "px;height:" + v.height + "px";
   }
 
   function show(kind, message, buttons, modal) {
@@ -751,8 +769,18 @@
     }
   }
 
+  // A sign-out form is never disabled: a user must be able to sign out of a tab that
+  // another tab superseded without the app remembering an attribute.
+  function signsOut(node) {
+    var form = node.closest("form"),
+      to = node.getAttribute("formaction") || (form && form.getAttribute("action"));
+    try {
+      return !!to && new RegExp(opts.signOutPattern || "$^", "i").test(new URL(to, loc.href).pathname);
+    } catch (e) {}
+  }
+
   // Disables protected elements while this tab may not act (the server refuses anyway).
-  // What carries or sits in data-sessionwatch-skip (a sign-out form) is never disabled.
+  // What carries or sits in data-sessionwatch-skip, and a sign-out form, is never disabled.
   function lock(on) {
     if (!on) {
       for (var i = 0; i < locked.length; i++) {
@@ -768,7 +796,7 @@
     } catch (e) {}
     for (var j = 0; j < list.length; j++) {
       var node = list[j];
-      if (!node.disabled && !(node.closest && node.closest("[data-sessionwatch-skip]"))) {
+      if (!node.disabled && !(node.closest && (node.closest("[data-sessionwatch-skip]") || signsOut(node)))) {
         node.disabled = true;
         node.setAttribute("data-sessionwatch-disabled", "");
         locked.push(node);
@@ -878,6 +906,7 @@
       pollInterval: 30,
       protectedSelector:
         "[data-sessionwatch-protected], form[method=post i] button, form[method=post i] input[type=submit]",
+      signOutPattern: "\\b(log|sign)[-_]?(out|off)/?$",
       lang: "",
       strings: {}
     };

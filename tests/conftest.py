@@ -24,6 +24,9 @@ from support.redis_cluster import RedisCluster
 from support.redis_sentinel import sentinel_url
 from support.redis_server import RedisServer, required
 
+# Fails a test (and the run) that leaves a process running: support/leaks.py.
+pytest_plugins = ["support.leaks"]
+
 
 @pytest.fixture(scope="session", name="redis_url")
 def _redis_url() -> Iterator[str]:

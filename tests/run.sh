@@ -16,6 +16,7 @@ command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ip >/dev/null || missing+=(iproute2)  # the fault suite's hosts (network namespaces)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # the proxy demo
+[ -x .venv/bin/python ] || python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]} from Debian's packages" >&2
     sudo=""
@@ -27,7 +28,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'  # test + the bench smoke's needs
+# The test and bench tools are PEP 735 dependency groups (pyproject.toml), which pip
+# installs from 25.1 on (`--group`); a venv starts with its Python's older pip.
+.venv/bin/python -m pip install -q --disable-pip-version-check 'pip>=25.1'
+# every extra the suites exercise + the test group and the bench smoke's needs
+.venv/bin/python -m pip install -q --disable-pip-version-check \
+    -e '.[service,proxy-demo,granian]' --group bench
 
 # The proxy demo's Express app (its lock file is committed).
 if [ ! -d client_js/examples/express/node_modules/express ]; then

@@ -71,10 +71,19 @@ class SessionAPI {
     return body.revoked;
   }
 
-  /** The user's live sessions, oldest first. */
+  /** The user's live sessions, oldest first (every page, 100 a call). */
   async sessions(user) {
-    const body = await this._call("GET", "/sessions?" + new URLSearchParams({ user: user }), null);
-    return body.sessions;
+    const sessions = [];
+    let cursor = null;
+    for (let page = 0; page < 100; page++) { // bounded, should a server never end the list
+      const query = { user: user, limit: "100" };
+      if (cursor) query.cursor = cursor;
+      const body = await this._call("GET", "/sessions?" + new URLSearchParams(query), null);
+      sessions.push(...body.sessions);
+      cursor = body.next_cursor;
+      if (!cursor) break;
+    }
+    return sessions;
   }
 
   async _call(method, path, body) {

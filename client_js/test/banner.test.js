@@ -365,3 +365,27 @@ test("a constructed stylesheet is used where supported (strict CSP style-src)", 
   assert.equal(tab.shadow.adoptedStyleSheets[0], sheets[0]);
   assert.match(sheets[0].text, /--sessionwatch-bg/);
 });
+
+test("a sign-out form stays usable in a superseded tab, with no attribute (issue 24)", async () => {
+  const tab = await activeTab();
+  const logout = tab.element("form", { method: "post", action: "/logout" });
+  const signOut = tab.element("button", {}, logout);
+  const nested = tab.element("form", { method: "POST", action: "/auth/Sign-Out/" });
+  const nestedButton = tab.element("button", {}, nested);
+  const save = tab.element("form", { method: "post", action: "/logout-report/save" });
+  const saveButton = tab.element("button", {}, save);
+  const viaFormaction = tab.element("button", { formaction: "/signoff" }, save);
+  await send(tab, { type: "superseded", gen: 9, by: null });
+  assert.deepEqual(
+    [signOut.disabled, nestedButton.disabled, viaFormaction.disabled, saveButton.disabled],
+    [false, false, false, true]
+  );
+});
+
+test("signOutPattern \"\" turns the sign-out exception off", async () => {
+  const tab = await activeTab({ script: { data: { signOutPattern: "" } } });
+  const logout = tab.element("form", { method: "post", action: "/logout" });
+  const signOut = tab.element("button", {}, logout);
+  await send(tab, { type: "superseded", gen: 9, by: null });
+  assert.equal(signOut.disabled, true);
+});

@@ -158,6 +158,7 @@ class Element extends Target {
     this.parentNode = null;
     this.shadowRoot = null;
     this.value = "";
+    this.style = { cssText: "" };
     const self = this;
     this.dataset = new Proxy(
       {},
@@ -538,7 +539,9 @@ class Server {
  * options: url (page URL), script ({src, data} for document.currentScript, or null as in
  * an ES module), server (share one between tabs), bus (share BroadcastChannels between
  * tabs), clock, without (["WebSocket", "BroadcastChannel", "fetch", ...] to leave out),
- * navigator ({language}), lang (<html lang>), source (another script to run, e.g. a bundle).
+ * navigator ({language}), lang (<html lang>), source (another script to run, e.g. a bundle),
+ * visualViewport ({offsetLeft, offsetTop, width, height}: window.visualViewport, an event
+ * target; the test moves it with tab.moveViewport).
  */
 function createTab(options = {}) {
   const clock = options.clock || new Clock();
@@ -747,6 +750,7 @@ function createTab(options = {}) {
     dispatchEvent: (event) => windowTarget.dispatchEvent(event),
   };
   if (options.navigator) window.navigator = options.navigator;
+  if (options.visualViewport) window.visualViewport = Object.assign(new Target(), options.visualViewport);
   if (options.lang) document.documentElement.setAttribute("lang", options.lang);
   window.window = window;
   window.self = window;
@@ -817,6 +821,11 @@ function createTab(options = {}) {
     },
     button(action) {
       return this.shadow && this.shadow.querySelector(`[data-sw-action="${action}"]`);
+    },
+    /** The visual viewport moves (scroll) or changes size (resize), as the browser says. */
+    moveViewport(geometry, type = "scroll") {
+      Object.assign(window.visualViewport, geometry);
+      window.visualViewport.dispatchEvent(new FakeEvent(type));
     },
     fire(type, init = {}) {
       return windowTarget.dispatchEvent(new FakeEvent(type, init));

@@ -13,6 +13,8 @@ from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
     BackendUnavailable,
     ConfigurationError,
+    CookieConflict,
+    InvalidPage,
     InvalidUserId,
     OriginForbidden,
     ProtocolError,
@@ -20,8 +22,9 @@ from .core.exceptions import (
     SessionLimitReached,
     SessionWatchError,
 )
-from .core.policy import Policy
-from .web.extension import SessionInfo, SessionWatch, TabStatus
+from .core.policy import Policy, policy_from_env
+from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
+from .web.headers import SecurityHeaders
 from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
@@ -30,20 +33,25 @@ __all__ = [
     "BoundedJSONProvider",
     "CloseCode",
     "ConfigurationError",
+    "CookieConflict",
     "Device",
     "Event",
+    "InvalidPage",
     "InvalidUserId",
     "OriginForbidden",
     "Policy",
     "ProtocolError",
     "RateLimited",
+    "SecurityHeaders",
     "SessionInfo",
     "SessionLimitReached",
+    "SessionList",
     "SessionWatch",
     "SessionWatchError",
     "Settings",
     "TabStatus",
     "backend_from_url",
+    "policy_from_env",
     "settings_from_env",
 ]
 

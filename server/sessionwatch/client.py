@@ -29,6 +29,7 @@ from typing import Any
 __all__ = ["AsyncSessionAPI", "SessionAPI", "SessionAPIError"]
 
 DEFAULT_PREFIX = "/_sessionwatch/api/v1"
+_MAX_PAGES = 100  # a bound on following next_cursor, should a server never end it
 
 
 class SessionAPIError(Exception):
@@ -113,9 +114,17 @@ class SessionAPI:
         return int(self._call("POST", "/revoke", body)["revoked"])
 
     def sessions(self, user: str) -> list[dict[str, Any]]:
-        """The user's live sessions, oldest first."""
-        query = urllib.parse.urlencode({"user": user})
-        sessions: list[dict[str, Any]] = self._call("GET", f"/sessions?{query}", None)["sessions"]
+        """The user's live sessions, oldest first (every page, 100 a call; a user holds
+        at most ``max_sessions_per_user``)."""
+        sessions: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(_MAX_PAGES):
+            query = {"user": user, "limit": "100", **({"cursor": cursor} if cursor else {})}
+            page = self._call("GET", f"/sessions?{urllib.parse.urlencode(query)}", None)
+            sessions.extend(page["sessions"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
         return sessions
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,8 +144,8 @@ class SessionAPI:
         except (OSError, TimeoutError) as error:
             raise SessionAPIError(0, "unreachable", str(error), {}) from error
         try:
-            parsed = json.loads(raw)
-        except ValueError:
+            parsed = json.loads(raw)  # stand-alone file: no jsonlimits; deep answers caught here
+        except (ValueError, RecursionError):
             parsed = None
         if not isinstance(parsed, dict):
             raise SessionAPIError(

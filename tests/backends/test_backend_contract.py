@@ -21,6 +21,7 @@ from sessionwatch.backends.base import (
 )
 from sessionwatch.core.events import Device
 from sessionwatch.core.exceptions import SessionLimitReached
+from sessionwatch.core.paging import MAX_PAGE_SIZE
 from sessionwatch.core.tabs import new_tab_key
 from sessionwatch.core.tokens import new_session_id, public_id, user_tag
 from support.events import EventCollector
@@ -56,6 +57,16 @@ def make_record(
 async def stored(backend: Backend, record: SessionRecord, timeouts: Timeouts) -> SessionRecord:
     await backend.create(record, timeouts=timeouts, now=record.created)
     return record
+
+
+async def listed(backend: Backend, user: str, timeouts: Timeouts, now: int) -> list[SessionRecord]:
+    """Every live session of ``user``, following the pages."""
+    page = await backend.list_sessions(user, timeouts=timeouts, now=now)
+    records = list(page.records)
+    while page.next is not None:
+        page = await backend.list_sessions(user, timeouts=timeouts, now=now, after=page.next)
+        records += page.records
+    return records
 
 
 def schan(backend: Backend, record: SessionRecord | str) -> str:
@@ -255,9 +266,7 @@ async def test_login_rotates_carrying_data_but_no_claim_state(
         fresh.data,
     )
     assert found.claimed_by == fresh.claimed_by
-    assert [r.id for r in await backend.list_sessions("alice", timeouts=timeouts, now=NOW + 5)] == [
-        fresh.id
-    ]
+    assert [r.id for r in await listed(backend, "alice", timeouts, NOW + 5)] == [fresh.id]
 
 
 async def test_evict_oldest_at_the_limit(backend: Backend, timeouts: Timeouts) -> None:
@@ -283,7 +292,7 @@ async def test_evict_oldest_at_the_limit(backend: Backend, timeouts: Timeouts) -
         )
         assert [e.type for e in got] == ["evicted", "evicted"]
         assert got[0].fields["by"]["browser"] == "Chrome 120"
-    live = await backend.list_sessions("bob", timeouts=timeouts, now=NOW + 10)
+    live = await listed(backend, "bob", timeouts, NOW + 10)
     assert [r.id for r in live] == [ids[2], newest.id]
     assert await backend.load(ids[0], timeouts=timeouts, now=NOW + 10) == Lookup(None, "evicted")
 
@@ -298,9 +307,7 @@ async def test_deny_at_the_limit_changes_nothing(backend: Backend, timeouts: Tim
         )
     assert caught.value.limit == 1 and caught.value.user_id == "carol"
     assert (await backend.load(anonymous.id, timeouts=timeouts, now=NOW)).record is not None
-    assert [r.id for r in await backend.list_sessions("carol", timeouts=timeouts, now=NOW)] == [
-        first.id
-    ]
+    assert [r.id for r in await listed(backend, "carol", timeouts, NOW)] == [first.id]
 
 
 async def test_relogin_from_the_same_session_never_counts_twice(
@@ -317,9 +324,7 @@ async def test_relogin_from_the_same_session_never_counts_twice(
             == []
         )
         current = nxt
-    assert [r.id for r in await backend.list_sessions("dave", timeouts=timeouts, now=NOW + 9)] == [
-        current.id
-    ]
+    assert [r.id for r in await listed(backend, "dave", timeouts, NOW + 9)] == [current.id]
 
 
 async def test_login_switching_user_leaves_the_old_users_index(
@@ -329,10 +334,8 @@ async def test_login_switching_user_leaves_the_old_users_index(
     await backend.login(None, as_erin, limit=None, deny=False, timeouts=timeouts, now=NOW)
     as_frank = make_record(user="frank")
     await backend.login(as_erin.id, as_frank, limit=None, deny=False, timeouts=timeouts, now=NOW)
-    assert await backend.list_sessions("erin", timeouts=timeouts, now=NOW) == []
-    assert [r.id for r in await backend.list_sessions("frank", timeouts=timeouts, now=NOW)] == [
-        as_frank.id
-    ]
+    assert await listed(backend, "erin", timeouts, NOW) == []
+    assert [r.id for r in await listed(backend, "frank", timeouts, NOW)] == [as_frank.id]
 
 
 async def test_end_checks_owner_and_publishes_reason(backend: Backend, timeouts: Timeouts) -> None:
@@ -348,7 +351,7 @@ async def test_end_checks_owner_and_publishes_reason(backend: Backend, timeouts:
         assert event.type == "revoked" and event.fields == {"reason": "password_changed"}
     assert not await backend.end(record.id, "revoked", timeouts=timeouts, now=NOW)
     assert await backend.load(record.id, timeouts=timeouts, now=NOW) == Lookup(None, "revoked")
-    assert await backend.list_sessions("gina", timeouts=timeouts, now=NOW) == []
+    assert await listed(backend, "gina", timeouts, NOW) == []
 
 
 async def test_logout_publishes_logged_out(backend: Backend, timeouts: Timeouts) -> None:
@@ -373,9 +376,7 @@ async def test_end_user_spares_the_current_session(backend: Backend, timeouts: T
         now=NOW + 9,
     )
     assert count == 3
-    assert [r.id for r in await backend.list_sessions("hank", timeouts=timeouts, now=NOW + 9)] == [
-        records[1].id
-    ]
+    assert [r.id for r in await listed(backend, "hank", timeouts, NOW + 9)] == [records[1].id]
 
 
 async def test_list_prunes_expired_sessions(backend: Backend, timeouts: Timeouts) -> None:
@@ -384,12 +385,107 @@ async def test_list_prunes_expired_sessions(backend: Backend, timeouts: Timeouts
     await backend.login(None, old, limit=None, deny=False, timeouts=timeouts, now=NOW)
     await backend.login(None, young, limit=None, deny=False, timeouts=timeouts, now=young.created)
     at = NOW + timeouts.idle
-    assert [r.id for r in await backend.list_sessions("ivy", timeouts=timeouts, now=at)] == [
-        young.id
-    ]
+    assert [r.id for r in await listed(backend, "ivy", timeouts, at)] == [young.id]
     # the expired member no longer counts towards the limit either
     newest = make_record(user="ivy", now=at)
     assert await backend.login(None, newest, limit=2, deny=True, timeouts=timeouts, now=at) == []
+
+
+async def signed_in(
+    backend: Backend, user: str, timeouts: Timeouts, times: list[int]
+) -> list[SessionRecord]:
+    """One session of ``user`` created at each of ``times`` (no limit, no ceiling)."""
+    records = []
+    for at in times:
+        record = make_record(user=user, now=at)
+        await backend.login(None, record, limit=None, deny=False, timeouts=timeouts, now=at)
+        records.append(record)
+    return records
+
+
+async def test_listing_pages_are_bounded_in_a_stable_order_and_resume_after_an_ended_cursor(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    """Issue 22, item 6: a page holds at most ``limit`` sessions, by (created, id); the
+    next page starts after the cursor even when the cursor's session has ended."""
+    records = await signed_in(
+        backend, "pia", timeouts, [NOW, NOW, NOW, NOW + 1, NOW + 2, NOW + 2, NOW + 3]
+    )
+    order = [r.id for r in sorted(records, key=lambda r: (r.created, r.id))]
+    first = await backend.list_sessions("pia", timeouts=timeouts, now=NOW + 5, limit=3)
+    assert [r.id for r in first.records] == order[:3]
+    assert first.next is not None
+    # The cursor's session ends (and leaves the index) before the next page is asked.
+    assert await backend.end(order[2], "logged_out", timeouts=timeouts, now=NOW + 5)
+    second = await backend.list_sessions(
+        "pia", timeouts=timeouts, now=NOW + 5, after=first.next, limit=3
+    )
+    assert [r.id for r in second.records] == order[3:6]
+    third = await backend.list_sessions(
+        "pia", timeouts=timeouts, now=NOW + 5, after=second.next, limit=3
+    )
+    assert [r.id for r in third.records] == order[6:]
+    assert third.next is None
+    assert all(r.data == "" for r in first.records + second.records + third.records)
+
+
+async def test_a_listing_examines_a_bounded_number_of_members(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    """Issue 22, item 6: one call returns at most MAX_PAGE_SIZE sessions however many
+    the user holds, and examines at most LIST_SCAN_FACTOR x limit members: lapsed ones
+    met are pruned and count, so a page may be short but still name the next."""
+    many = await signed_in(backend, "quinn", timeouts, [NOW + i for i in range(MAX_PAGE_SIZE + 20)])
+    page = await backend.list_sessions("quinn", timeouts=timeouts, now=NOW + 500)
+    assert [r.id for r in page.records] == [r.id for r in many[:MAX_PAGE_SIZE]]
+    assert page.next is not None
+    assert len(await listed(backend, "quinn", timeouts, NOW + 500)) == len(many)
+
+    lapsed = await signed_in(backend, "rui", timeouts, [NOW + i for i in range(25)])
+    alive = await signed_in(
+        backend, "rui", timeouts, [NOW + timeouts.idle // 2 + i for i in range(5)]
+    )
+    at = NOW + timeouts.idle + 100  # the first 25 have lapsed
+    page = await backend.list_sessions("rui", timeouts=timeouts, now=at, limit=10)
+    assert page.records == [] and page.next is not None  # 20 examined, all pruned
+    rest = await backend.list_sessions("rui", timeouts=timeouts, now=at, after=page.next, limit=10)
+    assert [r.id for r in rest.records] == [r.id for r in alive]
+    assert rest.next is None
+    assert await backend.load(lapsed[0].id, timeouts=timeouts, now=at) == Lookup(None, "expired")
+
+
+async def test_the_ceiling_evicts_the_oldest_even_without_a_policy_limit(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    """Issue 22, item 6: ``ceiling`` bounds a user's live sessions whatever the policy:
+    beyond it the oldest are evicted (a sign-in is never refused by the ceiling); a
+    policy limit within the ceiling keeps its own action."""
+    records = await signed_in(backend, "sam", timeouts, [NOW + i for i in range(3)])
+    newest = make_record(user="sam", now=NOW + 10)
+    async with EventCollector(backend) as events:
+        await events.subscribe(schan(backend, records[0]))
+        evicted = await backend.login(
+            None, newest, limit=None, deny=False, timeouts=timeouts, now=NOW + 10, ceiling=3
+        )
+        assert evicted == [records[0].id]
+        assert (await events.next())[1].type == "evicted"
+    assert [r.id for r in await listed(backend, "sam", timeouts, NOW + 10)] == [
+        records[1].id,
+        records[2].id,
+        newest.id,
+    ]
+    # A policy that denies at 5 is above the ceiling: the ceiling evicts, never denies.
+    later = make_record(user="sam", now=NOW + 11)
+    assert await backend.login(
+        None, later, limit=5, deny=True, timeouts=timeouts, now=NOW + 11, ceiling=3
+    ) == [records[1].id]
+    # A policy that denies at 3 is within the ceiling: it denies, changing nothing.
+    refused = make_record(user="sam", now=NOW + 12)
+    with pytest.raises(SessionLimitReached):
+        await backend.login(
+            None, refused, limit=3, deny=True, timeouts=timeouts, now=NOW + 12, ceiling=3
+        )
+    assert len(await listed(backend, "sam", timeouts, NOW + 12)) == 3
 
 
 async def test_presence_counts_live_sockets_until_they_lapse(
@@ -467,24 +563,10 @@ async def test_concurrent_logins_never_exceed_the_limit(
 
     for _ in range(5):
         results = await asyncio.gather(*(login(a) for a in anonymous))
-        live = await backend.list_sessions(user, timeouts=timeouts, now=NOW)
+        live = await listed(backend, user, timeouts, NOW)
         assert len(live) == 1
         if on_limit == "deny":
             assert sum(results) <= 1
         else:
             assert all(results)
         anonymous = [await stored(backend, make_record(), timeouts) for _ in range(30)]
-
-
-async def test_shared_values_round_trip_and_reject_bad_names(backend: Backend) -> None:
-    assert await backend.get_value("demo:policy") is None
-    await backend.set_value("demo:policy", '{"one_tab": false}')
-    await backend.set_value("other", "x")
-    assert await backend.get_value("demo:policy") == '{"one_tab": false}'
-    await backend.set_value("demo:policy", "")
-    assert await backend.get_value("demo:policy") == ""
-    for bad in ("", "Upper", "a b", "x" * 65, ":leading"):
-        with pytest.raises(ValueError, match="value name"):
-            await backend.set_value(bad, "v")
-        with pytest.raises(ValueError, match="value name"):
-            await backend.get_value(bad)

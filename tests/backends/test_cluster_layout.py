@@ -98,7 +98,7 @@ async def test_a_user_session_without_the_users_tag_is_refused_changing_nothing(
         await cluster_backend.login(
             None, untagged, limit=None, deny=False, timeouts=timeouts, now=NOW
         )
-    assert await cluster_backend.list_sessions("kim", timeouts=timeouts, now=NOW) == []
+    assert (await cluster_backend.list_sessions("kim", timeouts=timeouts, now=NOW)).records == []
 
 
 @pytest.mark.parametrize("public_id", ["", "a}b", "{x}", "a.b.c", "é"])

@@ -43,3 +43,36 @@ async def test_a_stale_or_forgotten_offset_is_measured_again() -> None:
     deadline.forget()
     assert deadline.current() is None
     assert clocks.reads == 2
+
+
+class _SlowClocks(_Clocks):
+    """A measuring round trip of ``trip`` seconds, Redis reading its clock at
+    ``reads_at`` (0: at once, 1: just before the answer leaves)."""
+
+    def __init__(self, ahead_ms: int, trip: float, reads_at: float) -> None:
+        super().__init__()
+        self.redis_ahead_ms, self.trip, self.reads_at = ahead_ms, trip, reads_at
+
+    async def redis_time(self) -> tuple[int, int]:
+        self.local += self.trip * self.reads_at
+        answer = await super().redis_time()
+        self.local += self.trip * (1 - self.reads_at)
+        return answer
+
+
+async def test_a_deadline_has_passed_in_redis_clock_once_the_budget_has_locally() -> None:
+    """What the script connection relies on (multiplex.py, issue 22 item 1): a caller
+    told "failed" at its timeout (> budget after the send, in the local clock) is told
+    after its script's deadline has passed in Redis' clock, whatever the offset and
+    however long the measuring round trip (the offset taken is its lower bound)."""
+    for ahead_ms in (-86_400_000, -250, 0, 250, 3_600_000):
+        for trip, reads_at in ((0.0, 0.0), (0.4, 0.0), (0.4, 0.5), (0.4, 1.0)):
+            clocks = _SlowClocks(ahead_ms, trip, reads_at)
+            deadline = ScriptDeadline(4.0, clocks.redis_time, clock=clocks.clock)
+            await deadline.next()
+            clocks.local += 7.25  # a script sent later, with the offset measured then
+            sent = clocks.local
+            script_deadline = deadline.current()
+            assert script_deadline is not None
+            redis_ms_when_budget_spent = int((sent + deadline.budget) * 1000) + ahead_ms
+            assert script_deadline <= redis_ms_when_budget_spent, (ahead_ms, trip, reads_at)

@@ -141,8 +141,6 @@ def test_the_memory_backend_names_channels_by_the_table() -> None:
     backend = MemoryBackend(key_prefix="p:")
     assert backend.names.session_channel("abc") == session_channel("p:", "abc") == "p:c:s:abc"
     assert backend.names.user_channel("ines") == user_channel("p:", "ines") == "p:c:u:ines"
-    for topology in ("plain", "cluster"):  # shared values: one key, any slot
-        assert key_names("p:", topology).app_value("demo:policy") == "p:app:demo:policy"  # type: ignore[arg-type]
 
 
 def test_the_cluster_maps_logical_channels_to_its_shard_channels() -> None:
@@ -171,7 +169,7 @@ def _lua_literals() -> Iterator[tuple[str, str]]:
 def test_no_lua_file_contains_a_key_name_literal() -> None:
     literals = list(_lua_literals())
     assert len(literals) > 20  # the scan sees the scripts' strings
-    heads = ("s:", "t:", "l:", "u:", "c:s:", "c:u:", "app:", "sw:")
+    heads = ("s:", "t:", "l:", "u:", "c:s:", "c:u:", "sw:")
     spelled = [(f, s) for f, s in literals if s.endswith(":") or any(h in s for h in heads)]
     assert spelled == []
 
@@ -194,6 +192,13 @@ async def test_every_script_call_declares_keys_of_one_slot(
         return await run_script(name, keys, argv)
 
     monkeypatch.setattr(backend, "_eval", recording)
+    end_and_wait = backend._end_and_wait  # the ends, when they wait for a replica
+
+    async def recording_end(name: str, keys: list[str], *rest: Any) -> Any:
+        calls.append((name, list(keys)))
+        return await end_and_wait(name, keys, *rest)
+
+    monkeypatch.setattr(backend, "_end_and_wait", recording_end)
     anonymous = await stored(backend, make_record(), timeouts)
     await backend.load(anonymous.id, timeouts=timeouts, now=NOW)
     await backend.extend(anonymous.id, timeouts=timeouts, now=NOW)

@@ -130,21 +130,33 @@ class _Transport(asyncio.Transport):
 class _Owner:
     def __init__(self) -> None:
         self.lost_links: list[_Link] = []
+        self.retired_links: list[_Link] = []
+
+    def retired(self, link: _Link) -> None:
+        self.retired_links.append(link)
 
     def lost(self, link: _Link) -> None:
         self.lost_links.append(link)
 
 
-def _waiters(link: _Link, n: int, *, retry: tuple[Any, ...] | None = None) -> list[Any]:
+def _waiters(
+    link: _Link, n: int, *, retry: tuple[Any, ...] | None = None, within: float = 60
+) -> list[Any]:
     from sessionwatch.backends.multiplex import _Waiter
 
     loop = asyncio.get_running_loop()
     futures = []
     for i in range(n):
         future = loop.create_future()
-        link.send(pack("EVALSHA", "x", 0, i), _Waiter(future, loop.time() + 60, retry))
+        link.send(pack("EVALSHA", "x", 0, i), _Waiter(future, loop.time() + within, retry))
         futures.append(future)
     return futures
+
+
+async def _failed(future: Any) -> BaseException | None:
+    """The failure ``future`` ends with (bounded wait)."""
+    await asyncio.wait_for(asyncio.wait([future]), 5)
+    return future.exception()
 
 
 async def test_a_lost_link_tells_written_from_never_written() -> None:
@@ -204,3 +216,89 @@ async def test_a_reply_nobody_asked_for_closes_the_link() -> None:
     link = _Link(owner, None, transport)  # type: ignore[arg-type]
     link.answer("surprise")
     assert link.closed and transport.aborted
+
+
+# -- issue 22, item 1: no caller is told "failed" before its own deadline ------------------
+
+
+async def test_a_timeout_fails_only_the_callers_whose_own_deadline_passed() -> None:
+    """Before the fix the oldest caller's timeout closed the connection and failed the
+    later callers at once, although their scripts, already written, still ran (and took
+    effect) when Redis woke; their deadlines had not passed."""
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    (oldest,) = _waiters(link, 1, within=0.05)
+    link.flush()
+    (later,) = _waiters(link, 1, within=60)
+    link.flush()
+    assert isinstance(await _failed(oldest), RedisTimeoutError)
+    assert not later.done()  # still waiting for its reply: its script may still run
+    assert link.retired and owner.retired_links == [link]
+    assert not link.closed and not transport.aborted and not owner.lost_links
+    link.answer("late reply of the oldest")  # matched in order, and dropped
+    assert not later.done()
+    link.answer("reply of the later")
+    assert later.result() == "reply of the later"
+    assert link.closed and transport.aborted and owner.lost_links == [link]  # nobody waits
+
+
+async def test_a_retired_link_takes_no_command_and_hands_back_the_unwritten() -> None:
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    (oldest,) = _waiters(link, 1, within=-1)
+    link.flush()
+    unwritten = _waiters(link, 2)  # queued in the iteration of the timeout
+    link._check()  # the watchdog
+    assert isinstance(oldest.exception(), RedisTimeoutError)
+    assert all(isinstance(f.exception(), NotSent) for f in unwritten)  # sent again elsewhere
+    (refused,) = _waiters(link, 1)
+    assert isinstance(refused.exception(), NotSent)
+    assert len(transport.written) == 1 and link.closed  # nobody waits: closed at once
+
+
+async def test_waiters_time_out_one_by_one_at_their_own_deadlines() -> None:
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    (first,) = _waiters(link, 1, within=0.05)
+    (second,) = _waiters(link, 1, within=0.3)
+    link.flush()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert isinstance(await _failed(first), RedisTimeoutError)
+    assert not second.done() and not link.closed
+    assert isinstance(await _failed(second), RedisTimeoutError)
+    assert loop.time() - started >= 0.2  # at its own deadline, not the first one's
+    assert link.closed and transport.aborted
+
+
+async def test_a_noscript_reply_of_a_caller_told_failed_is_not_run_again() -> None:
+    import hiredis
+
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    (gone,) = _waiters(link, 1, retry=("return 1", 0), within=0.05)
+    (live,) = _waiters(link, 1, within=60)
+    link.flush()
+    assert isinstance(await _failed(gone), RedisTimeoutError)
+    link.answer(hiredis.ReplyError("NOSCRIPT No matching script."))
+    link.flush()
+    assert len(transport.written) == 1  # no EVAL for a caller already answered
+    link.answer(2)
+    assert live.result() == 2 and link.closed
+
+
+async def test_closing_waits_for_the_callers_in_flight() -> None:
+    """Shut-down tells no caller "failed" before its deadline either."""
+    mux = Multiplexer(None, timeout=5.0)
+    transport = _Transport()
+    link = _Link(mux, None, transport)  # type: ignore[arg-type]
+    mux._link = link
+    (waiting,) = _waiters(link, 1, within=0.2)
+    link.flush()
+    mux.lost = lambda link: None  # type: ignore[method-assign]  # no pool to give back to
+    closing = asyncio.ensure_future(mux.aclose())
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and not transport.aborted
+    link.answer("its reply")
+    await asyncio.wait_for(closing, 5)
+    assert waiting.result() == "its reply" and transport.aborted

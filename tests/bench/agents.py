@@ -114,4 +114,15 @@ def call_all(
     """Call ``method`` on every agent at once (``each[i]``: agent i's arguments)."""
     for index, agent in enumerate(agents):
         agent.start(method, **(each[index] if each is not None else {}))
-    return [agent.result(timeout) for agent in agents]
+    # Every answer is collected before one failure is raised: an agent left with an
+    # unread answer would refuse every later call and fail the rest of the run.
+    results: list[Any] = []
+    failure: AgentError | None = None
+    for agent in agents:
+        try:
+            results.append(agent.result(timeout))
+        except AgentError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return results

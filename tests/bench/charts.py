@@ -1,5 +1,6 @@
 """SVG charts of the takeover ladders: p50 and p99 push latency against the claim rate,
-sessionwatch and python-socketio in the same run, one chart per tab count and claim mode.
+sessionwatch and every peer measured in the same run (the floor among them), one chart
+per tab count and claim mode.
 
 ``python -m tests.bench run`` draws them next to its JSON; ``python -m tests.bench
 charts results.json --out docs/perf/`` draws them again from a JSON (docs regenerated
@@ -15,14 +16,19 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .ladders import MODES, by_rate, ladder_rates, median, run_count, tab_counts
+from .ladders import KINDS, MODES, NAMES, by_rate, ladder_rates, median, run_count, tab_counts
 from .stats import DASH, spread
 from .takeover import P99_TARGET_MS
 
 __all__ = ["chart_name", "draw_charts"]
 
-_NAMES = {"sw": "sessionwatch", "sio": "python-socketio"}
-_COLOURS = {"sw": "#1f77b4", "sio": "#ff7f0e"}
+_COLOURS = {
+    "sw": "#1f77b4",
+    "sio": "#ff7f0e",
+    "node": "#2ca02c",
+    "channels": "#9467bd",
+    "floor": "#7f7f7f",
+}
 _COLLAPSE = "#d62728"
 _MODE_TITLES = {"http": "HTTP claims (the whole path)", "direct": "direct claims (push path)"}
 _METADATA = {"Date": None, "Creator": "python -m tests.bench charts"}
@@ -55,7 +61,7 @@ def _draw_one(results: dict[str, Any], tabs: int, mode: str, path: Path) -> bool
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     rates = ladder_rates(results, tabs, mode)
-    kinds = [k for k in ("sw", "sio") if run_count(results, k, tabs, mode)]
+    kinds = [k for k in KINDS if run_count(results, k, tabs, mode)]
     if not kinds or not rates:
         return False
     figure = Figure(figsize=(8.5, 4.4), layout="constrained")
@@ -78,7 +84,7 @@ def _draw_one(results: dict[str, Any], tabs: int, mode: str, path: Path) -> bool
                 markersize=5,
                 capsize=3,
                 linewidth=1.6,
-                label=f"{_NAMES[kind]} {key}",
+                label=f"{NAMES[kind]} {key}",
             )
         for rate, at_rate in steps.items():
             if not any(s.get("collapsed") for s in at_rate):

@@ -13,7 +13,7 @@ Two ways to claim:
   sessionwatch the backend's claim script (one ``EVALSHA`` that bumps the generation
   and publishes, exactly as ``RedisBackend.claim`` sends it), for python-socketio the
   ``PUBLISH`` a write-only ``AsyncRedisManager.emit`` sends (the documented way to emit
-  from outside the server). This isolates the push path: Redis pub/sub → worker →
+  from outside the server), for the other peers their own (``peer_pushes``). This isolates the push path: Redis pub/sub → worker →
   WebSocket frame. A small pipelined RESP client keeps the claimer's own CPU low.
 """
 
@@ -23,7 +23,6 @@ import asyncio
 import json
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from sessionwatch.core.tabs import make_tab_token
 
 from .httpclient import HttpError, HttpPool, build_request
+from .peer_pushes import push_encoder
 from .resp import RespPool
 from .stats import percentile
 from .tabs import CHROME
@@ -280,20 +280,16 @@ class Claimer:
                 return gen, sent, done
 
         else:
-            # python-socketio's own emit message (AsyncPubSubManager.emit), published as
-            # a write-only AsyncRedisManager does; the generation only has to be new.
-            host_id = uuid.uuid4().hex
+            # The peer's own emit from outside the server (peer_pushes); the generation
+            # only has to be new.
+            encode = push_encoder(self.kind)
             gens: dict[int, int] = {}
 
             async def one(index: int) -> tuple[int, int, int] | str:
                 gen = gens[index] = gens.get(index, int(tokens[index]) + 1_000_000) + 1
                 data = {"gen": gen, "by": {**_BY, "at": int(time.time() * 1000)}}
-                message = {
-                    "method": "emit", "event": "superseded", "data": [data], "binary": False,
-                    "namespace": "/", "room": f"s:{publics[index]}", "skip_sid": None,
-                    "callback": None, "host_id": host_id,
-                }  # fmt: skip
-                _, sent, done = await resp.call("PUBLISH", "socketio", json.dumps(message))
+                channel, payload = encode(publics[index], data)
+                _, sent, done = await resp.call("PUBLISH", channel, payload)
                 return gen, sent, done
 
         return await self._open_loop(rate, duration, limit, one)

@@ -12,9 +12,9 @@ import redis
 from tests.support.redis_server import RedisServer
 
 from .agents import Agent, call_all
-from .servers import Server
+from .servers import PEERS, Server
 
-__all__ = ["ALL_MEMORY", "HOLDERS", "OTHER_MEMORY", "Bench", "Preset"]
+__all__ = ["ALL_MEMORY", "HOLDERS", "MAIN_MEMORY", "OTHER_MEMORY", "Bench", "Preset"]
 
 HOLDERS = 2  # tab-holder processes; tab i lives in holder i % HOLDERS
 
@@ -63,7 +63,18 @@ ALL_MEMORY = (
     "sw-granian",
     "sio-uvicorn",
     "sio-uvicorn-deflate",
+    "node-cluster",
+    "channels-uvicorn",
+    "floor-uvicorn",
 )
+# Each implementation's own configuration, measured with its takeover server.
+MAIN_MEMORY = {
+    "sio": "sio-uvicorn",
+    "node": "node-cluster",
+    "channels": "channels-uvicorn",
+    "floor": "floor-uvicorn",
+}
+_PEER_MEMORY = tuple(MAIN_MEMORY.values())
 
 # Selectable with --memory-configs, in no preset: the service on uvicorn with another
 # WebSocket implementation (uvicorn's own websockets-sansio protocol, which the
@@ -98,7 +109,7 @@ PRESETS = {
         min_claims=100,
         memory_tabs=1000,
         memory_batches=3,
-        memory_configs=("sw-uvicorn", "sio-uvicorn"),
+        memory_configs=("sw-uvicorn", *_PEER_MEMORY),
         rps_seconds=1.0,
         latency_requests=100,
         rps_workers=(2,),
@@ -115,7 +126,7 @@ PRESETS = {
         min_claims=20,
         memory_tabs=20,
         memory_batches=1,
-        memory_configs=("sw-uvicorn", "sio-uvicorn"),
+        memory_configs=("sw-uvicorn", *_PEER_MEMORY),
         rps_seconds=0.3,
         latency_requests=20,
         rps_workers=(1,),
@@ -145,7 +156,7 @@ class Bench:
         self.redis_client = redis.Redis(port=self.redis.port, decode_responses=True)
         self.holders = [Agent("tests.bench.tabs:TabHolder", f"tabs-{i}") for i in range(HOLDERS)]
         self.claimer = Agent("tests.bench.claimer:Claimer", "claimer")
-        self.pools: dict[str, list[list[str]]] = {"sw": [], "sio": []}
+        self.pools: dict[str, list[list[str]]] = {kind: [] for kind in ("sw", *PEERS)}
         self.servers: list[Server] = []
 
     @staticmethod

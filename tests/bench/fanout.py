@@ -1,6 +1,6 @@
 """Scenario 5: revoke-all fan-out.
 
-A user signs in ``tabs + 1`` sessions (the demo's ``POST /login``), each claims a tab
+A user signs in ``tabs + 1`` sessions (the session API's ``login``, as an upstream app), each claims a tab
 and ``tabs`` of them open a socket (spread over the workers by the kernel's accept).
 The last session calls ``POST /_sessionwatch/sessions/revoke-others``; the figure is
 the time from writing that request to the last tab receiving ``revoked`` (each tab is

@@ -13,6 +13,7 @@ from .stats import spread
 __all__ = [
     "KINDS",
     "MODES",
+    "NAMES",
     "by_rate",
     "cpu_ms_per_claim",
     "highest_passing",
@@ -23,7 +24,15 @@ __all__ = [
     "tab_counts",
 ]
 
-KINDS = ("sw", "sio")
+# sessionwatch, then its peers (tests/bench/peers/) in the report's and the charts' order.
+KINDS = ("sw", "sio", "node", "channels", "floor")
+NAMES = {
+    "sw": "sessionwatch",
+    "sio": "python-socketio",
+    "node": "Socket.IO (Node)",
+    "channels": "Django Channels",
+    "floor": "floor",
+}
 MODES = ("http", "direct")
 
 Steps = dict[float, list[dict[str, Any]]]

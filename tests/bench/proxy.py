@@ -33,7 +33,7 @@ from typing import Any
 from tests.support.redis_server import RedisServer
 
 from sessionwatch.client import SessionAPI
-from sessionwatch.service.demo.proxy import ProxyDemo
+from sessionwatch.demo.proxy import ProxyDemo
 
 from .httpclient import HttpPool, build_request
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ladders import by_rate, cpu_ms_per_claim, highest_passing, run_count
+from .ladders import KINDS, NAMES, by_rate, cpu_ms_per_claim, highest_passing, median, run_count
 from .overhead import ROUTES
 from .stats import DASH, fmt_spread, spread, table
 from .takeover import P99_TARGET_MS
@@ -12,7 +12,6 @@ from .targets import rows as target_rows
 
 __all__ = ["render"]
 
-NAMES = {"sw": "sessionwatch", "sio": "python-socketio"}
 MODES = {
     "http": "HTTP claims (`POST /claim` with the session cookie: the whole path)",
     "direct": "direct claims (the claim's Redis step from the claimer process, no HTTP: the push path alone)",
@@ -25,6 +24,9 @@ MEMORY_LABELS = {
     "sw-granian": ("sessionwatch", "granian", "no"),
     "sio-uvicorn": ("python-socketio", "uvicorn", "no"),
     "sio-uvicorn-deflate": ("python-socketio", "uvicorn", "yes"),
+    "node-cluster": ("Socket.IO (Node)", "node:http, cluster", "no"),
+    "channels-uvicorn": ("Django Channels", "uvicorn", "no"),
+    "floor-uvicorn": ("floor (no session logic)", "uvicorn", "no"),
 }
 ROUTE_NAMES = {
     "bare": "Quart, bare route (unprotected)",
@@ -65,7 +67,8 @@ def _takeover(results: dict[str, Any]) -> list[str]:
         if not data:
             continue
         out.append(f"#### {MODES[mode]}\n")
-        kinds = [k for k in ("sw", "sio") if any(key[0] == k for key in data)]
+        every = [k for k in KINDS if any(key[0] == k for key in data)]
+        kinds = [k for k in ("sw", "sio") if k in every]
         tab_counts = sorted({key[1] for key in data})
         rates = sorted({r for by_rate in data.values() for r in by_rate})
         header = ["tabs", "claims/s"]
@@ -99,18 +102,21 @@ def _takeover(results: dict[str, Any]) -> list[str]:
                         a, b = medians["sio"][k], medians["sw"][k]
                         row.append(f"{a / b:.2f}" if a and b else "—")
                 rows.append(row)
-        out.append(table(header, rows))
+        if kinds:
+            out.append(table(header, rows))
+        if len(every) > len(kinds):
+            out += ["", *_side_by_side(results, data, mode, every)]
         passing = []
         for tabs in tab_counts:
             row = [f"{tabs:,}"]
-            for kind in kinds:
+            for kind in every:
                 best = highest_passing(results, kind, tabs, mode)
                 row.append(f"{best:,.0f}/s" if best else "none")
             passing.append(row)
         out.append(
             f"\nHighest claim rate with p99 ≤ {P99_TARGET_MS:g} ms, nothing lost ({mode}):\n"
         )
-        out.append(table(["tabs", *(NAMES[k] for k in kinds)], passing))
+        out.append(table(["tabs", *(NAMES[k] for k in every)], passing))
         out.append("")
     idle = [
         f"{NAMES[e['kind']]} {e['tabs']:,} tabs: {e['idle_cores']:.3f} cores"
@@ -129,6 +135,43 @@ def _takeover(results: dict[str, Any]) -> list[str]:
             "⚠: some run lost pushes or had failed claims (see JSON). `collapsed below`: the ladder stopped at a lower rate in every run."
         )
     return out
+
+
+def _side_by_side(
+    results: dict[str, Any],
+    data: dict[tuple[str, int], dict[float, list[dict[str, Any]]]],
+    mode: str,
+    kinds: list[str],
+) -> list[str]:
+    """Every implementation measured, the floor included, at each rate: median p50 / p99
+    and the workers' CPU per claim; ``collapsed below`` where the ladder stopped earlier."""
+    header = ["tabs", "claims/s"]
+    for kind in kinds:
+        header += [f"{NAMES[kind]} p50 / p99 ms", "CPU ms/claim"]
+    rows = []
+    for tabs in sorted({key[1] for key in data}):
+        rates = sorted({r for (_, t), steps in data.items() if t == tabs for r in steps})
+        for rate in rates:
+            row: list[Any] = [f"{tabs:,}", f"{rate:,.0f}"]
+            for kind in kinds:
+                steps = data.get((kind, tabs), {}).get(rate)
+                if not run_count(results, kind, tabs, mode):
+                    row += ["not run", "—"]
+                    continue
+                if not steps:
+                    row += ["collapsed below", "—"]
+                    continue
+                p50, p99 = median(steps, "p50"), median(steps, "p99")
+                cell = f"{p50:.2f} / {p99:.2f}" if p50 is not None and p99 is not None else "—"
+                if any(s["lost"] or s["failures"] for s in steps):
+                    cell += " ⚠"
+                cpu = spread([cpu_ms_per_claim(s) for s in steps])["median"]
+                row += [cell, "—" if cpu is None else f"{cpu:.3f}"]
+            rows.append(row)
+    return [
+        f"Every implementation side by side ({mode}; medians over runs):\n",
+        table(header, rows),
+    ]
 
 
 def _memory(results: dict[str, Any]) -> list[str]:
@@ -296,7 +339,7 @@ def _targets(results: dict[str, Any]) -> list[str]:
         "Worker CPU: the server workers' CPU seconds over a step ÷ the claims completed in "
         "it (the push each claim causes and the workers' idle work included; see "
         "docs/performance.md, How it measures). Rates compared: the preset's ladder; a "
-        "rate where python-socketio collapsed or stopped counts when sessionwatch measured it.",
+        "rate where a peer collapsed or stopped counts when sessionwatch measured it.",
     ]
 
 

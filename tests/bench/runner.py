@@ -7,8 +7,9 @@ Order (each server started once, sessions created once and reused):
 3. sessionwatch in its production configuration (``sessionwatch serve --workers 2``):
    memory (3), takeover ladders for each tab count from the largest down (1), the
    reconnect storm (6), the revoke-all fan-out (5);
-4. python-socketio + AsyncRedisManager on the same uvicorn options: memory (3) and
-   takeover ladders (2).
+4. each peer (``--peers``, default all: python-socketio + AsyncRedisManager, Node
+   Socket.IO + redis-adapter, Django Channels + RedisPubSubChannelLayer, the floor),
+   2 workers each: memory (3) and takeover ladders (2).
 
 Prints a markdown report and writes it with the raw figures as JSON to
 ``tests/bench/results/`` (or ``--json``), and the SVG charts of the takeover ladders
@@ -34,12 +35,21 @@ from typing import Any
 
 import psutil
 
-from .context import ALL_MEMORY, HOLDERS, OTHER_MEMORY, PRESETS, Bench, Preset
+from .context import ALL_MEMORY, HOLDERS, MAIN_MEMORY, OTHER_MEMORY, PRESETS, Bench, Preset
 from .fanout import run_fanout
+from .ladders import NAMES
 from .memory import measure_memory
 from .overhead import run_overhead
 from .report import render
-from .servers import REPO, Server, sessionwatch_server, socketio_server
+from .servers import (
+    PEERS,
+    REPO,
+    Server,
+    peer_server,
+    peer_versions,
+    sessionwatch_server,
+    socketio_server,
+)
 from .storm import run_storm
 from .takeover import run_takeover
 
@@ -53,7 +63,7 @@ _OTHER_WS = {"sansio": "websockets-sansio", "wsproto": "wsproto", "websockets": 
 def _main_memory(bench: Bench, kind: str) -> str:
     """The memory configuration measured on the phase's own server (``sw-uvicorn``
     unless ``--service-server`` says otherwise)."""
-    return f"sw-{bench.service_server}" if kind == "sw" else "sio-uvicorn"
+    return f"sw-{bench.service_server}" if kind == "sw" else MAIN_MEMORY[kind]
 
 
 def _memory_server(bench: Bench, label: str) -> tuple[str, Server, bool]:
@@ -107,7 +117,7 @@ def _phase(
             bench.redis_url, server=bench.service_server, factory=bench.service_factory
         )
         if kind == "sw"
-        else socketio_server(bench.redis_url)
+        else peer_server(kind, bench.redis_url)
     )
     try:
         bench.ensure_pool(kind, server, pool_size)
@@ -182,6 +192,7 @@ def run(
     command: str,
     service_factory: str | None = None,
     service_server: str = "uvicorn",
+    peers: tuple[str, ...] = PEERS,
 ) -> dict[str, Any]:
     started = time.monotonic()
     bench = Bench(preset, service_factory=service_factory, service_server=service_server)
@@ -202,23 +213,24 @@ def run(
                 preset.storm_tabs if 6 in scenarios else 0,
             ]
         ),
-        "sio": max(
-            [preset.memory_tabs if 3 in scenarios else 0, *(preset.tabs if 2 in scenarios else [0])]
-        ),
     }
+    for kind in peers:
+        need[kind] = max(
+            [preset.memory_tabs if 3 in scenarios else 0, *(preset.tabs if 2 in scenarios else [0])]
+        )
     try:
         if 4 in scenarios:
             bench.log("[4] request overhead")
             results["overhead"] = _attempt(results, "overhead", lambda: run_overhead(bench))
         if 3 in scenarios:
             for label in preset.memory_configs:
-                if label in (_main_memory(bench, "sw"), _main_memory(bench, "sio")):
-                    continue  # measured with the takeover servers below
+                if label in (_main_memory(bench, "sw"), *MAIN_MEMORY.values()):
+                    continue  # measured with the takeover servers below (selected peers)
                 bench.log(f"[3] idle memory · {label}")
                 kind, server, compression = _memory_server(bench, label)
                 try:
                     bench.start(server)
-                    bench.ensure_pool(kind, server, need[kind])
+                    bench.ensure_pool(kind, server, need.get(kind, preset.memory_tabs))
                     memory = _attempt(
                         results,
                         f"memory {label}",
@@ -239,20 +251,23 @@ def run(
                 finally:
                     bench.close_tabs()
                     bench.stop(server)
-        if scenarios & {1, 3, 5, 6}:
+        if scenarios & {1, 5, 6} or (
+            3 in scenarios and _main_memory(bench, "sw") in preset.memory_configs
+        ):
             bench.log("[1,3,5,6] sessionwatch, production configuration")
             _attempt(
                 results,
                 "sessionwatch phase",
                 lambda: _phase(bench, "sw", scenarios, modes, results, need["sw"]),
             )
-        if scenarios & {2, 3} and (2 in scenarios or "sio-uvicorn" in preset.memory_configs):
-            bench.log("[2,3] python-socketio + AsyncRedisManager")
-            _attempt(
-                results,
-                "python-socketio phase",
-                lambda: _phase(bench, "sio", scenarios, modes, results, need["sio"]),
-            )
+        for kind in peers:
+            if 2 in scenarios or (3 in scenarios and MAIN_MEMORY[kind] in preset.memory_configs):
+                bench.log(f"[2,3] {NAMES[kind]}")
+                _attempt(
+                    results,
+                    f"{NAMES[kind]} phase",
+                    lambda kind=kind: _phase(bench, kind, scenarios, modes, results, need[kind]),
+                )
         results["setup"] = [agent.call("status", 30) for agent in bench.holders]
     finally:
         bench.close()
@@ -320,6 +335,7 @@ def _meta(preset: Preset, bench: Bench, command: str) -> dict[str, Any]:
             "python-socketio": metadata.version("python-socketio"),
             "redis-py": metadata.version("redis"),
             "granian": _version_or_none("granian"),
+            **peer_versions(),
         },
         "load_processes": f"{HOLDERS} tab-holder processes and 1 claimer process, uvloop",
     }
@@ -365,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--tabs", help="takeover tab counts, comma-separated (default 1000,10000)")
     run_cmd.add_argument("--scenarios", default="1,2,3,4,5,6", help="which scenarios (default all)")
     run_cmd.add_argument("--modes", default="http,direct", help="claim modes for 1-2: http,direct")
+    run_cmd.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"peers of scenarios 2-3, comma-separated (default all: {','.join(PEERS)}; "
+        "node needs node and npm, its packages are installed with npm ci on first use)",
+    )
     run_cmd.add_argument(
         "--service-factory",
         help="module:function of the sessionwatch app (default: the service), to measure a "
@@ -419,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         preset = Preset(**{**preset.__dict__, **overrides})
     scenarios = {int(s) for s in args.scenarios.split(",") if s.strip()}
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+    if set(peers) - set(PEERS):
+        parser.error(f"unknown peer(s): {', '.join(sorted(set(peers) - set(PEERS)))}")
     command = "python -m tests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
 
     print(
@@ -439,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     results = _clean(
-        run(preset, scenarios, modes, command, args.service_factory, args.service_server)
+        run(preset, scenarios, modes, command, args.service_factory, args.service_server, peers)
     )
     results["meta"]["loadavg_before"] = load
     results["meta"]["service_factory"] = args.service_factory
@@ -474,7 +499,7 @@ def write_charts(results: dict[str, Any], out: Path, prefix: str) -> list[Path]:
 
         return draw_charts(results, out, prefix)
     except ImportError as exc:
-        print(f"no charts: {exc} (pip install -e '.[bench]' installs matplotlib)", file=sys.stderr)
+        print(f"no charts: {exc} (pip install --group bench installs matplotlib)", file=sys.stderr)
         return []
 
 

@@ -9,6 +9,7 @@ own apps. Only processes started here are ever signalled.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,10 +25,23 @@ from pathlib import Path
 import psutil
 from tests.support.redis_server import free_port
 
-__all__ = ["REPO", "SECRET", "Server", "overhead_server", "sessionwatch_server", "socketio_server"]
+__all__ = [
+    "PEERS",
+    "REPO",
+    "SECRET",
+    "Server",
+    "overhead_server",
+    "peer_server",
+    "peer_versions",
+    "sessionwatch_server",
+    "socketio_server",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "benchmark-secret-key-0123456789abcdef"
+# The session API key of the service under test: the benchmark signs users in through
+# the session API, as an upstream app does (the service has no sign-in of its own).
+API_KEY = "benchmark-session-api-key-0123456789abcdef"
 _PID_IN_NAME = re.compile(r"(\d+)(?:\.db)?$")
 
 
@@ -188,6 +202,7 @@ def sessionwatch_server(
     with otherwise the CLI's options."""
     env = {
         "SECRET_KEY": SECRET,
+        "SESSIONWATCH_API_KEYS": API_KEY,
         "LOG_LEVEL": "warning",
         "SESSIONWATCH_BACKEND": redis_url,
         **ONE_ADDRESS_LOAD,
@@ -206,6 +221,8 @@ def sessionwatch_server(
             "--port", "{port}", "--workers", str(workers), "--backend", redis_url,
             "--server", server,
         ]  # fmt: skip
+        if server == "granian":  # the benchmark's client is the proxy that bounds frames
+            argv.append("--frames-bounded-by-proxy")
     label = f"sessionwatch/{server}{'+deflate' if deflate else ''}/{workers}w"
     if factory:
         label += f" ({factory})"
@@ -218,8 +235,12 @@ def sessionwatch_server(
 # limits (docs/security.md) would refuse them, so the benchmarks lift them.
 ONE_ADDRESS_LOAD = {
     "SESSIONWATCH_MAX_SOCKETS_PER_ADDRESS": "1000000",
+    "SESSIONWATCH_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
     "SESSIONWATCH_MAX_NEW_SESSIONS_PER_SECOND": "1000000",
     "SESSIONWATCH_MAX_HELLOS_PER_SECOND": "1000000",
+    # The fan-out signs one user in 101 times at once through the session API.
+    "SESSIONWATCH_MAX_LOGINS_PER_USER_PER_SECOND": "1000000",
+    "SESSIONWATCH_MAX_LOGINS_PER_ADDRESS_PER_SECOND": "1000000",
 }
 
 
@@ -259,3 +280,80 @@ def overhead_server(redis_url: str, app: str, *, workers: int) -> Server:
     env = {"SECRET_KEY": SECRET, "SESSIONWATCH_BACKEND": redis_url, **ONE_ADDRESS_LOAD}
     factory = f"tests.bench.apps:create_{app}_app"
     return Server(f"{app}/{workers}w", _uvicorn_app(factory, workers), env, workers, "/healthz")
+
+
+# The peers of sessionwatch in the takeover and memory scenarios, in the report's order
+# (docs/performance.md, "Peers"): python-socketio, Node Socket.IO, Django Channels and
+# the floor (a bare WebSocket forwarding a Redis PUBLISH).
+PEERS = ("sio", "node", "channels", "floor")
+NODE_PEER = REPO / "tests" / "bench" / "peers" / "socketio-node"
+
+
+def peer_server(kind: str, redis_url: str, *, workers: int = 2) -> Server:
+    """The server of one peer (``PEERS``), 2 worker processes like the service."""
+    if kind == "sio":
+        return socketio_server(redis_url, workers=workers)
+    env = {"SECRET_KEY": SECRET, "BENCH_REDIS_URL": redis_url}
+    if kind == "node":
+        ensure_node_peer()
+        env["BENCH_WORKERS"] = str(workers)
+        argv = ["node", str(NODE_PEER / "server.js"), "{port}"]
+        return Server(f"socket.io-node/cluster/{workers}w", argv, env, workers, "/healthz")
+    if kind == "channels":
+        argv = _uvicorn_app("tests.bench.peers.channels_app:create_app", workers)
+        return Server(f"django-channels/uvicorn/{workers}w", argv, env, workers, "/healthz")
+    if kind == "floor":
+        argv = _uvicorn_app("tests.bench.peers.floor_app:create_app", workers)
+        return Server(f"floor/uvicorn/{workers}w", argv, env, workers, "/healthz")
+    raise ValueError(f"unknown peer {kind!r}")
+
+
+def ensure_node_peer() -> None:
+    """``npm ci`` in the Node peer's folder when its lock file changed since the last
+    install (only the benchmark needs it, so the test suite's setup does not pay)."""
+    lock = NODE_PEER / "package-lock.json"
+    stamp = NODE_PEER / "node_modules" / ".sessionwatch-lock"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise RuntimeError(
+            "the Node Socket.IO peer needs node and npm (apt-get install nodejs npm)"
+        )
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_PEER,
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+    )
+    stamp.write_text(digest)
+
+
+def peer_versions() -> dict[str, str | None]:
+    """The peers' versions: the Node packages installed from the lock file and the
+    Python ones installed in this environment."""
+    import json
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in ("socket.io", "@socket.io/redis-adapter", "redis"):
+        manifest = NODE_PEER / "node_modules" / name / "package.json"
+        key = "node-redis" if name == "redis" else name
+        out[key] = json.loads(manifest.read_text())["version"] if manifest.is_file() else None
+    try:
+        out["node"] = (
+            subprocess.run(
+                ["node", "--version"], capture_output=True, text=True, timeout=5, check=False
+            ).stdout.strip()
+            or None
+        )
+    except OSError:
+        out["node"] = None
+    for name in ("django", "channels", "channels_redis"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out

@@ -1,6 +1,7 @@
 """The tab-holder agent: many idle "tabs", each one WebSocket, as browsers hold them.
 
-Two protocols:
+Two protocols (``PROTOCOLS``: the Node Socket.IO peer speaks ``sio``; Django Channels and
+the floor the JSON ``hello`` → ``ready`` of ``sw`` on their own path, without pings):
 
 - ``sw``: sessionwatch (docs/protocol.md §3): session cookie + ``Origin``, then
   ``{"type":"hello","v":1,"tab":<token>}`` → ``ready``; later ``superseded{gen,by}``.
@@ -30,8 +31,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .httpclient import HttpPool, build_request
+from .servers import API_KEY
 
-__all__ = ["CHROME", "TabHolder"]
+__all__ = ["CHROME", "PROTOCOLS", "TabHolder"]
 
 CHROME = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -41,6 +43,14 @@ _PING = json.dumps({"type": "ping"})
 _PING_EVERY = 20.0  # seconds, per tab (the browser client's heartbeat_interval)
 _OPEN_TIMEOUT = 20.0
 _READY_TIMEOUT = 20.0
+PROTOCOLS = {"sw": "json", "sio": "sio", "node": "sio", "channels": "json", "floor": "json"}
+_PATHS = {
+    "sw": "/_sessionwatch/ws",
+    "sio": "/socket.io/?EIO=4&transport=websocket",
+    "node": "/socket.io/?EIO=4&transport=websocket",
+    "channels": "/ws",
+    "floor": "/ws",
+}
 
 
 @dataclass(slots=True, eq=False)
@@ -123,23 +133,22 @@ class TabHolder:
         async def one(i: int) -> None:
             async with limit:
                 cookie = ""
-                if user is not None:
-                    form = f"username={user}&password=demo".encode()
+                if user is not None:  # the upstream app's call: no browser headers
                     login = await send(
                         build_request(
                             "POST",
-                            "/login",
+                            "/_sessionwatch/api/v1/login",
                             f"{host}:{port}",
                             headers={
-                                "User-Agent": CHROME,
-                                "Origin": origin,
-                                "Content-Type": "application/x-www-form-urlencoded",
+                                "Authorization": f"Bearer {API_KEY}",
+                                "Content-Type": "application/json",
                             },
-                            body=form,
+                            body=json.dumps({"user": user, "user_agent": CHROME}).encode(),
                         ),
-                        302,
+                        200,
                     )
-                    cookie = "; ".join(f"{k}={v}" for k, v in login.cookies().items())
+                    relayed = json.loads(login.body)["cookie"]
+                    cookie = f"{relayed['name']}={relayed['value']}"
                 headers = dict(base, **({"Cookie": cookie} if cookie else {}))
                 response = await send(
                     build_request("POST", path, f"{host}:{port}", headers=headers, body=b"{}"), 200
@@ -159,9 +168,7 @@ class TabHolder:
     # -- connecting -------------------------------------------------------------------
 
     def _url(self) -> str:
-        if self.kind == "sw":
-            return f"ws://{self.host}:{self.port}/_sessionwatch/ws"
-        return f"ws://{self.host}:{self.port}/socket.io/?EIO=4&transport=websocket"
+        return f"ws://{self.host}:{self.port}{_PATHS[self.kind]}"
 
     async def _open(self, tab: Tab) -> None:
         """Connect, say hello and wait for the answer; raises :class:`_Refused`."""
@@ -187,7 +194,7 @@ class TabHolder:
             raise _Refused(type(exc).__name__, retry=True) from None
         try:
             async with asyncio.timeout(_READY_TIMEOUT):
-                if self.kind == "sw":
+                if PROTOCOLS[self.kind] == "json":
                     await ws.send(json.dumps({"type": "hello", "v": 1, "tab": tab.token}))
                     first = json.loads(await ws.recv())
                     if first.get("type") != "ready":
@@ -270,7 +277,7 @@ class TabHolder:
     # -- reading --------------------------------------------------------------------------
 
     async def _read(self, tab: Tab, ws: ClientConnection) -> None:
-        sio = self.kind == "sio"
+        sio = PROTOCOLS[self.kind] == "sio"
         try:
             async for raw in ws:
                 now = time.perf_counter_ns()

@@ -22,7 +22,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
             pytest.fail("redis-server is required in CI (tests/run.sh installs it)")
         pytest.skip("redis-server is not installed")
     out = tmp_path / "smoke.json"
-    process = run_bench("tests.bench", "run", "--smoke", "--json", str(out))
+    process = run_bench("tests.bench", "run", "--smoke", "--peers", "sio", "--json", str(out))
     results = json.loads(out.read_text())
     assert results["errors"] == []
     assert "| target |" in process.stdout and out.with_suffix(".md").is_file()
@@ -52,3 +52,36 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert fanout["told"] == fanout["tabs"] and fanout["closes"] == {"close_4003": fanout["tabs"]}
     storm = results["storm"]["runs"][0]
     assert storm["reverified"] == storm["tabs"] and not storm["errors"]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(200)
+def test_peers_smoke(tmp_path: Path) -> None:
+    """Each other peer app (Node Socket.IO, Django Channels, the floor) starts, creates
+    sessions, holds tabs and delivers every HTTP and direct claim's push; sessionwatch
+    itself is left out (scenarios 2-3 only) to keep this short."""
+    if shutil.which("redis-server") is None or shutil.which("node") is None:
+        if in_ci():
+            pytest.fail("redis-server and node are required in CI (tests/run.sh installs them)")
+        pytest.skip("redis-server or node is not installed")
+    out = tmp_path / "peers.json"
+    process = run_bench(
+        "tests.bench", "run", "--smoke", "--scenarios", "2,3", "--peers", "node,channels,floor",
+        "--memory-configs", "node-cluster,channels-uvicorn,floor-uvicorn", "--json", str(out), timeout=190,
+    )  # fmt: skip
+    results = json.loads(out.read_text())
+    assert results["errors"] == []
+    peers = {"node", "channels", "floor"}
+    assert {entry["kind"] for entry in results["takeover"]} == peers
+    for entry in results["takeover"]:
+        assert set(entry["modes"]) == {"http", "direct"}
+        for mode, runs in entry["modes"].items():
+            step = runs[0][0]
+            assert step["ok"] == step["offered"] > 0, (entry["kind"], mode, step)
+            assert step["lost"] == 0 and not step["closed_sockets"], (entry["kind"], mode, step)
+    assert {m["kind"] for m in results["memory"]} == peers
+    assert all(m["connected"] == m["tabs"] for m in results["memory"])
+    versions = results["meta"]["versions"]
+    assert versions["socket.io"] and versions["channels"] and versions["channels_redis"]
+    assert "Every implementation side by side (direct" in process.stdout
+    assert "Socket.IO (Node) p50 / p99 ms" in process.stdout

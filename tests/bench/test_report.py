@@ -130,6 +130,49 @@ def test_sessionwatch_at_or_below_python_socketio_at_every_rate() -> None:
     assert row.passed is True and row.measured.startswith("4/4 rates")
 
 
+def test_every_peer_compared_the_floor_within_two_times_and_memory() -> None:
+    """Issue #28: a comparison row per peer, the floor's p50 bound at 2 times, memory at
+    or below every peer's, and every implementation in one side-by-side table."""
+
+    def steps(*figures: tuple[float, float]) -> list[list[dict[str, Any]]]:
+        return [[step(rate, *pair) for rate, pair in zip(DIRECT_RATES, figures, strict=True)]]
+
+    data = results(
+        [
+            ladder("sw", 1000, direct=steps((0.5, 1.0), (0.9, 2.0), (1.0, 3.0), (1.2, 4.0))),
+            ladder("node", 1000, direct=steps((0.6, 1.2), (0.8, 2.5), (1.1, 3.5), (1.5, 5.0))),
+            ladder("channels", 1000, direct=steps((0.9, 3.0), (2.0, 9.0), (3.0, 9.5), (4, 30))),
+            ladder("floor", 1000, direct=steps((0.3, 0.6), (0.4, 0.9), (0.5, 1.0), (0.6, 2.0))),
+        ],
+        tabs=(1000,),
+        memory=[
+            {"label": "sw-uvicorn", "kind": "sw", "connected": 1000, "kb_per_tab": 15.0},
+            {"label": "node-cluster", "kind": "node", "connected": 1000, "kb_per_tab": 12.0},
+            {
+                "label": "channels-uvicorn",
+                "kind": "channels",
+                "connected": 1000,
+                "kb_per_tab": 20.0,
+            },
+            {"label": "floor-uvicorn", "kind": "floor", "connected": 1000, "kb_per_tab": 5.0},
+        ],
+    )
+    found = targets(data)
+    node = by_target(found, "sessionwatch p50 and p99 ≤ Socket.IO (Node)'s")
+    assert node.passed is False and node.measured == "3/4 rates; ✗ 1,000/s p50 0.90 > 0.80 (ms)"
+    assert by_target(found, "sessionwatch p50 and p99 ≤ Django Channels's").passed is True
+    floor = by_target(found, "sessionwatch p50 ≤ 2 x the floor's")
+    assert (
+        floor.passed is False and floor.measured == "3/4 rates; ✗ 1,000/s p50 0.90 > 2 x 0.40 (ms)"
+    )
+    memory = by_target(found, "memory per idle tab ≤ every peer's")
+    assert memory.passed is False  # the floor is not a peer here; Node's 12 KB is
+    assert memory.measured == "15.0 KB vs Socket.IO (Node) 12.0, Django Channels 20.0"
+    text = render({**data, "memory": []})
+    assert "| 1,000 | 100 | 0.50 / 1.00 | 2.000 | 0.60 / 1.20 | 2.000 | 0.90 / 3.00 |" in text
+    assert "| tabs | sessionwatch | Socket.IO (Node) | Django Channels | floor |" in text
+
+
 def test_slower_steps_and_steps_sessionwatch_never_reached_fail() -> None:
     data = results(
         [

@@ -20,8 +20,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "server" / "sessionwatch"
 # ``live/`` ranks below every module of ``web/``, with no exception for one module. The
 # engine decides (no framework); ``live`` pushes (the hub and the socket's parts); ``web``
 # holds the doors and the composition root (``web/extension.py``, which wires the rest);
-# the package facade re-exports it; ``service`` is an application of the library and
-# ``__main__`` runs the service's CLI.
+# the package facade re-exports it; ``service`` (the production service) and ``demo``
+# (the demo apps) are applications of the library, side by side: neither imports the
+# other; ``__main__`` runs the CLI.
 RANKS: Mapping[str, int] = {
     "sessionwatch.core": 0,
     "sessionwatch.backends": 1,
@@ -30,6 +31,7 @@ RANKS: Mapping[str, int] = {
     "sessionwatch.web": 4,
     "sessionwatch": 5,
     "sessionwatch.service": 6,
+    "sessionwatch.demo": 6,
     "sessionwatch.__main__": 7,
 }
 # The engine decides on plain facts: no web framework in it.
@@ -158,12 +160,13 @@ def layer_violations(graph: Mapping[str, Mapping[str, int]]) -> list[str]:
                 problems.append(f"{module}:{line} imports {target} (core does no I/O)")
             if rank(module) == RANKS["sessionwatch.engine"] and top in ENGINE_FORBIDDEN:
                 problems.append(f"{module}:{line} imports {target} (the engine has no framework)")
-            if (
-                target.startswith("sessionwatch.service")
-                and not module.startswith("sessionwatch.service")
-                and module != "sessionwatch.__main__"
-            ):
-                problems.append(f"{module}:{line} imports {target} (library -> service)")
+            for application in ("sessionwatch.service", "sessionwatch.demo"):
+                if (
+                    target.startswith(application)
+                    and not module.startswith(application)
+                    and module != "sessionwatch.__main__"
+                ):
+                    problems.append(f"{module}:{line} imports {target} (-> {application})")
     return problems
 
 
@@ -173,16 +176,16 @@ PUBLIC_MODULES = frozenset({"sessionwatch", "sessionwatch.client"})
 def public_api_violations(graph: Mapping[str, Mapping[str, int]]) -> list[str]:
     """The demo is written as any app would be: the package's public API (the names
     ``sessionwatch`` exports, and ``sessionwatch.client``, the session API's client for
-    upstream apps that the proxy demo's Flask app uses) and the service's own modules."""
+    upstream apps that the proxy demo's Flask app uses) and the demo's own modules."""
     problems = []
     for module, edges in sorted(graph.items()):
-        if not module.startswith("sessionwatch.service.demo"):
+        if not module.startswith("sessionwatch.demo"):
             continue
         for target, line in sorted(edges.items()):
             if (
                 target in graph
                 and target not in PUBLIC_MODULES
-                and not target.startswith("sessionwatch.service")
+                and not target.startswith("sessionwatch.demo")
             ):
                 problems.append(f"{module}:{line} imports {target} (not the public API)")
     return problems
@@ -314,7 +317,16 @@ def test_cycle_check_catches(tmp_path: Path, files: Mapping[str, str]) -> None:
                 "live/hub.py": "from ..service.metrics import M\n",
                 "service/metrics.py": "",
             },
-            "library -> service",
+            "-> sessionwatch.service",
+        ),
+        (
+            {
+                "__init__.py": "",
+                "demo/__init__.py": "",
+                "service/__init__.py": "",
+                "service/app.py": "from ..demo import create_demo_app\n",
+            },
+            "-> sessionwatch.demo",
         ),
     ],
 )
@@ -338,11 +350,14 @@ def test_public_api_check_catches(tmp_path: Path) -> None:
             "core/__init__.py": "",
             "core/config.py": "",
             "service/__init__.py": "",
-            "service/demo/__init__.py": "",
-            "service/demo/app.py": "from ... import SessionWatch\nfrom ...core.config import S\n",
+            "service/ops.py": "",
+            "demo/__init__.py": "",
+            "demo/app.py": "from .. import SessionWatch\nfrom ..core.config import S\n"
+            "from ..service.ops import register_ops\n",
         },
     )
     problems = public_api_violations(import_graph(root))
     assert problems == [
-        "sessionwatch.service.demo.app:2 imports sessionwatch.core.config (not the public API)"
+        "sessionwatch.demo.app:2 imports sessionwatch.core.config (not the public API)",
+        "sessionwatch.demo.app:3 imports sessionwatch.service.ops (not the public API)",
     ]

@@ -88,6 +88,18 @@ def test_environment_reads_redis_url_and_lists() -> None:
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
 
 
+def test_public_scheme_is_the_deployments() -> None:
+    """The session API's cookie name (issue 22 item 4): https behind a proxy the service
+    believes, unless the operator says otherwise; http without one; nothing else."""
+    proxied = {"SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS": "10.0.0.5"}
+    assert settings_from_env({}).public_scheme == ""
+    assert settings_from_env(proxied).public_scheme == "https"
+    explicit = {**proxied, "SESSIONWATCH_PUBLIC_SCHEME": "http"}
+    assert settings_from_env(explicit).public_scheme == "http"
+    with pytest.raises(ConfigurationError, match="SESSIONWATCH_PUBLIC_SCHEME"):
+        settings_from_env({"SESSIONWATCH_PUBLIC_SCHEME": "ftp"})
+
+
 def test_inconsistent_timeouts_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="absolute_timeout"):
         Settings(idle_timeout=100, absolute_timeout=50)
@@ -225,3 +237,27 @@ def test_client_frames_parse_and_unknown_types_are_ignored() -> None:
     assert hello is not None and hello.type == "hello" and hello.tab == "1.abc"
     assert parse_client_message('{"type":"ping"}', max_size=4096) is not None
     assert parse_client_message('{"type":"future-thing","x":1}', max_size=4096) is None
+
+
+def test_the_policy_from_the_environment_names_a_bad_key() -> None:
+    from sessionwatch import ConfigurationError, Policy
+    from sessionwatch.core.policy import policy_from_env
+
+    assert policy_from_env({}) == Policy()
+    assert policy_from_env(
+        {
+            "SESSIONWATCH_TABS_PER_SESSION": "unlimited",
+            "SESSIONWATCH_SESSIONS_PER_USER": "3",
+            "SESSIONWATCH_ON_LIMIT": "deny",
+        }
+    ) == Policy(tabs_per_session=None, sessions_per_user=3, on_limit="deny")
+    for key, value in (
+        ("SESSIONWATCH_TABS_PER_SESSION", "2"),
+        ("SESSIONWATCH_SESSIONS_PER_USER", "0"),
+        ("SESSIONWATCH_SESSIONS_PER_USER", "²"),
+        ("SESSIONWATCH_ON_LIMIT", "kick"),
+    ):
+        with pytest.raises(ConfigurationError, match=key):
+            policy_from_env({key: value})
+    # settings_from_env leaves the policy's keys to policy_from_env
+    assert settings_from_env({"SESSIONWATCH_ON_LIMIT": "deny"}).backend == "memory://"

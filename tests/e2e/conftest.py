@@ -11,7 +11,7 @@ import pytest
 
 from support.browser import CHROMIUM_ARGS
 from support.redis_server import in_ci
-from support.service_process import ServiceProcess
+from support.service_process import DemoProcess
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -47,20 +47,22 @@ async def _browser(chromium_path: str) -> AsyncIterator[object]:
 
 
 @pytest.fixture(scope="session", name="service")
-def _service(redis_url: str) -> Iterator[ServiceProcess]:
-    """The demo service, 2 workers on Redis, with a short idle timeout for the expiry test."""
-    with ServiceProcess(redis_url, workers=2, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:") as service:
+def _service(redis_url: str) -> Iterator[DemoProcess]:
+    """``sessionwatch demo`` on Redis, one worker: its policy form (which the tests use)
+    changes the policy of the worker that serves it."""
+    with DemoProcess(redis_url, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:") as service:
         yield service
 
 
 @pytest.fixture(scope="session", name="short_service")
-def _short_service(redis_url: str) -> Iterator[ServiceProcess]:
+def _short_service(redis_url: str) -> Iterator[DemoProcess]:
+    """The demo, 2 workers on Redis, with a short idle timeout for the expiry test."""
     env = {
         "SESSIONWATCH_IDLE_TIMEOUT": "16",
         "SESSIONWATCH_REFRESH_EVERY": "1",
         "SESSIONWATCH_EXPIRING_LEAD": "13",  # long enough for the banner checks
     }
-    with ServiceProcess(
+    with DemoProcess(
         redis_url, workers=2, env=env, key_prefix=f"e2e:{uuid.uuid4().hex[:8]}:"
     ) as service:
         yield service

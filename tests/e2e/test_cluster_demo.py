@@ -1,4 +1,4 @@
-"""The demo on the 6-node Redis Cluster, 2 workers, in real Chromium: the same banner
+"""The demo (``sessionwatch demo``) on the 6-node Redis Cluster, 2 workers, in real Chromium: the same banner
 flows as on one Redis (test_banner.py), now through sharded pub/sub."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from e2e import test_banner as banner
 from support.redis_cluster import RedisCluster
-from support.service_process import ServiceProcess
+from support.service_process import DemoProcess as ServiceProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@ code but its login/logout calls, and still gets the banner and 409 for stale tab
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,38 +12,40 @@ from typing import Any
 import pytest
 from test_banner import BANNER, FIREFOX_ANDROID, new_context, transfer_status, wait_state
 
-from sessionwatch.service.demo.proxy import ProxyDemo
+from sessionwatch.demo.proxy import ProxyDemo
 from support.proxy import require_nginx
 
 pytestmark = pytest.mark.e2e
 
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "any-stack.md"
+
+
+def documented_console_check() -> str:
+    """The expression docs/any-stack.md gives for seeing nginx's 409 from the older tab
+    (its Transfer button is disabled there)."""
+    (block,) = re.findall(
+        r"```js\n(\(await fetch\(\"/api/transfer\".*?)```", GUIDE.read_text(), re.S
+    )
+    return re.sub(r"//[^\n]*", "", block).strip()
+
 
 @pytest.fixture(scope="module", name="site")
 def _site(redis_url: str) -> Iterator[str]:
-    """The Flask app behind nginx; the demo policy (one tab, one device, evict the
-    oldest) is stored before the service starts, so every worker applies it from the
-    first request."""
-    import redis
-
-    from sessionwatch.backends.keys import app_value_key
-
+    """The Flask app behind nginx; the service's policy (one tab, one device, evict the
+    oldest) comes from its environment, as in production."""
     require_nginx()
-    prefix = f"e2e-proxy:{uuid.uuid4().hex[:8]}:"
-    client = redis.Redis.from_url(redis_url)
-    policy = {"one_tab": True, "devices": 1, "on_limit": "evict_oldest"}
-    key = app_value_key(prefix, "demo:policy")  # the demo's PolicyStore value
-    client.set(key, json.dumps(policy))
-    try:
-        with ProxyDemo(
-            backend=redis_url,
-            workers=2,
-            express_port=None,
-            env={"SESSIONWATCH_KEY_PREFIX": prefix},
-        ) as demo:
-            yield demo.urls["flask"]
-    finally:
-        client.delete(key)
-        client.close()
+    policy = {
+        "SESSIONWATCH_TABS_PER_SESSION": "1",
+        "SESSIONWATCH_SESSIONS_PER_USER": "1",
+        "SESSIONWATCH_ON_LIMIT": "evict_oldest",
+    }
+    with ProxyDemo(
+        backend=redis_url,
+        workers=2,
+        express_port=None,
+        env={"SESSIONWATCH_KEY_PREFIX": f"e2e-proxy:{uuid.uuid4().hex[:8]}:", **policy},
+    ) as demo:
+        yield demo.urls["flask"]
 
 
 async def sign_in(page: Any, site: str, user: str) -> None:
@@ -70,6 +72,9 @@ async def test_flask_behind_nginx_gets_the_banner_409_and_evictions(
     await wait_state(newer, "active")
     await older.locator(BANNER.format("superseded")).wait_for(timeout=5000)
     await wait_state(older, "superseded")
+    # the guide's walk-through: the button is disabled there; its console check shows 409
+    assert await older.locator("#transfer").is_disabled()
+    assert await older.evaluate(f"async () => {documented_console_check()}") == 409
     assert await transfer_status(older) == 409
     assert await transfer_status(newer) == 200
     answer = await older.evaluate(

@@ -52,11 +52,14 @@ async def request(
     json_body: Any = None,
     form: dict[str, str] | None = None,
     timeout: float = REQUEST_TIMEOUT,
+    browser: bool = True,
 ) -> Answer:
-    """One request on a fresh connection; never raises for network failures."""
+    """One request on a fresh connection; never raises for network failures. Without
+    ``browser`` it has no ``Origin`` and ``User-Agent`` (an upstream app's call)."""
     try:
         return await asyncio.wait_for(
-            _request(base, method, path, cookies, headers or {}, json_body, form), timeout
+            _request(base, method, path, cookies, headers or {}, json_body, form, browser),
+            timeout,
         )
     except TimeoutError:
         return Answer(0, None, {}, "timeout")
@@ -72,6 +75,7 @@ async def _request(
     headers: dict[str, str],
     json_body: Any,
     form: dict[str, str] | None,
+    browser: bool = True,
 ) -> Answer:
     host_port = base.split("//", 1)[1]
     host, _, port = host_port.rpartition(":")
@@ -82,7 +86,9 @@ async def _request(
     else:
         payload, content_type = b"", ""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host_port}", "Connection: close"]
-    all_headers = {"Origin": ORIGIN, "User-Agent": CHROME, "Content-Length": str(len(payload))}
+    all_headers = {"Content-Length": str(len(payload))}
+    if browser:
+        all_headers.update({"Origin": ORIGIN, "User-Agent": CHROME})
     if content_type:
         all_headers["Content-Type"] = content_type
     if cookies:

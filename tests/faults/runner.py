@@ -28,6 +28,7 @@ SHORT_SCHEDULE = (
     "worker_kill",
     "partition",
     "debug_sleep",
+    "stall_claims",
 )
 SOAK_ORDER = tuple(FAULTS)
 
@@ -86,8 +87,6 @@ async def run(
             seed=seed,
         )
         ctx.workload = workload
-        if not await workload.set_policy(topology.hosts[0].url):
-            raise RuntimeError("could not set the demo policy")
         scheduler = Scheduler(ctx, quiet=quiet)
         budget = (minutes or 0) * 60
         load = asyncio.create_task(workload.run(budget or 3600))

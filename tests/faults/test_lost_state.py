@@ -26,10 +26,7 @@ TABS = 4
 async def open_tabs(service: ServiceProcess, user: str) -> tuple[HttpBrowser, list[Any]]:
     """One signed-in browser with ``TABS`` ready sockets (spread over the workers)."""
     browser = HttpBrowser(origin=service.url)
-    status, _ = await browser.request(
-        "POST", service.url + "/login", form={"username": user, "password": "demo"}
-    )
-    assert status == 302
+    assert (await service.sign_in(browser.cookies, user))[0] == 200
     token = (await browser.claim(service))["tab"]
     sockets = []
     for _ in range(TABS):

@@ -12,7 +12,7 @@ from quart import Quart
 
 from sessionwatch import BackendUnavailable
 from sessionwatch.core.config import Settings
-from sessionwatch.service.demo import create_app
+from sessionwatch.demo import create_app
 
 
 @pytest.fixture(name="demo")

@@ -1,6 +1,7 @@
 """The fault suite's short schedule in the default test run: real hosts (network
 namespaces when root, else loopback), Redis with a replica and 3 Sentinels, the
-workload, and faults that cover the three defects of issue 13; every invariant holds.
+workload, and faults that cover the three defects of issue 13 and issue 22's stall
+pattern (``stall_claims``); every invariant holds.
 The soak is ``python -m tests.faults --minutes 30``."""
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,15 @@ SERVICE = "primary"  # the Sentinel service name
 ORIGIN = "http://app.test"  # the one page origin every client sends (a load balancer's)
 DOWN_AFTER_MS = 8_000  # longer than DEBUG SLEEP / CLIENT PAUSE / SIGSTOP faults last
 SERVICE_PORT = 8000
+SESSIONS_PER_USER = 2
+# The hosts' policy, from the environment as in production: one tab, SESSIONS_PER_USER
+# sessions per user, the oldest evicted past it.
+POLICY_ENV = {
+    "SESSIONWATCH_TABS_PER_SESSION": "1",
+    "SESSIONWATCH_SESSIONS_PER_USER": str(SESSIONS_PER_USER),
+    "SESSIONWATCH_ON_LIMIT": "evict_oldest",
+}
+API_KEY = secrets.token_urlsafe(32)  # the workload signs users in through the session API
 
 
 def _run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -329,6 +339,9 @@ class Host(ManagedProcess):
                 "LOG_LEVEL": "warning",
                 "PYTHONUNBUFFERED": "1",
                 "SESSIONWATCH_ALLOWED_ORIGINS": ORIGIN,
+                "SESSIONWATCH_API_KEYS": API_KEY,
+                "SESSIONWATCH_FORWARD_AUTH": "traefik",  # workload.PROTECTED's headers
+                **POLICY_ENV,
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                 "PATH": str(Path(sys.executable).parent) + ":" + self.env.get("PATH", ""),
             }

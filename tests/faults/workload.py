@@ -3,6 +3,10 @@ here", logins past the session limit, logouts, revocations and protected request
 across hosts at a steady, bounded rate. Every request is recorded with its send and
 answer times and outcome; every tab records when it was told.
 
+The hosts run the production service: users sign in and out through its session API
+(as the upstream app would, after checking a password), and a protected request is its
+forward-auth ``/verify`` with the tab's token (as the proxy would ask).
+
 The model is what the clients *know*: an answer 2xx/302 acknowledges a state change
 (a claim makes every earlier token of its session stale at that moment; a logout or a
 revocation ends the session at that moment). An answer that is not an answer (5xx,
@@ -21,10 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clients import Answer, Tab, request
+from .topology import API_KEY, SESSIONS_PER_USER
 
 __all__ = ["LIMIT", "Browser", "Op", "Workload"]
 
-LIMIT = 2  # sessions per user (evict_oldest): logins past it evict the oldest
+LIMIT = SESSIONS_PER_USER  # the hosts' policy (evict_oldest): logins past it evict the oldest
+API = "/_sessionwatch/api/v1/"
+# Traefik's way of asking /verify about a protected request (GET: no origin rule).
+PROTECTED = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/transfer"}
 MAX_TABS = 3  # open tabs per browser; older told tabs are closed
 WEIGHTS = {
     "protected": 40,
@@ -237,13 +245,22 @@ class Workload:
         headers = dict(options.pop("headers", {}))
         if token:
             headers["X-SessionWatch-Tab"] = token
+        upstream = path.startswith(API)
+        if upstream:  # the upstream app's call: the browser's cookie goes in the body
+            headers["Authorization"] = f"Bearer {API_KEY}"
+            jar = browser.cookies if browser else {}
+            options["json_body"] = {
+                **options.get("json_body", {}),
+                "cookie": "; ".join(f"{k}={v}" for k, v in jar.items()) or None,
+            }
         sent = time.monotonic()
         answer = await request(
             host,
             method,
             path,
-            cookies=browser.cookies if browser else {},
+            cookies={} if upstream else browser.cookies if browser else {},
             headers=headers,
+            browser=not upstream,
             **options,
         )
         op = Op(
@@ -258,6 +275,9 @@ class Workload:
             token,
         )
         self.ops.append(op)
+        relayed = answer.body.get("cookie") if isinstance(answer.body, dict) else None
+        if browser is not None and upstream and answer.status == 200 and isinstance(relayed, dict):
+            answer.cookies[str(relayed["name"])] = str(relayed["value"]) or None
         if browser is not None:
             for key, value in answer.cookies.items():
                 if value is None:
@@ -318,9 +338,9 @@ class Workload:
         if not self.logins_open.is_set():
             return
         browser = Browser(next(self._browser_ids), user.name)
-        form = {"username": user.name, "password": "demo"}
-        op, _ = await self._send("login", user, browser, "POST", "/login", form=form)
-        if op.status != 302:
+        body = {"user": user.name, "user_agent": "faults"}
+        op, _ = await self._send("login", user, browser, "POST", API + "login", json_body=body)
+        if op.status != 200:
             if self._unknown(op) or op.status != 403:
                 self._retire(user)
             return
@@ -364,10 +384,10 @@ class Workload:
                 "protected",
                 user,
                 browser,
-                "POST",
-                "/api/transfer",
+                "GET",
+                "/_sessionwatch/verify?require=tab",
                 token=browser.current,
-                json_body={"amount": 1},
+                headers=PROTECTED,
             )
 
     async def _stale_protected(self, user: User) -> None:
@@ -384,16 +404,16 @@ class Workload:
             "stale_protected",
             user,
             browser,
-            "POST",
-            "/api/transfer",
+            "GET",
+            "/_sessionwatch/verify?require=tab",
             token=token,
-            json_body={"amount": 1},
+            headers=PROTECTED,
         )
 
     async def _logout(self, user: User) -> None:
         browser = self.random.choice(user.live())
-        op, _ = await self._send("logout", user, browser, "POST", "/logout", token=browser.current)
-        if op.status == 302:
+        op, _ = await self._send("logout", user, browser, "POST", API + "logout")
+        if op.status == 200:
             browser.ended_at = op.done
             browser.end_reason = "logged_out"
         else:
@@ -448,31 +468,3 @@ class Workload:
         op, answer = await self._send("sessions", user, browser, "GET", "/_sessionwatch/sessions")
         if op.status == 200 and isinstance(answer.body, dict):
             op.count = len(answer.body.get("sessions", []))
-
-    # -- admin -----------------------------------------------------------------------
-
-    async def set_policy(self, host: str, *, attempts: int = 40) -> bool:
-        """Sign in an admin browser and set the demo policy: one tab, ``LIMIT`` sessions
-        per user, evict the oldest. Retried while the service recovers."""
-        for _ in range(attempts):
-            jar: dict[str, str] = {}
-            login = await request(
-                host, "POST", "/login", cookies=jar, form={"username": "admin", "password": "demo"}
-            )
-            jar.update({k: v for k, v in login.cookies.items() if v})
-            claim = await request(host, "POST", "/_sessionwatch/claim", cookies=jar, json_body={})
-            jar.update({k: v for k, v in claim.cookies.items() if v})
-            if claim.status == 200 and isinstance(claim.body, dict):
-                answer = await request(
-                    host,
-                    "POST",
-                    "/policy",
-                    cookies=jar,
-                    headers={"X-SessionWatch-Tab": str(claim.body["tab"])},
-                    json_body={"tabs": "one", "devices": str(LIMIT), "on_limit": "evict_oldest"},
-                )
-                if answer.status == 200:
-                    await asyncio.sleep(1.2)  # every worker's cached copy is at most 1 s old
-                    return True
-            await asyncio.sleep(0.5)
-        return False

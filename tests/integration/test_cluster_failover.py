@@ -25,7 +25,7 @@ from sessionwatch.core.tokens import user_tag
 from support.push_processes import HttpBrowser
 from support.redis_cluster import ClusterNode, RedisCluster
 from support.redis_server import required
-from support.service_process import ServiceProcess
+from support.service_process import PROTECTED, VERIFY_TAB, ServiceProcess
 
 pytestmark = pytest.mark.multiprocess
 
@@ -79,17 +79,15 @@ class Tab:
         return status
 
     async def transfer(self, token: str) -> int:
+        """A protected request as the proxy asks about it (forward-auth); 204 passes."""
         status, _ = await self.browser.request(
-            "POST",
-            self.service.url + "/api/transfer",
-            {"amount": 1},
-            {"X-SessionWatch-Tab": token},
+            "GET", self.service.url + VERIFY_TAB, None, {"X-SessionWatch-Tab": token, **PROTECTED}
         )
         return status
 
 
 class StaleTraffic:
-    """Tries dead tokens in a loop; any 200 is a breach."""
+    """Tries dead tokens in a loop; any pass is a breach."""
 
     def __init__(self) -> None:
         self.dead: list[tuple[Tab, str]] = []
@@ -126,7 +124,7 @@ async def supersede_and_tell(tab: Tab, traffic: StaleTraffic) -> None:
     traffic.dead.append((tab, old))
     told = await next_of(tab.ws, "superseded", WAIT)
     assert told["gen"] == newest["gen"]
-    assert await tab.settled(newest["tab"]) == 200
+    assert await tab.settled(newest["tab"]) == 204
     assert await tab.settled(old) == 409
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from sessionwatch.client import AsyncSessionAPI, SessionAPI, SessionAPIError
-from sessionwatch.service.demo.proxy import ProxyDemo
-from sessionwatch.service.demo.proxy.runner import express_ready
+from sessionwatch.demo.proxy import ProxyDemo
+from sessionwatch.demo.proxy.runner import express_ready
 from support.proxy import require_express, require_nginx
 from support.redis_server import RedisServer, free_port
 from support.service_process import ServiceProcess
@@ -291,6 +291,7 @@ def test_redis_down_is_503_through_nginx(tmp_path: Path) -> None:
             assert status == 503 and body["error"] == "backend_unavailable"
             status, _, _ = browser.request("GET", "/")  # pages fail closed too
             assert status == 503
+        assert not demo.directory.exists()  # its config and logs go with it
     finally:
         redis.stop()
 
@@ -302,7 +303,7 @@ def test_one_command_starts_the_demo() -> None:
         [
             sys.executable,
             "-m",
-            "sessionwatch.service.demo.proxy",
+            "sessionwatch.demo.proxy",
             "--port",
             str(port),
             "--express-port",
@@ -313,6 +314,7 @@ def test_one_command_starts_the_demo() -> None:
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    directory: Path | None = None
     try:
         assert process.stdout is not None
         lines = []
@@ -321,13 +323,23 @@ def test_one_command_starts_the_demo() -> None:
             if "Ctrl-C" in lines[-1] or process.poll() is not None:
                 break
         assert any(f"127.0.0.1:{port}" in line for line in lines), lines
+        (shown,) = [line for line in lines if "nginx config and logs: " in line]
+        directory = Path(shown.split("nginx config and logs: ")[1].strip())
+        assert (directory / "nginx.conf").is_file()
         assert Browser(f"http://127.0.0.1:{port}").request("GET", "/login")[0] == 200
         if express_ready():
             assert Browser(f"http://127.0.0.1:{express_port}").request("GET", "/login")[0] == 200
     finally:
-        os.killpg(process.pid, signal.SIGINT)
+        # SIGTERM, not SIGINT: a run started in the background ignores SIGINT (issue 24)
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             assert process.wait(timeout=30) == 0
+            # a clean stop leaves no temp folder behind (issue 24: they piled up in /tmp)
+            assert directory is None or not directory.exists(), sorted(directory.iterdir())
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            raise
         finally:
             if process.stdout is not None:
                 process.stdout.close()

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +22,7 @@ from sessionwatch.backends.base import session_channel, user_channel
 from sessionwatch.core import events as events_module
 from sessionwatch.core.events import Device
 from sessionwatch.live import connection as connection_module
-from sessionwatch.live import hub as hub_module
+from sessionwatch.live import routing as routing_module
 from sessionwatch.live.admission import Admission, Ticket
 from sessionwatch.live.connection import Connection
 from sessionwatch.service.metrics import Metrics
@@ -137,6 +137,44 @@ async def test_superseded_reaches_the_older_tab_only(app: Quart) -> None:
                 assert (await ws.receive())["gen"] == third["gen"]
             await new.pong()  # nothing else was queued for it
         assert first["gen"] < second["gen"] < third["gen"]
+
+
+@pytest.mark.parametrize(("before", "after", "told"), [(1, None, "ready"), (None, 1, "superseded")])
+async def test_a_policy_changed_at_run_time_reaches_the_hub(
+    serve: Serve, before: Literal[1] | None, after: Literal[1] | None, told: str
+) -> None:
+    """The hub asks for the tab rule each time it applies it (issue 21): after the
+    policy changed on the running app, the next claim's tab wins (or not) by the new
+    rule, also for an older tab's socket that says hello afterwards."""
+    async with serve(Policy(tabs_per_session=before)) as app:
+        browser = Browser(app)
+        async with browser.tab() as (old, first):
+            watch_of(app).policy = Policy(tabs_per_session=after)
+            async with browser.tab() as (_, second):
+                if after == 1:  # the claim's own push, published under the new rule
+                    assert (await old.until("superseded"))["gen"] == second["gen"]
+                async with browser.socket() as again:  # the older tab, reconnecting
+                    assert (await again.hello(first["tab"]))["type"] == told
+                    await again.pong()
+                await old.pong()  # nothing else was pushed to the older tab
+
+
+async def test_a_resync_applies_the_policy_of_the_moment(serve: Serve) -> None:
+    """Tabs unlimited, then one: a claim whose push was lost reaches the older tab by
+    the resync, which re-checks it with the rule changed at run time."""
+    taps: list[list[Tap]] = []
+    setup = lambda app: taps.append(Tap.install(watch_of(app).backend))  # noqa: E731
+    async with serve(Policy(tabs_per_session=None), setup=setup) as app:
+        [tap] = taps[0]
+        browser = Browser(app)
+        async with browser.tab() as (old, _):
+            watch_of(app).policy = Policy(tabs_per_session=1)
+            tap.losing = True  # the claim's ``superseded`` is lost on the way
+            second = await browser.claim()
+            await asyncio.wait_for(tap.lost.wait(), WAIT)
+            tap.reconnected()
+            told = await old.receive()
+            assert (told["type"], told["gen"]) == ("superseded", second["gen"])
 
 
 async def test_superseded_is_routed_by_generation(app: Quart) -> None:
@@ -281,7 +319,7 @@ async def test_an_event_is_encoded_once_for_every_tab_it_goes_to(
         encoded.append(message["type"])
         return events_module.encode(message)
 
-    monkeypatch.setattr(hub_module, "encode", counting)
+    monkeypatch.setattr(routing_module, "encode", counting)
     monkeypatch.setattr(connection_module, "encode", counting)
     browser = Browser(app)
     await browser.login("ann")
@@ -541,29 +579,29 @@ async def test_too_many_sockets_per_session_and_user_4011(serve: Serve) -> None:
 
 async def test_openings_beyond_the_limit_queue_then_are_refused_503_busy(serve: Serve) -> None:
     async with serve(max_opening_sockets=1) as app:
-        hub = watch_of(app).hub
-        assert hub is not None
+        hub, gates = watch_of(app).hub, watch_of(app).gates
+        assert hub is not None and gates is not None
         ann, bob = Browser(app), Browser(app)
         claim = await ann.claim()
         await bob.claim()
-        held = await hub.openings.enter()  # the only turn, taken
-        hub.openings.wait = 0.3
+        held = await gates.openings.enter()  # the only turn, taken
+        gates.openings.wait = 0.3
         assert await bob.refused() == (503, {"error": "busy"})
-        assert hub.stats()["opening_refused"] == 1
+        assert gates.stats()["opening_refused"] == 1
         metrics = Metrics(watch_of(app))
         async with ann.socket() as ws:  # queued, then admitted once the turn is free
             await asyncio.sleep(0.1)
-            assert hub.stats()["opening_queued"] == 1
+            assert gates.stats()["opening_queued"] == 1
             text = metrics.render()[0].decode()
             assert "sessionwatch_sockets_opening_queued 1.0" in text
             assert "sessionwatch_sockets_opening_refused_total 1.0" in text
             held.release()
             assert (await ws.hello(claim["tab"]))["type"] == "ready"
             # Registered: a socket waiting for its hello (or idle) holds no turn.
-            assert hub.stats()["opening"] == 0
+            assert gates.stats()["opening"] == 0
             async with bob.socket() as silent:
                 await asyncio.sleep(0.2)
-                stats = hub.stats()
+                stats = {**hub.stats(), **gates.stats()}
                 assert (stats["sockets"], stats["opening"], stats["opening_queued"]) == (2, 0, 0)
                 del silent
 

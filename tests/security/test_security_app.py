@@ -1,4 +1,5 @@
-"""Holes 2-6 and 8 of issue 12 on a real ``sessionwatch serve`` (uvicorn, Redis): each
+"""Holes 2-6 and 8 of issue 12 on a real app process (``sessionwatch demo``: uvicorn,
+Redis; its sign-in form and protected route are an app's, around the extension): each
 test is the reviewer's attack, and the refusal it now gets, with its documented code."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from support.attacks import Answer, cookie_value, open_ws, raw_request, sign_in_and_claim
 from support.push_processes import TESTS
 from support.redis_server import RedisServer
-from support.service_process import ServiceProcess
+from support.service_process import DemoProcess
 
 pytestmark = pytest.mark.multiprocess
 
@@ -29,7 +30,7 @@ JSON = ("Content-Type", "application/json")
 class Service:
     """A running service and a few requests against it."""
 
-    def __init__(self, process: ServiceProcess) -> None:
+    def __init__(self, process: DemoProcess) -> None:
         self.process = process
         self.port = process.port
         self.origin = f"http://127.0.0.1:{process.port}"
@@ -97,14 +98,15 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def running(redis: RedisServer, **env: str) -> AsyncIterator[Service]:
-    with ServiceProcess(redis.url, key_prefix=f"sec:{uuid.uuid4().hex[:8]}:", env=env) as process:
+    with DemoProcess(redis.url, key_prefix=f"sec:{uuid.uuid4().hex[:8]}:", env=env) as process:
         yield Service(process)
 
 
 @pytest.fixture(name="svc", scope="module")
 def _svc(redis_server: RedisServer) -> Any:
-    """One service for the tests that need no setting of their own."""
-    with ServiceProcess(redis_server.url, key_prefix=f"sec:{uuid.uuid4().hex[:8]}:") as process:
+    """One demo app (``sessionwatch demo``: its sign-in form, protected route and policy
+    form) for the tests that need no setting of their own."""
+    with DemoProcess(redis_server.url, key_prefix=f"sec:{uuid.uuid4().hex[:8]}:") as process:
         yield Service(process)
 
 
@@ -193,12 +195,13 @@ async def test_a_tossed_cookie_neither_logs_out_nor_deletes_the_genuine_one(
             state = await svc.request("GET", "/_sessionwatch/state", headers=[("Cookie", header)])
             assert state.status == 200 and state.json()["user"] == "tess"
             assert "session" not in state.cookies
-    # Two live sessions' cookies: the first is used (a browser sends the more specific
-    # path first); neither is deleted.
+    # Two live sessions' cookies: neither is used (issue 22 item 3: the first, which a
+    # browser sends when its path is longer, may be the attacker's); neither is deleted.
     planted, _ = await svc.anonymous()
     header = f"session={planted}; session={cookie}"
     answer = await svc.transfer(None, token, headers=[JSON, ("Cookie", header)])
-    assert answer.status == 409 and "session" not in answer.cookies
+    assert answer.status == 401 and "session" not in answer.cookies
+    assert answer.json()["error"] == "cookie_conflict"
     ws = await open_ws(svc.port, f"AAAA.BBBB; session={cookie}", svc.origin)
     await ws.send(json.dumps({"type": "hello", "v": 1, "tab": token}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"

@@ -193,8 +193,9 @@ async def test_forwarded_proto_is_believed_only_from_configured_proxies(
         attributes = answer.cookies["__Host-session"].lower()
         assert "secure" in attributes and "path=/" in attributes and "domain" not in attributes
         assert "httponly" in attributes and "samesite=lax" in attributes
-        page = await raw_request(process.port, "GET", "/login", proxied)
-        assert page.header("Strict-Transport-Security") == "max-age=31536000; includeSubDomains"
+        health = await raw_request(process.port, "GET", "/healthz", proxied)
+        assert health.header("Strict-Transport-Security") == "max-age=31536000; includeSubDomains"
+        assert health.header("X-Content-Type-Options") == "nosniff"
     with service(
         redis_server, "--server", server, "--forwarded-allow-ips", "198.18.0.1"
     ) as process:

@@ -51,7 +51,7 @@ def test_serve_refuses_an_older_uvicorn_before_anything_starts(
     monkeypatch.setattr(uvicorn, "run", started)
     for key in ("SESSIONWATCH_BACKEND", "REDIS_URL", "WEB_CONCURRENCY"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SECRET_KEY", "s" * 32)
+    monkeypatch.setenv("SECRET_KEY", "cli-facts-secret-key-0123456789-abcdef")
     assert cli.main(["serve", "--port", "8123", "--no-metrics"]) == 2
     err = capsys.readouterr().err
     assert "uvicorn 0.34.3 is too old" in err and ">=0.35" in err
@@ -61,14 +61,18 @@ def test_help_shows_no_raw_markup(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "sessionwatch serve: run the demo service" in out
+    flowing = " ".join(out.split())
+    assert "sessionwatch serve runs the production service" in flowing
+    assert "sessionwatch demo runs the demo app" in flowing
     assert "``" not in out and ":mod:" not in out
 
 
 def test_the_readme_shows_the_procfile_as_it_is() -> None:
-    procfile = (ROOT / "Procfile").read_text("utf-8").strip()
+    lines = (ROOT / "Procfile").read_text("utf-8").splitlines()
+    processes = [line for line in lines if line and not line.startswith("#")]
+    assert processes == [line for line in lines if line.startswith("web: sessionwatch serve ")]
     readme = (ROOT / "README.md").read_text("utf-8")
-    assert f"`Procfile`: `{procfile}`" in readme
+    assert f"`Procfile`: `{processes[0]}`" in readme
 
 
 def test_the_package_is_marked_typed() -> None:

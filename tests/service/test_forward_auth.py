@@ -19,7 +19,7 @@ from support.clock import FakeClock
 
 ORIGIN = "http://localhost"
 NGINX = "nginx"
-FORWARDED = "forwarded"  # Traefik and Caddy
+FORWARDED = "traefik"  # Traefik's and Caddy's header style
 STYLES = [NGINX, FORWARDED]
 
 
@@ -48,9 +48,20 @@ def proxy_headers(
     return headers
 
 
+@pytest.fixture(name="style")
+def _style() -> str:
+    """The deployment's proxy (``SESSIONWATCH_FORWARD_AUTH``); ``parametrize("style",
+    ...)`` overrides it."""
+    return NGINX
+
+
 @pytest.fixture(name="app")
-async def _app(backend_url: str, key_prefix: str, clock: FakeClock) -> AsyncIterator[Quart]:
-    app = make_proxy_app(backend_url, key_prefix=key_prefix, clock=clock, policy=Policy())
+async def _app(
+    backend_url: str, key_prefix: str, clock: FakeClock, style: str
+) -> AsyncIterator[Quart]:
+    app = make_proxy_app(
+        backend_url, key_prefix=key_prefix, clock=clock, policy=Policy(), forward_auth=style
+    )
     async with app.test_app():
         yield app
 
@@ -124,7 +135,12 @@ async def test_verify_applies_the_protected_routes_origin_rule(
     (``origin_forbidden``; nginx gets 403 with the refusal header), even when a missing
     ``Origin`` is allowed."""
     app = make_proxy_app(
-        backend_url, key_prefix=key_prefix, clock=clock, policy=Policy(), allow_missing_origin=True
+        backend_url,
+        key_prefix=key_prefix,
+        clock=clock,
+        policy=Policy(),
+        allow_missing_origin=True,
+        forward_auth=style,
     )
     async with app.test_app():
         client = app.test_client()
@@ -144,6 +160,7 @@ async def test_verify_applies_the_protected_routes_origin_rule(
         assert (await client.get("/_sessionwatch/verify", headers=headers)).status_code == 204
 
 
+@pytest.mark.parametrize("style", [FORWARDED])
 async def test_a_stale_tab_is_409_for_traefik_and_caddy(app: Quart) -> None:
     client = app.test_client()
     older = await signed_in_tab(client)
@@ -243,13 +260,17 @@ async def test_require_picks_the_rule(app: Quart, style: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "query", "message"),
+    ("style", "headers", "query", "message"),
     [
-        ({}, "", "original method"),
-        ({"X-Original-Method": "get"}, "", "not an HTTP method"),
-        ({"X-Forwarded-Method": "GET /x"}, "", "not an HTTP method"),
-        ({"X-Forwarded-Method": "G" * 40}, "", "not an HTTP method"),
-        ({"X-Original-Method": "GET"}, "?require=everything", "require must be one of"),
+        (NGINX, {}, "", "original method in X-Original-Method"),
+        (FORWARDED, {}, "", "original method in X-Forwarded-Method"),
+        (NGINX, {"X-Original-Method": "get"}, "", "not an HTTP method"),
+        (FORWARDED, {"X-Forwarded-Method": "GET /x"}, "", "not an HTTP method"),
+        (FORWARDED, {"X-Forwarded-Method": "G" * 40}, "", "not an HTTP method"),
+        (NGINX, {"X-Original-Method": "GET"}, "?require=everything", "require must be one of"),
+        # the other proxy's headers name nothing: fail closed, never a pass
+        (NGINX, {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/"}, "", "original method"),
+        (FORWARDED, {"X-Original-Method": "GET", "X-Original-URI": "/"}, "", "original method"),
     ],
 )
 async def test_bad_proxy_input_is_a_clear_400(
@@ -259,6 +280,71 @@ async def test_bad_proxy_input_is_a_clear_400(
     assert response.status_code == 400
     body = await response.get_json()
     assert body["error"] == "bad_request" and message in body["message"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_the_request_never_picks_the_header_style(app: Quart, style: str) -> None:
+    """Issue 22: Traefik and Caddy pass a client's ``X-Original-Method`` on (and nginx
+    a client's ``X-Forwarded-Method``); only the configured proxy's headers count, so a
+    forged ``GET`` of the other style changes nothing."""
+    client = app.test_client()
+    older = await signed_in_tab(client)
+    await client.post("/_sessionwatch/claim", json={})
+    forged = (
+        {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/"}
+        if style == NGINX
+        else {"X-Original-Method": "GET", "X-Original-URI": "/"}
+    )
+    cases = [
+        (older, ORIGIN, "tab_superseded"),
+        (None, ORIGIN, "tab_missing"),
+        (older, "https://evil.example", "origin_forbidden"),
+    ]
+    for tab, origin, code in cases:
+        headers = {**proxy_headers(style, "POST", tab=tab, origin=origin), **forged}
+        response = await client.get("/_sessionwatch/verify", headers=headers)
+        assert refusal_of(response)["error"] == code, (tab, origin)
+    anonymous = {**proxy_headers(style, "POST"), **forged}
+    response = await app.test_client().get("/_sessionwatch/verify", headers=anonymous)
+    assert refusal_of(response) == {"status": 401, "error": "no_session"}
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "MKCOL", "LINK", "PURGE"])
+async def test_an_unknown_method_is_unsafe_in_every_door(app: Quart, method: str) -> None:
+    """One definition of the safe methods (core.origins): any other method, one nobody
+    listed included, needs the active tab and an allowed origin, through forward-auth
+    and on a protected Quart route alike (the route let a foreign PROPFIND through)."""
+    from support.app_factory import watch_of
+
+    watch = watch_of(app)
+
+    @app.route("/dav", methods=[method])
+    @watch.active_tab_required
+    async def dav() -> str:
+        return "done"
+
+    client = app.test_client()
+    tab = await signed_in_tab(client)
+    refused = await verify(client, NGINX, method, tab=tab, origin="https://evil.example")
+    assert refusal_of(refused)["error"] == "origin_forbidden"
+    assert refusal_of(await verify(client, NGINX, method))["error"] == "tab_missing"
+    assert (await verify(client, NGINX, method, tab=tab)).status_code == 204
+    foreign = {"X-SessionWatch-Tab": tab, "Origin": "https://evil.example"}
+    response = await client.open("/dav", method=method, headers=foreign)
+    assert response.status_code == 403
+    assert (await response.get_json())["error"] == "origin_forbidden"
+    own = {"X-SessionWatch-Tab": tab, "Origin": ORIGIN}
+    assert (await client.open("/dav", method=method, headers=own)).status_code == 200
+
+
+def test_the_proxy_setting_is_checked() -> None:
+    from sessionwatch.core.config import settings_from_env
+    from sessionwatch.core.exceptions import ConfigurationError
+
+    assert settings_from_env({}).forward_auth == "nginx"
+    assert settings_from_env({"SESSIONWATCH_FORWARD_AUTH": "caddy"}).forward_auth == "caddy"
+    with pytest.raises(ConfigurationError, match="SESSIONWATCH_FORWARD_AUTH: must be one of"):
+        settings_from_env({"SESSIONWATCH_FORWARD_AUTH": "auto"})
 
 
 async def test_a_user_id_is_percent_encoded_in_the_header(app: Quart) -> None:
@@ -283,7 +369,9 @@ async def test_a_forged_or_ended_cookie_is_401(app: Quart) -> None:
 async def test_backend_down_fails_closed_503(key_prefix: str, style: str) -> None:
     from support.redis_server import free_port
 
-    app = make_proxy_app(f"redis://127.0.0.1:{free_port()}/0", key_prefix=key_prefix)
+    app = make_proxy_app(
+        f"redis://127.0.0.1:{free_port()}/0", key_prefix=key_prefix, forward_auth=style
+    )
     client = app.test_client()  # no test_app(): the dead backend cannot connect at start-up
     client.set_cookie("localhost", "session", CookieSigner([SECRET]).sign(new_session_id()))
     for require in ("auto", "none"):

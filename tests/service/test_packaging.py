@@ -1,15 +1,22 @@
 """The distribution: ``python -m build`` makes a wheel and an sdist that ``twine check``
 accepts; the wheel, installed into a fresh venv, has everything the package reads at
-run time and imports.
+run time and imports. Publication (issue 24): the MIT LICENSE in the wheel, the sdist and
+both npm tarballs; no test/bench/dev extras in the metadata (they are dependency groups);
+readmes that need no relative link (PyPI and npm show them without the repository);
+``npm pack`` makes exactly the packages the docs name.
 
-Offline and quick: built without isolation (hatchling comes with the test extra), and
+Offline and quick: built without isolation (hatchling comes with the test dependency group), and
 the fresh venv borrows this environment's dependencies (``--no-deps`` plus a path entry)
 instead of downloading them.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -30,10 +37,10 @@ PACKAGE_DATA = (
     "sessionwatch/static/i18n/ja.json",
     "sessionwatch/backends/lua/_prelude.lua",
     "sessionwatch/backends/lua/claim.lua",
-    "sessionwatch/service/demo/templates/base.html",
-    "sessionwatch/service/demo/templates/home.html",
-    "sessionwatch/service/demo/static/demo.css",
-    "sessionwatch/service/demo/static/demo.js",
+    "sessionwatch/demo/templates/base.html",
+    "sessionwatch/demo/templates/home.html",
+    "sessionwatch/demo/static/demo.css",
+    "sessionwatch/demo/static/demo.js",
 )
 
 
@@ -113,3 +120,119 @@ def test_the_wheel_installs_into_a_fresh_venv_and_imports(dist: Path, tmp_path: 
     assert where.startswith(str(venv)), where
     assert missing == "[]"
     assert "usage: sessionwatch" in _run(str(venv / "bin" / "sessionwatch"), "--help", env=env)
+
+
+# A Markdown link or image whose target is not absolute (http(s)://, mailto:) or an anchor:
+# on PyPI and npm it points nowhere.
+RELATIVE_LINK = re.compile(r"!?\[[^\]]*\]\((?!https?://|mailto:|#)([^)]*)\)")
+LICENSE_HOLDER = "Copyright (c) 2026 sessionwatch contributors"
+# The npm packages: folder -> the name its package.json gives and the docs use.
+NPM_PACKAGES = {"client_js": "@sessionwatch/client", "client_js/node": "sessionwatch-node"}
+
+
+def _wheel_metadata(dist: Path) -> email.message.Message:
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.message_from_bytes(archive.read(name), policy=email.policy.compat32)
+
+
+@pytest.fixture(scope="module", name="npm_tarballs")
+def _npm_tarballs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("npm")
+    packed = {}
+    for folder in NPM_PACKAGES:
+        (info,) = json.loads(
+            _run("npm", "pack", "--json", "--pack-destination", str(out), cwd=ROOT / folder)
+        )
+        packed[folder] = out / info["filename"]
+    return packed
+
+
+def test_the_license_is_mit_in_the_repository(dist: Path) -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and LICENSE_HOLDER in text
+    assert _wheel_metadata(dist)["License-Expression"] == "MIT"
+
+
+def test_the_license_ships_in_the_wheel_and_the_sdist(dist: Path) -> None:
+    license_text = (ROOT / "LICENSE").read_bytes()
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert len(in_wheel) == 1, archive.namelist()
+        assert archive.read(in_wheel[0]) == license_text
+    (sdist,) = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        member = archive.extractfile(f"{sdist.name.removesuffix('.tar.gz')}/LICENSE")
+        assert member is not None and member.read() == license_text
+
+
+def test_npm_pack_makes_the_named_packages_with_the_license(
+    npm_tarballs: dict[str, Path],
+) -> None:
+    license_text = (ROOT / "LICENSE").read_bytes()
+    for folder, name in NPM_PACKAGES.items():
+        tarball = npm_tarballs[folder]
+        # npm's file name for a scoped package: @scope/name -> scope-name-<version>.tgz
+        assert tarball.name == f"{name.lstrip('@').replace('/', '-')}-0.1.0.tgz"
+        with tarfile.open(tarball) as archive:
+            manifest = archive.extractfile("package/package.json")
+            assert manifest is not None and json.load(manifest)["name"] == name
+            member = archive.extractfile("package/LICENSE")
+            assert member is not None and member.read() == license_text, folder
+
+
+def test_no_test_bench_or_dev_extra_is_published(dist: Path) -> None:
+    metadata = _wheel_metadata(dist)
+    extras = set(metadata.get_all("Provides-Extra") or [])
+    assert extras == {"redis", "service", "granian", "proxy-demo"}, extras
+    # the tools the suites need are PEP 735 dependency groups, outside the metadata
+    requires = " ".join(metadata.get_all("Requires-Dist") or [])
+    assert "pytest" not in requires and "mypy" not in requires
+
+
+def test_the_metadata_names_author_classifiers_and_keywords(dist: Path) -> None:
+    metadata = _wheel_metadata(dist)
+    assert "sessionwatch contributors" in (metadata["Author"] or "")
+    classifiers = metadata.get_all("Classifier") or []
+    assert "Typing :: Typed" in classifiers and "Framework :: AsyncIO" in classifiers
+    assert "quart" in (metadata["Keywords"] or "")
+    # no invented home: a Project-URL only once a public repository exists
+    assert not metadata.get_all("Project-URL")
+
+
+def test_the_pypi_readme_has_no_relative_link(dist: Path) -> None:
+    readme = _wheel_metadata(dist).get_payload()
+    assert isinstance(readme, str) and readme.startswith("# sessionwatch")
+    assert RELATIVE_LINK.findall(readme) == []
+    # the links became the files' names, which the sdist holds
+    assert "docs/any-stack.md" in readme and "docs/security.md" in readme
+    assert "Use it in your app" in readme
+
+
+def test_the_npm_readmes_have_no_relative_link(npm_tarballs: dict[str, Path]) -> None:
+    for folder, tarball in npm_tarballs.items():
+        with tarfile.open(tarball) as archive:
+            member = archive.extractfile("package/README.md")
+            assert member is not None, folder
+            readme = member.read().decode()
+        assert RELATIVE_LINK.findall(readme) == [], folder
+        assert NPM_PACKAGES[folder] in readme, folder
+
+
+def test_the_docs_name_only_the_real_npm_packages() -> None:
+    """The JS side has two npm packages; no document names a third."""
+    documents = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    documents += [p for p in (ROOT / "client_js").rglob("*.md") if "node_modules" not in p.parts]
+    named = set()
+    for path in documents:
+        named |= set(
+            re.findall(
+                r"@sessionwatch/[\w-]+|\bsessionwatch-(?:node|client|js)\b", path.read_text()
+            )
+        )
+    assert named <= set(NPM_PACKAGES.values()), named
+    readme = (ROOT / "README.md").read_text()
+    for folder, name in NPM_PACKAGES.items():
+        assert f"`{name}` (`{folder}/`)" in readme, name

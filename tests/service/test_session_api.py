@@ -197,6 +197,25 @@ async def test_login_rotates_the_browsers_session_and_its_tab_key(app: Quart) ->
     assert (await tab_check(result["tab"])).status_code == 204
 
 
+async def test_relayed_copies_are_chosen_as_a_browser_requests_are(app: Quart) -> None:
+    """Issue 22 item 3 through the API: forged and ended copies before the browser's do
+    not hide it (its session is the one rotated); copies of two live sessions rotate
+    neither (the sign-in starts afresh instead of taking over the tossed one)."""
+    browser = app.test_client()
+    anonymous = (await (await browser.post("/_sessionwatch/claim", json={})).get_json())["session"]
+    mine = "session=" + next(c.value for c in browser.cookie_jar if c.name == "session")  # type: ignore[union-attr]
+    dead = cookie_header(await login(app, "mallory"))
+    await api(app, "/logout", {"cookie": dead})
+    planted = cookie_header(await login(app, "mallory"))
+    result = await login(app, "alice", cookie=f"{planted}; {mine}")
+    assert result["rotated_from"] is None  # a conflict: neither is taken over
+    assert await verify_with(app, planted) == 204 and await verify_with(app, mine) == 204
+    forged = dead.replace("session=", "session=x", 1)
+    result = await login(app, "alice", cookie=f"session=AAAA.BBBB; {dead}; {forged}; {mine}")
+    assert result["rotated_from"] == anonymous
+    assert await verify_with(app, mine) == 401  # rotated: the old id is dead
+
+
 async def test_a_relayed_cookie_replayed_after_logout_is_refused(app: Quart) -> None:
     result = await login(app, "alice")
     cookie = cookie_header(result)

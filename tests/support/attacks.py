@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,16 +46,20 @@ async def raw_request(
     *,
     timeout: float = 15.0,
     source: str | None = None,
+    host: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Answer:
     """One HTTP/1.1 request on its own connection; headers are sent exactly as given
-    (duplicates included) after ``Host``. ``source``: the loopback address to send
-    from (127.0.0.0/8: each is another client address to the server)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    (duplicates included) after ``Host`` (``host``, else the server's address).
+    ``source``: the loopback address to send from (127.0.0.0/8: each is another client
+    address to the server); ``tls``: over HTTPS with this client context."""
+    host = host or f"127.0.0.1:{port}"
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers or []]
     lines.append(f"Content-Length: {len(body)}")
     local = (source, 0) if source else None
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection("127.0.0.1", port, local_addr=local), timeout
+        asyncio.open_connection("127.0.0.1", port, local_addr=local, ssl=tls), timeout
     )
     try:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
@@ -86,7 +91,8 @@ def cookie_value(set_cookie: str) -> str:
 async def sign_in_and_claim(
     port: int, user: str, origin: str, *, cookie_name: str = "session"
 ) -> tuple[str, str]:
-    """Sign ``user`` in through the demo's form and claim a tab: (cookie, tab token)."""
+    """Sign ``user`` in through the demo's form (``sessionwatch demo``) and claim a tab:
+    (cookie, tab token)."""
     origin_header = [("Origin", origin)]
     answer = await raw_request(
         port,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionwatch.service.demo.proxy.runner import DemoError, express_ready, find_nginx
+from sessionwatch.demo.proxy.runner import DemoError, express_ready, find_nginx
 
 from .redis_server import in_ci
 

@@ -120,7 +120,8 @@ class HttpBrowser:
             payload, content_type = (
                 (b"", "") if body is None else (json.dumps(body).encode(), "application/json")
             )
-        lines = [f"{method} {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+        target = parts.path + (f"?{parts.query}" if parts.query else "")  # the query counts
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
         all_headers = {**self.headers(), "Content-Length": str(len(payload)), **(headers or {})}
         if content_type:
             all_headers["Content-Type"] = content_type

@@ -494,7 +494,11 @@ async def _world(
     row: Row = request.param[0]
     door: str = request.param[1]
     url = f"redis://127.0.0.1:{free_port()}/0" if row.backend_down else backend_url
-    app = make_proxy_app(url, key_prefix=key_prefix, clock=clock, policy=Policy())
+    # /verify reads the original request from the configured proxy's headers only.
+    style = "traefik" if door == "verify-traefik" else "nginx"
+    app = make_proxy_app(
+        url, key_prefix=key_prefix, clock=clock, policy=Policy(), forward_auth=style
+    )
     if door == "ws-quart":
         app.before_websocket(_no_op)  # a WebSocket hook: Quart's view serves the socket
     if row.proxy is not None:
@@ -629,7 +633,9 @@ async def test_a_non_standard_method_is_unsafe_at_every_door(
     """WebDAV's PROPFIND (or any method not known to be safe) needs an allowed origin:
     ``@active_tab_required`` once listed the unsafe methods (POST, PUT, PATCH, DELETE)
     and let a foreign page's PROPFIND through, while /verify listed the safe ones."""
-    app = make_proxy_app(backend_url, key_prefix=key_prefix, clock=clock, policy=Policy())
+    app = make_proxy_app(
+        backend_url, key_prefix=key_prefix, clock=clock, policy=Policy(), forward_auth="traefik"
+    )
     watch = watch_of(app)
 
     @app.route("/dav", methods=["PROPFIND"])

@@ -207,6 +207,28 @@ async def cookie_copies(client: QuartClient) -> list[Any]:
     return [await client.post(CLAIM, json={}, headers=JSON), await client.get(STATE)]
 
 
+async def live_copies(client: QuartClient) -> list[Any]:
+    """Copies of two live sessions (issue 22 item 3): 401 cookie_conflict, no cookie."""
+    await client.post(CLAIM, json={}, headers=JSON)
+    first = cookie(client)
+    replay(client)
+    await client.post(CLAIM, json={}, headers=JSON)
+    second = cookie(client)
+    replay(client, first, second)
+    return [await client.post(CLAIM, json={}, headers=JSON), await client.get(STATE)]
+
+
+async def dead_copies(client: QuartClient) -> list[Any]:
+    """Several copies, none live: refused, and none of them cleared."""
+    await client.post(CLAIM, json={}, headers=JSON)
+    value = cookie(client)
+    await client.post("/logout")
+    replay(client, "tossed-by-a-sibling", value)
+    ended_state = await client.get(STATE)
+    replay(client, "tossed-by-a-sibling", value)
+    return [ended_state, await client.post(CLAIM, json={}, headers=JSON)]
+
+
 async def state_tabs(client: QuartClient) -> list[Any]:
     no_session = await client.get(STATE)
     old = await (await client.post(CLAIM, json={}, headers=JSON)).get_json()
@@ -256,6 +278,8 @@ SCENARIOS: dict[str, Scenario] = {
     "ended_session": ended_session,
     "bad_cookie": bad_cookie,
     "cookie_copies": cookie_copies,
+    "live_copies": live_copies,
+    "dead_copies": dead_copies,
     "state_tabs": state_tabs,
     "navigation": navigation,
     "wrong_method": wrong_method,
@@ -315,5 +339,6 @@ async def test_the_raw_path_serves_the_scenarios(
 ) -> None:
     raw = await make(None)
     responses = await SCENARIOS[scenario](raw.app.test_client())
-    served_by_routes = {"signed_in_claim": 1, "ended_session": 1}  # /login, /logout
+    # /login, /logout
+    served_by_routes = {"signed_in_claim": 1, "ended_session": 1, "dead_copies": 1}
     assert raw.handled == served_by_routes.get(scenario, 0), len(responses)

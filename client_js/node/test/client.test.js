@@ -67,3 +67,24 @@ test("refuses a non-http base URL and a missing key", () => {
   assert.throws(() => new SessionAPI("file:///etc/passwd", "key"), TypeError);
   assert.throws(() => new SessionAPI("http://127.0.0.1:1", ""), TypeError);
 });
+
+test("sessions() follows next_cursor until the last page", async () => {
+  const urls = [];
+  const server = await serve((req, res) => {
+    urls.push(req.url);
+    const cursor = new URL(req.url, "http://x").searchParams.get("cursor");
+    const page = cursor ? { sessions: [{ id: "b" }], next_cursor: null } : { sessions: [{ id: "a" }], next_cursor: "c1" };
+    res.setHeader("Content-Type", "application/json");
+    res.end(JSON.stringify({ user: "alice", ...page }));
+  });
+  try {
+    const api = new SessionAPI("http://127.0.0.1:" + server.address().port, "k".repeat(32));
+    assert.deepStrictEqual((await api.sessions("alice")).map((s) => s.id), ["a", "b"]);
+    assert.deepStrictEqual(urls, [
+      "/_sessionwatch/api/v1/sessions?user=alice&limit=100",
+      "/_sessionwatch/api/v1/sessions?user=alice&limit=100&cursor=c1"
+    ]);
+  } finally {
+    server.close();
+  }
+});

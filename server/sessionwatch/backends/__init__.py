@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from ..core.exceptions import ConfigurationError
@@ -37,16 +38,30 @@ _CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None and "@" not in parts.netloc:
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs.
+
+    Read as text, not parsed: a malformed URL (``rediss//:pw@host``, a ``/`` in the
+    password) must not show its password either. Everything before the last ``@`` after
+    the scheme's ``//`` is the user information; only the user name is kept."""
+    head, at, hosts = url.rpartition("@")
+    if not at:
         return url
-    userinfo, _, hosts = parts.netloc.rpartition("@")
+    scheme, slashes, userinfo = head.rpartition("//")
+    if not slashes:
+        scheme, userinfo = "", head
+        if ":" in head and not head.startswith(":"):  # "redis:/u:pw" or "u:pw"
+            scheme, _, userinfo = head.partition(":")
+            scheme += ":"
+            if ":" not in userinfo:  # "u:pw": the first part was the user, not a scheme
+                scheme, userinfo = "", head
     user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{hosts}").geturl()
+    return f"{scheme}{slashes}{user}:***@{hosts}"
+
+
+_MISSING_REDIS = (
+    "the {scheme}:// backend needs redis-py: pip install 'sessionwatch[redis]' "
+    "(or 'sessionwatch[service]' for the service)"
+)
 
 
 def _check_redis_url(url: str) -> None:
@@ -57,8 +72,12 @@ def _check_redis_url(url: str) -> None:
         parts = urlsplit(url)
         if not parts.scheme.endswith("sentinel") and parts.scheme != "unix":
             parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {shown}: {exc}") from None
+    except ValueError:
+        # not the parser's text: it quotes what it took for the port, which can be
+        # part of the password ("redis://u:pa/ss@h" splits at the "/")
+        raise ConfigurationError(
+            f"invalid Redis URL {shown}: the port must be a number such as redis://host:6379"
+        ) from None
     dbs = parse_qs(parts.query).get("db", [])
     if parts.scheme in ("redis", "rediss"):
         path = parts.path.strip("/")
@@ -73,10 +92,17 @@ def _check_redis_url(url: str) -> None:
 
 
 def backend_from_url(
-    url: str, *, key_prefix: str = "sw:", clock: Callable[[], float] = time.time
+    url: str,
+    *,
+    key_prefix: str = "sw:",
+    clock: Callable[[], float] = time.time,
+    durable_ends: int | Literal["auto"] = "auto",
+    durable_ends_timeout: float = 1.0,
 ) -> Backend:
     """The backend a URL names. Raises :class:`ConfigurationError` for an unknown scheme
-    or a malformed URL (the message never shows the URL's password)."""
+    or a malformed URL (the message never shows the URL's password). ``durable_ends``
+    and ``durable_ends_timeout`` apply to the Redis backends (:mod:`.durable_ends`); the
+    memory backend has no replicas."""
     if not isinstance(url, str) or "://" not in url:
         shown = redact_url(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
@@ -89,13 +115,29 @@ def backend_from_url(
         return MemoryBackend(key_prefix=key_prefix, clock=clock)
     if scheme in _REDIS_SCHEMES:
         _check_redis_url(url)
-        from .redis import RedisBackend
+        try:
+            from .redis import RedisBackend
+        except ImportError as error:
+            raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
 
-        return RedisBackend(url, key_prefix=key_prefix)
+        return RedisBackend(
+            url,
+            key_prefix=key_prefix,
+            durable_ends=durable_ends,
+            durable_ends_timeout=durable_ends_timeout,
+        )
     if scheme in _CLUSTER_SCHEMES:
-        from .redis_cluster import RedisClusterBackend
+        try:
+            from .redis_cluster import RedisClusterBackend
+        except ImportError as error:
+            raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
 
-        return RedisClusterBackend(url, key_prefix=key_prefix)
+        return RedisClusterBackend(
+            url,
+            key_prefix=key_prefix,
+            durable_ends=durable_ends,
+            durable_ends_timeout=durable_ends_timeout,
+        )
     raise ConfigurationError(
         f"unknown backend scheme {scheme!r} in {redact_url(url)!r}; use memory://, "
         "redis://, rediss://, redis+sentinel:// or redis+cluster://"

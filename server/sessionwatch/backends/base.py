@@ -13,17 +13,21 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
+from ..core import jsonlimits
 from ..core.events import Device
+from ..core.paging import MAX_PAGE_SIZE, PageCursor
 from .keys import session_channel, user_channel
 
 __all__ = [
     "EXPIRY_GRACE_MS",
+    "LIST_SCAN_FACTOR",
     "Backend",
     "ChannelMessage",
     "Claim",
     "EndReason",
     "Listenable",
     "Lookup",
+    "SessionPage",
     "SessionRecord",
     "Subscription",
     "Timeouts",
@@ -34,6 +38,11 @@ __all__ = [
 # A record outlives its deadline this long, so a late request learns "expired" rather
 # than "no session"; the hub's timers and the next request turn it into a tombstone.
 EXPIRY_GRACE_MS = 5 * 60 * 1000
+
+# A listing examines at most this many index entries per session it may return: dead
+# members met on the way are pruned and count against it, so one call's work is bounded
+# even when most of the index has lapsed (a page may then be short yet not the last).
+LIST_SCAN_FACTOR = 2
 
 EndReason: TypeAlias = Literal["expired", "revoked", "evicted", "logged_out"]
 
@@ -93,8 +102,8 @@ class SessionRecord:
             absolute_expiry=int(fields["abs"]),
             gen=int(fields.get("gen") or 0),
             tab_key=fields["tk"],
-            device=json.loads(fields.get("dev") or "{}"),
-            claimed_by=json.loads(claimed_by) if claimed_by else None,
+            device=jsonlimits.loads(fields.get("dev") or "{}"),
+            claimed_by=jsonlimits.loads(claimed_by) if claimed_by else None,
             data=fields.get("data", ""),
         )
 
@@ -110,6 +119,15 @@ class Lookup:
     record: SessionRecord | None
     ended: EndReason | None = None
     extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """One page of a user's live sessions (:meth:`Backend.list_sessions`), oldest first;
+    ``next`` is where the next page starts, ``None`` when nothing follows."""
+
+    records: list[SessionRecord]
+    next: PageCursor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +187,11 @@ class Backend(Protocol):
 
     key_prefix: str
 
-    async def connect(self) -> None: ...
+    async def connect(self) -> None:
+        """Warm up (the Redis backend loads its scripts). Never a precondition of the
+        other methods: it may raise :class:`~sessionwatch.BackendUnavailable`, and is
+        then retried in the background while calls raise it too or already work
+        (:mod:`~sessionwatch.backends.connector`)."""
 
     async def disconnect(self) -> None: ...
 
@@ -213,11 +235,16 @@ class Backend(Protocol):
         deny: bool,
         timeouts: Timeouts,
         now: int,
+        ceiling: int | None = None,
     ) -> list[str]:
         """Replace session ``old_id`` (if live) by ``record`` (a fresh id for user
         ``record.user``, with the caller's current data, claim generation, new tab key
         and claimer: nothing of the old claim is carried over);
         apply the session limit; publish ``rotated``, ``evicted`` and ``signed_in``.
+
+        ``ceiling`` is the hard maximum of live sessions per user whatever the policy
+        (:func:`~sessionwatch.core.policy.bounded_limit`: beyond a policy limit within
+        it, the oldest are evicted), applied in the same atomic step.
 
         Returns the evicted public ids. Raises
         :class:`~sessionwatch.SessionLimitReached` (changing nothing) when ``deny`` and
@@ -249,9 +276,18 @@ class Backend(Protocol):
         """Revoke every live session of ``user`` but ``except_id``; returns how many."""
 
     async def list_sessions(
-        self, user: str, *, timeouts: Timeouts, now: int
-    ) -> list[SessionRecord]:
-        """The user's live sessions, oldest first (expired members pruned)."""
+        self,
+        user: str,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        after: PageCursor | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> SessionPage:
+        """At most ``limit`` (1 to ``MAX_PAGE_SIZE``) of the user's live sessions that
+        come after ``after`` in the order ``(created, public id)``, oldest first; dead
+        members met are pruned. One call examines at most ``LIST_SCAN_FACTOR * limit``
+        members of the user's index, whatever the user holds."""
 
     async def set_presence(
         self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
@@ -273,10 +309,3 @@ class Backend(Protocol):
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a raw payload on a channel (for tests and tools: every state change
         publishes its own event, atomically with the change)."""
-
-    async def get_value(self, name: str) -> str | None:
-        """One of the app's shared values (``None``: never set), e.g. the demo's policy,
-        shared by every process on the backend. ``name``: see :func:`.keys.app_value_key`."""
-
-    async def set_value(self, name: str, value: str) -> None:
-        """Set a shared value (no expiry)."""

@@ -12,6 +12,14 @@ between this process's clock and Redis' is measured with ``TIME`` (its lower bou
 the round trip counts against the budget, never for it) and measured again every
 ``REMEASURE_EVERY`` seconds and after any failure (a failover may bring another
 server, with another clock).
+
+Because the offset is a lower bound, a deadline computed at local time *t* has passed
+in Redis' clock by local time *t + budget* (``test_deadline.py``). The script
+connection (``multiplex.py``) relies on it: it tells a caller "failed" only at its
+timeout, more than ``budget`` after the send, so no script can start after its
+caller was told (issue 22, item 1). The 1 s between the two covers the script's run,
+its reply's way back and the drift of either clock between measurements; a clock
+*stepped* backwards on the Redis host is not covered.
 """
 
 from __future__ import annotations

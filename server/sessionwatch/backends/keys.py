@@ -17,8 +17,8 @@ live sockets   ``{prefix}l:{id}``              ``{prefix}l:…`` (same shape)
 user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user_tag(user)``
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
-app value      ``{prefix}app:{name}``          the same (one key, any slot)
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
+durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the key it fences
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
@@ -41,7 +41,6 @@ __all__ = [
     "ClusterKeyNames",
     "KeyNames",
     "Topology",
-    "app_value_key",
     "key_names",
     "session_channel",
     "user_channel",
@@ -57,14 +56,13 @@ _HEADS: Final = {
     "u": "u:",  # a user's sessions (sorted set)
     "cs": "c:s:",  # channel of one session's tabs
     "cu": "c:u:",  # channel of all of one user's sessions
-    "app": "app:",  # one of the app's shared values (Backend.get_value), on any slot
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
+    "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
 }
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
 KEEPALIVE_CHANNEL: Final = "sessionwatch:keepalive"
 
-_VALUE_NAME = re.compile(r"[a-z0-9_][a-z0-9_:.-]{0,63}")
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?")
 
 
@@ -111,15 +109,16 @@ class KeyNames:
     def user_channel(self, user: str) -> str:
         return self._heads["cu"] + self._of_user(user)
 
-    def app_value(self, name: str) -> str:
-        """The key of one of the app's shared values (:meth:`Backend.get_value`)."""
-        return app_value_key(self.prefix, name)
-
     def epoch(self, tag: str | None = None) -> str:
         """The key holding the identity of the stored state (:meth:`Backend.epoch`);
         on a cluster one per primary, ``tag`` choosing a slot that primary serves."""
         head = self._heads["epoch"]
         return head if tag is None else head + ":{" + tag + "}"
+
+    def fence(self, key: str) -> str:
+        """The key written before ``WAIT`` after an end on ``key`` (durable_ends.py): on
+        the node that owns ``key``."""
+        return self._heads["fence"]
 
     def session_keys(self, public_id: str) -> list[str]:
         """A session's names in the order ``declare_session`` of ``lua/_names.lua`` reads
@@ -179,6 +178,10 @@ class ClusterKeyNames(KeyNames):
     def _of_user(self, user: str) -> str:
         return "{" + user_tag(user) + "}" + user
 
+    def fence(self, key: str) -> str:
+        start = key.index("{")
+        return self._heads["fence"] + ":" + key[start : key.index("}", start) + 1]
+
     def physical(self, channel: str) -> str:
         session = self._plain.session_channel("")
         user = self._plain.user_channel("")
@@ -202,10 +205,3 @@ def session_channel(prefix: str, public_id: str) -> str:
 def user_channel(prefix: str, user_id: str) -> str:
     """The logical channel of all of one user's sessions."""
     return prefix + _HEADS["cu"] + user_id
-
-
-def app_value_key(prefix: str, name: str) -> str:
-    """The key of one of the app's shared values; ``name`` must match ``_VALUE_NAME``."""
-    if not isinstance(name, str) or not _VALUE_NAME.fullmatch(name):
-        raise ValueError(f"a value name must match {_VALUE_NAME.pattern}, got {name!r}")
-    return prefix + _HEADS["app"] + name

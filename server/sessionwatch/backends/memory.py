@@ -21,13 +21,16 @@ from typing import Any
 
 from ..core.events import Device, Event
 from ..core.exceptions import SessionLimitReached
-from ..core.policy import select_evictions
+from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
+from ..core.policy import bounded_limit, select_evictions
 from .base import (
     EXPIRY_GRACE_MS,
+    LIST_SCAN_FACTOR,
     ChannelMessage,
     Claim,
     EndReason,
     Lookup,
+    SessionPage,
     SessionRecord,
     Timeouts,
 )
@@ -97,7 +100,6 @@ class MemoryBackend:
         self._records: dict[str, SessionRecord] = {}
         self._grace_until: dict[str, int] = {}  # id -> when the record is forgotten
         self._tombstones: dict[str, tuple[EndReason, int]] = {}
-        self._values: dict[str, str] = {}  # the app's shared values
         self._users: dict[str, dict[str, int]] = defaultdict(dict)
         self._presence: dict[str, dict[str, int]] = defaultdict(dict)
         self._listeners: dict[str, set[MemorySubscription]] = defaultdict(set)
@@ -163,12 +165,6 @@ class MemoryBackend:
 
     def subscription(self) -> MemorySubscription:
         return MemorySubscription(self)
-
-    async def get_value(self, name: str) -> str | None:
-        return self._values.get(self.names.app_value(name))
-
-    async def set_value(self, name: str, value: str) -> None:
-        self._values[self.names.app_value(name)] = value
 
     # -- helpers ----------------------------------------------------------------
 
@@ -279,10 +275,12 @@ class MemoryBackend:
         deny: bool,
         timeouts: Timeouts,
         now: int,
+        ceiling: int | None = None,
     ) -> list[str]:
         user = record.user
         if not user:
             raise ValueError("login needs a user id")
+        limit, deny = bounded_limit(limit, deny, ceiling)
         old = self._live(old_id, timeouts, now).record if old_id else None
         existing = []
         for public_id in list(self._users.get(user, {})):
@@ -341,14 +339,34 @@ class MemoryBackend:
         return count
 
     async def list_sessions(
-        self, user: str, *, timeouts: Timeouts, now: int
-    ) -> list[SessionRecord]:
-        records = []
-        for public_id in list(self._users.get(user, {})):
-            record = self._live(public_id, timeouts, now).record
+        self,
+        user: str,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        after: PageCursor | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> SessionPage:
+        limit = page_size(limit)  # 1 to MAX_PAGE_SIZE
+        # The index in (created, id) order, as Redis keeps a sorted set (ids are ASCII:
+        # Python's order is the bytes' order).
+        ordered = sorted(
+            PageCursor(created, public_id)
+            for public_id, created in self._users.get(user, {}).items()
+        )
+        if after is not None:
+            ordered = [position for position in ordered if position > after]
+        records: list[SessionRecord] = []
+        examined = 0
+        for position in ordered[: limit * LIST_SCAN_FACTOR]:
+            examined += 1
+            record = self._live(position.public_id, timeouts, now).record
             if record is not None:
                 records.append(record)
-        return sorted(records, key=lambda r: (r.created, r.id))
+                if len(records) == limit:
+                    break
+        more = examined < len(ordered)
+        return SessionPage(records, ordered[examined - 1] if more else None)
 
     def _live_sockets(self, public_id: str, now: int) -> int:
         sockets = self._presence.get(public_id)

@@ -21,10 +21,20 @@ Failure semantics, which ``RedisBackend.call`` turns into retries or 503s:
   cache): the script did not run. ``NOSCRIPT`` is answered by sending the script's
   source (``EVAL``); ``READONLY`` closes the connection (the next one is made to the new
   primary) and raises :class:`NotSent`;
-- the connection lost after the write, or no reply within ``timeout`` seconds: the script
-  may have run, so ``ConnectionError``/``TimeoutError`` (never sent again). A timeout
-  closes the connection, failing every call still waiting on it: the replies that would
-  come later could not be matched to their callers any more.
+- the connection lost after the write: the script may have run, so ``ConnectionError``
+  (never sent again);
+- no reply within ``timeout`` seconds: ``TimeoutError``, told only once the caller's own
+  ``timeout`` has passed, never earlier. By then its script can no longer start in
+  Redis: each script carries a deadline in Redis' clock at most ``SCRIPT_BUDGET``
+  (4 s, ``deadline.py``) after it was sent, less than ``timeout`` (5 s), so one that
+  Redis reaches later refuses itself (``LATE``) and the answer "failed" stays true
+  (issue 22, item 1). The connection is therefore never closed while a caller still
+  waits on it: the first timeout *retires* it (no new command goes on it; the next
+  call takes a fresh connection), it keeps reading and matching replies in order, each
+  remaining caller gets its reply or, at its own deadline, its ``TimeoutError``, and it
+  is closed once nobody waits any more. Before, the first timeout closed the
+  connection and failed every later caller at once although their scripts, already
+  written, still ran when Redis woke (a 503 after 1.6 s, then the takeover anyway).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import logging
 from typing import Any
 
 import hiredis
@@ -42,6 +53,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .takeover import ReplyProtocol, give_back, take_over
 
 __all__ = ["Multiplexer", "NotSent", "ScriptError", "pack"]
+
+logger = logging.getLogger(__name__)
 
 
 class NotSent(RedisConnectionError):
@@ -96,7 +109,8 @@ class _ReplyProtocol(ReplyProtocol):
 
 class _Link:
     """One taken-over connection: its transport, the waiters in send order and the
-    bytes not yet written."""
+    bytes not yet written. *Open* it takes commands; *retired* (after a timeout) it
+    takes none but still reads, until no caller waits on it; *closed* it is gone."""
 
     def __init__(self, owner: Multiplexer, connection: Any, transport: Any) -> None:
         self.owner = owner
@@ -104,15 +118,19 @@ class _Link:
         self.transport: asyncio.Transport = transport
         self.waiters: collections.deque[_Waiter] = collections.deque()
         self.unsent: list[bytes] = []
+        self.retired = False
         self.closed = False
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
     def send(self, command: bytes, waiter: _Waiter) -> None:
-        if self.closed:  # lost between the caller's connect and its send
+        if self.closed or self.retired:  # lost or retired since the caller picked it
             waiter.future.set_exception(NotSent("the connection was lost before the write"))
             return
+        self._write(command, waiter)
+
+    def _write(self, command: bytes, waiter: _Waiter) -> None:
         self.waiters.append(waiter)
         self.unsent.append(command)
         if not self._flush_scheduled:
@@ -141,31 +159,75 @@ class _Link:
             message = str(reply)
             if message.startswith("NOSCRIPT") and waiter.retry is not None:
                 # The cache was flushed (a restart, SCRIPT FLUSH): the script did not run.
-                self.send(pack("EVAL", *waiter.retry), _Waiter(future, waiter.deadline, None))
-                return
-            if message.startswith("READONLY"):
+                if not future.done():  # (a caller told "failed" is not run after all)
+                    retry = _Waiter(future, waiter.deadline, None)
+                    self._write(pack("EVAL", *waiter.retry), retry)
+            elif message.startswith("READONLY"):
                 if not future.done():
                     future.set_exception(NotSent(f"Redis refused a write: {message}"))
                 self.abort(RedisConnectionError("the primary was demoted"))
                 return
-            if not future.done():
+            elif not future.done():
                 future.set_exception(ScriptError(message))
-            return
-        if not future.done():
+        elif not future.done():
             future.set_result(reply)
+        elif not future.cancelled():
+            # Its caller was told "failed" at its deadline, yet the script ran: it
+            # started in time and its reply took longer than the margin between the
+            # script's start budget and the timeout. Never expected; said loudly.
+            logger.error("a Redis script answered after its caller was told it failed")
+        if self.retired:
+            self._close_when_nobody_waits()
 
     def _arm(self, deadline: float) -> None:
         self._watchdog = self._loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
+        """Fail every caller whose deadline has passed, and only those (see the module
+        docstring: their scripts can no longer start); retire the connection."""
         self._watchdog = None
-        if self.closed or not self.waiters:
+        if self.closed:
             return
-        head = self.waiters[0].deadline
-        if head <= self._loop.time():
-            self.abort(RedisTimeoutError("Timeout reading from Redis"))
-        else:
-            self._arm(head)
+        now = self._loop.time()
+        expired = False
+        for waiter in self.waiters:
+            if waiter.future.done():
+                continue
+            if waiter.deadline > now:
+                # Deadlines follow the send order (a NOSCRIPT resend keeps its own,
+                # earlier one and is failed with this later one: late, never early).
+                self._arm(waiter.deadline)
+                break
+            waiter.future.set_exception(RedisTimeoutError("Timeout reading from Redis"))
+            expired = True
+        if expired:
+            self.retire()
+        if self.retired:
+            self._close_when_nobody_waits()
+
+    def retire(self) -> None:
+        """Take no more commands; close once every caller has its answer. Commands
+        not yet written fail with :class:`NotSent` (sent again on a fresh connection)."""
+        if self.retired:
+            return
+        self.retired = True
+        for _ in range(len(self.unsent)):  # the newest waiters are the unwritten ones
+            waiter = self.waiters.pop()
+            if not waiter.future.done():
+                waiter.future.set_exception(NotSent("not written: the connection retired"))
+        self.unsent.clear()
+        self.owner.retired(self)
+
+    def _close_when_nobody_waits(self) -> None:
+        if not self.unsent and all(waiter.future.done() for waiter in self.waiters):
+            self.abort(RedisConnectionError("the retired connection is no longer needed"))
+
+    async def settled(self) -> None:
+        """Return when every caller has its answer (a reply, or a failure at its
+        deadline); cancelling this wait cancels none of them."""
+        waiting = [waiter.future for waiter in self.waiters if not waiter.future.done()]
+        if waiting:
+            await asyncio.wait(waiting)
 
     def abort(self, exc: RedisError) -> None:
         """Close the connection and fail every waiter: the ones whose command was never
@@ -198,7 +260,9 @@ class Multiplexer:
 
     Args:
         pool: where connections come from (and go back to when they fail).
-        timeout: seconds a reply may take; then the connection is closed (see above).
+        timeout: seconds a reply may take; then its caller is told it failed and the
+            connection retired (see above). More than the scripts' start budget
+            (``deadline.py``), so that no script can start after its caller was told.
     """
 
     def __init__(self, pool: Any, *, timeout: float) -> None:
@@ -207,6 +271,7 @@ class Multiplexer:
         self._link: _Link | None = None
         self._connecting: asyncio.Task[_Link] | None = None
         self._released: set[asyncio.Task[None]] = set()
+        self._retired: set[_Link] = set()  # still read until nobody waits on them
 
     async def evalsha(self, source: str, keys: list[str], args: list[Any]) -> Any:
         """Run the script ``source`` (cached by SHA in Redis; sent whole only when Redis
@@ -240,16 +305,29 @@ class Multiplexer:
         link.connection, link.transport = await take_over(self._pool, _ReplyProtocol(link))
         return link
 
+    def retired(self, link: _Link) -> None:
+        """``link`` takes no more commands: the next call connects anew."""
+        if self._link is link:
+            self._link = None
+        self._retired.add(link)
+
     def lost(self, link: _Link) -> None:
         if self._link is link:
             self._link = None
+        self._retired.discard(link)
         task = asyncio.get_running_loop().create_task(give_back(self._pool, link.connection))
         self._released.add(task)
         task.add_done_callback(self._released.discard)
 
     async def aclose(self) -> None:
+        """Close every connection once its callers have their answers (at most
+        ``timeout`` seconds: none is told "failed" while its script could still run)."""
         link, self._link = self._link, None
         if link is not None:
+            link.retire()
+        links = list(self._retired)
+        await asyncio.gather(*(link.settled() for link in links))
+        for link in links:
             link.abort(RedisConnectionError("the backend was closed"))
         if self._released:
             await asyncio.gather(*self._released, return_exceptions=True)

@@ -17,28 +17,33 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
+from ..core.policy import bounded_limit
 from .base import (
     EXPIRY_GRACE_MS,
+    LIST_SCAN_FACTOR,
     Claim,
     EndReason,
     Lookup,
+    SessionPage,
     SessionRecord,
     Timeouts,
 )
 from .deadline import ScriptDeadline
+from .durable_ends import DurableEnds, end_and_wait, online_replicas
 from .keys import KeyNames, Topology, key_names
 from .multiplex import Multiplexer, NotSent
 from .subscription import RedisSubscription
@@ -106,6 +111,16 @@ class _CheckedSentinelPool(_CheckedPool, SentinelConnectionPool):
     pass
 
 
+def _refused_credentials(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it: the pool wraps a failed connect) is Redis
+    refusing the URL's user or password, which no retry can fix."""
+    while exc is not None:
+        if isinstance(exc, AuthenticationError):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def _never_sent(exc: BaseException) -> bool:
     """Whether ``exc`` proves the command did not run: not written at all, or
     refused by a demoted primary (READONLY, which redis-py reports as a lost
@@ -113,6 +128,11 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(exc, NotSent) or (
         isinstance(exc, RedisConnectionError) and str(exc) == _DEMOTED
     )
+
+
+def _evicted(reply: list[Any]) -> bool:
+    """Whether a ``login.lua`` reply ended other sessions (at the session limit)."""
+    return reply[0] == "ok" and len(reply) > 1
 
 
 def _read_script(name: str) -> str:
@@ -152,7 +172,7 @@ def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aio
     query = parse_qs(parts.query)
     db = int(query.get("db", ["0"])[0])
     password = unquote(parts.password) if parts.password else None
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # untyped in older redis-py
         hosts,
         sentinel_kwargs={"password": password} if password else None,
         ssl=parts.scheme.startswith("rediss"),
@@ -176,6 +196,9 @@ class RedisBackend:
         url: the Redis URL.
         key_prefix: prefix of every key and channel.
         client: an existing ``redis.asyncio.Redis`` to use instead of ``url``.
+        durable_ends: replicas an end waits for: a count, ``0`` or ``"auto"``
+            (:mod:`.durable_ends`).
+        durable_ends_timeout: seconds an end waits for them, then 503.
     """
 
     _TOPOLOGY: Topology = "plain"  # the shape of its key names (see .keys)
@@ -187,6 +210,8 @@ class RedisBackend:
         *,
         key_prefix: str = "sw:",
         client: aioredis.Redis | None = None,
+        durable_ends: int | Literal["auto"] = "auto",
+        durable_ends_timeout: float = 1.0,
     ) -> None:
         self.url = url
         self.key_prefix = key_prefix
@@ -215,6 +240,9 @@ class RedisBackend:
             else None
         )
         self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
+        self.durable_ends = DurableEnds(
+            durable_ends, durable_ends_timeout, self._connected_replicas
+        )
 
     @property
     def client(self) -> aioredis.Redis:
@@ -254,18 +282,25 @@ class RedisBackend:
                     result = await function(*args)
                     break
                 except RedisConnectionError as exc:
-                    if not _never_sent(exc):
+                    if not _never_sent(exc) or _refused_credentials(exc):
                         raise
                     logger.info("Redis command not sent (%s); sending it again", exc)
             else:
                 result = await function(*args)
         except _UNREACHABLE as exc:
             self.deadline.forget()  # the next server may have another clock
+            self.durable_ends.forget()  # and other replicas
+            if _refused_credentials(exc):
+                raise BackendUnavailable(
+                    "Redis refused the credentials: check the user and password in the "
+                    f"backend URL ({exc})"
+                ) from exc
             raise BackendUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:
             # READONLY replica after a failover, OOM, script errors, a script that
             # started after its deadline (LATE): fail closed.
             self.deadline.forget()
+            self.durable_ends.forget()
             raise BackendUnavailable(f"Redis error: {exc}") from exc
         if task is not None and task.cancelling() > cancels:
             raise asyncio.CancelledError
@@ -278,6 +313,71 @@ class RedisBackend:
         gives) with the prelude's arguments, its deadline, then ``args`` (ARGV[7]... once
         the prelude took the deadline out). ``timeouts`` is ``None`` for a script that
         uses none of them (presence)."""
+        argv = await self._arguments(keys, timeouts, now, args)
+        return await self.call(self._eval, name, keys, argv)
+
+    async def _run_end(
+        self,
+        name: str,
+        keys: list[str],
+        timeouts: Timeouts,
+        now: int,
+        *args: Any,
+        ended: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        """:meth:`_run` for a script that ends sessions (with ``ended``: when
+        ``ended(reply)``): answered once the replicas ``durable_ends`` asks for have it, else
+        :class:`EndNotDurable` (a 503)."""
+        replicas = await self.call(self.durable_ends.required)
+        if not replicas:
+            return await self._run(name, keys, timeouts, now, *args)
+        argv = await self._arguments(keys, timeouts, now, args)
+        reply, acknowledged = await self.call(self._end_and_wait, name, keys, argv, replicas, ended)
+        self.durable_ends.check(acknowledged, replicas)
+        return reply
+
+    async def _end_and_wait(
+        self,
+        name: str,
+        keys: list[str],
+        argv: list[Any],
+        replicas: int,
+        ended: Callable[[Any], bool] | None,
+    ) -> tuple[Any, int | None]:
+        """Script ``name`` then ``WAIT``, on one pooled connection of the primary."""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            return await self._end_and_wait_on(connection, name, keys, argv, replicas, ended)
+        finally:
+            await pool.release(connection)
+
+    async def _end_and_wait_on(
+        self,
+        connection: Any,
+        name: str,
+        keys: list[str],
+        argv: list[Any],
+        replicas: int,
+        ended: Callable[[Any], bool] | None,
+    ) -> tuple[Any, int | None]:
+        return await end_and_wait(
+            connection,
+            (_script_source(name), self._scripts[name].sha),
+            keys,
+            argv,
+            fence=self.names.fence(keys[0]),
+            replicas=replicas,
+            timeout_ms=self.durable_ends.timeout_ms,
+            ended=ended,
+        )
+
+    async def _connected_replicas(self) -> int:
+        return online_replicas(await self._redis.info("replication"))
+
+    async def _arguments(
+        self, keys: list[str], timeouts: Timeouts | None, now: int, args: Sequence[Any]
+    ) -> list[Any]:
         limits = (
             (timeouts.idle, timeouts.refresh, timeouts.tombstone, EXPIRY_GRACE_MS)
             if timeouts is not None
@@ -286,8 +386,7 @@ class RedisBackend:
         deadline = self.deadline.current()
         if deadline is None:
             deadline = await self.call(self._deadline_of, keys)
-        argv = [self.names.script_names(), now, *limits, deadline, *args]
-        return await self.call(self._eval, name, keys, argv)
+        return [self.names.script_names(), now, *limits, deadline, *args]
 
     async def _eval(self, name: str, keys: list[str], argv: list[Any]) -> Any:
         if self._multiplexer is None:
@@ -366,14 +465,16 @@ class RedisBackend:
         deny: bool,
         timeouts: Timeouts,
         now: int,
+        ceiling: int | None = None,
     ) -> list[str]:
         if not record.user:
             raise ValueError("login needs a user id")
+        limit, deny = bounded_limit(limit, deny, ceiling)  # the script applies both
         fields = _field_pairs(record)
         keys = self.names.session_keys(record.id) + self.names.user_keys(record.user)
         if old_id:
             keys += self.names.session_keys(old_id)
-        reply = await self._run(
+        reply = await self._run_end(
             "login",
             keys,
             timeouts,
@@ -384,6 +485,7 @@ class RedisBackend:
             -1 if limit is None else limit,
             int(deny),
             *fields,
+            ended=_evicted,  # a sign-in grants access: only its evictions wait
         )
         if reply[0] == "denied":
             raise SessionLimitReached(record.user, limit or 0)
@@ -399,7 +501,7 @@ class RedisBackend:
         user: str | None = None,
         detail: str | None = None,
     ) -> bool:
-        reply = await self._run(
+        reply = await self._run_end(
             "end",
             self.names.session_keys(public_id),
             timeouts,
@@ -421,17 +523,35 @@ class RedisBackend:
         now: int,
     ) -> int:
         return int(
-            await self._run(
+            await self._run_end(
                 "end_user", self.names.user_keys(user), timeouts, now, user, except_id or "", detail
             )
         )
 
     async def list_sessions(
-        self, user: str, *, timeouts: Timeouts, now: int
-    ) -> list[SessionRecord]:
-        reply = await self._run("list", self.names.user_keys(user), timeouts, now, user)
-        records = [self._record(entry[0], entry[1:]) for entry in reply]
-        return sorted(records, key=lambda r: (r.created, r.id))
+        self,
+        user: str,
+        *,
+        timeouts: Timeouts,
+        now: int,
+        after: PageCursor | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> SessionPage:
+        limit = page_size(limit)  # 1 to MAX_PAGE_SIZE
+        reply = await self._run(
+            "list",
+            self.names.user_keys(user),
+            timeouts,
+            now,
+            user,
+            "" if after is None else after.created,
+            "" if after is None else after.public_id,
+            limit,
+            limit * LIST_SCAN_FACTOR,
+        )
+        records = [self._record(entry[0], entry[1:]) for entry in reply[2:]]
+        following = PageCursor(int(reply[0]), reply[1]) if reply[0] else None
+        return SessionPage(records, following)
 
     async def set_presence(
         self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
@@ -475,10 +595,3 @@ class RedisBackend:
 
     def subscription(self) -> RedisSubscription:
         return RedisSubscription(self._redis.connection_pool)
-
-    async def get_value(self, name: str) -> str | None:
-        value = await self.call(self._redis.get, self.names.app_value(name))
-        return None if value is None else str(value)  # the client decodes responses
-
-    async def set_value(self, name: str, value: str) -> None:
-        await self.call(self._redis.set, self.names.app_value(name), value)

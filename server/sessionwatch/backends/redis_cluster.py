@@ -20,21 +20,23 @@ Redis, so a claim that raced the login cannot make an old tab token pass).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
 
 from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
+from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
-from .redis import _SCRIPTS, RedisBackend
+from .redis import _SCRIPTS, _UNREACHABLE, RedisBackend
 
 __all__ = ["RedisClusterBackend", "cluster_from_url"]
 
@@ -76,6 +78,8 @@ class RedisClusterBackend(RedisBackend):
         url: ``redis+cluster://h:p,h:p/`` (any reachable nodes; the rest is discovered).
         key_prefix: prefix of every key and channel (no braces).
         client: an existing ``redis.asyncio.cluster.RedisCluster`` to use instead.
+        durable_ends, durable_ends_timeout: as for :class:`RedisBackend`; an end waits
+            for the replicas of the primary that owns its slot.
     """
 
     _TOPOLOGY: Topology = "cluster"
@@ -87,6 +91,8 @@ class RedisClusterBackend(RedisBackend):
         *,
         key_prefix: str = "sw:",
         client: RedisCluster | None = None,
+        durable_ends: int | Literal["auto"] = "auto",
+        durable_ends_timeout: float = 1.0,
     ) -> None:
         self.names: ClusterKeyNames = ClusterKeyNames(key_prefix)  # refuses a brace first
         options: dict[str, Any] = {
@@ -102,7 +108,13 @@ class RedisClusterBackend(RedisBackend):
         # pool is exhausted; a burst waits for a turn instead, as BlockingConnectionPool
         # makes it on one Redis.
         self._turns = asyncio.Semaphore(_MAX_CONNECTIONS)
-        super().__init__(url, key_prefix=key_prefix, client=cast(aioredis.Redis, client))
+        super().__init__(
+            url,
+            key_prefix=key_prefix,
+            client=cast(aioredis.Redis, client),
+            durable_ends=durable_ends,
+            durable_ends_timeout=durable_ends_timeout,
+        )
 
     async def call(self, function: Any, *args: Any) -> Any:
         try:
@@ -117,6 +129,40 @@ class RedisClusterBackend(RedisBackend):
             raise BackendUnavailable(f"Redis Cluster error: {exc}") from exc
         finally:
             self._turns.release()
+
+    async def _end_and_wait(
+        self,
+        name: str,
+        keys: list[str],
+        argv: list[Any],
+        replicas: int,
+        ended: Callable[[Any], bool] | None,
+    ) -> tuple[Any, int | None]:
+        """Script ``name`` then ``WAIT``, on one connection of the primary owning the
+        slot of ``keys`` (the cluster client would not keep the two together)."""
+        node = self._cluster.get_node_from_key(keys[0])
+        if node is None:
+            raise BackendUnavailable("Redis Cluster: no primary serves the slot")
+        connection = node.acquire_connection()
+        try:
+            return await self._end_and_wait_on(connection, name, keys, argv, replicas, ended)
+        except (MovedError, AskError, *_UNREACHABLE):
+            # The slot moved or its primary failed (the script did not run on MOVED):
+            # learn the layout now, as the cluster client does on its own commands.
+            with contextlib.suppress(RedisError, *_UNREACHABLE):
+                await self._cluster.nodes_manager.initialize()
+            raise
+        finally:
+            node.release(connection)
+
+    async def _connected_replicas(self) -> int:
+        """The fewest online replicas of any primary (auto waits only when every slot's
+        primary has one: an end must not fail for want of a replica it never had)."""
+        replies = await self._cluster.info("replication", target_nodes=RedisCluster.PRIMARIES)
+        per_node = (
+            replies.values() if isinstance(replies, dict) and "role" not in replies else [replies]
+        )
+        return min((online_replicas(info) for info in per_node), default=0)
 
     def epoch_keys(self) -> list[str]:
         """One epoch key per primary, each in a slot that primary serves: a primary
@@ -160,6 +206,7 @@ class RedisClusterBackend(RedisBackend):
         deny: bool,
         timeouts: Timeouts,
         now: int,
+        ceiling: int | None = None,
     ) -> list[str]:
         if record.user and slot_tag(record.id) != user_tag(record.user):
             # Its index and channel would land in another slot: refuse, change nothing.
@@ -170,10 +217,10 @@ class RedisClusterBackend(RedisBackend):
         if old_id is None or slot_tag(old_id) == slot_tag(record.id):
             # One slot (a signed-in user signing in again): one script, as on one Redis.
             return await super().login(
-                old_id, record, limit=limit, deny=deny, timeouts=timeouts, now=now
+                old_id, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
             )
         evicted = await super().login(
-            None, record, limit=limit, deny=deny, timeouts=timeouts, now=now
+            None, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
         )
         await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         return evicted

@@ -67,7 +67,7 @@ async def take_over(pool: Any, protocol: asyncio.Protocol) -> tuple[Any, asyncio
     transport to write to."""
     connection = await pool.get_connection()
     try:
-        # redis-py (5.2 to 8.x) keeps the stream pair in ``_reader``/``_writer``; the
+        # redis-py (8.x) keeps the stream pair in ``_reader``/``_writer``; the
         # writer's transport is the socket, or the TLS layer over it. A reply left unread
         # would be attributed to our first command: refuse such a connection.
         transport = connection._writer.transport

@@ -1,9 +1,13 @@
 """Security events as JSON lines, and the user ids that may appear in them.
 
 Every line on the ``sessionwatch.security`` logger is one JSON object,
-``{"event": "login", "session": "…", "user": "…", …}``: a value cannot end the line or
-fake another one (the review wrote a forged ``sessionwatch.security`` line through a
-username with ``\\n``). User ids are also checked where they enter
+``{"event": "login", "session": "…", "user": "…", …}``, ASCII only: a value cannot end
+the line or fake another one (the first review wrote a forged line through a username
+with ``\\n``; the second through ``/verify``'s ``X-Original-URI`` with a NEL, U+0085,
+which some log readers split on). :func:`security_event` is the one way to write it; a
+record logged on the logger any other way is re-encoded as
+``{"event": "message", "message": "…"}`` by a filter, so even such a line stays one
+line. User ids are also checked where they enter
 (:func:`check_user_id`): no control, format, separator or surrogate characters.
 """
 
@@ -19,6 +23,7 @@ from .exceptions import InvalidUserId
 __all__ = ["MAX_USER_ID", "InvalidUserId", "check_user_id", "security_event", "security_log"]
 
 security_log = logging.getLogger("sessionwatch.security")
+_JSON_LINE: Final = "sessionwatch_json_line"  # set on the records security_event writes
 
 MAX_USER_ID: Final = 256
 # Cc control, Cf format (bidi overrides, zero-width), Cs surrogates, Co private use,
@@ -45,6 +50,23 @@ def security_event(event: str, level: int = logging.INFO, /, **fields: Any) -> N
     """Log one security event as a JSON line (ASCII only: nothing in a field can break
     the line or pass for another)."""
     if security_log.isEnabledFor(level):
-        security_log.log(
-            level, json.dumps({"event": event, **fields}, ensure_ascii=True, default=str)
-        )
+        security_log.log(level, _json_line({"event": event, **fields}), extra={_JSON_LINE: True})
+
+
+def _json_line(value: dict[str, Any]) -> str:
+    # ensure_ascii: every control, separator and non-ASCII character as a \u escape.
+    return json.dumps(value, ensure_ascii=True, default=str)
+
+
+class _OnlyJSONLines(logging.Filter):
+    """Re-encode a record that did not come from :func:`security_event` (a plain
+    format string) as a JSON line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, _JSON_LINE, False):
+            record.msg = _json_line({"event": "message", "message": record.getMessage()})
+            record.args = None
+        return True
+
+
+security_log.addFilter(_OnlyJSONLines())

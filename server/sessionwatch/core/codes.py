@@ -60,6 +60,7 @@ MESSAGES: Final[dict[str, str]] = {
     Code.BAD_REQUEST: "The request was malformed.",
     Code.BAD_USER_ID: "The user id is empty, too long or holds characters that are not allowed.",
     Code.BAD_HOST: "The request's Host header is not a valid host name.",
+    Code.BAD_PAGE: "The listing's cursor or limit is not valid.",
     Code.ORIGIN_FORBIDDEN: "This request's origin is not allowed.",
     Code.NOT_SIGNED_IN: "Sign in to see your sessions.",
     Code.UNAUTHORIZED: "This endpoint needs a valid bearer token.",

@@ -13,12 +13,14 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .exceptions import ConfigurationError
+from .policy import POLICY_KEYS
 
 __all__ = [
     "CONFIG_PREFIX",
+    "FORWARD_AUTH_PROXIES",
     "SERVICE_KEYS",
     "Settings",
     "coerce",
@@ -27,7 +29,8 @@ __all__ = [
 ]
 
 CONFIG_PREFIX: Final = "SESSIONWATCH_"
-# Read by the service (cli.py, service.py), not by the extension.
+FORWARD_AUTH_PROXIES: Final = ("nginx", "traefik", "caddy")
+# Read by the service (service/cli.py, service/app.py), not by the extension.
 SERVICE_KEYS: Final = frozenset(
     {
         "SESSIONWATCH_SERVICE_METRICS",
@@ -35,6 +38,7 @@ SERVICE_KEYS: Final = frozenset(
         "SESSIONWATCH_SERVICE_READYZ_DETAIL",
         "SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS",
         "SESSIONWATCH_SERVICE_HEADER_TIMEOUT",
+        "SESSIONWATCH_SERVICE_BODY_TIMEOUT",
     }
 )
 
@@ -74,18 +78,44 @@ class Settings:
     max_sockets_per_address: int = 256
     max_new_sessions_per_second: float = 10.0
     max_hellos_per_second: float = 50.0
+    # Sign-ins a second per user id and per client address, per process (token
+    # buckets holding 5 seconds' worth; 429 rate_limited beyond). 25 at once per user
+    # lets a sign-in race of one user's devices through (integration/test_login_race_processes).
+    max_logins_per_user_per_second: float = 5.0
+    max_logins_per_address_per_second: float = 10.0
+    # Hard ceiling of live sessions per user, whatever the policy: at it a sign-in
+    # evicts the user's oldest session (a policy limit within it keeps its own action).
+    max_sessions_per_user: int = 100
+    # Open connections (HTTP, idle keep-alive, WebSocket) per peer address and worker
+    # under ``sessionwatch serve`` (uvicorn, hypercorn): twice the sockets, for each
+    # tab's socket and its page loads.
+    max_connections_per_address: int = 512
     send_queue_size: int = 32
     # Sockets being opened (session check to registration) at once per process; more
     # queue. Half the Redis pool, so that page loads keep the rest.
     max_opening_sockets: int = 32
     # Trust X-Forwarded-For for the client address (set only behind a proxy you run).
     trust_forwarded_for: bool = False
+    # The proxy that asks forward-auth's /verify (docs/any-stack.md): nginx, traefik or
+    # caddy. Its header style names the original request; never chosen by the request.
+    forward_auth: str = "nginx"
     # Bearer keys of the session API (/api/v1, docs/any-stack.md); several for rotation.
     # Empty: the API is off.
     api_keys: tuple[str, ...] = ()
     # host:port: the session API answers only there (``sessionwatch serve --api-bind``
     # listens on it too); empty: on every address the service listens on.
     api_address: str = ""
+    # The scheme browsers reach the app with, which names the cookie the session API
+    # issues (called server to server, it cannot see the browser's): "https" (the
+    # __Host- name, as browser requests over HTTPS get it) or "http". Empty: https when
+    # the service believes a proxy's X-Forwarded-Proto (--forwarded-allow-ips), else http.
+    public_scheme: str = ""
+    # Durable ends (docs/reliability.md): a write that ends access (logout, revocation,
+    # eviction) is answered only once this many Redis replicas have it (WAIT), else 503.
+    # "auto": one while the primary has a replica online; 0: off (asynchronous).
+    durable_ends: int | Literal["auto"] = "auto"
+    # Seconds an end waits for its replicas (at most 4: the Redis reply timeout is 5).
+    durable_ends_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -127,6 +157,9 @@ _DURATIONS: Final = {
     "max_messages_per_second",
     "max_new_sessions_per_second",
     "max_hellos_per_second",
+    "max_logins_per_user_per_second",
+    "max_logins_per_address_per_second",
+    "durable_ends_timeout",
 }
 _COUNTS: Final = {
     "max_cookie_length",
@@ -134,12 +167,15 @@ _COUNTS: Final = {
     "max_sockets_per_session",
     "max_sockets_per_user",
     "max_sockets_per_address",
+    "max_sessions_per_user",
+    "max_connections_per_address",
     "send_queue_size",
     "max_opening_sockets",
 }
 _FLAGS: Final = {"cookie_secure", "allow_missing_origin", "trust_forwarded_for"}
 _LISTS: Final = {"secret_keys", "allowed_origins", "api_keys"}
 _TRUE: Final = {"1", "true", "yes", "on"}
+MAX_DURABLE_ENDS_TIMEOUT: Final = 4.0
 _FALSE: Final = {"0", "false", "no", "off"}
 
 
@@ -172,6 +208,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
             if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
                 return value.strip().lower() in _TRUE
             raise TypeError(f"expected true or false, got {value!r}")
+        if name == "durable_ends":
+            return _replica_count(value)
         if name in _LISTS:
             if isinstance(value, str):
                 return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -190,10 +228,25 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(f"{source}: must be a positive number of seconds, got {value}")
     if name in _COUNTS and value < 1:
         raise ConfigurationError(f"{source}: must be at least 1, got {value}")
+    if name == "durable_ends" and value != "auto" and (isinstance(value, bool) or value < 0):
+        raise ConfigurationError(
+            f"{source}: must be auto, off or a number of replicas, got {value!r}"
+        )
+    if name == "durable_ends_timeout" and value > MAX_DURABLE_ENDS_TIMEOUT:
+        raise ConfigurationError(
+            f"{source}: must be at most {MAX_DURABLE_ENDS_TIMEOUT} seconds (the Redis reply "
+            f"timeout is 5), got {value}"
+        )
     if name == "cookie_samesite" and value not in ("Strict", "Lax", "None"):
         raise ConfigurationError(f"{source}: must be Strict, Lax or None, got {value!r}")
+    if name == "public_scheme" and value not in ("", "http", "https"):
+        raise ConfigurationError(f"{source}: must be https or http, got {value!r}")
     if name == "url_prefix" and (not value.startswith("/") or value.endswith("/")):
         raise ConfigurationError(f"{source}: must start with / and not end with /, got {value!r}")
+    if name == "forward_auth" and value not in FORWARD_AUTH_PROXIES:
+        raise ConfigurationError(
+            f"{source}: must be one of {', '.join(FORWARD_AUTH_PROXIES)}, got {value!r}"
+        )
     if name == "key_prefix" and not value:
         raise ConfigurationError(f"{source}: must not be empty")
     if name == "api_address" and value and parse_address(value) is None:
@@ -215,6 +268,22 @@ def _check(name: str, value: Any, source: str) -> None:
                 )
 
 
+def _replica_count(value: Any) -> int | str:
+    """``durable_ends``: ``"auto"``, a count of replicas, or off (``0``, ``off``, ``false``)."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == "auto":
+            return "auto"
+        if word in _FALSE:
+            return 0
+        if word.isdigit() and word.isascii():
+            return int(word)
+        raise ValueError(f"expected auto, off or a number of replicas, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected auto, off or a number of replicas, got {value!r}")
+
+
 def parse_address(value: str) -> tuple[str, int] | None:
     """``(host, port)`` of ``host:port`` (``[v6]:port`` for IPv6), or ``None``."""
     host, sep, port = value.rpartition(":")
@@ -230,15 +299,23 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     """Build settings from ``SESSIONWATCH_*`` environment variables (and ``REDIS_URL``).
 
     Used by the service; a library user configures through ``app.config`` instead.
+    ``public_scheme`` defaults to ``https`` when the service believes a TLS proxy
+    (``SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS``): browsers then reach it over HTTPS.
+    The policy's keys are :func:`~sessionwatch.core.policy.policy_from_env`'s.
     """
     environ = os.environ if environ is None else environ
     config: dict[str, Any] = {
-        k: v for k, v in environ.items() if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS
+        k: v
+        for k, v in environ.items()
+        if k.startswith(CONFIG_PREFIX) and k not in SERVICE_KEYS | POLICY_KEYS
     }
     names = {spec.name.upper() for spec in dataclasses.fields(Settings)}
     for key in config:
         if key[len(CONFIG_PREFIX) :] not in names:
             raise ConfigurationError(f"{key}: unknown setting")
+    proxies = environ.get("SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS", "").strip()
+    if proxies and not config.get(CONFIG_PREFIX + "PUBLIC_SCHEME"):
+        config[CONFIG_PREFIX + "PUBLIC_SCHEME"] = "https"
     if "REDIS_URL" in environ and CONFIG_PREFIX + "BACKEND" not in config:
         config[CONFIG_PREFIX + "BACKEND"] = environ["REDIS_URL"]
     return Settings.resolve(overrides, config)

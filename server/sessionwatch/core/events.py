@@ -214,7 +214,7 @@ def parse_event(raw: str | bytes) -> Event:
     Unknown event types parse fine (forward compatibility); the hub ignores them.
     """
     try:
-        body = json.loads(raw)
+        body = bounded_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"event payload is not JSON: {exc}", 1007) from None
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):

@@ -6,10 +6,13 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     SessionWatchError
     ├── ConfigurationError (ValueError)        bad option, URL or environment value
     ├── BackendUnavailable (ConnectionError)   the backend cannot be reached
+    │   └── EndNotDurable                      an end no replica confirmed in time
     ├── SessionLimitReached                    login denied by ``on_limit="deny"``
     ├── ProtocolError (ValueError)             a malformed frame or event payload
     ├── InvalidUserId (ValueError)             a user id that could forge log lines
+    ├── InvalidPage (ValueError)               a listing's cursor or limit is malformed
     ├── OriginForbidden (PermissionError)      a request sent by a foreign page
+    ├── CookieConflict (PermissionError)       several live copies of the session cookie
     └── RateLimited                            a client address over a rate
 
 Each carries a stable ``code`` (the ``error`` field of HTTP answers).
@@ -22,6 +25,9 @@ from .codes import Code
 __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
+    "CookieConflict",
+    "EndNotDurable",
+    "InvalidPage",
     "InvalidUserId",
     "OriginForbidden",
     "ProtocolError",
@@ -47,6 +53,12 @@ class BackendUnavailable(SessionWatchError, ConnectionError):
     """The session backend could not be reached; callers must fail closed."""
 
     code: str = Code.BACKEND_UNAVAILABLE
+
+
+class EndNotDurable(BackendUnavailable):
+    """A logout, revocation or eviction ran on the Redis primary, but fewer replicas
+    than ``durable_ends`` confirmed it in time: a failover could undo it. Answered like
+    :class:`BackendUnavailable` (503 ``backend_unavailable``); repeating it is safe."""
 
 
 class SessionLimitReached(SessionWatchError):
@@ -80,6 +92,14 @@ class OriginForbidden(SessionWatchError, PermissionError):
     code: str = Code.ORIGIN_FORBIDDEN
 
 
+class CookieConflict(SessionWatchError, PermissionError):
+    """The request carries copies of the session cookie naming several live sessions
+    (one tossed by a sibling subdomain next to the user's): no session is chosen, none is
+    started over them, nothing is cleared (answered 401 ``cookie_conflict``)."""
+
+    code: str = Code.COOKIE_CONFLICT
+
+
 class RateLimited(SessionWatchError):
     """The client's address exceeded a rate (answered 429 ``rate_limited``);
     ``retry_after`` is in seconds."""
@@ -96,3 +116,10 @@ class InvalidUserId(SessionWatchError, ValueError):
     forge log lines or fool a reader (control, format, separator characters)."""
 
     code: str = Code.BAD_USER_ID
+
+
+class InvalidPage(SessionWatchError, ValueError):
+    """A listing's ``cursor`` is not one a listing returned, or its ``limit`` is not a
+    whole number of at least 1 (answered 400 ``bad_page``)."""
+
+    code: str = Code.BAD_PAGE

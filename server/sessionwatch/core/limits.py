@@ -9,6 +9,9 @@ scripts in 5 s. :class:`AddressLimits` counts, per address and per process:
 - new anonymous sessions a second (:meth:`AddressLimits.new_session`),
 - ``hello`` messages a second, over all the address's sockets (:meth:`AddressLimits.hello`).
 
+:class:`LoginLimits` counts sign-ins a second per user id and per address (issue 22,
+item 6: one client minted 3,041 sessions for one user).
+
 Rates are token buckets (bursts of one second's worth); the table of addresses is
 bounded (least recently seen forgotten first), so a spray of addresses cannot grow it.
 An IPv6 client counts by its /64 (one subscriber's prefix). A connection without an IP
@@ -22,7 +25,7 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["AddressLimits", "RateBuckets", "address_key"]
+__all__ = ["AddressCounts", "AddressLimits", "LoginLimits", "RateBuckets", "address_key"]
 
 
 def address_key(address: str | None) -> str | None:
@@ -46,22 +49,23 @@ class _Bucket:
 
 
 class RateBuckets:
-    """One token bucket per key: ``rate`` a second, bursts of ``max(rate, 1)``.
+    """One token bucket per key: ``rate`` a second, bursts of ``burst`` (by default
+    ``max(rate, 1)``: one second's worth).
 
     Args:
         rate: tokens a second.
+        burst: the bucket's size.
         max_keys: keys kept; the least recently used is forgotten beyond it (a
             forgotten key starts again with a full bucket).
     """
 
-    def __init__(self, rate: float, *, max_keys: int = 10_000) -> None:
+    def __init__(self, rate: float, *, burst: float | None = None, max_keys: int = 10_000) -> None:
         self.rate = rate
-        self.burst = max(rate, 1.0)
+        self.burst = max(rate, 1.0) if burst is None else max(burst, 1.0)
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, key: str, now: float) -> bool:
-        """Take a token for ``key`` at monotonic time ``now``; False when empty."""
+    def _refilled(self, key: str, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self.burst, now)
@@ -71,10 +75,19 @@ class RateBuckets:
             self._buckets.move_to_end(key)
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
             bucket.at = now
+        return bucket
+
+    def take(self, key: str, now: float) -> bool:
+        """Take a token for ``key`` at monotonic time ``now``; False when empty."""
+        bucket = self._refilled(key, now)
         if bucket.tokens < 1.0:
             return False
         bucket.tokens -= 1.0
         return True
+
+    def has_token(self, key: str, now: float) -> bool:
+        """Whether :meth:`take` would succeed now (taking nothing)."""
+        return self._refilled(key, now).tokens >= 1.0
 
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` has a token again (0 when it has one)."""
@@ -85,6 +98,39 @@ class RateBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class AddressCounts:
+    """Open things (sockets, connections) per address key, at most ``limit`` each.
+
+    Keys are what :func:`address_key` returns; an address with nothing open holds no
+    entry, so the table is as large as the addresses holding something open.
+    """
+
+    __slots__ = ("_counts", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str) -> bool:
+        """Count one more for ``key``; False (nothing counted) at the limit."""
+        count = self._counts.get(key, 0)
+        if count >= self.limit:
+            return False
+        self._counts[key] = count + 1
+        return True
+
+    def discard(self, key: str) -> None:
+        """Forget one counted by :meth:`add`."""
+        count = self._counts.get(key, 0) - 1
+        if count > 0:
+            self._counts[key] = count
+        else:
+            self._counts.pop(key, None)
+
+    def count(self, key: str) -> int:
+        return self._counts.get(key, 0)
 
 
 class AddressLimits:
@@ -100,34 +146,23 @@ class AddressLimits:
         self, *, max_sockets: int, new_sessions_per_second: float, hellos_per_second: float
     ) -> None:
         self.max_sockets = max_sockets
+        self._sockets = AddressCounts(max_sockets)
         self.sessions = RateBuckets(new_sessions_per_second)
         self.hellos = RateBuckets(hellos_per_second)
-        self._sockets: dict[str, int] = {}
 
     def open_socket(self, address: str | None) -> bool:
         """Count a new socket of ``address``; False (nothing counted) at the cap."""
-        address = address_key(address)
-        if address is None:
-            return True
-        count = self._sockets.get(address, 0)
-        if count >= self.max_sockets:
-            return False
-        self._sockets[address] = count + 1
-        return True
+        key = address_key(address)
+        return key is None or self._sockets.add(key)
 
     def close_socket(self, address: str | None) -> None:
         """Forget a socket counted by :meth:`open_socket`."""
-        address = address_key(address)
-        if address is None:
-            return
-        count = self._sockets.get(address, 0) - 1
-        if count > 0:
-            self._sockets[address] = count
-        else:
-            self._sockets.pop(address, None)
+        key = address_key(address)
+        if key is not None:
+            self._sockets.discard(key)
 
     def sockets(self, address: str) -> int:
-        return self._sockets.get(address_key(address) or "", 0)
+        return self._sockets.count(address_key(address) or "")
 
     def new_session(self, address: str | None, now: float) -> bool:
         """May ``address`` start another anonymous session now?"""
@@ -143,3 +178,41 @@ class AddressLimits:
         """May a socket of ``address`` have its ``hello`` checked now?"""
         key = address_key(address)
         return key is None or self.hellos.take(key, now)
+
+
+# Sign-ins come in small bursts (a user opening several devices, a retry): a bucket
+# holds this many seconds' worth, at least one sign-in.
+LOGIN_BURST_SECONDS = 5.0
+
+
+class LoginLimits:
+    """Sign-ins a second per user and per client address, in one process.
+
+    Every sign-in is one login script that reads the user's sessions; an unlimited
+    rate let one client mint 3,041 sessions for one user (issue 22, item 6). A sign-in
+    over either rate is refused (429 ``rate_limited``) before it reaches the backend.
+    Per process: with several workers or hosts the deployment's rate is this times
+    their number.
+
+    Args:
+        per_user: sign-ins a second of one user id.
+        per_address: sign-ins a second from one client address (its /64 for IPv6).
+    """
+
+    def __init__(self, *, per_user: float, per_address: float) -> None:
+        self.users = RateBuckets(per_user, burst=per_user * LOGIN_BURST_SECONDS)
+        self.addresses = RateBuckets(per_address, burst=per_address * LOGIN_BURST_SECONDS)
+
+    def sign_in(self, user: str, address: str | None, now: float) -> float | None:
+        """Count a sign-in of ``user`` from ``address`` at monotonic time ``now``.
+
+        Returns ``None`` when it may go ahead, else the seconds to wait (nothing of
+        the other bucket is taken when one refuses)."""
+        key = address_key(address)
+        if key is not None and not self.addresses.has_token(key, now):
+            return self.addresses.retry_after(key)
+        if not self.users.take(user, now):
+            return self.users.retry_after(user)
+        if key is not None:
+            self.addresses.take(key, now)
+        return None

@@ -1,4 +1,5 @@
-"""Which ``Origin`` may use the API and open sockets (docs/protocol.md §2, §3).
+"""Which ``Origin`` may use the API and open sockets (docs/protocol.md §2, §3), and
+which methods need that check.
 
 One rule for the claim route, the Quart WebSocket view and the raw ASGI handshake:
 an exact match against the allow-list, which defaults to the app's own origin only.
@@ -7,10 +8,20 @@ an exact match against the allow-list, which defaults to the app's own origin on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .config import Settings
 
-__all__ = ["OriginRule", "own_origin_of"]
+__all__ = ["SAFE_METHODS", "OriginRule", "is_unsafe_method", "own_origin_of"]
+
+# RFC 9110 §9.2.1. Every other method, one the server does not know included, may
+# change state: it gets the origin check and needs the active tab.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def is_unsafe_method(method: str) -> bool:
+    """Whether a request of ``method`` may change state (anything but a safe method)."""
+    return method not in SAFE_METHODS
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,22 @@ implements the same rule (the contract tests hold both to it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 from .exceptions import ConfigurationError
 
-__all__ = ["LimitAction", "Policy", "SessionLimit", "select_evictions"]
+__all__ = [
+    "POLICY_KEYS",
+    "LimitAction",
+    "Policy",
+    "SessionLimit",
+    "bounded_limit",
+    "policy_from_env",
+    "select_evictions",
+]
 
 LimitAction: TypeAlias = Literal["evict_oldest", "deny"]
 SessionLimit: TypeAlias = "int | Callable[[str], int | None] | None"
@@ -92,3 +101,63 @@ def select_evictions(existing: Sequence[tuple[str, int]], limit: int | None) -> 
         return []
     ordered = sorted(existing, key=lambda item: (item[1], item[0]))
     return [public_id for public_id, _ in ordered[: len(existing) - limit + 1]]
+
+
+def bounded_limit(limit: int | None, deny: bool, ceiling: int | None) -> tuple[int | None, bool]:
+    """The limit a login applies and whether it refuses at it, given the policy's
+    ``limit`` and ``deny`` and the deployment's hard ``ceiling`` on live sessions per
+    user (``max_sessions_per_user``; ``None``: none).
+
+    The policy's limit and action hold when they are within the ceiling; otherwise (no
+    policy limit, or a larger one) the ceiling applies and the oldest sessions are
+    evicted: a sign-in always succeeds, so whoever fills the ceiling cannot lock the
+    user out (issue 22, item 6). Backends call it inside their atomic login step.
+    """
+    if ceiling is None or (limit is not None and limit <= ceiling):
+        return limit, deny
+    return ceiling, False
+
+
+TABS_PER_SESSION_KEY: Final = "SESSIONWATCH_TABS_PER_SESSION"
+SESSIONS_PER_USER_KEY: Final = "SESSIONWATCH_SESSIONS_PER_USER"
+ON_LIMIT_KEY: Final = "SESSIONWATCH_ON_LIMIT"
+# The policy's environment variables (read here, not by Settings).
+POLICY_KEYS: Final = frozenset({TABS_PER_SESSION_KEY, SESSIONS_PER_USER_KEY, ON_LIMIT_KEY})
+_UNLIMITED: Final = ("unlimited", "none")
+
+
+def policy_from_env(environ: Mapping[str, str] | None = None) -> Policy:
+    """The :class:`Policy` of ``SESSIONWATCH_TABS_PER_SESSION`` (``1``, the default, or
+    ``unlimited``), ``SESSIONWATCH_SESSIONS_PER_USER`` (a whole number >= 1, or
+    ``unlimited``, the default) and ``SESSIONWATCH_ON_LIMIT`` (``evict_oldest``, the
+    default, or ``deny``), from ``environ`` (default: the process's environment). An
+    empty value means the default.
+
+    Raises:
+        ConfigurationError: a value is not one of those; the message names the key.
+    """
+    source = os.environ if environ is None else environ
+
+    def read(key: str) -> str:
+        return source.get(key, "").strip().lower()
+
+    tabs = read(TABS_PER_SESSION_KEY)
+    if tabs not in ("", "1", *_UNLIMITED):
+        raise ConfigurationError(f"{TABS_PER_SESSION_KEY}: must be 1 or unlimited, got {tabs!r}")
+    sessions = read(SESSIONS_PER_USER_KEY)
+    limit: int | None = None
+    if sessions not in ("", *_UNLIMITED):
+        if not (sessions.isascii() and sessions.isdigit()) or int(sessions) < 1:
+            raise ConfigurationError(
+                f"{SESSIONS_PER_USER_KEY}: must be a whole number >= 1 or unlimited, "
+                f"got {sessions!r}"
+            )
+        limit = int(sessions)
+    on_limit = read(ON_LIMIT_KEY) or "evict_oldest"
+    if on_limit not in ("evict_oldest", "deny"):
+        raise ConfigurationError(f"{ON_LIMIT_KEY}: must be evict_oldest or deny, got {on_limit!r}")
+    return Policy(
+        tabs_per_session=None if tabs in _UNLIMITED else 1,
+        sessions_per_user=limit,
+        on_limit="deny" if on_limit == "deny" else "evict_oldest",
+    )

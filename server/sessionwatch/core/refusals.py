@@ -15,6 +15,8 @@ from typing import Any, Final
 from .codes import MESSAGES, Code
 from .exceptions import (
     BackendUnavailable,
+    CookieConflict,
+    InvalidPage,
     InvalidUserId,
     OriginForbidden,
     RateLimited,
@@ -62,8 +64,11 @@ BUSY: Final = Refusal(503, Code.BUSY)
 ORIGIN_FORBIDDEN: Final = Refusal(403, Code.ORIGIN_FORBIDDEN)
 
 # Exceptions a door answers as a refusal (anything else is an unexpected error, a 500).
+# BackendUnavailable covers its subclass EndNotDurable: an end no replica confirmed.
 REFUSED_ERRORS: Final[tuple[type[SessionWatchError], ...]] = (
     BackendUnavailable,
+    CookieConflict,
+    InvalidPage,
     SessionLimitReached,
     OriginForbidden,
     RateLimited,
@@ -82,6 +87,10 @@ def refusal_for(error: BaseException) -> Refusal | None:
         return ORIGIN_FORBIDDEN
     if isinstance(error, RateLimited):
         return Refusal(429, Code.RATE_LIMITED, retry_after=error.retry_after)
+    if isinstance(error, CookieConflict):
+        return Refusal(401, Code.COOKIE_CONFLICT)
+    if isinstance(error, InvalidPage):
+        return Refusal(400, Code.BAD_PAGE, message=str(error) or None)
     if isinstance(error, InvalidUserId):
         return Refusal(400, Code.BAD_USER_ID, message=str(error) or None)
     return None
@@ -92,7 +101,7 @@ def ended_refusal(ended: str | None) -> Refusal:
     ``revoked`` with ``reason`` ``"revoked"`` or ``"evicted"``; ``cookie_conflict`` for
     copies of several live sessions; else ``no_session`` (unknown, forged, or logged out:
     the user ended it and the cookie was cleared)."""
-    if ended == "cookie_conflict":
+    if ended == Code.COOKIE_CONFLICT:
         return Refusal(401, Code.COOKIE_CONFLICT)
     if ended == "expired":
         return Refusal(401, Code.EXPIRED)

@@ -3,7 +3,7 @@ no web framework in it (between ``backends`` and the doors; docs/architecture.md
 
 from .check import Pass, Requirement, check_request, check_tab, handshake_origin
 from .facts import SAFE_METHODS, RequestFacts, client_address, is_unsafe
-from .operations import REASON_RE, ClaimSlot, SessionEngine, SessionInfo
+from .operations import REASON_RE, ClaimSlot, SessionEngine, SessionInfo, SessionList
 
 __all__ = [
     "REASON_RE",
@@ -14,6 +14,7 @@ __all__ = [
     "Requirement",
     "SessionEngine",
     "SessionInfo",
+    "SessionList",
     "check_request",
     "check_tab",
     "client_address",

@@ -7,21 +7,14 @@ doors given the same request cannot decide differently.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
 from ..core.devices import client_address
-from ..core.origins import own_origin_of
+from ..core.origins import SAFE_METHODS, own_origin_of
+from ..core.origins import is_unsafe_method as is_unsafe
 
+# SAFE_METHODS and is_unsafe are core.origins' (the one definition), re-exported here.
 __all__ = ["SAFE_METHODS", "RequestFacts", "client_address", "is_unsafe"]
-
-# Methods that change nothing (RFC 9110 §9.2.1); every other method, a non-standard one
-# included, is unsafe: it needs an allowed origin (fail closed).
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
-
-def is_unsafe(method: str) -> bool:
-    """Whether ``method`` may change something (anything but :data:`SAFE_METHODS`)."""
-    return method.upper() not in SAFE_METHODS
 
 
 class RequestFacts(NamedTuple):
@@ -34,6 +27,8 @@ class RequestFacts(NamedTuple):
         scheme, host: how the request reached us (``https``/``wss``, ``Host``).
         origin, fetch_site: the ``Origin`` and ``Sec-Fetch-Site`` headers.
         cookies: the values of the session cookie, every copy in order.
+        cookies_named: how many times the ``Cookie`` headers name the session cookie,
+            copies no parser accepts included (several copies clear none of them).
         tab: the tab token (header, or form field on a form post).
         address: the client address (:func:`client_address`: the one rule).
         user_agent: the ``User-Agent`` header.
@@ -48,6 +43,7 @@ class RequestFacts(NamedTuple):
     origin: str | None = None
     fetch_site: str | None = None
     cookies: tuple[str, ...] = ()
+    cookies_named: int = 0
     tab: str | None = None
     address: str | None = None
     user_agent: str | None = None

@@ -16,18 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
-from ..backends.base import Backend, Claim, EndReason, Lookup, SessionRecord, Timeouts
+from ..backends.base import Backend, Claim, Lookup, SessionRecord, Timeouts
 from ..core import devices
 from ..core.audit import check_user_id, security_event
+from ..core.codes import Code
 from ..core.events import Device
-from ..core.exceptions import BackendUnavailable, ConfigurationError, RateLimited
-from ..core.limits import AddressLimits
+from ..core.exceptions import BackendUnavailable, ConfigurationError, CookieConflict, RateLimited
+from ..core.limits import AddressLimits, LoginLimits
+from ..core.paging import PageCursor, page_size
 from ..core.policy import Policy
 from ..core.tabs import TabStatus, make_tab_token, new_tab_key
 from ..core.tokens import new_session_id, public_id, user_tag
 from .check import check_tab
 
-__all__ = ["REASON_RE", "ClaimSlot", "SessionEngine", "SessionInfo"]
+__all__ = ["REASON_RE", "ClaimSlot", "SessionEngine", "SessionInfo", "SessionList"]
 
 REASON_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
@@ -61,10 +63,22 @@ class SessionInfo:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SessionList:
+    """One page of a user's sessions (:meth:`SessionEngine.list_sessions`), oldest
+    first; ``next_cursor`` asks for the next page, ``None`` when this is the last."""
+
+    sessions: list[SessionInfo]
+    next_cursor: str | None
+
+
 class ClaimSlot(Protocol):
     """The request's session as a claim changes it (the web layer's ``ServerSession``)."""
 
-    ended: EndReason | None
+    ended: Any  # why its cookie was not adopted (an end reason, a conflict) or None
+
+    @property
+    def conflict(self) -> bool: ...
 
     @property
     def public_id(self) -> str | None: ...
@@ -93,6 +107,11 @@ def _check_user_id(user_id: object) -> None:
         raise
 
 
+def _via(door: str | None) -> dict[str, str]:
+    """The ``via`` field of an audit line (only when a door names itself)."""
+    return {"via": door} if door else {}
+
+
 class SessionEngine:
     """The session operations of one app.
 
@@ -102,6 +121,9 @@ class SessionEngine:
         policy: the session policy, read at every use (it may change at run time).
         now_ms: the clock, epoch milliseconds.
         address_limits: the per-address rate of new sessions (``None``: unlimited).
+        login_limits: the sign-in rates per user and per address (``None``: unlimited).
+        max_sessions_per_user: the ceiling of a user's sessions, whatever the policy
+            (``None``: the backend's default).
         place_resolver: ``ip -> "City, Country"`` for device descriptions.
     """
 
@@ -113,6 +135,8 @@ class SessionEngine:
         policy: Policy,
         now_ms: Callable[[], int],
         address_limits: AddressLimits | None = None,
+        login_limits: LoginLimits | None = None,
+        max_sessions_per_user: int | None = None,
         place_resolver: devices.PlaceResolver | None = None,
     ) -> None:
         self.backend = backend
@@ -120,6 +144,8 @@ class SessionEngine:
         self.policy = policy
         self.now_ms = now_ms
         self.address_limits = address_limits
+        self.login_limits = login_limits
+        self.max_sessions_per_user = max_sessions_per_user
         self.place_resolver = place_resolver
         self.on_claim: Callable[[], None] | None = None  # called on every claim served
 
@@ -140,13 +166,30 @@ class SessionEngine:
         """Whether ``token`` is the current tab of ``record`` (policy read now)."""
         return check_tab(record, token, exclusive=self.policy.exclusive_tabs)
 
-    async def list_sessions(self, user_id: str, *, current: str | None = None) -> list[SessionInfo]:
-        """The user's live sessions, oldest first, with their live tab counts
-        (``current``: the public id of the asking session)."""
+    async def list_sessions(
+        self,
+        user_id: str,
+        *,
+        current: str | None = None,
+        cursor: str | None = None,
+        limit: str | int | None = None,
+    ) -> SessionList:
+        """One page of the user's live sessions, oldest first, with their live tab
+        counts: at most ``limit`` (default 50, at most 100) after ``cursor`` (the
+        ``next_cursor`` of the page before; ``None``: the first page). ``current``: the
+        public id of the asking session.
+
+        Raises:
+            InvalidPage: ``cursor`` or ``limit`` is malformed (answered 400 ``bad_page``).
+        """
+        after = PageCursor.decode(cursor) if cursor is not None else None
         now = self.now_ms()
-        records = await self.backend.list_sessions(user_id, timeouts=self.timeouts, now=now)
+        page = await self.backend.list_sessions(
+            user_id, timeouts=self.timeouts, now=now, after=after, limit=page_size(limit)
+        )
+        records = page.records
         live = await self.backend.count_presence([r.id for r in records], now=now)
-        return [
+        infos = [
             SessionInfo(
                 id=r.id,
                 user=r.user,
@@ -161,6 +204,7 @@ class SessionEngine:
             )
             for r in records
         ]
+        return SessionList(infos, page.next.encode() if page.next is not None else None)
 
     # -- opening and signing in ------------------------------------------------------------
 
@@ -182,14 +226,18 @@ class SessionEngine:
         )
 
     async def open(
-        self, data: str, user_agent: str | None, address: str | None
+        self, data: str, user_agent: str | None, address: str | None, *, conflict: bool = False
     ) -> tuple[str, SessionRecord]:
         """Store a new anonymous session; returns its (secret) id and record.
+        ``conflict``: the request carries copies of several live sessions.
 
         Raises:
+            CookieConflict: ``conflict``: a new session's cookie would replace the user's.
             RateLimited: ``address`` started ``max_new_sessions_per_second`` already.
             BackendUnavailable: the backend cannot be reached.
         """
+        if conflict:
+            raise CookieConflict(Code.COOKIE_CONFLICT)
         limits = self.address_limits
         if limits is not None and not limits.new_session(address, time.monotonic()):
             security_event("rate_limited", logging.WARNING, limit="new_sessions", address=address)
@@ -200,19 +248,35 @@ class SessionEngine:
         return session_id, record
 
     async def login(
-        self, old: SessionRecord | None, user_id: str, data: str, device: Device
+        self,
+        old: SessionRecord | None,
+        user_id: str,
+        data: str,
+        device: Device,
+        *,
+        address: str | None = None,
     ) -> tuple[str, SessionRecord, list[str]]:
         """Store a new session of ``user_id`` replacing ``old`` (carrying its claim) and
-        apply the policy, atomically. Returns the new session id, its record and the
-        public ids the limit evicted; the calling tab gets
-        ``make_tab_token(record.tab_key, record.gen)``. Checks no origin (the doors do).
+        apply the policy and the ``max_sessions_per_user`` ceiling, atomically. Returns
+        the new session id, its record and the public ids the limit evicted; the calling
+        tab gets ``make_tab_token(record.tab_key, record.gen)``. Checks no origin (the
+        doors do). ``address``: the browser's, for the sign-in rate per address.
 
         Raises:
             InvalidUserId: a user id that could forge log lines (a ``ValueError``).
+            RateLimited: the user or ``address`` signed in too often
+                (``max_logins_per_*_per_second``).
             SessionLimitReached: the policy is ``deny`` and the user is at the limit.
             BackendUnavailable: the backend cannot be reached.
         """
         _check_user_id(user_id)
+        limits = self.login_limits
+        wait = limits.sign_in(user_id, address, time.monotonic()) if limits else None
+        if wait is not None:
+            security_event(
+                "rate_limited", logging.WARNING, limit="logins", user=user_id, address=address
+            )
+            raise RateLimited(wait)
         session_id = new_session_id(user_tag(user_id))  # the user's slot on a Cluster
         record = self.new_record(session_id, user_id, data, device)
         # The sign-in is the calling tab's claim, under a new tab key and the next
@@ -228,6 +292,7 @@ class SessionEngine:
             deny=policy.on_limit == "deny",
             timeouts=self.timeouts,
             now=record.created,
+            ceiling=self.max_sessions_per_user,
         )
         security_event(
             "login",
@@ -240,13 +305,18 @@ class SessionEngine:
 
     # -- ending ----------------------------------------------------------------------------
 
-    async def logout(self, session_id: str) -> bool:
+    async def logout(self, session_id: str, *, via: str | None = None) -> bool:
         """End the session with public id ``session_id`` everywhere (``logged_out``).
-        Returns whether a live session ended."""
+        Returns whether a live session ended. ``via``: the door, for the audit line.
+
+        Raises:
+            BackendUnavailable: the backend cannot be reached, or (``EndNotDurable``) no
+                replica confirmed the end in time (repeating it is safe).
+        """
         ended = await self.backend.end(
             session_id, "logged_out", timeouts=self.timeouts, now=self.now_ms()
         )
-        security_event("logout", session=session_id)
+        security_event("logout", session=session_id, **_via(via))
         return ended
 
     async def revoke_session(
@@ -270,14 +340,20 @@ class SessionEngine:
         return ended
 
     async def revoke_user(
-        self, user_id: str, *, except_id: str | None = None, reason: str = "revoked"
+        self,
+        user_id: str,
+        *,
+        except_id: str | None = None,
+        reason: str = "revoked",
+        via: str | None = None,
     ) -> int:
-        """Revoke every session of ``user_id`` but ``except_id``; returns how many."""
+        """Revoke every session of ``user_id`` but ``except_id``; returns how many.
+        ``via``: the door, for the audit line."""
         check_reason(reason)
         count = await self.backend.end_user(
             user_id, except_id=except_id, detail=reason, timeouts=self.timeouts, now=self.now_ms()
         )
-        security_event("revoke_user", user=user_id, sessions=count, reason=reason)
+        security_event("revoke_user", user=user_id, sessions=count, reason=reason, **_via(via))
         return count
 
     # -- tabs ------------------------------------------------------------------------------
@@ -297,7 +373,7 @@ class SessionEngine:
         for _ in range(2):
             session_id = slot.public_id
             if session_id is None:
-                secret, record = await self.open("", user_agent, address)
+                secret, record = await self.open("", user_agent, address, conflict=slot.conflict)
                 slot.bind(secret, record)
                 session_id = record.id
             result = await self.backend.claim(

@@ -20,6 +20,7 @@ from ..core.origins import OriginRule
 from ..core.refusals import BACKEND_UNAVAILABLE, BUSY, Refusal, ended_refusal
 from ..engine import RequestFacts, handshake_origin
 from .admission import Ticket
+from .gates import SocketGates
 from .hub import Hub
 
 __all__ = ["Admitted", "LoadSession", "open_handshake"]
@@ -40,7 +41,12 @@ class Admitted:
 
 
 async def open_handshake(
-    facts: RequestFacts, *, origins: OriginRule, hub: Hub, load: LoadSession
+    facts: RequestFacts,
+    *,
+    origins: OriginRule,
+    hub: Hub,
+    gates: SocketGates,
+    load_session: LoadSession,
 ) -> Admitted | Refusal:
     """Decide a handshake: the origin, the hub, a turn to open (queued, see
     :mod:`.admission`), then the session, loaded under that turn (after a restart every
@@ -52,11 +58,11 @@ async def open_handshake(
         logger.error("websocket refused: the hub is not running (is the app served?)")
         return BACKEND_UNAVAILABLE
     try:
-        ticket = await hub.openings.enter()
+        ticket = await gates.openings.enter()
     except TimeoutError:
         return BUSY
     try:
-        record, ended = await load()
+        record, ended = await load_session()
     except BackendUnavailable as exc:
         ticket.release()
         logger.warning("websocket refused: backend unavailable: %s", exc)

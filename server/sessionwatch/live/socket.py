@@ -23,6 +23,7 @@ from ..core.exceptions import BackendUnavailable, ProtocolError
 from ..core.tabs import verify_tab_token
 from .admission import Ticket
 from .connection import Connection, TooManySockets
+from .gates import SocketGates
 from .hub import Hub
 
 __all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "serve_socket"]
@@ -62,6 +63,7 @@ class _TokenBucket:
 
 async def serve_socket(
     hub: Hub,
+    gates: SocketGates,
     conn: Connection,
     tab_key: str,
     receive: Receive,
@@ -74,7 +76,7 @@ async def serve_socket(
     no faster than turns are given. ``address`` (the client's) is counted against
     ``max_sockets_per_address`` (4011 beyond) and ``max_hellos_per_second`` (4010).
     Returns the close code to send (``None``: nothing to send)."""
-    limits = hub.address_limits
+    limits = gates.address_limits
     if not limits.open_socket(address):
         opening.release()
         security_event("rate_limited", logging.WARNING, limit="sockets", address=address)
@@ -88,15 +90,20 @@ async def serve_socket(
             return CloseCode.TRY_AGAIN_LATER
         finally:
             opening.release()
-        return await conn.serve(_read_frames(hub, conn, tab_key, receive, address))
+        return await conn.serve(_read_frames(hub, gates, conn, tab_key, receive, address))
     finally:  # also when cancelled while attaching (the peer left during the subscribe)
         limits.close_socket(address)
-        hub.read_deadlines.cancel(conn)
+        gates.read_deadlines.cancel(conn)
         await hub.detach(conn)
 
 
 async def _read_frames(
-    hub: Hub, conn: Connection, tab_key: str, receive: Receive, address: str | None
+    hub: Hub,
+    gates: SocketGates,
+    conn: Connection,
+    tab_key: str,
+    receive: Receive,
+    address: str | None,
 ) -> None:
     """Read frames until the socket must close; sets ``conn.close_code`` and returns."""
     settings = hub.settings
@@ -104,7 +111,7 @@ async def _read_frames(
     bucket = _TokenBucket(settings.max_messages_per_second)
     deadline = loop.time() + settings.hello_timeout
     silence = settings.heartbeat_interval + settings.heartbeat_timeout
-    deadlines = hub.read_deadlines
+    deadlines = gates.read_deadlines
     while True:
         # Only the wait for a frame is timed (Connection.read_timed_out): one shared
         # timer instead of an ``asyncio.timeout`` per frame (~0.7 KB per socket).
@@ -138,7 +145,7 @@ async def _read_frames(
                 return
             conn.push(pong_message())
             continue
-        if not hub.address_limits.hello(address, loop.time()):
+        if not gates.address_limits.hello(address, loop.time()):
             # Each hello costs a backend read: one address may not make them faster.
             security_event("rate_limited", logging.WARNING, limit="hellos", address=address)
             conn.abort(CloseCode.RATE_LIMITED)

@@ -1,21 +1,32 @@
-"""``sessionwatch serve``: run the demo service under a production ASGI server.
+"""``sessionwatch serve``: run the production service under a production ASGI server;
+``sessionwatch demo``: run the demo app (anyone signs in as anyone) on loopback.
 
-Configuration comes from the environment (``SECRET_KEY``, ``PORT``, ``REDIS_URL``,
-``SESSIONWATCH_*``); flags override it. Bad values end the command with a message that
-names the key, before any worker starts.
+``serve`` takes its configuration from the environment (``SECRET_KEY``, ``PORT``,
+``REDIS_URL``, ``SESSIONWATCH_*`` settings and policy); flags override it. Bad values end
+the command with one line that names the key (exit 2), before any worker starts; so
+does a missing or short ``SECRET_KEY``.
+
+``demo`` signs with a key of its own (fresh each run, or ``DEMO_SECRET_KEY``; never
+``SECRET_KEY``), uses ``memory://`` unless ``--backend`` says otherwise (never
+``REDIS_URL``), and listens on a loopback address only unless
+``--i-know-this-is-a-demo``.
 
 uvicorn and hypercorn run with the limits of an exposed service
 (:mod:`sessionwatch.service.servers`): WebSocket frames bounded by ``max_frame`` before
-they are buffered, no permessage-deflate, no ``Server`` header, a header-read timeout,
-and forwarded headers believed only from the proxies named by ``--forwarded-allow-ips``.
-granian (optional, ``sessionwatch[granian]``) has all but the first two; see
-:mod:`sessionwatch.service.granian_server` for what it cannot do.
+they are buffered, no permessage-deflate, no ``Server`` header, header and body read
+deadlines, a cap on each client address's connections, and forwarded headers believed
+only from the proxies named by ``--forwarded-allow-ips``. granian (optional,
+``sessionwatch[granian]``) bounds neither frames nor connections per address, so it
+runs only with ``--frames-bounded-by-proxy``; see
+:mod:`sessionwatch.service.granian_server`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
+import ipaddress
 import logging
 import os
 import secrets
@@ -27,11 +38,13 @@ from typing import Any, Literal
 
 from ..backends import backend_from_url
 from ..core.config import parse_address, settings_from_env
-from ..core.exceptions import ConfigurationError
-from .granian_server import check_granian, granian_server
+from ..core.exceptions import BackendUnavailable, ConfigurationError
+from ..core.policy import policy_from_env
+from . import first_start
+from .granian_server import check_granian, granian_server, require_frame_bounding_proxy
+from .listen_check import check_address_free
 from .proxies import parse_proxies
 from .requirements import installed_version
-from .servers import DEFAULT_HEADER_TIMEOUT, HEADER_TIMEOUT_ENV
 
 __all__ = ["main", "serve"]
 
@@ -39,6 +52,11 @@ logger = logging.getLogger(__name__)
 
 APP_FACTORY = "sessionwatch.service.app:create_service_app"
 HYPERCORN_APP_FACTORY = "sessionwatch.service.app:create_hypercorn_app"
+DEMO_FACTORY = "sessionwatch.demo.app:create_demo_app"
+DEMO_SECRET_ENV = "DEMO_SECRET_KEY"  # noqa: S105 (the name of a variable)
+DEMO_EXPOSE_FLAG = "--i-know-this-is-a-demo"
+# What `sessionwatch` needs beyond the base install (the extension alone).
+SERVICE_MODULES = ("uvicorn", "prometheus_client")
 # uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a
 # worker fails on the first socket with KeyError. pyproject.toml declares the same floor.
 UVICORN_FLOOR = (0, 35)
@@ -101,12 +119,31 @@ def _default_port() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here: servers imports uvicorn, which a base install lacks (see main).
+    from .servers import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
+
     parser = argparse.ArgumentParser(
         prog="sessionwatch",
-        description=__doc__.splitlines()[0].replace("``", "") if __doc__ else None,
+        description="sessionwatch serve runs the production service; sessionwatch demo runs "
+        "the demo app (anyone signs in as anyone) on loopback.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="run the demo service")
+    demo_cmd = commands.add_parser(
+        "demo", help="run the demo app: anyone signs in as anyone (loopback only)"
+    )
+    demo_cmd.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    demo_cmd.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    demo_cmd.add_argument("--workers", type=_workers, default=1, help="worker processes")
+    demo_cmd.add_argument("--backend", default="memory://", help="backend URL (default memory://)")
+    demo_cmd.add_argument(
+        DEMO_EXPOSE_FLAG,
+        dest="expose",
+        action="store_true",
+        help="allow a --host that is not loopback (the demo has a universal password)",
+    )
+    serve_cmd = commands.add_parser(
+        "serve", help="run the production service (forward-auth, session API, live push)"
+    )
     serve_cmd.add_argument(
         "--host", default=os.environ.get("HOST", "127.0.0.1"), help="interface (default 127.0.0.1)"
     )
@@ -152,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT:g})",
     )
     serve_cmd.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=None,
+        help="seconds a client has to send a request's body after its headers "
+        f"(uvicorn; default {DEFAULT_BODY_TIMEOUT:g})",
+    )
+    serve_cmd.add_argument(
+        "--frames-bounded-by-proxy",
+        action="store_true",
+        help="run --server granian, which cannot bound WebSocket frames itself, because "
+        "a proxy in front of it does (docs/deployment.md)",
+    )
+    serve_cmd.add_argument(
         "--api-bind",
         type=_address,
         default=None,
@@ -186,37 +236,53 @@ def serve(
     metrics_token: str | None = None,
     readyz_detail: bool = False,
     forwarded_allow_ips: str | None = None,
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    header_timeout: float | None = None,
+    body_timeout: float | None = None,
     api_bind: tuple[str, int] | None = None,
+    frames_bounded_by_proxy: bool = False,
+    factory: str = APP_FACTORY,
+    label: str = "sessionwatch service",
+    choose_port_with: str = "--port (or PORT)",
 ) -> None:
-    """Validate the configuration, prepare the environment the workers read, run."""
+    """Validate the configuration, prepare the environment the workers read, run
+    ``factory`` (the production service unless the demo command says otherwise)."""
+    from .servers import (
+        BODY_TIMEOUT_ENV,
+        DEFAULT_BODY_TIMEOUT,
+        DEFAULT_HEADER_TIMEOUT,
+        HEADER_TIMEOUT_ENV,
+    )
+
+    if header_timeout is None:
+        header_timeout = DEFAULT_HEADER_TIMEOUT
+    if body_timeout is None:
+        body_timeout = DEFAULT_BODY_TIMEOUT
     if backend:
         os.environ["SESSIONWATCH_BACKEND"] = backend
     if api_bind is not None:
         os.environ["SESSIONWATCH_API_ADDRESS"] = _join(api_bind)
     settings = settings_from_env()  # raises ConfigurationError naming the key
+    policy_from_env()  # the same for the policy's keys
     api_address = parse_address(settings.api_address) if settings.api_address else None
     if api_address is not None and api_address[1] == port:
         raise ConfigurationError("SESSIONWATCH_API_ADDRESS: must not be the service's own port")
     try:
         backend_from_url(settings.backend)  # parse only; workers connect
     except ConfigurationError as exc:
-        source = "SESSIONWATCH_BACKEND" if os.environ.get("SESSIONWATCH_BACKEND") else "REDIS_URL"
+        # Named as the user gave it: the flag (exported above for the workers), the
+        # variable, or REDIS_URL.
+        if backend:
+            source = "--backend"
+        elif os.environ.get("SESSIONWATCH_BACKEND"):
+            source = "SESSIONWATCH_BACKEND"
+        else:
+            source = "REDIS_URL"
         raise ConfigurationError(f"{source}: {exc}") from None
     if settings.backend.startswith("memory:") and workers > 1:
         raise ConfigurationError(
             "the memory:// backend lives in one process and cannot serve "
             f"{workers} workers; use --workers 1 or a Redis URL (--backend / REDIS_URL)"
         )
-    if not os.environ.get("SECRET_KEY"):
-        os.environ["SECRET_KEY"] = secrets.token_urlsafe(32)
-        print(
-            "\n*** WARNING: SECRET_KEY is not set. Using an ephemeral key: every session ends "
-            "when this process stops. Set SECRET_KEY in production. ***\n",
-            file=sys.stderr,
-        )
-    elif len(os.environ["SECRET_KEY"]) < 16:
-        raise ConfigurationError("SECRET_KEY: must be at least 16 characters long")
     if server == "uvicorn":
         _check_uvicorn()
     elif server == "granian":
@@ -226,6 +292,11 @@ def serve(
                 "use --server uvicorn or hypercorn for a separate session API address"
             )
         check_granian()
+        require_frame_bounding_proxy(frames_bounded_by_proxy)
+    check_address_free(host, port, choose_with=choose_port_with)
+    if api_address is not None:
+        check_address_free(*api_address, choose_with="--api-bind (or SESSIONWATCH_API_ADDRESS)")
+    first_start.require_backend(settings.backend)  # workers never refuse (issue 23)
     os.environ["SESSIONWATCH_SERVICE_METRICS"] = "1" if metrics else "0"
     if metrics_token is not None:
         if len(metrics_token) < 16:
@@ -234,19 +305,23 @@ def serve(
     os.environ["SESSIONWATCH_SERVICE_READYZ_DETAIL"] = "1" if readyz_detail else "0"
     os.environ["SESSIONWATCH_SERVICE_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips or ""
     os.environ[HEADER_TIMEOUT_ENV] = repr(header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = repr(body_timeout)
     if metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sessionwatch-metrics-")
     print(
-        f"sessionwatch demo on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})"
+        f"{label} on http://{host}:{port} ({workers} worker(s), {server}, backend {settings.backend.split('@')[-1]})"
         + (f"; session API only on http://{_join(api_address)}" if api_address else ""),
         file=sys.stderr,
     )
     if server == "hypercorn":
         from hypercorn.config import Config
-        from hypercorn.run import run
+
+        from .hypercorn_server import run_hypercorn
 
         config = Config()
-        config.application_path = HYPERCORN_APP_FACTORY + "()"
+        config.application_path = (
+            HYPERCORN_APP_FACTORY if factory == APP_FACTORY else factory
+        ) + "()"
         # Both addresses get the same limits (one Config, one protocol stack).
         config.bind = [_join((host, port))] + ([_join(api_address)] if api_address else [])
         config.workers = workers
@@ -256,11 +331,13 @@ def serve(
         config.websocket_max_message_size = settings.max_frame
         # Hypercorn's idle timer runs until a request is complete: it is the header timeout.
         config.keep_alive_timeout = min(config.keep_alive_timeout, header_timeout)
-        run(config)
+        exit_code = run_hypercorn(config)  # restarts a dead worker (hypercorn's run stops)
+        if exit_code:
+            raise SystemExit(exit_code)
         return
     if server == "granian":
         granian_server(
-            APP_FACTORY,
+            factory,
             host=host,
             port=port,
             workers=workers,
@@ -275,7 +352,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        http="sessionwatch.service.servers:HeaderTimeoutProtocol",
+        http="sessionwatch.service.servers:BoundedHttpProtocol",
         # uvicorn's websockets-sansio protocol, holding ~8 KB less per idle socket
         # (docs/performance.md, finding 4).
         ws="sessionwatch.service.servers:LeanWebSocketProtocol",
@@ -294,9 +371,9 @@ def serve(
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )
     if api_address is None:
-        uvicorn.run(APP_FACTORY, **options)  # type: ignore[arg-type]
+        uvicorn.run(factory, **options)  # type: ignore[arg-type]
         return
-    _run_uvicorn_on_two_addresses(uvicorn.Config(APP_FACTORY, **options), api_address)  # type: ignore[arg-type]
+    _run_uvicorn_on_two_addresses(uvicorn.Config(factory, **options), api_address)  # type: ignore[arg-type]
 
 
 def _join(address: tuple[str, int]) -> str:
@@ -341,20 +418,89 @@ def _forwarded_allow_ips(flag: str | None) -> str | None:
         raise ConfigurationError(f"FORWARDED_ALLOW_IPS: {exc}") from None
 
 
-def _default_header_timeout() -> float:
-    raw = os.environ.get(HEADER_TIMEOUT_ENV)
+def _seconds_from_env(key: str, default: float) -> float:
+    raw = os.environ.get(key)
     if raw is None:
-        return DEFAULT_HEADER_TIMEOUT
+        return default
     try:
         return _seconds(raw)
     except argparse.ArgumentTypeError as exc:
-        raise ConfigurationError(f"{HEADER_TIMEOUT_ENV}: {exc}") from None
+        raise ConfigurationError(f"{key}: {exc}") from None
+
+
+def _loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def demo(*, host: str, port: int, workers: int, backend: str, expose: bool) -> None:
+    """Run the demo app (:mod:`sessionwatch.demo`) on ``host``: loopback unless
+    ``expose``, a key of its own, ``backend`` (never ``REDIS_URL``)."""
+    if not _loopback(host):
+        if not expose:
+            raise ConfigurationError(
+                f"--host {host}: the demo lets anyone sign in as anyone (password demo), so it "
+                f"listens on loopback only; add {DEMO_EXPOSE_FLAG} to serve it on {host} anyway"
+            )
+        print(
+            f"\n*** WARNING: the demo listens on {host}: anyone who reaches it signs in as "
+            "anyone with the password 'demo'. Never expose it to a network you do not own. ***\n",
+            file=sys.stderr,
+        )
+    os.environ.pop("REDIS_URL", None)
+    key = os.environ.get(DEMO_SECRET_ENV) or secrets.token_urlsafe(32)
+    os.environ[DEMO_SECRET_ENV] = key  # one key for every worker, this run only
+    serve(
+        host=host,
+        port=port,
+        workers=workers,
+        backend=backend,
+        metrics=False,
+        factory=DEMO_FACTORY,
+        label="sessionwatch demo (password 'demo' for any user name)",
+        choose_port_with="--port",
+    )
+
+
+def missing_service_modules() -> list[str]:
+    """The modules of the ``service`` extra that are not installed."""
+    return [name for name in SERVICE_MODULES if importlib.util.find_spec(name) is None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sessionwatch`` and ``python -m sessionwatch``."""
+    missing = missing_service_modules()
+    if missing:
+        print(
+            f"sessionwatch: the command needs the service extra ({', '.join(missing)} not "
+            "installed): pip install 'sessionwatch[service]'",
+            file=sys.stderr,
+        )
+        return 2
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "demo":
+            demo(
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                backend=args.backend,
+                expose=args.expose,
+            )
+            return 0
+        from .app import check_secret_keys
+        from .servers import (
+            BODY_TIMEOUT_ENV,
+            DEFAULT_BODY_TIMEOUT,
+            DEFAULT_HEADER_TIMEOUT,
+            HEADER_TIMEOUT_ENV,
+        )
+
+        check_secret_keys(os.environ)  # before any worker: one line, not a traceback each
         workers = args.workers
         if workers is None:
             raw = os.environ.get("WEB_CONCURRENCY", "1")
@@ -374,10 +520,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             or None,
             readyz_detail=args.readyz_detail,
             forwarded_allow_ips=_forwarded_allow_ips(args.forwarded_allow_ips),
-            header_timeout=args.header_timeout or _default_header_timeout(),
+            header_timeout=args.header_timeout
+            or _seconds_from_env(HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT),
+            body_timeout=args.body_timeout
+            or _seconds_from_env(BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT),
             api_bind=args.api_bind,
+            frames_bounded_by_proxy=args.frames_bounded_by_proxy,
         )
     except ConfigurationError as exc:
         print(f"sessionwatch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BackendUnavailable as exc:
+        print(f"sessionwatch: cannot start: {exc}", file=sys.stderr)
+        return 3
     return 0

@@ -2,10 +2,16 @@
 
 nginx (``auth_request``), Traefik (``ForwardAuth``) and Caddy (``forward_auth``) ask
 ``/verify`` before they forward a request to the upstream app. It applies the rules of
-``@active_tab_required`` to the *original* request, named by the proxy's headers:
+``@active_tab_required`` to the *original* request, named by the headers of the proxy
+the deployment names (``SESSIONWATCH_FORWARD_AUTH``, default ``nginx``):
 
 - nginx: ``X-Original-Method`` and ``X-Original-URI`` (set in the auth location);
 - Traefik and Caddy: ``X-Forwarded-Method`` and ``X-Forwarded-Uri`` (sent by default).
+
+The request never picks the style: Traefik and Caddy pass a client's own
+``X-Original-Method: GET`` through, and when its mere presence switched to nginx's
+headers a stale tab, a missing session and a foreign origin all passed (issue 22).
+Without the configured style's method header the answer is 400 (fail closed).
 
 ``?require=`` picks the rule, per location in the proxy's configuration:
 ``auto`` (default: safe methods need a session, unsafe ones the active tab and an
@@ -35,11 +41,12 @@ from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
+from ..core import jsonlimits
+from ..core.audit import security_event
 from ..core.exceptions import BackendUnavailable
-from ..core.origins import own_origin_of
+from ..core.origins import is_unsafe_method, own_origin_of
 from ..core.tabs import TAB_HEADER
-from ..web.responses import error_response
-from ..web.sessions import security_log
+from ..web.responses import ended_error, error_response
 
 if TYPE_CHECKING:
     from ..web.extension import SessionWatch
@@ -49,13 +56,18 @@ __all__ = ["REFUSAL_HEADER", "Refusal", "create_forward_auth_blueprint"]
 logger = logging.getLogger("sessionwatch")
 
 REFUSAL_HEADER: Final = "X-SessionWatch-Refusal"
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Per proxy: the headers naming the original request's method and URI.
+_ORIGINAL_HEADERS: Final = {
+    "nginx": ("X-Original-Method", "X-Original-URI"),
+    "traefik": ("X-Forwarded-Method", "X-Forwarded-Uri"),
+    "caddy": ("X-Forwarded-Method", "X-Forwarded-Uri"),
+}
 Requirement = Literal["auto", "session", "tab", "none"]
 REQUIREMENTS: Final[tuple[Requirement, ...]] = ("auto", "session", "tab", "none")
 _METHOD_RE: Final = re.compile(r"[A-Z][A-Z-]{0,19}")
 # What /refusal may render: the refusals /verify gives, nothing else.
 _REFUSAL_CODES: Final = {
-    401: {"no_session", "expired", "revoked"},
+    401: {"no_session", "expired", "revoked", "cookie_conflict"},
     403: {"origin_forbidden"},
     409: {"tab_superseded", "tab_invalid", "tab_missing"},
     503: {"backend_unavailable"},
@@ -82,8 +94,8 @@ class Refusal:
         if not raw or len(raw) > _MAX_REFUSAL:
             return None
         try:
-            value = json.loads(raw)
-        except ValueError:
+            value = jsonlimits.loads(raw)
+        except ValueError:  # malformed or nested too deeply
             return None
         if not isinstance(value, dict):
             return None
@@ -106,11 +118,8 @@ class Refusal:
 
 def _ended(ended: str | None) -> Refusal:
     """The 401 refusal of a session that is gone (as ``responses.ended_response``)."""
-    if ended == "expired":
-        return Refusal(401, "expired")
-    if ended in ("revoked", "evicted"):
-        return Refusal(401, "revoked", {"reason": ended})
-    return Refusal(401, "no_session")
+    code, fields = ended_error(ended)
+    return Refusal(401, code, fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,27 +135,27 @@ class OriginalRequest:
     fetch_site: str | None = None
 
 
-def original_request() -> OriginalRequest | str:
-    """The proxied request, or a message saying which header is missing or bad."""
+def original_request(proxy: str) -> OriginalRequest | str:
+    """The proxied request as ``proxy`` (the configured one) names it, or a message
+    saying which header is missing or bad."""
     headers = request.headers
-    nginx = "X-Original-Method" in headers or "X-Original-URI" in headers
-    prefix = "X-Original-" if nginx else "X-Forwarded-"
-    method = headers.get(f"{prefix}Method")
-    uri = headers.get(f"{prefix}URI" if nginx else f"{prefix}Uri", "")
+    method_header, uri_header = _ORIGINAL_HEADERS[proxy]
+    method = headers.get(method_header)
+    uri = headers.get(uri_header, "")
     if method is None:
         return (
-            "verify needs the original method: X-Original-Method (nginx) "
-            "or X-Forwarded-Method (Traefik, Caddy)"
+            f"verify needs the original method in {method_header}: "
+            f"SESSIONWATCH_FORWARD_AUTH is {proxy}"
         )
     if not _METHOD_RE.fullmatch(method):
-        return f"{prefix}Method is not an HTTP method"
+        return f"{method_header} is not an HTTP method"
     host = headers.get("X-Forwarded-Host") or request.host
     proto = headers.get("X-Forwarded-Proto") or request.scheme
     scheme = proto.split(",")[0].strip().lower()
     return OriginalRequest(
         method=method,
         uri=uri[:2048],
-        nginx=nginx,
+        nginx=proxy == "nginx",
         origin=headers.get("Origin"),
         own_origin=own_origin_of(scheme, host.split(",")[0].strip()),
         tab=headers.get(TAB_HEADER),
@@ -169,7 +178,7 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
     def check(original: OriginalRequest, requirement: Requirement) -> Refusal | Response:
         session = watch.current_session()  # the one round trip happened opening it
         record = session.record
-        unsafe = original.method not in SAFE_METHODS
+        unsafe = is_unsafe_method(original.method)
         if requirement == "none":
             tab_needed = False
         elif record is None:
@@ -181,12 +190,14 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
             # Origin, or without one, Sec-Fetch-Site cross-site or same-site.
             cross = original.origin is None and original.fetch_site in ("cross-site", "same-site")
             if cross or not watch.origins.allows(original.origin, original.own_origin):
-                security_log.warning(
-                    "verify: origin %r (Sec-Fetch-Site %r) refused for %s %s",
-                    original.origin,
-                    original.fetch_site,
-                    original.method,
-                    original.uri,
+                security_event(
+                    "origin_refused",
+                    logging.WARNING,
+                    action="verify",
+                    origin=original.origin,
+                    fetch_site=original.fetch_site,
+                    method=original.method,
+                    uri=original.uri,
                 )
                 return Refusal(403, "origin_forbidden")
         status = "none"
@@ -196,7 +207,7 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
                 if status == "superseded":
                     return Refusal(409, "tab_superseded", {"by": record.claimed_by})
                 if status == "invalid":
-                    security_log.warning("verify: tab token refused for session %s", record.id)
+                    security_event("tab_refused", logging.WARNING, session=record.id, verify=True)
                 return Refusal(409, f"tab_{status}")
         response = Response(b"", status=204)
         user = record.user if record is not None else None
@@ -208,7 +219,7 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
     @bp.route("/verify", methods=["GET", "HEAD"])
     async def verify() -> Response:
         requirement = request.args.get("require", "auto")
-        original = original_request()
+        original = original_request(watch.settings.forward_auth)
         if isinstance(original, str):
             return error_response(400, "bad_request", original)
         if requirement not in REQUIREMENTS:

@@ -9,6 +9,9 @@ Configured like the uvicorn server of the CLI where granian has the setting:
 - forwarded headers: granian reads none of them, and the service app applies
   ``--forwarded-allow-ips`` itself (:func:`sessionwatch.service.app.trust_proxies`), so
   the semantics are those of the other two servers;
+- a worker that dies is started again (``respawn_failed_workers``; granian's default
+  stops every worker instead); the same worker dying again within 5.5 s of its
+  restart is a crash loop, and granian exits;
 - SIGTERM: granian stops accepting, runs the ASGI lifespan shut-down (the hub closes its
   sockets) and waits for its workers.
 
@@ -18,11 +21,19 @@ Where it differs (the CLI offers it; uvicorn stays the default, see docs/deploym
   granian's WebSocket library allocates a 128 KiB read buffer per connection up front
   (tungstenite's default), and granian offers no setting for it.
 
-- **No frame bound before buffering.** granian gives its WebSocket library
-  (tungstenite) no configuration, so a frame of up to 16 MiB (a message of up to
-  64 MiB) is read whole before the service refuses it with 1009 (``max_frame`` is
-  checked on the message the app receives). uvicorn and hypercorn refuse it as it
-  arrives. Run granian behind a proxy that bounds frames when clients are untrusted.
+- **No frame bound before buffering.** granian (2.8.9 included) gives its WebSocket
+  library (tungstenite) no configuration and has no setting of its own for it, so a
+  frame of up to 16 MiB (a message of up to 64 MiB) is read whole before the service
+  refuses it with 1009 (``max_frame`` is checked on the message the app receives): 8
+  sockets x 15 MiB frames, 2 rounds, took a worker from 59 to 207 MB, 91 MB kept
+  (granian 2.8.9). uvicorn and hypercorn refuse it as it arrives. The CLI therefore
+  runs granian only when the operator says a proxy in front of it bounds frames
+  (``--frames-bounded-by-proxy``, :func:`require_frame_bounding_proxy`); nginx, Caddy
+  and Traefik do not (they pass an upgraded connection's bytes through).
+- **No body deadline or per-address connection cap of the service's own**: granian's
+  ``header_read_timeout`` and its idle handling close a trickled body (~4 s measured),
+  but ``--body-timeout`` and the per-address count of connections are uvicorn's
+  (:mod:`sessionwatch.service.servers`); the proxy bounds connections per client.
 - **A** ``server: granian`` **header** on every answer (granian has no switch for it).
 - **No second address**: ``--api-bind`` is refused (granian binds one socket).
 - **No permessage-deflate**: granian never negotiates it, which is what the service wants.
@@ -39,7 +50,13 @@ from typing import Any
 from ..core.exceptions import ConfigurationError
 from .requirements import installed_version
 
-__all__ = ["BACKPRESSURE", "GRANIAN_FLOOR", "check_granian", "granian_server"]
+__all__ = [
+    "BACKPRESSURE",
+    "GRANIAN_FLOOR",
+    "check_granian",
+    "granian_server",
+    "require_frame_bounding_proxy",
+]
 
 # 2.7.0 added the ASGI denial response (a refused handshake's 503/403 with a body); the
 # WebSocket teardown fixes of 2.7.1-2.7.8 (disconnect after a server close, cleanup on
@@ -68,6 +85,24 @@ def check_granian() -> None:
         raise ConfigurationError(
             f"granian {version} is too old: the service needs granian {floor} or newer; "
             f"pip install 'granian>={floor},<3'"
+        )
+
+
+def require_frame_bounding_proxy(acknowledged: bool) -> None:
+    """Refuse granian unless the operator said that a proxy in front of it bounds
+    WebSocket frames (granian buffers a whole frame, up to 16 MiB, before the service
+    can refuse it).
+
+    Raises:
+        ConfigurationError: without the acknowledgement, naming the flag and the
+            alternatives.
+    """
+    if not acknowledged:
+        raise ConfigurationError(
+            "--server granian cannot bound WebSocket frames before buffering them (a "
+            "client can make a worker hold up to 16 MiB per socket): run it only behind "
+            "a proxy that bounds frames and say so with --frames-bounded-by-proxy, or "
+            "use --server uvicorn (docs/deployment.md)"
         )
 
 
@@ -106,6 +141,9 @@ def granian_server(
         websockets=True,
         backlog=BACKLOG,
         backpressure=BACKPRESSURE,
+        # A worker that died (killed, out of memory) is started again instead of
+        # granian stopping the whole server; twice within 5.5 s still stops it.
+        respawn_failed_workers=True,
         log_access=False,
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.info,
     )

@@ -116,6 +116,8 @@ class Metrics:
         if hub is None:
             return
         stats: dict[str, Any] = hub.stats()
+        if self._watch.gates is not None:  # the WebSocket door's openings
+            stats.update(self._watch.gates.stats())
         self.sockets.set(stats.get("sockets", 0))
         self.sessions.set(stats.get("sessions", 0))
         self.pubsub_connected.set(1 if stats.get("connected", False) else 0)

@@ -1,11 +1,21 @@
 """The ASGI servers of ``sessionwatch serve``, with the limits an exposed service needs.
 
-- **Header-read timeout** (uvicorn): uvicorn times out idle keep-alive connections but
-  not a request whose headers never finish, so a client trickling half a request keeps a
-  connection (and its memory) forever. :class:`HeaderTimeoutProtocol` closes a connection
-  whose request line and headers are not complete ``header_timeout`` seconds after the
-  connection opened or the request began. Hypercorn already closes such a connection
-  after its ``keep_alive_timeout`` (its idle timer runs until a request is complete).
+- **Read deadlines** (uvicorn): uvicorn times out idle keep-alive connections but
+  neither a request whose headers never finish nor one whose body trickles in (a
+  ``Content-Length: 100000000`` sent a byte every 2 s kept 5 of 5 connections open past
+  100 s), so a slow client keeps a connection (and its memory) forever.
+  :class:`BoundedHttpProtocol` closes a connection whose request line and headers are
+  not complete ``header_timeout`` seconds after the connection opened or a read ended
+  inside them, and answers 408 ``request_timeout`` (then closes) to a request whose body
+  is not complete ``body_timeout`` seconds after its headers (the first read that ends
+  inside the body). Timers are set only when a read ends inside a request, so a request
+  that arrives whole in one read creates none (about 1 us per request less than the
+  header timer alone cost before, which armed and cancelled one for every request).
+  Hypercorn already closes such connections after its ``keep_alive_timeout`` (its idle
+  timer runs until a request is complete).
+- **Connections per client address** (uvicorn, hypercorn): every connection of a peer
+  address counts against ``max_connections_per_address``, the one beyond is answered 429
+  ``too_many_connections`` (:mod:`sessionwatch.service.connection_cap`).
 - **No permessage-deflate** (hypercorn): hypercorn always accepts the extension when a
   browser offers it, and inflates a message before any size limit applies (a 14.5 KB
   compressed frame costs ~14 MiB). :func:`harden_hypercorn` makes its handshake answer
@@ -39,16 +49,22 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from .connection_cap import TOO_MANY_CONNECTIONS, connection_cap, http_error
+
 __all__ = [
+    "BODY_TIMEOUT_ENV",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
     "HEADER_TIMEOUT_ENV",
-    "HeaderTimeoutProtocol",
+    "BoundedHttpProtocol",
     "LeanWebSocketProtocol",
     "harden_hypercorn",
 ]
 
 HEADER_TIMEOUT_ENV = "SESSIONWATCH_SERVICE_HEADER_TIMEOUT"
 DEFAULT_HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT_ENV = "SESSIONWATCH_SERVICE_BODY_TIMEOUT"
+DEFAULT_BODY_TIMEOUT = 10.0
 
 
 @cache
@@ -58,40 +74,104 @@ def header_timeout() -> float:
     return float(os.environ.get(HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT))
 
 
-class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for each request's headers."""
+@cache
+def body_timeout() -> float:
+    """Seconds a client has to send a request's body once its headers are complete."""
+    return float(os.environ.get(BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT))
 
-    _header_deadline: asyncio.TimerHandle | None = None
+
+_REQUEST_TIMEOUT = http_error(
+    b"408 Request Timeout", "request_timeout", "The request's body did not arrive in time."
+)
+
+
+# What a connection is reading (BoundedHttpProtocol._reading).
+_BETWEEN, _HEADERS, _BODY = 0, 1, 2
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with deadlines for each request's headers and
+    body, and a cap on the connections of each client address (the module's
+    docstring)."""
+
+    # One timer at a time: the headers' until they are complete, then the body's. It is
+    # set when a read ends inside a request (or when the connection opens), so a request
+    # that arrives whole in one read creates no timer at all.
+    _deadline: asyncio.TimerHandle | None = None
+    _reading = _BETWEEN
+    _address: str | None = None  # the key this connection is counted under
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._arm()
+        cap = connection_cap()
+        key = cap.key(self.client)
+        if key is not None:
+            if not cap.counts.add(key):
+                transport.write(TOO_MANY_CONNECTIONS)
+                transport.close()
+                return
+            self._address = key
+        self._deadline = self.loop.call_later(header_timeout(), self._too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        reading = self._reading
+        if reading and self._deadline is None:
+            seconds = header_timeout() if reading == _HEADERS else body_timeout()
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._reading = _HEADERS
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        if self._deadline is not None:
+            self._disarm()
+        self._reading = _BODY
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading = _BETWEEN
+        if self._deadline is not None:
+            self._disarm()
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._reading = _BETWEEN
+        self._disarm()
+        key, self._address = self._address, None
+        super().handle_websocket_upgrade()
+        if key is None:
+            return
+        socket = self.transport.get_protocol()
+        if isinstance(socket, LeanWebSocketProtocol):
+            socket.counted_address = key  # released when the socket's connection ends
+        else:
+            connection_cap().counts.discard(key)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._address is not None:
+            connection_cap().counts.discard(self._address)
+            self._address = None
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        if self._header_deadline is None:
-            self._header_deadline = self.loop.call_later(header_timeout(), self._too_slow)
-
     def _disarm(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def _too_slow(self) -> None:
-        self._header_deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self._reading == _BODY and cycle is not None and not cycle.response_started:
+            # The app's own answer, if it ever comes, is dropped (as after a
+            # disconnect), and its receive() says http.disconnect.
+            cycle.disconnected = True
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
 
 
 class _Inbox:
@@ -183,18 +263,27 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     # it goes to the instance dict).
     __slots__ = (
         "app", "app_state", "asgi_version", "client", "close_sent", "close_timeout",
-        "close_timer", "config", "conn", "connections", "curr_msg_data_type",
-        "default_headers", "disconnected", "frames", "handshake_complete",
-        "handshake_initiated", "initial_response", "last_ping_rtt", "logger", "loop",
-        "pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout",
-        "ping_timer", "pong_timer", "queue", "read_paused", "request", "response",
-        "root_path", "scheme", "scope", "server", "tasks", "transport", "writable",
+        "close_timer", "config", "conn", "connections", "counted_address",
+        "curr_msg_data_type", "default_headers", "disconnected", "frames",
+        "handshake_complete", "handshake_initiated", "initial_response", "last_ping_rtt",
+        "logger", "loop", "pending_ping_payload", "ping_interval", "ping_sent_at",
+        "ping_timeout", "ping_timer", "pong_timer", "queue", "read_paused", "request",
+        "response", "root_path", "scheme", "scope", "server", "tasks", "transport",
+        "writable",
     )  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Gate()  # type: ignore[assignment]
+        # The ConnectionCap key of the HTTP connection this socket was upgraded from.
+        self.counted_address: str | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted_address is not None:
+            connection_cap().counts.discard(self.counted_address)
+            self.counted_address = None
+        super().connection_lost(exc)
 
     def start_keepalive(self) -> None:
         # uvicorn (0.54) calls this once, right after it has written the accepted
@@ -211,9 +300,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 def harden_hypercorn() -> None:
-    """Make hypercorn's WebSocket handshake ignore the client's extension offers, and
-    its message buffer drop what it holds once a message is too large (call in each
-    worker before it serves; idempotent)."""
+    """Make hypercorn's WebSocket handshake ignore the client's extension offers, its
+    message buffer drop what it holds once a message is too large, and its connections
+    count against the per-address cap (call in each worker before it serves;
+    idempotent)."""
+    from hypercorn.asyncio import tcp_server
     from hypercorn.protocol import ws_stream
 
     handshake_init = ws_stream.Handshake.__init__
@@ -233,6 +324,23 @@ def harden_hypercorn() -> None:
             self.clear()  # the socket is closing 1009: keep nothing of the frame
             raise
 
+    run = tcp_server.TCPServer.run
+
+    async def capped_run(self: Any) -> None:
+        peer = self.writer.get_extra_info("peername")
+        cap = connection_cap()
+        key = cap.key((str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None)
+        if key is not None and not cap.counts.add(key):
+            self.writer.write(TOO_MANY_CONNECTIONS)
+            self.writer.close()
+            return
+        try:
+            await run(self)
+        finally:
+            if key is not None:
+                cap.counts.discard(key)
+
     without_extensions._sessionwatch = True  # type: ignore[attr-defined]
     ws_stream.Handshake.__init__ = without_extensions  # type: ignore[method-assign]
     ws_stream.WebsocketBuffer.extend = bounded_extend  # type: ignore[method-assign]
+    tcp_server.TCPServer.run = capped_run  # type: ignore[method-assign]

@@ -14,22 +14,27 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import parse_cookie
 
-from ..core.audit import MAX_USER_ID, check_user_id
+from ..core import jsonlimits
+from ..core.audit import MAX_USER_ID, check_user_id, security_event
 from ..core.codes import Code
 from ..core.config import parse_address
 from ..core.refusals import REFUSED_ERRORS, refusal_for
 from ..core.tabs import make_tab_token
-from ..core.tokens import public_id
 from ..engine import REASON_RE
 from ..web.responses import error_response, refusal_response
-from ..web.sessions import ServerSessionInterface, security_log
+from ..web.sessions import (
+    ServerSession,
+    ServerSessionInterface,
+    UnavailableSession,
+    copies_named,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import SessionRecord
@@ -117,7 +122,9 @@ async def _body(fields: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
     if len(raw) > _MAX_BODY:
         raise ApiError(413, Code.BAD_REQUEST, f"the body is larger than {_MAX_BODY} bytes")
     try:
-        value = json.loads(raw)
+        value = jsonlimits.loads(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        raise _bad(f"the body is not valid JSON: {exc}") from None
     except ValueError:
         raise _bad("the body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -150,41 +157,32 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             raise RuntimeError("the app's session interface is not sessionwatch's")
         return found
 
-    def cookie_name() -> str:
-        return interface(current_app).cookie_name(current_app, watch.request_is_secure())
+    # The browser's scheme is the deployment's (public_scheme), never this call's: the
+    # upstream calls over plain HTTP while its browsers hold the __Host- cookie.
+    browser_secure = watch.settings.public_scheme == "https"
 
-    def set_cookie(value: str | None) -> dict[str, Any]:
-        """The cookie to relay: its parts and the ready ``Set-Cookie`` value."""
-        app = current_app
-        sessions = interface(app)
-        name = cookie_name()
-        header = dump_cookie(
-            name,
-            value or "",
-            max_age=None if value else 0,
-            expires=None if value else 0,
-            domain=sessions.get_cookie_domain(app),
-            path=sessions.get_cookie_path(app),
-            secure=sessions.get_cookie_secure(app),
-            httponly=sessions.get_cookie_httponly(app),
-            samesite=sessions.get_cookie_samesite(app),
-            partitioned=sessions.get_cookie_partitioned(app),
-        )
-        return {"name": name, "value": value or "", "set_cookie": header}
+    def relayed_cookie(session_id: str | None) -> dict[str, Any]:
+        """The cookie to relay (``None``: clears it): its parts and ``Set-Cookie``,
+        built as the extension's answers build it."""
+        cookie = interface(current_app).session_cookie(current_app, browser_secure, session_id)
+        return {"name": cookie.name, "value": cookie.value, "set_cookie": cookie.header}
 
     async def browser_session(cookie_header: str | None) -> SessionRecord | None:
-        """The live session named by the browser's ``Cookie`` header, if any."""
+        """The live session named by the browser's ``Cookie`` header, if any, chosen
+        among copies of the cookie as a browser request's is (a tossed copy is never
+        preferred; several live ones: none)."""
         if not cookie_header:
             return None
-        raw = parse_cookie(cookie_header).get(cookie_name())
-        if raw is None or len(raw) > watch.settings.max_cookie_length:
-            return None
-        session_id = watch.signer.unsign(raw)
-        if session_id is None:
-            security_log.warning("api: relayed session cookie refused: bad signature")
-            return None
-        found = await watch.engine.load(public_id(session_id))
-        return found.record
+        sessions = interface(current_app)
+        name = sessions.cookie_name(current_app, browser_secure)
+        session = await sessions.open_cookies(
+            parse_cookie(cookie_header).getlist(name),
+            defer=False,
+            named=copies_named([cookie_header], name),
+        )
+        if isinstance(session, UnavailableSession):
+            raise session.error
+        return session.record if isinstance(session, ServerSession) else None
 
     @bp.before_request
     async def authenticate() -> Response | None:
@@ -198,7 +196,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         headers = request.headers
         # What only browsers send (Node's fetch sends Sec-Fetch-Mode, so not that one).
         if any(name in headers for name in _BROWSER_HEADERS):
-            security_log.warning("api: browser-like request refused (%s)", request.path)
+            security_event("api_refused", logging.WARNING, reason="browser", path=request.path)
             return error_response(403, Code.API_BROWSER_FORBIDDEN)
         scheme, _, presented = headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
@@ -210,7 +208,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         for key in keys:  # every key compared: the time does not say which matched
             matched |= hmac.compare_digest(given, key.encode())
         if not matched:
-            security_log.warning("api: wrong API key (%s)", request.path)
+            security_event("api_refused", logging.WARNING, reason="bad_key", path=request.path)
             response = error_response(401, Code.API_KEY_INVALID)
             response.headers["WWW-Authenticate"] = (
                 'Bearer realm="sessionwatch", error="invalid_token"'
@@ -250,7 +248,11 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         old = await browser_session(body["cookie"])
         device = watch.engine.describe(body["user_agent"], body["client_ip"])
         session_id, record, evicted = await watch.engine.login(
-            old, body["user"], old.data if old is not None else "", device
+            old,
+            body["user"],
+            old.data if old is not None else "",
+            device,
+            address=body["client_ip"],  # the browser's: the caller is the upstream server
         )
         revoked = 0
         if body["revoke_others"]:
@@ -265,7 +267,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "evicted": evicted,
                 "revoked": revoked,
                 "expires_at": record.expires_at(watch.timeouts.idle),
-                "cookie": set_cookie(watch.signer.sign(session_id)),
+                "cookie": relayed_cookie(session_id),
                 # The tab key rotated: tokens issued before are refused; the upstream
                 # hands this one to the calling tab (its X-SessionWatch-Tab header).
                 "tab": make_tab_token(record.tab_key, record.gen),
@@ -278,12 +280,12 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         record = await browser_session(body["cookie"])
         ended = False
         if record is not None:
-            ended = await watch.engine.logout(record.id)
+            ended = await watch.engine.logout(record.id, via="api")
         return jsonify(
             {
                 "logged_out": ended,
                 "session": record.id if record is not None else None,
-                "cookie": set_cookie(None),
+                "cookie": relayed_cookie(None),
             }
         )
 
@@ -308,7 +310,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         if body["user"] is None:
             raise _bad("give session (one session) or user (all, or all but except_session)")
         count = await watch.engine.revoke_user(
-            body["user"], except_id=body["except_session"], reason=reason
+            body["user"], except_id=body["except_session"], reason=reason, via="api"
         )
         return jsonify({"revoked": count})
 
@@ -317,13 +319,15 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         user = request.args.get("user")
         if user is None:
             raise _bad("the user query parameter is required")
-        infos = await watch.list_sessions(_USER(user))
+        page = await watch.list_sessions(
+            _USER(user), cursor=request.args.get("cursor"), limit=request.args.get("limit")
+        )
         listed = []
-        for info in infos:
+        for info in page.sessions:
             item = info.to_json()
             item.pop("current")
             item["user"] = info.user
             listed.append(item)
-        return jsonify({"user": user, "sessions": listed})
+        return jsonify({"user": user, "sessions": listed, "next_cursor": page.next_cursor})
 
     return bp

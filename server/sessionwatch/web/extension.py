@@ -28,28 +28,30 @@ from quart.wrappers import BaseRequestWebsocket
 
 from ..backends import Backend, backend_from_url
 from ..backends.base import Claim, SessionRecord, Timeouts
+from ..backends.connector import BackendConnector
 from ..core import devices
 from ..core.audit import MAX_USER_ID as MAX_USER_ID  # public: the session API's bound
 from ..core.audit import security_event
 from ..core.config import Settings
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, OriginForbidden
-from ..core.limits import AddressLimits
+from ..core.limits import AddressLimits, LoginLimits
 from ..core.origins import OriginRule
 from ..core.policy import Policy
 from ..core.refusals import REFUSED_ERRORS, refusal_for
 from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER, TabStatus, make_tab_token
 from ..core.tokens import CookieSigner
-from ..engine import Pass, RequestFacts, SessionEngine, SessionInfo, check_request
+from ..engine import Pass, RequestFacts, SessionEngine, SessionInfo, SessionList, check_request
+from ..live.gates import SocketGates
 from ..live.hub import Hub
-from . import rawhttp, rawwebsocket
+from . import hosts, rawhttp, rawwebsocket
 from .requestfacts import facts_of_connection
 from .responses import refusal_response
 from .routes import create_blueprint
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
 from .websocket import register_websocket
 
-__all__ = ["SessionInfo", "SessionWatch", "TabStatus"]
+__all__ = ["SessionInfo", "SessionList", "SessionWatch", "TabStatus"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class SessionWatch:
         self.blueprint: Blueprint | None = None
         self.claim_path = ""  # set by init_app
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
+        self.gates: SocketGates | None = None  # the WebSocket door's (set by init_app)
         self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
         if app is not None:
             self.init_app(app)
@@ -114,7 +117,11 @@ class SessionWatch:
         self.settings = Settings.resolve(self._options, app.config)
         if self._backend_object is None:
             self._backend = backend_from_url(
-                self.settings.backend, key_prefix=self.settings.key_prefix, clock=self.clock
+                self.settings.backend,
+                key_prefix=self.settings.key_prefix,
+                clock=self.clock,
+                durable_ends=self.settings.durable_ends,
+                durable_ends_timeout=self.settings.durable_ends_timeout,
             )
         keys: list[str | bytes] = []
         keys.extend(self.settings.secret_keys)
@@ -135,15 +142,21 @@ class SessionWatch:
             self.settings,
             self.timeouts,
             self.now_ms,
-            exclusive_tabs=self._policy.exclusive_tabs,
+            exclusive_tabs=self._exclusive_tabs,
         )
         self.hub = hub
+        gates = self.gates = SocketGates(self.settings)
         self._engine = SessionEngine(
             self.backend,
             timeouts=self.timeouts,
             policy=self._policy,
             now_ms=self.now_ms,
-            address_limits=hub.address_limits,  # new sessions here, sockets in the hub
+            address_limits=gates.address_limits,  # new sessions here, sockets at the door
+            login_limits=LoginLimits(
+                per_user=self.settings.max_logins_per_user_per_second,
+                per_address=self.settings.max_logins_per_address_per_second,
+            ),
+            max_sessions_per_user=self.settings.max_sessions_per_user,
             place_resolver=self.place_resolver,
         )
         self._engine.on_claim = self._on_claim
@@ -154,19 +167,27 @@ class SessionWatch:
             app.register_error_handler(kind, self._refused)
         app.while_serving(self._serving)
         self.blueprint = create_blueprint(self)
-        register_websocket(self.blueprint, self, hub)
-        self.blueprint.record_once(lambda state: rawwebsocket.install(state, self, hub, interface))
+        register_websocket(self.blueprint, self, hub, gates)
+        self.blueprint.record_once(
+            lambda state: rawwebsocket.install(state, self, hub, gates, interface)
+        )
         handlers: dict[type[Exception], Callable[..., Any]] = dict.fromkeys(
             REFUSED_ERRORS, self._refused
         )
         self.blueprint.record_once(lambda state: rawhttp.install(state, self, interface, handlers))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
+        hosts.install(app)  # before Quart binds its URL map to a Host it cannot encode
         self.claim_path = f"{self.settings.url_prefix}/claim"
         self.app = app
         devices.warm_up()
 
     async def _serving(self) -> Any:
-        await self.backend.connect()
+        # Never fails for an unreachable backend: a worker (re)started during an
+        # outage serves 503 until it is back (backends/connector.py).
+        connector = BackendConnector(self.backend)
+        await connector.start()
+        if self.gates is not None:
+            self.gates.start()
         if self.hub is not None:
             await self.hub.start()
         try:
@@ -174,6 +195,9 @@ class SessionWatch:
         finally:
             if self.hub is not None:
                 await self.hub.stop()
+            if self.gates is not None:
+                self.gates.stop()
+            await connector.stop()
             await self.backend.disconnect()
 
     async def _refused(self, error: Exception) -> Response:
@@ -191,6 +215,10 @@ class SessionWatch:
         if self._engine is None:
             raise RuntimeError("SessionWatch.init_app(app) has not been called")
         return self._engine
+
+    def _exclusive_tabs(self) -> bool:
+        # Read on every use: the policy may be replaced while the app runs.
+        return self.policy.exclusive_tabs
 
     @property
     def backend(self) -> Backend:
@@ -305,9 +333,13 @@ class SessionWatch:
         Raises:
             RateLimited: the client's address started ``max_new_sessions_per_second``
                 sessions already (answered 429 ``rate_limited`` with ``Retry-After``).
+            CookieConflict: the request carries copies of several live sessions (a new
+                session's cookie would replace the user's; answered 401).
         """
         facts = self.request_facts()
-        session_id, record = await self.engine.open(data, facts.user_agent, facts.address)
+        session_id, record = await self.engine.open(
+            data, facts.user_agent, facts.address, conflict=session.conflict
+        )
         session.bind(session_id, record)
         return record
 
@@ -329,14 +361,18 @@ class SessionWatch:
                 answered 403 ``origin_forbidden``).
             SessionLimitReached: the policy is ``deny`` and the user is at the limit
                 (nothing changed).
+            RateLimited: the user or the client's address signed in too often
+                (``max_logins_per_*_per_second``; answered 429 ``rate_limited``).
             BackendUnavailable: the backend cannot be reached.
         """
         engine = self.engine
         self.refuse_foreign("login")
         session = self.current_session()
+        facts = self.request_facts()
         data = ServerSessionInterface.serializer.dumps(dict(session)) if session else ""
+        device = engine.describe(facts.user_agent, facts.address)
         session_id, record, evicted = await engine.login(
-            session.record, user_id, data, self.describe_request()
+            session.record, user_id, data, device, address=facts.address
         )
         session.bind(session_id, record)
         session.issued_tab = make_tab_token(record.tab_key, record.gen)
@@ -373,14 +409,22 @@ class SessionWatch:
         keep = self.current_session().public_id if except_current else None
         return await self.engine.revoke_user(user_id, except_id=keep, reason=reason)
 
-    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
-        """The user's live sessions, oldest first, with their live tab counts."""
+    async def list_sessions(
+        self, user_id: str, *, cursor: str | None = None, limit: str | int | None = None
+    ) -> SessionList:
+        """One page of the user's live sessions, oldest first, with their live tab
+        counts: at most ``limit`` (default 50, at most 100) after ``cursor`` (the
+        ``next_cursor`` of the page before; ``None``: the first page).
+
+        Raises:
+            InvalidPage: ``cursor`` or ``limit`` is malformed (answered 400 ``bad_page``).
+        """
         current = None
         if has_request_context() or has_websocket_context():
             session = quart_session._get_current_object()  # type: ignore[attr-defined]
             if isinstance(session, ServerSession):
                 current = session.public_id
-        return await self.engine.list_sessions(user_id, current=current)
+        return await self.engine.list_sessions(user_id, current=current, cursor=cursor, limit=limit)
 
     # -- tabs ----------------------------------------------------------------------------
 

@@ -207,7 +207,7 @@ class _Connection:
             if host.origins.foreign(facts.origin, facts.fetch_site, facts.own_origin) is not None:
                 return None  # Quart's 403, logged
         session = await interface.open_cookies(
-            list(facts.cookies), defer=claim and bool(facts.cookies)
+            list(facts.cookies), defer=claim and bool(facts.cookies), named=facts.cookies_named
         )
         status, body, extra = 200, b"", []
         headers: list[tuple[str, str]] | None = None

@@ -26,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 # Quart internals this module relies on, all here (checked against Quart 0.22.0, the
-# version the test suite runs; pyproject allows 0.20 to 0.23): the app attribute
+# version the test suite runs; pyproject allows 0.21 to 0.23): the app attribute
 # ``asgi_websocket_class`` and ASGIWebsocketConnection's constructor and __call__, the
 # app's hook registries (before/after/teardown_websocket_funcs, url_value_preprocessors,
 # teardown_appcontext_funcs), the signals below, ``websocket_class``, the scope key
@@ -51,6 +51,7 @@ from ..core.exceptions import BackendUnavailable
 from ..core.refusals import Refusal
 from ..live.admission import Ticket
 from ..live.connection import Connection
+from ..live.gates import SocketGates
 from ..live.handshake import open_handshake
 from ..live.hub import Hub
 from ..live.socket import CLOSE_TIMEOUT, PeerGone, serve_socket
@@ -84,7 +85,11 @@ logger = logging.getLogger(__name__)
 
 
 def install(
-    state: BlueprintSetupState, host: WebSocketHost, hub: Hub, interface: ServerSessionInterface
+    state: BlueprintSetupState,
+    host: WebSocketHost,
+    hub: Hub,
+    gates: SocketGates,
+    interface: ServerSessionInterface,
 ) -> None:
     """Make the app's WebSocket connections :class:`_Endpoint` (unless the app brought
     its own class: then it is left alone and Quart serves the endpoint).
@@ -92,6 +97,7 @@ def install(
     Args:
         host: the extension (its origin rule and settings).
         hub: this process's hub.
+        gates: this process's socket gates (the view's).
         interface: the extension's session interface (reads the cookie and the session).
     """
     app = state.app
@@ -105,6 +111,7 @@ def install(
 
     Endpoint.host = host
     Endpoint.hub = hub
+    Endpoint.gates = gates
     Endpoint.interface = interface
     Endpoint.path = path
     Endpoint.blueprint = blueprint
@@ -151,6 +158,7 @@ class _Endpoint:
 
     host: ClassVar[WebSocketHost]  # these are set on the app's subclass by install()
     hub: ClassVar[Hub]
+    gates: ClassVar[SocketGates]
     interface: ClassVar[ServerSessionInterface]
     path: ClassVar[str]
     blueprint: ClassVar[str]
@@ -223,8 +231,10 @@ class _Endpoint:
         except Exception:  # a malformed scope: Quart's handling deals with it
             await self._quart()
             return
-        load = functools.partial(self._load, facts.cookies)
-        outcome = await open_handshake(facts, origins=self.host.origins, hub=hub, load=load)
+        load = functools.partial(self._load, facts.cookies, facts.cookies_named)
+        outcome = await open_handshake(
+            facts, origins=self.host.origins, hub=hub, gates=self.gates, load_session=load
+        )
         if isinstance(outcome, Refusal):
             async with self._app.app_context():
                 response = refusal_response(outcome)
@@ -243,9 +253,11 @@ class _Endpoint:
         finally:
             ticket.release()
 
-    async def _load(self, cookies: tuple[str, ...]) -> tuple[SessionRecord | None, str | None]:
+    async def _load(
+        self, cookies: tuple[str, ...], named: int
+    ) -> tuple[SessionRecord | None, str | None]:
         """The handshake's session, as Quart's session interface opens it."""
-        session = await self.interface.open_cookies(list(cookies), defer=False)
+        session = await self.interface.open_cookies(list(cookies), defer=False, named=named)
         if isinstance(session, UnavailableSession):
             raise session.error
         if not isinstance(session, ServerSession):
@@ -265,7 +277,9 @@ class _Endpoint:
             return
         code: int | None
         try:
-            code = await serve_socket(self.hub, conn, tab_key, self._read, ticket, address)
+            code = await serve_socket(
+                self.hub, self.gates, conn, tab_key, self._read, ticket, address
+            )
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None

@@ -12,6 +12,7 @@ from werkzeug.sansio.utils import get_host
 
 from ..core.tabs import TAB_HEADER
 from ..engine import RequestFacts, client_address
+from .sessions import copies_named
 
 __all__ = ["ScopeHeaders", "facts_of_connection", "facts_of_scope"]
 
@@ -28,6 +29,7 @@ def facts_of_connection(
     """The facts of Quart's request or WebSocket handshake (``tab``: the token as the
     door read it; default the header)."""
     headers = connection.headers
+    cookies = connection.cookies.getlist(cookie_name)
     return RequestFacts(
         method=connection.method,
         path=connection.path,
@@ -35,7 +37,8 @@ def facts_of_connection(
         host=connection.host,
         origin=headers.get("Origin"),
         fetch_site=headers.get("Sec-Fetch-Site"),
-        cookies=tuple(connection.cookies.getlist(cookie_name)),
+        cookies=tuple(cookies),
+        cookies_named=copies_named(headers.getlist("Cookie"), cookie_name) if cookies else 0,
         tab=tab if tab is not None else headers.get(TAB_HEADER),
         address=client_address(
             connection.remote_addr,
@@ -83,13 +86,12 @@ def facts_of_scope(
     """The facts of a raw ASGI HTTP request or handshake (``cookie_name(secure)``: the
     session cookie's name over this scheme)."""
     scheme = str(scope["scheme"])
-    values = (
-        tuple(
-            parse_cookie(";".join(headers.cookies)).getlist(cookie_name(scheme in ("https", "wss")))
-        )
-        if headers.cookies
-        else ()
-    )
+    values: tuple[str, ...] = ()
+    named = 0
+    if headers.cookies:
+        name = cookie_name(scheme in ("https", "wss"))
+        values = tuple(parse_cookie(";".join(headers.cookies)).getlist(name))
+        named = copies_named(headers.cookies, name)
     client = scope.get("client")
     return RequestFacts(
         method=str(scope.get("method", "GET")),
@@ -99,6 +101,7 @@ def facts_of_scope(
         origin=headers.get(b"origin"),
         fetch_site=headers.get(b"sec-fetch-site"),
         cookies=values,
+        cookies_named=named,
         tab=headers.get(_TAB),
         address=client_address(
             client[0] if client else "<local>",  # as Quart's remote_addr

@@ -65,7 +65,9 @@ class RoutesHost(Protocol):
         self, view: Callable[..., Awaitable[Response]]
     ) -> Callable[..., Awaitable[Response]]: ...
 
-    async def list_sessions(self, user_id: str) -> list[Any]: ...
+    async def list_sessions(
+        self, user_id: str, *, cursor: str | None = ..., limit: str | int | None = ...
+    ) -> Any: ...
 
     async def revoke_session(
         self, session_id: str, *, reason: str = ..., user_id: str | None = ...
@@ -199,8 +201,17 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
         session = watch.current_session()
         if session.record is None or session.record.user is None:
             return error_response(401, Code.NOT_SIGNED_IN)
-        infos = await watch.list_sessions(session.record.user)
-        return jsonify({"sessions": [info.to_json() for info in infos]})
+        page = await watch.list_sessions(
+            session.record.user,
+            cursor=request.args.get("cursor"),
+            limit=request.args.get("limit"),
+        )
+        return jsonify(
+            {
+                "sessions": [info.to_json() for info in page.sessions],
+                "next_cursor": page.next_cursor,
+            }
+        )
 
     @bp.delete("/sessions/<string:session_id>")
     @watch.active_tab_required

@@ -4,14 +4,16 @@ The cookie holds only the signed session id; data lives in the backend. Opening 
 session is one backend round trip (read, expiry check and, when due, the idle refresh
 happen in one atomic step), so a protected request costs exactly one. A cookie that is
 forged, malformed, oversized or names a session that is gone is never adopted: the
-request gets a fresh, empty session and a security log line records why.
+request gets a fresh, empty session and a security log line records why. Copies of the
+cookie naming several live sessions adopt none (401 ``cookie_conflict``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, NoReturn, Protocol, cast
 
 from quart.json.tag import TaggedJSONSerializer
 from quart.sessions import SessionInterface, SessionMixin
@@ -22,6 +24,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..backends.base import EndReason, Lookup, SessionRecord
 from ..core.audit import security_event, security_log
+from ..core.codes import Code
 from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
 from ..core.refusals import BACKEND_UNAVAILABLE
@@ -35,16 +38,24 @@ if TYPE_CHECKING:
     from quart import Quart
 
 __all__ = [
+    "COOKIE_CONFLICT",
     "MAX_COOKIE_COPIES",
     "ServerSession",
     "ServerSessionInterface",
+    "SessionCookie",
     "UnavailableSession",
+    "copies_named",
     "security_log",
 ]
 
-# Copies of the session cookie looked at in one request, and genuine ones loaded.
-MAX_COOKIE_COPIES = 8
-MAX_GENUINE_COPIES = 3
+# Copies of the session cookie verified in one request, and genuine ones loaded (in one
+# batch). More is refused as a conflict, never cut: see genuine_ids. A sibling subdomain
+# can put one copy per path prefix of the request's path ahead of the user's (three for
+# /_sessionwatch/state); a browser keeps at most ~180 cookies per site.
+MAX_COOKIE_COPIES = 64
+MAX_GENUINE_COPIES = 8
+# ServerSession.ended when several live sessions were presented (401 cookie_conflict).
+COOKIE_CONFLICT: Final = Code.COOKIE_CONFLICT
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +71,8 @@ async def _become_unavailable(response: QuartResponse | WerkzeugResponse) -> Non
 
 
 CookieAction = Literal["set", "clear"] | None
+# Why the presented cookie(s) were not adopted: the session ended, or several live ones.
+NotAdopted = EndReason | Literal[Code.COOKIE_CONFLICT]
 
 
 class ServerSession(dict[str, Any], SessionMixin):
@@ -68,10 +81,13 @@ class ServerSession(dict[str, Any], SessionMixin):
     Attributes:
         record: the live record, ``None`` for a session not stored yet.
         ended: why the presented cookie was not adopted (``"expired"``, ``"revoked"``,
-            ``"evicted"``, ``"logged_out"``), or ``None``.
+            ``"evicted"``, ``"logged_out"``, or ``"cookie_conflict"``: copies of several
+            live sessions, see :attr:`conflict`), or ``None``.
         pending: the public id of a genuine cookie whose record is not loaded yet (only
             on ``POST {url_prefix}/claim``, whose claim loads it; see
             :meth:`ServerSessionInterface.may_defer`), else ``None``.
+        several: the request carried several copies of the cookie: it is never cleared
+            (which copy is the user's is unknown; a new one may still be set).
     """
 
     def __init__(
@@ -80,10 +96,11 @@ class ServerSession(dict[str, Any], SessionMixin):
         *,
         session_id: str | None = None,
         record: SessionRecord | None = None,
-        ended: EndReason | None = None,
+        ended: NotAdopted | None = None,
         stored_data: str = "",
         refused: bool = False,
         pending: str | None = None,
+        several: bool = False,
     ) -> None:
         super().__init__(data or {})
         self.session_id = session_id
@@ -91,6 +108,7 @@ class ServerSession(dict[str, Any], SessionMixin):
         self.ended = ended
         self.stored_data = stored_data  # serialised data as loaded, to detect changes
         self.pending = pending
+        self.several = several
         # The calling tab's token when the request signed in (sent as a header).
         self.issued_tab: str | None = None
         # A refused cookie is cleared unless the request starts a new session.
@@ -101,6 +119,12 @@ class ServerSession(dict[str, Any], SessionMixin):
     @property
     def new(self) -> bool:  # type: ignore[override]
         return self.record is None and self.pending is None
+
+    @property
+    def conflict(self) -> bool:
+        """Copies of several live sessions were presented: none is used, and no session
+        may be started either (its cookie would replace the user's)."""
+        return self.ended == COOKIE_CONFLICT
 
     @property
     def public_id(self) -> str | None:
@@ -165,6 +189,14 @@ class UnavailableSession(SessionMixin):
         raise self.error
 
 
+class SessionCookie(NamedTuple):
+    """The session cookie as an answer sets it: ``value`` is empty when it clears it."""
+
+    name: str
+    value: str
+    header: str  # the Set-Cookie value
+
+
 class SessionHost(Protocol):
     """What the session interface needs of the extension (which wires it)."""
 
@@ -180,6 +212,18 @@ class SessionHost(Protocol):
     def request_is_secure(self) -> bool: ...
 
     async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord: ...
+
+
+def copies_named(headers: list[str], name: str) -> int:
+    """How many times ``Cookie`` header values ``headers`` name the cookie ``name``,
+    parsable or not: a copy no parser accepts (a lone ``"``) is still a copy someone
+    set, so a request with it beside another never clears either."""
+    return sum(
+        1
+        for header in headers
+        for pair in header.split(";")
+        if pair.split("=", 1)[0].strip() == name
+    )
 
 
 class ServerSessionInterface(SessionInterface):
@@ -217,48 +261,83 @@ class ServerSessionInterface(SessionInterface):
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SessionMixin:
         secure = request.scheme in ("https", "wss")
-        values = request.cookies.getlist(self.cookie_name(app, secure))
-        return await self.open_cookies(values, defer=bool(values) and self.may_defer(app, request))
+        name = self.cookie_name(app, secure)
+        values = request.cookies.getlist(name)
+        named = copies_named(request.headers.getlist("Cookie"), name)
+        return await self.open_cookies(
+            values, defer=bool(values) and self.may_defer(app, request), named=named
+        )
 
-    async def open_cookies(self, values: list[str], *, defer: bool) -> SessionMixin:
+    async def open_cookies(self, values: list[str], *, defer: bool, named: int = 0) -> SessionMixin:
         """The session of a request carrying the session cookie ``values`` (every copy
         of the name, in order). With ``defer`` a single genuine cookie is not loaded but
         left pending for the claim (see :meth:`may_defer`). Shared by Quart's
-        :meth:`open_session` and the raw HTTP path (:mod:`sessionwatch.web.rawhttp`)."""
+        :meth:`open_session` and the raw HTTP path (:mod:`sessionwatch.web.rawhttp`).
+
+        Several copies (a sibling subdomain can toss its own next to the user's, and a
+        browser sends those on longer paths first): every copy is verified and every
+        genuine one loaded, never only the first few; the one live session among them is
+        used, copies of several live ones are a conflict (none used, none started), and a
+        request with several copies clears none of them (it cannot tell which one is the
+        user's). docs/security.md, "Copies of the session cookie", says why. ``named``:
+        how many times the request's ``Cookie`` headers name the cookie
+        (:func:`copies_named`), malformed copies the parser dropped included."""
         if not values:
             return ServerSession()
+        several = max(len(values), named) > 1
         candidates = self.genuine_ids(values)
+        if candidates is None:
+            return ServerSession(ended=COOKIE_CONFLICT, several=several)
         if not candidates:
-            return ServerSession(refused=True)
+            return ServerSession(refused=True, several=several)
         if len(candidates) == 1 and defer:
             session_id = candidates[0]
-            return ServerSession(session_id=session_id, pending=public_id(session_id))
-        ended: EndReason | None = None
-        for session_id in candidates:
             pid = public_id(session_id)
-            try:
-                found = await self.load(pid)
-            except BackendUnavailable as exc:
-                return UnavailableSession(exc)
-            if found.record is not None:
-                record = found.record
-                data = self.serializer.loads(record.data) if record.data else {}
-                return ServerSession(
-                    data, session_id=session_id, record=record, stored_data=record.data
-                )
+            return ServerSession(session_id=session_id, pending=pid, several=several)
+        try:
+            found = await self.load_all([public_id(session_id) for session_id in candidates])
+        except BackendUnavailable as exc:
+            return UnavailableSession(exc)
+        live = [
+            (sid, lookup.record)
+            for sid, lookup in zip(candidates, found, strict=True)
+            if lookup.record
+        ]
+        if len(live) > 1:
             security_event(
-                "cookie_refused", logging.INFO, session=pid, reason=found.ended or "unknown"
+                "cookie_conflict",
+                logging.WARNING,
+                copies=len(values),
+                sessions=[record.id for _, record in live],
             )
-            ended = ended or found.ended
-        return ServerSession(ended=ended, refused=True)
+            return ServerSession(ended=COOKIE_CONFLICT, several=several)
+        if live:
+            session_id, record = live[0]
+            data = self.serializer.loads(record.data) if record.data else {}
+            return ServerSession(
+                data, session_id=session_id, record=record, stored_data=record.data, several=several
+            )
+        for session_id, lookup in zip(candidates, found, strict=True):
+            security_event(
+                "cookie_refused",
+                logging.INFO,
+                session=public_id(session_id),
+                reason=lookup.ended or "unknown",
+            )
+        ended = next((lookup.ended for lookup in found if lookup.ended), None)
+        return ServerSession(ended=ended, refused=True, several=several)
 
-    def genuine_ids(self, values: list[str]) -> list[str]:
-        """The distinct session ids of the genuine copies among ``values`` (a request
-        may carry several cookies of the name: one tossed by a sibling subdomain next to
-        the real one), in order, at most :data:`MAX_COOKIE_COPIES` looked at. Every copy
-        is verified; the first genuine, live one is used and none is deleted."""
+    def genuine_ids(self, values: list[str]) -> list[str] | None:
+        """The distinct session ids of the genuine copies among ``values``, in order;
+        ``None`` when there are more copies than :data:`MAX_COOKIE_COPIES` or more
+        genuine ids than :data:`MAX_GENUINE_COPIES`. Over a bound the request is refused
+        (``cookie_conflict``) rather than cut short: a cut would let copies placed before
+        the user's push it out of view."""
+        if len(values) > MAX_COOKIE_COPIES:
+            security_event("cookie_conflict", logging.WARNING, copies=len(values))
+            return None
         ids: list[str] = []
-        for raw in values[:MAX_COOKIE_COPIES]:
+        for raw in values:
             if len(raw) > self.host.settings.max_cookie_length:
                 security_event(
                     "cookie_refused", logging.WARNING, reason="oversized", bytes=len(raw)
@@ -273,7 +352,10 @@ class ServerSessionInterface(SessionInterface):
             security_event(
                 "cookie_duplicates", logging.WARNING, copies=len(values), genuine=len(ids)
             )
-        return ids[:MAX_GENUINE_COPIES]
+        if len(ids) > MAX_GENUINE_COPIES:
+            security_event("cookie_conflict", logging.WARNING, genuine=len(ids))
+            return None
+        return ids
 
     def session_id(self, raw: str) -> str | None:
         """The session id a cookie value carries, or ``None`` (oversized, forged or
@@ -285,6 +367,21 @@ class ServerSessionInterface(SessionInterface):
     async def load(self, pid: str) -> Lookup:
         """Load session ``pid`` (refreshing its idle expiry when due)."""
         return await self.host.engine.load(pid)
+
+    async def load_all(self, pids: list[str]) -> list[Lookup]:
+        """Load every session of ``pids`` at once (concurrent loads share the round
+        trip on the pipelined connection), in order.
+
+        Raises:
+            BackendUnavailable: any of them could not be loaded.
+        """
+        if len(pids) == 1:
+            return [await self.load(pids[0])]
+        found = await asyncio.gather(*(self.load(pid) for pid in pids), return_exceptions=True)
+        for result in found:
+            if isinstance(result, BaseException):
+                raise result
+        return cast("list[Lookup]", found)
 
     def may_defer(self, app: Quart, request: BaseRequestWebsocket) -> bool:
         """True for ``POST {url_prefix}/claim`` when nothing can read the session before
@@ -325,9 +422,10 @@ class ServerSessionInterface(SessionInterface):
         Raises:
             BackendUnavailable: it could not be stored (the answer becomes a 503).
         """
-        if session.pending is not None:
+        if session.pending is not None or session.conflict:
             # Never loaded (the claim answered before claiming, e.g. 415): nothing was
-            # read, so nothing can have changed; data written blind is not merged.
+            # read, so nothing can have changed; data written blind is not merged. In a
+            # conflict a new session's cookie would replace the user's.
             if session:
                 security_event("data_not_saved", logging.WARNING, session=session.pending)
             return
@@ -347,8 +445,19 @@ class ServerSessionInterface(SessionInterface):
             headers.append(("Vary", "Cookie"))  # the answer depends on who asks: never share it
         if session.issued_tab is not None and session.record is not None:
             headers.append((TAB_HEADER, session.issued_tab))
-        if session.cookie_action is None:
-            return headers
+        if session.cookie_action is None or (session.cookie_action == "clear" and session.several):
+            return headers  # several copies: clearing would hit the user's as likely as not
+        value = None if session.cookie_action == "clear" else session.session_id
+        headers.append(("Set-Cookie", self.session_cookie(app, secure_request, value).header))
+        return headers
+
+    def session_cookie(
+        self, app: Quart, secure_request: bool, session_id: str | None
+    ) -> SessionCookie:
+        """The session cookie that sets it to the signed ``session_id`` (``None``:
+        clears it), its ``Set-Cookie`` value as ``response.set_cookie`` /
+        ``delete_cookie`` write it. The one source of the cookie's name and attributes:
+        the extension's answers and the session API's relayed cookie both use it."""
         name = self.cookie_name(app, secure_request)
         attributes: dict[str, Any] = {
             "domain": self.get_cookie_domain(app),
@@ -358,17 +467,14 @@ class ServerSessionInterface(SessionInterface):
             "samesite": self.get_cookie_samesite(app),
             "max_size": app.config["MAX_COOKIE_SIZE"],
         }
-        if session.cookie_action == "clear" or session.session_id is None:
-            cookie = dump_cookie(name, "", max_age=0, expires=0, **attributes)
-        else:
-            cookie = dump_cookie(
-                name,
-                self.host.signer.sign(session.session_id),
-                partitioned=self.get_cookie_partitioned(app),
-                **attributes,
+        if session_id is None:
+            return SessionCookie(
+                name, "", dump_cookie(name, "", max_age=0, expires=0, **attributes)
             )
-        headers.append(("Set-Cookie", cookie))
-        return headers
+        value = self.host.signer.sign(session_id)
+        partitioned = self.get_cookie_partitioned(app)
+        header = dump_cookie(name, value, partitioned=partitioned, **attributes)
+        return SessionCookie(name, value, header)
 
     async def _save_data(self, session: ServerSession) -> None:
         """Write the app data when it changed (nested changes included)."""

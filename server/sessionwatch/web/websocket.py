@@ -19,6 +19,7 @@ from ..core.origins import OriginRule
 from ..core.refusals import Refusal
 from ..engine import RequestFacts
 from ..live.connection import Connection
+from ..live.gates import SocketGates
 from ..live.handshake import open_handshake
 from ..live.hub import Hub
 from ..live.socket import CLOSE_TIMEOUT, serve_socket
@@ -40,7 +41,7 @@ class WebSocketHost(Protocol):
     def request_facts(self, tab: str | None = None) -> RequestFacts: ...
 
 
-def register_websocket(bp: Blueprint, host: WebSocketHost, hub: Hub) -> None:
+def register_websocket(bp: Blueprint, host: WebSocketHost, hub: Hub, gates: SocketGates) -> None:
     """Add the ``/ws`` endpoint to the extension's blueprint. (The extension also
     installs :mod:`.rawwebsocket`, which serves most sockets without this view.)"""
 
@@ -51,7 +52,9 @@ def register_websocket(bp: Blueprint, host: WebSocketHost, hub: Hub) -> None:
             return session.record, session.ended
 
         facts = host.request_facts()
-        outcome = await open_handshake(facts, origins=host.origins, hub=hub, load=load)
+        outcome = await open_handshake(
+            facts, origins=host.origins, hub=hub, gates=gates, load_session=load
+        )
         if isinstance(outcome, Refusal):
             return refusal_response(outcome)
         record, ticket = outcome.record, outcome.ticket
@@ -61,7 +64,7 @@ def register_websocket(bp: Blueprint, host: WebSocketHost, hub: Hub) -> None:
             )
             await websocket.accept()
             code = await serve_socket(
-                hub, conn, record.tab_key, websocket.receive, ticket, facts.address
+                hub, gates, conn, record.tab_key, websocket.receive, ticket, facts.address
             )
         finally:
             ticket.release()

@@ -1,0 +1,167 @@
+"""Durable ends: a write that ends access is acknowledged only once a replica has it.
+
+Redis replicates asynchronously: a primary that dies right after answering loses the
+writes its replicas had not received yet, and Sentinel (or the Cluster) promotes a
+replica without them. For most writes that costs a retry; for a logout, a revocation or
+an eviction it brings an ended session back to life. So the scripts that end sessions
+(``end.lua``, ``end_user.lua``, ``login.lua`` when it evicts) are followed by
+``WAIT replicas timeout`` **on the connection that ran them** (``WAIT`` counts the
+replication offset of its own client's last write), never on the pipelined connection
+of :mod:`.multiplex`, which ``WAIT`` would block for every other caller. Fewer
+acknowledgements than asked for raise :class:`~..core.exceptions.EndNotDurable` (a 503):
+the end took effect on the primary and its event was published, but the caller is not
+told it is safe. Writes that grant access (login, claim) stay asynchronous: losing one
+costs a sign-in or a claim again, never access.
+
+How many replicas (setting ``durable_ends``): a number, ``0`` (off), or ``"auto"``: one
+while the primary reports a replica online (``INFO replication``: connected and past
+its first full sync; on a Cluster, every primary), read again every ``RECHECK_EVERY``
+seconds and after any failure; none otherwise, with a warning in the log when that
+starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Literal
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from ..core.exceptions import EndNotDurable
+
+__all__ = ["RECHECK_EVERY", "DurableEnds", "end_and_wait", "online_replicas"]
+
+logger = logging.getLogger(__name__)
+
+RECHECK_EVERY: Final = 5.0  # seconds between two looks at the primary's replicas (auto)
+
+
+class DurableEnds:
+    """How many replicas an end waits for, and the check of what ``WAIT`` answered.
+
+    Args:
+        replicas: the ``durable_ends`` setting: a count, ``0`` (off) or ``"auto"``.
+        timeout: seconds ``WAIT`` may block.
+        connected_replicas: reads how many replicas the primary has online (auto).
+        clock: a monotonic clock in seconds.
+    """
+
+    def __init__(
+        self,
+        replicas: int | Literal["auto"],
+        timeout: float,
+        connected_replicas: Callable[[], Awaitable[int]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.replicas = replicas
+        self.timeout_ms = max(1, int(timeout * 1000))  # WAIT 0 would block for ever
+        self._connected_replicas = connected_replicas
+        self._clock = clock
+        self._seen: int | None = None
+        self._seen_at = 0.0
+        self._waited = 0  # the last count seen (forget() keeps it: for the warning)
+
+    def forget(self) -> None:
+        """Look at the primary's replicas again before the next end (a failover may
+        have brought another primary)."""
+        self._seen = None
+
+    async def required(self) -> int:
+        """The replicas the next end must reach (0: answer without waiting)."""
+        if self.replicas != "auto":
+            return self.replicas
+        now = self._clock()
+        if self._seen is None or now - self._seen_at > RECHECK_EVERY:
+            seen = min(1, await self._connected_replicas())
+            if seen < self._waited:
+                logger.warning(
+                    "durable ends paused: the Redis primary has no replica online; "
+                    "logouts and revocations are acknowledged unreplicated until one is"
+                )
+            self._seen = self._waited = seen
+            self._seen_at = now
+        return self._seen
+
+    def check(self, acknowledged: int | None, required: int) -> None:
+        """Raise :class:`EndNotDurable` when fewer than ``required`` replicas
+        acknowledged the end (``None``: nothing to acknowledge)."""
+        if acknowledged is not None and acknowledged < required:
+            self.forget()
+            raise EndNotDurable(
+                f"the end ran on the Redis primary but {acknowledged} of {required} "
+                f"replica(s) confirmed it within {self.timeout_ms} ms; repeat it"
+            )
+
+
+def online_replicas(info: dict[str, Any]) -> int:
+    """Replicas in an ``INFO replication`` reply that are online (past the first sync:
+    one still loading the primary's snapshot acknowledges nothing yet)."""
+    return sum(
+        1
+        for key, value in info.items()
+        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
+
+
+FENCE_TTL_MS: Final = 60_000
+
+
+async def end_and_wait(
+    connection: Any,
+    script: tuple[str, str],
+    keys: list[str],
+    argv: list[Any],
+    *,
+    fence: str,
+    replicas: int,
+    timeout_ms: int,
+    ended: Callable[[Any], bool] | None = None,
+) -> tuple[Any, int | None]:
+    """Run ``script`` (its source and SHA) on ``connection`` (a redis-py connection of
+    the primary that owns ``keys``), then on the same connection write ``fence`` and
+    ``WAIT``: the reply and how many replicas acknowledged. With ``ended``, the wait
+    follows only when ``ended(reply)`` (else ``None`` acknowledged: nothing to wait
+    for); without, the three commands go out in one write.
+
+    The fence makes ``WAIT`` count an end that found nothing left to end (a repeated
+    revocation whose first run was not confirmed): its own write comes after everything
+    the script saw. Redis error replies are raised after every reply was read.
+    """
+    source, sha = script
+    waiting = [("SET", fence, "1", "PX", FENCE_TTL_MS), ("WAIT", replicas, timeout_ms)]
+    tail = waiting if ended is None else []
+    replies = await _exchange(connection, [("EVALSHA", sha, len(keys), *keys, *argv), *tail])
+    if isinstance(replies[0], NoScriptError):  # a flushed cache or a new primary: not run
+        replies = await _exchange(connection, [("EVAL", source, len(keys), *keys, *argv), *tail])
+    reply = replies[0]
+    if isinstance(reply, ResponseError):
+        raise reply
+    if ended is not None:
+        if not ended(reply):
+            return reply, None
+        replies = [reply, *await _exchange(connection, waiting)]
+    for answer in replies[1:]:
+        if isinstance(answer, ResponseError):
+            raise answer
+    return reply, int(replies[-1])
+
+
+async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one write and read every reply (an error reply as its
+    exception). Any other failure disconnects the connection: a reply may still be on
+    its way, and the next user of the connection must not read it."""
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        await connection.disconnect()
+        raise

@@ -1,0 +1,70 @@
+"""The demo as a newcomer judges it (issue 24 item 7), in real Chromium: no failed request
+on any page (the favicon), a stale tab cannot press "Apply", and a tab signed out
+elsewhere stops claiming that someone is signed in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_banner import BANNER, new_context, sign_in, wait_state
+
+from support.service_process import DemoProcess
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_no_request_of_the_demo_pages_fails(browser: Any, service: DemoProcess) -> None:
+    context = await new_context(browser)
+    page = await context.new_page()
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    await sign_in(page, service, "favicon")  # the login page, then the home page
+    await page.reload()
+    await wait_state(page, "active")
+    icon = await page.evaluate("() => document.querySelector('link[rel~=icon]')?.href")
+    assert icon, "a page without an icon link makes the browser ask /favicon.ico (404)"
+    assert failed == []
+    await context.close()
+
+
+async def test_a_stale_tab_cannot_press_apply(browser: Any, service: DemoProcess) -> None:
+    context = await new_context(browser)
+    older = await context.new_page()
+    await sign_in(older, service, "stale-apply")
+    apply = older.locator("#policy button[type=submit]")
+    assert await apply.is_enabled()
+    newer = await context.new_page()
+    await newer.goto(service.url + "/")
+    await wait_state(newer, "active")
+    await wait_state(older, "superseded")
+    assert await apply.is_disabled()  # the server would refuse it (409) anyway
+    assert await newer.locator("#policy button[type=submit]").is_enabled()
+    await context.close()
+
+
+async def test_a_tab_signed_out_elsewhere_says_so_in_its_header(
+    browser: Any, service: DemoProcess
+) -> None:
+    laptop = await new_context(browser)
+    page = await laptop.new_page()
+    await sign_in(page, service, "header-user")
+    header = page.locator("header.top")
+    assert "Signed in as header-user" in await header.inner_text()
+
+    phone = await new_context(browser)
+    other = await phone.new_page()
+    await sign_in(other, service, "header-user")
+    revoked = await other.evaluate(
+        "async () => (await fetch('/_sessionwatch/sessions/revoke-others', {method: 'POST'})).status"
+    )
+    assert revoked == 200
+    await page.locator(BANNER.format("revoked")).wait_for(timeout=5000)
+    text = await header.inner_text()
+    assert "Signed in as" not in text and "Sign out" not in text, text
+    assert "Signed out" in text
+    assert await header.locator("a[href='/login']").count() == 1
+    # the device that stayed signed in keeps its header
+    assert "Signed in as header-user" in await other.locator("header.top").inner_text()
+    await phone.close()
+    await laptop.close()
