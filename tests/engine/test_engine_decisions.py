@@ -111,3 +111,24 @@ def test_one_table_maps_each_error_to_its_refusal() -> None:
         "InvalidUserId": (400, "bad_user_id"),
     }
     assert refusal_for(ValueError("not ours")) is None
+
+
+def test_without_origin_the_tab_token_proves_the_page_and_nothing_else_does() -> None:
+    """An unsafe request without Origin (and no Sec-Fetch-Site) passes the origin
+    check where the active tab is required (its token proves the page, as on a
+    protected route); with ``session`` (a form post through forward-auth) nothing
+    proves it, so it is foreign unless missing origins are allowed."""
+    current = make_tab_token(RECORD.tab_key, RECORD.gen)
+    assert decide(facts(tab=current)) == Pass(RECORD, "active")
+    assert decide(facts(tab=current), requirement="auto") == Pass(RECORD, "active")
+    assert decide(facts(), requirement="session") == (403, "origin_forbidden")
+    lenient = check_request(
+        facts(),
+        RECORD,
+        None,
+        origins=OriginRule(allow_missing=True),
+        exclusive=True,
+        requirement="session",
+    )
+    assert lenient == Pass(RECORD, "missing")
+    assert decide(facts("GET"), requirement="session") == Pass(RECORD, "missing")

@@ -176,6 +176,13 @@ async def _cross_site(app: Quart, tab: Tab) -> Request:
     return Request(cookies=[tab.cookie], tab=tab.token, origin=None, fetch_site="cross-site")
 
 
+async def _no_origin(app: Quart, tab: Tab) -> Request:
+    # A client that sends no Origin and no Sec-Fetch-Site (not a browser's unsafe
+    # request): the tab token proves the page.
+    await tab.claim()
+    return Request(cookies=[tab.cookie], tab=tab.token, origin=None)
+
+
 async def _no_cookie(app: Quart, tab: Tab) -> Request:
     return Request()
 
@@ -237,13 +244,13 @@ async def _forwarded_from_stranger(app: Quart, tab: Tab) -> Request:
 
 _NOT_CHECKED_BY_CLAIM = "a claim starts a new session instead of refusing a gone one"
 _TAB_AT_HELLO = "a handshake checks the tab at hello (close 4007), not before the upgrade"
+_HANDSHAKE_NEEDS_ORIGIN = (
+    "a handshake has no tab token before the upgrade: it needs an allowed Origin "
+    "(a missing one only with allow_missing_origin)"
+)
 _SAFE_GET = "GET /state is a safe request: no origin check"
 _API_BROWSER = "the session API refuses any browser-looking request (403 api_browser_forbidden)"
 _ALL_API = {"api": _API_BROWSER}
-_VERIFY_ORDER = (
-    "forward_auth checks the session before the origin (and believes X-Forwarded-Proto "
-    "from any peer); the lead moves /verify onto engine.check_request"
-)
 
 ROWS = [
     Row("current tab", PASS, _current, {**_ALL_API}),
@@ -292,6 +299,16 @@ ROWS = [
         _cross_site,
         {"state": _SAFE_GET, **_ALL_API},
     ),
+    Row(
+        "no Origin, no Sec-Fetch-Site, the active tab",
+        PASS,
+        _no_origin,
+        {
+            "ws-raw": _HANDSHAKE_NEEDS_ORIGIN,
+            "ws-quart": _HANDSHAKE_NEEDS_ORIGIN,
+            **_ALL_API,
+        },
+    ),
     Row("no cookie", (401, "no_session"), _no_cookie, {"claim": _NOT_CHECKED_BY_CLAIM, **_ALL_API}),
     Row("tossed cookie beside the real one", PASS, _tossed, {**_ALL_API}),
     Row(
@@ -318,7 +335,6 @@ ROWS = [
         (403, "origin_forbidden"),
         _forwarded_from_stranger,
         {"state": _SAFE_GET, **_ALL_API},
-        {"verify-traefik": _VERIFY_ORDER, "verify-nginx": _VERIFY_ORDER},
         proxy=PROXY,
     ),
 ]

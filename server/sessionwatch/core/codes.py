@@ -35,6 +35,8 @@ class Code(StrEnum):
     NOT_SIGNED_IN = "not_signed_in"
     UNAUTHORIZED = "unauthorized"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    REQUEST_TIMEOUT = "request_timeout"
     API_DISABLED = "api_disabled"
     API_KEY_MISSING = "api_key_missing"
     API_KEY_INVALID = "api_key_invalid"

@@ -58,7 +58,10 @@ def check_request(
     unavailable: bool = False,
 ) -> Pass | Refusal:
     """Decide a request: an unsafe one from a foreign page is refused first (403
-    ``origin_forbidden``, valid token or not), then a gone session (401, by why it
+    ``origin_forbidden``, valid token or not; without ``Origin``, ``Sec-Fetch-Site``
+    ``cross-site`` or ``same-site`` is foreign, and so is no ``Origin`` at all when
+    ``requirement`` is ``session``, where no tab token proves the page, unless
+    ``allow_missing_origin``), then a gone session (401, by why it
     ended), then a tab that is not the active one when the requirement asks for it
     (409 ``tab_superseded`` with ``by``, ``tab_invalid``, ``tab_missing``). Costs no
     backend round trip: ``record`` is the session as opened (``ended``: why not;
@@ -66,8 +69,14 @@ def check_request(
     origin check)."""
     if facts.unsafe and requirement != "none":
         why = origins.foreign(facts.origin, facts.fetch_site, facts.own_origin)
+        if why is None and facts.origin is None and requirement == "session":
+            # No tab token proves the page (a form post), so a browser's Origin must:
+            # without one only where missing origins are allowed.
+            why = None if origins.allow_missing else "no Origin and no tab token"
         if why is not None:
-            security_event("origin_refused", logging.WARNING, path=facts.path, why=why)
+            security_event(
+                "origin_refused", logging.WARNING, method=facts.method, uri=facts.path, why=why
+            )
             return ORIGIN_FORBIDDEN
     if unavailable:
         logger.error("backend unavailable: the session could not be opened")

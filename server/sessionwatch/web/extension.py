@@ -38,10 +38,18 @@ from ..core.exceptions import BackendUnavailable, OriginForbidden
 from ..core.limits import AddressLimits, LoginLimits
 from ..core.origins import OriginRule
 from ..core.policy import Policy
-from ..core.refusals import REFUSED_ERRORS, refusal_for
+from ..core.refusals import REFUSED_ERRORS, Refusal, refusal_for
 from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER, TabStatus, make_tab_token
 from ..core.tokens import CookieSigner
-from ..engine import Pass, RequestFacts, SessionEngine, SessionInfo, SessionList, check_request
+from ..engine import (
+    Pass,
+    RequestFacts,
+    Requirement,
+    SessionEngine,
+    SessionInfo,
+    SessionList,
+    check_request,
+)
 from ..live.gates import SocketGates
 from ..live.hub import Hub
 from . import hosts, rawhttp, rawwebsocket
@@ -455,22 +463,30 @@ class SessionWatch:
         engine's refusal (:func:`~sessionwatch.engine.check_request`: 403 foreign
         origin, 401 gone session, 409 tab, 503 backend). Costs no backend round trip
         beyond opening the session."""
-        facts = self.request_facts(await self.request_tab_token())
+        outcome = self.check_request(self.request_facts(await self.request_tab_token()))
+        return None if isinstance(outcome, Pass) else refusal_response(outcome)
+
+    def check_request(
+        self, facts: RequestFacts, requirement: Requirement = "tab"
+    ) -> Pass | Refusal:
+        """The engine's decision on ``facts`` with the current request's session (as
+        opened; an unreachable backend is a 503 after the origin check): every door in
+        a Quart request (the decorators, forward-auth) asks here."""
         try:
             session = self.current_session()
         except BackendUnavailable:
             record, ended, unavailable = None, None, True
         else:
             record, ended, unavailable = session.record, session.ended, False
-        outcome = check_request(
+        return check_request(
             facts,
             record,
             ended,
             origins=self.origins,
             exclusive=self._policy.exclusive_tabs,
+            requirement=requirement,
             unavailable=unavailable,
         )
-        return None if isinstance(outcome, Pass) else refusal_response(outcome)
 
     def active_tab_required(
         self, view: Callable[P, Awaitable[R]]
