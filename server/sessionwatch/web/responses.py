@@ -14,7 +14,6 @@ from ..core.codes import MESSAGES, Code
 from ..core.refusals import Refusal, ended_refusal
 
 __all__ = [
-    "ended_error",
     "ended_response",
     "error_fields",
     "error_response",
@@ -96,13 +95,6 @@ def refusal_response(refusal: Refusal, *, again: str | None = None) -> Response:
     if refusal.retry_after is not None:
         response.headers["Retry-After"] = retry_after(refusal.retry_after)
     return response
-
-
-def ended_error(ended: str | None) -> tuple[str, dict[str, Any]]:
-    """The code and fields of the 401 of a gone session (for a door that writes its own
-    body; see :func:`~sessionwatch.core.refusals.ended_refusal`)."""
-    refusal = ended_refusal(ended)
-    return str(refusal.code), dict(refusal.fields)
 
 
 def ended_response(ended: str | None) -> Response:
