@@ -2,7 +2,7 @@
 
 The extension counts a new anonymous session with one rate script before its
 ``create`` script, and a sign-in with one rate script (its user's and its address's
-buckets) before its ``login`` script (web/shared_limits.py). This runs each
+buckets) before its ``login`` script (engine/shared_limits.py). This runs each
 operation as the extension sends it, without and with the rate scripts, side by side
 in alternating rounds (the machine is shared), and prints as JSON:
 

@@ -16,22 +16,26 @@ import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "server" / "sessionwatch"
 
-# Lower ranks never import higher ones. ``web.extension`` is the composition root (the
-# only module that wires the hub, the routes and the endpoint together), so it sits
-# above ``live``; the package facade re-exports it; ``service`` (the production
-# service) and ``demo`` (the demo apps) are applications of the library, side by side:
-# neither imports the other; ``__main__`` runs the CLI.
+# Lower ranks never import higher ones, and a folder is one layer: every module of
+# ``live/`` ranks below every module of ``web/``, with no exception for one module. The
+# engine decides (no framework); ``live`` pushes (the hub and the socket's parts); ``web``
+# holds the doors and the composition root (``web/extension.py``, which wires the rest);
+# the package facade re-exports it; ``service`` (the production service) and ``demo``
+# (the demo apps) are applications of the library, side by side: neither imports the
+# other; ``__main__`` runs the CLI.
 RANKS: Mapping[str, int] = {
     "sessionwatch.core": 0,
     "sessionwatch.backends": 1,
-    "sessionwatch.web": 2,
+    "sessionwatch.engine": 2,
     "sessionwatch.live": 3,
-    "sessionwatch.web.extension": 4,
+    "sessionwatch.web": 4,
     "sessionwatch": 5,
     "sessionwatch.service": 6,
     "sessionwatch.demo": 6,
     "sessionwatch.__main__": 7,
 }
+# The engine decides on plain facts: no web framework in it.
+ENGINE_FORBIDDEN = ("quart", "werkzeug", "hypercorn", "granian", "uvicorn")
 # Third-party or standard modules a core module must not import: frameworks, clients
 # and anything that does I/O on its own.
 CORE_FORBIDDEN = (
@@ -137,6 +141,14 @@ def rank(module: str) -> int:
     return RANKS[best]
 
 
+def unranked_folders(root: Path = PACKAGE_ROOT) -> list[str]:
+    """Sub-packages of the package that are not a layer of :data:`RANKS` (a new folder
+    must say where it sits)."""
+    folders = sorted(p.parent for p in root.glob("*/__init__.py"))
+    names = [module_name(folder / "__init__.py", root) for folder in folders]
+    return [name for name in names if name not in RANKS]
+
+
 def layer_violations(graph: Mapping[str, Mapping[str, int]]) -> list[str]:
     problems = []
     for module, edges in sorted(graph.items()):
@@ -146,6 +158,8 @@ def layer_violations(graph: Mapping[str, Mapping[str, int]]) -> list[str]:
             top = target.split(".")[0]
             if rank(module) == 0 and top in CORE_FORBIDDEN:
                 problems.append(f"{module}:{line} imports {target} (core does no I/O)")
+            if rank(module) == RANKS["sessionwatch.engine"] and top in ENGINE_FORBIDDEN:
+                problems.append(f"{module}:{line} imports {target} (the engine has no framework)")
             for application in ("sessionwatch.service", "sessionwatch.demo"):
                 if (
                     target.startswith(application)
@@ -185,6 +199,7 @@ def test_the_package_is_found() -> None:
         "sessionwatch.backends.redis",
         "sessionwatch.backends.redis_cluster",
         "sessionwatch.web.extension",
+        "sessionwatch.engine.check",
         "sessionwatch.live.hub",
         "sessionwatch.service.cli",
     ):
@@ -199,6 +214,10 @@ def test_no_import_cycles() -> None:
 
 def test_layers_only_import_downwards() -> None:
     assert layer_violations(import_graph()) == []
+
+
+def test_every_folder_is_a_layer() -> None:
+    assert unranked_folders() == []
 
 
 def test_the_demo_uses_only_the_public_api() -> None:
@@ -265,6 +284,31 @@ def test_cycle_check_catches(tmp_path: Path, files: Mapping[str, str]) -> None:
             },
             "a higher layer",
         ),
+        # a folder importing the folder above it (live -> web), even for one module
+        (
+            {
+                "__init__.py": "",
+                "live/__init__.py": "",
+                "web/__init__.py": "",
+                "live/endpoint.py": "from ..web.responses import error_response\n",
+                "web/responses.py": "",
+            },
+            "a higher layer",
+        ),
+        (
+            {
+                "__init__.py": "",
+                "engine/__init__.py": "",
+                "live/__init__.py": "",
+                "engine/check.py": "from ..live import hub\n",
+                "live/hub.py": "",
+            },
+            "a higher layer",
+        ),
+        (
+            {"__init__.py": "", "engine/__init__.py": "", "engine/a.py": "import quart\n"},
+            "the engine has no framework",
+        ),
         (
             {
                 "__init__.py": "",
@@ -291,6 +335,11 @@ def test_layer_check_catches(tmp_path: Path, files: Mapping[str, str], fragment:
     problems = layer_violations(import_graph(root))
     assert problems and all(fragment in p or "higher layer" in p for p in problems)
     assert any(fragment in p for p in problems)
+
+
+def test_folder_check_catches(tmp_path: Path) -> None:
+    root = _write(tmp_path, {"__init__.py": "", "doors/__init__.py": "", "doors/a.py": ""})
+    assert unranked_folders(root) == ["sessionwatch.doors"]
 
 
 def test_public_api_check_catches(tmp_path: Path) -> None:

@@ -116,10 +116,15 @@ async def test_unsafe_methods_need_the_active_tab_and_an_allowed_origin(
     tab = await signed_in_tab(client)
     assert (await verify(client, style, "POST", tab=tab)).status_code == 204
     assert (await verify(client, style, "DELETE", tab=tab)).status_code == 204
-    for origin in (None, "https://evil.example", "http://localhost:1"):
+    for origin in ("https://evil.example", "http://localhost:1"):
         response = await verify(client, style, "POST", tab=tab, origin=origin)
         assert response.status_code == 403, origin
         assert refusal_of(response)["error"] == "origin_forbidden"
+    # Without Origin the tab token proves the page, as on a protected route (the
+    # engine's one rule); with require=session nothing would, so an Origin is needed.
+    assert (await verify(client, style, "POST", tab=tab, origin=None)).status_code == 204
+    response = await verify(client, style, "POST", "session", origin=None)
+    assert refusal_of(response) == {"status": 403, "error": "origin_forbidden"}
     response = await verify(client, style, "POST")
     assert refusal_of(response) == {"status": 409, "error": "tab_missing"}
     response = await verify(client, style, "POST", tab="1.AAAAAAAAAAAAAAAAAAAAAA")
@@ -146,6 +151,7 @@ async def test_verify_applies_the_protected_routes_origin_rule(
         client = app.test_client()
         tab = await signed_in_tab(client)
         assert (await verify(client, style, "POST", tab=tab, origin=None)).status_code == 204
+        assert (await verify(client, style, "POST", "session", origin=None)).status_code == 204
         for site in ("cross-site", "same-site"):
             headers = proxy_headers(style, "POST", tab=tab, origin=None)
             headers["Sec-Fetch-Site"] = site

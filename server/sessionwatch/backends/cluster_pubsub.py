@@ -22,8 +22,8 @@ import collections
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -41,8 +41,29 @@ __all__ = ["ClusterSubscription"]
 
 logger = logging.getLogger("sessionwatch.backends.redis_cluster")
 
+_T = TypeVar("_T")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _QUEUE_SIZE = 4096  # messages read ahead of the hub; then the readers wait (TCP backpressure)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a task left behind: its failure is not reported twice
+
+
+async def _own_task(work: Awaitable[_T]) -> _T:
+    """Await redis-py's ``work`` in a task of its own, so that a cancellation of the
+    caller is always raised: redis-py's cluster code can swallow one
+    (``NodesManager.initialize()`` cancelled at some points returns normally), which left
+    the hub's reader running, and ``Hub.stop`` waiting for it forever."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait([task])
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        raise
+    return task.result()
 
 
 class _Broken(Exception):
@@ -59,14 +80,19 @@ class _Link:
         self.reader: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.reader
+        reader = self.reader
+        if reader is not None:
+            reader.cancel()
+            # asyncio.wait, never ``await reader`` under suppress(CancelledError): that
+            # also swallowed the cancellation of the task closing us (the hub's reader
+            # rebuilding when the hub stopped), which then ran on and waited forever.
+            await asyncio.wait([reader])
+            if not reader.cancelled():
+                reader.exception()  # retrieved: a failed reader was already reported
         with contextlib.suppress(Exception):
-            await self.pubsub.aclose()
+            await _own_task(self.pubsub.aclose())
         with contextlib.suppress(Exception):
-            await self.client.aclose()
+            await _own_task(self.client.aclose())
 
 
 class ClusterSubscription:
@@ -131,7 +157,10 @@ class ClusterSubscription:
         try:
             if self.connected:
                 await self._send(shard)
-            await asyncio.wait_for(asyncio.gather(*waiters), self.confirm_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result
+            # when a cancellation and the confirmation arrive together (the cancel lost).
+            async with asyncio.timeout(self.confirm_timeout):
+                await asyncio.gather(*waiters)
         except (TimeoutError, *_UNREACHABLE, RedisError, RedisClusterException) as exc:
             if self.connected:  # else the rebuild under way subscribes them
                 self._break(f"subscribe failed: {exc!r}")  # rebuild, resubscribe, resync
@@ -168,6 +197,8 @@ class ClusterSubscription:
             await self._send_now(physicals)
 
     async def _send_now(self, physicals: Iterable[str]) -> None:
+        if self._closed:  # closed while a rebuild was under way: open nothing more
+            raise _Broken("closed")
         by_node: dict[str, list[str]] = {}
         nodes = {}
         for physical in physicals:
@@ -186,7 +217,7 @@ class ClusterSubscription:
             for same_slot in _by_slot(group):
                 for physical in same_slot:
                     self._owner[physical] = name
-                await link.pubsub.ssubscribe(*same_slot)
+                await _own_task(link.pubsub.ssubscribe(*same_slot))
             if fresh:
                 link.reader = asyncio.create_task(
                     self._read(link), name=f"sessionwatch-ssub-{name}"
@@ -240,7 +271,7 @@ class ClusterSubscription:
         """Fresh slot map, every channel subscribed on its owner and confirmed."""
         await self._teardown()
         self._broken = None
-        await self._cluster.nodes_manager.initialize()
+        await _own_task(self._cluster.nodes_manager.initialize())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.confirm_timeout
         while True:
@@ -251,7 +282,8 @@ class ClusterSubscription:
             waiters = self._confirmations.expect(missing)
             await self._send(missing)
             try:
-                await asyncio.wait_for(asyncio.gather(*waiters), deadline - loop.time())
+                async with asyncio.timeout_at(deadline):  # not wait_for: see subscribe
+                    await asyncio.gather(*waiters)
             except TimeoutError:
                 raise RedisTimeoutError(
                     f"{len(missing)} shard subscription(s) not confirmed"
@@ -294,6 +326,8 @@ class ClusterSubscription:
     async def aclose(self) -> None:
         self._closed = True
         self.connected = False
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)  # an iteration waiting for a message ends
         await self._teardown()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import ua_parser
@@ -66,13 +66,16 @@ def ip_prefix(address: str | None) -> str:
 
 
 def client_address(
-    remote_addr: str | None, forwarded_for: str | None, *, trust_forwarded_for: bool
+    remote_addr: str | None, forwarded_for: Sequence[str], *, trust_forwarded_for: bool
 ) -> str | None:
-    """The client's IP: the peer's ``remote_addr``, or the last (proxy-appended) entry
-    of ``X-Forwarded-For`` when ``trust_forwarded_for`` is set (only behind a proxy you
-    run)."""
+    """The client's IP: the peer's ``remote_addr``, or, when ``trust_forwarded_for`` is
+    set (only behind a proxy you run), the last hop of ``X-Forwarded-For`` — every line
+    of the header (``forwarded_for``, in order) read as one comma-separated list, as
+    HTTP defines repeated fields: the hop the nearest proxy added is the last one
+    whether it appended to a line or added a line of its own, so a line the client
+    sent first never counts as its address."""
     if trust_forwarded_for:
-        hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+        hops = [hop.strip() for line in forwarded_for for hop in line.split(",") if hop.strip()]
         if hops:
             return str(hops[-1])
     return str(remote_addr) if remote_addr else None

@@ -20,6 +20,8 @@ Each carries a stable ``code`` (the ``error`` field of HTTP answers).
 
 from __future__ import annotations
 
+from .codes import Code
+
 __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
@@ -38,19 +40,19 @@ __all__ = [
 class SessionWatchError(Exception):
     """Root of every sessionwatch error."""
 
-    code = "sessionwatch_error"
+    code: str = Code.SESSIONWATCH_ERROR
 
 
 class ConfigurationError(SessionWatchError, ValueError):
     """An option, backend URL or environment value is invalid; the message names it."""
 
-    code = "configuration_error"
+    code: str = Code.CONFIGURATION_ERROR
 
 
 class BackendUnavailable(SessionWatchError, ConnectionError):
     """The session backend could not be reached; callers must fail closed."""
 
-    code = "backend_unavailable"
+    code: str = Code.BACKEND_UNAVAILABLE
 
 
 class EndNotDurable(BackendUnavailable):
@@ -62,7 +64,7 @@ class EndNotDurable(BackendUnavailable):
 class SessionLimitReached(SessionWatchError):
     """``login`` was refused because the user is at their session limit (``deny``)."""
 
-    code = "session_limit_reached"
+    code: str = Code.SESSION_LIMIT_REACHED
 
     def __init__(self, user_id: str, limit: int) -> None:
         super().__init__(f"user already has {limit} active session(s)")
@@ -76,7 +78,7 @@ class ProtocolError(SessionWatchError, ValueError):
     ``close_code`` is the WebSocket close code the endpoint answers it with.
     """
 
-    code = "protocol_error"
+    code: str = Code.PROTOCOL_ERROR
 
     def __init__(self, message: str, close_code: int = 1008) -> None:
         super().__init__(message)
@@ -87,7 +89,7 @@ class OriginForbidden(SessionWatchError, PermissionError):
     """The request was sent by a page of a foreign origin (answered 403
     ``origin_forbidden``)."""
 
-    code = "origin_forbidden"
+    code: str = Code.ORIGIN_FORBIDDEN
 
 
 class CookieConflict(SessionWatchError, PermissionError):
@@ -95,14 +97,14 @@ class CookieConflict(SessionWatchError, PermissionError):
     (one tossed by a sibling subdomain next to the user's): no session is chosen, none is
     started over them, nothing is cleared (answered 401 ``cookie_conflict``)."""
 
-    code = "cookie_conflict"
+    code: str = Code.COOKIE_CONFLICT
 
 
 class RateLimited(SessionWatchError):
     """The client's address exceeded a rate (answered 429 ``rate_limited``);
     ``retry_after`` is in seconds."""
 
-    code = "rate_limited"
+    code: str = Code.RATE_LIMITED
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited; retry after {retry_after:.1f} s")
@@ -113,11 +115,11 @@ class InvalidUserId(SessionWatchError, ValueError):
     """A user id that is empty, too long, not a string, or holds characters that could
     forge log lines or fool a reader (control, format, separator characters)."""
 
-    code = "bad_user_id"
+    code: str = Code.BAD_USER_ID
 
 
 class InvalidPage(SessionWatchError, ValueError):
     """A listing's ``cursor`` is not one a listing returned, or its ``limit`` is not a
     whole number of at least 1 (answered 400 ``bad_page``)."""
 
-    code = "bad_page"
+    code: str = Code.BAD_PAGE

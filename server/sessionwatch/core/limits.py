@@ -210,7 +210,7 @@ class LoginLimits:
     over either rate is refused (429 ``rate_limited``) before it reaches the backend.
     Per process: with several workers or hosts the deployment's rate is this times
     their number, so the extension also counts sign-ins on the backend
-    (``web/shared_limits.py``); this bucket is the free first check.
+    (``engine/shared_limits.py``); this bucket is the free first check.
 
     Args:
         per_user: sign-ins a second of one user id.

@@ -23,6 +23,7 @@ import json
 import os
 from functools import cache
 
+from ..core.codes import Code
 from ..core.config import settings_from_env
 from ..core.limits import AddressCounts, address_key
 from ..web.responses import error_fields
@@ -88,6 +89,6 @@ def http_error(status: bytes, code: str, message: str) -> bytes:
 
 TOO_MANY_CONNECTIONS = http_error(
     b"429 Too Many Requests",
-    "too_many_connections",
+    Code.TOO_MANY_CONNECTIONS,
     "Too many open connections from your address. Try again shortly.",
 )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Quart, Response, jsonify, request
 
+from ..core.codes import Code
 from ..core.exceptions import BackendUnavailable
 from ..web.responses import error_response
 from .background import background
@@ -64,7 +65,7 @@ def register_ops(
             await asyncio.wait_for(watch.backend.ping(), _READY_TIMEOUT)
         except (TimeoutError, BackendUnavailable) as exc:
             logger.warning("readiness: backend unavailable: %s", exc)
-            body = {"status": "unavailable", "error": "backend_unavailable"}
+            body = {"status": "unavailable", "error": str(Code.BACKEND_UNAVAILABLE)}
             if readyz_detail:
                 body["message"] = str(exc)
             return jsonify(body), 503
@@ -83,7 +84,7 @@ def register_ops(
             if expected is not None:
                 given = request.headers.get("Authorization", "").encode("latin-1", "replace")
                 if not hmac.compare_digest(given, expected):
-                    refusal = error_response(401, "unauthorized")
+                    refusal = error_response(401, Code.UNAUTHORIZED)
                     refusal.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
                     return refusal
             body, content_type = collector.render()

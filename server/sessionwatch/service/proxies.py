@@ -10,11 +10,13 @@ values change nothing: the connection keeps its own scheme and peer address.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["TrustedProxies", "parse_proxies"]
+__all__ = ["FORWARDED_HOST", "TrustedProxies", "parse_proxies"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The scope key holding a trusted proxy's X-Forwarded-Host (absent otherwise).
+FORWARDED_HOST: Final = "sessionwatch.forwarded_host"
 _SECURE = {"https": True, "wss": True, "http": False, "ws": False}
 
 
@@ -37,8 +39,9 @@ def parse_proxies(value: str) -> tuple[_Network, ...] | None:
 
 class TrustedProxies:
     """ASGI middleware: on connections from ``proxies`` (see :func:`parse_proxies`),
-    set the scope's scheme from ``X-Forwarded-Proto`` and its client from the nearest
-    untrusted ``X-Forwarded-For`` hop."""
+    set the scope's scheme from ``X-Forwarded-Proto``, its client from the nearest
+    untrusted ``X-Forwarded-For`` hop and :data:`FORWARDED_HOST` from
+    ``X-Forwarded-Host`` (its first host: the browser's)."""
 
     def __init__(self, app: Any, proxies: str) -> None:
         self.app = app
@@ -62,10 +65,13 @@ class TrustedProxies:
 
     def _forwarded(self, scope: Any, kind: str) -> Any:
         protos = []
+        hosts = []
         hops: list[str] = []
         for name, value in scope.get("headers", ()):
             if name == b"x-forwarded-proto":
                 protos.append(value.decode("latin-1").strip())
+            elif name == b"x-forwarded-host":
+                hosts.append(value.decode("latin-1").split(",")[0].strip())
             elif name == b"x-forwarded-for":
                 hops.extend(hop.strip() for hop in value.decode("latin-1").split(","))
         scope = dict(scope)
@@ -75,6 +81,8 @@ class TrustedProxies:
                 scope["scheme"] = "wss" if secure else "ws"
             else:
                 scope["scheme"] = "https" if secure else "http"
+        if len(hosts) == 1 and hosts[0]:  # several lines: ambiguous, ignored
+            scope[FORWARDED_HOST] = hosts[0]
         client = self._client(hops)
         if client is not None:
             scope["client"] = (client, 0)

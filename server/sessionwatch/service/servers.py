@@ -49,6 +49,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from ..core.codes import Code
 from .connection_cap import TOO_MANY_CONNECTIONS, connection_cap, http_error
 
 __all__ = [
@@ -81,7 +82,7 @@ def body_timeout() -> float:
 
 
 _REQUEST_TIMEOUT = http_error(
-    b"408 Request Timeout", "request_timeout", "The request's body did not arrive in time."
+    b"408 Request Timeout", Code.REQUEST_TIMEOUT, "The request's body did not arrive in time."
 )
 
 

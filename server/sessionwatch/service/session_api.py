@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, Final
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 from werkzeug.http import parse_cookie
 
-from ..core import devices, jsonlimits
+from ..core import jsonlimits
 from ..core.audit import MAX_USER_ID, check_user_id, security_event
+from ..core.codes import Code
 from ..core.config import parse_address
-from ..core.exceptions import BackendUnavailable, SessionLimitReached
+from ..core.refusals import REFUSED_ERRORS, refusal_for
 from ..core.tabs import make_tab_token
-from ..web.extension import REASON_RE
-from ..web.responses import error_response
+from ..engine import REASON_RE
+from ..web.responses import error_response, refusal_response
 from ..web.sessions import (
     ServerSession,
     ServerSessionInterface,
@@ -51,7 +52,7 @@ _BROWSER_HEADERS: Final = ("Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Dest
 class ApiError(Exception):
     """A refused API call: its status, stable code and message."""
 
-    def __init__(self, status: int, code: str, message: str | None = None) -> None:
+    def __init__(self, status: int, code: Code, message: str | None = None) -> None:
         super().__init__(message or code)
         self.status = status
         self.code = code
@@ -59,7 +60,7 @@ class ApiError(Exception):
 
 
 def _bad(message: str) -> ApiError:
-    return ApiError(400, "bad_request", message)
+    return ApiError(400, Code.BAD_REQUEST, message)
 
 
 def _string(name: str, limit: int) -> Callable[[Any], str]:
@@ -114,10 +115,12 @@ _COOKIE = _optional(_string("cookie", _MAX_COOKIE_HEADER))
 async def _body(fields: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
     """The JSON object body, each field checked; unknown fields are refused."""
     if request.mimetype != "application/json":
-        raise ApiError(415, "bad_request", "the body must be JSON (Content-Type: application/json)")
+        raise ApiError(
+            415, Code.BAD_REQUEST, "the body must be JSON (Content-Type: application/json)"
+        )
     raw = await request.get_data(as_text=False)
     if len(raw) > _MAX_BODY:
-        raise ApiError(413, "bad_request", f"the body is larger than {_MAX_BODY} bytes")
+        raise ApiError(413, Code.BAD_REQUEST, f"the body is larger than {_MAX_BODY} bytes")
     try:
         value = jsonlimits.loads(raw)
     except jsonlimits.JSONTooDeep as exc:
@@ -185,19 +188,19 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
     async def authenticate() -> Response | None:
         keys = watch.settings.api_keys
         if not keys:
-            return error_response(404, "api_disabled")
+            return error_response(404, Code.API_DISABLED)
         if api_address is not None and not on_address(request.scope.get("server"), api_address):
             return error_response(
-                404, "api_disabled", "The session API listens on another address."
+                404, Code.API_DISABLED, "The session API listens on another address."
             )
         headers = request.headers
         # What only browsers send (Node's fetch sends Sec-Fetch-Mode, so not that one).
         if any(name in headers for name in _BROWSER_HEADERS):
             security_event("api_refused", logging.WARNING, reason="browser", path=request.path)
-            return error_response(403, "api_browser_forbidden")
+            return error_response(403, Code.API_BROWSER_FORBIDDEN)
         scheme, _, presented = headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
-            response = error_response(401, "api_key_missing")
+            response = error_response(401, Code.API_KEY_MISSING)
             response.headers["WWW-Authenticate"] = 'Bearer realm="sessionwatch"'
             return response
         given = presented.strip().encode("utf-8", "replace")
@@ -206,7 +209,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             matched |= hmac.compare_digest(given, key.encode())
         if not matched:
             security_event("api_refused", logging.WARNING, reason="bad_key", path=request.path)
-            response = error_response(401, "api_key_invalid")
+            response = error_response(401, Code.API_KEY_INVALID)
             response.headers["WWW-Authenticate"] = (
                 'Bearer realm="sessionwatch", error="invalid_token"'
             )
@@ -217,13 +220,14 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
     async def api_error(error: ApiError) -> Response:
         return error_response(error.status, error.code, error.message)
 
-    @bp.errorhandler(BackendUnavailable)
-    async def unavailable(error: BackendUnavailable) -> Response:
-        return error_response(503, "backend_unavailable")
+    async def refused(error: Exception) -> Response:
+        refusal = refusal_for(error)
+        if refusal is None:  # registered only for the table's errors
+            raise error
+        return refusal_response(refusal)
 
-    @bp.errorhandler(SessionLimitReached)
-    async def limit_reached(error: SessionLimitReached) -> Response:
-        return error_response(403, "session_limit_reached", limit=error.limit)
+    for kind in REFUSED_ERRORS:
+        bp.register_error_handler(kind, refused)
 
     @bp.after_request
     async def no_store(response: Response) -> Response:
@@ -242,10 +246,8 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             }
         )
         old = await browser_session(body["cookie"])
-        device = devices.describe_device(
-            body["user_agent"], body["client_ip"], watch.now_ms(), resolver=watch.place_resolver
-        )
-        session_id, record, evicted = await watch.rotate_login(
+        device = watch.engine.describe(body["user_agent"], body["client_ip"])
+        session_id, record, evicted = await watch.engine.login(
             old,
             body["user"],
             old.data if old is not None else "",
@@ -254,12 +256,8 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         )
         revoked = 0
         if body["revoke_others"]:
-            revoked = await watch.backend.end_user(
-                body["user"],
-                except_id=record.id,
-                detail="signed_out_elsewhere",
-                timeouts=watch.timeouts,
-                now=watch.now_ms(),
+            revoked = await watch.engine.revoke_user(
+                body["user"], except_id=record.id, reason="signed_out_elsewhere"
             )
         return jsonify(
             {
@@ -282,10 +280,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         record = await browser_session(body["cookie"])
         ended = False
         if record is not None:
-            ended = await watch.backend.end(
-                record.id, "logged_out", timeouts=watch.timeouts, now=watch.now_ms()
-            )
-            security_event("logout", session=record.id, via="api")
+            ended = await watch.engine.logout(record.id, via="api")
         return jsonify(
             {
                 "logged_out": ended,
@@ -310,18 +305,13 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 raise _bad("give session, or user (with except_session), not both")
             ended = await watch.revoke_session(body["session"], reason=reason, user_id=body["user"])
             if not ended:
-                raise ApiError(404, "session_not_found")
+                raise ApiError(404, Code.SESSION_NOT_FOUND)
             return jsonify({"revoked": 1})
         if body["user"] is None:
             raise _bad("give session (one session) or user (all, or all but except_session)")
-        count = await watch.backend.end_user(
-            body["user"],
-            except_id=body["except_session"],
-            detail=reason,
-            timeouts=watch.timeouts,
-            now=watch.now_ms(),
+        count = await watch.engine.revoke_user(
+            body["user"], except_id=body["except_session"], reason=reason, via="api"
         )
-        security_event("revoke_user", user=body["user"], sessions=count, reason=reason, via="api")
         return jsonify({"revoked": count})
 
     @bp.get("/sessions")

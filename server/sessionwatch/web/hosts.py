@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from werkzeug.exceptions import BadHost
 
+from ..core.codes import Code
 from .responses import error_fields
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ __all__ = ["install"]
 
 _HOST: Final = b"host"
 _KNOWN_HOSTS: Final = 64
-_BODY: Final = (json.dumps(error_fields("bad_host"), separators=(",", ":")) + "\n").encode()
+_BODY: Final = (json.dumps(error_fields(Code.BAD_HOST), separators=(",", ":")) + "\n").encode()
 _HEADERS: Final = [
     (b"content-type", b"application/json"),
     (b"content-length", str(len(_BODY)).encode()),

@@ -6,9 +6,9 @@ contexts, URL matching, ``jsonify``, ``process_response``), not to the claim. Th
 installs the app's ``asgi_http_class`` (the innermost ASGI layer: ASGI middleware around
 the app and Quart's test client go through it) and answers these two routes from the
 ASGI scope, with the very functions the Quart views use: the session interface's
-``open_cookies`` / ``store`` / ``answer_headers``, ``claim_session``, ``tab_status``
-and the bodies of :mod:`sessionwatch.web.routes`; nothing of the decision is written
-twice. Every other request goes to Quart unchanged.
+``open_cookies`` / ``store`` / ``answer_headers``, the engine's ``claim`` and
+``tab_status``, its refusals (:mod:`sessionwatch.core.refusals`) and the bodies of
+:mod:`sessionwatch.web.routes`; nothing of the decision is written twice. Every other request goes to Quart unchanged.
 
 It takes a request only when its answer cannot differ from Quart's by a byte:
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlparse
 
 # Quart internals this module relies on (checked against Quart 0.22.0): the app
@@ -42,20 +42,20 @@ from urllib.parse import urlparse
 # ``<blueprint>.claim`` / ``<blueprint>.state``, and those of sessionwatch.web.bypass.
 from quart.asgi import ASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, InternalServerError
-from werkzeug.http import parse_cookie, parse_options_header
-from werkzeug.sansio.utils import get_host
+from werkzeug.http import parse_options_header
 
-from ..backends.base import Claim, SessionRecord, Timeouts
-from ..core import devices
+from ..backends.base import Timeouts
 from ..core.config import Settings
-from ..core.exceptions import BackendUnavailable, CookieConflict, RateLimited
-from ..core.origins import OriginRule, own_origin_of
+from ..core.exceptions import BackendUnavailable
+from ..core.origins import OriginRule
 from ..core.policy import Policy
-from ..core.tabs import TAB_HEADER
+from ..core.refusals import BACKEND_UNAVAILABLE, REFUSED_ERRORS, Refusal, ended_refusal, refusal_for
+from ..engine import SessionEngine
 from .bypass import only_the_view
-from .responses import ended_error, error_fields, html_wanted, retry_after
+from .requestfacts import ScopeHeaders, facts_of_scope
+from .responses import html_wanted, retry_after
 from .routes import claim_answer, no_store, state_answer
-from .sessions import COOKIE_CONFLICT, ServerSession, ServerSessionInterface, copies_named
+from .sessions import ServerSession, ServerSessionInterface
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -64,8 +64,6 @@ if TYPE_CHECKING:
 __all__ = ["RawHost", "install", "route_path"]
 
 logger = logging.getLogger(__name__)
-
-_TAB_HEADER: Final = TAB_HEADER.lower().encode()
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
 
@@ -77,13 +75,9 @@ class RawHost(Protocol):
     policy: Policy
     timeouts: Timeouts
     origins: OriginRule
-    on_claim: Callable[[], None] | None
 
-    async def claim_session(
-        self, session: ServerSession, user_agent: str | None, address: str | None
-    ) -> tuple[str, Claim]: ...
-
-    def tab_status(self, record: SessionRecord, token: str | None) -> str: ...
+    @property
+    def engine(self) -> SessionEngine: ...
 
 
 def install(
@@ -195,66 +189,53 @@ class _Connection:
         """The answer to the request, or ``None`` for Quart to answer it (before
         anything was read or changed)."""
         scope, host = self._scope, self.host
-        first: dict[bytes, str] = {}
-        cookies: list[str] = []
-        for name, value in scope["headers"]:  # as Quart's Headers: latin-1, first wins
-            name = name.lower()
-            if name == b"cookie":
-                cookies.append(value.decode("latin1"))
-            elif name not in first:
-                first[name] = value.decode("latin1")
-        if html_wanted(first.get(b"sec-fetch-mode"), first.get(b"accept")):
+        headers_in = ScopeHeaders(scope)
+        if html_wanted(headers_in.get(b"sec-fetch-mode"), headers_in.get(b"accept")):
             return None  # its errors are HTML pages: Quart's
         claim = endpoint.endswith(".claim")
-        scheme = scope["scheme"]
+        interface = self.interface
+        facts = facts_of_scope(
+            scope,
+            headers_in,
+            lambda secure: interface.cookie_name(self._app, secure),
+            trust_forwarded_for=host.settings.trust_forwarded_for,
+        )
         if claim:
-            mimetype = parse_options_header(first.get(b"content-type", ""))[0].lower()
+            mimetype = parse_options_header(headers_in.get(b"content-type") or "")[0].lower()
             if mimetype != "application/json":
                 return None  # Quart's 415
-            origin = first.get(b"origin")
-            own = own_origin_of(scheme, get_host(scheme, first.get(b"host"), scope.get("server")))
-            if host.origins.foreign(origin, first.get(b"sec-fetch-site"), own) is not None:
+            if host.origins.foreign(facts.origin, facts.fetch_site, facts.own_origin) is not None:
                 return None  # Quart's 403, logged
-        secure = scheme in ("https", "wss")
-        interface = self.interface
-        name = interface.cookie_name(self._app, secure)
-        values = parse_cookie(";".join(cookies)).getlist(name) if cookies else []
-        named = copies_named(cookies, name) if cookies else 0
-        session = await interface.open_cookies(values, defer=claim and bool(values), named=named)
+        session = await interface.open_cookies(
+            list(facts.cookies), defer=claim and bool(facts.cookies), named=facts.cookies_named
+        )
         status, body, extra = 200, b"", []
         headers: list[tuple[str, str]] | None = None
+        engine = host.engine
         try:
             if not isinstance(session, ServerSession):  # the backend could not be reached
                 raise session.error  # type: ignore[attr-defined]
             if claim:
-                address = devices.client_address(
-                    (scope.get("client") or ["<local>"])[0],
-                    first.get(b"x-forwarded-for"),
-                    trust_forwarded_for=host.settings.trust_forwarded_for,
-                )
-                token, result = await host.claim_session(session, first.get(b"user-agent"), address)
-                if host.on_claim is not None:
-                    host.on_claim()
+                token, result = await engine.claim(session, facts.user_agent, facts.address)
                 answer = claim_answer(token, result, session, exclusive=host.policy.exclusive_tabs)
                 body = self._json(answer)
             elif session.record is None:
-                code, fields = ended_error(session.ended)
-                status, body = 401, self._json(error_fields(code, **fields))
+                status, body = self._refusal(ended_refusal(session.ended))
             else:
-                tab = host.tab_status(session.record, first.get(_TAB_HEADER))
+                tab = engine.tab_status(session.record, facts.tab)
                 exclusive = host.policy.exclusive_tabs
                 answer = state_answer(
                     session.record, tab, idle_ms=host.timeouts.idle, exclusive=exclusive
                 )
                 body = self._json(answer)
-        except BackendUnavailable as exc:  # as the extension's error handler
-            logger.error("backend unavailable: %s", exc)
-            status, body = 503, self._json(error_fields("backend_unavailable"))
-        except RateLimited as exc:  # as the extension's error handler
-            status, body = 429, self._json(error_fields("rate_limited"))
-            extra = [("Retry-After", retry_after(exc.retry_after))]
-        except CookieConflict:  # as the extension's error handler
-            status, body = 401, self._json(error_fields(COOKIE_CONFLICT))
+        except REFUSED_ERRORS as exc:  # as the extension's error handler
+            if isinstance(exc, BackendUnavailable):
+                logger.error("backend unavailable: %s", exc)
+            refusal = refusal_for(exc)
+            assert refusal is not None  # every REFUSED_ERRORS has one
+            status, body = self._refusal(refusal)
+            if refusal.retry_after is not None:
+                extra = [("Retry-After", retry_after(refusal.retry_after))]
         except Exception as exc:
             status, headers, body = self._failed(exc)
         if headers is None:
@@ -271,11 +252,14 @@ class _Connection:
                 await interface.store(session)
             except BackendUnavailable as exc:  # as save_session: the answer becomes a 503
                 logger.error("backend unavailable while saving the session: %s", exc)
-                status, body = 503, self._json(error_fields("backend_unavailable"))
+                status, body = self._refusal(BACKEND_UNAVAILABLE)
                 replaced = {"Content-Type": "application/json", "Content-Length": str(len(body))}
                 headers = [(name, replaced.get(name, value)) for name, value in headers]
-            headers.extend(interface.answer_headers(self._app, session, secure))
+            headers.extend(interface.answer_headers(self._app, session, facts.secure))
         return status, headers, body
+
+    def _refusal(self, refusal: Refusal) -> tuple[int, bytes]:
+        return refusal.status, self._json(refusal.to_json())
 
     def _json(self, value: dict[str, Any]) -> bytes:
         """``value`` as ``jsonify`` writes it (compact, the app's JSON provider)."""

@@ -10,41 +10,18 @@ from quart import Response, has_request_context, jsonify, request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
+from ..core.codes import MESSAGES, Code
+from ..core.refusals import Refusal, ended_refusal
+
 __all__ = [
-    "ended_error",
     "ended_response",
     "error_fields",
     "error_response",
     "html_wanted",
+    "refusal_response",
     "retry_after",
     "wants_html",
 ]
-
-_MESSAGES = {
-    "no_session": "You are not signed in, or your session is no longer valid.",
-    "expired": "Your session has expired.",
-    "revoked": "Your session was ended.",
-    "cookie_conflict": "This request carries several session cookies; none was used. "
-    "Clear this site's cookies, then sign in again.",
-    "tab_missing": "This request did not come from an active tab of this app.",
-    "tab_invalid": "This tab's token is not valid. Reload the page.",
-    "tab_superseded": "This app is open in another tab.",
-    "backend_unavailable": "The session service is unavailable. Try again shortly.",
-    "busy": "Too many connections are opening at once. Try again shortly.",
-    "session_not_found": "No such session.",
-    "session_limit_reached": "You have reached the maximum number of active sessions.",
-    "bad_request": "The request was malformed.",
-    "bad_host": "The request's Host header is not a valid host name.",
-    "origin_forbidden": "This request's origin is not allowed.",
-    "not_signed_in": "Sign in to see your sessions.",
-    "unauthorized": "This endpoint needs a valid bearer token.",
-    "rate_limited": "Too many new sessions from your address. Try again shortly.",
-    "api_disabled": "The session API is off: set SESSIONWATCH_API_KEYS.",
-    "api_key_missing": "The session API needs Authorization: Bearer <key>.",
-    "api_key_invalid": "This API key is not valid.",
-    "api_browser_forbidden": "The session API is for servers: requests with Cookie, "
-    "Origin, Sec-Fetch-Site or Sec-Fetch-Dest headers are refused.",
-}
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -75,7 +52,7 @@ def html_wanted(sec_fetch_mode: str | None, accept: str | None) -> bool:
 
 def error_fields(code: str, message: str | None = None, **fields: Any) -> dict[str, Any]:
     """The JSON body of an error answer with the stable ``code``."""
-    return {"error": code, "message": message or _MESSAGES.get(code, code), **fields}
+    return {"error": code, "message": message or MESSAGES.get(code, code), **fields}
 
 
 def retry_after(seconds: float) -> str:
@@ -88,9 +65,9 @@ def error_response(
 ) -> Response:
     """An error answer with a stable ``code``; HTML for navigations, whose link leads to
     ``again`` (default: this path for a superseded tab, else ``/``)."""
-    text = message or _MESSAGES.get(code, code)
+    text = message or MESSAGES.get(code, code)
     if wants_html():
-        superseded = code == "tab_superseded"
+        superseded = code == Code.TAB_SUPERSEDED
         page = _PAGE.format(
             title=html.escape("Open in another tab" if superseded else "Session problem"),
             message=html.escape(text),
@@ -109,22 +86,18 @@ def error_response(
     return response
 
 
-def ended_error(ended: str | None) -> tuple[str, dict[str, Any]]:
-    """The error code (and extra fields) of the 401 for a request whose session is gone,
-    by why it ended: ``expired``; ``revoked`` with ``reason`` ``"revoked"`` or
-    ``"evicted"``; ``cookie_conflict`` for copies of several live sessions (one tossed by
-    a sibling subdomain); else ``no_session`` (unknown, forged, or logged out: the user
-    ended it and the cookie was cleared)."""
-    if ended == "cookie_conflict":
-        return "cookie_conflict", {}
-    if ended == "expired":
-        return "expired", {}
-    if ended in ("revoked", "evicted"):
-        return "revoked", {"reason": ended}
-    return "no_session", {}
+def refusal_response(refusal: Refusal, *, again: str | None = None) -> Response:
+    """The answer of ``refusal`` (see :func:`error_response`), with ``Retry-After``
+    when it says how long to wait."""
+    response = error_response(
+        refusal.status, refusal.code, refusal.message, again=again, **refusal.fields
+    )
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = retry_after(refusal.retry_after)
+    return response
 
 
 def ended_response(ended: str | None) -> Response:
-    """The 401 for a request whose session is gone (see :func:`ended_error`)."""
-    code, fields = ended_error(ended)
-    return error_response(401, code, **fields)
+    """The 401 for a request whose session is gone (see
+    :func:`~sessionwatch.core.refusals.ended_refusal`)."""
+    return refusal_response(ended_refusal(ended))

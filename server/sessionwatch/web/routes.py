@@ -11,10 +11,12 @@ from typing import Any, Final, Protocol
 
 from quart import Blueprint, Response, has_request_context, jsonify, request, websocket
 
-from ..backends.base import Backend, Claim, SessionRecord, Timeouts
+from ..backends.base import Claim, SessionRecord, Timeouts
+from ..core.codes import Code
 from ..core.origins import OriginRule, own_origin_of
 from ..core.policy import Policy
 from ..core.tabs import TAB_HEADER
+from ..engine import SessionEngine
 from .responses import ended_response, error_response
 from .sessions import ServerSession
 
@@ -47,12 +49,9 @@ class RoutesHost(Protocol):
     policy: Policy
     timeouts: Timeouts
     origins: OriginRule
-    on_claim: Callable[[], None] | None
 
     @property
-    def backend(self) -> Backend: ...
-
-    def now_ms(self) -> int: ...
+    def engine(self) -> SessionEngine: ...
 
     def current_session(self) -> ServerSession: ...
 
@@ -167,12 +166,10 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
     async def claim() -> Response:
         if request.mimetype != "application/json":
             return error_response(
-                415, "bad_request", "POST /claim needs Content-Type: application/json"
+                415, Code.BAD_REQUEST, "POST /claim needs Content-Type: application/json"
             )
         watch.refuse_foreign("claim")  # 403 origin_forbidden (Origin or Sec-Fetch-Site)
         token, result = await watch.claim_tab()
-        if watch.on_claim is not None:
-            watch.on_claim()
         session = watch.current_session()
         return jsonify(claim_answer(token, result, session, exclusive=watch.policy.exclusive_tabs))
 
@@ -194,9 +191,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
     async def extend() -> Response:
         session = watch.current_session()
         assert session.record is not None  # guaranteed by active_tab_required
-        found = await watch.backend.extend(
-            session.record.id, timeouts=watch.timeouts, now=watch.now_ms()
-        )
+        found = await watch.engine.extend(session.record.id)
         if found.record is None:
             return ended_response(found.ended)
         return jsonify({"expires_at": found.record.expires_at(watch.timeouts.idle)})
@@ -205,7 +200,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
     async def sessions() -> Response:
         session = watch.current_session()
         if session.record is None or session.record.user is None:
-            return error_response(401, "not_signed_in")
+            return error_response(401, Code.NOT_SIGNED_IN)
         page = await watch.list_sessions(
             session.record.user,
             cursor=request.args.get("cursor"),
@@ -223,9 +218,9 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
     async def revoke(session_id: str) -> Response:
         user = watch.current_session().record.user  # type: ignore[union-attr]
         if user is None or len(session_id) > 64:
-            return error_response(404, "session_not_found")
+            return error_response(404, Code.SESSION_NOT_FOUND)
         if not await watch.revoke_session(session_id, user_id=user):
-            return error_response(404, "session_not_found")
+            return error_response(404, Code.SESSION_NOT_FOUND)
         return jsonify({"revoked": 1})
 
     @bp.post("/sessions/revoke-others")
@@ -233,7 +228,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
     async def revoke_others() -> Response:
         user = watch.current_session().record.user  # type: ignore[union-attr]
         if user is None:
-            return error_response(401, "not_signed_in")
+            return error_response(401, Code.NOT_SIGNED_IN)
         count = await watch.revoke_user(user, except_current=True)
         return jsonify({"revoked": count})
 
@@ -249,7 +244,7 @@ def create_blueprint(watch: RoutesHost) -> Blueprint:
     async def client_i18n(lang: str) -> Response:
         url = f"i18n/{lang}.json"
         if url not in CLIENT_FILES:
-            return error_response(404, "not_found", f"no bundled translation {lang!r}")
+            return error_response(404, Code.NOT_FOUND, f"no bundled translation {lang!r}")
         return _client_file_response(url)
 
     return bp

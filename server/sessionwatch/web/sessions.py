@@ -22,14 +22,17 @@ from quart.wrappers import Response as QuartResponse
 from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from ..backends.base import Backend, EndReason, Lookup, SessionRecord, Timeouts
+from ..backends.base import EndReason, Lookup, SessionRecord
 from ..core.audit import security_event, security_log
+from ..core.codes import Code
 from ..core.config import Settings
 from ..core.exceptions import BackendUnavailable
+from ..core.refusals import BACKEND_UNAVAILABLE
 from ..core.tabs import TAB_HEADER
 from ..core.tokens import CookieSigner, public_id
+from ..engine import SessionEngine
 from .bypass import nothing_before_view
-from .responses import error_response
+from .responses import refusal_response
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -52,7 +55,7 @@ __all__ = [
 MAX_COOKIE_COPIES = 64
 MAX_GENUINE_COPIES = 8
 # ServerSession.ended when several live sessions were presented (401 cookie_conflict).
-COOKIE_CONFLICT: Final = "cookie_conflict"
+COOKIE_CONFLICT: Final = Code.COOKIE_CONFLICT
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ logger = logging.getLogger(__name__)
 async def _become_unavailable(response: QuartResponse | WerkzeugResponse) -> None:
     """Turn an answer already made into ``503 backend_unavailable`` (the request's
     changes could not all be stored: it is answered as failed, fail closed)."""
-    failed = error_response(503, "backend_unavailable")
+    failed = refusal_response(BACKEND_UNAVAILABLE)
     response.status_code = 503
     response.headers.pop("Location", None)
     response.set_data(await failed.get_data())
@@ -69,7 +72,7 @@ async def _become_unavailable(response: QuartResponse | WerkzeugResponse) -> Non
 
 CookieAction = Literal["set", "clear"] | None
 # Why the presented cookie(s) were not adopted: the session ended, or several live ones.
-NotAdopted = EndReason | Literal["cookie_conflict"]
+NotAdopted = EndReason | Literal[Code.COOKIE_CONFLICT]
 
 
 class ServerSession(dict[str, Any], SessionMixin):
@@ -135,6 +138,14 @@ class ServerSession(dict[str, Any], SessionMixin):
         self.stored_data = record.data
         self.pending = None
 
+    def claimed(self, record: SessionRecord) -> None:
+        """Take the record a claim returned (loading a pending session from it)."""
+        if self.pending is not None:
+            data = ServerSessionInterface.serializer.loads(record.data) if record.data else {}
+            self.adopt(record, data)
+        else:
+            self.record = record
+
     def bind(self, session_id: str, record: SessionRecord) -> None:
         """Point this session at a (new) stored record and send its cookie."""
         self.session_id = session_id
@@ -190,16 +201,13 @@ class SessionHost(Protocol):
     """What the session interface needs of the extension (which wires it)."""
 
     settings: Settings
-    timeouts: Timeouts
     claim_path: str
 
     @property
-    def backend(self) -> Backend: ...
+    def engine(self) -> SessionEngine: ...
 
     @property
     def signer(self) -> CookieSigner: ...
-
-    def now_ms(self) -> int: ...
 
     def request_is_secure(self) -> bool: ...
 
@@ -358,9 +366,7 @@ class ServerSessionInterface(SessionInterface):
 
     async def load(self, pid: str) -> Lookup:
         """Load session ``pid`` (refreshing its idle expiry when due)."""
-        return await self.host.backend.load(
-            pid, timeouts=self.host.timeouts, now=self.host.now_ms()
-        )
+        return await self.host.engine.load(pid)
 
     async def load_all(self, pids: list[str]) -> list[Lookup]:
         """Load every session of ``pids`` at once (concurrent loads share the round
@@ -479,9 +485,7 @@ class ServerSessionInterface(SessionInterface):
             return
         if data == session.stored_data:
             return
-        stored = await self.host.backend.save_data(
-            session.record.id, data, timeouts=self.host.timeouts, now=self.host.now_ms()
-        )
+        stored = await self.host.engine.save_data(session.record.id, data)
         if stored:
             session.stored_data = data
         else:

@@ -1,16 +1,13 @@
-"""The live-push endpoint ``GET {url_prefix}/ws`` (docs/protocol.md §3).
+"""Serving an accepted live-push socket (docs/protocol.md §3).
 
-The handshake is refused before the upgrade (HTTP 403 for the origin, 401 without a
-live session, 503 when the backend or the hub is down). An accepted socket is registered
-with the hub (which subscribes its channels) *before* the ``hello`` is checked against
-freshly loaded state, so an event published in between cannot be missed. Afterwards the
-reader enforces the frame size, the message rate and the heartbeat; the connection's
-writer sends everything else.
+An accepted socket is registered with the hub (which subscribes its channels) *before*
+the ``hello`` is checked against freshly loaded state, so an event published in
+between cannot be missed. Afterwards the reader enforces the frame size, the message
+rate and the heartbeat; the connection's writer sends everything else.
 
-Two ways in share :func:`serve_socket`: :mod:`.asgi` serves most handshakes on raw
-ASGI, without Quart's WebSocket layer; the Quart view below serves the others (an app
-with WebSocket hooks or signal receivers, which must keep seeing this endpoint) and
-answers every refusal.
+The handshake before it is decided by :func:`sessionwatch.live.handshake.open_handshake`;
+both doors (the raw ASGI route, :mod:`sessionwatch.web.rawwebsocket`, and the Quart view,
+:mod:`sessionwatch.web.websocket`) then call :func:`serve_socket`.
 """
 
 from __future__ import annotations
@@ -20,22 +17,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from quart import Blueprint, Response, websocket
-
 from ..core.audit import security_event
 from ..core.events import CloseCode, parse_client_message, pong_message
 from ..core.exceptions import BackendUnavailable, ProtocolError
-from ..core.origins import OriginRule
 from ..core.tabs import verify_tab_token
-from ..web.responses import ended_response, error_response
-from ..web.routes import own_origin
-from ..web.sessions import ServerSession
 from .admission import Ticket
 from .connection import Connection, TooManySockets
 from .gates import SocketGates
 from .hub import Hub
 
-__all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "register_websocket", "serve_socket"]
+__all__ = ["CLOSE_TIMEOUT", "PeerGone", "Receive", "serve_socket"]
 
 # Reads the next frame: text, bytes, ``None`` for an empty binary frame; raises
 # :class:`PeerGone` when the peer has disconnected.
@@ -68,64 +59,6 @@ class _TokenBucket:
             return False
         self._tokens -= 1.0
         return True
-
-
-def register_websocket(
-    bp: Blueprint,
-    hub: Hub,
-    gates: SocketGates,
-    current_session: Callable[[], ServerSession],
-    origins: OriginRule,
-    client_address: Callable[[], str | None] = lambda: websocket.remote_addr,
-) -> None:
-    """Add the ``/ws`` endpoint to the extension's blueprint. (The extension also
-    installs :mod:`.asgi`, which serves most sockets without this view.)
-
-    Args:
-        hub: this process's hub.
-        gates: this process's socket gates (admission, limits, read deadlines).
-        current_session: the handshake's session (raises :class:`BackendUnavailable`).
-        origins: who may open a socket.
-        client_address: the handshake's client address (the per-address limits).
-    """
-
-    @bp.websocket("/ws")
-    async def live() -> Response | None:
-        origin = websocket.headers.get("Origin")
-        if not origins.allows(origin, own_origin()):
-            security_event("origin_refused", logging.WARNING, action="websocket", why=origin)
-            return error_response(403, "origin_forbidden")
-        try:
-            session = current_session()
-        except BackendUnavailable as exc:
-            logger.warning("websocket refused: backend unavailable: %s", exc)
-            return error_response(503, "backend_unavailable")
-        record = session.record
-        if record is None:
-            return ended_response(session.ended)
-        if not hub.running:
-            logger.error("websocket refused: the hub is not running (is the app served?)")
-            return error_response(503, "backend_unavailable")
-        try:
-            ticket = await gates.openings.enter()
-        except TimeoutError:
-            return error_response(503, "busy")
-        try:
-            conn = Connection(
-                record.id, record.user, websocket.send, queue_size=hub.settings.send_queue_size
-            )
-            await websocket.accept()
-            code = await serve_socket(
-                hub, gates, conn, record.tab_key, websocket.receive, ticket, client_address()
-            )
-        finally:
-            ticket.release()
-        if code is not None:
-            try:
-                await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT)
-            except Exception as exc:  # the peer is already gone
-                logger.debug("close %d not sent: %r", code, exc)
-        return None
 
 
 async def serve_socket(

@@ -7,21 +7,21 @@ installs the app's ``asgi_websocket_class`` (the innermost ASGI layer: ASGI midd
 around the app and Quart's test client go through it) and serves an accepted socket on
 the ASGI ``receive``/``send`` directly, keeping only the session's id, user and tab key.
 
-It takes only a handshake that the view (``websocket.live``) would accept and in which
-nothing of the app could see a difference: no WebSocket hook, URL value preprocessor,
-app-context teardown function or receiver of Quart's WebSocket and app-context signals
-that would run for the endpoint, no ``SERVER_NAME`` or host or subdomain matching, the
-path routes to the endpoint, and the app's session interface, ``Websocket`` class and
-this class are sessionwatch's and Quart's own. Everything else, including each refusal
-(403 origin, 401 session, 503 hub), is handed to Quart's handling unchanged before
-anything was received or sent; a refusal after the session read reads it once more.
-The one refusal answered here is 503 for an unreachable backend, exactly as the view
-answers it (waiting for the backend twice would double a time-out).
+It takes only a handshake in which nothing of the app could see a difference: no
+WebSocket hook, URL value preprocessor, app-context teardown function or receiver of
+Quart's WebSocket and app-context signals that would run for the endpoint, no
+``SERVER_NAME`` or host or subdomain matching, the path routes to the endpoint, and the
+app's session interface, ``Websocket`` class and this class are sessionwatch's and
+Quart's own; everything else is handed to Quart's handling unchanged. It is a door: the
+handshake is decided by :func:`~sessionwatch.live.handshake.open_handshake`, the one
+function the Quart view (:mod:`.websocket`) calls too, and each refusal is written as
+the view writes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,24 +46,26 @@ from quart.signals import (
 )
 from quart.wrappers import Websocket
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import parse_cookie
-from werkzeug.sansio.utils import get_host
 
 from ..core.exceptions import BackendUnavailable
-from ..core.origins import OriginRule, own_origin_of
-from ..core.tokens import public_id
-from ..web.rawhttp import route_path
-from ..web.responses import error_response
-from ..web.sessions import ServerSessionInterface
-from .admission import Ticket
-from .connection import Connection
-from .endpoint import CLOSE_TIMEOUT, PeerGone, serve_socket
-from .gates import SocketGates
-from .hub import Hub
+from ..core.refusals import Refusal
+from ..live.admission import Ticket
+from ..live.connection import Connection
+from ..live.gates import SocketGates
+from ..live.handshake import open_handshake
+from ..live.hub import Hub
+from ..live.socket import CLOSE_TIMEOUT, PeerGone, serve_socket
+from .rawhttp import route_path
+from .requestfacts import ScopeHeaders, facts_of_scope
+from .responses import refusal_response
+from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
+from .websocket import WebSocketHost
 
 if TYPE_CHECKING:
     from quart import Quart, Response
     from quart.blueprints import BlueprintSetupState
+
+    from ..backends.base import SessionRecord
 
 __all__ = ["install"]
 
@@ -84,19 +86,19 @@ logger = logging.getLogger(__name__)
 
 def install(
     state: BlueprintSetupState,
+    host: WebSocketHost,
     hub: Hub,
     gates: SocketGates,
     interface: ServerSessionInterface,
-    origins: OriginRule,
 ) -> None:
     """Make the app's WebSocket connections :class:`_Endpoint` (unless the app brought
     its own class: then it is left alone and Quart serves the endpoint).
 
     Args:
+        host: the extension (its origin rule and settings).
         hub: this process's hub.
         gates: this process's socket gates (the view's).
         interface: the extension's session interface (reads the cookie and the session).
-        origins: who may open a socket (the view's rule).
     """
     app = state.app
     if getattr(app, "asgi_websocket_class", None) is not ASGIWebsocketConnection:
@@ -107,10 +109,10 @@ def install(
     class Endpoint(_Endpoint):
         __slots__ = ()
 
+    Endpoint.host = host
     Endpoint.hub = hub
     Endpoint.gates = gates
     Endpoint.interface = interface
-    Endpoint.origins = origins
     Endpoint.path = path
     Endpoint.blueprint = blueprint
     app.asgi_websocket_class = Endpoint  # type: ignore[attr-defined]
@@ -154,10 +156,10 @@ class _Endpoint:
 
     __slots__ = ("_app", "_gone", "_receive", "_scope", "_send")
 
-    hub: ClassVar[Hub]  # these are set on the app's subclass by install()
+    host: ClassVar[WebSocketHost]  # these are set on the app's subclass by install()
+    hub: ClassVar[Hub]
     gates: ClassVar[SocketGates]
     interface: ClassVar[ServerSessionInterface]
-    origins: ClassVar[OriginRule]
     path: ClassVar[str]
     blueprint: ClassVar[str]
 
@@ -217,95 +219,55 @@ class _Endpoint:
             return False
         return bool(rule.endpoint == f"{self.blueprint}.live")
 
-    def _session_id(self) -> str | None:
-        """The session id of a handshake the view would go on with after its origin and
-        cookie checks, else ``None`` (the view refuses it, and logs why)."""
-        scope = self._scope
-        scheme = scope["scheme"]
-        origin = host = None
-        cookies = []
-        for name, value in scope["headers"]:  # as Quart's Headers: latin-1, first wins
-            name = name.lower()
-            if name == b"origin" and origin is None:
-                origin = value.decode("latin1")
-            elif name == b"host" and host is None:
-                host = value.decode("latin1")
-            elif name == b"cookie":
-                cookies.append(value.decode("latin1"))
-        own_host = get_host(scheme, host, scope.get("server"))
-        if not self.origins.allows(origin, own_origin_of(scheme, own_host)):
-            return None
-        interface = self.interface
-        name = interface.cookie_name(self._app, scheme in ("https", "wss"))
-        values = parse_cookie(";".join(cookies)).getlist(name)
-        if len(values) != 1:
-            return None  # none, or several (a tossed copy): the session interface sorts them
-        return interface.session_id(values[0])
-
-    def _address(self) -> str | None:
-        """The client's address, as ``SessionWatch.client_address`` reads it."""
-        scope = self._scope
-        if self.hub.settings.trust_forwarded_for:
-            forwarded = ",".join(
-                value.decode("latin1")
-                for name, value in scope["headers"]
-                if name.lower() == b"x-forwarded-for"
-            )
-            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-            if hops:
-                return hops[-1]
-        client = scope.get("client")
-        return str(client[0]) if client else None
-
     async def _serve(self) -> None:
-        hub = self.hub
-        if not hub.running:
-            await self._quart()
-            return
+        scope, interface, hub = self._scope, self.interface, self.hub
         try:
-            session_id = self._session_id()
+            facts = facts_of_scope(
+                scope,
+                ScopeHeaders(scope),
+                lambda secure: interface.cookie_name(self._app, secure),
+                trust_forwarded_for=hub.settings.trust_forwarded_for,
+            )
         except Exception:  # a malformed scope: Quart's handling deals with it
-            session_id = None
-        if session_id is None:
             await self._quart()
             return
-        try:
-            ticket = await self.gates.openings.enter()
-        except TimeoutError:
+        load = functools.partial(self._load, facts.cookies, facts.cookies_named)
+        outcome = await open_handshake(
+            facts, origins=self.host.origins, hub=hub, gates=self.gates, load_session=load
+        )
+        if isinstance(outcome, Refusal):
             async with self._app.app_context():
-                response = error_response(503, "busy")
+                response = refusal_response(outcome)
             await self._refuse(response)
             return
-        try:
-            await self._open(session_id, ticket)
-        finally:
-            ticket.release()
-
-    async def _open(self, session_id: str, ticket: Ticket) -> None:
-        """Load the session, accept, and serve the socket (its turn: ``ticket``)."""
-        hub = self.hub
-        try:
-            found = await self.interface.load(public_id(session_id))
-            record = found.record
-            if record is not None and record.data:  # the view's session parses it too
-                ServerSessionInterface.serializer.loads(record.data)
-        except BackendUnavailable as exc:
-            logger.warning("websocket refused: backend unavailable: %s", exc)
-            async with self._app.app_context():
-                response = error_response(503, "backend_unavailable")
-            await self._refuse(response)
-            return
-        except Exception:
-            record = None
-        if record is None:
-            ticket.release()  # Quart's handling refuses it (and would take its own turn)
-            await self._quart()
-            return
+        # The socket keeps the session's id, user and tab key, its turn and the address:
+        # nothing else of the handshake stays referenced for the socket's lifetime.
+        record, ticket, address = outcome.record, outcome.ticket, facts.address
         conn = Connection(
             record.id, record.user, self._send_text, queue_size=hub.settings.send_queue_size
         )
         tab_key = record.tab_key
-        del found, record  # the socket keeps the id, the user and the tab key only
+        del outcome, facts, load, record
+        try:
+            await self._open(conn, tab_key, ticket, address)
+        finally:
+            ticket.release()
+
+    async def _load(
+        self, cookies: tuple[str, ...], named: int
+    ) -> tuple[SessionRecord | None, str | None]:
+        """The handshake's session, as Quart's session interface opens it."""
+        session = await self.interface.open_cookies(list(cookies), defer=False, named=named)
+        if isinstance(session, UnavailableSession):
+            raise session.error
+        if not isinstance(session, ServerSession):
+            raise BackendUnavailable("the session could not be opened")
+        return session.record, session.ended
+
+    async def _open(
+        self, conn: Connection, tab_key: str, ticket: Ticket, address: str | None
+    ) -> None:
+        """Accept and serve the socket (its turn: ``ticket``)."""
         try:
             await self._send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         except Exception as exc:
@@ -316,7 +278,7 @@ class _Endpoint:
         code: int | None
         try:
             code = await serve_socket(
-                hub, self.gates, conn, tab_key, self._read, ticket, self._address()
+                self.hub, self.gates, conn, tab_key, self._read, ticket, address
             )
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
