@@ -169,6 +169,9 @@ async def test_every_state_on_screen_and_tappable(
         await sign_in(context, phone_app, user)
         page = await open_page(context, phone_app)
 
+        # the socket is bound (its "ready"), so the user's channel is listened to: a
+        # sign-in before that is told to no tab ("active" comes with the claim's answer)
+        await page.wait_for_function("() => window.__sw.some(e => e[0] === 'ready')")
         await sign_in(other, phone_app, user)  # "New sign-in … Not you?"
         await check_and_tap(page, "signed_in", width)
         await page.wait_for_url(phone_app.url + "/signed-out?**revoke_others=1", timeout=5000)
