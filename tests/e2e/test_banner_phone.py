@@ -71,7 +71,9 @@ def _phone_app() -> Iterator[PhoneApp]:
 @pytest.fixture(scope="module", name="short_app")
 def _short_app() -> Iterator[PhoneApp]:
     """Idle after 4 s, warned 3 s before: "expiring" 1 s after the last activity."""
-    with PhoneApp({"idle_timeout": 4, "expiring_lead": 3, "refresh_every": 1}) as app:
+    # expiring 3 s after the last activity: time for the page's socket to be bound
+    # first under load (a warning due before that reaches no tab)
+    with PhoneApp({"idle_timeout": 8, "expiring_lead": 5, "refresh_every": 1}) as app:
         yield app
 
 
@@ -118,11 +120,11 @@ async def phone(browser: Any, devices: dict[str, Any], width: int) -> Any:
     return context
 
 
-async def check_and_tap(page: Any, state: str, width: int) -> dict[str, Any]:
+async def check_and_tap(page: Any, state: str, width: int, wait: float = 10000) -> dict[str, Any]:
     """The card of ``state`` inside the visual viewport at both corners of the page, its
     primary button >= 44 x 44 px, then tapped. Returns the last geometry."""
     card, action = STATES[state]
-    await page.locator(CARD.format(card)).wait_for(timeout=10000)
+    await page.locator(CARD.format(card)).wait_for(timeout=wait)
     geometry: dict[str, Any] = {}
     for corner in ((0, 0), (10_000, 10_000)):  # the page's top-left, then its bottom-right
         await page.evaluate("([x, y]) => window.scrollTo(x, y)", list(corner))
@@ -214,11 +216,12 @@ async def test_expiry_on_screen_and_tappable(
     try:
         await sign_in(context, short_app, f"phone-{width}-{uuid.uuid4().hex[:8]}")
         page = await open_page(context, short_app)
+        await page.wait_for_function("() => window.__sw.some(e => e[0] === 'ready')")
         await check_and_tap(page, "expiring", width)
         await page.wait_for_function(
             "() => window.__sw.some(e => e[0] === 'extended')", timeout=5000
         )
-        await check_and_tap(page, "expired", width)
+        await check_and_tap(page, "expired", width, wait=20000)  # idle 8 s after the extension
         await tapped_to_sign_in(page, short_app)
     finally:
         await context.close()
