@@ -589,8 +589,12 @@ async def test_openings_beyond_the_limit_queue_then_are_refused_503_busy(serve: 
         assert await bob.refused() == (503, {"error": "busy"})
         assert gates.stats()["opening_refused"] == 1
         metrics = Metrics(watch_of(app))
+        gates.openings.wait = 10.0  # long enough to see it queued on a loaded machine
         async with ann.socket() as ws:  # queued, then admitted once the turn is free
-            await asyncio.sleep(0.1)
+            for _ in range(300):  # bounded: 3 s
+                if gates.stats()["opening_queued"] == 1:
+                    break
+                await asyncio.sleep(0.01)
             assert gates.stats()["opening_queued"] == 1
             text = metrics.render()[0].decode()
             assert "sessionwatch_sockets_opening_queued 1.0" in text
