@@ -22,7 +22,7 @@ from sessionwatch.backends.base import (
     user_channel,
 )
 from sessionwatch.core.events import Device
-from sessionwatch.core.exceptions import SessionLimitReached
+from sessionwatch.core.exceptions import InvalidPage, SessionLimitReached
 from sessionwatch.core.limits import RateRule
 from sessionwatch.core.paging import MAX_PAGE_SIZE
 from sessionwatch.core.tabs import new_tab_key
@@ -653,3 +653,30 @@ async def test_a_rate_is_one_count_for_every_process(
         assert 0 < await client.pttl(key) <= 1_500
     finally:
         await other.disconnect()
+
+
+async def test_list_users_pages_through_every_user_with_bounded_pages(
+    backend: Backend, timeouts: Timeouts
+) -> None:
+    """The admin listing's enumeration (backends/user_scan.py): every user with an index
+    is found by following the cursor, each page bounded, glob characters in user ids
+    taken literally; an ended user's index is gone."""
+    users = {f"user-{n}" for n in range(23)} | {"glob*[x]?", "ünï"}
+    for user in sorted(users):
+        await backend.login(
+            None, make_record(user), limit=None, deny=False, timeouts=timeouts, now=NOW
+        )
+    await backend.end_user("user-0", except_id=None, detail="revoked", timeouts=timeouts, now=NOW)
+    found: list[str] = []
+    page = await backend.list_users(limit=5)
+    pages = 1
+    found += page.users
+    while page.next is not None:
+        page = await backend.list_users(cursor=page.next, limit=5)
+        found += page.users
+        pages += 1
+        assert pages < 200
+        assert len(page.users) <= 5 * 8  # at most one SCAN step's worth beyond the limit
+    assert set(found) == users - {"user-0"}
+    with pytest.raises(InvalidPage):
+        await backend.list_users(cursor="not a cursor!")

@@ -265,3 +265,17 @@ def test_rate_keys_per_address_and_per_user() -> None:
     for user in ("ines", "a{b}c", "名前"):
         user_rate = cluster.rate("logins_user", user, per="user")
         assert key_slot(user_rate.encode()) == key_slot(cluster.index(user).encode())
+
+
+def test_the_user_index_pattern_takes_the_prefix_literally_and_reads_users_back() -> None:
+    """SCAN MATCH of the admin listing: a prefix with glob characters matches only
+    itself; a user is read back from its index key on both topologies, and no other
+    key passes for an index (a cluster key whose tag is not the user's)."""
+    plain = key_names("a*[b]?\\:")
+    assert plain.index_pattern() == "a\\*\\[b\\]\\?\\\\:u:*"
+    assert plain.user_of_index(plain.index("ann:x")) == "ann:x"
+    assert plain.user_of_index(plain.session("s")) is None
+    cluster = key_names("sw:", "cluster")
+    assert cluster.user_of_index(cluster.index("ann")) == "ann"
+    assert cluster.user_of_index("sw:u:{abc}ann") is None
+    assert cluster.user_of_index("sw:u:ann") is None

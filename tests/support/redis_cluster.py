@@ -92,6 +92,8 @@ SERVICE_COMMANDS = (
     "+spublish", "+ssubscribe", "+sunsubscribe",
     # durable ends: how many replicas are online (INFO replication), then WAIT for one
     "+info", "+wait",
+    # the admin tools' listing of every user (SCAN MATCH over the user indexes)
+    "+scan",
 )  # fmt: skip
 SERVICE_USER = AclUser(
     "sw", "sw-password-" + secrets.token_hex(8), ("~sw:*", "&sw:*", "-@all", *SERVICE_COMMANDS)

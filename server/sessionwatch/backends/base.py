@@ -18,6 +18,7 @@ from ..core.events import Device
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor
 from .keys import session_channel, user_channel
+from .user_scan import UserPage
 
 __all__ = [
     "EXPIRY_GRACE_MS",
@@ -32,6 +33,7 @@ __all__ = [
     "SessionRecord",
     "Subscription",
     "Timeouts",
+    "UserPage",
     "session_channel",
     "user_channel",
 ]
@@ -289,6 +291,15 @@ class Backend(Protocol):
         come after ``after`` in the order ``(created, public id)``, oldest first; dead
         members met are pruned. One call examines at most ``LIST_SCAN_FACTOR * limit``
         members of the user's index, whatever the user holds."""
+
+    async def list_users(
+        self, *, cursor: str | None = None, limit: int = MAX_PAGE_SIZE
+    ) -> UserPage:
+        """About ``limit`` users whose index exists (they have or recently had sessions),
+        from ``cursor`` (the ``next`` of the page before; ``None``: the start), for the
+        admin tools. One call's cost is bounded whatever the deployment holds
+        (:mod:`.user_scan`); a page may be short, even empty, and not the last.
+        Raises :class:`~sessionwatch.core.exceptions.InvalidPage` for a bad cursor."""
 
     async def set_presence(
         self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int

@@ -109,6 +109,16 @@ class KeyNames:
     def index(self, user: str) -> str:
         return self._heads["u"] + self._of_user(user)
 
+    def index_pattern(self) -> str:
+        """The ``SCAN MATCH`` pattern of every user index (glob characters of the prefix
+        escaped): the only way to enumerate users without a registry of them."""
+        return re.sub(r"([*?\[\]\\])", r"\\\1", self._heads["u"]) + "*"
+
+    def user_of_index(self, key: str) -> str | None:
+        """The user whose index ``key`` is (``None`` for any other key)."""
+        head = self._heads["u"]
+        return key[len(head) :] or None if key.startswith(head) else None
+
     def session_channel(self, public_id: str) -> str:
         return self._heads["cs"] + self._of_session(public_id)
 
@@ -195,6 +205,13 @@ class ClusterKeyNames(KeyNames):
 
     def _of_user(self, user: str) -> str:
         return "{" + user_tag(user) + "}" + user
+
+    def user_of_index(self, key: str) -> str | None:
+        tagged = super().user_of_index(key)  # "{T}user"
+        if tagged is None or not tagged.startswith("{") or "}" not in tagged:
+            return None
+        tag, _, user = tagged[1:].partition("}")
+        return user if user and tag == user_tag(user) else None
 
     def fence(self, key: str) -> str:
         start = key.index("{")

@@ -36,6 +36,7 @@ from .base import (
     Timeouts,
 )
 from .keys import KeyNames
+from .user_scan import UserPage, decode_cursor, encode_cursor
 
 __all__ = ["MemoryBackend", "MemorySubscription"]
 
@@ -391,6 +392,16 @@ class MemoryBackend:
                     break
         more = examined < len(ordered)
         return SessionPage(records, ordered[examined - 1] if more else None)
+
+    async def list_users(
+        self, *, cursor: str | None = None, limit: int = MAX_PAGE_SIZE
+    ) -> UserPage:
+        after = decode_cursor(cursor) if cursor is not None else None
+        # In name order (one process's memory: sorting is the whole cost).
+        names = sorted(user for user in self._users if after is None or user > after)
+        page = names[: page_size(limit)]
+        more = len(names) > len(page)
+        return UserPage(page, encode_cursor(page[-1]) if more else None)
 
     def _live_sockets(self, public_id: str, now: int) -> int:
         sockets = self._presence.get(public_id)

@@ -48,6 +48,7 @@ from .durable_ends import DurableEnds, end_and_wait, online_replicas
 from .keys import KeyNames, Topology, key_names
 from .multiplex import Multiplexer, NotSent
 from .subscription import RedisSubscription
+from .user_scan import UserPage, decode_cursor, encode_cursor, scan_position, scan_users
 
 __all__ = ["RedisBackend", "RedisSubscription"]
 
@@ -555,6 +556,22 @@ class RedisBackend:
         records = [self._record(entry[0], entry[1:]) for entry in reply[2:]]
         following = PageCursor(int(reply[0]), reply[1]) if reply[0] else None
         return SessionPage(records, following)
+
+    async def list_users(
+        self, *, cursor: str | None = None, limit: int = MAX_PAGE_SIZE
+    ) -> UserPage:
+        position = scan_position(decode_cursor(cursor)) if cursor is not None else 0
+        users, position = await self.call(
+            functools.partial(
+                scan_users,
+                self._redis.scan,
+                pattern=self.names.index_pattern(),
+                limit=limit,
+                user_of=self.names.user_of_index,
+            ),
+            position,
+        )
+        return UserPage(users, encode_cursor(str(position)) if position else None)
 
     async def set_presence(
         self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
@@ -32,6 +33,7 @@ from redis.exceptions import AskError, MovedError, RedisClusterException, RedisE
 
 from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.limits import RateCheck
+from ..core.paging import MAX_PAGE_SIZE
 from ..core.tokens import slot_tag, user_tag
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
@@ -39,6 +41,7 @@ from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, _UNREACHABLE, RedisBackend
 from .tls_options import tls_options
+from .user_scan import UserPage, decode_cursor, encode_cursor, scan_position, scan_users
 
 __all__ = ["RedisClusterBackend", "cluster_from_url"]
 
@@ -276,6 +279,50 @@ class RedisClusterBackend(RedisBackend):
 
         counts = await self.call(count)
         return dict(zip(public_ids, (int(c) for c in counts), strict=True))
+
+    async def list_users(
+        self, *, cursor: str | None = None, limit: int = MAX_PAGE_SIZE
+    ) -> UserPage:
+        """Each primary's indexes in turn, in node name order; the cursor names the node
+        and its own ``SCAN`` cursor. A node gone since the last page (a failover) is
+        followed by the next name, from its start: users of the failed node's slots may
+        then be missed by this listing (the promoted replica holds them)."""
+        primaries = sorted(self._cluster.get_primaries(), key=lambda node: node.name)
+        if not primaries:
+            raise BackendUnavailable("Redis Cluster: no primary known")
+        name, position = primaries[0].name, 0
+        if cursor is not None:
+            name, _, at = decode_cursor(cursor).rpartition(" ")
+            position = scan_position(at)
+        remaining = [node for node in primaries if node.name >= name]
+        if not remaining:
+            return UserPage([])
+        node = remaining[0]
+        if node.name != name:
+            position = 0
+
+        async def scan(at: int, **options: Any) -> tuple[int, list[str]]:
+            # redis-py answers ({node name: cursor}, keys) even for one target node.
+            cursors, keys = cast(
+                tuple[dict[str, int], list[str]],
+                await self._cluster.scan(at, target_nodes=node, **options),
+            )
+            return int(cursors[node.name]), keys
+
+        users, position = await self.call(
+            functools.partial(
+                scan_users,
+                scan,
+                pattern=self.names.index_pattern(),
+                limit=limit,
+                user_of=self.names.user_of_index,
+            ),
+            position,
+        )
+        if position == 0:  # this node is done: the next one from its start
+            following = primaries[primaries.index(node) + 1 :]
+            return UserPage(users, encode_cursor(f"{following[0].name} 0") if following else None)
+        return UserPage(users, encode_cursor(f"{node.name} {position}"))
 
     async def publish(self, channel: str, payload: str) -> None:
         await self.call(self._cluster.spublish, self.names.physical(channel), payload)
