@@ -41,6 +41,10 @@ class Code(StrEnum):
     API_KEY_MISSING = "api_key_missing"
     API_KEY_INVALID = "api_key_invalid"
     API_BROWSER_FORBIDDEN = "api_browser_forbidden"
+    ADMIN_DISABLED = "admin_disabled"
+    ADMIN_KEY_REQUIRED = "admin_key_required"
+    BAD_SESSION_ID = "bad_session_id"
+    BAD_REASON = "bad_reason"
     CONFIGURATION_ERROR = "configuration_error"
     PROTOCOL_ERROR = "protocol_error"
     SESSIONWATCH_ERROR = "sessionwatch_error"
@@ -72,4 +76,10 @@ MESSAGES: Final[dict[str, str]] = {
     Code.API_KEY_INVALID: "This API key is not valid.",
     Code.API_BROWSER_FORBIDDEN: "The session API is for servers: requests with Cookie, "
     "Origin, Sec-Fetch-Site or Sec-Fetch-Dest headers are refused.",
+    Code.ADMIN_DISABLED: "The admin API is off: set SESSIONWATCH_ADMIN_KEYS.",
+    Code.ADMIN_KEY_REQUIRED: "This key is not an admin key: the admin API needs one of "
+    "SESSIONWATCH_ADMIN_KEYS.",
+    Code.BAD_SESSION_ID: "That is not a session's public id.",
+    Code.BAD_REASON: "The reason must be a lowercase code: a letter, then up to 31 "
+    "letters, digits or underscores.",
 }

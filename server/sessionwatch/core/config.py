@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from .admin_keys import AdminKey, check_bearer_key, parse_admin_keys
 from .exceptions import ConfigurationError
 from .policy import POLICY_KEYS
 
@@ -106,6 +107,9 @@ class Settings:
     # Bearer keys of the session API (/api/v1, docs/any-stack.md); several for rotation.
     # Empty: the API is off.
     api_keys: tuple[str, ...] = ()
+    # Bearer keys of the admin scope (/api/v1/admin and nothing else, docs/admin.md),
+    # each NAME:KEY; the name is the actor of what the key revokes. Empty: admin API off.
+    admin_keys: tuple[str, ...] = ()
     # host:port: the session API answers only there (``sessionwatch serve --api-bind``
     # listens on it too); empty: on every address the service listens on.
     api_address: str = ""
@@ -131,6 +135,15 @@ class Settings:
             )
         if self.refresh_every >= self.idle_timeout:
             raise ConfigurationError("refresh_every must be shorter than idle_timeout")
+        if {key.secret for key in self.admin_key_list} & set(self.api_keys):
+            raise ConfigurationError(
+                "admin_keys: an admin key must not also be a session API key (api_keys)"
+            )
+
+    @property
+    def admin_key_list(self) -> tuple[AdminKey, ...]:
+        """:attr:`admin_keys` as named keys."""
+        return parse_admin_keys(self.admin_keys, "admin_keys")
 
     @classmethod
     def resolve(cls, keywords: Mapping[str, Any], config: Mapping[str, Any]) -> Settings:
@@ -182,7 +195,7 @@ _FLAGS: Final = {
     "trust_forwarded_for",
     "shared_rate_limits",
 }
-_LISTS: Final = {"secret_keys", "allowed_origins", "api_keys"}
+_LISTS: Final = {"secret_keys", "allowed_origins", "api_keys", "admin_keys"}
 _TRUE: Final = {"1", "true", "yes", "on"}
 MAX_DURABLE_ENDS_TIMEOUT: Final = 4.0
 _FALSE: Final = {"0", "false", "no", "off"}
@@ -264,11 +277,9 @@ def _check(name: str, value: Any, source: str) -> None:
         )
     if name == "api_keys":
         for key in value:
-            if len(key) < 24 or not key.isascii() or not key.isprintable() or " " in key:
-                raise ConfigurationError(
-                    f"{source}: each key must be at least 24 printable ASCII characters "
-                    "without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
-                )
+            check_bearer_key(key, source)
+    if name == "admin_keys":
+        parse_admin_keys(value, source)
     if name == "allowed_origins":
         for origin in value:
             if origin != origin.rstrip("/") or "://" not in origin:

@@ -26,12 +26,22 @@ from itsdangerous import BadSignature, Signer
 
 from .exceptions import ConfigurationError
 
-__all__ = ["VERIFIED_CACHE", "CookieSigner", "new_session_id", "public_id", "slot_tag", "user_tag"]
+__all__ = [
+    "PUBLIC_ID_RE",
+    "VERIFIED_CACHE",
+    "CookieSigner",
+    "new_session_id",
+    "public_id",
+    "slot_tag",
+    "user_tag",
+]
 
 _PUBLIC_ID_DOMAIN: Final = b"sessionwatch/v1/public\0"
 _USER_TAG_DOMAIN: Final = b"sessionwatch/v1/tag\0"
 _TAG_LENGTH: Final = 4  # 24 bits: far more tags than Redis Cluster's 16384 slots
 _SESSION_ID_RE: Final = re.compile(r"(?:[A-Za-z0-9_-]{4}\.)?[A-Za-z0-9_-]{43}")
+# The shape of what public_id() returns (the user's tag, then the digest).
+PUBLIC_ID_RE: Final = re.compile(r"(?:[A-Za-z0-9_-]{4}\.)?[A-Za-z0-9_-]{22}")
 _MIN_SECRET_LENGTH: Final = 16
 
 

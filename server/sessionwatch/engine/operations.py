@@ -113,6 +113,11 @@ def _via(door: str | None) -> dict[str, str]:
     return {"via": door} if door else {}
 
 
+def _actor(actor: str | None) -> dict[str, str]:
+    """The ``actor`` field of an audit line (only when someone other than the user acts)."""
+    return {"actor": actor} if actor else {}
+
+
 class SessionEngine:
     """The session operations of one app.
 
@@ -329,12 +334,17 @@ class SessionEngine:
         return ended
 
     async def revoke_session(
-        self, session_id: str, *, reason: str = "revoked", user_id: str | None = None
+        self,
+        session_id: str,
+        *,
+        reason: str = "revoked",
+        user_id: str | None = None,
+        actor: str | None = None,
     ) -> bool:
         """Revoke the session with public id ``session_id`` (only if it belongs to
         ``user_id``, when given); its tabs are told ``revoked{reason}``. Returns whether
-        a live session was revoked. Raises :class:`ConfigurationError` for a bad
-        ``reason``."""
+        a live session was revoked. ``actor``: who revoked it (an admin key's name), for
+        the audit line. Raises :class:`ConfigurationError` for a bad ``reason``."""
         check_reason(reason)
         ended = await self.backend.end(
             session_id,
@@ -345,7 +355,7 @@ class SessionEngine:
             detail=reason,
         )
         if ended:
-            security_event("revoke", session=session_id, reason=reason)
+            security_event("revoke", session=session_id, reason=reason, **_actor(actor))
         return ended
 
     async def revoke_user(
@@ -355,14 +365,23 @@ class SessionEngine:
         except_id: str | None = None,
         reason: str = "revoked",
         via: str | None = None,
+        actor: str | None = None,
     ) -> int:
         """Revoke every session of ``user_id`` but ``except_id``; returns how many.
-        ``via``: the door, for the audit line."""
+        ``via``: the door, ``actor``: who asked (an admin key's name), for the audit
+        line."""
         check_reason(reason)
         count = await self.backend.end_user(
             user_id, except_id=except_id, detail=reason, timeouts=self.timeouts, now=self.now_ms()
         )
-        security_event("revoke_user", user=user_id, sessions=count, reason=reason, **_via(via))
+        security_event(
+            "revoke_user",
+            user=user_id,
+            sessions=count,
+            reason=reason,
+            **_via(via),
+            **_actor(actor),
+        )
         return count
 
     # -- tabs ------------------------------------------------------------------------------

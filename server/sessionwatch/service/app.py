@@ -37,6 +37,7 @@ from ..core.policy import policy_from_env
 from ..web.extension import SessionWatch
 from ..web.headers import SecurityHeaders
 from ..web.jsonprovider import BoundedJSONProvider
+from .admin_api import create_admin_api_blueprint
 from .forward_auth import create_forward_auth_blueprint
 from .ops import register_ops
 from .proxies import TrustedProxies
@@ -175,11 +176,14 @@ def create_hypercorn_app() -> Quart:
 def register_proxy_endpoints(app: Quart) -> None:
     """Serve what a reverse proxy and its upstream app use (docs/any-stack.md):
     ``{url_prefix}/verify`` and ``/refusal`` for forward-auth, and the session API
-    under ``{url_prefix}/api/v1`` (off until ``SESSIONWATCH_API_KEYS`` is set)."""
+    under ``{url_prefix}/api/v1`` (off until ``SESSIONWATCH_API_KEYS`` is set) and its
+    admin scope under ``{url_prefix}/api/v1/admin`` (off until ``SESSIONWATCH_ADMIN_KEYS``
+    is set)."""
     watch = app.extensions["sessionwatch"]
     prefix = watch.settings.url_prefix
     app.register_blueprint(create_forward_auth_blueprint(watch), url_prefix=prefix)
     app.register_blueprint(create_session_api_blueprint(watch), url_prefix=prefix + "/api/v1")
+    app.register_blueprint(create_admin_api_blueprint(watch), url_prefix=prefix + "/api/v1/admin")
 
 
 # Young collections every 10,000 net allocations instead of 700: objects of requests

@@ -12,22 +12,16 @@ JSON codes of docs/any-stack.md; the contract is ``docs/session-api.openapi.yaml
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 from werkzeug.http import parse_cookie
 
-from ..core import jsonlimits
-from ..core.audit import MAX_USER_ID, check_user_id, security_event
 from ..core.codes import Code
 from ..core.config import parse_address
 from ..core.refusals import REFUSED_ERRORS, refusal_for
 from ..core.tabs import make_tab_token
-from ..engine import REASON_RE
+from ..engine.roster import session_json
 from ..web.responses import error_response, refusal_response
 from ..web.sessions import (
     ServerSession,
@@ -35,115 +29,53 @@ from ..web.sessions import (
     UnavailableSession,
     copies_named,
 )
+from .api_callers import check_caller
+from .api_input import (
+    MAX_COOKIE_HEADER,
+    ApiError,
+    address_field,
+    bad_request,
+    flag_field,
+    optional,
+    read_body,
+    reason_field,
+    text_field,
+    user_field,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import SessionRecord
     from ..web.extension import SessionWatch
 
-__all__ = ["ApiError", "create_session_api_blueprint"]
+__all__ = ["ApiError", "create_session_api_blueprint", "register_api_errors"]
 
-_MAX_BODY: Final = 16 * 1024
-_MAX_COOKIE_HEADER: Final = 8192
 _MAX_USER_AGENT: Final = 1024
 _PUBLIC_ID_MAX: Final = 64
-_BROWSER_HEADERS: Final = ("Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Dest")
+_SESSION = text_field("session", _PUBLIC_ID_MAX)
+_COOKIE = optional(text_field("cookie", MAX_COOKIE_HEADER))
 
 
-class ApiError(Exception):
-    """A refused API call: its status, stable code and message."""
+def register_api_errors(bp: Blueprint) -> None:
+    """Answer an :class:`ApiError` and the refusals of the engine (503, 400
+    ``bad_page``…) on ``bp`` as JSON errors, and never let an answer be cached."""
 
-    def __init__(self, status: int, code: Code, message: str | None = None) -> None:
-        super().__init__(message or code)
-        self.status = status
-        self.code = code
-        self.message = message
+    @bp.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return error_response(error.status, error.code, error.message)
 
+    async def refused(error: Exception) -> Response:
+        refusal = refusal_for(error)
+        if refusal is None:  # registered only for the table's errors
+            raise error
+        return refusal_response(refusal)
 
-def _bad(message: str) -> ApiError:
-    return ApiError(400, Code.BAD_REQUEST, message)
+    for kind in REFUSED_ERRORS:
+        bp.register_error_handler(kind, refused)
 
-
-def _string(name: str, limit: int) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or not value or len(value) > limit:
-            raise _bad(f"{name} must be a non-empty string of at most {limit} characters")
-        return value
-
-    return check
-
-
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else check(value)
-
-
-def _flag(name: str) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise _bad(f"{name} must be true or false")
-        return value
-
-    return check
-
-
-def _address(value: Any) -> str:
-    try:
-        return str(ipaddress.ip_address(value if isinstance(value, str) else ""))
-    except ValueError:
-        raise _bad("client_ip must be an IPv4 or IPv6 address") from None
-
-
-def _user(value: Any) -> str:
-    """A user id, refused as the extension's login refuses it (control characters too)."""
-    value = _string("user", MAX_USER_ID)(value)
-    try:
-        return check_user_id(value)
-    except ValueError:
-        raise _bad("user must not contain control or separator characters") from None
-
-
-def _reason(value: Any) -> str:
-    if not isinstance(value, str) or not REASON_RE.fullmatch(value):
-        raise _bad(f"reason must match {REASON_RE.pattern}")
-    return value
-
-
-_USER = _user
-_SESSION = _string("session", _PUBLIC_ID_MAX)
-_COOKIE = _optional(_string("cookie", _MAX_COOKIE_HEADER))
-
-
-async def _body(fields: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
-    """The JSON object body, each field checked; unknown fields are refused."""
-    if request.mimetype != "application/json":
-        raise ApiError(
-            415, Code.BAD_REQUEST, "the body must be JSON (Content-Type: application/json)"
-        )
-    raw = await request.get_data(as_text=False)
-    if len(raw) > _MAX_BODY:
-        raise ApiError(413, Code.BAD_REQUEST, f"the body is larger than {_MAX_BODY} bytes")
-    try:
-        value = jsonlimits.loads(raw)
-    except jsonlimits.JSONTooDeep as exc:
-        raise _bad(f"the body is not valid JSON: {exc}") from None
-    except ValueError:
-        raise _bad("the body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise _bad("the body must be a JSON object")
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise _bad(f"unknown field(s): {', '.join(unknown)}")
-    return {name: check(value.get(name)) for name, check in fields.items()}
-
-
-def on_address(server: Any, address: tuple[str, int]) -> bool:
-    """Whether the ASGI ``server`` (the local end of the connection) is ``address``
-    (any local host when ``address`` is a wildcard such as 0.0.0.0)."""
-    if not isinstance(server, (tuple, list)) or len(server) != 2:
-        return False
-    host, port = server
-    if port != address[1]:
-        return False
-    return address[0] in ("0.0.0.0", "::", "") or host == address[0]  # noqa: S104
+    @bp.after_request
+    async def no_store(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
@@ -186,63 +118,22 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
 
     @bp.before_request
     async def authenticate() -> Response | None:
-        keys = watch.settings.api_keys
-        if not keys:
-            return error_response(404, Code.API_DISABLED)
-        if api_address is not None and not on_address(request.scope.get("server"), api_address):
-            return error_response(
-                404, Code.API_DISABLED, "The session API listens on another address."
-            )
-        headers = request.headers
-        # What only browsers send (Node's fetch sends Sec-Fetch-Mode, so not that one).
-        if any(name in headers for name in _BROWSER_HEADERS):
-            security_event("api_refused", logging.WARNING, reason="browser", path=request.path)
-            return error_response(403, Code.API_BROWSER_FORBIDDEN)
-        scheme, _, presented = headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            response = error_response(401, Code.API_KEY_MISSING)
-            response.headers["WWW-Authenticate"] = 'Bearer realm="sessionwatch"'
-            return response
-        given = presented.strip().encode("utf-8", "replace")
-        matched = False
-        for key in keys:  # every key compared: the time does not say which matched
-            matched |= hmac.compare_digest(given, key.encode())
-        if not matched:
-            security_event("api_refused", logging.WARNING, reason="bad_key", path=request.path)
-            response = error_response(401, Code.API_KEY_INVALID)
-            response.headers["WWW-Authenticate"] = (
-                'Bearer realm="sessionwatch", error="invalid_token"'
-            )
-            return response
-        return None
+        caller = check_caller(
+            watch.settings.api_keys, disabled=Code.API_DISABLED, api_address=api_address
+        )
+        return caller if isinstance(caller, Response) else None
 
-    @bp.errorhandler(ApiError)
-    async def api_error(error: ApiError) -> Response:
-        return error_response(error.status, error.code, error.message)
-
-    async def refused(error: Exception) -> Response:
-        refusal = refusal_for(error)
-        if refusal is None:  # registered only for the table's errors
-            raise error
-        return refusal_response(refusal)
-
-    for kind in REFUSED_ERRORS:
-        bp.register_error_handler(kind, refused)
-
-    @bp.after_request
-    async def no_store(response: Response) -> Response:
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    register_api_errors(bp)
 
     @bp.post("/login")
     async def login() -> Response:
-        body = await _body(
+        body = await read_body(
             {
-                "user": _USER,
+                "user": user_field,
                 "cookie": _COOKIE,
-                "user_agent": _optional(_string("user_agent", _MAX_USER_AGENT)),
-                "client_ip": _optional(_address),
-                "revoke_others": _optional(_flag("revoke_others")),
+                "user_agent": optional(text_field("user_agent", _MAX_USER_AGENT)),
+                "client_ip": optional(address_field),
+                "revoke_others": optional(flag_field("revoke_others")),
             }
         )
         old = await browser_session(body["cookie"])
@@ -276,7 +167,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
 
     @bp.post("/logout")
     async def logout() -> Response:
-        body = await _body({"cookie": _string("cookie", _MAX_COOKIE_HEADER)})
+        body = await read_body({"cookie": text_field("cookie", MAX_COOKIE_HEADER)})
         record = await browser_session(body["cookie"])
         ended = False
         if record is not None:
@@ -291,24 +182,24 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
 
     @bp.post("/revoke")
     async def revoke() -> Response:
-        body = await _body(
+        body = await read_body(
             {
-                "session": _optional(_SESSION),
-                "user": _optional(_USER),
-                "except_session": _optional(_SESSION),
-                "reason": _optional(_reason),
+                "session": optional(_SESSION),
+                "user": optional(user_field),
+                "except_session": optional(_SESSION),
+                "reason": optional(reason_field),
             }
         )
         reason = body["reason"] or "revoked"
         if body["session"] is not None:
             if body["except_session"] is not None:
-                raise _bad("give session, or user (with except_session), not both")
+                raise bad_request("give session, or user (with except_session), not both")
             ended = await watch.revoke_session(body["session"], reason=reason, user_id=body["user"])
             if not ended:
                 raise ApiError(404, Code.SESSION_NOT_FOUND)
             return jsonify({"revoked": 1})
         if body["user"] is None:
-            raise _bad("give session (one session) or user (all, or all but except_session)")
+            raise bad_request("give session (one session) or user (all, or all but except_session)")
         count = await watch.engine.revoke_user(
             body["user"], except_id=body["except_session"], reason=reason, via="api"
         )
@@ -318,16 +209,11 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
     async def sessions() -> Response:
         user = request.args.get("user")
         if user is None:
-            raise _bad("the user query parameter is required")
+            raise bad_request("the user query parameter is required")
         page = await watch.list_sessions(
-            _USER(user), cursor=request.args.get("cursor"), limit=request.args.get("limit")
+            user_field(user), cursor=request.args.get("cursor"), limit=request.args.get("limit")
         )
-        listed = []
-        for info in page.sessions:
-            item = info.to_json()
-            item.pop("current")
-            item["user"] = info.user
-            listed.append(item)
+        listed = [session_json(info) for info in page.sessions]
         return jsonify({"user": user, "sessions": listed, "next_cursor": page.next_cursor})
 
     return bp
