@@ -59,6 +59,16 @@ class Timeouts:
     refresh: int
     tombstone: int
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> Timeouts:
+        """The lifetimes of :class:`~sessionwatch.core.config.Settings` (seconds)."""
+        return cls(
+            idle=int(settings.idle_timeout * 1000),
+            absolute=int(settings.absolute_timeout * 1000),
+            refresh=int(settings.refresh_every * 1000),
+            tombstone=int(settings.tombstone_ttl * 1000),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:

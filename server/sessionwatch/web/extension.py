@@ -139,12 +139,7 @@ class SessionWatch:
             if app.config.get("SECRET_KEY"):
                 keys.append(app.config["SECRET_KEY"])
         self._signer = CookieSigner(keys)
-        self.timeouts = Timeouts(
-            idle=int(self.settings.idle_timeout * 1000),
-            absolute=int(self.settings.absolute_timeout * 1000),
-            refresh=int(self.settings.refresh_every * 1000),
-            tombstone=int(self.settings.tombstone_ttl * 1000),
-        )
+        self.timeouts = Timeouts.from_settings(self.settings)
         self.origins = OriginRule.from_settings(self.settings)
         hub = Hub(
             self.backend,
