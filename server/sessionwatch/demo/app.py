@@ -32,9 +32,11 @@ from .. import (
     policy_from_env,
     settings_from_env,
 )
+from .admin import register_admin
 from .policy import DemoPolicy
 
 __all__ = [
+    "ADMIN_PASSWORD_ENV",
     "DEMO_PASSWORD",
     "INSECURE_COOKIE_SETTING",
     "cookie_dropped",
@@ -45,6 +47,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "demo"  # noqa: S105 (the documented password of every demo account)
+# The admin page's password (demo/admin.py); `sessionwatch demo` makes one when unset.
+ADMIN_PASSWORD_ENV = "DEMO_ADMIN_PASSWORD"  # noqa: S105 (the name of a variable)
 _MAX_USERNAME = 64
 # The pages load only their own scripts and styles (no inline code), talk only to their
 # own origin (fetch and WebSocket), and may not be framed: a page from elsewhere cannot
@@ -137,7 +141,10 @@ def create_demo_app() -> Quart:
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
     return create_app(
-        settings_from_env(), secret_key=os.environ.get("DEMO_SECRET_KEY"), policy=policy_from_env()
+        settings_from_env(),
+        secret_key=os.environ.get("DEMO_SECRET_KEY"),
+        policy=policy_from_env(),
+        admin_password=os.environ.get(ADMIN_PASSWORD_ENV),
     )
 
 
@@ -146,16 +153,22 @@ def create_app(
     *,
     secret_key: str | None = None,
     policy: Policy | None = None,
+    admin_password: str | None = None,
 ) -> Quart:
     """The demo app, configured from ``settings`` (default: the environment), starting
     with ``policy``. Without ``secret_key`` it signs with a key made for this process:
-    sessions end when it stops."""
+    sessions end when it stops. ``/admin`` signs in with ``admin_password`` (none: a
+    password made for this process and logged)."""
     settings = settings or settings_from_env()
     app = Quart(__name__)
     app.json = BoundedJSONProvider(app)  # request.get_json: ValueError past 32 levels
     app.config["SECRET_KEY"] = secret_key or secrets.token_urlsafe(32)
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
     watch = SessionWatch(app, policy=policy, **options)
+    if not admin_password:
+        admin_password = secrets.token_urlsafe(12)
+        logger.info("demo admin page: /admin, password %s", admin_password)
+    register_admin(app, watch, admin_password)
 
     @app.get("/healthz")
     async def healthz() -> Any:

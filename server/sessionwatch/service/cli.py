@@ -56,6 +56,7 @@ APP_FACTORY = "sessionwatch.service.app:create_service_app"
 HYPERCORN_APP_FACTORY = "sessionwatch.service.app:create_hypercorn_app"
 DEMO_FACTORY = "sessionwatch.demo.app:create_demo_app"
 DEMO_SECRET_ENV = "DEMO_SECRET_KEY"  # noqa: S105 (the name of a variable)
+DEMO_ADMIN_ENV = "DEMO_ADMIN_PASSWORD"
 DEMO_EXPOSE_FLAG = "--i-know-this-is-a-demo"
 # What `sessionwatch` needs beyond the base install (the extension alone).
 SERVICE_MODULES = ("uvicorn", "prometheus_client")
@@ -458,6 +459,8 @@ def demo(*, host: str, port: int, workers: int, backend: str, expose: bool) -> N
     os.environ.pop("REDIS_URL", None)
     key = os.environ.get(DEMO_SECRET_ENV) or secrets.token_urlsafe(32)
     os.environ[DEMO_SECRET_ENV] = key  # one key for every worker, this run only
+    admin_password = os.environ.get(DEMO_ADMIN_ENV) or secrets.token_urlsafe(12)
+    os.environ[DEMO_ADMIN_ENV] = admin_password  # the admin page's, every worker's
     serve(
         host=host,
         port=port,
@@ -465,7 +468,9 @@ def demo(*, host: str, port: int, workers: int, backend: str, expose: bool) -> N
         backend=backend,
         metrics=False,
         factory=DEMO_FACTORY,
-        label="sessionwatch demo (password 'demo' for any user name)",
+        # printed once the configuration is checked, before any worker starts
+        label="sessionwatch demo (password 'demo' for any user name; admin page /admin, "
+        f"password {admin_password}, ${DEMO_ADMIN_ENV} to choose it)",
         choose_port_with="--port",
     )
 

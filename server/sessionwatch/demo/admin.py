@@ -1,0 +1,178 @@
+"""The demo's admin page (``/admin``): every user's live sessions with their tabs,
+revoke one or a user's, and a feed of the security events this worker logged.
+
+Behind its own sign-in, never a user's: the password is ``DEMO_ADMIN_PASSWORD`` or
+one made at start and printed by ``sessionwatch demo`` (the demo is loopback-only; the
+production service has no password at all: its admin scope takes named bearer keys,
+docs/admin.md). Signing in sets a signed, HttpOnly, ``SameSite=Strict`` cookie for
+``/admin`` only, apart from the sessionwatch session (the admin is not a user and is
+never listed). Its writes also require JSON and a same-origin ``Origin``: a page from
+elsewhere cannot post them.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import logging
+from typing import Any, Final
+
+from itsdangerous import BadSignature, TimestampSigner
+from quart import Quart, jsonify, redirect, render_template, request
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from .. import InvalidUserId, SessionWatch
+from ..core import jsonlimits
+from ..core.audit import check_user_id, security_log
+from ..core.exceptions import InvalidPage
+from ..core.tokens import PUBLIC_ID_RE
+from ..engine import REASON_RE
+from ..engine.roster import roster
+
+__all__ = ["ADMIN_ACTOR", "ADMIN_COOKIE", "register_admin"]
+
+ADMIN_COOKIE: Final = "demo_admin"
+ADMIN_ACTOR: Final = "demo-admin"
+_SIGNED_IN_FOR: Final = 8 * 3600  # seconds
+_FEED_SIZE: Final = 200
+_MAX_USERS: Final = 500  # the page lists at most this many users (pages of 100)
+
+
+class _Feed(logging.Handler):
+    """The last security events of this worker, as their JSON objects."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=_FEED_SIZE)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event = jsonlimits.loads(record.getMessage())
+        except ValueError:
+            return
+        if isinstance(event, dict):
+            self.events.append({"at": int(record.created * 1000), **event})
+
+
+def _error(status: int, code: str, message: str) -> Any:
+    return jsonify({"error": code, "message": message}), status
+
+
+def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
+    """Serve ``/admin`` on ``app``, signed in with ``password``."""
+    signer = TimestampSigner(app.config["SECRET_KEY"], salt="sessionwatch-demo-admin")
+    feed = _Feed()
+    level = security_log.level
+
+    @app.before_serving
+    async def listen() -> None:
+        security_log.addHandler(feed)
+        if security_log.getEffectiveLevel() > logging.INFO:  # the feed shows INFO events
+            security_log.setLevel(logging.INFO)
+
+    @app.after_serving
+    async def stop_listening() -> None:
+        security_log.removeHandler(feed)
+        security_log.setLevel(level)
+
+    def signed_in() -> bool:
+        value = request.cookies.get(ADMIN_COOKIE, "")
+        try:
+            signer.unsign(value, max_age=_SIGNED_IN_FOR)
+        except BadSignature:
+            return False
+        return True
+
+    def refused_write() -> Any | None:
+        if not signed_in():
+            return _error(401, "not_signed_in", "Sign in to the admin page first.")
+        if request.headers.get("Origin") != request.host_url.rstrip("/"):
+            return _error(403, "origin_forbidden", "Admin actions come from the admin page.")
+        return None
+
+    @app.get("/admin/login")
+    async def admin_login_form() -> Any:
+        return await render_template("admin_login.html", error=None)
+
+    @app.post("/admin/login")
+    async def admin_login() -> Any:
+        form = await request.form
+        given = str(form.get("password", "")).encode("utf-8", "replace")
+        if not hmac.compare_digest(given, password.encode()):
+            return await render_template("admin_login.html", error="Wrong password."), 401
+        response: WerkzeugResponse = redirect("/admin")
+        response.set_cookie(
+            ADMIN_COOKIE,
+            signer.sign("admin").decode(),
+            max_age=_SIGNED_IN_FOR,
+            path="/admin",
+            secure=request.scheme == "https",
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+
+    @app.post("/admin/logout")
+    async def admin_logout() -> WerkzeugResponse:
+        response: WerkzeugResponse = redirect("/admin/login")
+        response.delete_cookie(ADMIN_COOKIE, path="/admin")
+        return response
+
+    @app.get("/admin")
+    async def admin_page() -> Any:
+        if not signed_in():
+            return redirect("/admin/login")
+        return await render_template("admin.html", user=None)
+
+    @app.get("/admin/sessions")
+    async def admin_sessions() -> Any:
+        if not signed_in():
+            return _error(401, "not_signed_in", "Sign in to the admin page first.")
+        users: list[dict[str, Any]] = []
+        cursor: str | None = None
+        try:
+            while len(users) < _MAX_USERS:
+                page = await roster(watch.engine, cursor=cursor, limit=100)
+                users += [entry.to_json() for entry in page.users]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        except InvalidPage as exc:  # not reached: the cursors are the backend's own
+            return _error(400, "bad_page", str(exc))
+        return jsonify({"users": users, "complete": cursor is None})
+
+    @app.get("/admin/events")
+    async def admin_events() -> Any:
+        if not signed_in():
+            return _error(401, "not_signed_in", "Sign in to the admin page first.")
+        return jsonify({"events": list(feed.events)[::-1]})
+
+    @app.post("/admin/revoke")
+    async def admin_revoke() -> Any:
+        refused = refused_write()
+        if refused is not None:
+            return refused
+        body = await request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _error(400, "bad_request", "The body must be a JSON object.")
+        reason = body.get("reason") or "admin"
+        if not isinstance(reason, str) or not REASON_RE.fullmatch(reason):
+            return _error(400, "bad_reason", f"reason must match {REASON_RE.pattern}")
+        session, user = body.get("session"), body.get("user")
+        if session is not None:
+            if not isinstance(session, str) or not PUBLIC_ID_RE.fullmatch(session):
+                return _error(400, "bad_session_id", "That is not a session's public id.")
+            ended = await watch.engine.revoke_session(session, reason=reason, actor=ADMIN_ACTOR)
+            if not ended:
+                return _error(404, "session_not_found", "No such live session.")
+            return jsonify({"revoked": 1})
+        if user is not None:
+            try:
+                check_user_id(user)
+            except InvalidUserId as exc:
+                return _error(400, "bad_user_id", str(exc))
+            count = await watch.engine.revoke_user(
+                user, reason=reason, via="demo_admin", actor=ADMIN_ACTOR
+            )
+            return jsonify({"revoked": count})
+        return _error(400, "bad_request", "Give a session or a user.")
