@@ -8,6 +8,7 @@ that really revokes. See README.md and docs/.
 from __future__ import annotations
 
 from .backends import Backend, backend_from_url
+from .core.audit import security_log
 from .core.config import Settings, settings_from_env
 from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
@@ -23,7 +24,14 @@ from .core.exceptions import (
     SessionWatchError,
 )
 from .core.policy import Policy, policy_from_env
-from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
+from .web.extension import (
+    Roster,
+    SessionInfo,
+    SessionList,
+    SessionWatch,
+    TabStatus,
+    UserSessions,
+)
 from .web.headers import SecurityHeaders
 from .web.jsonprovider import BoundedJSONProvider
 
@@ -42,6 +50,7 @@ __all__ = [
     "Policy",
     "ProtocolError",
     "RateLimited",
+    "Roster",
     "SecurityHeaders",
     "SessionInfo",
     "SessionLimitReached",
@@ -50,8 +59,10 @@ __all__ = [
     "SessionWatchError",
     "Settings",
     "TabStatus",
+    "UserSessions",
     "backend_from_url",
     "policy_from_env",
+    "security_log",
     "settings_from_env",
 ]
 

@@ -50,6 +50,7 @@ from ..engine import (
     SessionList,
     check_request,
 )
+from ..engine.roster import Roster, UserSessions, roster
 from ..engine.shared_limits import DeploymentLimits
 from ..live.gates import SocketGates
 from ..live.hub import Hub
@@ -60,7 +61,7 @@ from .routes import create_blueprint
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
 from .websocket import register_websocket
 
-__all__ = ["SessionInfo", "SessionList", "SessionWatch", "TabStatus"]
+__all__ = ["Roster", "SessionInfo", "SessionList", "SessionWatch", "TabStatus", "UserSessions"]
 
 logger = logging.getLogger(__name__)
 
@@ -399,20 +400,46 @@ class SessionWatch:
         session.unbind()
 
     async def revoke_session(
-        self, session_id: str, *, reason: str = "revoked", user_id: str | None = None
+        self,
+        session_id: str,
+        *,
+        reason: str = "revoked",
+        user_id: str | None = None,
+        actor: str | None = None,
     ) -> bool:
         """Revoke the session with public id ``session_id`` (only if it belongs to
         ``user_id``, when given). Its tabs are told ``revoked{reason}`` and closed.
-        Returns whether a live session was revoked."""
-        return await self.engine.revoke_session(session_id, reason=reason, user_id=user_id)
+        Returns whether a live session was revoked. ``actor``: who revoked it (an
+        admin), for the audit line."""
+        return await self.engine.revoke_session(
+            session_id, reason=reason, user_id=user_id, actor=actor
+        )
 
     async def revoke_user(
-        self, user_id: str, *, except_current: bool = False, reason: str = "revoked"
+        self,
+        user_id: str,
+        *,
+        except_current: bool = False,
+        reason: str = "revoked",
+        actor: str | None = None,
     ) -> int:
         """Revoke every session of ``user_id`` (but the current one with
-        ``except_current``). Returns how many were revoked."""
+        ``except_current``). Returns how many were revoked. ``actor``: who asked (an
+        admin), for the audit line."""
         keep = self.current_session().public_id if except_current else None
-        return await self.engine.revoke_user(user_id, except_id=keep, reason=reason)
+        return await self.engine.revoke_user(user_id, except_id=keep, reason=reason, actor=actor)
+
+    async def list_every_user(
+        self, *, cursor: str | None = None, limit: str | int | None = None
+    ) -> Roster:
+        """A page of users (about ``limit``, default 50, at most 100) with their first
+        live sessions, for admin tools (docs/admin.md); follow ``next_cursor`` until
+        ``None``. Each page's cost is bounded whatever the deployment holds.
+
+        Raises:
+            InvalidPage: ``cursor`` or ``limit`` is malformed.
+        """
+        return await roster(self.engine, cursor=cursor, limit=limit)
 
     async def list_sessions(
         self, user_id: str, *, cursor: str | None = None, limit: str | int | None = None

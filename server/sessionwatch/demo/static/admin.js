@@ -77,9 +77,11 @@
     list.textContent = "";
     body.events.slice(0, 50).forEach(function (e) {
       var item = document.createElement("li");
-      var fields = Object.keys(e).filter(function (k) { return k !== "at" && k !== "event"; })
-        .map(function (k) { return k + "=" + JSON.stringify(e[k]); }).join(" ");
-      item.textContent = when(e.at) + "  " + e.event + "  " + fields;
+      var line;
+      try { line = JSON.parse(e.line); } catch (err) { line = { event: "message", message: e.line }; }
+      var fields = Object.keys(line).filter(function (k) { return k !== "event"; })
+        .map(function (k) { return k + "=" + JSON.stringify(line[k]); }).join(" ");
+      item.textContent = when(e.at) + "  " + line.event + "  " + fields;
       list.appendChild(item);
     });
   }
