@@ -152,22 +152,27 @@ async def test_concurrent_completions_never_leave_more_than_the_limit(
         browsers = [await stored(backend, make_record(), timeouts) for _ in range(20)]
         pendings = [await pending_for(backend, user, s) for s in browsers]
 
-        async def attempt(i: int, pending: PendingLogin, source: SessionRecord) -> bool:
+        async def attempt(
+            i: int, pending: PendingLogin, source: SessionRecord, chosen: tuple[str, str]
+        ) -> bool:
             try:
-                await complete(backend, pending, source, [(a, b)[i % 2]], timeouts)
+                await complete(backend, pending, source, [chosen[i % 2]], timeouts)
             except (SessionLimitReached, PendingLoginRefused):
                 return False
             return True
 
         results = await asyncio.gather(
-            *(attempt(i, p, s) for i, (p, s) in enumerate(zip(pendings, browsers, strict=True)))
+            *(
+                attempt(i, p, s, (a, b))
+                for i, (p, s) in enumerate(zip(pendings, browsers, strict=True))
+            )
         )
         live = await listed(backend, user, timeouts, NOW + 100)
         assert len(live) <= 2 and sum(results) == 2, (results, live)
         # One pending sign-in, replayed concurrently: exactly one completion.
         spare = await stored(backend, make_record(), timeouts)
         pending = await pending_for(backend, user, spare)
-        replays = await asyncio.gather(*(attempt(i, pending, spare) for i in range(20)))
+        replays = await asyncio.gather(*(attempt(i, pending, spare, (a, b)) for i in range(20)))
         live_ids = [r.id for r in await listed(backend, user, timeouts, NOW + 100)]
         assert sum(replays) <= 1 and len(live_ids) <= 2
 
