@@ -105,7 +105,7 @@ async def test_a_choice_overtaken_by_a_new_sign_in_asks_again(app: Quart, clock:
     """The limit is checked again at completion: a device that signed in meanwhile
     (through the ceiling, or an admin) means one choice is no longer enough; the
     same pending sign-in is answered with the sessions as they are now."""
-    first, second, third, asked = await at_the_limit(app, clock)
+    *_, third, asked = await at_the_limit(app, clock)
     watch = watch_of(app)
     watch.policy = Policy(sessions_per_user=3, on_limit="ask")
     await login(app.test_client(), "ivy")  # a third session
