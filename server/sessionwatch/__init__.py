@@ -17,17 +17,21 @@ from .core.exceptions import (
     InvalidPage,
     InvalidUserId,
     OriginForbidden,
+    PendingLoginRefused,
     ProtocolError,
     RateLimited,
+    ReauthRequired,
+    SessionChoiceRequired,
     SessionLimitReached,
     SessionWatchError,
 )
-from .core.policy import Policy, policy_from_env
+from .core.policy import LIMIT_ACTIONS, LimitAction, Policy, policy_from_env
 from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
 from .web.headers import SecurityHeaders
 from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
+    "LIMIT_ACTIONS",
     "Backend",
     "BackendUnavailable",
     "BoundedJSONProvider",
@@ -38,11 +42,15 @@ __all__ = [
     "Event",
     "InvalidPage",
     "InvalidUserId",
+    "LimitAction",
     "OriginForbidden",
+    "PendingLoginRefused",
     "Policy",
     "ProtocolError",
     "RateLimited",
+    "ReauthRequired",
     "SecurityHeaders",
+    "SessionChoiceRequired",
     "SessionInfo",
     "SessionLimitReached",
     "SessionList",

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import Policy
-from ..core.policy import LIMIT_ACTIONS, LimitAction
+from .. import LIMIT_ACTIONS, LimitAction, Policy
 
 __all__ = ["DemoPolicy"]
 
