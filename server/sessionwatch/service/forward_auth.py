@@ -182,7 +182,7 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
             window = parse_max_age(given[0])
         except ConfigurationError as error:
             return str(error)
-        return watch.check_recent_login(window)
+        return watch.recent_login_refusal(window)
 
     def passed(outcome: Pass) -> Response:
         record = outcome.record

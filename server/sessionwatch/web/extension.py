@@ -471,17 +471,26 @@ class SessionWatch:
         def decorate(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
             @functools.wraps(view)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-                refusal = self.check_recent_login(window)
-                if refusal is not None:
-                    page = self.settings.reauth_url if reauth_url is None else reauth_url
-                    return reauth_response(refusal, page, request.full_path.rstrip("?"))
+                refused = self.check_recent_login(window, reauth_url=reauth_url)
+                if refused is not None:
+                    return refused
                 return await current_app.ensure_async(view)(*args, **kwargs)
 
             return wrapper
 
         return decorate
 
-    def check_recent_login(self, max_age: int) -> Refusal | None:
+    def check_recent_login(self, max_age: int, *, reauth_url: str | None = None) -> Response | None:
+        """:meth:`recent_login_required` inside a view, for a step-up that depends on
+        the request (a transfer above an amount): ``None`` when the sign-in is recent
+        enough, else the answer to return (401 ``reauth_required`` or the 303)."""
+        refusal = self.recent_login_refusal(parse_max_age(max_age))
+        if refusal is None:
+            return None
+        page = self.settings.reauth_url if reauth_url is None else reauth_url
+        return reauth_response(refusal, page, request.full_path.rstrip("?"))
+
+    def recent_login_refusal(self, max_age: int) -> Refusal | None:
         """The step-up decision for the current request's session (see
         :func:`~sessionwatch.engine.check_recent_login`); ``None``: it may pass."""
         try:
