@@ -191,6 +191,14 @@ class AsyncSessionAPI:
     async def login(self, user: str, **options: Any) -> dict[str, Any]:
         return await asyncio.to_thread(self.sync.login, user, **options)
 
+    async def complete_login(
+        self, pending: str, evict: list[str], **options: Any
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.complete_login, pending, evict, **options)
+
+    async def reauthenticated(self, *, cookie: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.reauthenticated, cookie=cookie)
+
     async def logout(self, *, cookie: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.sync.logout, cookie=cookie)
 
