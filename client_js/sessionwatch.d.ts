@@ -69,7 +69,8 @@ export interface SessionWatchOptions {
   placement?: "bottom" | "top";
   /** "Sign in again" opens signinUrl?next=<this page>. Default "/login". */
   signinUrl?: string;
-  /** "Not you?" opens reauthUrl?next=<this page>&revoke_others=1. Default: signinUrl. */
+  /** "Not you?" opens reauthUrl?next=<this page>&revoke_others=1; "Confirm" (step-up: a
+   * request answered 401 reauth_required) opens reauthUrl?next=<this page>. Default: signinUrl. */
   reauthUrl?: string;
   /** Seconds between GET {prefix}/state checks when WebSocket is missing. Default 30. */
   pollInterval?: number;
@@ -111,6 +112,8 @@ export interface SessionWatchEventMap {
   expiring: { type: "expiring"; in: number; expires_at: number };
   extended: { type: "extended"; expires_at: number };
   signed_in: { type: "signed_in"; by: Device };
+  /** A request of this tab (fetch, XHR) was answered 401 reauth_required (step-up). */
+  reauth_required: { error: "reauth_required"; max_age: number; message?: string };
 }
 
 export type SessionWatchEventType = keyof SessionWatchEventMap;

@@ -24,7 +24,9 @@
  *   placement         "bottom"    where the banner and toast sit: "bottom" (never over the
  *                                 page's header) or "top"
  *   signinUrl         "/login"    "Sign in again" opens signinUrl?next=<this page>
- *   reauthUrl         signinUrl   "Not you?" opens reauthUrl?next=<this page>&revoke_others=1
+ *   reauthUrl         signinUrl   "Not you?" opens reauthUrl?next=<this page>&revoke_others=1;
+ *                                 "Confirm" (a request answered 401 reauth_required, step-up)
+ *                                 opens reauthUrl?next=<this page>
  *   pollInterval      30          seconds between GET {prefix}/state without WebSocket
  *   protectedSelector "[data-sessionwatch-protected], form[method=post i] button,
  *                      form[method=post i] input[type=submit]"
@@ -88,6 +90,8 @@
     stay: "Stay signed in",
     signedIn: "New sign-in: {device}.",
     notYou: "Not you?",
+    reauth: "Confirm it's you to continue.",
+    confirm: "Confirm",
     dismiss: "Dismiss",
     device: "{browser} on {os}",
     unknownDevice: "another device",
@@ -606,15 +610,27 @@
 
   function signedIn(m) {
     if (!emit("signed_in", m) || (m.by && m.by.same_browser === true)) return;
+    toast("signed_in", fmt(text.signedIn, { device: device(m.by) }), ["sign-out-others", text.notYou, notYou]);
+    toastTimer = setTimeout(dismiss, 10000);
+  }
+
+  // Step-up: a request of this tab was answered 401 reauth_required (the route wants a
+  // recent sign-in): "confirm it's you" opens reauthUrl?next=<this page>.
+  function reauth(status, body) {
+    if (status == 401 && body && body.error == "reauth_required" && emit("reauth_required", body))
+      toast("reauth_required", text.reauth, ["confirm", text.confirm, function () {
+        navigate(opts.reauthUrl || opts.signinUrl);
+      }]);
+  }
+
+  // The toast (never modal, never steals focus): a message, an action, and Dismiss.
+  function toast(kind, message, action) {
     var box = view().toast;
     reached = false;
-    fill(box, fmt(text.signedIn, { device: device(m.by) }), [
-      ["sign-out-others", text.notYou, notYou],
-      ["dismiss", text.dismiss, dismiss]
-    ]);
+    box.setAttribute("data-sw-state", kind);
+    fill(box, message, [action, ["dismiss", text.dismiss, dismiss]]);
     box.hidden = false;
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(dismiss, 10000);
   }
 
   // ---- actions ------------------------------------------------------------------------
@@ -818,6 +834,7 @@
         if (token && !headers.has(HEADER)) headers.set(HEADER, token);
         return nativeFetch.call(G, input, Object.assign({}, init, { headers: headers })).then(function (res) {
           if (res.status == 401 || res.status == 409) recheck();
+          if (res.status == 401) res.clone().json().then(reauth.bind(null, 401), noop);
           return res;
         });
       }
@@ -844,6 +861,9 @@
           xSet.call(this, HEADER, token);
           this.addEventListener("loadend", function () {
             if (this.status == 401 || this.status == 409) recheck();
+            try {
+              reauth(this.status, JSON.parse(this.responseText));
+            } catch (e) {}
           });
         }
         return xSend.apply(this, arguments);

@@ -15,6 +15,8 @@ export declare class SessionAPIError extends Error {
 export declare class SessionAPI {
   constructor(baseUrl: string, apiKey: string, options?: { prefix?: string; timeout?: number });
   login(user: string, options?: { cookie?: string; userAgent?: string; clientIp?: string; revokeOthers?: boolean }): Promise<LoginResult>;
+  completeLogin(pending: string, evict: string[], options?: { cookie?: string; userAgent?: string; clientIp?: string }): Promise<LoginResult>;
+  reauthenticated(cookie: string): Promise<{ session: string; user: string }>;
   logout(cookie: string): Promise<LogoutResult>;
   revoke(options: { session?: string; user?: string; exceptSession?: string; reason?: string }): Promise<number>;
   sessions(user: string): Promise<SessionInfo[]>;

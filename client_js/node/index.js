@@ -54,6 +54,25 @@ class SessionAPI {
     });
   }
 
+  /** Finish a sign-in that login left pending under the ask policy (its 409
+   * session_choice_required: error.body.pending, error.body.sessions): sign out the sessions
+   * the user chose (evict: their ids), from the same browser (options.cookie). */
+  completeLogin(pending, evict, options) {
+    options = options || {};
+    return this._call("POST", "/complete-login", {
+      pending: pending,
+      evict: evict,
+      cookie: options.cookie,
+      user_agent: options.userAgent,
+      client_ip: options.clientIp
+    });
+  }
+
+  /** The user proved who they are again (step-up: /verify?max_age= passes from now). */
+  reauthenticated(cookie) {
+    return this._call("POST", "/reauthenticated", { cookie: cookie || "" });
+  }
+
   /** End the browser's session (cookie: its Cookie header); relay result.cookie.set_cookie. */
   logout(cookie) {
     return this._call("POST", "/logout", { cookie: cookie || "" });

@@ -12,7 +12,9 @@ const { minify } = require("terser");
 // + 71 B to keep the banner on a phone's screen (issue 24 item 4: the dock follows
 // visualViewport, since position:fixed follows a layout viewport that a wide page makes
 // larger than the screen; no CSS unit follows the visual viewport)
-const BUDGET = 6 * 1024 + 128 + 71; // bytes, sessionwatch.js min + gzip
+// + 150 B for step-up (issue 27): a fetch or XHR answered 401 reauth_required shows the
+// "confirm it's you" toast (the toast shared with signed_in, its two texts, the event)
+const BUDGET = 6 * 1024 + 128 + 71 + 150; // bytes, sessionwatch.js min + gzip
 const ROOT = path.join(__dirname, "..");
 
 const gzip = (text) => zlib.gzipSync(text, { level: 9 }).length;

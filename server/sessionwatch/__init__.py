@@ -18,12 +18,15 @@ from .core.exceptions import (
     InvalidPage,
     InvalidUserId,
     OriginForbidden,
+    PendingLoginRefused,
     ProtocolError,
     RateLimited,
+    ReauthRequired,
+    SessionChoiceRequired,
     SessionLimitReached,
     SessionWatchError,
 )
-from .core.policy import Policy, policy_from_env
+from .core.policy import LIMIT_ACTIONS, LimitAction, Policy, policy_from_env
 from .web.extension import (
     Roster,
     SessionInfo,
@@ -36,6 +39,7 @@ from .web.headers import SecurityHeaders
 from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
+    "LIMIT_ACTIONS",
     "Backend",
     "BackendUnavailable",
     "BoundedJSONProvider",
@@ -46,12 +50,16 @@ __all__ = [
     "Event",
     "InvalidPage",
     "InvalidUserId",
+    "LimitAction",
     "OriginForbidden",
+    "PendingLoginRefused",
     "Policy",
     "ProtocolError",
     "RateLimited",
+    "ReauthRequired",
     "Roster",
     "SecurityHeaders",
+    "SessionChoiceRequired",
     "SessionInfo",
     "SessionLimitReached",
     "SessionList",

@@ -81,7 +81,9 @@ class SessionAPI:
         "expires_at", "cookie": {"name", "value", "set_cookie"}, "tab"}``; relay
         ``cookie["set_cookie"]`` as a ``Set-Cookie`` header (and ``tab``, the calling
         tab's new token, as ``X-SessionWatch-Tab`` if you like). Raises
-        :class:`SessionAPIError` (403 ``session_limit_reached`` under ``deny``)."""
+        :class:`SessionAPIError` (403 ``session_limit_reached`` under ``deny``; 409
+        ``session_choice_required`` under ``ask``: its ``body`` holds ``pending`` and
+        ``sessions`` for the chooser, then :meth:`complete_login`)."""
         return self._call(
             "POST",
             "/login",
@@ -93,6 +95,27 @@ class SessionAPI:
                 "revoke_others": revoke_others,
             },
         )
+
+    def complete_login(
+        self,
+        pending: str,
+        evict: list[str],
+        *,
+        cookie: str | None = None,
+        user_agent: str | None = None,
+        client_ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Finish the sign-in ``login`` left pending under ``ask``: sign out the
+        sessions ``evict`` the user chose, from the same browser (``cookie``). Returns
+        what :meth:`login` returns."""
+        body = {"pending": pending, "evict": evict, "cookie": cookie}
+        return self._call(
+            "POST", "/complete-login", {**body, "user_agent": user_agent, "client_ip": client_ip}
+        )
+
+    def reauthenticated(self, *, cookie: str) -> dict[str, Any]:
+        """The user proved who they are again (step-up: ``/verify?max_age=`` passes)."""
+        return self._call("POST", "/reauthenticated", {"cookie": cookie})
 
     def logout(self, *, cookie: str) -> dict[str, Any]:
         """End the browser's session; relay ``cookie["set_cookie"]`` (it clears it)."""
@@ -167,6 +190,14 @@ class AsyncSessionAPI:
 
     async def login(self, user: str, **options: Any) -> dict[str, Any]:
         return await asyncio.to_thread(self.sync.login, user, **options)
+
+    async def complete_login(
+        self, pending: str, evict: list[str], **options: Any
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.complete_login, pending, evict, **options)
+
+    async def reauthenticated(self, *, cookie: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.reauthenticated, cookie=cookie)
 
     async def logout(self, *, cookie: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.sync.logout, cookie=cookie)

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sessionwatch.backends import backend_from_url
-from sessionwatch.backends.base import SessionRecord, Timeouts
+from sessionwatch.backends.base import PendingLogin, SessionRecord, Timeouts
 from sessionwatch.backends.durable_ends import RECHECK_EVERY, DurableEnds, online_replicas
 from sessionwatch.backends.redis import RedisBackend
 from sessionwatch.backends.redis_cluster import RedisClusterBackend
@@ -228,6 +228,37 @@ async def test_ends_wait_for_the_replica(backend: RedisBackend, primary: RedisSe
     await signed_in(backend, "ann", limit=1)  # evicts ``two``: waits
     assert await waits(primary) == before + 3
     assert not await is_live(backend, two) and not await is_live(backend, three)
+
+
+async def test_the_ask_completion_waits_only_when_it_evicted(
+    backend: RedisBackend, primary: RedisServer
+) -> None:
+    """Issue 27: the chooser's completion is an end when it evicts the chosen session
+    (it waits for the replica, as login's evictions do), a plain sign-in otherwise."""
+    first, second = [await signed_in(backend, "eve") for _ in range(2)]
+
+    async def complete(evict: list[str]) -> list[str]:
+        token = public_id(new_session_id(user_tag("eve")))
+        await backend.put_pending(PendingLogin(token, "eve", "", NOW + 60_000), now=NOW)
+        return await asyncio.wait_for(
+            backend.complete_login(
+                PendingLogin(token, "eve", "", NOW + 60_000),
+                None,
+                record_of("eve"),
+                evict=evict,
+                limit=2,
+                timeouts=TIMEOUTS,
+                now=NOW,
+            ),
+            BOUND,
+        )
+
+    before = await waits(primary)
+    assert await complete([second.id]) == [second.id]
+    assert await waits(primary) == before + 1
+    await backend.end(first.id, "logged_out", timeouts=TIMEOUTS, now=NOW)
+    assert await complete([]) == []  # below the limit: nothing evicted, nothing waits
+    assert await waits(primary) == before + 2  # (the logout's wait only)
 
 
 async def test_a_stalled_replica_makes_every_end_a_503_but_not_a_sign_in(

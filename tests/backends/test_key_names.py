@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from backends.test_backend_contract import BY, NOW, make_record, stored
 from backends.test_cluster_layout import _cluster_backend  # noqa: F401 (the fixture)
-from sessionwatch.backends.base import Timeouts
+from sessionwatch.backends.base import PendingLogin, Timeouts
 from sessionwatch.backends.keys import (
     ClusterKeyNames,
     KeyNames,
@@ -215,6 +215,23 @@ async def test_every_script_call_declares_keys_of_one_slot(
         [(second.id, "a"), (anonymous.id, "b"), (second.id, "c")], until=NOW + 9, now=NOW
     )
     await backend.list_sessions("ines", timeouts=timeouts, now=NOW + 5)
+    await backend.reauthenticated(second.id, timeouts=timeouts, now=NOW + 5)
+    # on_limit="ask": the pending sign-in and its completion in the user's slot, the
+    # anonymous session of another slot retired afterwards.
+    browser = await stored(backend, make_record(), timeouts)
+    pending = PendingLogin(public_id(new_session_id(user_tag("ines"))), "ines", browser.id, NOW + 9)
+    await backend.put_pending(pending, now=NOW + 5)
+    await backend.complete_login(
+        pending,
+        browser.id,
+        make_record(user="ines", now=NOW + 5),
+        evict=[
+            r.id for r in (await backend.list_sessions("ines", timeouts=timeouts, now=NOW)).records
+        ],
+        limit=2,
+        timeouts=timeouts,
+        now=NOW + 5,
+    )
     await backend.end(second.id, "logged_out", timeouts=timeouts, now=NOW + 5)
     await backend.end_user("ines", except_id=None, detail="x", timeouts=timeouts, now=NOW + 5)
     monkeypatch.undo()

@@ -49,7 +49,8 @@ def test_every_translation_has_every_english_key() -> None:
     english = {
         "superseded", "supersededBy", "useHere", "signOutOthers", "evicted", "revoked",
         "revoked_admin", "revoked_password_changed", "logged_out", "expired", "signIn",
-        "expiring", "stay", "signedIn", "notYou", "dismiss", "device", "unknownDevice",
+        "expiring", "stay", "signedIn", "notYou", "reauth", "confirm", "dismiss", "device",
+        "unknownDevice",
         "justNow", "minutesAgo", "hoursAgo", "daysAgo",
     }  # fmt: skip
     source = (ROOT / "sessionwatch.js").read_text()

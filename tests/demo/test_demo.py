@@ -107,3 +107,74 @@ async def test_ops_endpoints(demo: Quart) -> None:
     assert (await (await client.get("/healthz")).get_json()) == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
     assert (await client.get("/metrics")).status_code == 404  # the service's, not the demo's
+
+
+async def test_the_ask_policy_shows_the_chooser_and_signs_out_the_chosen_device(
+    demo: Quart,
+) -> None:
+    """Issue 27: the switcher's third option; at the limit the new device gets the
+    chooser page, and its choice signs out exactly that device."""
+    first, second, third = demo.test_client(), demo.test_client(), demo.test_client()
+    await sign_in(first)
+    token = await claim(first)
+    switched = await first.post(
+        "/policy",
+        form={"tabs": "one", "devices": "2", "on_limit": "ask"},
+        headers={"X-SessionWatch-Tab": token},
+    )
+    assert (await switched.get_json())["on_limit"] == "ask"
+    home = await (await first.get("/")).get_data(as_text=True)
+    assert 'value="ask" checked' in home
+    await sign_in(second)
+    second_token = await claim(second)
+    chooser = await sign_in(third)
+    page = await chooser.get_data(as_text=True)
+    assert chooser.status_code == 409 and 'action="/login/choose"' in page
+    assert (await third.get("/")).status_code == 302  # not signed in meanwhile
+    pending = page.split('name="pending" value="')[1].split('"')[0]
+    chosen = page.split('name="evict" value="')[2].split('"')[0]  # the second device
+    done = await third.post("/login/choose", form={"pending": pending, "evict": chosen})
+    assert done.status_code == 302 and done.headers["Location"] == "/"
+    assert "ann" in await (await third.get("/")).get_data(as_text=True)
+    refused = await second.post(
+        "/api/transfer", json={"amount": 1}, headers={"X-SessionWatch-Tab": second_token}
+    )
+    assert refused.status_code == 401 and (await refused.get_json())["reason"] == "evicted"
+    replay = await third.post("/login/choose", form={"pending": pending, "evict": chosen})
+    assert replay.status_code == 400
+
+
+async def test_a_large_transfer_asks_to_confirm_it_is_you(demo: Quart) -> None:
+    """Issue 27: above STEP_UP_AMOUNT the transfer wants a sign-in from the last
+    STEP_UP_AGE seconds; the re-auth page's step-up form renews it without signing out
+    anything."""
+    from sessionwatch.demo.app import STEP_UP_AGE, STEP_UP_AMOUNT
+
+    clock = [1_800_000_000.0]
+    app = create_app(Settings(backend="memory://"), secret_key="d" * 32)
+    watch = app.extensions["sessionwatch"]
+    watch.clock = lambda: clock[0]
+    async with app.test_app():
+        client, other = app.test_client(), app.test_client()
+        await sign_in(client)
+        await sign_in(other)
+        token = await claim(client)
+        headers = {"X-SessionWatch-Tab": token}
+        large = {"amount": STEP_UP_AMOUNT + 1}
+        assert (await client.post("/api/transfer", json=large, headers=headers)).status_code == 200
+        clock[0] += STEP_UP_AGE + 1
+        small = await client.post("/api/transfer", json={"amount": 5}, headers=headers)
+        assert small.status_code == 200
+        stale = await client.post("/api/transfer", json=large, headers=headers)
+        assert stale.status_code == 401
+        assert (await stale.get_json())["error"] == "reauth_required"
+        form = await (await client.get("/reauth?next=/")).get_data(as_text=True)
+        assert 'name="step_up" value="1"' in form
+        confirmed = await client.post(
+            "/reauth", form={"password": "demo", "next": "/", "step_up": "1"}
+        )
+        assert confirmed.status_code == 302
+        assert (await client.post("/api/transfer", json=large, headers=headers)).status_code == 200
+        assert (await other.get("/")).status_code == 200  # nobody was signed out
+        not_you = await (await client.get("/reauth?next=/&revoke_others=1")).get_data(as_text=True)
+        assert 'name="step_up"' not in not_you

@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 
 from sessionwatch.backends.base import SessionRecord
+from sessionwatch.core.codes import Code
 from sessionwatch.core.exceptions import (
     BackendUnavailable,
     InvalidUserId,
     OriginForbidden,
+    PendingLoginRefused,
     RateLimited,
+    ReauthRequired,
+    SessionChoiceRequired,
     SessionLimitReached,
 )
 from sessionwatch.core.origins import OriginRule
@@ -111,6 +115,33 @@ def test_one_table_maps_each_error_to_its_refusal() -> None:
         "InvalidUserId": (400, "bad_user_id"),
     }
     assert refusal_for(ValueError("not ours")) is None
+
+
+def test_the_ask_and_step_up_errors_have_their_refusals() -> None:
+    asked = refusal_for(SessionChoiceRequired("u", 2, "tok", 5, []))
+    assert asked is not None and (asked.status, asked.code) == (409, "session_choice_required")
+    assert asked.fields == {"limit": 2, "pending": "tok", "expires_at": 5, "sessions": []}
+    statuses = {
+        code: refusal_for(PendingLoginRefused(code))
+        for code in (
+            Code.PENDING_LOGIN_UNKNOWN,
+            Code.PENDING_LOGIN_EXPIRED,
+            Code.PENDING_LOGIN_USED,
+            Code.PENDING_LOGIN_FOREIGN,
+        )
+    }
+    assert {str(c): r.status for c, r in statuses.items() if r is not None} == {
+        "pending_login_unknown": 400,
+        "pending_login_expired": 410,
+        "pending_login_used": 409,
+        "pending_login_foreign": 403,
+    }
+    stale = refusal_for(ReauthRequired(120))
+    assert stale is not None and stale.to_json() == {
+        "error": "reauth_required",
+        "message": "Confirm it's you: enter your password again.",
+        "max_age": 120,
+    }
 
 
 def test_without_origin_the_tab_token_proves_the_page_and_nothing_else_does() -> None:

@@ -28,6 +28,22 @@ def make_app(
         session["user"] = user
         return jsonify({"user": user, "evicted": evicted})
 
+    @app.post("/complete-login")
+    async def complete_login() -> Any:
+        body = await request.get_json(force=True, silent=True) or {}
+        evicted = await watch.complete_login(body.get("pending"), body.get("evict") or [])
+        return jsonify({"evicted": evicted})
+
+    @app.post("/reauth")
+    async def reauth() -> Any:
+        await watch.reauthenticated()  # the password was checked (here: trusted)
+        return jsonify({"ok": True})
+
+    @app.post("/sensitive")
+    @watch.recent_login_required(max_age=300)
+    async def sensitive() -> Any:
+        return jsonify({"ok": True})
+
     @app.post("/logout")
     async def logout() -> Any:
         await watch.logout()

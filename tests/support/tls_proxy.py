@@ -1,7 +1,8 @@
 """nginx terminating TLS in front of a ``sessionwatch serve``, configured with the
 snippets docs/any-stack.md documents (the browser client's routes, forward-auth) and
-one protected location, ``/app`` (``auth_request`` ``auto``; the answer's
-``X-Test-User`` says who forward-auth let through). The certificate is self-signed for
+two protected locations, ``/app`` (``auth_request`` ``auto``; the answer's
+``X-Test-User`` says who forward-auth let through) and ``/fresh`` (the same with
+step-up: a sign-in at most 1 second old). The certificate is self-signed for
 127.0.0.1, made with ``openssl`` per instance; :meth:`TlsProxy.client_context`
 trusts exactly it."""
 
@@ -33,6 +34,12 @@ _SERVERS = """
         include {dir}/sessionwatch.conf;
         location = /app {{
             auth_request /_sessionwatch_auth/auto;
+            include {dir}/protect.conf;
+            add_header X-Test-User $sessionwatch_user always;
+            proxy_pass http://sessionwatch/healthz;
+        }}
+        location = /fresh {{
+            auth_request /_sessionwatch_auth/auto/max-age/1;
             include {dir}/protect.conf;
             add_header X-Test-User $sessionwatch_user always;
             proxy_pass http://sessionwatch/healthz;

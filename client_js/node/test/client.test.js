@@ -88,3 +88,27 @@ test("sessions() follows next_cursor until the last page", async () => {
     server.close();
   }
 });
+
+test("completeLogin and reauthenticated post the chooser's choice and the re-authentication", async () => {
+  const seen = [];
+  const server = await serve((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      seen.push({ url: req.url, body: JSON.parse(body) });
+      res.setHeader("Content-Type", "application/json");
+      res.end(JSON.stringify({ session: "p2", user: "alice" }));
+    });
+  });
+  try {
+    const api = new SessionAPI("http://127.0.0.1:" + server.address().port, "k".repeat(32));
+    assert.strictEqual((await api.completeLogin("tok", ["p1"], { cookie: "session=a" })).session, "p2");
+    assert.strictEqual((await api.reauthenticated("session=b")).user, "alice");
+    assert.deepStrictEqual(seen, [
+      { url: "/_sessionwatch/api/v1/complete-login", body: { pending: "tok", evict: ["p1"], cookie: "session=a" } },
+      { url: "/_sessionwatch/api/v1/reauthenticated", body: { cookie: "session=b" } }
+    ]);
+  } finally {
+    server.close();
+  }
+});

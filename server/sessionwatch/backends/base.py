@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
 
 from ..core import jsonlimits
+from ..core.codes import Code
 from ..core.events import Device
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor
@@ -23,12 +24,14 @@ from .user_scan import UserPage
 __all__ = [
     "EXPIRY_GRACE_MS",
     "LIST_SCAN_FACTOR",
+    "PENDING_REFUSALS",
     "Backend",
     "ChannelMessage",
     "Claim",
     "EndReason",
     "Listenable",
     "Lookup",
+    "PendingLogin",
     "SessionPage",
     "SessionRecord",
     "Subscription",
@@ -48,6 +51,15 @@ EXPIRY_GRACE_MS = 5 * 60 * 1000
 LIST_SCAN_FACTOR = 2
 
 EndReason: TypeAlias = Literal["expired", "revoked", "evicted", "logged_out"]
+
+# Why a backend refuses to complete a pending sign-in (PendingLoginRefused), by the word
+# its atomic step answers: the code each stands for.
+PENDING_REFUSALS: Final = {
+    "unknown": Code.PENDING_LOGIN_UNKNOWN,
+    "expired": Code.PENDING_LOGIN_EXPIRED,
+    "used": Code.PENDING_LOGIN_USED,
+    "foreign": Code.PENDING_LOGIN_FOREIGN,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,9 @@ class SessionRecord:
     device: dict[str, Any]
     claimed_by: dict[str, Any] | None = None
     data: str = ""
+    # When the user last proved who they are (a sign-in or watch.reauthenticated()),
+    # epoch ms; 0 for an anonymous session. Step-up (recent_login_required) reads it.
+    authenticated_at: int = 0
 
     def expires_at(self, idle_ms: int) -> int:
         """When the session ends unless it sees activity first."""
@@ -101,6 +116,7 @@ class SessionRecord:
             "dev": json.dumps(self.device, separators=(",", ":")),
             "cby": json.dumps(self.claimed_by, separators=(",", ":")) if self.claimed_by else "",
             "data": self.data,
+            "auth": str(self.authenticated_at),
         }
 
     @classmethod
@@ -118,6 +134,7 @@ class SessionRecord:
             device=jsonlimits.loads(fields.get("dev") or "{}"),
             claimed_by=jsonlimits.loads(claimed_by) if claimed_by else None,
             data=fields.get("data", ""),
+            authenticated_at=int(fields.get("auth") or 0),
         )
 
 
@@ -141,6 +158,20 @@ class SessionPage:
 
     records: list[SessionRecord]
     next: PageCursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    """A sign-in waiting for the user's choice (``on_limit="ask"``), as stored in the
+    user's slot: ``id`` is the public id of its token (the token itself is never
+    stored), ``bound`` the public id of the browser session it was issued to (``""``:
+    none, a session-API login without a cookie)."""
+
+    id: str
+    user: str
+    bound: str
+    expires_at: int
+    used: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +293,41 @@ class Backend(Protocol):
         Returns the evicted public ids. Raises
         :class:`~sessionwatch.SessionLimitReached` (changing nothing) when ``deny`` and
         the user is at ``limit``."""
+
+    async def put_pending(self, pending: PendingLogin, *, now: int) -> None:
+        """Store a pending sign-in; it is kept until ``EXPIRY_GRACE_MS`` after it
+        expires (so that an expired or used one is told apart from an unknown one)."""
+
+    async def get_pending(self, pending_id: str, *, now: int) -> PendingLogin | None:
+        """The pending sign-in with public id ``pending_id`` as stored, or ``None``."""
+
+    async def complete_login(
+        self,
+        pending: PendingLogin,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        evict: Sequence[str],
+        limit: int | None,
+        timeouts: Timeouts,
+        now: int,
+        ceiling: int | None = None,
+    ) -> list[str]:
+        """Complete ``pending`` (issued to ``pending.bound``, the session ``old_id`` of
+        the completing request) as :meth:`login` of ``record`` would, in one atomic
+        step with the re-check: the pending sign-in must be stored, unused, unexpired,
+        bound to ``old_id`` and for ``record.user``; of ``evict``, the ids that are
+        still live sessions of the user are evicted (``evicted{by}``), any other id is
+        ignored; the sessions left must then be under the limit. Marks it used.
+
+        Returns the evicted public ids. Raises
+        :class:`~sessionwatch.PendingLoginRefused` or
+        :class:`~sessionwatch.SessionLimitReached` (still at the limit), changing
+        nothing."""
+
+    async def reauthenticated(self, public_id: str, *, timeouts: Timeouts, now: int) -> bool:
+        """Set the live session's ``authenticated_at`` to ``now`` (nothing else
+        changes); ``False`` when it has ended."""
 
     async def end(
         self,

@@ -21,6 +21,7 @@ rate (addr.)   ``{prefix}r:{name}:{address}``  ``{prefix}r:{name}:{A}``, A = the
 rate (user)    ``{prefix}r:{name}:{user}``     ``{prefix}r:{name}:{T}user`` (user's slot)
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
 durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the key it fences
+pending login  ``{prefix}p:{id}``              ``{prefix}p:{T}.rest`` (the user's slot)
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
@@ -60,6 +61,7 @@ _HEADS: Final = {
     "cu": "c:u:",  # channel of all of one user's sessions
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
     "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
+    "p": "p:",  # a pending sign-in of on_limit="ask" (hash), in its user's slot
 }
 
 # The head of the deployment-wide rate keys (KeyNames.rate): no script derives one, so
@@ -105,6 +107,11 @@ class KeyNames:
 
     def presence(self, public_id: str) -> str:
         return self._heads["l"] + self._of_session(public_id)
+
+    def pending(self, pending_id: str) -> str:
+        """A pending sign-in, by the public id of its token (tagged with its user's
+        tag: on a cluster in the user's slot, where its completion runs)."""
+        return self._heads["p"] + self._of_session(pending_id)
 
     def index(self, user: str) -> str:
         return self._heads["u"] + self._of_user(user)

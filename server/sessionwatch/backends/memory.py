@@ -20,17 +20,19 @@ from dataclasses import replace
 from typing import Any
 
 from ..core.events import Device, Event
-from ..core.exceptions import SessionLimitReached
+from ..core.exceptions import PendingLoginRefused, SessionLimitReached
 from ..core.limits import RateCheck, gcra_take
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit, select_evictions
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
+    PENDING_REFUSALS,
     ChannelMessage,
     Claim,
     EndReason,
     Lookup,
+    PendingLogin,
     SessionPage,
     SessionRecord,
     Timeouts,
@@ -109,6 +111,7 @@ class MemoryBackend:
         self._sweeper: asyncio.Task[None] | None = None
         self._epoch = secrets.token_hex(8)  # this process's memory is the whole state
         self._rates: OrderedDict[str, float] = OrderedDict()  # rate key -> tat (ms)
+        self._pending: dict[str, PendingLogin] = {}  # pending sign-ins of on_limit="ask"
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -148,6 +151,9 @@ class MemoryBackend:
         for key, tat in list(self._rates.items()):
             if tat <= now:
                 del self._rates[key]
+        for key, pending in list(self._pending.items()):
+            if pending.expires_at + EXPIRY_GRACE_MS <= now:
+                del self._pending[key]
 
     # -- events -----------------------------------------------------------------
 
@@ -327,6 +333,67 @@ class MemoryBackend:
         self._store(record, timeouts)
         self._publish(self.names.user_channel(user), Event("signed_in", record.id, {"by": by}))
         return evictions
+
+    async def put_pending(self, pending: PendingLogin, *, now: int) -> None:
+        self._pending[pending.id] = pending
+
+    async def get_pending(self, pending_id: str, *, now: int) -> PendingLogin | None:
+        pending = self._pending.get(pending_id)
+        if pending is None or pending.expires_at + EXPIRY_GRACE_MS <= now:
+            return None
+        return pending
+
+    async def complete_login(
+        self,
+        pending: PendingLogin,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        evict: Sequence[str],
+        limit: int | None,
+        timeouts: Timeouts,
+        now: int,
+        ceiling: int | None = None,
+    ) -> list[str]:
+        # No await from the checks to the sign-in: one atomic step, as complete.lua.
+        user = record.user or ""
+        stored = await self.get_pending(pending.id, now=now)
+        refused = None
+        if stored is None:
+            refused = "unknown"
+        elif stored.used:
+            refused = "used"
+        elif now >= stored.expires_at:
+            refused = "expired"
+        elif stored.bound != (old_id or "") or stored.user != user:
+            refused = "foreign"
+        if refused is not None or stored is None:
+            raise PendingLoginRefused(PENDING_REFUSALS[refused or "unknown"])
+        limit, _ = bounded_limit(limit, True, ceiling)
+        chosen, staying, leaving = set(evict), 0, []
+        for public_id in list(self._users.get(user, {})):
+            if public_id != old_id and self._live(public_id, timeouts, now).record is not None:
+                if public_id in chosen:
+                    leaving.append(public_id)
+                else:
+                    staying += 1
+        if limit is not None and staying >= limit:
+            raise SessionLimitReached(user, limit)
+        self._pending[pending.id] = replace(stored, used=True)
+        by = {**record.device, "at": now, "same_browser": False}
+        for public_id in leaving:
+            self._finish(public_id, "evicted", timeouts, now, {"by": by})
+        evicted = await self.login(
+            old_id, record, limit=limit, deny=True, timeouts=timeouts, now=now
+        )
+        return leaving + evicted
+
+    async def reauthenticated(self, public_id: str, *, timeouts: Timeouts, now: int) -> bool:
+        record = self._live(public_id, timeouts, now).record
+        if record is None:
+            return False
+        self._records[public_id] = replace(record, authenticated_at=now)
+        return True
 
     async def end(
         self,

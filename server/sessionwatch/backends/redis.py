@@ -17,7 +17,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -29,16 +29,23 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.events import Device
-from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLimitReached
+from ..core.exceptions import (
+    BackendUnavailable,
+    ConfigurationError,
+    PendingLoginRefused,
+    SessionLimitReached,
+)
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
+    PENDING_REFUSALS,
     Claim,
     EndReason,
     Lookup,
+    PendingLogin,
     SessionPage,
     SessionRecord,
     Timeouts,
@@ -60,7 +67,22 @@ _SOCKET_TIMEOUT = 5.0  # seconds a reply may take, then 503
 # Seconds a script may take to start after it was sent (deadline.py); the second left
 # to the socket timeout covers the script's run and its reply's way back.
 SCRIPT_BUDGET = _SOCKET_TIMEOUT - 1.0
-_SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list", "presence")
+_SCRIPTS = (
+    "create",
+    "load",
+    "save",
+    "claim",
+    "login",
+    "end",
+    "end_user",
+    "list",
+    "presence",
+    "pend",
+    "complete",
+    "reauth",
+)
+# A script run with another's body after its own: complete.lua's checks, then login.lua.
+_FOLLOWED_BY: Final = {"complete": "login"}
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _NOT_SENT_RETRIES = 2  # a command that never reached Redis is sent again, this often
 _DEMOTED = "The previous master is now a slave"  # redis-py's words for a READONLY refusal
@@ -146,7 +168,9 @@ def _script_source(name: str) -> str:
     """Script ``name`` behind the prelude, with ``_names.lua`` (the names a script learns
     while running) at the prelude's ``--@names`` marker."""
     prelude = _read_script("_prelude").replace("--@names\n", _read_script("_names"), 1)
-    return prelude + "\n" + _read_script(name)
+    source = prelude + "\n" + _read_script(name)
+    follower = _FOLLOWED_BY.get(name)
+    return source if follower is None else source + "\n" + _read_script(follower)
 
 
 def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aioredis.Redis]]:
@@ -494,6 +518,79 @@ class RedisBackend:
         if reply[0] == "denied":
             raise SessionLimitReached(record.user, limit or 0)
         return list(reply[1:])
+
+    async def put_pending(self, pending: PendingLogin, *, now: int) -> None:
+        await self._run(
+            "pend",
+            [self.names.pending(pending.id)],
+            None,
+            now,
+            pending.user,
+            pending.bound,
+            pending.expires_at,
+            max(1, pending.expires_at - now + EXPIRY_GRACE_MS),
+        )
+
+    async def get_pending(self, pending_id: str, *, now: int) -> PendingLogin | None:
+        fields = await self.call(self._redis.hgetall, self.names.pending(pending_id))
+        if not fields or int(fields["exp"]) + EXPIRY_GRACE_MS <= now:
+            return None
+        return PendingLogin(
+            pending_id,
+            str(fields["uid"]),
+            str(fields["sid"]),
+            int(fields["exp"]),
+            fields.get("used") == "1",
+        )
+
+    async def complete_login(
+        self,
+        pending: PendingLogin,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        evict: Sequence[str],
+        limit: int | None,
+        timeouts: Timeouts,
+        now: int,
+        ceiling: int | None = None,
+        rotate: bool = True,
+    ) -> list[str]:
+        """See :meth:`Backend.complete_login`. ``rotate``: ``old_id``'s names are in
+        this script's slot, so it retires it (the cluster backend retires one of
+        another slot afterwards)."""
+        if not record.user:
+            raise ValueError("login needs a user id")
+        limit, _ = bounded_limit(limit, True, ceiling)
+        keys = self.names.session_keys(record.id) + self.names.user_keys(record.user)
+        if old_id and rotate:
+            keys += self.names.session_keys(old_id)
+        reply = await self._run_end(
+            "complete",
+            [*keys, self.names.pending(pending.id)],
+            timeouts,
+            now,
+            old_id or "",
+            len(evict),
+            *evict,
+            old_id if old_id and rotate else "",
+            record.id,
+            record.user,
+            -1 if limit is None else limit,
+            1,
+            *_field_pairs(record),
+            ended=_evicted,
+        )
+        if reply[0] == "refused":
+            raise PendingLoginRefused(PENDING_REFUSALS[reply[1]])
+        if reply[0] == "denied":
+            raise SessionLimitReached(record.user, limit or 0)
+        return list(reply[1:])
+
+    async def reauthenticated(self, public_id: str, *, timeouts: Timeouts, now: int) -> bool:
+        return bool(
+            await self._run("reauth", self.names.session_keys(public_id), timeouts, now, public_id)
+        )
 
     async def end(
         self,

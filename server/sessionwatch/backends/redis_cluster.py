@@ -31,11 +31,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
 
-from ..core.exceptions import BackendUnavailable, ConfigurationError
+from ..core.codes import Code
+from ..core.exceptions import BackendUnavailable, ConfigurationError, PendingLoginRefused
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE
 from ..core.tokens import slot_tag, user_tag
-from .base import SessionRecord, Timeouts
+from .base import PendingLogin, SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
@@ -76,6 +77,16 @@ def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, 
     node_options.update(tls_options(parts.query, tls=parts.scheme == "rediss+cluster"))
     client = RedisCluster(startup_nodes=nodes, max_connections=_MAX_CONNECTIONS, **node_options)
     return client, node_options
+
+
+def _in_users_slot(record: SessionRecord) -> None:
+    """Refuse (changing nothing) a signed-in record whose id lacks its user's tag: its
+    index and channel would land in another slot."""
+    if record.user and slot_tag(record.id) != user_tag(record.user):
+        raise ValueError(
+            "on a Redis Cluster a user's session id must carry the user's tag: "
+            "tokens.new_session_id(tokens.user_tag(user))"
+        )
 
 
 class RedisClusterBackend(RedisBackend):
@@ -215,12 +226,7 @@ class RedisClusterBackend(RedisBackend):
         now: int,
         ceiling: int | None = None,
     ) -> list[str]:
-        if record.user and slot_tag(record.id) != user_tag(record.user):
-            # Its index and channel would land in another slot: refuse, change nothing.
-            raise ValueError(
-                "on a Redis Cluster a user's session id must carry the user's tag: "
-                "tokens.new_session_id(tokens.user_tag(user))"
-            )
+        _in_users_slot(record)
         if old_id is None or slot_tag(old_id) == slot_tag(record.id):
             # One slot (a signed-in user signing in again): one script, as on one Redis.
             return await super().login(
@@ -230,6 +236,41 @@ class RedisClusterBackend(RedisBackend):
             None, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
         )
         await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
+        return evicted
+
+    async def complete_login(
+        self,
+        pending: PendingLogin,
+        old_id: str | None,
+        record: SessionRecord,
+        *,
+        evict: Sequence[str],
+        limit: int | None,
+        timeouts: Timeouts,
+        now: int,
+        ceiling: int | None = None,
+        rotate: bool = True,
+    ) -> list[str]:
+        # As login: the completion runs in the user's slot (the pending key, the new
+        # session and the index share its tag); an old session of another slot is
+        # retired afterwards.
+        _in_users_slot(record)
+        if slot_tag(pending.id) != slot_tag(record.id):  # another user's pending sign-in
+            raise PendingLoginRefused(Code.PENDING_LOGIN_FOREIGN)
+        same_slot = old_id is None or slot_tag(old_id) == slot_tag(record.id)
+        evicted = await super().complete_login(
+            pending,
+            old_id,
+            record,
+            evict=evict,
+            limit=limit,
+            timeouts=timeouts,
+            now=now,
+            ceiling=ceiling,
+            rotate=same_slot,
+        )
+        if old_id is not None and not same_slot:
+            await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         return evicted
 
     async def end(

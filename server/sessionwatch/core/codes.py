@@ -26,6 +26,12 @@ class Code(StrEnum):
     BUSY = "busy"
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_LIMIT_REACHED = "session_limit_reached"
+    SESSION_CHOICE_REQUIRED = "session_choice_required"
+    PENDING_LOGIN_UNKNOWN = "pending_login_unknown"
+    PENDING_LOGIN_EXPIRED = "pending_login_expired"
+    PENDING_LOGIN_USED = "pending_login_used"
+    PENDING_LOGIN_FOREIGN = "pending_login_foreign"
+    REAUTH_REQUIRED = "reauth_required"
     BAD_REQUEST = "bad_request"
     BAD_USER_ID = "bad_user_id"
     BAD_HOST = "bad_host"
@@ -63,6 +69,13 @@ MESSAGES: Final[dict[str, str]] = {
     Code.BUSY: "Too many connections are opening at once. Try again shortly.",
     Code.SESSION_NOT_FOUND: "No such session.",
     Code.SESSION_LIMIT_REACHED: "You have reached the maximum number of active sessions.",
+    Code.SESSION_CHOICE_REQUIRED: "You are signed in on too many devices: "
+    "sign out one of them to continue.",
+    Code.PENDING_LOGIN_UNKNOWN: "This sign-in is not known. Sign in again.",
+    Code.PENDING_LOGIN_EXPIRED: "This sign-in waited too long. Sign in again.",
+    Code.PENDING_LOGIN_USED: "This sign-in was already completed.",
+    Code.PENDING_LOGIN_FOREIGN: "This sign-in was started in another browser.",
+    Code.REAUTH_REQUIRED: "Confirm it's you: enter your password again.",
     Code.BAD_REQUEST: "The request was malformed.",
     Code.BAD_USER_ID: "The user id is empty, too long or holds characters that are not allowed.",
     Code.BAD_HOST: "The request's Host header is not a valid host name.",

@@ -25,6 +25,7 @@ __all__ = [
     "SERVICE_KEYS",
     "Settings",
     "coerce",
+    "is_local_path",
     "parse_address",
     "settings_from_env",
 ]
@@ -118,6 +119,10 @@ class Settings:
     # __Host- name, as browser requests over HTTPS get it) or "http". Empty: https when
     # the service believes a proxy's X-Forwarded-Proto (--forwarded-allow-ips), else http.
     public_scheme: str = ""
+    # Step-up (recent_login_required, forward-auth's max_age): where a navigation that
+    # needs a fresh sign-in is sent (a local path; ?next= carries where it was going).
+    # Empty: it gets the 401 page.
+    reauth_url: str = ""
     # Durable ends (docs/reliability.md): a write that ends access (logout, revocation,
     # eviction) is answered only once this many Redis replicas have it (WAIT), else 503.
     # "auto": one while the primary has a replica online; 0: off (asynchronous).
@@ -201,6 +206,12 @@ MAX_DURABLE_ENDS_TIMEOUT: Final = 4.0
 _FALSE: Final = {"0", "false", "no", "off"}
 
 
+def is_local_path(value: str) -> bool:
+    """Whether ``value`` is a path on this site (``/…``), never another site's URL
+    (``//host``, ``/\\host``): safe to redirect to."""
+    return value.startswith("/") and not value.startswith("//") and "\\" not in value
+
+
 def coerce(name: str, value: Any, *, source: str) -> Any:
     """Convert ``value`` (possibly a string from the environment) to ``name``'s type
     and check its range.
@@ -269,6 +280,8 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(
             f"{source}: must be one of {', '.join(FORWARD_AUTH_PROXIES)}, got {value!r}"
         )
+    if name == "reauth_url" and value and not is_local_path(value):
+        raise ConfigurationError(f"{source}: must be a local path (/...), got {value!r}")
     if name == "key_prefix" and not value:
         raise ConfigurationError(f"{source}: must not be empty")
     if name == "api_address" and value and parse_address(value) is None:

@@ -8,6 +8,9 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     ├── BackendUnavailable (ConnectionError)   the backend cannot be reached
     │   └── EndNotDurable                      an end no replica confirmed in time
     ├── SessionLimitReached                    login denied by ``on_limit="deny"``
+    │   └── SessionChoiceRequired              ``on_limit="ask"``: choose whom to sign out
+    ├── PendingLoginRefused (PermissionError)  a pending sign-in unknown, expired, used, foreign
+    ├── ReauthRequired (PermissionError)       step-up: the sign-in is older than allowed
     ├── ProtocolError (ValueError)             a malformed frame or event payload
     ├── InvalidUserId (ValueError)             a user id that could forge log lines
     ├── InvalidPage (ValueError)               a listing's cursor or limit is malformed
@@ -20,6 +23,8 @@ Each carries a stable ``code`` (the ``error`` field of HTTP answers).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .codes import Code
 
 __all__ = [
@@ -30,8 +35,11 @@ __all__ = [
     "InvalidPage",
     "InvalidUserId",
     "OriginForbidden",
+    "PendingLoginRefused",
     "ProtocolError",
     "RateLimited",
+    "ReauthRequired",
+    "SessionChoiceRequired",
     "SessionLimitReached",
     "SessionWatchError",
 ]
@@ -70,6 +78,52 @@ class SessionLimitReached(SessionWatchError):
         super().__init__(f"user already has {limit} active session(s)")
         self.user_id = user_id
         self.limit = limit
+
+
+class SessionChoiceRequired(SessionLimitReached):
+    """``login`` at the limit under ``on_limit="ask"``: nothing changed, the session
+    stays anonymous, and a short-lived single-use pending sign-in bound to this
+    browser's session waits for :meth:`~sessionwatch.SessionWatch.complete_login`.
+
+    Attributes:
+        pending: the pending sign-in's token (useless in another browser's session).
+        expires_at: when it expires (epoch ms).
+        sessions: the user's live sessions to choose from (``SessionInfo``, oldest
+            first), each with the public id that ``complete_login(evict=...)`` takes.
+    """
+
+    code: str = Code.SESSION_CHOICE_REQUIRED
+
+    def __init__(
+        self, user_id: str, limit: int, pending: str, expires_at: int, sessions: list[Any]
+    ) -> None:
+        super().__init__(user_id, limit)
+        self.pending = pending
+        self.expires_at = expires_at
+        self.sessions = sessions
+
+
+class PendingLoginRefused(SessionWatchError, PermissionError):
+    """``complete_login`` refused the pending sign-in and changed nothing: ``code`` is
+    ``pending_login_unknown`` (never issued, malformed, or forgotten), ``_expired``,
+    ``_used`` (completed already: a replay) or ``_foreign`` (issued to another
+    browser's session)."""
+
+    def __init__(self, code: Code) -> None:
+        super().__init__(code.value)
+        self.code = code
+
+
+class ReauthRequired(SessionWatchError, PermissionError):
+    """Step-up: the session's sign-in (or last re-authentication) is older than
+    ``max_age`` seconds (answered 401 ``reauth_required`` with ``max_age``, or a
+    redirect to the re-authentication page for a navigation)."""
+
+    code: str = Code.REAUTH_REQUIRED
+
+    def __init__(self, max_age: int) -> None:
+        super().__init__(f"re-authentication required (max_age {max_age} s)")
+        self.max_age = max_age
 
 
 class ProtocolError(SessionWatchError, ValueError):

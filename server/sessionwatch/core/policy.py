@@ -16,6 +16,7 @@ from typing import Final, Literal, TypeAlias
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "LIMIT_ACTIONS",
     "POLICY_KEYS",
     "LimitAction",
     "Policy",
@@ -25,7 +26,8 @@ __all__ = [
     "select_evictions",
 ]
 
-LimitAction: TypeAlias = Literal["evict_oldest", "deny"]
+LimitAction: TypeAlias = Literal["evict_oldest", "deny", "ask"]
+LIMIT_ACTIONS: Final = ("evict_oldest", "deny", "ask")
 SessionLimit: TypeAlias = "int | Callable[[str], int | None] | None"
 
 
@@ -41,24 +43,40 @@ class Policy:
             for per-role limits and exemptions.
         on_limit: at the limit, ``"evict_oldest"`` ends the oldest sessions (their tabs
             are told ``evicted``); ``"deny"`` makes ``login`` raise
-            :class:`~sessionwatch.SessionLimitReached`.
+            :class:`~sessionwatch.SessionLimitReached`; ``"ask"`` makes it raise
+            :class:`~sessionwatch.SessionChoiceRequired` with a pending sign-in that
+            ``complete_login`` finishes, evicting the sessions the user chose.
+        ask_timeout: seconds a pending sign-in of ``"ask"`` stays valid (default 300).
     """
 
     tabs_per_session: Literal[1] | None = 1
     sessions_per_user: int | Callable[[str], int | None] | None = None
     on_limit: LimitAction = "evict_oldest"
+    ask_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if self.tabs_per_session not in (1, None):
             raise ConfigurationError(
                 f"tabs_per_session must be 1 or None, got {self.tabs_per_session!r}"
             )
-        if self.on_limit not in ("evict_oldest", "deny"):
+        if self.on_limit not in LIMIT_ACTIONS:
             raise ConfigurationError(
-                f"on_limit must be 'evict_oldest' or 'deny', got {self.on_limit!r}"
+                f"on_limit must be 'evict_oldest', 'deny' or 'ask', got {self.on_limit!r}"
             )
+        timeout = self.ask_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not (1 <= timeout <= 3600)
+        ):
+            raise ConfigurationError(f"ask_timeout must be 1 to 3600 seconds, got {timeout!r}")
         if not callable(self.sessions_per_user):
             _validate_limit(self.sessions_per_user, "sessions_per_user")
+
+    @property
+    def refuses_at_limit(self) -> bool:
+        """True when a sign-in at the limit changes nothing (``deny`` and ``ask``)."""
+        return self.on_limit != "evict_oldest"
 
     @property
     def exclusive_tabs(self) -> bool:
@@ -130,7 +148,7 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> Policy:
     """The :class:`Policy` of ``SESSIONWATCH_TABS_PER_SESSION`` (``1``, the default, or
     ``unlimited``), ``SESSIONWATCH_SESSIONS_PER_USER`` (a whole number >= 1, or
     ``unlimited``, the default) and ``SESSIONWATCH_ON_LIMIT`` (``evict_oldest``, the
-    default, or ``deny``), from ``environ`` (default: the process's environment). An
+    default, ``deny`` or ``ask``), from ``environ`` (default: the process's environment). An
     empty value means the default.
 
     Raises:
@@ -154,10 +172,12 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> Policy:
             )
         limit = int(sessions)
     on_limit = read(ON_LIMIT_KEY) or "evict_oldest"
-    if on_limit not in ("evict_oldest", "deny"):
-        raise ConfigurationError(f"{ON_LIMIT_KEY}: must be evict_oldest or deny, got {on_limit!r}")
+    if on_limit not in LIMIT_ACTIONS:
+        raise ConfigurationError(
+            f"{ON_LIMIT_KEY}: must be evict_oldest, deny or ask, got {on_limit!r}"
+        )
     return Policy(
         tabs_per_session=None if tabs in _UNLIMITED else 1,
         sessions_per_user=limit,
-        on_limit="deny" if on_limit == "deny" else "evict_oldest",
+        on_limit=on_limit,  # type: ignore[arg-type]  # one of LIMIT_ACTIONS, checked above
     )

@@ -19,7 +19,10 @@ from .exceptions import (
     InvalidPage,
     InvalidUserId,
     OriginForbidden,
+    PendingLoginRefused,
     RateLimited,
+    ReauthRequired,
+    SessionChoiceRequired,
     SessionLimitReached,
     SessionWatchError,
 )
@@ -31,6 +34,7 @@ __all__ = [
     "REFUSED_ERRORS",
     "Refusal",
     "ended_refusal",
+    "reauth_refusal",
     "refusal_for",
 ]
 
@@ -73,7 +77,17 @@ REFUSED_ERRORS: Final[tuple[type[SessionWatchError], ...]] = (
     OriginForbidden,
     RateLimited,
     InvalidUserId,
+    PendingLoginRefused,
+    ReauthRequired,
 )
+
+# A refused pending sign-in's status, by code: gone for good (410) when expired, a
+# conflict (409) when completed already, not this browser's (403), unknown (400).
+_PENDING_STATUS: Final = {
+    Code.PENDING_LOGIN_EXPIRED: 410,
+    Code.PENDING_LOGIN_USED: 409,
+    Code.PENDING_LOGIN_FOREIGN: 403,
+}
 
 
 def refusal_for(error: BaseException) -> Refusal | None:
@@ -81,6 +95,17 @@ def refusal_for(error: BaseException) -> Refusal | None:
     :data:`REFUSED_ERRORS`."""
     if isinstance(error, BackendUnavailable):
         return BACKEND_UNAVAILABLE
+    if isinstance(error, SessionChoiceRequired):
+        return Refusal(
+            409,
+            Code.SESSION_CHOICE_REQUIRED,
+            {
+                "limit": error.limit,
+                "pending": error.pending,
+                "expires_at": error.expires_at,
+                "sessions": [info.to_json() for info in error.sessions],
+            },
+        )
     if isinstance(error, SessionLimitReached):
         return Refusal(403, Code.SESSION_LIMIT_REACHED, {"limit": error.limit})
     if isinstance(error, OriginForbidden):
@@ -91,9 +116,19 @@ def refusal_for(error: BaseException) -> Refusal | None:
         return Refusal(401, Code.COOKIE_CONFLICT)
     if isinstance(error, InvalidPage):
         return Refusal(400, Code.BAD_PAGE, message=str(error) or None)
+    if isinstance(error, PendingLoginRefused):
+        code = Code(error.code)
+        return Refusal(_PENDING_STATUS.get(code, 400), code)
+    if isinstance(error, ReauthRequired):
+        return reauth_refusal(error.max_age)
     if isinstance(error, InvalidUserId):
         return Refusal(400, Code.BAD_USER_ID, message=str(error) or None)
     return None
+
+
+def reauth_refusal(max_age: int) -> Refusal:
+    """The step-up refusal: 401 ``reauth_required`` with ``max_age`` (seconds)."""
+    return Refusal(401, Code.REAUTH_REQUIRED, {"max_age": max_age})
 
 
 def ended_refusal(ended: str | None) -> Refusal:

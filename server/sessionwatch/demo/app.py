@@ -24,8 +24,10 @@ from .. import (
     BackendUnavailable,
     BoundedJSONProvider,
     InvalidUserId,
+    PendingLoginRefused,
     Policy,
     SecurityHeaders,
+    SessionChoiceRequired,
     SessionLimitReached,
     SessionWatch,
     Settings,
@@ -39,6 +41,8 @@ __all__ = [
     "ADMIN_PASSWORD_ENV",
     "DEMO_PASSWORD",
     "INSECURE_COOKIE_SETTING",
+    "STEP_UP_AGE",
+    "STEP_UP_AMOUNT",
     "cookie_dropped",
     "create_app",
     "create_demo_app",
@@ -50,6 +54,10 @@ DEMO_PASSWORD = "demo"  # noqa: S105 (the documented password of every demo acco
 # The admin page's password (demo/admin.py); `sessionwatch demo` makes one when unset.
 ADMIN_PASSWORD_ENV = "DEMO_ADMIN_PASSWORD"  # noqa: S105 (the name of a variable)
 _MAX_USERNAME = 64
+# A transfer above this many demo coins needs a sign-in (or re-authentication) from the
+# last STEP_UP_AGE seconds: the step-up of docs/policies.md.
+STEP_UP_AMOUNT = 1000
+STEP_UP_AGE = 300
 # The pages load only their own scripts and styles (no inline code), talk only to their
 # own origin (fetch and WebSocket), and may not be framed: a page from elsewhere cannot
 # overlay it (clickjacking "Use here" or "Sign out other sessions").
@@ -164,6 +172,7 @@ def create_app(
     app.json = BoundedJSONProvider(app)  # request.get_json: ValueError past 32 levels
     app.config["SECRET_KEY"] = secret_key or secrets.token_urlsafe(32)
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+    options["reauth_url"] = options.get("reauth_url") or "/reauth"
     watch = SessionWatch(app, policy=policy, **options)
     if not admin_password:
         admin_password = secrets.token_urlsafe(12)
@@ -225,6 +234,8 @@ def create_app(
             user=session["user"],
             policy=DemoPolicy.of(watch.policy),
             prefix=watch.settings.url_prefix,
+            step_up_amount=STEP_UP_AMOUNT,
+            step_up_minutes=STEP_UP_AGE // 60,
         )
 
     @app.get("/login")
@@ -259,6 +270,8 @@ def create_app(
             return await render_template(
                 "login.html", error="User names cannot contain control characters.", next=target
             ), 400
+        except SessionChoiceRequired as asked:
+            return await render_template("choose.html", asked=asked, next=target), 409
         except SessionLimitReached as exc:
             return await render_template(
                 "login.html",
@@ -271,6 +284,26 @@ def create_app(
         insecure_cookie()  # logged even when nobody looks at the login page again
         return redirect(target)
 
+    @app.post("/login/choose")
+    async def choose() -> Any:
+        """The chooser's answer (on_limit="ask"): sign out the chosen device, sign in."""
+        form = await request.form
+        target = _safe_next(form.get("next"))
+        try:
+            await watch.complete_login(str(form.get("pending", "")), form.getlist("evict"))
+        except SessionChoiceRequired as asked:  # a device signed in meanwhile
+            return await render_template("choose.html", asked=asked, next=target), 409
+        except (PendingLoginRefused, ValueError):
+            return await render_template(
+                "login.html",
+                error="That sign-in expired or was already used. Sign in again.",
+                next=target,
+                insecure_cookie=insecure_cookie(),
+            ), 400
+        record = watch.current_session().record
+        session["user"] = record.user if record is not None else None
+        return redirect(target)
+
     @app.get("/reauth")
     async def reauth_form() -> Any:
         if not session.get("user"):
@@ -279,23 +312,33 @@ def create_app(
             "reauth.html",
             user=session["user"],
             next=_safe_next(request.args.get("next")),
+            revoke_others=request.args.get("revoke_others") == "1",
             error=None,
         )
 
     @app.post("/reauth")
     async def reauth() -> Any:
-        """Re-authenticate, rotate this session's id and sign out every other session:
-        the answer to "Not you?" (the last claimer may be the attacker)."""
+        """Re-authenticate: rotate this session's id and sign out every other session,
+        the answer to "Not you?" (the last claimer may be the attacker); or, with
+        ``step_up`` (the client's "confirm it's you"), record the fresh proof only."""
         form = await request.form
         user = session.get("user")
         target = _safe_next(form.get("next"))
+        revoke_others = form.get("step_up") != "1"
         if not user:
             return redirect(url_for("login_form"))
         if not _password_ok(str(form.get("password", ""))):
             return await render_template(
-                "reauth.html", user=user, next=target, error="Wrong password."
+                "reauth.html",
+                user=user,
+                next=target,
+                revoke_others=revoke_others,
+                error="Wrong password.",
             ), 401
-        await watch.login(user, revoke_others=True)
+        if revoke_others:
+            await watch.login(user, revoke_others=True)
+        else:
+            await watch.reauthenticated()
         return redirect(target)
 
     @app.post("/logout")
@@ -318,6 +361,10 @@ def create_app(
             return jsonify(
                 {"error": "bad_request", "message": "amount must be between 0 and 1,000,000"}
             ), 400
+        if amount > STEP_UP_AMOUNT:  # a large transfer: confirm it's you (step-up)
+            stale = watch.check_recent_login(STEP_UP_AGE)
+            if stale is not None:
+                return stale
         return jsonify({"ok": True, "message": f"Transferred {amount:g} demo coins."})
 
     @app.post("/policy")

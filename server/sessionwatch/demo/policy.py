@@ -8,9 +8,9 @@ the form changes the policy of the worker that served it; start those with the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from .. import Policy
+from .. import LIMIT_ACTIONS, LimitAction, Policy
 
 __all__ = ["DemoPolicy"]
 
@@ -21,7 +21,7 @@ class DemoPolicy:
 
     one_tab: bool = True
     devices: int | None = None
-    on_limit: Literal["evict_oldest", "deny"] = "evict_oldest"
+    on_limit: LimitAction = "evict_oldest"
 
     def to_policy(self) -> Policy:
         return Policy(
@@ -60,6 +60,6 @@ class DemoPolicy:
         if devices is not None and not 1 <= devices <= 10:
             raise ValueError("devices must be empty or a whole number from 1 to 10")
         on_limit = form.get("on_limit", "evict_oldest")
-        if on_limit not in ("evict_oldest", "deny"):
-            raise ValueError("on_limit must be 'evict_oldest' or 'deny'")
+        if on_limit not in LIMIT_ACTIONS:
+            raise ValueError("on_limit must be 'evict_oldest', 'deny' or 'ask'")
         return cls(one_tab=tabs == "one", devices=devices, on_limit=on_limit)

@@ -9,20 +9,42 @@ here; :func:`handshake_origin` is the WebSocket handshake's origin rule.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from ..backends.base import SessionRecord
 from ..core.audit import security_event
 from ..core.codes import Code
+from ..core.exceptions import ConfigurationError
 from ..core.origins import OriginRule
-from ..core.refusals import BACKEND_UNAVAILABLE, ORIGIN_FORBIDDEN, Refusal, ended_refusal
+from ..core.refusals import (
+    BACKEND_UNAVAILABLE,
+    ORIGIN_FORBIDDEN,
+    Refusal,
+    ended_refusal,
+    reauth_refusal,
+)
 from ..core.tabs import TabStatus, tab_status, verify_tab_token
 from .facts import RequestFacts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Pass", "Requirement", "check_request", "check_tab", "handshake_origin"]
+__all__ = [
+    "MAX_REAUTH_AGE",
+    "Pass",
+    "Requirement",
+    "check_recent_login",
+    "check_request",
+    "check_tab",
+    "handshake_origin",
+    "parse_max_age",
+]
+
+# The longest step-up window a route may ask for (seconds): a day. A larger one is a
+# configuration mistake (it would pass sessions signed in long ago), refused.
+MAX_REAUTH_AGE: Final = 86_400
+_MAX_AGE_RE: Final = re.compile(r"[0-9]{1,6}")
 
 # What a request needs: ``tab`` the session's active tab (``@active_tab_required``),
 # ``session`` a live session, ``auto`` the active tab for unsafe methods and a session
@@ -102,3 +124,32 @@ def handshake_origin(facts: RequestFacts, origins: OriginRule) -> Refusal | None
         return None
     security_event("origin_refused", logging.WARNING, action="websocket", why=facts.origin)
     return ORIGIN_FORBIDDEN
+
+
+def parse_max_age(value: object) -> int:
+    """A step-up window: a whole number of seconds from 1 to :data:`MAX_REAUTH_AGE`,
+    given as an ``int`` or its ASCII digits. Raises :class:`ConfigurationError`
+    (a ``ValueError``) for anything else: a bad window fails closed."""
+    if isinstance(value, str) and _MAX_AGE_RE.fullmatch(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REAUTH_AGE:
+        raise ConfigurationError(
+            f"max_age must be a whole number of seconds from 1 to {MAX_REAUTH_AGE}, got {value!r}"
+        )
+    return value
+
+
+def check_recent_login(
+    record: SessionRecord | None, ended: str | None, max_age: int, now_ms: int
+) -> Refusal | None:
+    """Step-up: ``None`` when the session's user signed in or re-authenticated
+    (``watch.reauthenticated()``) within the last ``max_age`` seconds; else 401
+    ``reauth_required`` with ``max_age``. A gone session is refused as by
+    :func:`check_request`, an anonymous one 401 ``not_signed_in``."""
+    if record is None:
+        return ended_refusal(ended)
+    if record.user is None:
+        return Refusal(401, Code.NOT_SIGNED_IN, message="Sign in to continue.")
+    if now_ms - record.authenticated_at > max_age * 1000:
+        return reauth_refusal(max_age)
+    return None

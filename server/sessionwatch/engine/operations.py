@@ -12,18 +12,26 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
-from ..backends.base import Backend, Claim, Lookup, SessionRecord, Timeouts
+from ..backends.base import Backend, Claim, Lookup, PendingLogin, SessionRecord, Timeouts
 from ..core import devices
 from ..core.audit import check_user_id, security_event
 from ..core.codes import Code
 from ..core.events import Device
-from ..core.exceptions import BackendUnavailable, ConfigurationError, CookieConflict, RateLimited
+from ..core.exceptions import (
+    BackendUnavailable,
+    ConfigurationError,
+    CookieConflict,
+    PendingLoginRefused,
+    RateLimited,
+    SessionChoiceRequired,
+    SessionLimitReached,
+)
 from ..core.limits import AddressLimits, LoginLimits
-from ..core.paging import PageCursor, page_size
+from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import Policy
 from ..core.tabs import TabStatus, make_tab_token, new_tab_key
 from ..core.tokens import new_session_id, public_id, user_tag
@@ -33,6 +41,8 @@ from .shared_limits import DeploymentLimits
 __all__ = ["REASON_RE", "ClaimSlot", "SessionEngine", "SessionInfo", "SessionList"]
 
 REASON_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_PENDING_RE: Final = re.compile(r"[A-Za-z0-9_-]{4}\.[A-Za-z0-9_-]{43}")  # tagged, as minted
+_PUBLIC_ID_RE: Final = re.compile(r"(?:[A-Za-z0-9_-]{4}\.)?[A-Za-z0-9_-]{22}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,16 @@ def _via(door: str | None) -> dict[str, str]:
 def _actor(actor: str | None) -> dict[str, str]:
     """The ``actor`` field of an audit line (only when someone other than the user acts)."""
     return {"actor": actor} if actor else {}
+
+
+def _login_event(record: SessionRecord, old: SessionRecord | None, evicted: list[str]) -> None:
+    security_event(
+        "login",
+        session=record.id,
+        user=record.user,
+        rotated_from=old.id if old is not None else None,
+        evicted=evicted,
+    )
 
 
 class SessionEngine:
@@ -279,6 +299,8 @@ class SessionEngine:
             RateLimited: the user or ``address`` signed in too often
                 (``max_logins_per_*_per_second``).
             SessionLimitReached: the policy is ``deny`` and the user is at the limit.
+            SessionChoiceRequired: the policy is ``ask`` and the user is at the limit:
+                nothing changed but a pending sign-in for :meth:`complete_login`.
             BackendUnavailable: the backend cannot be reached.
         """
         _check_user_id(user_id)
@@ -291,31 +313,131 @@ class SessionEngine:
             raise RateLimited(wait)
         if self.deployment_limits is not None:
             await self.deployment_limits.sign_in(user_id, address)  # every worker's and host's
+        session_id, record = self._signed_in_record(old, user_id, data, device)
+        policy = self.policy
+        try:
+            evicted = await self.backend.login(
+                old.id if old is not None else None,
+                record,
+                limit=policy.session_limit(user_id),
+                deny=policy.refuses_at_limit,
+                timeouts=self.timeouts,
+                now=record.created,
+                ceiling=self.max_sessions_per_user,
+            )
+        except SessionLimitReached as refused:
+            if policy.on_limit != "ask":
+                raise
+            raise await self._ask(old, user_id, refused.limit, policy.ask_timeout) from None
+        _login_event(record, old, evicted)
+        return session_id, record, evicted
+
+    def _signed_in_record(
+        self, old: SessionRecord | None, user_id: str, data: str, device: Device
+    ) -> tuple[str, SessionRecord]:
+        """A new session of ``user_id`` replacing ``old``, signed in now."""
         session_id = new_session_id(user_tag(user_id))  # the user's slot on a Cluster
         record = self.new_record(session_id, user_id, data, device)
         # The sign-in is the calling tab's claim, under a new tab key and the next
         # generation: no token issued before it (a planted session's, say) is accepted
         # afterwards. The backend stores them as given.
         by = {**record.device, "at": record.created, "same_browser": True}
-        record = replace(record, gen=(old.gen if old is not None else 0) + 1, claimed_by=by)
-        policy = self.policy
-        evicted = await self.backend.login(
-            old.id if old is not None else None,
-            record,
-            limit=policy.session_limit(user_id),
-            deny=policy.on_limit == "deny",
-            timeouts=self.timeouts,
-            now=record.created,
-            ceiling=self.max_sessions_per_user,
-        )
-        security_event(
-            "login",
-            session=record.id,
-            user=user_id,
-            rotated_from=old.id if old is not None else None,
-            evicted=evicted,
-        )
+        gen = (old.gen if old is not None else 0) + 1
+        return session_id, replace(record, gen=gen, claimed_by=by, authenticated_at=record.created)
+
+    # -- on_limit="ask": a pending sign-in, completed by the user's choice -------------------
+
+    async def _ask(
+        self, old: SessionRecord | None, user_id: str, limit: int, timeout: float
+    ) -> SessionChoiceRequired:
+        """Store a pending sign-in bound to ``old`` (the browser's session) and the
+        answer that carries it, with the user's sessions to choose from."""
+        token = new_session_id(user_tag(user_id))  # its key in the user's slot
+        now = self.now_ms()
+        bound = old.id if old is not None else ""
+        pending = PendingLogin(public_id(token), user_id, bound, now + int(timeout * 1000))
+        await self.backend.put_pending(pending, now=now)
+        security_event("login_pending", user=user_id, session=bound or None, limit=limit)
+        return await self._choice(user_id, limit, token, pending.expires_at, bound)
+
+    async def _choice(
+        self, user_id: str, limit: int, token: str, expires_at: int, current: str
+    ) -> SessionChoiceRequired:
+        listed = await self.list_sessions(user_id, current=current, limit=MAX_PAGE_SIZE)
+        return SessionChoiceRequired(user_id, limit, token, expires_at, listed.sessions)
+
+    async def complete_login(
+        self,
+        old: SessionRecord | None,
+        pending: str,
+        evict: Sequence[str],
+        data: str,
+        device: Device,
+    ) -> tuple[str, SessionRecord, list[str]]:
+        """Complete the pending sign-in ``pending`` (the token of
+        :class:`SessionChoiceRequired`) from the browser session ``old`` it was issued
+        to, signing out the sessions ``evict`` (public ids) the user chose: the limit is
+        checked again in the same atomic step as the sign-in (devices may have signed
+        out or in meanwhile; an id that is no live session of the user is ignored).
+        Returns what :meth:`login` returns.
+
+        Raises:
+            PendingLoginRefused: ``pending`` is unknown, expired, completed already or
+                issued to another browser session (nothing changed).
+            SessionChoiceRequired: the sessions left are still at the limit (nothing
+                changed; the same pending sign-in, with the sessions as they are now).
+            ValueError: ``evict`` is not a list of at most 100 public ids.
+            BackendUnavailable: the backend cannot be reached.
+        """
+        if (
+            isinstance(evict, str)
+            or len(evict) > MAX_PAGE_SIZE
+            or not all(isinstance(i, str) and _PUBLIC_ID_RE.fullmatch(i) for i in evict)
+        ):
+            raise ValueError("evict must be a list of at most 100 session ids")
+        now = self.now_ms()
+        stored = None
+        if isinstance(pending, str) and _PENDING_RE.fullmatch(pending):
+            stored = await self.backend.get_pending(public_id(pending), now=now)
+        if stored is None:
+            security_event("login_refused", logging.WARNING, reason="pending_unknown")
+            raise PendingLoginRefused(Code.PENDING_LOGIN_UNKNOWN)
+        user_id = stored.user
+        session_id, record = self._signed_in_record(old, user_id, data, device)
+        try:
+            evicted = await self.backend.complete_login(
+                stored,
+                old.id if old is not None else None,
+                record,
+                evict=list(dict.fromkeys(evict)),
+                limit=self.policy.session_limit(user_id),
+                timeouts=self.timeouts,
+                now=record.created,
+                ceiling=self.max_sessions_per_user,
+            )
+        except PendingLoginRefused as refused:
+            security_event("login_refused", logging.WARNING, reason=refused.code, user=user_id)
+            raise
+        except SessionLimitReached as refused:
+            bound = old.id if old is not None else ""
+            raise await self._choice(
+                user_id, refused.limit, pending, stored.expires_at, bound
+            ) from None
+        _login_event(record, old, evicted)
         return session_id, record, evicted
+
+    # -- step-up ---------------------------------------------------------------------------
+
+    async def reauthenticated(self, session_id: str, *, via: str | None = None) -> bool:
+        """Record that the user of session ``session_id`` (public id) proved who they
+        are again now (step-up): nothing else of the session changes. Returns whether
+        the session is live."""
+        done = await self.backend.reauthenticated(
+            session_id, timeouts=self.timeouts, now=self.now_ms()
+        )
+        if done:
+            security_event("reauthenticated", session=session_id, **_via(via))
+        return done
 
     # -- ending ----------------------------------------------------------------------------
 

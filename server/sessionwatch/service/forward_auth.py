@@ -18,6 +18,14 @@ Without the configured style's method header the answer is 400 (fail closed).
 allowed origin), ``session`` (a session; an allowed origin for unsafe methods), ``tab``
 (the active tab, whatever the method) or ``none`` (never refuses; only says who it is).
 
+``?max_age=<seconds>`` adds step-up, per location too: the session's sign-in (or last
+``watch.reauthenticated()``) must be at most that old, else 401 ``reauth_required``
+with ``max_age`` (a navigation, with the ``reauth_url`` setting: a 303 there, through
+``/refusal`` behind nginx). Anything but 1 to 86400 digits (or several values) is a 400:
+a bad configuration fails closed; an empty value is no step-up (the documented nginx
+location passes its optional capture). The proxy's configuration sets it, never the
+client (the auth request's URL is the configuration's).
+
 A pass is ``204`` with ``X-SessionWatch-User`` (percent-encoded UTF-8, empty when
 anonymous), ``X-SessionWatch-Session`` (public id) and ``X-SessionWatch-Tab-Status``.
 The decision is the engine's (:func:`~sessionwatch.engine.check_request`, through
@@ -48,9 +56,11 @@ from quart import Blueprint, Response, request
 
 from ..core import jsonlimits
 from ..core.codes import Code
+from ..core.config import is_local_path
+from ..core.exceptions import ConfigurationError
 from ..core.refusals import Refusal
-from ..engine import Pass, RequestFacts, Requirement
-from ..web.responses import error_response
+from ..engine import MAX_REAUTH_AGE, Pass, RequestFacts, Requirement, parse_max_age
+from ..web.responses import error_response, reauth_response
 from .proxies import FORWARDED_HOST
 
 if TYPE_CHECKING:
@@ -69,7 +79,14 @@ REQUIREMENTS: Final[tuple[Requirement, ...]] = ("auto", "session", "tab", "none"
 _METHOD_RE: Final = re.compile(r"[A-Z][A-Z-]{0,19}")
 # What /refusal may render: the refusals /verify gives, nothing else.
 _REFUSAL_CODES: Final = {
-    401: {Code.NO_SESSION, Code.EXPIRED, Code.REVOKED, Code.COOKIE_CONFLICT},
+    401: {
+        Code.NO_SESSION,
+        Code.EXPIRED,
+        Code.REVOKED,
+        Code.COOKIE_CONFLICT,
+        Code.NOT_SIGNED_IN,
+        Code.REAUTH_REQUIRED,
+    },
     403: {Code.ORIGIN_FORBIDDEN},
     409: {Code.TAB_SUPERSEDED, Code.TAB_INVALID, Code.TAB_MISSING},
     503: {Code.BACKEND_UNAVAILABLE},
@@ -103,6 +120,11 @@ def refusal_from_header(raw: str | None) -> Refusal | None:
     reason = value.get("reason")
     if code == Code.REVOKED and reason in ("revoked", "evicted"):
         fields["reason"] = reason
+    max_age = value.get("max_age")
+    if code == Code.REAUTH_REQUIRED:
+        if type(max_age) is not int or not 1 <= max_age <= MAX_REAUTH_AGE:
+            return None
+        fields["max_age"] = max_age
     by = value.get("by")
     if code == Code.TAB_SUPERSEDED and isinstance(by, dict):
         fields["by"] = {
@@ -148,6 +170,20 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
         response.headers[REFUSAL_HEADER] = refusal_header(refusal)
         return response
 
+    def step_up() -> Refusal | str | None:
+        """The step-up refusal of ``?max_age=`` (``None``: none asked or passed), or
+        why the parameter is bad."""
+        given = request.args.getlist("max_age")
+        if not given or given == [""]:
+            return None
+        if len(given) > 1:
+            return "max_age must be given once"
+        try:
+            window = parse_max_age(given[0])
+        except ConfigurationError as error:
+            return str(error)
+        return watch.recent_login_refusal(window)
+
     def passed(outcome: Pass) -> Response:
         record = outcome.record
         response = Response(b"", status=204)
@@ -168,7 +204,18 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
                 400, Code.BAD_REQUEST, f"require must be one of {', '.join(REQUIREMENTS)}"
             )
         outcome = watch.check_request(facts, requirement)
-        return passed(outcome) if isinstance(outcome, Pass) else refuse(outcome)
+        if not isinstance(outcome, Pass):
+            return refuse(outcome)
+        stale = step_up()
+        if isinstance(stale, str):
+            return error_response(400, Code.BAD_REQUEST, stale)
+        if stale is None:
+            return passed(outcome)
+        if nginx:  # a 401 passes auth_request; /refusal redirects a navigation
+            return refuse(stale)
+        response = reauth_response(stale, watch.settings.reauth_url, facts.path)
+        response.headers[REFUSAL_HEADER] = refusal_header(stale)
+        return response
 
     @bp.route("/refusal", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     async def refusal() -> Response:
@@ -181,13 +228,10 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
         # The page's link is a GET: it reloads a refused page; a refused form post
         # (its route may take POST only) leads to the start page instead.
         again = request.headers.get("X-Original-URI", "")
-        if (
-            request.headers.get("X-Original-Method") != "GET"
-            or not again.startswith("/")
-            or again.startswith("//")
-            or "\\" in again
-        ):
+        if request.headers.get("X-Original-Method") != "GET" or not is_local_path(again):
             again = "/"
+        if found.code == Code.REAUTH_REQUIRED:
+            return reauth_response(found, watch.settings.reauth_url, again)
         return error_response(found.status, found.code, again=again, **found.fields)
 
     @bp.after_request

@@ -2,7 +2,10 @@
 
 The upstream checks passwords; sessionwatch owns the session. ``login`` turns the
 browser's current session (its tab claim under a new tab key) into a signed-in one and answers
-the ``Set-Cookie`` the upstream relays; ``logout`` ends it; ``revoke`` ends one session,
+the ``Set-Cookie`` the upstream relays; ``complete-login`` finishes a sign-in that
+``login`` left pending under ``on_limit="ask"`` (the chooser's choice);
+``reauthenticated`` records a password checked again (step-up, ``/verify?max_age=``);
+``logout`` ends it; ``revoke`` ends one session,
 a user's others or all of them; ``sessions`` lists a user's. Every call needs
 ``Authorization: Bearer <key>`` with one of ``SESSIONWATCH_API_KEYS`` (several, for
 rotation); a request that looks like a browser's (``Cookie``, ``Origin`` or
@@ -53,6 +56,8 @@ _MAX_USER_AGENT: Final = 1024
 _PUBLIC_ID_MAX: Final = 64
 _SESSION = text_field("session", _PUBLIC_ID_MAX)
 _COOKIE = optional(text_field("cookie", MAX_COOKIE_HEADER))
+_PENDING = text_field("pending", _PUBLIC_ID_MAX)
+_MAX_EVICT: Final = 100
 
 
 def register_api_errors(bp: Blueprint) -> None:
@@ -76,6 +81,15 @@ def register_api_errors(bp: Blueprint) -> None:
     async def no_store(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _evict(value: Any) -> list[str]:
+    """The sessions a user chose to sign out: a list of public ids (at most 100)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > _MAX_EVICT:
+        raise bad_request(f"evict must be a list of at most {_MAX_EVICT} session ids")
+    return [_SESSION(item) for item in value]
 
 
 def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
@@ -150,6 +164,16 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             revoked = await watch.engine.revoke_user(
                 body["user"], except_id=record.id, reason="signed_out_elsewhere"
             )
+        return signed_in(old, session_id, record, evicted, revoked)
+
+    def signed_in(
+        old: SessionRecord | None,
+        session_id: str,
+        record: SessionRecord,
+        evicted: list[str],
+        revoked: int = 0,
+    ) -> Response:
+        """The answer of a sign-in (``login``, ``complete-login``)."""
         return jsonify(
             {
                 "session": record.id,
@@ -164,6 +188,42 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "tab": make_tab_token(record.tab_key, record.gen),
             }
         )
+
+    @bp.post("/complete-login")
+    async def complete_login() -> Response:
+        """The chooser's completion (``on_limit="ask"``): ``pending`` from the 409
+        ``session_choice_required`` of ``login``, ``evict`` the ids the user chose, and
+        the same browser's ``cookie`` (the pending sign-in is bound to its session)."""
+        body = await read_body(
+            {
+                "pending": _PENDING,
+                "evict": _evict,
+                "cookie": _COOKIE,
+                "user_agent": optional(text_field("user_agent", _MAX_USER_AGENT)),
+                "client_ip": optional(address_field),
+            }
+        )
+        old = await browser_session(body["cookie"])
+        session_id, record, evicted = await watch.engine.complete_login(
+            old,
+            body["pending"],
+            body["evict"],
+            old.data if old is not None else "",
+            watch.engine.describe(body["user_agent"], body["client_ip"]),
+        )
+        return signed_in(old, session_id, record, evicted)
+
+    @bp.post("/reauthenticated")
+    async def reauthenticated() -> Response:
+        """The upstream checked the password again: step-up (``/verify?max_age=``)
+        passes from now; nothing else of the session changes."""
+        body = await read_body({"cookie": text_field("cookie", MAX_COOKIE_HEADER)})
+        record = await browser_session(body["cookie"])
+        if record is None or record.user is None:
+            raise ApiError(404, Code.SESSION_NOT_FOUND, "The cookie names no signed-in session.")
+        if not await watch.engine.reauthenticated(record.id, via="api"):
+            raise ApiError(404, Code.SESSION_NOT_FOUND)
+        return jsonify({"session": record.id, "user": record.user})
 
     @bp.post("/logout")
     async def logout() -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from quart import (
@@ -32,13 +32,13 @@ from ..backends.connector import BackendConnector
 from ..core import devices
 from ..core.audit import MAX_USER_ID as MAX_USER_ID  # public: the session API's bound
 from ..core.audit import security_event
-from ..core.config import Settings
+from ..core.config import Settings, is_local_path
 from ..core.events import Device
-from ..core.exceptions import BackendUnavailable, OriginForbidden
+from ..core.exceptions import BackendUnavailable, ConfigurationError, OriginForbidden
 from ..core.limits import AddressLimits, LoginLimits
 from ..core.origins import OriginRule
 from ..core.policy import Policy
-from ..core.refusals import REFUSED_ERRORS, Refusal, refusal_for
+from ..core.refusals import BACKEND_UNAVAILABLE, REFUSED_ERRORS, Refusal, refusal_for
 from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER, TabStatus, make_tab_token
 from ..core.tokens import CookieSigner
 from ..engine import (
@@ -48,7 +48,9 @@ from ..engine import (
     SessionEngine,
     SessionInfo,
     SessionList,
+    check_recent_login,
     check_request,
+    parse_max_age,
 )
 from ..engine.roster import Roster, UserSessions, roster
 from ..engine.shared_limits import DeploymentLimits
@@ -56,7 +58,7 @@ from ..live.gates import SocketGates
 from ..live.hub import Hub
 from . import hosts, rawhttp, rawwebsocket
 from .requestfacts import facts_of_connection
-from .responses import refusal_response
+from .responses import reauth_response, refusal_response
 from .routes import create_blueprint
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
 from .websocket import register_websocket
@@ -367,6 +369,11 @@ class SessionWatch:
                 answered 403 ``origin_forbidden``).
             SessionLimitReached: the policy is ``deny`` and the user is at the limit
                 (nothing changed).
+            SessionChoiceRequired: the policy is ``ask`` and the user is at the limit:
+                the session stays anonymous, with a pending sign-in (``.pending``,
+                bound to this browser's session, single use, ``ask_timeout``) that
+                :meth:`complete_login` finishes with the sessions the user chose from
+                ``.sessions``. Unhandled: 409 ``session_choice_required``.
             RateLimited: the user or the client's address signed in too often
                 (``max_logins_per_*_per_second``; answered 429 ``rate_limited``).
             BackendUnavailable: the backend cannot be reached.
@@ -376,15 +383,117 @@ class SessionWatch:
         session = self.current_session()
         facts = self.request_facts()
         data = ServerSessionInterface.serializer.dumps(dict(session)) if session else ""
+        if session.record is None and self.policy.on_limit == "ask":
+            # A pending sign-in is bound to the browser's session: give it one first.
+            await self.start_session(session, data)
         device = engine.describe(facts.user_agent, facts.address)
         session_id, record, evicted = await engine.login(
             session.record, user_id, data, device, address=facts.address
         )
-        session.bind(session_id, record)
-        session.issued_tab = make_tab_token(record.tab_key, record.gen)
+        self._signed_in(session, session_id, record)
         if revoke_others:
             await engine.revoke_user(user_id, except_id=record.id, reason="signed_out_elsewhere")
         return evicted
+
+    @staticmethod
+    def _signed_in(session: ServerSession, session_id: str, record: SessionRecord) -> None:
+        session.bind(session_id, record)
+        session.issued_tab = make_tab_token(record.tab_key, record.gen)
+
+    async def complete_login(self, pending: str, evict: Sequence[str] = ()) -> list[str]:
+        """Finish a sign-in that :meth:`login` left pending under ``on_limit="ask"``
+        (:class:`~sessionwatch.SessionChoiceRequired`): sign out the sessions ``evict``
+        (their public ids, from ``SessionChoiceRequired.sessions``) the user chose and
+        sign this session in, as :meth:`login` does — one atomic step that checks the
+        limit again (devices may have signed in or out meanwhile; an id that is not a
+        live session of the user is ignored). The chosen sessions' tabs are told
+        ``evicted{by}``. Returns the evicted public ids.
+
+        Raises:
+            PendingLoginRefused: ``pending`` is unknown, expired, completed already, or
+                was issued to another browser's session (nothing changed; answered 400
+                ``pending_login_unknown``, 410 ``_expired``, 409 ``_used``, 403
+                ``_foreign``).
+            SessionChoiceRequired: the sessions left are still at the limit (nothing
+                changed; the same pending sign-in with the sessions as they are now).
+            OriginForbidden: the request comes from a foreign page.
+            ValueError: ``evict`` is not a list of at most 100 session ids.
+        """
+        self.refuse_foreign("login")
+        session = self.current_session()
+        data = ServerSessionInterface.serializer.dumps(dict(session)) if session else ""
+        session_id, record, evicted = await self.engine.complete_login(
+            session.record, pending, evict, data, self.describe_request()
+        )
+        self._signed_in(session, session_id, record)
+        return evicted
+
+    async def reauthenticated(self) -> None:
+        """Record that the current session's user just proved who they are again (the
+        app checked the password): routes under :meth:`recent_login_required` pass
+        for their ``max_age`` from now. Nothing else changes: the session id, its
+        data, its tabs and their tokens stay as they are.
+
+        Raises:
+            OriginForbidden: the request comes from a foreign page.
+            PermissionError: the session is not signed in.
+        """
+        self.refuse_foreign("reauthenticate")
+        record = self.current_session().record
+        if record is None or record.user is None:
+            raise PermissionError("reauthenticated() needs a signed-in session")
+        await self.engine.reauthenticated(record.id)
+
+    def recent_login_required(
+        self, *, max_age: int = 300, reauth_url: str | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R | Response]]]:
+        """Decorator (step-up): accept the request only when the session's user signed
+        in or re-authenticated (:meth:`reauthenticated`) within ``max_age`` seconds.
+        Otherwise a fetch gets ``401 {"error": "reauth_required", "max_age": n}`` (the
+        browser client prompts "confirm it's you") and a navigation a 303 to
+        ``reauth_url`` (default: the ``reauth_url`` setting) with ``?next=`` this path,
+        or the 401 page without one. A gone session is refused as on any protected
+        route, an anonymous one 401 ``not_signed_in``. It checks nothing else: stack
+        it under :meth:`active_tab_required` for the tab and the origin.
+
+        Raises:
+            ConfigurationError: ``max_age`` is not 1 to 86400 seconds, or
+                ``reauth_url`` is not a local path (at decoration).
+        """
+        window = parse_max_age(max_age)
+        if reauth_url is not None and reauth_url and not is_local_path(reauth_url):
+            raise ConfigurationError(f"reauth_url must be a local path, got {reauth_url!r}")
+
+        def decorate(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
+            @functools.wraps(view)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+                refused = self.check_recent_login(window, reauth_url=reauth_url)
+                if refused is not None:
+                    return refused
+                return await current_app.ensure_async(view)(*args, **kwargs)
+
+            return wrapper
+
+        return decorate
+
+    def check_recent_login(self, max_age: int, *, reauth_url: str | None = None) -> Response | None:
+        """:meth:`recent_login_required` inside a view, for a step-up that depends on
+        the request (a transfer above an amount): ``None`` when the sign-in is recent
+        enough, else the answer to return (401 ``reauth_required`` or the 303)."""
+        refusal = self.recent_login_refusal(parse_max_age(max_age))
+        if refusal is None:
+            return None
+        page = self.settings.reauth_url if reauth_url is None else reauth_url
+        return reauth_response(refusal, page, request.full_path.rstrip("?"))
+
+    def recent_login_refusal(self, max_age: int) -> Refusal | None:
+        """The step-up decision for the current request's session (see
+        :func:`~sessionwatch.engine.check_recent_login`); ``None``: it may pass."""
+        try:
+            session = self.current_session()
+        except BackendUnavailable:
+            return BACKEND_UNAVAILABLE
+        return check_recent_login(session.record, session.ended, max_age, self.now_ms())
 
     async def logout(self) -> None:
         """End the current session everywhere and clear its cookie.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 import math
 from typing import Any
+from urllib.parse import quote
 
 from quart import Response, has_request_context, jsonify, request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from ..core.codes import MESSAGES, Code
+from ..core.config import is_local_path
 from ..core.refusals import Refusal, ended_refusal
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "error_fields",
     "error_response",
     "html_wanted",
+    "reauth_response",
     "refusal_response",
     "retry_after",
     "wants_html",
@@ -95,6 +98,20 @@ def refusal_response(refusal: Refusal, *, again: str | None = None) -> Response:
     if refusal.retry_after is not None:
         response.headers["Retry-After"] = retry_after(refusal.retry_after)
     return response
+
+
+def reauth_response(refusal: Refusal, reauth_url: str, going_to: str) -> Response:
+    """The answer of a step-up refusal: for a navigation, when the app has a
+    re-authentication page (``reauth_url``), a 303 to it with ``?next=`` the local path
+    the browser was going to; else :func:`refusal_response` (JSON 401
+    ``reauth_required`` with ``max_age``, which the browser client turns into its
+    "confirm it's you" prompt)."""
+    if refusal.code == Code.REAUTH_REQUIRED and reauth_url and wants_html():
+        target = going_to if is_local_path(going_to) else "/"
+        separator = "&" if "?" in reauth_url else "?"
+        location = f"{reauth_url}{separator}next={quote(target, safe='/')}"
+        return Response("", status=303, headers={"Location": location, "Cache-Control": "no-store"})
+    return refusal_response(refusal)
 
 
 def ended_response(ended: str | None) -> Response:

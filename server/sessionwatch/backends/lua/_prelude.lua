@@ -24,6 +24,10 @@ end
 
 --@names
 
+-- Sessions a script's head ended before login.lua's body ran (complete.lua's chosen
+-- evictions): login.lua answers them first among its evictions.
+local EVICTED = {}
+
 local function deadline(r) return math.min(tonumber(r.seen) + IDLE, tonumber(r.abs)) end
 
 local function publish_session(id, event)

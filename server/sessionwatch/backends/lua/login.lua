@@ -56,6 +56,6 @@ redis.call('ZADD', ukey(uid), tonumber(record.created), new_id)
 redis.call('PEXPIRE', ukey(uid), tonumber(record.abs) - NOW + GRACE)
 redis.call(PUBLISH, uchan(uid), cjson.encode({type = 'signed_in', session = new_id, by = by}))
 
-local out = {'ok'}
+local out = {'ok', unpack(EVICTED)}
 for _, sid in ipairs(evict) do out[#out + 1] = sid end
 return out

@@ -30,10 +30,11 @@ location /_sessionwatch/ {
 location /_sessionwatch/api/ {
     return 404;
 }
-# Forward-auth: auth_request /_sessionwatch_auth/<auto|session|tab|none>.
-location ~ ^/_sessionwatch_auth/(auto|session|tab|none)$ {
+# Forward-auth: auth_request /_sessionwatch_auth/<auto|session|tab|none>, and with
+# step-up /_sessionwatch_auth/<rule>/max-age/<seconds> (an empty max_age: none).
+location ~ ^/_sessionwatch_auth/(auto|session|tab|none)(?:/max-age/([0-9]+))?$ {
     internal;
-    proxy_pass http://sessionwatch/_sessionwatch/verify?require=$1;
+    proxy_pass http://sessionwatch/_sessionwatch/verify?require=$1&max_age=$2;
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
     proxy_set_header Host $http_host;
