@@ -22,6 +22,7 @@ __all__ = [
     "BACKCHANNEL_EVENT",
     "LOGOUT_TOKEN_MAX_AGE",
     "MAX_LOGOUT_BODY",
+    "SSO_IDENTITY_KEY",
     "LogoutClaims",
     "ProviderIdentity",
     "check_header",
@@ -35,6 +36,8 @@ BACKCHANNEL_EVENT: Final = "http://schemas.openid.net/event/backchannel-logout"
 # A logout token without exp is refused when issued longer ago than this (seconds), and
 # its jti is remembered this long: the replay window is then bounded either way.
 LOGOUT_TOKEN_MAX_AGE: Final = 600
+# The session data key of the provider identity a sign-in recorded (docs/sso.md).
+SSO_IDENTITY_KEY: Final = "_sessionwatch_sso"
 # The largest back-channel request body read (bytes): real logout tokens are < 2 KiB.
 MAX_LOGOUT_BODY: Final = 16 * 1024
 
