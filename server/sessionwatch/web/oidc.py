@@ -237,7 +237,7 @@ class SingleSignOn:
         return await self.sessions.log_out(checked)
 
 
-def _go(url: str) -> Response:
+def _go(url: str) -> Any:
     """A redirect no cache keeps (each carries a one-time state or ends a session)."""
     response = redirect(url)
     response.headers["Cache-Control"] = "no-store"
