@@ -14,10 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +25,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from sessionwatch.core.oidc import BACKCHANNEL_EVENT
+
+from .processes import ManagedProcess
 
 ISSUER = "https://idp.test/realms/acme"
 CLIENT_ID = "sessionwatch-app"
@@ -158,19 +156,21 @@ class ScriptedProvider:
         return httpx.MockTransport(self.handle)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class NodeProvider:
+class NodeProvider(ManagedProcess):
     """panva's oidc-provider on loopback (tests/support/oidc_provider/provider.mjs),
-    with one client registered for ``redirect_uri`` and ``backchannel_logout_uri``."""
+    with one client registered for the app at ``app_origin``: its redirect URI, its
+    ``backchannel_logout_uri`` (sid required) and its post-logout redirect."""
+
+    ready_path = "/.well-known/openid-configuration"
+    name = "oidc-provider"
 
     def __init__(self, *, app_origin: str, url_prefix: str = "/_sessionwatch") -> None:
-        self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+            raise RuntimeError(
+                "oidc-provider is not installed: (cd tests/support/oidc_provider && npm ci)"
+            )
+        self.issuer = self.url
         self.client = {
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
@@ -179,54 +179,15 @@ class NodeProvider:
             "backchannel_logout_uri": f"{app_origin}{url_prefix}/oidc/backchannel-logout",
             "backchannel_logout_session_required": True,
         }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> NodeProvider:
-        if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-            raise RuntimeError(
-                "oidc-provider is not installed: (cd tests/support/oidc_provider && npm ci)"
-            )
-        env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "ISSUER": self.issuer,
-            "CLIENT": json.dumps(self.client),
-        }
-        self.process = subprocess.Popen(
-            ["node", str(PROVIDER_DIR / "provider.mjs")],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        self.env.update(
+            {"PORT": str(self.port), "ISSUER": self.issuer, "CLIENT": json.dumps(self.client)}
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"oidc-provider exited: {output}")
-            try:
-                answer = httpx.get(self.issuer + "/.well-known/openid-configuration", timeout=1)
-                if answer.status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("oidc-provider did not start in 20 s")
+        self.command = ["node", str(PROVIDER_DIR / "provider.mjs")]
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
-        self.process = None
-
-    def __enter__(self) -> NodeProvider:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def app_env(self) -> dict[str, str]:
+        """The environment that points ``sessionwatch demo`` or ``serve`` at it."""
+        return {
+            "SESSIONWATCH_OIDC_ISSUER": self.issuer,
+            "SESSIONWATCH_OIDC_CLIENT_ID": CLIENT_ID,
+            "SESSIONWATCH_OIDC_CLIENT_SECRET": CLIENT_SECRET,
+        }

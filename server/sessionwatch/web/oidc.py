@@ -157,7 +157,9 @@ class SingleSignOn:
         endpoint = str(metadata["authorization_endpoint"])
         return endpoint + ("&" if "?" in endpoint else "?") + query
 
-    async def finish(self, session: ServerSession, state: str, code: str) -> str:
+    async def finish(
+        self, session: ServerSession, state: str, code: str, iss: str | None = None
+    ) -> str:
         """Complete the sign-in ``state`` names: redeem ``code``, check the ID token,
         sign the session in. Returns the path to go to next.
 
@@ -170,6 +172,8 @@ class SingleSignOn:
         session[FLOWS_KEY] = flows
         if not isinstance(flow, dict) or flow.get("at", 0) <= self.now() - FLOW_LIFETIME:
             raise ProviderTokenInvalid("unknown or expired sign-in (state)")
+        if iss is not None and iss != self.provider.issuer:  # RFC 9207: no mix-up
+            raise ProviderTokenInvalid("the answer comes from another issuer (iss)")
         answer = await self.provider.redeem(code, str(flow["verifier"]), self.redirect_uri())
         id_token = str(answer["id_token"])
         claims = await self.provider.verify(id_token)
@@ -279,8 +283,9 @@ def create_sso_blueprint(watch: SSOHost, sso: SingleSignOn) -> Blueprint:
             again = sso.settings.url_prefix + "/oidc/login"
             return error_response(400, Code.SIGN_IN_FAILED, again=again)
         try:
+            args = request.args
             target = await sso.finish(
-                session, request.args.get("state", ""), request.args.get("code", "")
+                session, args.get("state", ""), args.get("code", ""), args.get("iss")
             )
         except ProviderUnavailable as exc:
             logger.error("sign-in not completed: %s", exc)
