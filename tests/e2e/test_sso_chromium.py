@@ -1,7 +1,8 @@
 """Single sign-on in real Chromium against a real, certified provider: panva's
 oidc-provider (tests/support/oidc_provider) on loopback, the demo on Redis. A sign-out
 at the provider reaches every tab of that provider session live (Back-Channel Logout
-1.0), and only those (docs/sso.md)."""
+1.0), and only those (docs/sso.md) — on the library (the Quart demo) and through the
+service behind nginx (the proxy demo's Flask app)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,40 @@ from typing import Any
 
 import pytest
 
+from sessionwatch.demo.proxy import ProxyDemo
 from support.browser import EVENT_RECORDER
 from support.oidc import NodeProvider
+from support.proxy import require_nginx
 from support.service_process import DemoProcess
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", name="sso_demo")
-def _sso_demo(redis_url: str) -> Iterator[tuple[DemoProcess, NodeProvider]]:
-    """The demo (2 workers, tabs not exclusive) signed in through oidc-provider."""
-    demo = DemoProcess(
-        redis_url,
+@pytest.fixture(scope="module", name="sso_site", params=["demo", "nginx"])
+def _sso_site(redis_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, NodeProvider]]:
+    """A site signing in through oidc-provider, tabs not exclusive, 2 workers on Redis:
+    the Quart demo (the library), or the proxy demo's Flask app behind nginx (the
+    service: ``sessionwatch serve`` signs in, the app only links to it)."""
+    prefix = f"e2e-sso:{uuid.uuid4().hex[:8]}:"
+    policy = {"SESSIONWATCH_TABS_PER_SESSION": "unlimited"}
+    if request.param == "demo":
+        demo = DemoProcess(redis_url, workers=2, key_prefix=prefix, env=policy)
+        with NodeProvider(app_origin=demo.url) as provider:
+            demo.env.update(provider.app_env())
+            with demo:
+                yield demo.url, provider
+        return
+    require_nginx()
+    proxied = ProxyDemo(
+        backend=redis_url,
         workers=2,
-        key_prefix=f"e2e-sso:{uuid.uuid4().hex[:8]}:",
-        env={"SESSIONWATCH_TABS_PER_SESSION": "unlimited"},
+        express_port=None,
+        env={"SESSIONWATCH_KEY_PREFIX": prefix, **policy},
     )
-    with NodeProvider(app_origin=demo.url) as provider:
-        demo.env.update(provider.app_env())
-        with demo:
-            yield demo, provider
+    with NodeProvider(app_origin=proxied.urls["flask"]) as provider:
+        proxied.env.update(provider.app_env())
+        with proxied:
+            yield proxied.urls["flask"], provider
 
 
 async def state_of(page: Any) -> str:
@@ -43,17 +58,17 @@ async def wait_state(page: Any, state: str, timeout: float = 5000) -> None:
     )
 
 
-async def sso_sign_in(browser: Any, demo: DemoProcess, user: str) -> tuple[Any, Any]:
+async def sso_sign_in(browser: Any, site: str, user: str) -> tuple[Any, Any]:
     """A browser (context) signed in as ``user`` at the provider and into the demo."""
     context = await browser.new_context(bypass_csp=True)
     await context.add_init_script(EVENT_RECORDER)
     page = await context.new_page()
-    await page.goto(demo.url + "/login")
+    await page.goto(site + "/login")
     await page.click("#sso-sign-in")
     await page.fill("input[name=login]", user)  # oidc-provider's development sign-in
     await page.fill("input[name=password]", "any")
     await page.click("button[type=submit]")
-    await page.wait_for_url(demo.url + "/")
+    await page.wait_for_url(site + "/")
     await wait_state(page, "active")
     assert user in await page.content()
     return context, page
@@ -74,17 +89,17 @@ async def transfer(page: Any) -> int:
 
 
 async def test_a_sign_out_at_the_provider_reaches_every_tab_live(
-    browser: Any, sso_demo: tuple[DemoProcess, NodeProvider]
+    browser: Any, sso_site: tuple[str, NodeProvider]
 ) -> None:
     """docs/sso.md: alice signs in through the provider and opens two tabs, bob one;
     alice signs out at the provider: both her tabs show the signed-out banner within a
     second and their next request is refused; bob's tab is untouched."""
-    demo, provider = sso_demo
-    alice, first = await sso_sign_in(browser, demo, "alice")
-    bob, bobs = await sso_sign_in(browser, demo, "bob")
+    site, provider = sso_site
+    alice, first = await sso_sign_in(browser, site, "alice")
+    bob, bobs = await sso_sign_in(browser, site, "bob")
     try:
         second = await alice.new_page()
-        await second.goto(demo.url + "/")
+        await second.goto(site + "/")
         await wait_state(second, "active")
         assert await transfer(first) == 200 and await transfer(second) == 200
 
@@ -96,7 +111,7 @@ async def test_a_sign_out_at_the_provider_reaches_every_tab_live(
             for page in (first, second):
                 await wait_state(page, "revoked", timeout=3000)
         except Exception:
-            print(provider.output(), demo.output(), sep="\n----\n")
+            print(provider.output())
             raise
         for page in (first, second):
             told = await revoked_at(page)

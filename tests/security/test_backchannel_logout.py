@@ -130,6 +130,33 @@ async def test_an_id_token_with_another_nonce_signs_nobody_in(
     assert await live(app, "eve") == 0
 
 
+async def test_a_callback_naming_another_issuer_signs_nobody_in(
+    app: Quart, provider: ScriptedProvider
+) -> None:
+    """docs/sso.md (mix-up, RFC 9207): a callback whose iss is another issuer's is
+    refused before the code is redeemed."""
+    client = app.test_client()
+    started = await client.get("/_sessionwatch/oidc/login")
+    query = provider.authorize(started.headers["Location"], sub="ivan", sid="s-i")
+    answer = await client.get(f"/_sessionwatch/oidc/callback?{query}&iss=https://evil.test/")
+    assert answer.status_code == 400
+    assert provider.codes  # never redeemed
+    assert await live(app, "ivan") == 0
+
+
+async def test_discovery_naming_another_issuer_is_refused(
+    app: Quart, provider: ScriptedProvider
+) -> None:
+    """docs/sso.md: a discovery document that names another issuer is not used: no
+    sign-in starts (503 provider_unavailable), no logout token is accepted (501)."""
+    provider.named_issuer = "https://impostor.test/"
+    client = app.test_client()
+    answer = await client.get("/_sessionwatch/oidc/login")
+    assert answer.status_code == 503
+    assert (await answer.get_json())["error"] == "provider_unavailable"
+    assert (await post_token(client, provider.logout_token())).status_code == 501
+
+
 async def test_a_valid_logout_token_ends_the_provider_sessions_live(
     app: Quart, provider: ScriptedProvider, signed_in: dict[str, QuartClient]
 ) -> None:
@@ -171,6 +198,7 @@ def _invalid_cases(provider: ScriptedProvider, clock: FakeClock) -> dict[str, tu
     other = RSAKey.generate_key(2048, parameters={"kid": "k-unknown"})
     return {
         "expired": (provider.logout_token(exp=now - 61, iat=now - 200), "expired"),
+        "old_without_exp": (provider.logout_token(exp=None, iat=now - 121 - 61), "too long ago"),
         "iat_in_future": (provider.logout_token(iat=now + 61 + 5), "iat is in the future"),
         "wrong_aud": (provider.logout_token(aud="another-client"), "aud"),
         "wrong_iss": (provider.logout_token(iss="https://evil.test/"), "iss"),
@@ -191,6 +219,7 @@ def _invalid_cases(provider: ScriptedProvider, clock: FakeClock) -> dict[str, tu
 
 CASES = [
     "expired",
+    "old_without_exp",
     "iat_in_future",
     "wrong_aud",
     "wrong_iss",

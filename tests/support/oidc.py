@@ -52,6 +52,7 @@ class ScriptedProvider:
         self.key_requests = 0
         self.down = False
         self.codes: dict[str, dict[str, Any]] = {}  # code -> what the sign-in sent
+        self.named_issuer = ISSUER  # what the discovery document says (an impostor's: other)
 
     # -- tokens ------------------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class ScriptedProvider:
             return httpx.Response(
                 200,
                 json={
-                    "issuer": ISSUER,
+                    "issuer": self.named_issuer,
                     "authorization_endpoint": ISSUER + "/auth",
                     "token_endpoint": ISSUER + "/token",
                     "jwks_uri": ISSUER + "/certs",

@@ -45,7 +45,6 @@ class Code(StrEnum):
     PROTOCOL_ERROR = "protocol_error"
     # Single sign-on (docs/sso.md). invalid_request is the OAuth 2.0 error of a refused
     # back-channel logout token (Back-Channel Logout 1.0 §2.8).
-    SSO_DISABLED = "sso_disabled"
     SIGN_IN_FAILED = "sign_in_failed"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     INVALID_REQUEST = "invalid_request"
@@ -77,7 +76,6 @@ MESSAGES: Final[dict[str, str]] = {
     Code.API_DISABLED: "The session API is off: set SESSIONWATCH_API_KEYS.",
     Code.API_KEY_MISSING: "The session API needs Authorization: Bearer <key>.",
     Code.API_KEY_INVALID: "This API key is not valid.",
-    Code.SSO_DISABLED: "Single sign-on is not configured (SESSIONWATCH_OIDC_ISSUER).",
     Code.SIGN_IN_FAILED: "The sign-in through your identity provider could not be completed. "
     "Start it again.",
     Code.PROVIDER_UNAVAILABLE: "The identity provider cannot be reached. Try again shortly.",

@@ -35,7 +35,9 @@ __all__ = [
 BACKCHANNEL_EVENT: Final = "http://schemas.openid.net/event/backchannel-logout"
 # A logout token without exp is refused when issued longer ago than this (seconds), and
 # its jti is remembered this long: the replay window is then bounded either way.
-LOGOUT_TOKEN_MAX_AGE: Final = 600
+LOGOUT_TOKEN_MAX_AGE: Final = (
+    120  # ASVS 5.0 10.5.5: "a relatively short expiration time (e.g. 2 minutes)"
+)
 # The session data key of the provider identity a sign-in recorded (docs/sso.md).
 SSO_IDENTITY_KEY: Final = "_sessionwatch_sso"
 # The largest back-channel request body read (bytes): real logout tokens are < 2 KiB.
