@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,6 +21,7 @@ from quart.testing import QuartClient
 
 from sessionwatch.backends.base import session_channel
 from sessionwatch.core.oidc import MAX_LOGOUT_BODY, SSO_IDENTITY_KEY
+from sessionwatch.engine import provider_sessions
 from support.app_factory import make_app, watch_of
 from support.clock import FakeClock
 from support.events import EventCollector
@@ -158,11 +161,15 @@ async def test_discovery_naming_another_issuer_is_refused(
 
 
 async def test_a_valid_logout_token_ends_the_provider_sessions_live(
-    app: Quart, provider: ScriptedProvider, signed_in: dict[str, QuartClient]
+    app: Quart,
+    provider: ScriptedProvider,
+    signed_in: dict[str, QuartClient],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """docs/sso.md: a valid token ends every session of its sid at once, their tabs get
     revoked{signed_out_at_provider}, the answer is 200 no-store; bob is untouched and
-    alice's next request is refused."""
+    alice's next request is refused. The audit lines name the provider."""
+    caplog.set_level(logging.INFO, logger="sessionwatch.security")
     watch = watch_of(app)
     ids = [s.id for s in (await watch.list_sessions("alice-sub")).sessions]
     async with EventCollector(watch.backend) as events:
@@ -180,6 +187,14 @@ async def test_a_valid_logout_token_ends_the_provider_sessions_live(
     refused = await signed_in["alice"].post("/transfer")
     assert refused.status_code == 401
     assert (await refused.get_json())["error"] == "revoked"
+    lines = [
+        json.loads(r.getMessage()) for r in caplog.records if r.name == "sessionwatch.security"
+    ]
+    assert {"event": "provider_logout", "issuer": ISSUER, "by": "sid", "sessions": 2} in lines
+    revokes = [line for line in lines if line["event"] == "revoke"]
+    assert len(revokes) == 2
+    if provider_sessions._ENGINE_TAKES_ACTOR:  # once the audit trail's actor is merged
+        assert {line["actor"] for line in revokes} == {f"provider:{ISSUER}"}
 
 
 async def test_a_logout_token_with_sub_only_ends_every_session_of_the_user(

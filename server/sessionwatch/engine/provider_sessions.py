@@ -11,6 +11,7 @@ get ``revoked{reason: "signed_out_at_provider"}`` live.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 from typing import Final
 
@@ -22,6 +23,10 @@ from .operations import SessionEngine
 __all__ = ["SIGNED_OUT_AT_PROVIDER", "ProviderSessions", "link_digest"]
 
 SIGNED_OUT_AT_PROVIDER: Final = "signed_out_at_provider"
+# The audit trail names who ended a session (``actor``, the engine's keyword where it
+# exists): here the provider. Checked once, so this module works on either side of the
+# change that adds the keyword; drop the check once both are merged.
+_ENGINE_TAKES_ACTOR: Final = "actor" in inspect.signature(SessionEngine.revoke_session).parameters
 
 
 def link_digest(issuer: str, kind: str, value: str) -> str:
@@ -65,9 +70,12 @@ class ProviderSessions:
         kind, value = ("sid", claims.session) if claims.session else ("sub", claims.subject or "")
         try:
             linked = await engine.backend.linked(link_digest(claims.issuer, kind, value), now=now)
+            by: dict[str, str] = (
+                {"actor": f"provider:{claims.issuer}"} if _ENGINE_TAKES_ACTOR else {}
+            )
             ended = 0
             for public_id in linked:
-                if await engine.revoke_session(public_id, reason=SIGNED_OUT_AT_PROVIDER):
+                if await engine.revoke_session(public_id, reason=SIGNED_OUT_AT_PROVIDER, **by):
                     ended += 1
         except BackendUnavailable:
             try:
