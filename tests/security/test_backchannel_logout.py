@@ -133,6 +133,22 @@ async def test_an_id_token_with_another_nonce_signs_nobody_in(
     assert await live(app, "eve") == 0
 
 
+async def test_a_callback_is_used_once(app: Quart, provider: ScriptedProvider) -> None:
+    """docs/sso.md: a state is spent by its callback; the same callback again (a
+    replayed URL) signs nothing in, and a code the provider refuses is a 400 too."""
+    client = app.test_client()
+    started = await client.get("/_sessionwatch/oidc/login")
+    query = provider.authorize(started.headers["Location"], sub="judy", sid="s-j")
+    assert (await client.get("/_sessionwatch/oidc/callback?" + query)).status_code == 302
+    again = await client.get("/_sessionwatch/oidc/callback?" + query)
+    assert again.status_code == 400
+    started = await client.get("/_sessionwatch/oidc/login")
+    state = provider.authorize(started.headers["Location"], sub="judy", sid="s-j").split("&")[1]
+    refused = await client.get(f"/_sessionwatch/oidc/callback?code=unknown&{state}")
+    assert refused.status_code == 400
+    assert (await refused.get_json())["error"] == "sign_in_failed"
+
+
 async def test_a_callback_naming_another_issuer_signs_nobody_in(
     app: Quart, provider: ScriptedProvider
 ) -> None:

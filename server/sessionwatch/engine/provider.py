@@ -86,8 +86,11 @@ class ProviderClient:
             await self._http.aclose()
             self._http = None
 
-    async def _exchange(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        """One bounded request; a JSON object back, or :class:`ProviderUnavailable`."""
+    async def _exchange(
+        self, method: str, url: str, *, oauth: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One bounded request; a JSON object back, or :class:`ProviderUnavailable`.
+        ``oauth``: an OAuth error answer (a used code) is :class:`ProviderTokenInvalid`."""
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._client().stream(method, url, **kwargs) as answer:
@@ -103,7 +106,7 @@ class ProviderClient:
             value = json.loads(body)
         except ValueError:
             value = None
-        if status >= 400 and isinstance(value, dict) and "error" in value:
+        if oauth and status >= 400 and isinstance(value, dict) and "error" in value:
             # An OAuth error (a used or expired code): the sign-in failed, not the provider.
             raise ProviderTokenInvalid(f"{url}: {value.get('error')}")
         if status != 200 or not isinstance(value, dict):
@@ -184,7 +187,7 @@ class ProviderClient:
             "client_id": self.client_id,
         }
         auth = (self.client_id, self.client_secret) if self.client_secret else None
-        answer = await self._exchange("POST", endpoint, data=form, auth=auth)
+        answer = await self._exchange("POST", endpoint, oauth=True, data=form, auth=auth)
         if not isinstance(answer.get("id_token"), str):
             raise ProviderTokenInvalid("the token endpoint sent no id_token")
         return answer
