@@ -18,10 +18,13 @@ from .core.exceptions import (
     InvalidUserId,
     OriginForbidden,
     ProtocolError,
+    ProviderTokenInvalid,
+    ProviderUnavailable,
     RateLimited,
     SessionLimitReached,
     SessionWatchError,
 )
+from .core.oidc import ProviderIdentity
 from .core.policy import Policy, policy_from_env
 from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
 from .web.headers import SecurityHeaders
@@ -41,6 +44,9 @@ __all__ = [
     "OriginForbidden",
     "Policy",
     "ProtocolError",
+    "ProviderIdentity",
+    "ProviderTokenInvalid",
+    "ProviderUnavailable",
     "RateLimited",
     "SecurityHeaders",
     "SessionInfo",

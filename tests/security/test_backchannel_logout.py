@@ -20,6 +20,7 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from sessionwatch.backends.base import session_channel
+from sessionwatch.core.exceptions import BackendUnavailable
 from sessionwatch.core.oidc import MAX_LOGOUT_BODY, SSO_IDENTITY_KEY
 from sessionwatch.engine import provider_sessions
 from support.app_factory import make_app, watch_of
@@ -147,6 +148,26 @@ async def test_a_callback_is_used_once(app: Quart, provider: ScriptedProvider) -
     refused = await client.get(f"/_sessionwatch/oidc/callback?code=unknown&{state}")
     assert refused.status_code == 400
     assert (await refused.get_json())["error"] == "sign_in_failed"
+
+
+async def test_a_sign_in_whose_link_cannot_be_stored_is_undone(
+    app: Quart, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/sso.md (fail closed): when the backend cannot store the provider link, the
+    new session is ended again: a session the provider's logout could not find never
+    stays signed in."""
+    backend = watch_of(app).backend
+
+    async def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise BackendUnavailable("link refused by the test")
+
+    monkeypatch.setattr(backend, "link", unreachable)
+    client = app.test_client()
+    started = await client.get("/_sessionwatch/oidc/login")
+    query = provider.authorize(started.headers["Location"], sub="kim", sid="s-k")
+    answer = await client.get("/_sessionwatch/oidc/callback?" + query)
+    assert answer.status_code == 503
+    assert await live(app, "kim") == 0
 
 
 async def test_a_callback_naming_another_issuer_signs_nobody_in(

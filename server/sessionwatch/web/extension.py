@@ -60,10 +60,10 @@ from .requestfacts import facts_of_connection
 from .responses import refusal_response
 from .routes import create_blueprint
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
+from .websocket import register_websocket
 
 if TYPE_CHECKING:
     from .oidc import SingleSignOn
-from .websocket import register_websocket
 
 __all__ = ["SessionInfo", "SessionList", "SessionWatch", "TabStatus"]
 
