@@ -37,6 +37,7 @@ export interface Strings {
   revoked: string;
   revoked_admin: string;
   revoked_password_changed: string;
+  revoked_signed_out_at_provider: string;
   logged_out: string;
   expired: string;
   signIn: string;

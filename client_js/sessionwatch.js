@@ -83,6 +83,7 @@
     revoked: "This session was signed out.",
     revoked_admin: "An administrator signed you out.",
     revoked_password_changed: "You were signed out because the password changed.",
+    revoked_signed_out_at_provider: "You signed out at your identity provider.",
     logged_out: "You have been signed out.",
     expired: "Your session expired.",
     signIn: "Sign in again",

@@ -34,11 +34,16 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check 'pip>=25.1'
 # every extra the suites exercise + the test group and the bench smoke's needs
 .venv/bin/python -m pip install -q --disable-pip-version-check \
-    -e '.[service,proxy-demo,granian]' --group bench
+    -e '.[service,proxy-demo,granian,oidc]' --group bench
 
 # The proxy demo's Express app (its lock file is committed).
 if [ ! -d client_js/examples/express/node_modules/express ]; then
     (cd client_js/examples/express && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The OpenID provider of the single sign-on tests (panva's oidc-provider; lock file committed).
+if [ ! -d tests/support/oidc_provider/node_modules/oidc-provider ]; then
+    (cd tests/support/oidc_provider && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ -d client_js/test ]; then

@@ -20,12 +20,15 @@ from .core.exceptions import (
     OriginForbidden,
     PendingLoginRefused,
     ProtocolError,
+    ProviderTokenInvalid,
+    ProviderUnavailable,
     RateLimited,
     ReauthRequired,
     SessionChoiceRequired,
     SessionLimitReached,
     SessionWatchError,
 )
+from .core.oidc import ProviderIdentity
 from .core.policy import LIMIT_ACTIONS, LimitAction, Policy, policy_from_env
 from .web.extension import (
     Roster,
@@ -55,6 +58,9 @@ __all__ = [
     "PendingLoginRefused",
     "Policy",
     "ProtocolError",
+    "ProviderIdentity",
+    "ProviderTokenInvalid",
+    "ProviderUnavailable",
     "RateLimited",
     "ReauthRequired",
     "Roster",

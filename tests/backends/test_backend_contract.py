@@ -680,3 +680,25 @@ async def test_list_users_pages_through_every_user_with_bounded_pages(
     assert set(found) == users - {"user-0"}
     with pytest.raises(InvalidPage):
         await backend.list_users(cursor="not a cursor!")
+
+
+async def test_provider_links_name_live_sessions_until_their_time(backend: Backend) -> None:
+    """docs/sso.md: a provider session or user finds the sessions linked to it, each
+    until its time; links are independent of each other."""
+    await backend.link(["sid-a", "sub-a"], "p1", until=NOW + 10_000, now=NOW)
+    await backend.link(["sub-a"], "p2", until=NOW + 5_000, now=NOW)
+    await backend.link(["sid-b"], "p3", until=NOW + 10_000, now=NOW)
+    assert await backend.linked("sid-a", now=NOW) == ["p1"]
+    assert sorted(await backend.linked("sub-a", now=NOW)) == ["p1", "p2"]
+    assert await backend.linked("sub-a", now=NOW + 6_000) == ["p1"]  # p2's time passed
+    assert await backend.linked("unknown", now=NOW) == []
+
+
+async def test_a_logout_token_is_used_once_until_forgotten(backend: Backend) -> None:
+    """docs/sso.md: a jti is accepted once while remembered (shared by every worker on
+    Redis), and again once forgotten (a logout that failed may be sent again)."""
+    assert await backend.first_use("jti-1", until=NOW + 60_000, now=NOW) is True
+    assert await backend.first_use("jti-1", until=NOW + 60_000, now=NOW) is False
+    assert await backend.first_use("jti-2", until=NOW + 60_000, now=NOW) is True
+    await backend.forget_use("jti-1")
+    assert await backend.first_use("jti-1", until=NOW + 60_000, now=NOW) is True

@@ -48,9 +48,9 @@ async def test_only_bundled_translations(lang: str) -> None:
 def test_every_translation_has_every_english_key() -> None:
     english = {
         "superseded", "supersededBy", "useHere", "signOutOthers", "evicted", "revoked",
-        "revoked_admin", "revoked_password_changed", "logged_out", "expired", "signIn",
-        "expiring", "stay", "signedIn", "notYou", "reauth", "confirm", "dismiss", "device",
-        "unknownDevice",
+        "revoked_admin", "revoked_password_changed", "revoked_signed_out_at_provider",
+        "logged_out", "expired", "signIn", "expiring", "stay", "signedIn", "notYou", "reauth",
+        "confirm", "dismiss", "device", "unknownDevice",
         "justNow", "minutesAgo", "hoursAgo", "daysAgo",
     }  # fmt: skip
     source = (ROOT / "sessionwatch.js").read_text()

@@ -186,7 +186,7 @@ def test_npm_pack_makes_the_named_packages_with_the_license(
 def test_no_test_bench_or_dev_extra_is_published(dist: Path) -> None:
     metadata = _wheel_metadata(dist)
     extras = set(metadata.get_all("Provides-Extra") or [])
-    assert extras == {"redis", "service", "granian", "proxy-demo"}, extras
+    assert extras == {"redis", "service", "granian", "proxy-demo", "oidc"}, extras
     # the tools the suites need are PEP 735 dependency groups, outside the metadata
     requires = " ".join(metadata.get_all("Requires-Dist") or [])
     assert "pytest" not in requires and "mypy" not in requires

@@ -24,6 +24,7 @@ from .user_scan import UserPage
 __all__ = [
     "EXPIRY_GRACE_MS",
     "LIST_SCAN_FACTOR",
+    "MAX_LINKED",
     "PENDING_REFUSALS",
     "Backend",
     "ChannelMessage",
@@ -49,6 +50,10 @@ EXPIRY_GRACE_MS = 5 * 60 * 1000
 # members met on the way are pruned and count against it, so one call's work is bounded
 # even when most of the index has lapsed (a page may then be short yet not the last).
 LIST_SCAN_FACTOR = 2
+
+# The most sessions one provider link names: a user's sessions are capped at 100 by
+# default (max_sessions_per_user); the bound keeps a link's set from growing unseen.
+MAX_LINKED = 1000
 
 EndReason: TypeAlias = Literal["expired", "revoked", "evicted", "logged_out"]
 
@@ -401,6 +406,23 @@ class Backend(Protocol):
         counted), else the milliseconds until all would have (nothing counted). One
         atomic step, on Redis one small script; on a Cluster one per slot (then a
         refusal in one slot leaves the other slots' counts taken)."""
+
+    async def link(self, links: Sequence[str], public_id: str, *, until: int, now: int) -> None:
+        """Add session ``public_id`` to each provider link (an opaque digest naming a
+        provider session or user, docs/sso.md) until ``until``; members past their time
+        are pruned, and a link holds at most :data:`MAX_LINKED` sessions (the newest)."""
+
+    async def linked(self, link: str, *, now: int) -> list[str]:
+        """The public ids linked to ``link`` whose time has not passed (they may have
+        ended since: ending one again changes nothing)."""
+
+    async def first_use(self, token: str, *, until: int, now: int) -> bool:
+        """Remember ``token`` (a digest of a logout token's ``jti``) until ``until``:
+        ``True`` the first time, ``False`` while it is remembered — one atomic step, so
+        of two workers given the same token exactly one sees ``True``."""
+
+    async def forget_use(self, token: str) -> None:
+        """Forget ``token`` (its logout failed: the provider may send it again)."""
 
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a raw payload on a channel (for tests and tools: every state change

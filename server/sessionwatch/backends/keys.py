@@ -22,7 +22,14 @@ rate (user)    ``{prefix}r:{name}:{user}``     ``{prefix}r:{name}:{T}user`` (use
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
 durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the key it fences
 pending login  ``{prefix}p:{id}``              ``{prefix}p:{T}.rest`` (the user's slot)
+provider link  ``{prefix}o:{digest}``          ``{prefix}o:{digest}``, a slot of its own
+seen token     ``{prefix}j:{digest}``          ``{prefix}j:{digest}``, a slot of its own
 =============  ==============================  ==========================================
+
+A provider link (docs/sso.md) lists the sessions of one provider session or user: a
+back-channel logout knows only the provider's ids, never the app's user, so the link
+cannot live in the user's slot; each session it names is then ended in its own slot.
+A seen token remembers a logout token's ``jti`` against replay.
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
 one, anonymous, is its own tag: ``{id}``.) The hub and the memory backend name channels
@@ -64,9 +71,11 @@ _HEADS: Final = {
     "p": "p:",  # a pending sign-in of on_limit="ask" (hash), in its user's slot
 }
 
-# The head of the deployment-wide rate keys (KeyNames.rate): no script derives one, so
-# it stays out of script_names.
+# The heads no session script derives (so they stay out of script_names): the
+# deployment-wide rates (KeyNames.rate), provider links and seen logout tokens.
 _RATE_HEAD: Final = "r:"
+_LINK_HEAD: Final = "o:"
+_SEEN_HEAD: Final = "j:"
 
 # A placeholder channel that keeps a process's pub/sub connection subscribed with no tab.
 KEEPALIVE_CHANNEL: Final = "sessionwatch:keepalive"
@@ -160,6 +169,14 @@ class KeyNames:
     def _of_address(self, address: str) -> str:
         return address
 
+    def provider_link(self, digest: str) -> str:
+        """The sorted set of the sessions linked to one provider session or user."""
+        return self.prefix + _LINK_HEAD + self._of_address(digest)
+
+    def seen_token(self, digest: str) -> str:
+        """The marker of a logout token already used (its ``jti``)."""
+        return self.prefix + _SEEN_HEAD + self._of_address(digest)
+
     def rate(self, name: str, subject: str, *, per: Literal["address", "user"]) -> str:
         """The key of ``subject``'s deployment-wide rate ``name``
         (:class:`~sessionwatch.core.limits.RateRule`): a client address or a user id."""
@@ -208,7 +225,7 @@ class ClusterKeyNames(KeyNames):
         return self.slotted(public_id)
 
     def _of_address(self, address: str) -> str:
-        return "{" + address + "}"  # each address a slot of its own
+        return "{" + address + "}"  # each address (and digest) a slot of its own
 
     def _of_user(self, user: str) -> str:
         return "{" + user_tag(user) + "}" + user

@@ -27,6 +27,7 @@ from ..core.policy import bounded_limit, select_evictions
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
+    MAX_LINKED,
     PENDING_REFUSALS,
     ChannelMessage,
     Claim,
@@ -112,6 +113,8 @@ class MemoryBackend:
         self._epoch = secrets.token_hex(8)  # this process's memory is the whole state
         self._rates: OrderedDict[str, float] = OrderedDict()  # rate key -> tat (ms)
         self._pending: dict[str, PendingLogin] = {}  # pending sign-ins of on_limit="ask"
+        self._links: dict[str, dict[str, int]] = {}  # link -> {public id: until (ms)}
+        self._seen: dict[str, int] = {}  # seen logout token -> until (ms)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -154,6 +157,11 @@ class MemoryBackend:
         for key, pending in list(self._pending.items()):
             if pending.expires_at + EXPIRY_GRACE_MS <= now:
                 del self._pending[key]
+        for link in list(self._links):
+            self._prune_link(link, now)
+        for token, until in list(self._seen.items()):
+            if until <= now:
+                del self._seen[token]
 
     # -- events -----------------------------------------------------------------
 
@@ -190,6 +198,35 @@ class MemoryBackend:
 
     async def publish(self, channel: str, payload: str) -> None:
         self._deliver(channel, payload)
+
+    # -- provider links and seen logout tokens (docs/sso.md) ----------------------
+
+    def _prune_link(self, link: str, now: int) -> dict[str, int]:
+        members = {pid: until for pid, until in self._links.get(link, {}).items() if until > now}
+        if len(members) > MAX_LINKED:
+            members = dict(sorted(members.items(), key=lambda m: m[1])[-MAX_LINKED:])
+        if members:
+            self._links[link] = members
+        else:
+            self._links.pop(link, None)
+        return members
+
+    async def link(self, links: Sequence[str], public_id: str, *, until: int, now: int) -> None:
+        for link in links:
+            self._links.setdefault(link, {})[public_id] = until
+            self._prune_link(link, now)
+
+    async def linked(self, link: str, *, now: int) -> list[str]:
+        return list(self._prune_link(link, now))
+
+    async def first_use(self, token: str, *, until: int, now: int) -> bool:
+        if self._seen.get(token, 0) > now:
+            return False
+        self._seen[token] = until
+        return True
+
+    async def forget_use(self, token: str) -> None:
+        self._seen.pop(token, None)
 
     async def epoch(self) -> str:
         return self._epoch

@@ -41,6 +41,7 @@ from ..core.policy import bounded_limit
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
+    MAX_LINKED,
     PENDING_REFUSALS,
     Claim,
     EndReason,
@@ -260,6 +261,7 @@ class RedisBackend:
         }
         # Runs without the prelude (no names, no deadline: a late one only counts).
         self._rate_script = self._redis.register_script(_read_script("rate"))
+        self._link_script = self._redis.register_script(_read_script("link"))
         # Scripts, the hot path, go through one pipelined connection (multiplex.py);
         # everything else through the pool. (A cluster client routes by slot itself.)
         self._multiplexer = (
@@ -721,6 +723,27 @@ class RedisBackend:
 
     async def publish(self, channel: str, payload: str) -> None:
         await self.call(self._redis.publish, channel, payload)
+
+    # -- provider links and seen logout tokens (docs/sso.md) -------------------------
+    # One key each, so the same calls serve a Cluster (each key in a slot of its own).
+
+    async def link(self, links: Sequence[str], public_id: str, *, until: int, now: int) -> None:
+        for link in links:
+            argv = [str(now), str(until), public_id, str(MAX_LINKED)]
+            await self.call(self._link_script, [self.names.provider_link(link)], argv)
+
+    async def linked(self, link: str, *, now: int) -> list[str]:
+        key = self.names.provider_link(link)
+        members = await self.call(self._redis.zrangebyscore, key, f"({now}", "+inf")
+        return [str(member) for member in members]
+
+    async def first_use(self, token: str, *, until: int, now: int) -> bool:
+        key = self.names.seen_token(token)
+        ttl = max(1, until - now)
+        return bool(await self.call(functools.partial(self._redis.set, nx=True, px=ttl), key, "1"))
+
+    async def forget_use(self, token: str) -> None:
+        await self.call(self._redis.delete, self.names.seen_token(token))
 
     def subscription(self) -> RedisSubscription:
         return RedisSubscription(self._redis.connection_pool)

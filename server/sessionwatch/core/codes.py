@@ -53,6 +53,12 @@ class Code(StrEnum):
     BAD_REASON = "bad_reason"
     CONFIGURATION_ERROR = "configuration_error"
     PROTOCOL_ERROR = "protocol_error"
+    # Single sign-on (docs/sso.md). invalid_request is the OAuth 2.0 error of a refused
+    # back-channel logout token (Back-Channel Logout 1.0 §2.8).
+    SIGN_IN_FAILED = "sign_in_failed"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    INVALID_REQUEST = "invalid_request"
+    LOGOUT_FAILED = "logout_failed"
     SESSIONWATCH_ERROR = "sessionwatch_error"
 
 
@@ -87,6 +93,11 @@ MESSAGES: Final[dict[str, str]] = {
     Code.API_DISABLED: "The session API is off: set SESSIONWATCH_API_KEYS.",
     Code.API_KEY_MISSING: "The session API needs Authorization: Bearer <key>.",
     Code.API_KEY_INVALID: "This API key is not valid.",
+    Code.SIGN_IN_FAILED: "The sign-in through your identity provider could not be completed. "
+    "Start it again.",
+    Code.PROVIDER_UNAVAILABLE: "The identity provider cannot be reached. Try again shortly.",
+    Code.INVALID_REQUEST: "The logout token is not valid.",
+    Code.LOGOUT_FAILED: "The logout could not be carried out; send it again.",
     Code.API_BROWSER_FORBIDDEN: "The session API is for servers: requests with Cookie, "
     "Origin, Sec-Fetch-Site or Sec-Fetch-Dest headers are refused.",
     Code.ADMIN_DISABLED: "The admin API is off: set SESSIONWATCH_ADMIN_KEYS.",

@@ -22,6 +22,7 @@ from .policy import POLICY_KEYS
 __all__ = [
     "CONFIG_PREFIX",
     "FORWARD_AUTH_PROXIES",
+    "OIDC_ALGORITHMS",
     "SERVICE_KEYS",
     "Settings",
     "coerce",
@@ -129,6 +130,23 @@ class Settings:
     durable_ends: int | Literal["auto"] = "auto"
     # Seconds an end waits for its replicas (at most 4: the Redis reply timeout is 5).
     durable_ends_timeout: float = 1.0
+    # Single sign-on through an OpenID provider (docs/sso.md); an empty issuer: off.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    # Empty: {the request's origin}{url_prefix}/oidc/callback.
+    oidc_redirect_uri: str = ""
+    # Where the provider sends the browser after an RP-initiated logout (empty: none).
+    oidc_post_logout_redirect_uri: str = ""
+    oidc_scopes: tuple[str, ...] = ("openid",)
+    # The ID token claim that becomes the user id at sign-in.
+    oidc_user_claim: str = "sub"
+    # The only signature algorithms accepted (asymmetric only: never none, never HMAC).
+    oidc_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
+    # Seconds any one exchange with the provider may take (discovery, keys, token).
+    oidc_timeout: float = 5.0
+    # Seconds of clock difference with the provider tolerated on iat and exp.
+    oidc_clock_skew: float = 60.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -144,6 +162,8 @@ class Settings:
             raise ConfigurationError(
                 "admin_keys: an admin key must not also be a session API key (api_keys)"
             )
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ConfigurationError("oidc_client_id is required with oidc_issuer")
 
     @property
     def admin_key_list(self) -> tuple[AdminKey, ...]:
@@ -182,6 +202,8 @@ _DURATIONS: Final = {
     "max_logins_per_user_per_second",
     "max_logins_per_address_per_second",
     "durable_ends_timeout",
+    "oidc_timeout",
+    "oidc_clock_skew",
 }
 _COUNTS: Final = {
     "max_cookie_length",
@@ -200,7 +222,20 @@ _FLAGS: Final = {
     "trust_forwarded_for",
     "shared_rate_limits",
 }
-_LISTS: Final = {"secret_keys", "allowed_origins", "api_keys", "admin_keys"}
+_LISTS: Final = {
+    "secret_keys",
+    "allowed_origins",
+    "api_keys",
+    "admin_keys",
+    "oidc_scopes",
+    "oidc_algorithms",
+}
+# Asymmetric signatures only: HMAC would take the client secret (or, confused, the
+# provider's public key) as its key, and none is no signature.
+OIDC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+MAX_OIDC_TIMEOUT: Final = 30.0
 _TRUE: Final = {"1", "true", "yes", "on"}
 MAX_DURABLE_ENDS_TIMEOUT: Final = 4.0
 _FALSE: Final = {"0", "false", "no", "off"}
@@ -293,6 +328,19 @@ def _check(name: str, value: Any, source: str) -> None:
             check_bearer_key(key, source)
     if name == "admin_keys":
         parse_admin_keys(value, source)
+    if name == "oidc_algorithms":
+        if not value or any(alg not in OIDC_ALGORITHMS for alg in value):
+            raise ConfigurationError(
+                f"{source}: each must be one of {', '.join(sorted(OIDC_ALGORITHMS))} "
+                f"(asymmetric only: never none or HMAC), got {', '.join(value) or 'none'}"
+            )
+    if name == "oidc_scopes" and "openid" not in value:
+        raise ConfigurationError(f"{source}: must include openid, got {' '.join(value)!r}")
+    if name == "oidc_timeout" and value > MAX_OIDC_TIMEOUT:
+        raise ConfigurationError(f"{source}: must be at most {MAX_OIDC_TIMEOUT} seconds")
+    if name in ("oidc_issuer", "oidc_redirect_uri", "oidc_post_logout_redirect_uri") and value:
+        if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
+            raise ConfigurationError(f"{source}: expected an http(s) URL, got {value!r}")
     if name == "allowed_origins":
         for origin in value:
             if origin != origin.rstrip("/") or "://" not in origin:

@@ -16,7 +16,9 @@ input also derive from the matching builtin, so ``except ValueError`` keeps work
     ├── InvalidPage (ValueError)               a listing's cursor or limit is malformed
     ├── OriginForbidden (PermissionError)      a request sent by a foreign page
     ├── CookieConflict (PermissionError)       several live copies of the session cookie
-    └── RateLimited                            a client address over a rate
+    ├── RateLimited                            a client address over a rate
+    ├── ProviderUnavailable (ConnectionError)  the OpenID provider cannot be reached
+    └── ProviderTokenInvalid (ValueError)      a provider's token or answer is refused
 
 Each carries a stable ``code`` (the ``error`` field of HTTP answers).
 """
@@ -37,6 +39,8 @@ __all__ = [
     "OriginForbidden",
     "PendingLoginRefused",
     "ProtocolError",
+    "ProviderTokenInvalid",
+    "ProviderUnavailable",
     "RateLimited",
     "ReauthRequired",
     "SessionChoiceRequired",
@@ -177,3 +181,17 @@ class InvalidPage(SessionWatchError, ValueError):
     whole number of at least 1 (answered 400 ``bad_page``)."""
 
     code: str = Code.BAD_PAGE
+
+
+class ProviderUnavailable(SessionWatchError, ConnectionError):
+    """The OpenID provider (discovery, keys, token endpoint) did not answer in time or
+    answered with an error; nothing was signed in or revoked."""
+
+    code: str = Code.PROVIDER_UNAVAILABLE
+
+
+class ProviderTokenInvalid(SessionWatchError, ValueError):
+    """A token (ID token, logout token) or an answer of the OpenID provider failed a
+    check; the message says which (it is the ``error_description``)."""
+
+    code: str = Code.INVALID_REQUEST

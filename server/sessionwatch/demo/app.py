@@ -225,13 +225,22 @@ def create_app(
     )
     app.asgi_app = security  # type: ignore[method-assign]
 
+    def current_user() -> str | None:
+        """Who is signed in: the demo's form records the name in the session; a sign-in
+        through the identity provider (docs/sso.md) is known by the session's user."""
+        if session.get("user"):
+            return str(session["user"])
+        record = watch.current_session().record
+        return record.user if record is not None else None
+
     @app.get("/")
     async def home() -> Any:
-        if not session.get("user"):
+        user = current_user()
+        if not user:
             return redirect(url_for("login_form"))
         return await render_template(
             "home.html",
-            user=session["user"],
+            user=user,
             policy=DemoPolicy.of(watch.policy),
             prefix=watch.settings.url_prefix,
             step_up_amount=STEP_UP_AMOUNT,
@@ -245,6 +254,8 @@ def create_app(
             error=None,
             next=_safe_next(request.args.get("next")),
             insecure_cookie=insecure_cookie(),
+            sso=watch.sso is not None,
+            prefix=watch.settings.url_prefix,
         )
 
     @app.post("/login")
@@ -306,11 +317,12 @@ def create_app(
 
     @app.get("/reauth")
     async def reauth_form() -> Any:
-        if not session.get("user"):
+        user = current_user()
+        if not user:
             return redirect(url_for("login_form", next=_safe_next(request.args.get("next"))))
         return await render_template(
             "reauth.html",
-            user=session["user"],
+            user=user,
             next=_safe_next(request.args.get("next")),
             revoke_others=request.args.get("revoke_others") == "1",
             error=None,
@@ -322,7 +334,7 @@ def create_app(
         the answer to "Not you?" (the last claimer may be the attacker); or, with
         ``step_up`` (the client's "confirm it's you"), record the fresh proof only."""
         form = await request.form
-        user = session.get("user")
+        user = current_user()
         target = _safe_next(form.get("next"))
         revoke_others = form.get("step_up") != "1"
         if not user:
@@ -343,8 +355,8 @@ def create_app(
 
     @app.post("/logout")
     async def logout() -> WerkzeugResponse:
-        await watch.logout()
-        return redirect(url_for("login_form"))
+        # A session from the identity provider signs out there too (RP-initiated logout).
+        return redirect(await watch.logout() or url_for("login_form"))
 
     @app.post("/api/transfer")
     @watch.active_tab_required
@@ -370,7 +382,8 @@ def create_app(
     @app.post("/policy")
     @watch.active_tab_required
     async def set_policy() -> Any:
-        if not session.get("user"):
+        user = current_user()
+        if not user:
             return jsonify({"error": "not_signed_in", "message": "Sign in first."}), 401
         body = await _json_body() if request.is_json else await request.form
         if body is None:
@@ -380,7 +393,7 @@ def create_app(
         except ValueError as exc:
             return _bad_request(str(exc))
         watch.policy = chosen.to_policy()  # this process's (docs/deployment.md)
-        logger.info("demo policy set to %s by %s", chosen, session["user"])
+        logger.info("demo policy set to %s by %s", chosen, user)
         return jsonify(
             {"one_tab": chosen.one_tab, "devices": chosen.devices, "on_limit": chosen.on_limit}
         )

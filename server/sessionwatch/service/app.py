@@ -1,8 +1,8 @@
 """The production service: the extension's browser endpoints and client assets,
 forward-auth, the session API and the operations endpoints, configured from the
-environment (12-factor). Nothing here signs anyone in or changes the policy: users sign
-in through the upstream app and the session API; the policy comes from the
-environment. The demo is another app (:mod:`sessionwatch.demo`, ``sessionwatch demo``).
+environment (12-factor). Nothing here checks passwords or changes the policy: users sign
+in through the upstream app and the session API, or, with ``SESSIONWATCH_OIDC_*`` set,
+through the identity provider (docs/sso.md); the policy comes from the environment. The demo is another app (:mod:`sessionwatch.demo`, ``sessionwatch demo``).
 
 ASGI servers load ``sessionwatch.service.app:create_service_app()`` in every worker
 process (``create_hypercorn_app()`` under hypercorn). It reads ``SECRET_KEY`` (required,

@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from quart import (
     Blueprint,
@@ -36,6 +36,7 @@ from ..core.config import Settings, is_local_path
 from ..core.events import Device
 from ..core.exceptions import BackendUnavailable, ConfigurationError, OriginForbidden
 from ..core.limits import AddressLimits, LoginLimits
+from ..core.oidc import SSO_IDENTITY_KEY, ProviderIdentity
 from ..core.origins import OriginRule
 from ..core.policy import Policy
 from ..core.refusals import BACKEND_UNAVAILABLE, REFUSED_ERRORS, Refusal, refusal_for
@@ -52,6 +53,7 @@ from ..engine import (
     check_request,
     parse_max_age,
 )
+from ..engine.provider_sessions import ProviderSessions
 from ..engine.roster import Roster, UserSessions, roster
 from ..engine.shared_limits import DeploymentLimits
 from ..live.gates import SocketGates
@@ -62,6 +64,9 @@ from .responses import reauth_response, refusal_response
 from .routes import create_blueprint
 from .sessions import ServerSession, ServerSessionInterface, UnavailableSession
 from .websocket import register_websocket
+
+if TYPE_CHECKING:
+    from .oidc import SingleSignOn
 
 __all__ = ["Roster", "SessionInfo", "SessionList", "SessionWatch", "TabStatus", "UserSessions"]
 
@@ -80,6 +85,8 @@ class SessionWatch:
         policy: the :class:`Policy` to enforce (read at every use).
         clock: seconds since the epoch (injectable for tests).
         place_resolver: ``ip -> "City, Country"`` for device descriptions (GeoIP).
+        sso_transport: an httpx transport to the OpenID provider (tests; default: the
+            network).
         **options: any :class:`~sessionwatch.core.config.Settings` field; each can also be
             set as ``app.config["SESSIONWATCH_<NAME>"]`` (the keyword wins).
 
@@ -95,6 +102,7 @@ class SessionWatch:
         policy: Policy | None = None,
         clock: Callable[[], float] | None = None,
         place_resolver: devices.PlaceResolver | None = None,
+        sso_transport: Any = None,
         **options: Any,
     ) -> None:
         if backend is not None and not isinstance(backend, str):
@@ -119,6 +127,8 @@ class SessionWatch:
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
         self.gates: SocketGates | None = None  # the WebSocket door's (set by init_app)
         self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
+        self.sso: SingleSignOn | None = None  # single sign-on (set by init_app when configured)
+        self._sso_transport = sso_transport
         if app is not None:
             self.init_app(app)
 
@@ -184,10 +194,25 @@ class SessionWatch:
         )
         self.blueprint.record_once(lambda state: rawhttp.install(state, self, interface, handlers))
         app.register_blueprint(self.blueprint, url_prefix=self.settings.url_prefix)
+        if self.settings.oidc_issuer:
+            self._install_sso(app)
         hosts.install(app)  # before Quart binds its URL map to a Host it cannot encode
         self.claim_path = f"{self.settings.url_prefix}/claim"
         self.app = app
         devices.warm_up()
+
+    def _install_sso(self, app: Quart) -> None:
+        try:
+            from .oidc import SingleSignOn, create_sso_blueprint
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"oidc_issuer is set but the oidc extra is missing ({exc}): "
+                "pip install 'sessionwatch[oidc]'"
+            ) from None
+        self.sso = SingleSignOn(self, transport=self._sso_transport)
+        app.register_blueprint(
+            create_sso_blueprint(self, self.sso), url_prefix=self.settings.url_prefix + "/oidc"
+        )
 
     async def _serving(self) -> Any:
         # Never fails for an unreachable backend: a worker (re)started during an
@@ -207,6 +232,8 @@ class SessionWatch:
                 self.gates.stop()
             await connector.stop()
             await self.backend.disconnect()
+            if self.sso is not None:
+                await self.sso.provider.aclose()
 
     async def _refused(self, error: Exception) -> Response:
         """The app-wide handler of :data:`~sessionwatch.core.refusals.REFUSED_ERRORS`."""
@@ -351,7 +378,13 @@ class SessionWatch:
         session.bind(session_id, record)
         return record
 
-    async def login(self, user_id: str, *, revoke_others: bool = False) -> list[str]:
+    async def login(
+        self,
+        user_id: str,
+        *,
+        revoke_others: bool = False,
+        provider: ProviderIdentity | None = None,
+    ) -> list[str]:
         """Sign the current session in as ``user_id``.
 
         Rotates the session id (against fixation) keeping the data, rotates the tab key
@@ -359,7 +392,9 @@ class SessionWatch:
         in the answer's ``X-SessionWatch-Tab`` header), records the device, adds the
         session to the user's index and applies the policy — one atomic step. Returns
         the public ids of sessions evicted by the limit. With ``revoke_others``, every
-        other session of the user is revoked too.
+        other session of the user is revoked too. With ``provider`` (an identity an
+        OpenID provider vouched for, docs/sso.md), the session records it and is linked
+        to the provider's ``sid`` and ``sub``: their back-channel logout ends it.
 
         Raises:
             InvalidUserId: ``user_id`` is empty, too long, not a string, or holds
@@ -378,10 +413,26 @@ class SessionWatch:
                 (``max_logins_per_*_per_second``; answered 429 ``rate_limited``).
             BackendUnavailable: the backend cannot be reached.
         """
-        engine = self.engine
         self.refuse_foreign("login")
+        return await self._login(user_id, revoke_others=revoke_others, provider=provider)
+
+    async def sign_in_from_provider(self, user_id: str, provider: ProviderIdentity) -> list[str]:
+        """:meth:`login` for the OpenID callback (web/oidc.py), which arrives from the
+        provider's page: its defence against login CSRF is the ``state`` bound to this
+        browser's session, not the origin (a navigation from the provider is same-site
+        or cross-site by nature)."""
+        return await self._login(user_id, revoke_others=False, provider=provider)
+
+    async def _login(
+        self, user_id: str, *, revoke_others: bool, provider: ProviderIdentity | None
+    ) -> list[str]:
+        engine = self.engine
         session = self.current_session()
         facts = self.request_facts()
+        if provider is not None:
+            session[SSO_IDENTITY_KEY] = provider.to_json()
+        else:
+            session.pop(SSO_IDENTITY_KEY, None)  # a password sign-in is not the provider's
         data = ServerSessionInterface.serializer.dumps(dict(session)) if session else ""
         if session.record is None and self.policy.on_limit == "ask":
             # A pending sign-in is bound to the browser's session: give it one first.
@@ -391,6 +442,8 @@ class SessionWatch:
             session.record, user_id, data, device, address=facts.address
         )
         self._signed_in(session, session_id, record)
+        if provider is not None:
+            await self._link(record, provider, session)
         if revoke_others:
             await engine.revoke_user(user_id, except_id=record.id, reason="signed_out_elsewhere")
         return evicted
@@ -495,8 +548,25 @@ class SessionWatch:
             return BACKEND_UNAVAILABLE
         return check_recent_login(session.record, session.ended, max_age, self.now_ms())
 
-    async def logout(self) -> None:
-        """End the current session everywhere and clear its cookie.
+    async def _link(
+        self, record: SessionRecord, provider: ProviderIdentity, session: ServerSession
+    ) -> None:
+        # Fail closed: a session the provider's logout could not find must not live.
+        try:
+            await ProviderSessions(self.engine).link(
+                record.id, provider, until=record.absolute_expiry
+            )
+        except BackendUnavailable:
+            try:
+                await self.engine.logout(record.id, via="sso_link_failed")
+            finally:
+                session.unbind()
+            raise
+
+    async def logout(self) -> str | None:
+        """End the current session everywhere and clear its cookie. Returns, for a
+        session signed in through the OpenID provider, the provider's end-session URL
+        to send the browser to (RP-initiated logout, docs/sso.md); else ``None``.
 
         Raises:
             OriginForbidden: the request comes from a foreign page (logout CSRF;
@@ -504,9 +574,13 @@ class SessionWatch:
         """
         self.refuse_foreign("logout")
         session = self.current_session()
+        identity = ProviderIdentity.from_json(session.get(SSO_IDENTITY_KEY))
         if session.record is not None:
             await self.engine.logout(session.record.id)
         session.unbind()
+        if identity is None or self.sso is None:
+            return None
+        return await self.sso.end_session_url(identity)
 
     async def revoke_session(
         self,

@@ -49,6 +49,7 @@ document.getElementById("transfer").addEventListener("click", async () => {
   <label>Password <input name="password" type="password" value=""> (it is “demo”)</label>
   <button type="submit">Sign in</button>
 </form>
+{% if sso_login %}<p><a id="sso-sign-in" href="{{ sso_login }}?next=/">Sign in with your identity provider</a></p>{% endif %}
 {% endif %}
 </body></html>
 """
@@ -69,9 +70,12 @@ def create_flask_app(api: SessionAPI) -> Flask:
             return redirect("/login")
         return render_template_string(PAGE, user=user, error=None)
 
+    # Single sign-on is the service's (docs/sso.md): the app only links to it.
+    sso_login = os.environ.get("SESSIONWATCH_SSO_LOGIN", "")
+
     @app.get("/login")
     def login_form() -> ResponseReturnValue:
-        return render_template_string(PAGE, user=None, error=None)
+        return render_template_string(PAGE, user=None, error=None, sso_login=sso_login)
 
     @app.post("/login")
     def login() -> ResponseReturnValue:

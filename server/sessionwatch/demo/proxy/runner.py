@@ -225,6 +225,8 @@ class ProxyDemo:
                 "SESSIONWATCH_URL": self.sessionwatch_url,
                 "SESSIONWATCH_API_KEY": self.api_key,
             }
+            if self.env.get("SESSIONWATCH_OIDC_ISSUER"):  # the service signs in (docs/sso.md)
+                upstream_env["SESSIONWATCH_SSO_LOGIN"] = "/_sessionwatch/oidc/login"
             self._spawn(
                 "flask",
                 [
