@@ -111,6 +111,9 @@ export interface SessionWatchEventMap {
   expiring: { type: "expiring"; in: number; expires_at: number };
   extended: { type: "extended"; expires_at: number };
   signed_in: { type: "signed_in"; by: Device };
+  /** Session `id` of this user (as GET /sessions lists it) has `live_tabs` live tabs,
+   * counted at `at` (ms; keep the greater). Only when the server sets presence_events. */
+  presence: { type: "presence"; id: string; live_tabs: number; at: number };
 }
 
 export type SessionWatchEventType = keyof SessionWatchEventMap;
