@@ -1,13 +1,14 @@
 """The demo as a newcomer judges it (issue 24 item 7), in real Chromium: no failed request
-on any page (the favicon), a stale tab cannot press "Apply", and a tab signed out
-elsewhere stops claiming that someone is signed in."""
+on any page (the favicon), a stale tab cannot press "Apply", a tab signed out elsewhere
+stops claiming that someone is signed in, and "Live tabs" follows the tabs as they
+open (pushed, not polled)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from test_banner import BANNER, new_context, sign_in, wait_state
+from test_banner import BANNER, new_context, sign_in, signed_in, wait_state
 
 from support.service_process import DemoProcess
 
@@ -28,15 +29,21 @@ async def test_no_request_of_the_demo_pages_fails(browser: Any, service: DemoPro
     await context.close()
 
 
+async def another_tab(context: Any, service: DemoProcess) -> Any:
+    """A new tab of the signed-in browser ``context`` on the demo's page, active."""
+    page = await context.new_page()
+    await page.goto(service.url + "/")
+    await wait_state(page, "active")
+    return page
+
+
 async def test_a_stale_tab_cannot_press_apply(browser: Any, service: DemoProcess) -> None:
     context = await new_context(browser)
     older = await context.new_page()
     await sign_in(older, service, "stale-apply")
     apply = older.locator("#policy button[type=submit]")
     assert await apply.is_enabled()
-    newer = await context.new_page()
-    await newer.goto(service.url + "/")
-    await wait_state(newer, "active")
+    newer = await another_tab(context, service)
     await wait_state(older, "superseded")
     assert await apply.is_disabled()  # the server would refuse it (409) anyway
     assert await newer.locator("#policy button[type=submit]").is_enabled()
@@ -68,3 +75,24 @@ async def test_a_tab_signed_out_elsewhere_says_so_in_its_header(
     assert "Signed in as header-user" in await other.locator("header.top").inner_text()
     await phone.close()
     await laptop.close()
+
+
+# The "Live tabs" cell of the sessions table's first row (one session: this device's).
+_LIVE_TABS = "() => document.querySelector('#sessions tr td:nth-child(5)')?.textContent"
+
+
+async def test_live_tabs_follow_the_tabs_without_a_request(
+    browser: Any, service: DemoProcess
+) -> None:
+    context, first = await signed_in(browser, service, "live-tabs")
+    await another_tab(context, service)
+    await first.wait_for_function(f"() => ({_LIVE_TABS})() === '2'", timeout=10000)
+    listings: list[str] = []
+    first.on("request", lambda r: listings.append(r.url) if "/sessions" in r.url else None)
+    third = await another_tab(context, service)
+    # was: "2" until the page polled the list again (every 15 s)
+    await first.wait_for_function(f"() => ({_LIVE_TABS})() === '3'", timeout=10000)
+    await third.close()
+    await first.wait_for_function(f"() => ({_LIVE_TABS})() === '2'", timeout=10000)
+    assert listings == [], "the count came with the push, not with a request"
+    await context.close()

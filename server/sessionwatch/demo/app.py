@@ -155,6 +155,7 @@ def create_app(
     app.json = BoundedJSONProvider(app)  # request.get_json: ValueError past 32 levels
     app.config["SECRET_KEY"] = secret_key or secrets.token_urlsafe(32)
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+    options["presence_events"] = True  # the sessions table's "Live tabs", pushed
     watch = SessionWatch(app, policy=policy, **options)
 
     @app.get("/healthz")
