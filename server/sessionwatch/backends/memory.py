@@ -166,7 +166,7 @@ class MemoryBackend:
     async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         # One process is the whole deployment: the extension's own buckets already
         # count everything; this keeps the contract (and a library caller) whole.
-        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        keys = self.names.rates(checks)
         taken = [
             gcra_take(self._rates.get(key), now, rule)
             for key, (rule, _) in zip(keys, checks, strict=True)

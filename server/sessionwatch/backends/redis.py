@@ -596,7 +596,7 @@ class RedisBackend:
     async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         if not checks:
             return 0
-        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        keys = self.names.rates(checks)
         argv = [str(now)]
         for rule, _ in checks:
             argv += [f"{rule.interval_ms:.3f}", f"{rule.capacity_ms:.3f}"]

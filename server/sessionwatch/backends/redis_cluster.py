@@ -257,9 +257,8 @@ class RedisClusterBackend(RedisBackend):
     async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         # One script per slot (an address's key and a user's live in different slots).
         by_slot: dict[int, list[RateCheck]] = {}
-        for rule, subject in checks:
-            key = self.names.rate(rule.name, subject, per=rule.per)
-            by_slot.setdefault(self._cluster.keyslot(key), []).append((rule, subject))
+        for check, key in zip(checks, self.names.rates(checks), strict=True):
+            by_slot.setdefault(self._cluster.keyslot(key), []).append(check)
         parent = super().take_rates
         waits = await asyncio.gather(*(parent(group, now=now) for group in by_slot.values()))
         return max(waits, default=0)
