@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
@@ -134,22 +134,16 @@ class RedisClusterBackend(RedisBackend):
         finally:
             self._turns.release()
 
-    async def _end_and_wait(
-        self,
-        name: str,
-        keys: list[str],
-        argv: list[Any],
-        replicas: int,
-        ended: Callable[[Any], bool] | None,
-    ) -> tuple[Any, int | None]:
-        """Script ``name`` then ``WAIT``, on one connection of the primary owning the
-        slot of ``keys`` (the cluster client would not keep the two together)."""
-        node = self._cluster.get_node_from_key(keys[0])
+    @contextlib.asynccontextmanager
+    async def _primary_connection(self, key: str) -> AsyncIterator[Any]:
+        """A connection of the primary owning the slot of ``key``, for a script and its
+        ``WAIT`` (the cluster client would not keep the two together)."""
+        node = self._cluster.get_node_from_key(key)
         if node is None:
             raise BackendUnavailable("Redis Cluster: no primary serves the slot")
         connection = node.acquire_connection()
         try:
-            return await self._end_and_wait_on(connection, name, keys, argv, replicas, ended)
+            yield connection
         except (MovedError, AskError, *_UNREACHABLE):
             # The slot moved or its primary failed (the script did not run on MOVED):
             # learn the layout now, as the cluster client does on its own commands.
