@@ -10,7 +10,6 @@ refuses it with more than one worker).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -36,6 +35,7 @@ from .base import (
     Timeouts,
 )
 from .keys import KeyNames
+from .tasks import stop_task
 
 __all__ = ["MemoryBackend", "MemorySubscription"]
 
@@ -117,10 +117,10 @@ class MemoryBackend:
 
     async def disconnect(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+            sweeper, self._sweeper = self._sweeper, None
+            error = await stop_task(sweeper)
+            if error is not None:
+                raise error
 
     async def ping(self) -> None:
         return None
