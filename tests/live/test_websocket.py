@@ -913,6 +913,41 @@ async def test_shutdown_closes_sockets_1001(serve: Serve) -> None:
         assert hub.stats()["sockets"] == 0 and not hub.running
 
 
+async def test_shutdown_is_bounded_by_its_grace(
+    serve: Serve, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that ignores its cancellation and a subscription that never closes are
+    logged and left behind: the stop returns (it waited for them forever)."""
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    async with serve() as app:
+        hub = watch_of(app).hub
+        subscription = hub._registry.subscription
+        assert subscription is not None
+        close = subscription.aclose
+
+        async def hangs() -> None:
+            await release.wait()
+            await close()
+
+        monkeypatch.setattr(subscription, "aclose", hangs)
+        hub._spawn(stubborn())
+        try:
+            await asyncio.wait_for(hub.stop(grace=0.2), WAIT)
+        finally:
+            release.set()
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 2 and "still running" in errors[0], errors
+        assert "subscription did not close" in errors[1]
+        await close()  # what the stop left behind
+        caplog.clear()  # the errors are the expected ones
+
+
 async def test_backend_down_refuses_503_at_the_handshake_and_closes_1013_at_hello(
     app: Quart, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -137,7 +137,11 @@ class Hub:
         )
 
     async def stop(self, *, grace: float = 5.0) -> None:
-        """Close every socket with 1001, then cancel and await every task."""
+        """Close every socket with 1001, then cancel every task and close the
+        subscription. Each of the three waits (sockets gone, tasks ended, subscription
+        closed) lasts at most ``grace`` seconds: a task that ignores its cancellation or
+        a backend that does not answer is logged and left behind, never waited for
+        forever (a worker could not shut down)."""
         if not self.running:
             return
         self.running = False
@@ -155,11 +159,25 @@ class Hub:
         ]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in done:  # retrieved: a failure was logged when it happened
+                if not task.cancelled():
+                    task.exception()
+            if pending:
+                logger.error(
+                    "hub stop: %d task(s) still running %.1f s after their cancellation: %s",
+                    len(pending),
+                    grace,
+                    ", ".join(sorted(_name(task) for task in pending)),
+                )
         self._tasks.clear()
-        if self._registry.subscription is not None:
-            await self._registry.subscription.aclose()
-            self._registry.subscription = None
+        subscription, self._registry.subscription = self._registry.subscription, None
+        if subscription is not None:
+            try:
+                await asyncio.wait_for(subscription.aclose(), grace)
+            except TimeoutError:
+                logger.error("hub stop: the subscription did not close within %.1f s", grace)
 
     @property
     def on_push(self) -> Callable[[float], None] | None:
@@ -291,3 +309,7 @@ class Hub:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("hub task failed", exc_info=task.exception())
+
+
+def _name(task: asyncio.Future[Any]) -> str:
+    return task.get_name() if isinstance(task, asyncio.Task) else repr(task)
