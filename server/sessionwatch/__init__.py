@@ -8,6 +8,7 @@ that really revokes. See README.md and docs/.
 from __future__ import annotations
 
 from .backends import Backend, backend_from_url
+from .core.codes import Code
 from .core.config import Settings, settings_from_env
 from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
@@ -32,6 +33,7 @@ __all__ = [
     "BackendUnavailable",
     "BoundedJSONProvider",
     "CloseCode",
+    "Code",
     "ConfigurationError",
     "CookieConflict",
     "Device",

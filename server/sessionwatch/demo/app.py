@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from .. import (
     BackendUnavailable,
     BoundedJSONProvider,
+    Code,
     InvalidUserId,
     Policy,
     SecurityHeaders,
@@ -86,7 +87,7 @@ async def _json_body() -> dict[str, Any] | None:
 
 
 def _bad_request(message: str) -> Any:
-    return jsonify({"error": "bad_request", "message": message}), 400
+    return jsonify({"error": Code.BAD_REQUEST, "message": message}), 400
 
 
 # The setting that lets a session cookie through plain HTTP (for development only).
@@ -167,7 +168,7 @@ def create_app(
         try:
             await asyncio.wait_for(watch.backend.ping(), 2.0)
         except (TimeoutError, BackendUnavailable):
-            return jsonify({"status": "unavailable", "error": "backend_unavailable"}), 503
+            return jsonify({"status": "unavailable", "error": Code.BACKEND_UNAVAILABLE}), 503
         return jsonify({"status": "ok"})
 
     warned: set[str] = set()
@@ -303,16 +304,14 @@ def create_app(
             or not isinstance(amount, (int, float))
             or not 0 < amount <= 1_000_000
         ):
-            return jsonify(
-                {"error": "bad_request", "message": "amount must be between 0 and 1,000,000"}
-            ), 400
+            return _bad_request("amount must be between 0 and 1,000,000")
         return jsonify({"ok": True, "message": f"Transferred {amount:g} demo coins."})
 
     @app.post("/policy")
     @watch.active_tab_required
     async def set_policy() -> Any:
         if not session.get("user"):
-            return jsonify({"error": "not_signed_in", "message": "Sign in first."}), 401
+            return jsonify({"error": Code.NOT_SIGNED_IN, "message": "Sign in first."}), 401
         body = await _json_body() if request.is_json else await request.form
         if body is None:
             return _bad_request("the body must be a JSON object")
