@@ -115,6 +115,9 @@ export interface SessionWatchEventMap {
   signed_in: { type: "signed_in"; by: Device };
   /** A request of this tab (fetch, XHR) was answered 401 reauth_required (step-up). */
   reauth_required: { error: "reauth_required"; max_age: number; message?: string };
+  /** Session `id` of this user (as GET /sessions lists it) has `live_tabs` live tabs,
+   * counted at `at` (ms; keep the greater). Only when the server sets presence_events. */
+  presence: { type: "presence"; id: string; live_tabs: number; at: number };
 }
 
 export type SessionWatchEventType = keyof SessionWatchEventMap;

@@ -511,6 +511,9 @@
       case "signed_in":
         signedIn(m);
         break;
+      case "presence":
+        emit(m.type, m); // for the page (a list of sessions); no built-in UI
+        break;
       case "pong":
         break; // heartbeat() already noted it
       default: // unknown types are ignored (forward compatibility)

@@ -34,6 +34,7 @@ const CASES = [
   { message: (tab) => ({ type: "expiring", in: 60, expires_at: tab.clock.now + 60000 }), state: "active", banner: "expiring" },
   { message: (tab) => ({ type: "extended", expires_at: tab.server.expiresAt + 60000 }), state: "active", banner: null },
   { message: () => ({ type: "signed_in", by: by() }), state: "active", banner: null, toast: true },
+  { message: () => ({ type: "presence", id: "s.1", live_tabs: 3, at: 5 }), state: "active", banner: null },
 ];
 
 for (const { message, state, banner, toast } of CASES) {

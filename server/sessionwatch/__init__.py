@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .backends import Backend, backend_from_url
 from .core.audit import security_log
+from .core.codes import Code
 from .core.config import Settings, settings_from_env
 from .core.events import CloseCode, Device, Event
 from .core.exceptions import (
@@ -47,6 +48,7 @@ __all__ = [
     "BackendUnavailable",
     "BoundedJSONProvider",
     "CloseCode",
+    "Code",
     "ConfigurationError",
     "CookieConflict",
     "Device",

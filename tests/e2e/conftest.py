@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,21 @@ async def _browser(chromium_path: str) -> AsyncIterator[object]:
         )
         try:
             yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture(name="mobile")
+async def _mobile(chromium_path: str) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+    """Chromium and Playwright's device descriptors (for ``phone_options``)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser, playwright.devices
         finally:
             await browser.close()
 

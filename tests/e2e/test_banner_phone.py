@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from playwright.async_api import async_playwright
 
-from support.browser import CHROMIUM_ARGS, EVENT_RECORDER
+from support.browser import EVENT_RECORDER, PHONES, phone_options
 from support.phone_app import PhoneApp
 
 pytestmark = pytest.mark.e2e
 
-DEVICES = {320: "iPhone SE", 390: "iPhone 13", 414: "iPhone 11 Pro Max"}
 SAFE_AREA = {"top": 47, "bottom": 34, "left": 0, "right": 0}  # env(safe-area-inset-*), px
 CARD = "sessionwatch-banner {}"
 STATES = {  # state: the card's selector, its primary button's action
@@ -77,20 +75,6 @@ def _short_app() -> Iterator[PhoneApp]:
         yield app
 
 
-@pytest.fixture(name="mobile")
-async def _mobile(chromium_path: str) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-    """Chromium and Playwright's device descriptors."""
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser, playwright.devices
-        finally:
-            await browser.close()
-
-
 async def sign_in(context: Any, app: PhoneApp, user: str) -> None:
     answer = await context.request.post(app.url + "/login", form={"user": user})
     assert answer.status == 200, await answer.text()
@@ -114,7 +98,7 @@ async def wait_state(page: Any, state: str, timeout: float = 10000) -> None:
 
 
 async def phone(browser: Any, devices: dict[str, Any], width: int) -> Any:
-    descriptor = {k: v for k, v in devices[DEVICES[width]].items() if k != "default_browser_type"}
+    descriptor = phone_options(devices, width)
     context = await browser.new_context(**descriptor)
     await context.add_init_script(EVENT_RECORDER)
     return context
@@ -158,7 +142,7 @@ async def tapped_to_sign_in(page: Any, app: PhoneApp) -> None:
     await page.wait_for_url(app.url + "/signed-out?**", timeout=5000)
 
 
-@pytest.mark.parametrize("width", DEVICES)
+@pytest.mark.parametrize("width", PHONES)
 async def test_every_state_on_screen_and_tappable(
     mobile: tuple[Any, dict[str, Any]], phone_app: PhoneApp, width: int
 ) -> None:
@@ -207,7 +191,7 @@ async def test_every_state_on_screen_and_tappable(
             await each.close()
 
 
-@pytest.mark.parametrize("width", DEVICES)
+@pytest.mark.parametrize("width", PHONES)
 async def test_expiry_on_screen_and_tappable(
     mobile: tuple[Any, dict[str, Any]], short_app: PhoneApp, width: int
 ) -> None:

@@ -8,18 +8,15 @@ the initial containing block), and names the elements that stick out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import async_playwright
 
-from support.browser import CHROMIUM_ARGS
+from support.browser import PHONES, phone_options
 from support.service_process import DemoProcess
 
 pytestmark = pytest.mark.e2e
 
-DEVICES = {320: "iPhone SE", 390: "iPhone 13", 414: "iPhone 11 Pro Max"}
 
 _OVERFLOW = """
 () => {
@@ -31,18 +28,6 @@ _OVERFLOW = """
   return { document: document.documentElement.scrollWidth, screen, innerWidth, out: out.slice(0, 8) };
 }
 """
-
-
-@pytest.fixture(name="mobile")
-async def _mobile(chromium_path: str) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser, playwright.devices
-        finally:
-            await browser.close()
 
 
 async def assert_fits(page: Any, name: str, width: int) -> None:
@@ -59,12 +44,12 @@ async def sign_in(page: Any, service: DemoProcess, user: str) -> None:
     await page.wait_for_url(service.url + "/")
 
 
-@pytest.mark.parametrize("width", DEVICES)
+@pytest.mark.parametrize("width", PHONES)
 async def test_demo_pages_fit_the_screen(
     mobile: tuple[Any, dict[str, Any]], service: DemoProcess, width: int
 ) -> None:
     browser, devices = mobile
-    descriptor = {k: v for k, v in devices[DEVICES[width]].items() if k != "default_browser_type"}
+    descriptor = phone_options(devices, width)
     user = f"a-rather-long-user-name-{width}"
     desktop = await browser.new_context()  # a second session: two rows in the table
     context = await browser.new_context(**descriptor)

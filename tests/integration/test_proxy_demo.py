@@ -8,8 +8,6 @@ import ast
 import asyncio
 import http.client
 import json
-import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,7 +21,7 @@ import pytest
 from sessionwatch.client import AsyncSessionAPI, SessionAPI, SessionAPIError
 from sessionwatch.demo.proxy import ProxyDemo
 from sessionwatch.demo.proxy.runner import express_ready
-from support.proxy import require_express, require_nginx
+from support.proxy import demo_command, require_express, require_nginx
 from support.redis_server import RedisServer, free_port
 from support.service_process import ServiceProcess
 
@@ -299,29 +297,7 @@ def test_redis_down_is_503_through_nginx(tmp_path: Path) -> None:
 def test_one_command_starts_the_demo() -> None:
     require_nginx()
     port, express_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sessionwatch.demo.proxy",
-            "--port",
-            str(port),
-            "--express-port",
-            str(express_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    directory: Path | None = None
-    try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:  # bounded: the demo prints these within its start-up
-            lines.append(line.decode())
-            if "Ctrl-C" in lines[-1] or process.poll() is not None:
-                break
+    with demo_command("--port", str(port), "--express-port", str(express_port)) as lines:
         assert any(f"127.0.0.1:{port}" in line for line in lines), lines
         (shown,) = [line for line in lines if "nginx config and logs: " in line]
         directory = Path(shown.split("nginx config and logs: ")[1].strip())
@@ -329,17 +305,6 @@ def test_one_command_starts_the_demo() -> None:
         assert Browser(f"http://127.0.0.1:{port}").request("GET", "/login")[0] == 200
         if express_ready():
             assert Browser(f"http://127.0.0.1:{express_port}").request("GET", "/login")[0] == 200
-    finally:
-        # SIGTERM, not SIGINT: a run started in the background ignores SIGINT (issue 24)
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            assert process.wait(timeout=30) == 0
-            # a clean stop leaves no temp folder behind (issue 24: they piled up in /tmp)
-            assert directory is None or not directory.exists(), sorted(directory.iterdir())
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-            raise
-        finally:
-            if process.stdout is not None:
-                process.stdout.close()
+    # stopped (SIGTERM, exit 0): a clean stop leaves no temp folder behind (issue 24:
+    # they piled up in /tmp)
+    assert not directory.exists(), sorted(directory.iterdir())

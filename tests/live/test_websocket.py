@@ -752,6 +752,33 @@ async def test_live_tabs_counts_bound_sockets(app: Quart) -> None:
     assert await live_tabs() == 0
 
 
+async def test_presence_events_tell_a_users_tabs_each_new_count(serve: Serve) -> None:
+    async with serve(presence_events=True) as app:
+        laptop, phone = Browser(app), Browser(app, FIREFOX)
+        await laptop.login("ann")
+        async with laptop.tab() as (ws, claim):
+            mine = claim["session"]
+            assert await _presence(ws) == (mine, 1)
+            await phone.login("ann")
+            async with phone.tab() as (phone_ws, phone_claim):
+                theirs = phone_claim["session"]
+                # every tab of the user is told, the counted session's own tabs too
+                assert await _presence(phone_ws) == (theirs, 1)
+                async with laptop.tab():
+                    assert await _presence(phone_ws) == (mine, 2)
+                assert await _presence(phone_ws) == (mine, 1)  # a tab that left
+            told = [await _presence(ws) for _ in range(4)]
+            assert told == [(theirs, 1), (mine, 2), (mine, 1), (theirs, 0)]
+        body = await (await laptop.get("/_sessionwatch/sessions")).get_json()
+        assert {s["id"] for s in body["sessions"]} == {mine, theirs}
+
+
+async def _presence(ws: Any) -> tuple[str, int]:
+    message = await ws.until("presence")
+    assert set(message) == {"type", "id", "live_tabs", "at"}, message
+    return message["id"], message["live_tabs"]
+
+
 async def test_the_ticker_keeps_presence_alive_a_slice_at_a_time(serve: Serve) -> None:
     # Real time: presence lapses 2 intervals (0.4 s) after a refresh, so live_tabs
     # still counting both tabs after 1 s means the ticker refreshed each of them.
@@ -884,6 +911,41 @@ async def test_shutdown_closes_sockets_1001(serve: Serve) -> None:
         await asyncio.wait_for(hub.stop(), WAIT)
         assert await ws.closed() == (CloseCode.GOING_AWAY, [])
         assert hub.stats()["sockets"] == 0 and not hub.running
+
+
+async def test_shutdown_is_bounded_by_its_grace(
+    serve: Serve, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that ignores its cancellation and a subscription that never closes are
+    logged and left behind: the stop returns (it waited for them forever)."""
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    async with serve() as app:
+        hub = watch_of(app).hub
+        subscription = hub._registry.subscription
+        assert subscription is not None
+        close = subscription.aclose
+
+        async def hangs() -> None:
+            await release.wait()
+            await close()
+
+        monkeypatch.setattr(subscription, "aclose", hangs)
+        hub._spawn(stubborn())
+        try:
+            await asyncio.wait_for(hub.stop(grace=0.2), WAIT)
+        finally:
+            release.set()
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 2 and "still running" in errors[0], errors
+        assert "subscription did not close" in errors[1]
+        await close()  # what the stop left behind
+        caplog.clear()  # the errors are the expected ones
 
 
 async def test_backend_down_refuses_503_at_the_handshake_and_closes_1013_at_hello(

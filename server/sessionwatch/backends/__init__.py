@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from ..core.exceptions import ConfigurationError
 from .base import Backend, ChannelMessage, Claim, Lookup, SessionRecord, Subscription, Timeouts
+
+if TYPE_CHECKING:  # imported when a Redis URL is used: redis-py is an extra
+    from .redis import RedisBackend
 
 __all__ = [
     "Backend",
@@ -91,6 +94,21 @@ def _check_redis_url(url: str) -> None:
             )
 
 
+def _redis_backend(scheme: str) -> type[RedisBackend]:
+    """The Redis backend class of ``scheme`` (a Redis or Cluster scheme), imported now:
+    without redis-py a :class:`ConfigurationError` names the extra to install."""
+    try:
+        if scheme in _CLUSTER_SCHEMES:
+            from .redis_cluster import RedisClusterBackend
+
+            return RedisClusterBackend
+        from .redis import RedisBackend
+
+        return RedisBackend
+    except ImportError as error:
+        raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
+
+
 def backend_from_url(
     url: str,
     *,
@@ -113,26 +131,10 @@ def backend_from_url(
         from .memory import MemoryBackend
 
         return MemoryBackend(key_prefix=key_prefix, clock=clock)
-    if scheme in _REDIS_SCHEMES:
-        _check_redis_url(url)
-        try:
-            from .redis import RedisBackend
-        except ImportError as error:
-            raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
-
-        return RedisBackend(
-            url,
-            key_prefix=key_prefix,
-            durable_ends=durable_ends,
-            durable_ends_timeout=durable_ends_timeout,
-        )
-    if scheme in _CLUSTER_SCHEMES:
-        try:
-            from .redis_cluster import RedisClusterBackend
-        except ImportError as error:
-            raise ConfigurationError(_MISSING_REDIS.format(scheme=scheme)) from error
-
-        return RedisClusterBackend(
+    if scheme in _REDIS_SCHEMES or scheme in _CLUSTER_SCHEMES:
+        if scheme in _REDIS_SCHEMES:
+            _check_redis_url(url)
+        return _redis_backend(scheme)(
             url,
             key_prefix=key_prefix,
             durable_ends=durable_ends,

@@ -36,6 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import ChannelMessage
 from .confirmations import Confirmations
+from .tasks import stop_task
 
 __all__ = ["ClusterSubscription"]
 
@@ -82,13 +83,10 @@ class _Link:
     async def aclose(self) -> None:
         reader = self.reader
         if reader is not None:
-            reader.cancel()
-            # asyncio.wait, never ``await reader`` under suppress(CancelledError): that
+            # stop_task, never ``await reader`` under suppress(CancelledError): that
             # also swallowed the cancellation of the task closing us (the hub's reader
             # rebuilding when the hub stopped), which then ran on and waited forever.
-            await asyncio.wait([reader])
-            if not reader.cancelled():
-                reader.exception()  # retrieved: a failed reader was already reported
+            await stop_task(reader)  # a failed reader was already reported
         with contextlib.suppress(Exception):
             await _own_task(self.pubsub.aclose())
         with contextlib.suppress(Exception):

@@ -18,12 +18,12 @@ start's decision (``sessionwatch serve`` checks once), never a worker's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Final
 
 from ..core.exceptions import BackendUnavailable
 from .base import Backend
+from .tasks import stop_task
 
 __all__ = ["BackendConnector"]
 
@@ -76,9 +76,7 @@ class BackendConnector:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await stop_task(task)  # its failure was reported (_done) or is moot now
 
     async def _connect(self) -> None:
         delay = _FIRST_RETRY

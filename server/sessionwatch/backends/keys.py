@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Final, Literal
 
 from ..core.exceptions import ConfigurationError
+from ..core.limits import RateCheck
 from ..core.tokens import slot_tag, user_tag
 
 __all__ = [
@@ -182,6 +184,10 @@ class KeyNames:
         (:class:`~sessionwatch.core.limits.RateRule`): a client address or a user id."""
         tail = self._of_user(subject) if per == "user" else self._of_address(subject)
         return self.prefix + _RATE_HEAD + name + ":" + tail
+
+    def rates(self, checks: Sequence[RateCheck]) -> list[str]:
+        """The keys of ``checks`` (``(rule, subject)`` pairs), in their order."""
+        return [self.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
 
     def script_names(self) -> str:
         """``ARGV[1]`` of every script: the heads, whether names are tagged, and the

@@ -10,7 +10,6 @@ refuses it with more than one worker).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -39,6 +38,7 @@ from .base import (
     Timeouts,
 )
 from .keys import KeyNames
+from .tasks import stop_task
 from .user_scan import UserPage, decode_cursor, encode_cursor
 
 __all__ = ["MemoryBackend", "MemorySubscription"]
@@ -124,10 +124,10 @@ class MemoryBackend:
 
     async def disconnect(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+            sweeper, self._sweeper = self._sweeper, None
+            error = await stop_task(sweeper)
+            if error is not None:
+                raise error
 
     async def ping(self) -> None:
         return None
@@ -181,7 +181,7 @@ class MemoryBackend:
     async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         # One process is the whole deployment: the extension's own buckets already
         # count everything; this keeps the contract (and a library caller) whole.
-        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        keys = self.names.rates(checks)
         taken = [
             gcra_take(self._rates.get(key), now, rule)
             for key, (rule, _) in zip(keys, checks, strict=True)

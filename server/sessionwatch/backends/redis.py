@@ -11,11 +11,12 @@ standalone Redis and Sentinel; :mod:`.redis_cluster` extends it to a Redis Clust
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -374,33 +375,28 @@ class RedisBackend:
         replicas: int,
         ended: Callable[[Any], bool] | None,
     ) -> tuple[Any, int | None]:
-        """Script ``name`` then ``WAIT``, on one pooled connection of the primary."""
+        """Script ``name`` then ``WAIT``, on one connection of the primary of ``keys``."""
+        async with self._primary_connection(keys[0]) as connection:
+            return await end_and_wait(
+                connection,
+                (_script_source(name), self._scripts[name].sha),
+                keys,
+                argv,
+                fence=self.names.fence(keys[0]),
+                replicas=replicas,
+                timeout_ms=self.durable_ends.timeout_ms,
+                ended=ended,
+            )
+
+    @contextlib.asynccontextmanager
+    async def _primary_connection(self, key: str) -> AsyncIterator[Any]:
+        """A pooled connection of the primary (which holds every key here)."""
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            return await self._end_and_wait_on(connection, name, keys, argv, replicas, ended)
+            yield connection
         finally:
             await pool.release(connection)
-
-    async def _end_and_wait_on(
-        self,
-        connection: Any,
-        name: str,
-        keys: list[str],
-        argv: list[Any],
-        replicas: int,
-        ended: Callable[[Any], bool] | None,
-    ) -> tuple[Any, int | None]:
-        return await end_and_wait(
-            connection,
-            (_script_source(name), self._scripts[name].sha),
-            keys,
-            argv,
-            fence=self.names.fence(keys[0]),
-            replicas=replicas,
-            timeout_ms=self.durable_ends.timeout_ms,
-            ended=ended,
-        )
 
     async def _connected_replicas(self) -> int:
         return online_replicas(await self._redis.info("replication"))
@@ -712,7 +708,7 @@ class RedisBackend:
     async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         if not checks:
             return 0
-        keys = [self.names.rate(rule.name, subject, per=rule.per) for rule, subject in checks]
+        keys = self.names.rates(checks)
         argv = [str(now)]
         for rule, _ in checks:
             argv += [f"{rule.interval_ms:.3f}", f"{rule.capacity_ms:.3f}"]

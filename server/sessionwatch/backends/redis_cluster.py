@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import functools
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
@@ -148,22 +148,16 @@ class RedisClusterBackend(RedisBackend):
         finally:
             self._turns.release()
 
-    async def _end_and_wait(
-        self,
-        name: str,
-        keys: list[str],
-        argv: list[Any],
-        replicas: int,
-        ended: Callable[[Any], bool] | None,
-    ) -> tuple[Any, int | None]:
-        """Script ``name`` then ``WAIT``, on one connection of the primary owning the
-        slot of ``keys`` (the cluster client would not keep the two together)."""
-        node = self._cluster.get_node_from_key(keys[0])
+    @contextlib.asynccontextmanager
+    async def _primary_connection(self, key: str) -> AsyncIterator[Any]:
+        """A connection of the primary owning the slot of ``key``, for a script and its
+        ``WAIT`` (the cluster client would not keep the two together)."""
+        node = self._cluster.get_node_from_key(key)
         if node is None:
             raise BackendUnavailable("Redis Cluster: no primary serves the slot")
         connection = node.acquire_connection()
         try:
-            return await self._end_and_wait_on(connection, name, keys, argv, replicas, ended)
+            yield connection
         except (MovedError, AskError, *_UNREACHABLE):
             # The slot moved or its primary failed (the script did not run on MOVED):
             # learn the layout now, as the cluster client does on its own commands.
@@ -301,9 +295,8 @@ class RedisClusterBackend(RedisBackend):
     async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         # One script per slot (an address's key and a user's live in different slots).
         by_slot: dict[int, list[RateCheck]] = {}
-        for rule, subject in checks:
-            key = self.names.rate(rule.name, subject, per=rule.per)
-            by_slot.setdefault(self._cluster.keyslot(key), []).append((rule, subject))
+        for check, key in zip(checks, self.names.rates(checks), strict=True):
+            by_slot.setdefault(self._cluster.keyslot(key), []).append(check)
         parent = super().take_rates
         waits = await asyncio.gather(*(parent(group, now=now) for group in by_slot.values()))
         return max(waits, default=0)

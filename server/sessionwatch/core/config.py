@@ -73,6 +73,10 @@ class Settings:
     expiring_lead: float = 60.0
     heartbeat_interval: float = 20.0
     heartbeat_timeout: float = 20.0
+    # Push ``presence`` to a user's tabs when one of their sessions gains or loses a
+    # live tab (a count and a publish per session per change, coalesced): off by
+    # default, the session listing (``live_tabs``) counts them either way.
+    presence_events: bool = False
     max_frame: int = 4096
     max_messages_per_second: float = 20.0
     max_sockets_per_session: int = 32
@@ -221,6 +225,7 @@ _FLAGS: Final = {
     "allow_missing_origin",
     "trust_forwarded_for",
     "shared_rate_limits",
+    "presence_events",
 }
 _LISTS: Final = {
     "secret_keys",

@@ -33,6 +33,7 @@ __all__ = [
     "parse_client_message",
     "parse_event",
     "pong_message",
+    "presence_message",
     "ready_message",
     "superseded_message",
 ]
@@ -72,6 +73,7 @@ EventType = Literal[
     "extended",
     "expired",
     "signed_in",
+    "presence",
     "rotated",
 ]
 
@@ -190,6 +192,12 @@ def superseded_message(gen: int, by: Any) -> dict[str, Any]:
 def expiring_message(expires_at: int, now: int) -> dict[str, Any]:
     """The session expires soon (``in``: seconds left)."""
     return {"type": "expiring", "in": round((expires_at - now) / 1000, 3), "expires_at": expires_at}
+
+
+def presence_message(public_id: str, live_tabs: int, at: int) -> dict[str, Any]:
+    """Session ``public_id`` of the user has ``live_tabs`` live tabs, counted at ``at``
+    (epoch ms: of two notices about one session, the later count is the truth)."""
+    return {"type": "presence", "id": public_id, "live_tabs": live_tabs, "at": at}
 
 
 def pong_message() -> dict[str, Any]:

@@ -21,7 +21,7 @@ from itsdangerous import BadSignature, TimestampSigner
 from quart import Quart, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .. import ConfigurationError, InvalidPage, SessionWatch, security_log
+from .. import Code, ConfigurationError, InvalidPage, SessionWatch, security_log
 
 __all__ = ["ADMIN_ACTOR", "ADMIN_COOKIE", "register_admin"]
 
@@ -45,7 +45,7 @@ class _Feed(logging.Handler):
         self.events.append({"at": int(record.created * 1000), "line": record.getMessage()})
 
 
-def _error(status: int, code: str, message: str) -> Any:
+def _error(status: int, code: Code, message: str) -> Any:
     return jsonify({"error": code, "message": message}), status
 
 
@@ -76,9 +76,9 @@ def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
 
     def refused_write() -> Any | None:
         if not signed_in():
-            return _error(401, "not_signed_in", "Sign in to the admin page first.")
+            return _error(401, Code.NOT_SIGNED_IN, "Sign in to the admin page first.")
         if request.headers.get("Origin") != request.host_url.rstrip("/"):
-            return _error(403, "origin_forbidden", "Admin actions come from the admin page.")
+            return _error(403, Code.ORIGIN_FORBIDDEN, "Admin actions come from the admin page.")
         return None
 
     @app.get("/admin/login")
@@ -118,7 +118,7 @@ def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
     @app.get("/admin/sessions")
     async def admin_sessions() -> Any:
         if not signed_in():
-            return _error(401, "not_signed_in", "Sign in to the admin page first.")
+            return _error(401, Code.NOT_SIGNED_IN, "Sign in to the admin page first.")
         users: list[dict[str, Any]] = []
         cursor: str | None = None
         try:
@@ -129,13 +129,13 @@ def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
                 if cursor is None:
                     break
         except InvalidPage as exc:  # not reached: the cursors are the backend's own
-            return _error(400, "bad_page", str(exc))
+            return _error(400, Code.BAD_PAGE, str(exc))
         return jsonify({"users": users, "complete": cursor is None})
 
     @app.get("/admin/events")
     async def admin_events() -> Any:
         if not signed_in():
-            return _error(401, "not_signed_in", "Sign in to the admin page first.")
+            return _error(401, Code.NOT_SIGNED_IN, "Sign in to the admin page first.")
         return jsonify({"events": list(feed.events)[::-1]})
 
     @app.post("/admin/revoke")
@@ -145,17 +145,17 @@ def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
             return refused
         body = await request.get_json(silent=True)
         if not isinstance(body, dict):
-            return _error(400, "bad_request", "The body must be a JSON object.")
+            return _error(400, Code.BAD_REQUEST, "The body must be a JSON object.")
         reason = body.get("reason") or "admin"
         session, user = body.get("session"), body.get("user")
         try:
             if isinstance(session, str) and 0 < len(session) <= _MAX_ID:
                 if not await watch.revoke_session(session, reason=reason, actor=ADMIN_ACTOR):
-                    return _error(404, "session_not_found", "No such live session.")
+                    return _error(404, Code.SESSION_NOT_FOUND, "No such live session.")
                 return jsonify({"revoked": 1})
             if isinstance(user, str) and 0 < len(user) <= 256:
                 count = await watch.revoke_user(user, reason=reason, actor=ADMIN_ACTOR)
                 return jsonify({"revoked": count})
         except ConfigurationError as exc:  # the engine's check of the reason
-            return _error(400, "bad_reason", str(exc))
-        return _error(400, "bad_request", "Give a session or a user.")
+            return _error(400, Code.BAD_REASON, str(exc))
+        return _error(400, Code.BAD_REQUEST, "Give a session or a user.")

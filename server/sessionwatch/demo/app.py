@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from .. import (
     BackendUnavailable,
     BoundedJSONProvider,
+    Code,
     InvalidUserId,
     PendingLoginRefused,
     Policy,
@@ -98,7 +99,7 @@ async def _json_body() -> dict[str, Any] | None:
 
 
 def _bad_request(message: str) -> Any:
-    return jsonify({"error": "bad_request", "message": message}), 400
+    return jsonify({"error": Code.BAD_REQUEST, "message": message}), 400
 
 
 # The setting that lets a session cookie through plain HTTP (for development only).
@@ -173,6 +174,7 @@ def create_app(
     app.config["SECRET_KEY"] = secret_key or secrets.token_urlsafe(32)
     options = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
     options["reauth_url"] = options.get("reauth_url") or "/reauth"
+    options["presence_events"] = True  # the sessions table's "Live tabs", pushed
     watch = SessionWatch(app, policy=policy, **options)
     if not admin_password:
         admin_password = secrets.token_urlsafe(12)
@@ -188,7 +190,7 @@ def create_app(
         try:
             await asyncio.wait_for(watch.backend.ping(), 2.0)
         except (TimeoutError, BackendUnavailable):
-            return jsonify({"status": "unavailable", "error": "backend_unavailable"}), 503
+            return jsonify({"status": "unavailable", "error": Code.BACKEND_UNAVAILABLE}), 503
         return jsonify({"status": "ok"})
 
     warned: set[str] = set()
@@ -370,9 +372,7 @@ def create_app(
             or not isinstance(amount, (int, float))
             or not 0 < amount <= 1_000_000
         ):
-            return jsonify(
-                {"error": "bad_request", "message": "amount must be between 0 and 1,000,000"}
-            ), 400
+            return _bad_request("amount must be between 0 and 1,000,000")
         if amount > STEP_UP_AMOUNT:  # a large transfer: confirm it's you (step-up)
             stale = watch.check_recent_login(STEP_UP_AGE)
             if stale is not None:
@@ -384,7 +384,7 @@ def create_app(
     async def set_policy() -> Any:
         user = current_user()
         if not user:
-            return jsonify({"error": "not_signed_in", "message": "Sign in first."}), 401
+            return jsonify({"error": Code.NOT_SIGNED_IN, "message": "Sign in first."}), 401
         body = await _json_body() if request.is_json else await request.form
         if body is None:
             return _bad_request("the body must be a JSON object")

@@ -44,7 +44,7 @@ class Expiry:
         registry: Registry,
         deliveries: Deliveries,
         check: Callable[[SessionGroup], Awaitable[None]],
-        spawn: Callable[[Awaitable[Any]], None],
+        spawn: Callable[[Awaitable[Any]], object],
     ) -> None:
         self._lead_ms = int(lead * 1000)
         self._now_ms = now_ms

@@ -13,7 +13,8 @@ the tasks that serve it; each job is a module of its own, and the hub composes t
 - :mod:`.expiry`: ``expiring`` before a session's idle deadline, a check at it;
 - :mod:`.resync`: every local socket re-checked after the pub/sub connection is
   re-established (or its reader restarted), or the backend's epoch changed;
-- :mod:`.presence`: each bound socket's presence refreshed once per heartbeat interval.
+- :mod:`.presence`: each bound socket's presence refreshed once per heartbeat interval,
+  and (``presence_events``) a user's tabs told when a session's live tab count changed.
 
 Routing follows ``docs/protocol.md`` §4; :meth:`Hub.stats` exposes the state.
 """
@@ -33,7 +34,7 @@ from ..core.exceptions import BackendUnavailable
 from .catchup import CatchUp
 from .connection import Connection
 from .expiry import Expiry
-from .presence import Presence
+from .presence import Presence, PresenceNotices
 from .registry import Registry, SessionGroup
 from .resync import Resync
 from .routing import Deliveries, Router
@@ -105,7 +106,12 @@ class Hub:
         self._resync = Resync(
             backend, self._registry, self._catch_up.check, self._spawn, self._is_running
         )
-        self._presence = Presence(backend, settings.heartbeat_interval, now_ms, self._registry)
+        self._notices = (
+            PresenceNotices(backend, now_ms, self._spawn) if settings.presence_events else None
+        )
+        self._presence = Presence(
+            backend, settings.heartbeat_interval, now_ms, self._registry, self._notices
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -120,6 +126,8 @@ class Hub:
             # Messages are routed as they are read; the reader task sees only resyncs.
             subscription.listen(self._router.heard)
         self.running = True
+        if self._notices is not None:
+            self._notices.telling = True
         self._reader = asyncio.create_task(self._read_forever(), name="sessionwatch-hub-reader")
         self._ticker = asyncio.create_task(
             self._presence.tick_forever(), name="sessionwatch-hub-ticker"
@@ -129,10 +137,16 @@ class Hub:
         )
 
     async def stop(self, *, grace: float = 5.0) -> None:
-        """Close every socket with 1001, then cancel and await every task."""
+        """Close every socket with 1001, then cancel every task and close the
+        subscription. Each of the three waits (sockets gone, tasks ended, subscription
+        closed) lasts at most ``grace`` seconds: a task that ignores its cancellation or
+        a backend that does not answer is logged and left behind, never waited for
+        forever (a worker could not shut down)."""
         if not self.running:
             return
         self.running = False
+        if self._notices is not None:
+            self._notices.telling = False
         for conn in list(self._registry.sockets):
             conn.abort(CloseCode.GOING_AWAY)
         with contextlib.suppress(TimeoutError):
@@ -145,11 +159,25 @@ class Hub:
         ]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in done:  # retrieved: a failure was logged when it happened
+                if not task.cancelled():
+                    task.exception()
+            if pending:
+                logger.error(
+                    "hub stop: %d task(s) still running %.1f s after their cancellation: %s",
+                    len(pending),
+                    grace,
+                    ", ".join(sorted(_name(task) for task in pending)),
+                )
         self._tasks.clear()
-        if self._registry.subscription is not None:
-            await self._registry.subscription.aclose()
-            self._registry.subscription = None
+        subscription, self._registry.subscription = self._registry.subscription, None
+        if subscription is not None:
+            try:
+                await asyncio.wait_for(subscription.aclose(), grace)
+            except TimeoutError:
+                logger.error("hub stop: the subscription did not close within %.1f s", grace)
 
     @property
     def on_push(self) -> Callable[[float], None] | None:
@@ -224,6 +252,11 @@ class Hub:
         """Mark bound sockets as live for two heartbeat intervals."""
         await self._presence.refresh(conns)
 
+    async def arrive(self, conn: Connection) -> None:
+        """A socket bound its first token: count it live (and, with
+        ``presence_events``, tell its user's tabs)."""
+        await self._presence.arrive(conn)
+
     def check_expiry(self) -> None:
         """Re-evaluate every expiry deadline against the clock now (after the clock
         jumped, e.g. a resumed VM; tests with a fake clock)."""
@@ -266,12 +299,17 @@ class Hub:
     def _is_running(self) -> bool:
         return self.running
 
-    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+    def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("hub task failed", exc_info=task.exception())
+
+
+def _name(task: asyncio.Future[Any]) -> str:
+    return task.get_name() if isinstance(task, asyncio.Task) else repr(task)

@@ -45,7 +45,7 @@ class Resync:
         backend: Backend,
         registry: Registry,
         check: Callable[[SessionGroup], Awaitable[None]],
-        spawn: Callable[[Awaitable[Any]], None],
+        spawn: Callable[[Awaitable[Any]], object],
         running: Callable[[], bool],
     ) -> None:
         self._backend = backend

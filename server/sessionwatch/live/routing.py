@@ -29,6 +29,9 @@ __all__ = ["Deliveries", "Router"]
 
 logger = logging.getLogger(__name__)
 
+# What a user channel carries: a new sign-in, a session's live tab count.
+_USER_EVENTS = frozenset({"signed_in", "presence"})
+
 
 class Deliveries:
     """Frames queued for sockets, per event type (``delivered``) and in all
@@ -96,7 +99,7 @@ class Router:
         try:
             if isinstance(group, SessionGroup):
                 self._route_session(group, event)
-            elif event.type == "signed_in":
+            elif event.type in _USER_EVENTS:
                 self._route_user(group, event)
         except ProtocolError as exc:
             logger.warning("malformed event on %s ignored: %s", channel, exc)

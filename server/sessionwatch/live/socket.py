@@ -155,7 +155,7 @@ async def _read_frames(
             return
         if first:
             deadline = loop.time() + silence
-            await hub.refresh_presence([conn])
+            await hub.arrive(conn)
 
 
 async def _hello(hub: Hub, conn: Connection, tab_key: str, token: str | None) -> bool:

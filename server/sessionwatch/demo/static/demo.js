@@ -24,12 +24,31 @@
     return td;
   }
 
-  function log(type, detail) {
+  function log(type, detail, note) {
     var item = document.createElement("li");
     var by = detail && detail.by ? " — " + detail.by.browser + " on " + detail.by.os : "";
-    item.textContent = new Date().toLocaleTimeString() + "  " + type + by;
+    item.textContent = new Date().toLocaleTimeString() + "  " + type + by + (note || "");
     $("events").prepend(item);
     while ($("events").children.length > 30) $("events").lastChild.remove();
+  }
+
+  // Relative times ("2 min ago") are re-rendered here: the list itself is fetched only
+  // when something happened (ready, a sign-in, a session unknown to the table), and its
+  // "Live tabs" follow the server's presence events, never a periodic request.
+  function times() {
+    document.querySelectorAll("#sessions [data-at]").forEach(function (td) {
+      td.textContent = when(Number(td.getAttribute("data-at")));
+    });
+  }
+  function timed(row, ms) {
+    cell(row, when(ms)).setAttribute("data-at", String(ms || 0));
+  }
+
+  var counted = {}; // session id -> "at" of the count shown (two processes may tell it out of order)
+  function rowOf(id) {
+    var rows = $("sessions").rows;
+    for (var i = 0; i < rows.length; i++) if (rows[i].dataset.sessionId === id) return rows[i];
+    return null;
   }
 
   async function loadSessions() {
@@ -38,6 +57,7 @@
     var body = await response.json();
     var tbody = $("sessions");
     tbody.textContent = "";
+    counted = {};
     body.sessions.forEach(function (s) {
       var row = document.createElement("tr");
       row.dataset.sessionId = s.id;
@@ -50,9 +70,9 @@
         device.appendChild(badge);
       }
       cell(row, s.place || "unknown");
-      cell(row, when(s.created));
-      cell(row, when(s.last_seen));
-      cell(row, String(s.live_tabs));
+      timed(row, s.created);
+      timed(row, s.last_seen);
+      cell(row, String(s.live_tabs)).className = "live-tabs";
       var actions = cell(row, "");
       if (!s.current) {
         var button = document.createElement("button");
@@ -125,7 +145,15 @@
     $("tab-state").className = "pill " + (state === "active" ? "ok" : "bad");
     showSignedOut(state);
   }
-  var refreshes = [];
+  var own = null; // this tab's session id (from "ready")
+  SessionWatch.on("presence", function (detail) {
+    var row = rowOf(detail.id);
+    log("presence", null, " — " + detail.live_tabs + " live tab(s) " + (detail.id === own ? "in this session" : "in another session"));
+    if (!row) return loadSessions(); // a session the table does not show yet
+    if (counted[detail.id] > detail.at) return; // an older count, told late
+    counted[detail.id] = detail.at;
+    row.querySelector(".live-tabs").textContent = String(detail.live_tabs);
+  });
   ["claimed", "ready", "superseded", "evicted", "revoked", "logged_out", "expiring", "extended", "expired", "signed_in"]
     .forEach(function (type) {
       SessionWatch.on(type, function (detail) {
@@ -134,17 +162,16 @@
         // this tab's own generation; a superseded event carries the newer tab's
         if ((type === "claimed" || type === "ready") && detail.gen) $("tab-gen").textContent = String(detail.gen);
         if (detail.expires_at) $("tab-expires").textContent = new Date(detail.expires_at).toLocaleTimeString();
-        if (type === "ready") loadSessions();
-        if (type === "signed_in") {
-          // the new device's page connects a moment after its sign-in: look again then
-          refreshes.forEach(clearTimeout);
-          refreshes = [0, 2000, 5000].map(function (delay) { return setTimeout(loadSessions, delay); });
+        if (type === "ready") {
+          own = detail.session || own;
+          loadSessions();
         }
+        if (type === "signed_in") loadSessions(); // its tabs' presence follows as events
       });
     });
   SessionWatch.on("state", function (detail) { showState(detail.state); });
   showState(SessionWatch.state());
 
   loadSessions();
-  setInterval(loadSessions, 15000);
+  setInterval(times, 15000);
 })();
