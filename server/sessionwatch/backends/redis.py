@@ -39,6 +39,8 @@ from .base import (
     Claim,
     EndReason,
     Lookup,
+    Restore,
+    RestoreStep,
     SessionPage,
     SessionRecord,
     Timeouts,
@@ -59,7 +61,19 @@ _SOCKET_TIMEOUT = 5.0  # seconds a reply may take, then 503
 # Seconds a script may take to start after it was sent (deadline.py); the second left
 # to the socket timeout covers the script's run and its reply's way back.
 SCRIPT_BUDGET = _SOCKET_TIMEOUT - 1.0
-_SCRIPTS = ("create", "load", "save", "claim", "login", "end", "end_user", "list", "presence")
+_SCRIPTS = (
+    "create",
+    "load",
+    "save",
+    "claim",
+    "login",
+    "end",
+    "end_user",
+    "list",
+    "presence",
+    "remember_start",
+    "remember",
+)
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _NOT_SENT_RETRIES = 2  # a command that never reached Redis is sent again, this often
 _DEMOTED = "The previous master is now a slave"  # redis-py's words for a READONLY refusal
@@ -136,6 +150,11 @@ def _evicted(reply: list[Any]) -> bool:
     return reply[0] == "ok" and len(reply) > 1
 
 
+def _restore_ended(reply: list[Any]) -> bool:
+    """Whether a ``remember.lua`` reply ended sessions (a reuse, or evictions)."""
+    return reply[0] == "reuse" or (reply[0] == "rotated" and len(reply) > 1)
+
+
 def _read_script(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
 
@@ -145,6 +164,8 @@ def _script_source(name: str) -> str:
     """Script ``name`` behind the prelude, with ``_names.lua`` (the names a script learns
     while running) at the prelude's ``--@names`` marker."""
     prelude = _read_script("_prelude").replace("--@names\n", _read_script("_names"), 1)
+    if name == "remember":  # a restore signs in as login.lua does: its body, as a function
+        prelude += "\nlocal function login_step()\n" + _read_script("login") + "\nend\n"
     return prelude + "\n" + _read_script(name)
 
 
@@ -493,6 +514,61 @@ class RedisBackend:
         if reply[0] == "denied":
             raise SessionLimitReached(record.user, limit or 0)
         return list(reply[1:])
+
+    async def remember_start(
+        self,
+        record: SessionRecord,
+        family: str,
+        hashed: str,
+        *,
+        lifetime: int,
+        timeouts: Timeouts,
+        now: int,
+    ) -> bool:
+        if not record.user:
+            raise ValueError("remember-me needs a signed-in session")
+        keys = self.names.session_keys(record.id) + self.names.remember_keys(family, record.user)
+        reply = await self._run(
+            "remember_start", keys, timeouts, now, record.id, record.user, family, hashed, lifetime
+        )
+        return bool(reply)
+
+    async def remember_owner(self, family: str) -> tuple[str, str] | None:
+        found = await self.call(self._redis.hmget, self.names.family(family), ["uid", "sid"])
+        return (str(found[0]), str(found[1] or "")) if found and found[0] else None
+
+    async def remember_restore(self, step: RestoreStep, *, timeouts: Timeouts, now: int) -> Restore:
+        record, user = step.record, step.record.user
+        if not user:
+            raise ValueError("a restore needs the family's user id")
+        limit, deny = bounded_limit(step.limit, step.deny, step.ceiling)  # the script applies both
+        keys = self.names.session_keys(record.id) + self.names.user_keys(user)
+        keys += self.names.session_keys(step.old_id or record.id)
+        keys += self.names.remember_keys(step.family, user)
+        reply = await self._run_end(
+            "remember",
+            keys,
+            timeouts,
+            now,
+            step.family,
+            step.gen,
+            step.token_hash,
+            step.successor_hash,
+            step.grace,
+            step.old_id,
+            record.id,
+            user,
+            -1 if limit is None else limit,
+            int(deny),
+            *_field_pairs(record),
+            ended=_restore_ended,
+        )
+        outcome = reply[0]
+        if outcome == "rotated":
+            return Restore("rotated", user, tuple(reply[1:]))
+        if outcome == "reuse":
+            return Restore("reuse", user, ended=reply[1] or None)
+        return Restore(outcome, user)
 
     async def end(
         self,

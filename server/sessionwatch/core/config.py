@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -120,6 +121,13 @@ class Settings:
     durable_ends: int | Literal["auto"] = "auto"
     # Seconds an end waits for its replicas (at most 4: the Redis reply timeout is 5).
     durable_ends_timeout: float = 1.0
+    # Remember-me (docs/policies.md, "Remember-me"): the cookie's name (``__Host-``
+    # prefixed over HTTPS), the lifetime of a token family from its sign-in, and how long
+    # the token just rotated away still yields the same successor (two tabs of one
+    # browser restoring at once), instead of being taken for a stolen copy.
+    remember_cookie_name: str = "sw_remember"
+    remember_lifetime: float = 30 * 24 * 60 * 60
+    remember_grace: float = 10.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -164,6 +172,8 @@ _DURATIONS: Final = {
     "max_logins_per_user_per_second",
     "max_logins_per_address_per_second",
     "durable_ends_timeout",
+    "remember_lifetime",
+    "remember_grace",
 }
 _COUNTS: Final = {
     "max_cookie_length",
@@ -256,6 +266,8 @@ def _check(name: str, value: Any, source: str) -> None:
         raise ConfigurationError(
             f"{source}: must be one of {', '.join(FORWARD_AUTH_PROXIES)}, got {value!r}"
         )
+    if name == "remember_cookie_name" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ConfigurationError(f"{source}: letters, digits, _ and - only, got {value!r}")
     if name == "key_prefix" and not value:
         raise ConfigurationError(f"{source}: must not be empty")
     if name == "api_address" and value and parse_address(value) is None:

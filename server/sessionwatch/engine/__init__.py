@@ -3,7 +3,7 @@ no web framework in it (between ``backends`` and the doors; docs/architecture.md
 
 from .check import Pass, Requirement, check_request, check_tab, handshake_origin
 from .facts import SAFE_METHODS, RequestFacts, client_address, is_unsafe
-from .operations import REASON_RE, ClaimSlot, SessionEngine, SessionInfo, SessionList
+from .operations import REASON_RE, ClaimSlot, Restored, SessionEngine, SessionInfo, SessionList
 
 __all__ = [
     "REASON_RE",
@@ -12,6 +12,7 @@ __all__ = [
     "Pass",
     "RequestFacts",
     "Requirement",
+    "Restored",
     "SessionEngine",
     "SessionInfo",
     "SessionList",
