@@ -205,11 +205,12 @@ def create_app(
 
     @app.get("/")
     async def home() -> Any:
-        if not session.get("user"):
+        user = watch.current_user()
+        if not user:
             return redirect(url_for("login_form"))
         return await render_template(
             "home.html",
-            user=session["user"],
+            user=user,
             policy=DemoPolicy.of(watch.policy),
             prefix=watch.settings.url_prefix,
         )
@@ -241,7 +242,11 @@ def create_app(
                 insecure_cookie=insecure_cookie(),
             ), 401
         try:
-            await watch.login(username, revoke_others=form.get("revoke_others") == "1")
+            await watch.login(
+                username,
+                revoke_others=form.get("revoke_others") == "1",
+                remember=form.get("remember") == "1",
+            )
         except InvalidUserId:
             return await render_template(
                 "login.html", error="User names cannot contain control characters.", next=target
@@ -260,11 +265,12 @@ def create_app(
 
     @app.get("/reauth")
     async def reauth_form() -> Any:
-        if not session.get("user"):
+        user = watch.current_user()
+        if not user:
             return redirect(url_for("login_form", next=_safe_next(request.args.get("next"))))
         return await render_template(
             "reauth.html",
-            user=session["user"],
+            user=user,
             next=_safe_next(request.args.get("next")),
             error=None,
         )
@@ -274,7 +280,7 @@ def create_app(
         """Re-authenticate, rotate this session's id and sign out every other session:
         the answer to "Not you?" (the last claimer may be the attacker)."""
         form = await request.form
-        user = session.get("user")
+        user = watch.current_user()
         target = _safe_next(form.get("next"))
         if not user:
             return redirect(url_for("login_form"))
@@ -310,7 +316,8 @@ def create_app(
     @app.post("/policy")
     @watch.active_tab_required
     async def set_policy() -> Any:
-        if not session.get("user"):
+        user = watch.current_user()
+        if not user:
             return jsonify({"error": "not_signed_in", "message": "Sign in first."}), 401
         body = await _json_body() if request.is_json else await request.form
         if body is None:
@@ -320,7 +327,7 @@ def create_app(
         except ValueError as exc:
             return _bad_request(str(exc))
         watch.policy = chosen.to_policy()  # this process's (docs/deployment.md)
-        logger.info("demo policy set to %s by %s", chosen, session["user"])
+        logger.info("demo policy set to %s by %s", chosen, user)
         return jsonify(
             {"one_tab": chosen.one_tab, "devices": chosen.devices, "on_limit": chosen.on_limit}
         )

@@ -56,9 +56,23 @@ from .proxies import FORWARDED_HOST
 if TYPE_CHECKING:
     from ..web.extension import SessionWatch
 
-__all__ = ["REFUSAL_HEADER", "create_forward_auth_blueprint", "refusal_from_header"]
+__all__ = [
+    "REFUSAL_HEADER",
+    "SET_COOKIE_HEADERS",
+    "create_forward_auth_blueprint",
+    "refusal_from_header",
+]
 
 REFUSAL_HEADER: Final = "X-SessionWatch-Refusal"
+# A remember cookie restores a session inside /verify (docs/policies.md, "Remember-me"):
+# the cookies it sets must reach the browser through the proxy. Besides Set-Cookie
+# (Traefik's addAuthCookiesToResponse takes those), each goes out alone under its own name
+# here, which nginx's auth_request_set can capture (it cannot pick one of several
+# Set-Cookie lines) and Caddy's forward_auth can copy onto the answer.
+SET_COOKIE_HEADERS: Final = {
+    "session": "X-SessionWatch-Set-Session",
+    "remember": "X-SessionWatch-Set-Remember",
+}
 # Per proxy: the headers naming the original request's method and URI.
 _ORIGINAL_HEADERS: Final = {
     "nginx": ("X-Original-Method", "X-Original-URI"),
@@ -168,7 +182,10 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
                 400, Code.BAD_REQUEST, f"require must be one of {', '.join(REQUIREMENTS)}"
             )
         outcome = watch.check_request(facts, requirement)
-        return passed(outcome) if isinstance(outcome, Pass) else refuse(outcome)
+        response = passed(outcome) if isinstance(outcome, Pass) else refuse(outcome)
+        for kind, value in watch.cookies_to_set():
+            response.headers[SET_COOKIE_HEADERS[kind]] = value
+        return response
 
     @bp.route("/refusal", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     async def refusal() -> Response:

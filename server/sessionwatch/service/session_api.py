@@ -167,6 +167,11 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         cookie = interface(current_app).session_cookie(current_app, browser_secure, session_id)
         return {"name": cookie.name, "value": cookie.value, "set_cookie": cookie.header}
 
+    def relayed_remember(value: str | None) -> dict[str, Any]:
+        """The remember cookie to relay (``None``: clears it), as :func:`relayed_cookie`."""
+        cookie = interface(current_app).remember_cookie(current_app, browser_secure, value)
+        return {"name": cookie.name, "value": cookie.value, "set_cookie": cookie.header}
+
     async def browser_session(cookie_header: str | None) -> SessionRecord | None:
         """The live session named by the browser's ``Cookie`` header, if any, chosen
         among copies of the cookie as a browser request's is (a tossed copy is never
@@ -243,6 +248,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "user_agent": _optional(_string("user_agent", _MAX_USER_AGENT)),
                 "client_ip": _optional(_address),
                 "revoke_others": _optional(_flag("revoke_others")),
+                "remember": _optional(_flag("remember")),
             }
         )
         old = await browser_session(body["cookie"])
@@ -259,10 +265,14 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             revoked = await watch.engine.revoke_user(
                 body["user"], except_id=record.id, reason="signed_out_elsewhere"
             )
+        # Remember-me: a new family's cookie, else the browser's old one is cleared (its
+        # family ended with the session this sign-in replaced).
+        remember = await watch.engine.remember(record) if body["remember"] else None
         return jsonify(
             {
                 "session": record.id,
                 "user": record.user,
+                "remember_cookie": relayed_remember(remember),
                 "rotated_from": old.id if old is not None else None,
                 "evicted": evicted,
                 "revoked": revoked,
@@ -286,6 +296,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "logged_out": ended,
                 "session": record.id if record is not None else None,
                 "cookie": relayed_cookie(None),
+                "remember_cookie": relayed_remember(None),  # its family ended with the session
             }
         )
 

@@ -39,6 +39,7 @@ from ..core.limits import AddressLimits, LoginLimits
 from ..core.origins import OriginRule
 from ..core.policy import Policy
 from ..core.refusals import REFUSED_ERRORS, Refusal, refusal_for
+from ..core.remember import RememberSigner
 from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER, TabStatus, make_tab_token
 from ..core.tokens import CookieSigner
 from ..engine import (
@@ -168,6 +169,9 @@ class SessionWatch:
             max_sessions_per_user=self.settings.max_sessions_per_user,
             place_resolver=self.place_resolver,
             deployment_limits=DeploymentLimits(self.backend, self.settings),
+            remember=RememberSigner(keys),
+            remember_lifetime=int(self.settings.remember_lifetime * 1000),
+            remember_grace=int(self.settings.remember_grace * 1000),
         )
         self._engine.on_claim = self._on_claim
         interface = self._interface = ServerSessionInterface(self)
@@ -335,6 +339,23 @@ class SessionWatch:
             raise RuntimeError("the app's session interface is not sessionwatch's")
         return session
 
+    def cookies_to_set(self) -> list[tuple[str, str]]:
+        """The ``Set-Cookie`` values the current answer will carry, as ``("session" |
+        "remember", value)``: for a door that must relay them through a proxy
+        (forward-auth's ``/verify``)."""
+        session = quart_session._get_current_object()  # type: ignore[attr-defined]
+        if self._interface is None or not isinstance(session, ServerSession):
+            return []
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return self._interface.cookies_to_set(app, session, self.request_is_secure())
+
+    def current_user(self) -> str | None:
+        """The user the request's session is signed in as (``None``: anonymous). Read
+        this rather than a copy in the session data: a session a remember cookie
+        restored starts without the app's data."""
+        record = self.current_session().record
+        return record.user if record is not None else None
+
     # -- sessions (each one engine operation) ------------------------------------------
 
     async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord:
@@ -353,7 +374,9 @@ class SessionWatch:
         session.bind(session_id, record)
         return record
 
-    async def login(self, user_id: str, *, revoke_others: bool = False) -> list[str]:
+    async def login(
+        self, user_id: str, *, revoke_others: bool = False, remember: bool = False
+    ) -> list[str]:
         """Sign the current session in as ``user_id``.
 
         Rotates the session id (against fixation) keeping the data, rotates the tab key
@@ -361,7 +384,10 @@ class SessionWatch:
         in the answer's ``X-SessionWatch-Tab`` header), records the device, adds the
         session to the user's index and applies the policy — one atomic step. Returns
         the public ids of sessions evicted by the limit. With ``revoke_others``, every
-        other session of the user is revoked too.
+        other session of the user is revoked too. With ``remember``, the answer also sets
+        the remember cookie of a new token family, which signs the browser in again once
+        the session is gone (docs/policies.md, "Remember-me"); without, a remember cookie
+        the browser had is cleared (its family ended with the session it replaced).
 
         Raises:
             InvalidUserId: ``user_id`` is empty, too long, not a string, or holds
@@ -388,7 +414,18 @@ class SessionWatch:
         session.issued_tab = make_tab_token(record.tab_key, record.gen)
         if revoke_others:
             await engine.revoke_user(user_id, except_id=record.id, reason="signed_out_elsewhere")
+        if remember:
+            session.remember = await engine.remember(record) or ""
+        elif self._has_remember_cookie():
+            session.remember = ""
         return evicted
+
+    def _has_remember_cookie(self) -> bool:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        if self._interface is None:
+            return False
+        name = self._interface.remember_cookie_name(app, self.request_is_secure())
+        return name in self._connection().cookies
 
     async def logout(self) -> None:
         """End the current session everywhere and clear its cookie.
@@ -400,8 +437,10 @@ class SessionWatch:
         self.refuse_foreign("logout")
         session = self.current_session()
         if session.record is not None:
-            await self.engine.logout(session.record.id)
+            await self.engine.logout(session.record.id)  # its remember-me family too
         session.unbind()
+        if self._has_remember_cookie():
+            session.remember = ""
 
     async def revoke_session(
         self, session_id: str, *, reason: str = "revoked", user_id: str | None = None
