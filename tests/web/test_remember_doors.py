@@ -157,3 +157,21 @@ async def test_the_session_api_login_answers_a_remember_cookie(
     assert verified.status_code == 204 and verified.headers["X-SessionWatch-User"] == "bo"
     plain = await client.post("/_sessionwatch/api/v1/login", json={"user": "bo"}, headers=API)
     assert (await plain.get_json())["remember_cookie"]["value"] == ""
+
+
+@pytest.mark.parametrize("first", ["/_sessionwatch/claim", "/_sessionwatch/state"])
+async def test_the_raw_paths_leave_a_restore_to_quart(
+    app: Quart, clock: FakeClock, first: str
+) -> None:
+    """The claim and the state (answered on raw ASGI, rawhttp.py) as the first request
+    after a restart: the remember cookie still restores, as Quart's session opening does."""
+    remember = await remembered_login(app.test_client())
+    clock.advance(IDLE + 1)
+    client = restarted(app, remember)
+    if first.endswith("claim"):
+        response = await client.post(first, json={}, headers={"User-Agent": CHROME})
+    else:
+        response = await client.get(first, headers={"User-Agent": CHROME})
+    assert response.status_code == 200, await response.get_data()
+    assert (await response.get_json())["user"] == "ana"
+    assert "session" in cookies_set(response)
