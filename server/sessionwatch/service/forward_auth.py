@@ -67,8 +67,9 @@ REFUSAL_HEADER: Final = "X-SessionWatch-Refusal"
 # A remember cookie restores a session inside /verify (docs/policies.md, "Remember-me"):
 # the cookies it sets must reach the browser through the proxy. Besides Set-Cookie
 # (Traefik's addAuthCookiesToResponse takes those), each goes out alone under its own name
-# here, which nginx's auth_request_set can capture (it cannot pick one of several
-# Set-Cookie lines) and Caddy's forward_auth can copy onto the answer.
+# here (empty when there is none), which nginx's auth_request_set can capture (it cannot
+# pick one of several Set-Cookie lines) and Caddy's forward_auth can copy onto the answer
+# (its copy_headers writes a placeholder's own text for a header that is missing).
 SET_COOKIE_HEADERS: Final = {
     "session": "X-SessionWatch-Set-Session",
     "remember": "X-SessionWatch-Set-Remember",
@@ -183,8 +184,9 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
             )
         outcome = watch.check_request(facts, requirement)
         response = passed(outcome) if isinstance(outcome, Pass) else refuse(outcome)
-        for kind, value in watch.cookies_to_set():
-            response.headers[SET_COOKIE_HEADERS[kind]] = value
+        cookies = dict(watch.cookies_to_set())
+        for kind, header in SET_COOKIE_HEADERS.items():  # always sent (empty: none), as
+            response.headers[header] = cookies.get(kind, "")  # Caddy copies every one
         return response
 
     @bp.route("/refusal", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
