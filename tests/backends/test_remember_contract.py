@@ -292,3 +292,22 @@ async def test_a_revocation_racing_the_start_leaves_no_family(engine: SessionEng
     _, record, _ = await engine.login(None, "kim", "", device)
     await engine.revoke_session(record.id)
     assert await engine.remember(record) is None
+
+
+async def test_a_user_keeps_a_bounded_number_of_families(
+    engine: SessionEngine, clock: Clock, timeouts: Timeouts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the bound a new family ends the oldest: the scripts that read a user's
+    families (a user-wide revocation) stay bounded, as a listing does."""
+    for module in ("memory", "redis"):
+        monkeypatch.setattr(f"sessionwatch.backends.{module}.MAX_FAMILIES_PER_USER", 2)
+    cookies = []
+    for _ in range(3):
+        _, cookie = await remembered(engine, "lou")
+        cookies.append(cookie)
+        clock.now += 1
+    clock.now += timeouts.idle + 1
+    oldest = await restore(engine, cookies[0])
+    assert oldest.record is None and oldest.clear
+    for cookie in cookies[1:]:
+        assert (await restore(engine, cookie)).record is not None

@@ -24,6 +24,7 @@ from ..core.exceptions import SessionLimitReached
 from ..core.limits import RateCheck, gcra_take
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit, select_evictions
+from ..core.remember import MAX_FAMILIES_PER_USER
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
@@ -113,7 +114,7 @@ class MemoryBackend:
         # Remember-me families (family id -> fields as remember.lua keeps them, with
         # "until": when it lapses) and each user's family ids.
         self._families: dict[str, dict[str, Any]] = {}
-        self._user_families: dict[str, set[str]] = defaultdict(set)
+        self._user_families: dict[str, dict[str, int]] = defaultdict(dict)  # id -> its end
         self._keep_family: str | None = None  # remember.lua's KEEP_FAMILY
 
     # -- lifecycle -------------------------------------------------------------
@@ -234,7 +235,7 @@ class MemoryBackend:
             return None
         families = self._user_families.get(fields["uid"])
         if families is not None:
-            families.discard(family)
+            families.pop(family, None)
             if not families:
                 del self._user_families[fields["uid"]]
         return str(fields["sid"])
@@ -427,7 +428,12 @@ class MemoryBackend:
             "prev_until": 0,
             "until": now + lifetime,
         }
-        self._user_families[user].add(family)
+        families = self._user_families[user]
+        for lapsed in [f for f, end in families.items() if end <= now]:
+            families.pop(lapsed)  # as remember_start.lua: scored by their end
+        families[family] = now + lifetime
+        for oldest in sorted(families, key=families.__getitem__)[:-MAX_FAMILIES_PER_USER]:
+            self._end_family(oldest)
         self._records[public_id] = replace(found, family=family)
         return True
 

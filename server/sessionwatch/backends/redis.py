@@ -33,6 +33,7 @@ from ..core.exceptions import BackendUnavailable, ConfigurationError, SessionLim
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit
+from ..core.remember import MAX_FAMILIES_PER_USER
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
@@ -529,7 +530,16 @@ class RedisBackend:
             raise ValueError("remember-me needs a signed-in session")
         keys = self.names.session_keys(record.id) + self.names.remember_keys(family, record.user)
         reply = await self._run(
-            "remember_start", keys, timeouts, now, record.id, record.user, family, hashed, lifetime
+            "remember_start",
+            keys,
+            timeouts,
+            now,
+            record.id,
+            record.user,
+            family,
+            hashed,
+            lifetime,
+            MAX_FAMILIES_PER_USER,
         )
         return bool(reply)
 

@@ -28,7 +28,17 @@ from typing import Final
 
 from itsdangerous import BadSignature, Signer
 
-__all__ = ["RememberSigner", "RememberToken", "new_family_id", "token_hash"]
+__all__ = [
+    "MAX_FAMILIES_PER_USER",
+    "RememberSigner",
+    "RememberToken",
+    "new_family_id",
+    "token_hash",
+]
+
+# A user's live families at most (as max_sessions_per_user bounds sessions): a new one
+# beyond ends the oldest, so every script that reads a user's families is bounded.
+MAX_FAMILIES_PER_USER: Final = 100
 
 _HASH_DOMAIN: Final = b"sessionwatch/v1/remember\0"
 _FAMILY_RE: Final = re.compile(r"[A-Za-z0-9_-]{4}\.[A-Za-z0-9_-]{22}")

@@ -41,7 +41,7 @@ end
 local function end_family(fid, uid)
   local sid = redis.call('HGET', fkey(fid), 'sid')
   redis.call('DEL', fkey(fid))
-  if uid and uid ~= '' then redis.call('SREM', ufkey(uid), fid) end
+  if uid and uid ~= '' then redis.call('ZREM', ufkey(uid), fid) end
   return sid
 end
 

@@ -20,7 +20,7 @@ local kept = false
 if keep ~= '' and redis.call('ZSCORE', ukey(uid), keep) then
   kept = redis.call('HGET', skey(keep), 'fam')
 end
-for _, fid in ipairs(redis.call('SMEMBERS', ufkey(uid))) do
+for _, fid in ipairs(redis.call('ZRANGE', ufkey(uid), 0, -1)) do
   if fid ~= kept then end_family(fid, uid) end
 end
 return count
