@@ -175,3 +175,24 @@ async def test_the_raw_paths_leave_a_restore_to_quart(
     assert response.status_code == 200, await response.get_data()
     assert (await response.get_json())["user"] == "ana"
     assert "session" in cookies_set(response)
+
+
+async def test_the_session_api_logout_clears_and_ends_the_remember_me(
+    app: Quart, clock: FakeClock
+) -> None:
+    client = app.test_client()
+    login = await client.post(
+        "/_sessionwatch/api/v1/login", json={"user": "cy", "remember": True}, headers=API
+    )
+    body = await login.get_json()
+    cookie = f"{body['cookie']['name']}={body['cookie']['value']}"
+    logout = await client.post("/_sessionwatch/api/v1/logout", json={"cookie": cookie}, headers=API)
+    answer = await logout.get_json()
+    assert answer["logged_out"] and answer["remember_cookie"]["value"] == ""
+    assert "Max-Age=0" in answer["remember_cookie"]["set_cookie"]
+    clock.advance(IDLE + 1)
+    headers = {"X-Original-Method": "GET", "X-Original-URI": "/"}
+    after = await restarted(app, body["remember_cookie"]["value"]).get(
+        "/_sessionwatch/verify", headers=headers
+    )
+    assert after.status_code == 401
