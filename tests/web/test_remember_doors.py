@@ -139,15 +139,20 @@ async def test_a_reused_token_through_verify_is_refused_and_cleared(
     assert thief.headers[SET_COOKIE_HEADERS["remember"]].startswith(REMEMBER + "=;")
 
 
+async def api_login(client: QuartClient, user: str) -> dict[str, Any]:
+    """The session API's ``login`` with ``remember``: its answer."""
+    response = await client.post(
+        "/_sessionwatch/api/v1/login", json={"user": user, "remember": True}, headers=API
+    )
+    assert response.status_code == 200, await response.get_data()
+    return dict(await response.get_json())
+
+
 async def test_the_session_api_login_answers_a_remember_cookie(
     app: Quart, clock: FakeClock
 ) -> None:
     client = app.test_client()
-    response = await client.post(
-        "/_sessionwatch/api/v1/login", json={"user": "bo", "remember": True}, headers=API
-    )
-    assert response.status_code == 200, await response.get_data()
-    body = await response.get_json()
+    body = await api_login(client, "bo")
     cookie = body["remember_cookie"]
     assert cookie["name"] == REMEMBER and cookie["value"]
     assert "HttpOnly" in cookie["set_cookie"] and "Max-Age=2592000" in cookie["set_cookie"]
@@ -181,10 +186,7 @@ async def test_the_session_api_logout_clears_and_ends_the_remember_me(
     app: Quart, clock: FakeClock
 ) -> None:
     client = app.test_client()
-    login = await client.post(
-        "/_sessionwatch/api/v1/login", json={"user": "cy", "remember": True}, headers=API
-    )
-    body = await login.get_json()
+    body = await api_login(client, "cy")
     cookie = f"{body['cookie']['name']}={body['cookie']['value']}"
     logout = await client.post("/_sessionwatch/api/v1/logout", json={"cookie": cookie}, headers=API)
     answer = await logout.get_json()
