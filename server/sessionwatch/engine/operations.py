@@ -398,7 +398,9 @@ class SessionEngine:
                 old_id,
                 record,
                 limit=self.policy.session_limit(user),
-                deny=self.policy.on_limit == "deny",
+                # Only evict_oldest evicts silently: a restore asks nobody, so any other
+                # action at the limit (deny, or a choice the user must make) refuses.
+                deny=self.policy.on_limit != "evict_oldest",
                 grace=self.remember_grace,
                 ceiling=self.max_sessions_per_user,
             )
