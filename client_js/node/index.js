@@ -42,7 +42,8 @@ class SessionAPI {
     this.timeout = options.timeout || 5000;
   }
 
-  /** Sign the browser's session in as user; relay result.cookie.set_cookie. */
+  /** Sign the browser's session in as user; relay result.cookie.set_cookie and
+   * result.remember_cookie.set_cookie (options.remember: a remember-me cookie). */
   login(user, options) {
     options = options || {};
     return this._call("POST", "/login", {
@@ -50,7 +51,8 @@ class SessionAPI {
       cookie: options.cookie,
       user_agent: options.userAgent,
       client_ip: options.clientIp,
-      revoke_others: options.revokeOthers
+      revoke_others: options.revokeOthers,
+      remember: options.remember
     });
   }
 

@@ -74,13 +74,16 @@ class SessionAPI:
         user_agent: str | None = None,
         client_ip: str | None = None,
         revoke_others: bool = False,
+        remember: bool = False,
     ) -> dict[str, Any]:
         """Sign the browser's session in as ``user`` (``cookie``: its ``Cookie`` header).
 
         Returns ``{"session", "user", "rotated_from", "evicted", "revoked",
-        "expires_at", "cookie": {"name", "value", "set_cookie"}, "tab"}``; relay
-        ``cookie["set_cookie"]`` as a ``Set-Cookie`` header (and ``tab``, the calling
-        tab's new token, as ``X-SessionWatch-Tab`` if you like). Raises
+        "expires_at", "cookie": {"name", "value", "set_cookie"}, "remember_cookie": {…},
+        "tab"}``; relay ``cookie["set_cookie"]`` and ``remember_cookie["set_cookie"]``
+        as ``Set-Cookie`` headers (``remember``: a remember-me cookie, else the browser's
+        old one cleared) and ``tab``, the calling tab's new token, as
+        ``X-SessionWatch-Tab`` if you like. Raises
         :class:`SessionAPIError` (403 ``session_limit_reached`` under ``deny``; 409
         ``session_choice_required`` under ``ask``: its ``body`` holds ``pending`` and
         ``sessions`` for the chooser, then :meth:`complete_login`)."""
@@ -93,6 +96,7 @@ class SessionAPI:
                 "user_agent": user_agent,
                 "client_ip": client_ip,
                 "revoke_others": revoke_others,
+                "remember": remember,
             },
         )
 

@@ -13,12 +13,13 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
 
 from sessionwatch.backends import backend_from_url
-from sessionwatch.backends.base import PendingLogin, SessionRecord, Timeouts
+from sessionwatch.backends.base import PendingLogin, RestoreStep, SessionRecord, Timeouts
 from sessionwatch.backends.durable_ends import RECHECK_EVERY, DurableEnds, online_replicas
 from sessionwatch.backends.redis import RedisBackend
 from sessionwatch.backends.redis_cluster import RedisClusterBackend
@@ -362,3 +363,30 @@ async def test_on_a_cluster_an_end_waits_on_the_primary_of_its_slot(
         assert not await is_live(backend, record)
     finally:
         await backend.disconnect()
+
+
+async def test_a_detected_token_reuse_is_a_durable_end_and_a_rotation_is_not(
+    backend: RedisBackend, primary: RedisServer, replica: RedisServer
+) -> None:
+    """Remember-me (docs/policies.md): the restore that rotates a token grants access
+    (asynchronous); the one that finds a token used twice ends the family and its
+    session, and waits for the replica like any other end."""
+    first = await signed_in(backend, "dee")
+    family = user_tag("dee") + ".durable-family-0000000"
+    assert await backend.remember_start(
+        first, family, "hash-1", lifetime=600_000, timeouts=TIMEOUTS, now=NOW
+    )
+    restored = replace(record_of("dee"), family=family)
+    before = await waits(primary)
+    rotation = RestoreStep(family, 1, "hash-1", "hash-2", first.id, restored, None, False, 0)
+    assert (await backend.remember_restore(rotation, timeouts=TIMEOUTS, now=NOW + 1)).outcome == (
+        "rotated"
+    )
+    assert await waits(primary) == before  # a rotation grants access: no wait
+    reuse = RestoreStep(family, 1, "hash-1", "hash-2", restored.id, restored, None, False, 0)
+    with stalled(replica), pytest.raises(EndNotDurable):
+        await asyncio.wait_for(
+            backend.remember_restore(reuse, timeouts=TIMEOUTS, now=NOW + 2), BOUND
+        )
+    assert not await is_live(backend, restored)  # ended on the primary, not yet safe
+    assert await waits(primary) == before + 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -18,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from backends.test_backend_contract import BY, NOW, make_record, stored
 from backends.test_cluster_layout import _cluster_backend  # noqa: F401 (the fixture)
-from sessionwatch.backends.base import PendingLogin, Timeouts
+from sessionwatch.backends.base import PendingLogin, RestoreStep, Timeouts
 from sessionwatch.backends.keys import (
     ClusterKeyNames,
     KeyNames,
@@ -41,7 +42,7 @@ _PROBE = """
 local out = {}
 for i = 7, #ARGV - 1, 2 do
   local kind, id = ARGV[i], ARGV[i + 1]
-  if kind == 'u' or kind == 'cu' then
+  if kind == 'u' or kind == 'cu' or kind == 'uf' then
     out[#out + 1] = user_name(kind, id)
   else
     out[#out + 1] = session_name(kind, id)
@@ -54,8 +55,9 @@ _SESSION_KINDS = {
     "t": KeyNames.tombstone,
     "l": KeyNames.presence,
     "cs": KeyNames.session_channel,
+    "f": KeyNames.family,  # a remember-me family id is tagged as a session id
 }
-_USER_KINDS = {"u": KeyNames.index, "cu": KeyNames.user_channel}
+_USER_KINDS = {"u": KeyNames.index, "cu": KeyNames.user_channel, "uf": KeyNames.families}
 
 
 def _probe_source() -> str:
@@ -233,6 +235,17 @@ async def test_every_script_call_declares_keys_of_one_slot(
         now=NOW + 5,
     )
     await backend.end(second.id, "logged_out", timeouts=timeouts, now=NOW + 5)
+    # Remember-me: a family in the user's slot, a restore from it, then a reuse.
+    fresh = make_record(user="ines", now=NOW + 5)
+    await backend.login(None, fresh, limit=None, deny=False, timeouts=timeouts, now=NOW + 5)
+    family = user_tag("ines") + ".f" + "a" * 21
+    await backend.remember_start(
+        fresh, family, "h1", lifetime=60_000, timeouts=timeouts, now=NOW + 5
+    )
+    restored = replace(make_record(user="ines", now=NOW + 6), family=family)
+    for hash_ in ("h1", "h0"):  # a rotation, then a reuse
+        step = RestoreStep(family, 1, hash_, "h2", fresh.id, restored, None, False, 0)
+        await backend.remember_restore(step, timeouts=timeouts, now=NOW + 6)
     await backend.end_user("ines", except_id=None, detail="x", timeouts=timeouts, now=NOW + 5)
     monkeypatch.undo()
 

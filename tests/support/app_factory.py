@@ -24,7 +24,7 @@ def make_app(
         body = await request.get_json(force=True, silent=True) or {}
         form = await request.form
         user = body.get("user") or form.get("user")
-        evicted = await watch.login(user)
+        evicted = await watch.login(user, remember=bool(body.get("remember")))
         session["user"] = user
         return jsonify({"user": user, "evicted": evicted})
 

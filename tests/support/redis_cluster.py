@@ -85,9 +85,9 @@ SERVICE_COMMANDS = (
     # the client: cluster topology, slot migrations, the commands table, health
     "+cluster|slots", "+asking", "+command", "+ping",
     # the scripts, loaded once, and what they call
-    "+evalsha", "+script|load", "+time", "+get", "+set", "+del", "+hgetall", "+hincrby",
-    "+hset", "+pexpire", "+zadd", "+zcard", "+zcount", "+zrange", "+zrangebyscore",
-    "+zrem", "+zremrangebyscore",
+    "+evalsha", "+script|load", "+time", "+get", "+set", "+del", "+hget", "+hmget",
+    "+hgetall", "+hincrby", "+hset", "+pexpire", "+pttl", "+zadd", "+zcard", "+zcount",
+    "+zrange", "+zrangebyscore", "+zrem", "+zremrangebyrank", "+zremrangebyscore", "+zscore",
     # sharded pub/sub: the scripts publish, each worker's hub subscribes
     "+spublish", "+ssubscribe", "+sunsubscribe",
     # durable ends: how many replicas are online (INFO replication), then WAIT for one

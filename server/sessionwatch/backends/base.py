@@ -33,6 +33,8 @@ __all__ = [
     "Listenable",
     "Lookup",
     "PendingLogin",
+    "Restore",
+    "RestoreStep",
     "SessionPage",
     "SessionRecord",
     "Subscription",
@@ -104,6 +106,7 @@ class SessionRecord:
     # When the user last proved who they are (a sign-in or watch.reauthenticated()),
     # epoch ms; 0 for an anonymous session. Step-up (recent_login_required) reads it.
     authenticated_at: int = 0
+    family: str | None = None  # the remember-me token family it was born of
 
     def expires_at(self, idle_ms: int) -> int:
         """When the session ends unless it sees activity first."""
@@ -122,6 +125,7 @@ class SessionRecord:
             "cby": json.dumps(self.claimed_by, separators=(",", ":")) if self.claimed_by else "",
             "data": self.data,
             "auth": str(self.authenticated_at),
+            **({"fam": self.family} if self.family else {}),
         }
 
     @classmethod
@@ -140,6 +144,7 @@ class SessionRecord:
             claimed_by=jsonlimits.loads(claimed_by) if claimed_by else None,
             data=fields.get("data", ""),
             authenticated_at=int(fields.get("auth") or 0),
+            family=fields.get("fam") or None,
         )
 
 
@@ -187,6 +192,51 @@ class Claim:
     tab_key: str
     expires_at: int
     record: SessionRecord
+
+
+RestoreOutcome: TypeAlias = Literal[
+    "rotated", "again", "unknown", "reuse", "denied", "gone", "busy"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """The answer to :meth:`Backend.remember_restore`.
+
+    ``rotated``: a new session of ``user`` (the evicted public ids in ``evicted``);
+    ``again``: the token just rotated away, within the grace window: the session that
+    rotation created is still live (the same successor is answered); ``unknown``: no
+    such family (ended, expired, never issued); ``gone``: ``again`` but that session
+    has ended meanwhile; ``denied``: the policy denies at the limit (nothing changed);
+    ``reuse``: a token used twice: the family and its session ended (``ended``: the
+    public id of that session, if it was live); ``busy``: the family moved on since
+    :meth:`Backend.remember_owner` was read (ask again).
+    """
+
+    outcome: RestoreOutcome
+    user: str | None = None
+    evicted: tuple[str, ...] = ()
+    ended: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreStep:
+    """One restore from a remember token (:meth:`Backend.remember_restore`): the
+    presented token (its family, generation and hash), its successor's hash, the
+    family's last session (``old_id``, as :meth:`Backend.remember_owner` said), the new
+    session's ``record`` (born of ``family``), the policy's ``limit``, ``deny`` and
+    ``ceiling`` as :meth:`Backend.login` takes them, and the ``grace`` window (ms)."""
+
+    family: str
+    gen: int
+    token_hash: str
+    successor_hash: str
+    old_id: str
+    record: SessionRecord
+    limit: int | None
+    deny: bool
+    grace: int
+    ceiling: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +384,33 @@ class Backend(Protocol):
         """Set the live session's ``authenticated_at`` to ``now`` (nothing else
         changes); ``False`` when it has ended."""
 
+    async def remember_start(
+        self,
+        record: SessionRecord,
+        family: str,
+        hashed: str,
+        *,
+        lifetime: int,
+        timeouts: Timeouts,
+        now: int,
+    ) -> bool:
+        """Start remember-me family ``family`` (``hashed``: its first token's hash) for
+        the signed-in session ``record`` if still live, ending the family it had; the
+        family lives ``lifetime`` ms. ``False`` (nothing stored) when it is not live."""
+
+    async def remember_owner(self, family: str) -> tuple[str, str] | None:
+        """The user and current session public id of ``family`` (a hint, read before
+        :meth:`remember_restore` to name its keys and apply the user's policy), or
+        ``None`` when there is no such family."""
+
+    async def remember_restore(self, step: RestoreStep, *, timeouts: Timeouts, now: int) -> Restore:
+        """Restore a session from a remember token (:class:`RestoreStep`), atomically:
+        the current token rotates to its successor and the step's record replaces the
+        family's last session as :meth:`login` would; the token just rotated away is
+        answered ``again`` for ``grace`` ms; any other token of the family is a
+        reuse: the family and its session end (``revoked{reason: "token_reuse"}``),
+        durably. See :class:`Restore`."""
+
     async def end(
         self,
         public_id: str,
@@ -344,8 +421,8 @@ class Backend(Protocol):
         user: str | None = None,
         detail: str | None = None,
     ) -> bool:
-        """End one session (``revoked`` or ``logged_out``). With ``user``, only if it
-        belongs to that user. ``detail`` is the app's reason code for ``revoked``.
+        """End one session (``revoked`` or ``logged_out``) and its remember-me family
+        (every end but expiry ends it). With ``user``, only if it belongs to that user. ``detail`` is the app's reason code for ``revoked``.
         Returns whether a live session was ended."""
 
     async def end_user(
@@ -357,7 +434,9 @@ class Backend(Protocol):
         timeouts: Timeouts,
         now: int,
     ) -> int:
-        """Revoke every live session of ``user`` but ``except_id``; returns how many."""
+        """Revoke every live session of ``user`` but ``except_id`` and end every
+        remember-me family of the user but the one of ``except_id``; returns how many
+        sessions."""
 
     async def list_sessions(
         self,

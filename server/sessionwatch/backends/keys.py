@@ -17,6 +17,8 @@ live sockets   ``{prefix}l:{id}``              ``{prefix}l:…`` (same shape)
 user index     ``{prefix}u:{user}``            ``{prefix}u:{T}user``, T = ``user_tag(user)``
 session chan.  ``{prefix}c:s:{id}``            ``{prefix}c:s:…``, a shard channel
 user channel   ``{prefix}c:u:{user}``          ``{prefix}c:u:{T}user``, a shard channel
+family         ``{prefix}f:{family}``          ``{prefix}f:{T}.rest`` (remember-me)
+families       ``{prefix}uf:{user}``           ``{prefix}uf:{T}user``, a user's families
 rate (addr.)   ``{prefix}r:{name}:{address}``  ``{prefix}r:{name}:{A}``, A = the address
 rate (user)    ``{prefix}r:{name}:{user}``     ``{prefix}r:{name}:{T}user`` (user's slot)
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
@@ -68,6 +70,8 @@ _HEADS: Final = {
     "u": "u:",  # a user's sessions (sorted set)
     "cs": "c:s:",  # channel of one session's tabs
     "cu": "c:u:",  # channel of all of one user's sessions
+    "f": "f:",  # a remember-me token family (hash; core/remember.py)
+    "uf": "uf:",  # a user's remember-me families (set)
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
     "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
     "p": "p:",  # a pending sign-in of on_limit="ask" (hash), in its user's slot
@@ -143,6 +147,14 @@ class KeyNames:
     def user_channel(self, user: str) -> str:
         return self._heads["cu"] + self._of_user(user)
 
+    def family(self, family: str) -> str:
+        """A remember-me family (its id is tagged as a signed-in session's is)."""
+        return self._heads["f"] + self._of_session(family)
+
+    def families(self, user: str) -> str:
+        """The set of a user's remember-me families."""
+        return self._heads["uf"] + self._of_user(user)
+
     def epoch(self, tag: str | None = None) -> str:
         """The key holding the identity of the stored state (:meth:`Backend.epoch`);
         on a cluster one per primary, ``tag`` choosing a slot that primary serves."""
@@ -167,6 +179,11 @@ class KeyNames:
     def user_keys(self, user: str) -> list[str]:
         """A user's names in the order ``declare_user`` reads them: index, channel."""
         return [self.index(user), self.user_channel(user)]
+
+    def remember_keys(self, family: str, user: str) -> list[str]:
+        """A family's names in the order the remember scripts read them: the family,
+        the user's families."""
+        return [self.family(family), self.families(user)]
 
     def _of_address(self, address: str) -> str:
         return address

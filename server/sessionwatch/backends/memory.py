@@ -23,6 +23,7 @@ from ..core.exceptions import PendingLoginRefused, SessionLimitReached
 from ..core.limits import RateCheck, gcra_take
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit, select_evictions
+from ..core.remember import MAX_FAMILIES_PER_USER
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
@@ -33,6 +34,8 @@ from .base import (
     EndReason,
     Lookup,
     PendingLogin,
+    Restore,
+    RestoreStep,
     SessionPage,
     SessionRecord,
     Timeouts,
@@ -115,6 +118,11 @@ class MemoryBackend:
         self._pending: dict[str, PendingLogin] = {}  # pending sign-ins of on_limit="ask"
         self._links: dict[str, dict[str, int]] = {}  # link -> {public id: until (ms)}
         self._seen: dict[str, int] = {}  # seen logout token -> until (ms)
+        # Remember-me families (family id -> fields as remember.lua keeps them, with
+        # "until": when it lapses) and each user's family ids.
+        self._families: dict[str, dict[str, Any]] = {}
+        self._user_families: dict[str, dict[str, int]] = defaultdict(dict)  # id -> its end
+        self._keep_family: str | None = None  # remember.lua's KEEP_FAMILY
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -162,6 +170,9 @@ class MemoryBackend:
         for token, until in list(self._seen.items()):
             if until <= now:
                 del self._seen[token]
+        for family, fields in list(self._families.items()):
+            if fields["until"] <= now:
+                self._end_family(family)
 
     # -- events -----------------------------------------------------------------
 
@@ -254,6 +265,30 @@ class MemoryBackend:
                     del self._users[record.user]
         return record
 
+    def _family(self, family: str, now: int) -> dict[str, Any] | None:
+        fields = self._families.get(family)
+        if fields is not None and fields["until"] <= now:  # its lifetime is over
+            self._end_family(family)
+            return None
+        return fields
+
+    def _end_family(self, family: str) -> str | None:
+        """End a family; returns its last session's id (prelude's end_family)."""
+        fields = self._families.pop(family, None)
+        if fields is None:
+            return None
+        families = self._user_families.get(fields["uid"])
+        if families is not None:
+            families.pop(family, None)
+            if not families:
+                del self._user_families[fields["uid"]]
+        return str(fields["sid"])
+
+    def _end_family_of(self, record: SessionRecord | None) -> None:
+        """Every end but expiry ends the family the session was born of."""
+        if record is not None and record.family and record.family != self._keep_family:
+            self._end_family(record.family)
+
     def _finish(
         self,
         public_id: str,
@@ -263,6 +298,8 @@ class MemoryBackend:
         fields: dict[str, Any] | None = None,
     ) -> None:
         """Forget a record, leave its tombstone and tell its tabs."""
+        if ending != "expired":
+            self._end_family_of(self._records.get(public_id))
         self._forget(public_id)
         self._tombstones[public_id] = (ending, now + timeouts.tombstone)
         self._publish_session(public_id, ending, **(fields or {}))
@@ -361,6 +398,7 @@ class MemoryBackend:
         if evictions and deny:
             raise SessionLimitReached(user, limit or 0)
         if old is not None:  # the record's claim generation and tab key are new ones
+            self._end_family_of(old)  # a sign-in decides remember-me anew
             self._forget(old.id)
             self._publish_session(old.id, "rotated")
         by = {**record.device, "at": now, "same_browser": False}
@@ -465,7 +503,97 @@ class MemoryBackend:
             if self._live(public_id, timeouts, now).record is not None:
                 self._finish(public_id, "revoked", timeouts, now, {"reason": detail})
                 count += 1
+        kept = self._records.get(except_id) if except_id else None
+        for family in list(self._user_families.get(user, ())):
+            if kept is None or family != kept.family:
+                self._end_family(family)
         return count
+
+    async def remember_start(
+        self,
+        record: SessionRecord,
+        family: str,
+        hashed: str,
+        *,
+        lifetime: int,
+        timeouts: Timeouts,
+        now: int,
+    ) -> bool:
+        public_id, user = record.id, record.user
+        found = self._live(public_id, timeouts, now).record
+        if found is None or user is None or found.user != user:
+            return False
+        self._end_family_of(found)
+        self._families[family] = {
+            "uid": user,
+            "sid": public_id,
+            "gen": 1,
+            "cur": hashed,
+            "prev": "",
+            "prev_until": 0,
+            "until": now + lifetime,
+        }
+        families = self._user_families[user]
+        for lapsed in [f for f, end in families.items() if end <= now]:
+            families.pop(lapsed)  # as remember_start.lua: scored by their end
+        families[family] = now + lifetime
+        for oldest in sorted(families, key=families.__getitem__)[:-MAX_FAMILIES_PER_USER]:
+            self._end_family(oldest)
+        self._records[public_id] = replace(found, family=family)
+        return True
+
+    async def remember_owner(self, family: str) -> tuple[str, str] | None:
+        fields = self._families.get(family)
+        return (fields["uid"], fields["sid"]) if fields is not None else None
+
+    async def remember_restore(self, step: RestoreStep, *, timeouts: Timeouts, now: int) -> Restore:
+        record, user = step.record, step.record.user
+        if not user:
+            raise ValueError("a restore needs the family's user id")
+        f = self._family(step.family, now)
+        if f is None or f["uid"] != user:
+            return Restore("unknown", user)
+        if step.gen == f["gen"] and step.token_hash == f["cur"]:
+            if f["sid"] != step.old_id:
+                return Restore("busy", user)
+            self._keep_family = step.family  # the family's last session is replaced
+            try:
+                # No await inside suspends: atomic on this loop, as the Lua script is.
+                evicted = await self.login(
+                    step.old_id or None,
+                    record,
+                    limit=step.limit,
+                    deny=step.deny,
+                    timeouts=timeouts,
+                    now=now,
+                    ceiling=step.ceiling,
+                )
+            except SessionLimitReached:
+                return Restore("denied", user)
+            finally:
+                self._keep_family = None
+            f.update(
+                gen=step.gen + 1,
+                cur=step.successor_hash,
+                prev=step.token_hash,
+                prev_until=now + step.grace,
+                sid=record.id,
+            )
+            return Restore("rotated", user, tuple(evicted))
+        if (
+            step.gen == f["gen"] - 1
+            and step.token_hash == f["prev"]
+            and now < f["prev_until"]
+            and step.successor_hash == f["cur"]
+            and record.id == f["sid"]
+        ):
+            again = self._live(record.id, timeouts, now).record is not None
+            return Restore("again" if again else "gone", user)
+        sid = self._end_family(step.family)
+        if sid and self._live(sid, timeouts, now).record is not None:
+            self._finish(sid, "revoked", timeouts, now, {"reason": "token_reuse"})
+            return Restore("reuse", user, ended=sid)
+        return Restore("reuse", user)
 
     async def list_sessions(
         self,

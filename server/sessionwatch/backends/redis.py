@@ -39,6 +39,7 @@ from ..core.exceptions import (
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit
+from ..core.remember import MAX_FAMILIES_PER_USER
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
@@ -48,6 +49,8 @@ from .base import (
     EndReason,
     Lookup,
     PendingLogin,
+    Restore,
+    RestoreStep,
     SessionPage,
     SessionRecord,
     Timeouts,
@@ -82,6 +85,8 @@ _SCRIPTS = (
     "pend",
     "complete",
     "reauth",
+    "remember_start",
+    "remember",
 )
 # A script run with another's body after its own: complete.lua's checks, then login.lua.
 _FOLLOWED_BY: Final = {"complete": "login"}
@@ -161,6 +166,11 @@ def _evicted(reply: list[Any]) -> bool:
     return reply[0] == "ok" and len(reply) > 1
 
 
+def _restore_ended(reply: list[Any]) -> bool:
+    """Whether a ``remember.lua`` reply ended sessions (a reuse, or evictions)."""
+    return reply[0] == "reuse" or (reply[0] == "rotated" and len(reply) > 1)
+
+
 def _read_script(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
 
@@ -170,6 +180,8 @@ def _script_source(name: str) -> str:
     """Script ``name`` behind the prelude, with ``_names.lua`` (the names a script learns
     while running) at the prelude's ``--@names`` marker."""
     prelude = _read_script("_prelude").replace("--@names\n", _read_script("_names"), 1)
+    if name == "remember":  # a restore signs in as login.lua does: its body, as a function
+        prelude += "\nlocal function login_step()\n" + _read_script("login") + "\nend\n"
     source = prelude + "\n" + _read_script(name)
     follower = _FOLLOWED_BY.get(name)
     return source if follower is None else source + "\n" + _read_script(follower)
@@ -589,6 +601,70 @@ class RedisBackend:
         return bool(
             await self._run("reauth", self.names.session_keys(public_id), timeouts, now, public_id)
         )
+
+    async def remember_start(
+        self,
+        record: SessionRecord,
+        family: str,
+        hashed: str,
+        *,
+        lifetime: int,
+        timeouts: Timeouts,
+        now: int,
+    ) -> bool:
+        if not record.user:
+            raise ValueError("remember-me needs a signed-in session")
+        keys = self.names.session_keys(record.id) + self.names.remember_keys(family, record.user)
+        reply = await self._run(
+            "remember_start",
+            keys,
+            timeouts,
+            now,
+            record.id,
+            record.user,
+            family,
+            hashed,
+            lifetime,
+            MAX_FAMILIES_PER_USER,
+        )
+        return bool(reply)
+
+    async def remember_owner(self, family: str) -> tuple[str, str] | None:
+        found = await self.call(self._redis.hmget, self.names.family(family), ["uid", "sid"])
+        return (str(found[0]), str(found[1] or "")) if found and found[0] else None
+
+    async def remember_restore(self, step: RestoreStep, *, timeouts: Timeouts, now: int) -> Restore:
+        record, user = step.record, step.record.user
+        if not user:
+            raise ValueError("a restore needs the family's user id")
+        limit, deny = bounded_limit(step.limit, step.deny, step.ceiling)  # the script applies both
+        keys = self.names.session_keys(record.id) + self.names.user_keys(user)
+        keys += self.names.session_keys(step.old_id or record.id)
+        keys += self.names.remember_keys(step.family, user)
+        reply = await self._run_end(
+            "remember",
+            keys,
+            timeouts,
+            now,
+            step.family,
+            step.gen,
+            step.token_hash,
+            step.successor_hash,
+            step.grace,
+            step.old_id,
+            record.id,
+            user,
+            -1 if limit is None else limit,
+            int(deny),
+            *_field_pairs(record),
+            ended=_restore_ended,
+        )
+        outcome = reply[0]
+        if outcome == "rotated":
+            return Restore("rotated", user, tuple(reply[1:]))
+        if outcome == "reuse":
+            return Restore("reuse", user, ended=reply[1] or None)
+        return Restore(outcome, user)
 
     async def end(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -151,6 +152,13 @@ class Settings:
     oidc_timeout: float = 5.0
     # Seconds of clock difference with the provider tolerated on iat and exp.
     oidc_clock_skew: float = 60.0
+    # Remember-me (docs/policies.md, "Remember-me"): the cookie's name (``__Host-``
+    # prefixed over HTTPS), the lifetime of a token family from its sign-in, and how long
+    # the token just rotated away still yields the same successor (two tabs of one
+    # browser restoring at once), instead of being taken for a stolen copy.
+    remember_cookie_name: str = "sw_remember"
+    remember_lifetime: float = 30 * 24 * 60 * 60
+    remember_grace: float = 10.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -208,6 +216,8 @@ _DURATIONS: Final = {
     "durable_ends_timeout",
     "oidc_timeout",
     "oidc_clock_skew",
+    "remember_lifetime",
+    "remember_grace",
 }
 _COUNTS: Final = {
     "max_cookie_length",
@@ -322,6 +332,8 @@ def _check(name: str, value: Any, source: str) -> None:
         )
     if name == "reauth_url" and value and not is_local_path(value):
         raise ConfigurationError(f"{source}: must be a local path (/...), got {value!r}")
+    if name == "remember_cookie_name" and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ConfigurationError(f"{source}: letters, digits, _ and - only, got {value!r}")
     if name == "key_prefix" and not value:
         raise ConfigurationError(f"{source}: must not be empty")
     if name == "api_address" and value and parse_address(value) is None:

@@ -227,17 +227,9 @@ def create_app(
     )
     app.asgi_app = security  # type: ignore[method-assign]
 
-    def current_user() -> str | None:
-        """Who is signed in: the demo's form records the name in the session; a sign-in
-        through the identity provider (docs/sso.md) is known by the session's user."""
-        if session.get("user"):
-            return str(session["user"])
-        record = watch.current_session().record
-        return record.user if record is not None else None
-
     @app.get("/")
     async def home() -> Any:
-        user = current_user()
+        user = watch.current_user()
         if not user:
             return redirect(url_for("login_form"))
         return await render_template(
@@ -278,7 +270,11 @@ def create_app(
                 insecure_cookie=insecure_cookie(),
             ), 401
         try:
-            await watch.login(username, revoke_others=form.get("revoke_others") == "1")
+            await watch.login(
+                username,
+                revoke_others=form.get("revoke_others") == "1",
+                remember=form.get("remember") == "1",
+            )
         except InvalidUserId:
             return await render_template(
                 "login.html", error="User names cannot contain control characters.", next=target
@@ -319,7 +315,7 @@ def create_app(
 
     @app.get("/reauth")
     async def reauth_form() -> Any:
-        user = current_user()
+        user = watch.current_user()
         if not user:
             return redirect(url_for("login_form", next=_safe_next(request.args.get("next"))))
         return await render_template(
@@ -336,7 +332,7 @@ def create_app(
         the answer to "Not you?" (the last claimer may be the attacker); or, with
         ``step_up`` (the client's "confirm it's you"), record the fresh proof only."""
         form = await request.form
-        user = current_user()
+        user = watch.current_user()
         target = _safe_next(form.get("next"))
         revoke_others = form.get("step_up") != "1"
         if not user:
@@ -382,7 +378,7 @@ def create_app(
     @app.post("/policy")
     @watch.active_tab_required
     async def set_policy() -> Any:
-        user = current_user()
+        user = watch.current_user()
         if not user:
             return jsonify({"error": Code.NOT_SIGNED_IN, "message": "Sign in first."}), 401
         body = await _json_body() if request.is_json else await request.form

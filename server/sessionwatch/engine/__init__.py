@@ -12,7 +12,7 @@ from .check import (
     parse_max_age,
 )
 from .facts import SAFE_METHODS, RequestFacts, client_address, is_unsafe
-from .operations import REASON_RE, ClaimSlot, SessionEngine, SessionInfo, SessionList
+from .operations import REASON_RE, ClaimSlot, Restored, SessionEngine, SessionInfo, SessionList
 
 __all__ = [
     "MAX_REAUTH_AGE",
@@ -22,6 +22,7 @@ __all__ = [
     "Pass",
     "RequestFacts",
     "Requirement",
+    "Restored",
     "SessionEngine",
     "SessionInfo",
     "SessionList",

@@ -16,7 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
-from ..backends.base import Backend, Claim, Lookup, PendingLogin, SessionRecord, Timeouts
+from ..backends.base import (
+    Backend,
+    Claim,
+    Lookup,
+    PendingLogin,
+    Restore,
+    RestoreStep,
+    SessionRecord,
+    Timeouts,
+)
 from ..core import devices
 from ..core.audit import check_user_id, security_event
 from ..core.codes import Code
@@ -33,12 +42,13 @@ from ..core.exceptions import (
 from ..core.limits import AddressLimits, LoginLimits
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import Policy
+from ..core.remember import RememberSigner, RememberToken, new_family_id, token_hash
 from ..core.tabs import TabStatus, make_tab_token, new_tab_key
 from ..core.tokens import new_session_id, public_id, user_tag
 from .check import check_tab
 from .shared_limits import DeploymentLimits
 
-__all__ = ["REASON_RE", "ClaimSlot", "SessionEngine", "SessionInfo", "SessionList"]
+__all__ = ["REASON_RE", "ClaimSlot", "Restored", "SessionEngine", "SessionInfo", "SessionList"]
 
 REASON_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _PENDING_RE: Final = re.compile(r"[A-Za-z0-9_-]{4}\.[A-Za-z0-9_-]{43}")  # tagged, as minted
@@ -81,6 +91,19 @@ class SessionList:
 
     sessions: list[SessionInfo]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a remember cookie gave (:meth:`SessionEngine.restore`): a session (its
+    secret id and record) and the cookie's next value; or no session, and ``clear``
+    when the cookie is of no further use (forged, ended, reused)."""
+
+    session_id: str | None = None
+    record: SessionRecord | None = None
+    cookie: str | None = None
+    clear: bool = False
+    evicted: tuple[str, ...] = ()
 
 
 class ClaimSlot(Protocol):
@@ -153,6 +176,10 @@ class SessionEngine:
         place_resolver: ``ip -> "City, Country"`` for device descriptions.
         deployment_limits: the same rates counted for every process of the deployment
             on the backend (``None``: per process only).
+        remember: signs remember cookies (``None``: remember-me is off).
+        remember_lifetime: a token family's lifetime, ms.
+        remember_grace: how long the token just rotated away yields the same
+            successor, ms (docs/policies.md, "Remember-me").
     """
 
     def __init__(
@@ -167,6 +194,9 @@ class SessionEngine:
         max_sessions_per_user: int | None = None,
         place_resolver: devices.PlaceResolver | None = None,
         deployment_limits: DeploymentLimits | None = None,
+        remember: RememberSigner | None = None,
+        remember_lifetime: int = 30 * 86_400_000,
+        remember_grace: int = 10_000,
     ) -> None:
         self.backend = backend
         self.timeouts = timeouts
@@ -177,6 +207,9 @@ class SessionEngine:
         self.max_sessions_per_user = max_sessions_per_user
         self.place_resolver = place_resolver
         self.deployment_limits = deployment_limits
+        self.remember_signer = remember
+        self.remember_lifetime = remember_lifetime
+        self.remember_grace = remember_grace
         self.on_claim: Callable[[], None] | None = None  # called on every claim served
 
     # -- reading -------------------------------------------------------------------------
@@ -438,6 +471,104 @@ class SessionEngine:
         if done:
             security_event("reauthenticated", session=session_id, **_via(via))
         return done
+
+    # -- remember-me -----------------------------------------------------------------------
+
+    def _signer(self) -> RememberSigner:
+        if self.remember_signer is None:
+            raise ConfigurationError("remember-me needs the engine's remember signer")
+        return self.remember_signer
+
+    async def remember(self, record: SessionRecord) -> str | None:
+        """Start a remember-me family for the signed-in session ``record``; returns the
+        remember cookie's value, or ``None`` when the session ended meanwhile (no family
+        is left behind). Raises :class:`BackendUnavailable`."""
+        signer = self._signer()
+        if record.user is None:
+            raise ValueError("remember-me needs a signed-in session")
+        token = RememberToken.first(new_family_id(user_tag(record.user)))
+        started = await self.backend.remember_start(
+            record,
+            token.family,
+            token_hash(token.secret),
+            lifetime=self.remember_lifetime,
+            timeouts=self.timeouts,
+            now=self.now_ms(),
+        )
+        if not started:
+            return None
+        security_event("remember_start", session=record.id, user=record.user)
+        return signer.sign(token)
+
+    async def restore(self, cookie: str, user_agent: str | None, address: str | None) -> Restored:
+        """A new session from a remember cookie, the policy applied as at sign-in
+        (docs/policies.md, "Remember-me"): the token rotates and its successor is the
+        cookie's next value; within the grace window the token just rotated away yields
+        the same successor and session; any other used token ends the family and its
+        session (``revoked{reason: "token_reuse"}``).
+
+        Raises:
+            BackendUnavailable: the backend cannot be reached (nothing is cleared).
+        """
+        signer = self._signer()
+        token = signer.unsign(cookie)
+        if token is None:
+            security_event("remember_refused", logging.WARNING, reason="bad_signature")
+            return Restored(clear=True)
+        successor = signer.successor(token)
+        session_id = signer.session_id(token)
+        device = self.describe(user_agent, address)
+        result, record = Restore("busy"), None
+        for _ in range(2):  # "busy": a concurrent restore moved the family on; read again
+            owner = await self.backend.remember_owner(token.family)
+            if owner is None:
+                result = Restore("unknown")
+                break
+            user, old_id = owner
+            record = replace(self.new_record(session_id, user, "", device), family=token.family)
+            step = RestoreStep(
+                token.family,
+                token.gen,
+                token_hash(token.secret),
+                token_hash(successor.secret),
+                old_id,
+                record,
+                limit=self.policy.session_limit(user),
+                # Only evict_oldest evicts silently: a restore asks nobody, so any other
+                # action at the limit (deny, or a choice the user must make) refuses.
+                deny=self.policy.on_limit != "evict_oldest",
+                grace=self.remember_grace,
+                ceiling=self.max_sessions_per_user,
+            )
+            result = await self.backend.remember_restore(
+                step, timeouts=self.timeouts, now=record.created
+            )
+            if result.outcome != "busy":
+                break
+        return await self._restored(result, session_id, record, signer.sign(successor))
+
+    async def _restored(
+        self, result: Restore, session_id: str, record: SessionRecord | None, cookie: str
+    ) -> Restored:
+        """The :class:`Restored` of a backend's answer (with its audit line)."""
+        outcome = result.outcome
+        if outcome == "rotated" and record is not None:
+            security_event(
+                "remember_restore", session=record.id, user=result.user, evicted=result.evicted
+            )
+            return Restored(session_id, record, cookie, evicted=result.evicted)
+        if outcome == "again" and record is not None:
+            found = (await self.load(record.id)).record
+            if found is not None:
+                return Restored(session_id, found, cookie)
+        if outcome == "reuse":
+            security_event(
+                "remember_reuse", logging.WARNING, user=result.user, session=result.ended
+            )
+        else:
+            security_event("remember_refused", reason=outcome)
+        # Denied (the user is at a deny limit) or busy twice: the cookie may serve later.
+        return Restored(clear=outcome not in ("denied", "busy"))
 
     # -- ending ----------------------------------------------------------------------------
 

@@ -66,9 +66,24 @@ from .proxies import FORWARDED_HOST
 if TYPE_CHECKING:
     from ..web.extension import SessionWatch
 
-__all__ = ["REFUSAL_HEADER", "create_forward_auth_blueprint", "refusal_from_header"]
+__all__ = [
+    "REFUSAL_HEADER",
+    "SET_COOKIE_HEADERS",
+    "create_forward_auth_blueprint",
+    "refusal_from_header",
+]
 
 REFUSAL_HEADER: Final = "X-SessionWatch-Refusal"
+# A remember cookie restores a session inside /verify (docs/policies.md, "Remember-me"):
+# the cookies it sets must reach the browser through the proxy. Besides Set-Cookie
+# (Traefik's addAuthCookiesToResponse takes those), each goes out alone under its own name
+# here (empty when there is none), which nginx's auth_request_set can capture (it cannot
+# pick one of several Set-Cookie lines) and Caddy's forward_auth can copy onto the answer
+# (its copy_headers writes a placeholder's own text for a header that is missing).
+SET_COOKIE_HEADERS: Final = {
+    "session": "X-SessionWatch-Set-Session",
+    "remember": "X-SessionWatch-Set-Remember",
+}
 # Per proxy: the headers naming the original request's method and URI.
 _ORIGINAL_HEADERS: Final = {
     "nginx": ("X-Original-Method", "X-Original-URI"),
@@ -193,6 +208,21 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
         response.headers["X-SessionWatch-Tab-Status"] = outcome.tab
         return response
 
+    def answer(outcome: Pass | Refusal, path: str) -> Response:
+        """The check's answer, then step-up's (``?max_age=``) for a request that passed."""
+        if not isinstance(outcome, Pass):
+            return refuse(outcome)
+        stale = step_up()
+        if isinstance(stale, str):
+            return error_response(400, Code.BAD_REQUEST, stale)
+        if stale is None:
+            return passed(outcome)
+        if nginx:  # a 401 passes auth_request; /refusal redirects a navigation
+            return refuse(stale)
+        response = reauth_response(stale, watch.settings.reauth_url, path)
+        response.headers[REFUSAL_HEADER] = refusal_header(stale)
+        return response
+
     @bp.route("/verify", methods=["GET", "HEAD"])
     async def verify() -> Response:
         requirement = request.args.get("require", "auto")
@@ -204,17 +234,10 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
                 400, Code.BAD_REQUEST, f"require must be one of {', '.join(REQUIREMENTS)}"
             )
         outcome = watch.check_request(facts, requirement)
-        if not isinstance(outcome, Pass):
-            return refuse(outcome)
-        stale = step_up()
-        if isinstance(stale, str):
-            return error_response(400, Code.BAD_REQUEST, stale)
-        if stale is None:
-            return passed(outcome)
-        if nginx:  # a 401 passes auth_request; /refusal redirects a navigation
-            return refuse(stale)
-        response = reauth_response(stale, watch.settings.reauth_url, facts.path)
-        response.headers[REFUSAL_HEADER] = refusal_header(stale)
+        response = answer(outcome, facts.path)
+        cookies = dict(watch.cookies_to_set())
+        for kind, header in SET_COOKIE_HEADERS.items():  # always sent (empty: none), as
+            response.headers[header] = cookies.get(kind, "")  # Caddy copies every one
         return response
 
     @bp.route("/refusal", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])

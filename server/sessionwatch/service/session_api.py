@@ -113,6 +113,11 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
         cookie = interface(current_app).session_cookie(current_app, browser_secure, session_id)
         return {"name": cookie.name, "value": cookie.value, "set_cookie": cookie.header}
 
+    def relayed_remember(value: str | None) -> dict[str, Any]:
+        """The remember cookie to relay (``None``: clears it), as :func:`relayed_cookie`."""
+        cookie = interface(current_app).remember_cookie(current_app, browser_secure, value)
+        return {"name": cookie.name, "value": cookie.value, "set_cookie": cookie.header}
+
     async def browser_session(cookie_header: str | None) -> SessionRecord | None:
         """The live session named by the browser's ``Cookie`` header, if any, chosen
         among copies of the cookie as a browser request's is (a tossed copy is never
@@ -148,6 +153,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "user_agent": optional(text_field("user_agent", _MAX_USER_AGENT)),
                 "client_ip": optional(address_field),
                 "revoke_others": optional(flag_field("revoke_others")),
+                "remember": optional(flag_field("remember")),
             }
         )
         old = await browser_session(body["cookie"])
@@ -164,20 +170,25 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             revoked = await watch.engine.revoke_user(
                 body["user"], except_id=record.id, reason="signed_out_elsewhere"
             )
-        return signed_in(old, session_id, record, evicted, revoked)
+        return await signed_in(old, session_id, record, evicted, body["remember"], revoked)
 
-    def signed_in(
+    async def signed_in(
         old: SessionRecord | None,
         session_id: str,
         record: SessionRecord,
         evicted: list[str],
+        remember: bool | None,
         revoked: int = 0,
     ) -> Response:
-        """The answer of a sign-in (``login``, ``complete-login``)."""
+        """The answer of a sign-in (``login``, ``complete-login``). Remember-me: a new
+        family's cookie, else the browser's old one is cleared (its family ended with the
+        session this sign-in replaced)."""
+        remembered = await watch.engine.remember(record) if remember else None
         return jsonify(
             {
                 "session": record.id,
                 "user": record.user,
+                "remember_cookie": relayed_remember(remembered),
                 "rotated_from": old.id if old is not None else None,
                 "evicted": evicted,
                 "revoked": revoked,
@@ -201,6 +212,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "cookie": _COOKIE,
                 "user_agent": optional(text_field("user_agent", _MAX_USER_AGENT)),
                 "client_ip": optional(address_field),
+                "remember": optional(flag_field("remember")),
             }
         )
         old = await browser_session(body["cookie"])
@@ -211,7 +223,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
             old.data if old is not None else "",
             watch.engine.describe(body["user_agent"], body["client_ip"]),
         )
-        return signed_in(old, session_id, record, evicted)
+        return await signed_in(old, session_id, record, evicted, body["remember"])
 
     @bp.post("/reauthenticated")
     async def reauthenticated() -> Response:
@@ -237,6 +249,7 @@ def create_session_api_blueprint(watch: SessionWatch) -> Blueprint:
                 "logged_out": ended,
                 "session": record.id if record is not None else None,
                 "cookie": relayed_cookie(None),
+                "remember_cookie": relayed_remember(None),  # its family ended with the session
             }
         )
 

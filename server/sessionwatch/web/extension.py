@@ -40,6 +40,7 @@ from ..core.oidc import SSO_IDENTITY_KEY, ProviderIdentity
 from ..core.origins import OriginRule
 from ..core.policy import Policy
 from ..core.refusals import BACKEND_UNAVAILABLE, REFUSED_ERRORS, Refusal, refusal_for
+from ..core.remember import RememberSigner
 from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER, TabStatus, make_tab_token
 from ..core.tokens import CookieSigner
 from ..engine import (
@@ -176,6 +177,9 @@ class SessionWatch:
             max_sessions_per_user=self.settings.max_sessions_per_user,
             place_resolver=self.place_resolver,
             deployment_limits=DeploymentLimits(self.backend, self.settings),
+            remember=RememberSigner(keys),
+            remember_lifetime=int(self.settings.remember_lifetime * 1000),
+            remember_grace=int(self.settings.remember_grace * 1000),
         )
         self._engine.on_claim = self._on_claim
         interface = self._interface = ServerSessionInterface(self)
@@ -360,6 +364,23 @@ class SessionWatch:
             raise RuntimeError("the app's session interface is not sessionwatch's")
         return session
 
+    def cookies_to_set(self) -> list[tuple[str, str]]:
+        """The ``Set-Cookie`` values the current answer will carry, as ``("session" |
+        "remember", value)``: for a door that must relay them through a proxy
+        (forward-auth's ``/verify``)."""
+        session = quart_session._get_current_object()  # type: ignore[attr-defined]
+        if self._interface is None or not isinstance(session, ServerSession):
+            return []
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return self._interface.cookies_to_set(app, session, self.request_is_secure())
+
+    def current_user(self) -> str | None:
+        """The user the request's session is signed in as (``None``: anonymous). Read
+        this rather than a copy in the session data: a session a remember cookie
+        restored starts without the app's data."""
+        record = self.current_session().record
+        return record.user if record is not None else None
+
     # -- sessions (each one engine operation) ------------------------------------------
 
     async def start_session(self, session: ServerSession, data: str = "") -> SessionRecord:
@@ -384,6 +405,7 @@ class SessionWatch:
         *,
         revoke_others: bool = False,
         provider: ProviderIdentity | None = None,
+        remember: bool = False,
     ) -> list[str]:
         """Sign the current session in as ``user_id``.
 
@@ -395,6 +417,10 @@ class SessionWatch:
         other session of the user is revoked too. With ``provider`` (an identity an
         OpenID provider vouched for, docs/sso.md), the session records it and is linked
         to the provider's ``sid`` and ``sub``: their back-channel logout ends it.
+        With ``remember``, the answer also sets
+        the remember cookie of a new token family, which signs the browser in again once
+        the session is gone (docs/policies.md, "Remember-me"); without, a remember cookie
+        the browser had is cleared (its family ended with the session it replaced).
 
         Raises:
             InvalidUserId: ``user_id`` is empty, too long, not a string, or holds
@@ -414,17 +440,24 @@ class SessionWatch:
             BackendUnavailable: the backend cannot be reached.
         """
         self.refuse_foreign("login")
-        return await self._login(user_id, revoke_others=revoke_others, provider=provider)
+        return await self._login(
+            user_id, revoke_others=revoke_others, provider=provider, remember=remember
+        )
 
     async def sign_in_from_provider(self, user_id: str, provider: ProviderIdentity) -> list[str]:
         """:meth:`login` for the OpenID callback (web/oidc.py), which arrives from the
         provider's page: its defence against login CSRF is the ``state`` bound to this
         browser's session, not the origin (a navigation from the provider is same-site
         or cross-site by nature)."""
-        return await self._login(user_id, revoke_others=False, provider=provider)
+        return await self._login(user_id, revoke_others=False, provider=provider, remember=False)
 
     async def _login(
-        self, user_id: str, *, revoke_others: bool, provider: ProviderIdentity | None
+        self,
+        user_id: str,
+        *,
+        revoke_others: bool,
+        provider: ProviderIdentity | None,
+        remember: bool,
     ) -> list[str]:
         engine = self.engine
         session = self.current_session()
@@ -446,21 +479,34 @@ class SessionWatch:
             await self._link(record, provider, session)
         if revoke_others:
             await engine.revoke_user(user_id, except_id=record.id, reason="signed_out_elsewhere")
+        await self._remember_or_forget(session, record, remember)
         return evicted
+
+    async def _remember_or_forget(
+        self, session: ServerSession, record: SessionRecord, remember: bool
+    ) -> None:
+        """A sign-in's remember cookie: a new family's, else the browser's old one is
+        cleared (its family ended with the session the sign-in replaced)."""
+        if remember:
+            session.remember = await self.engine.remember(record) or ""
+        elif self._has_remember_cookie():
+            session.remember = ""
 
     @staticmethod
     def _signed_in(session: ServerSession, session_id: str, record: SessionRecord) -> None:
         session.bind(session_id, record)
         session.issued_tab = make_tab_token(record.tab_key, record.gen)
 
-    async def complete_login(self, pending: str, evict: Sequence[str] = ()) -> list[str]:
+    async def complete_login(
+        self, pending: str, evict: Sequence[str] = (), *, remember: bool = False
+    ) -> list[str]:
         """Finish a sign-in that :meth:`login` left pending under ``on_limit="ask"``
         (:class:`~sessionwatch.SessionChoiceRequired`): sign out the sessions ``evict``
         (their public ids, from ``SessionChoiceRequired.sessions``) the user chose and
         sign this session in, as :meth:`login` does — one atomic step that checks the
         limit again (devices may have signed in or out meanwhile; an id that is not a
         live session of the user is ignored). The chosen sessions' tabs are told
-        ``evicted{by}``. Returns the evicted public ids.
+        ``evicted{by}``. Returns the evicted public ids. ``remember`` as in :meth:`login`.
 
         Raises:
             PendingLoginRefused: ``pending`` is unknown, expired, completed already, or
@@ -479,6 +525,7 @@ class SessionWatch:
             session.record, pending, evict, data, self.describe_request()
         )
         self._signed_in(session, session_id, record)
+        await self._remember_or_forget(session, record, remember)
         return evicted
 
     async def reauthenticated(self) -> None:
@@ -563,6 +610,13 @@ class SessionWatch:
                 session.unbind()
             raise
 
+    def _has_remember_cookie(self) -> bool:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        if self._interface is None:
+            return False
+        name = self._interface.remember_cookie_name(app, self.request_is_secure())
+        return name in self._connection().cookies
+
     async def logout(self) -> str | None:
         """End the current session everywhere and clear its cookie. Returns, for a
         session signed in through the OpenID provider, the provider's end-session URL
@@ -576,8 +630,10 @@ class SessionWatch:
         session = self.current_session()
         identity = ProviderIdentity.from_json(session.get(SSO_IDENTITY_KEY))
         if session.record is not None:
-            await self.engine.logout(session.record.id)
+            await self.engine.logout(session.record.id)  # its remember-me family too
         session.unbind()
+        if self._has_remember_cookie():
+            session.remember = ""
         if identity is None or self.sso is None:
             return None
         return await self.sso.end_session_url(identity)

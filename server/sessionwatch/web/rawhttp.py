@@ -16,6 +16,8 @@ It takes a request only when its answer cannot differ from Quart's by a byte:
   (:func:`sessionwatch.web.bypass.only_the_view`), the path routes to the view, which is
   still sessionwatch's, and the method is the route's (anything else, 405 included, is
   Quart's);
+- the request carries no remember cookie, unless it is a claim with a session cookie
+  (Quart's session opening may restore a session from it; a claim defers its session);
 - the request is not one Quart answers with an error that needs no backend: a claim
   without ``Content-Type: application/json`` (415) or from a foreign page (403
   ``origin_forbidden``, logged), and no request for which an error would be an HTML page
@@ -55,7 +57,7 @@ from .bypass import only_the_view
 from .requestfacts import ScopeHeaders, facts_of_scope
 from .responses import html_wanted, retry_after
 from .routes import claim_answer, no_store, state_answer
-from .sessions import ServerSession, ServerSessionInterface
+from .sessions import ServerSession, ServerSessionInterface, copies_named
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -200,6 +202,10 @@ class _Connection:
             lambda secure: interface.cookie_name(self._app, secure),
             trust_forwarded_for=host.settings.trust_forwarded_for,
         )
+        if not (claim and facts.cookies) and copies_named(
+            headers_in.cookies, interface.remember_cookie_name(self._app, facts.secure)
+        ):
+            return None  # a remember cookie may restore a session: Quart's open_session does
         if claim:
             mimetype = parse_options_header(headers_in.get(b"content-type") or "")[0].lower()
             if mimetype != "application/json":

@@ -30,7 +30,7 @@ from ..core.exceptions import BackendUnavailable
 from ..core.refusals import BACKEND_UNAVAILABLE
 from ..core.tabs import TAB_HEADER
 from ..core.tokens import CookieSigner, public_id
-from ..engine import SessionEngine
+from ..engine import SessionEngine, client_address
 from .bypass import nothing_before_view
 from .responses import refusal_response
 
@@ -113,6 +113,9 @@ class ServerSession(dict[str, Any], SessionMixin):
         self.issued_tab: str | None = None
         # A refused cookie is cleared unless the request starts a new session.
         self.cookie_action: CookieAction = "clear" if refused else None
+        # The remember cookie (docs/policies.md, "Remember-me"): its next value to set,
+        # or "" to clear it; None leaves it as it is.
+        self.remember: str | None = None
         self.modified = False
         self.accessed = False
 
@@ -153,6 +156,13 @@ class ServerSession(dict[str, Any], SessionMixin):
         self.stored_data = record.data
         self.ended = None
         self.cookie_action = "set"
+
+    def restored(self, session_id: str, record: SessionRecord, remember: str) -> None:
+        """Point this session at one a remember cookie restored, and send both cookies."""
+        data = ServerSessionInterface.serializer.loads(record.data) if record.data else {}
+        self.update(data)
+        self.bind(session_id, record)
+        self.remember = remember
 
     def unbind(self) -> None:
         """Forget the stored record, drop the data and clear the cookie."""
@@ -250,6 +260,14 @@ class ServerSessionInterface(SessionInterface):
             return "__Host-" + name
         return name
 
+    def remember_cookie_name(self, app: Quart, secure_request: bool) -> str:
+        """The remember cookie's name: ``__Host-<name>`` over HTTPS with Secure cookies
+        (it is always Path=/ without Domain), else ``<name>``."""
+        name = self.host.settings.remember_cookie_name
+        if secure_request and self.get_cookie_secure(app):
+            return "__Host-" + name
+        return name
+
     def get_cookie_secure(self, app: Quart) -> bool:
         return self.host.settings.cookie_secure
 
@@ -264,9 +282,39 @@ class ServerSessionInterface(SessionInterface):
         name = self.cookie_name(app, secure)
         values = request.cookies.getlist(name)
         named = copies_named(request.headers.getlist("Cookie"), name)
-        return await self.open_cookies(
+        session = await self.open_cookies(
             values, defer=bool(values) and self.may_defer(app, request), named=named
         )
+        remember = request.cookies.get(self.remember_cookie_name(app, secure))
+        if remember and request.scheme in ("http", "https"):  # a handshake sets no cookie
+            return await self.restore(session, remember, request)
+        return session
+
+    async def restore(
+        self, session: SessionMixin, cookie: str, request: BaseRequestWebsocket
+    ) -> SessionMixin:
+        """``session``, or, when it holds no live session (none presented, or ended), a
+        new one a remember cookie restores (docs/policies.md, "Remember-me"): the first
+        request after a browser restart signs the user in again, silently."""
+        if not isinstance(session, ServerSession) or session.record is not None:
+            return session
+        if session.pending is not None or session.conflict or session.several:
+            return session
+        host = self.host
+        address = client_address(
+            request.remote_addr,
+            request.headers.getlist("X-Forwarded-For"),
+            trust_forwarded_for=host.settings.trust_forwarded_for,
+        )
+        try:
+            restored = await host.engine.restore(cookie, request.headers.get("User-Agent"), address)
+        except BackendUnavailable as exc:
+            return UnavailableSession(exc)
+        if restored.session_id is not None and restored.record is not None:
+            session.restored(restored.session_id, restored.record, restored.cookie or "")
+        elif restored.clear:
+            session.remember = ""
+        return session
 
     async def open_cookies(self, values: list[str], *, defer: bool, named: int = 0) -> SessionMixin:
         """The session of a request carrying the session cookie ``values`` (every copy
@@ -441,15 +489,53 @@ class ServerSessionInterface(SessionInterface):
         if session.pending is not None:
             return [("Vary", "Cookie")]
         headers: list[tuple[str, str]] = []
-        if session.record is not None or session.cookie_action is not None:
+        if (
+            session.record is not None
+            or session.cookie_action is not None
+            or session.remember is not None
+        ):
             headers.append(("Vary", "Cookie"))  # the answer depends on who asks: never share it
         if session.issued_tab is not None and session.record is not None:
             headers.append((TAB_HEADER, session.issued_tab))
-        if session.cookie_action is None or (session.cookie_action == "clear" and session.several):
-            return headers  # several copies: clearing would hit the user's as likely as not
-        value = None if session.cookie_action == "clear" else session.session_id
-        headers.append(("Set-Cookie", self.session_cookie(app, secure_request, value).header))
+        headers += [
+            ("Set-Cookie", value) for _, value in self.cookies_to_set(app, session, secure_request)
+        ]
         return headers
+
+    def cookies_to_set(
+        self, app: Quart, session: ServerSession, secure_request: bool
+    ) -> list[tuple[str, str]]:
+        """The ``Set-Cookie`` values of :meth:`answer_headers`, as ``("session" |
+        "remember", value)``."""
+        cookies = []
+        if session.remember is not None:
+            cookie = self.remember_cookie(app, secure_request, session.remember or None)
+            cookies.append(("remember", cookie.header))
+        if session.pending is not None or session.cookie_action is None:
+            return cookies
+        if session.cookie_action == "clear" and session.several:
+            return cookies  # several copies: clearing would hit the user's as likely as not
+        value = None if session.cookie_action == "clear" else session.session_id
+        cookies.append(("session", self.session_cookie(app, secure_request, value).header))
+        return cookies
+
+    def remember_cookie(self, app: Quart, secure_request: bool, value: str | None) -> SessionCookie:
+        """The remember cookie set to ``value`` (a signed token; ``None``: cleared):
+        HttpOnly, Path=/, no Domain, Secure and SameSite as the session cookie, kept
+        for the family's lifetime."""
+        name = self.remember_cookie_name(app, secure_request)
+        attributes: dict[str, Any] = {
+            "path": "/",
+            "secure": self.get_cookie_secure(app),
+            "httponly": True,
+            "samesite": self.get_cookie_samesite(app),
+        }
+        if value is None:
+            return SessionCookie(
+                name, "", dump_cookie(name, "", max_age=0, expires=0, **attributes)
+            )
+        lifetime = int(self.host.settings.remember_lifetime)
+        return SessionCookie(name, value, dump_cookie(name, value, max_age=lifetime, **attributes))
 
     def session_cookie(
         self, app: Quart, secure_request: bool, session_id: str | None

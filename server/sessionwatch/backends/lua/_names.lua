@@ -47,13 +47,13 @@ end
 
 local function session_name(kind, id)
   local declared = SESSIONS[id]
-  if declared then return declared[kind] end
+  if declared and declared[kind] then return declared[kind] end
   return NAMES[kind] .. of_session(id)
 end
 
 local function user_name(kind, uid)
   local declared = USERS[uid]
-  if declared then return declared[kind] end
+  if declared and declared[kind] then return declared[kind] end
   return NAMES[kind] .. of_user(uid)
 end
 
@@ -63,3 +63,6 @@ local function lkey(id) return session_name('l', id) end
 local function schan(id) return session_name('cs', id) end
 local function ukey(uid) return user_name('u', uid) end
 local function uchan(uid) return user_name('cu', uid) end
+-- A remember-me family (its id is tagged as a session id) and a user's families.
+local function fkey(fid) return session_name('f', fid) end
+local function ufkey(uid) return user_name('uf', uid) end

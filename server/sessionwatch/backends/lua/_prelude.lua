@@ -40,8 +40,27 @@ local function forget(id, uid)
   if uid and uid ~= '' then redis.call('ZREM', ukey(uid), id) end
 end
 
+-- End remember-me family fid (core/remember.py); returns its last session's id. A family
+-- has at most one live session (a restore replaces the one before): ending one ends it.
+local function end_family(fid, uid)
+  local sid = redis.call('HGET', fkey(fid), 'sid')
+  redis.call('DEL', fkey(fid))
+  if uid and uid ~= '' then redis.call('ZREM', ufkey(uid), fid) end
+  return sid
+end
+
+-- The family a sign-in keeps while replacing its session (remember.lua); nil otherwise.
+local KEEP_FAMILY = nil
+
+-- End the family session id was born of (every end but expiry: docs/policies.md).
+local function end_family_of(id, uid)
+  local fid = redis.call('HGET', skey(id), 'fam')
+  if fid and fid ~= KEEP_FAMILY then end_family(fid, uid) end
+end
+
 -- Forget a record, leave its tombstone and tell its tabs.
 local function finish(id, uid, reason, event)
+  if reason ~= 'expired' then end_family_of(id, uid) end
   forget(id, uid)
   redis.call('SET', tkey(id), reason, 'PX', TOMB)
   event['type'] = reason

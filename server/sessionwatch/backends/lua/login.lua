@@ -40,6 +40,7 @@ end
 if #evict > 0 and deny then return {'denied'} end
 
 if old then
+  end_family_of(old_id, old.uid)  -- a sign-in decides remember-me anew
   forget(old_id, old.uid)
   publish_session(old_id, {type = 'rotated'})
 end

@@ -7,6 +7,7 @@ declare_session(ARGV[7], 1)
 local id = ARGV[7]
 local r = live(id)
 if not r then return 0 end
+end_family_of(id, r.uid)  -- a sign-in decides remember-me anew (login.lua)
 forget(id, r.uid)
 publish_session(id, {type = 'rotated'})
 return 1

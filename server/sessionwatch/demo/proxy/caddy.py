@@ -27,6 +27,12 @@ SITE_SNIPPET = """
 	request_header -X-SessionWatch-Tab-Status
 	request_header -X-Original-Method
 	request_header -X-Original-URI
+	request_header -X-SessionWatch-Set-Session
+	request_header -X-SessionWatch-Set-Remember
+	# A remember cookie restored a session inside /verify: its cookies, which
+	# forward_auth copies into the request, go onto the answer (docs/policies.md).
+	@sessionwatch_set_session header_regexp X-SessionWatch-Set-Session .
+	@sessionwatch_set_remember header_regexp X-SessionWatch-Set-Remember .
 	# The session API is for the upstream app, never for browsers.
 	handle /_sessionwatch/api/* {
 		respond 404
@@ -39,11 +45,17 @@ SITE_SNIPPET = """
 # One protected route: ``forward_auth`` asks /verify with the given rule, then the app.
 _PROTECTED = """
 	handle {matcher}{{
-		forward_auth SESSIONWATCH {{
-			uri /_sessionwatch/verify?require={rule}
-			copy_headers X-SessionWatch-User X-SessionWatch-Session X-SessionWatch-Tab-Status
+		route {{
+			forward_auth SESSIONWATCH {{
+				uri /_sessionwatch/verify?require={rule}
+				copy_headers X-SessionWatch-User X-SessionWatch-Session X-SessionWatch-Tab-Status X-SessionWatch-Set-Session X-SessionWatch-Set-Remember
+			}}
+			header @sessionwatch_set_session +Set-Cookie "{{http.request.header.X-SessionWatch-Set-Session}}"
+			header @sessionwatch_set_remember +Set-Cookie "{{http.request.header.X-SessionWatch-Set-Remember}}"
+			request_header -X-SessionWatch-Set-Session
+			request_header -X-SessionWatch-Set-Remember
+			reverse_proxy {upstream}
 		}}
-		reverse_proxy {upstream}
 	}}"""
 
 _GLOBAL = """{{

@@ -69,6 +69,13 @@ auth_request_set $sessionwatch_session $upstream_http_x_sessionwatch_session;
 auth_request_set $sessionwatch_tab $upstream_http_x_sessionwatch_tab_status;
 auth_request_set $sessionwatch_refusal $upstream_http_x_sessionwatch_refusal;
 error_page 401 403 = @sessionwatch_refusal;
+# A remember cookie restored a session inside /verify: its two cookies go to the browser
+# (auth_request keeps only one of several Set-Cookie lines, so /verify names each alone;
+# an empty value adds no header). add_header here replaces any of the server level.
+auth_request_set $sessionwatch_set_session $upstream_http_x_sessionwatch_set_session;
+auth_request_set $sessionwatch_set_remember $upstream_http_x_sessionwatch_set_remember;
+add_header Set-Cookie $sessionwatch_set_session always;
+add_header Set-Cookie $sessionwatch_set_remember always;
 # Always set (empty: not sent), so a client cannot send its own.
 proxy_set_header X-SessionWatch-User $sessionwatch_user;
 proxy_set_header X-SessionWatch-Session $sessionwatch_session;
