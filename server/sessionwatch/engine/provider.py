@@ -13,7 +13,6 @@ Needs the ``oidc`` extra (``pip install sessionwatch[oidc]``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from ..core import jsonlimits
 from ..core.exceptions import ProviderTokenInvalid, ProviderUnavailable
 from ..core.oidc import check_header
 
@@ -103,7 +103,7 @@ class ProviderClient:
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             raise ProviderUnavailable(f"{url}: {type(exc).__name__} {exc}".strip()) from None
         try:
-            value = json.loads(body)
+            value = jsonlimits.loads(bytes(body))
         except ValueError:
             value = None
         if oauth and status >= 400 and isinstance(value, dict) and "error" in value:
@@ -168,7 +168,7 @@ class ProviderClient:
         key = await self.key_for(kid if isinstance(kid, str) else None)
         try:
             verified = jws.deserialize_compact(token, key, algorithms=list(self.algorithms))
-            claims = json.loads(verified.payload)
+            claims = jsonlimits.loads(verified.payload)
         except (JoseError, ValueError) as exc:
             raise ProviderTokenInvalid(f"the signature does not verify ({exc})") from None
         if not isinstance(claims, dict):
