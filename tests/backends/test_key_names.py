@@ -41,7 +41,7 @@ _PROBE = """
 local out = {}
 for i = 7, #ARGV - 1, 2 do
   local kind, id = ARGV[i], ARGV[i + 1]
-  if kind == 'u' or kind == 'cu' then
+  if kind == 'u' or kind == 'cu' or kind == 'k' then
     out[#out + 1] = user_name(kind, id)
   else
     out[#out + 1] = session_name(kind, id)
@@ -55,7 +55,7 @@ _SESSION_KINDS = {
     "l": KeyNames.presence,
     "cs": KeyNames.session_channel,
 }
-_USER_KINDS = {"u": KeyNames.index, "cu": KeyNames.user_channel}
+_USER_KINDS = {"u": KeyNames.index, "cu": KeyNames.user_channel, "k": KeyNames.known}
 
 
 def _probe_source() -> str:
@@ -77,10 +77,11 @@ async def derived(
     client: aioredis.Redis, names: KeyNames, routed_by: str, pairs: list[tuple[str, str]]
 ) -> list[str]:
     """What ``_names.lua`` derives for ``pairs`` in a call routed by ``routed_by``."""
-    # ARGV[7], the deadline the prelude takes out: far ahead (this probe is never late).
+    # ARGV[7], the deadline the prelude takes out: far ahead (this probe is never late);
+    # then the audit context it takes out too ('': the trail off).
     deadline = int(time.time() * 1000) + 60_000
     pairs_argv = (v for pair in pairs for v in pair)
-    argv = [names.script_names(), NOW, 0, 0, 0, 0, deadline, *pairs_argv]
+    argv = [names.script_names(), NOW, 0, 0, 0, 0, deadline, "", *pairs_argv]
     return list(await client.eval(_probe_source(), 1, routed_by, *argv))  # type: ignore[misc]
 
 

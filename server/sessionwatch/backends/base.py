@@ -17,6 +17,7 @@ from ..core import jsonlimits
 from ..core.events import Device
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor
+from ..core.trail import AuditRecord
 from .keys import session_channel, user_channel
 
 __all__ = [
@@ -237,6 +238,7 @@ class Backend(Protocol):
         timeouts: Timeouts,
         now: int,
         ceiling: int | None = None,
+        actor: str = "user",
     ) -> list[str]:
         """Replace session ``old_id`` (if live) by ``record`` (a fresh id for user
         ``record.user``, with the caller's current data, claim generation, new tab key
@@ -246,6 +248,10 @@ class Backend(Protocol):
         ``ceiling`` is the hard maximum of live sessions per user whatever the policy
         (:func:`~sessionwatch.core.policy.bounded_limit`: beyond a policy limit within
         it, the oldest are evicted), applied in the same atomic step.
+
+        Every change is recorded in the audit trail in the same step (docs/audit.md):
+        ``signed_in`` (``actor``), each ``evicted`` (actor ``session:<new id>``), or
+        ``limit_denied`` alone when refused; the new device and place are judged.
 
         Returns the evicted public ids. Raises
         :class:`~sessionwatch.SessionLimitReached` (changing nothing) when ``deny`` and
@@ -260,10 +266,12 @@ class Backend(Protocol):
         now: int,
         user: str | None = None,
         detail: str | None = None,
+        actor: str = "user",
     ) -> bool:
         """End one session (``revoked`` or ``logged_out``). With ``user``, only if it
-        belongs to that user. ``detail`` is the app's reason code for ``revoked``.
-        Returns whether a live session was ended."""
+        belongs to that user. ``detail`` is the app's reason code for ``revoked``;
+        ``actor`` who ended it (its trail record's). Returns whether a live session was
+        ended."""
 
     async def end_user(
         self,
@@ -273,6 +281,7 @@ class Backend(Protocol):
         detail: str,
         timeouts: Timeouts,
         now: int,
+        actor: str = "app",
     ) -> int:
         """Revoke every live session of ``user`` but ``except_id``; returns how many."""
 
@@ -314,6 +323,29 @@ class Backend(Protocol):
         counted), else the milliseconds until all would have (nothing counted). One
         atomic step, on Redis one small script; on a Cluster one per slot (then a
         refusal in one slot leaves the other slots' counts taken)."""
+
+    # -- the audit trail (docs/audit.md): written by the operations above -------------
+
+    async def audit_read(self, group: str, consumer: str, *, count: int = 100) -> list[AuditRecord]:
+        """Records no consumer of ``group`` was given yet, oldest first (at most
+        ``count`` per stream shard), now pending for ``consumer`` until acknowledged."""
+
+    async def audit_reclaim(
+        self, group: str, consumer: str, *, idle_ms: int, count: int = 100
+    ) -> list[AuditRecord]:
+        """Records of ``group`` given out at least ``idle_ms`` ago and never
+        acknowledged (their consumer died), now pending for ``consumer``."""
+
+    async def audit_ack(self, group: str, ids: Sequence[str]) -> None:
+        """Acknowledge records of ``group`` by id: never given out again."""
+
+    async def audit_latest(self, count: int) -> tuple[list[AuditRecord], dict[str, str]]:
+        """The newest ``count`` records, oldest first, and a cursor after them."""
+
+    async def audit_after(
+        self, cursor: dict[str, str], count: int = 1000
+    ) -> tuple[list[AuditRecord], dict[str, str]]:
+        """Records after ``cursor``, oldest first, and the cursor after them."""
 
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a raw payload on a channel (for tests and tools: every state change

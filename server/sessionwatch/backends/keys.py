@@ -21,16 +21,22 @@ rate (addr.)   ``{prefix}r:{name}:{address}``  ``{prefix}r:{name}:{A}``, A = the
 rate (user)    ``{prefix}r:{name}:{user}``     ``{prefix}r:{name}:{T}user`` (user's slot)
 epoch          ``{prefix}epoch``               ``{prefix}epoch:{T}``, one per primary
 durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the key it fences
+known devices  ``{prefix}k:{user}``            ``{prefix}k:{T}user`` (the user's slot)
+audit trail    ``{prefix}audit``               ``{prefix}audit:{S}``, one per slot (below)
 =============  ==============================  ==========================================
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
-one, anonymous, is its own tag: ``{id}``.) The hub and the memory backend name channels
+one, anonymous, is its own tag: ``{id}``. ``{S}`` is the smallest decimal number whose
+hash slot is the script's slot, :func:`slot_tags`: a record stays in the slot of the
+change it records, and there are at most 16384 shards, docs/audit.md.) The hub and the memory backend name channels
 by the plain (*logical*) names; a cluster backend maps them to its shard channels with
 :meth:`KeyNames.physical`.
 """
 
 from __future__ import annotations
 
+import binascii
+import functools
 import json
 import re
 from typing import Final, Literal
@@ -39,14 +45,18 @@ from ..core.exceptions import ConfigurationError
 from ..core.tokens import slot_tag, user_tag
 
 __all__ = [
+    "CLUSTER_SLOTS",
     "KEEPALIVE_CHANNEL",
     "ClusterKeyNames",
     "KeyNames",
     "Topology",
     "key_names",
     "session_channel",
+    "slot_tags",
     "user_channel",
 ]
+
+CLUSTER_SLOTS: Final = 16384
 
 Topology = Literal["plain", "cluster"]
 
@@ -60,6 +70,8 @@ _HEADS: Final = {
     "cu": "c:u:",  # channel of all of one user's sessions
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
     "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
+    "k": "k:",  # devices and places a user has used lately (hash: new_device/new_place)
+    "audit": "audit",  # the audit trail (stream; one shard per slot on a Cluster)
 }
 
 # The head of the deployment-wide rate keys (KeyNames.rate): no script derives one, so
@@ -120,6 +132,15 @@ class KeyNames:
         on a cluster one per primary, ``tag`` choosing a slot that primary serves."""
         head = self._heads["epoch"]
         return head if tag is None else head + ":{" + tag + "}"
+
+    def audit(self, slot: int | None = None) -> str:
+        """The audit trail's stream; on a cluster the shard of hash slot ``slot``."""
+        head = self._heads["audit"]
+        return head if slot is None else head + ":{" + slot_tags()[slot] + "}"
+
+    def known(self, user: str) -> str:
+        """The devices and places ``user`` has used lately (``_prelude.lua`` novelty)."""
+        return self._heads["k"] + self._of_user(user)
 
     def fence(self, key: str) -> str:
         """The key written before ``WAIT`` after an end on ``key`` (durable_ends.py): on
@@ -208,6 +229,23 @@ class ClusterKeyNames(KeyNames):
         if channel.startswith(user):
             return self.user_channel(channel[len(user) :])
         return "{" + channel + "}"  # any other channel: a slot of its own
+
+
+@functools.cache
+def slot_tags() -> tuple[str, ...]:
+    """For each of the 16384 hash slots, the smallest decimal number whose slot it is
+    (about 160,000 CRC16s, once per process: ~0.15 s)."""
+    tags: list[str | None] = [None] * CLUSTER_SLOTS
+    missing = CLUSTER_SLOTS
+    number = 0
+    while missing:
+        text = str(number)
+        slot = binascii.crc_hqx(text.encode(), 0) % CLUSTER_SLOTS
+        if tags[slot] is None:
+            tags[slot] = text
+            missing -= 1
+        number += 1
+    return tuple(tag for tag in tags if tag is not None)
 
 
 def key_names(prefix: str, topology: Topology = "plain") -> KeyNames:

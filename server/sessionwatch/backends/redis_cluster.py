@@ -33,6 +33,7 @@ from redis.exceptions import AskError, MovedError, RedisClusterException, RedisE
 from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.limits import RateCheck
 from ..core.tokens import slot_tag, user_tag
+from ..core.trail import AuditSettings
 from .base import SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
@@ -97,6 +98,7 @@ class RedisClusterBackend(RedisBackend):
         client: RedisCluster | None = None,
         durable_ends: int | Literal["auto"] = "auto",
         durable_ends_timeout: float = 1.0,
+        audit: AuditSettings | None = None,
     ) -> None:
         self.names: ClusterKeyNames = ClusterKeyNames(key_prefix)  # refuses a brace first
         options: dict[str, Any] = {
@@ -112,12 +114,14 @@ class RedisClusterBackend(RedisBackend):
         # pool is exhausted; a burst waits for a turn instead, as BlockingConnectionPool
         # makes it on one Redis.
         self._turns = asyncio.Semaphore(_MAX_CONNECTIONS)
+        self._shard_slots = {self.names.audit(slot): slot for slot in range(_SLOTS)}
         super().__init__(
             url,
             key_prefix=key_prefix,
             client=cast(aioredis.Redis, client),
             durable_ends=durable_ends,
             durable_ends_timeout=durable_ends_timeout,
+            audit=audit,
         )
 
     async def call(self, function: Any, *args: Any) -> Any:
@@ -158,6 +162,28 @@ class RedisClusterBackend(RedisBackend):
             raise
         finally:
             node.release(connection)
+
+    # -- the trail's shards: one per slot (redis_trail.py) ---------------------------
+
+    def audit_shards(self) -> list[str]:
+        return list(self._shard_slots)
+
+    def _record_id(self, shard: str, entry_id: str) -> str:
+        return f"{entry_id}@{self._shard_slots[shard]}"
+
+    def _shard_of(self, record_id: str) -> tuple[str, str]:
+        entry_id, _, slot = record_id.partition("@")
+        return self.names.audit(int(slot)), entry_id
+
+    def _pipeline(self) -> Any:
+        return self._cluster.pipeline()
+
+    def _make_stream(self) -> bool:
+        return False  # 16384 empty shards would be made: the scripts make theirs
+
+    def _audit_stream(self, keys: list[str]) -> str:
+        """The trail's shard of the slot of ``keys`` (a script may write only there)."""
+        return self.names.audit(self._cluster.keyslot(keys[0]))
 
     async def _connected_replicas(self) -> int:
         """The fewest online replicas of any primary (auto waits only when every slot's
@@ -211,6 +237,7 @@ class RedisClusterBackend(RedisBackend):
         timeouts: Timeouts,
         now: int,
         ceiling: int | None = None,
+        actor: str = "user",
     ) -> list[str]:
         if record.user and slot_tag(record.id) != user_tag(record.user):
             # Its index and channel would land in another slot: refuse, change nothing.
@@ -221,10 +248,24 @@ class RedisClusterBackend(RedisBackend):
         if old_id is None or slot_tag(old_id) == slot_tag(record.id):
             # One slot (a signed-in user signing in again): one script, as on one Redis.
             return await super().login(
-                old_id, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
+                old_id,
+                record,
+                limit=limit,
+                deny=deny,
+                timeouts=timeouts,
+                now=now,
+                ceiling=ceiling,
+                actor=actor,
             )
         evicted = await super().login(
-            None, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
+            None,
+            record,
+            limit=limit,
+            deny=deny,
+            timeouts=timeouts,
+            now=now,
+            ceiling=ceiling,
+            actor=actor,
         )
         await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         return evicted
@@ -238,11 +279,12 @@ class RedisClusterBackend(RedisBackend):
         now: int,
         user: str | None = None,
         detail: str | None = None,
+        actor: str = "user",
     ) -> bool:
         if not self.names.valid(public_id):  # an id from a URL: no such session
             return False
         return await super().end(
-            public_id, reason, timeouts=timeouts, now=now, user=user, detail=detail
+            public_id, reason, timeouts=timeouts, now=now, user=user, detail=detail, actor=actor
         )
 
     async def set_presence(

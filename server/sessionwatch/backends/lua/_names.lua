@@ -53,7 +53,7 @@ end
 
 local function user_name(kind, uid)
   local declared = USERS[uid]
-  if declared then return declared[kind] end
+  if declared and declared[kind] then return declared[kind] end
   return NAMES[kind] .. of_user(uid)
 end
 
