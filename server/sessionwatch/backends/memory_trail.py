@@ -87,8 +87,8 @@ class MemoryTrail:
             return None
         known = self._known.setdefault(user, {})
         since = now - self.settings.retention_ms
-        d = f"d:{device.get('browser')}|{device.get('os')}"
-        p = f"p:{device.get('place')}"
+        d = f"device {device.get('browser')}|{device.get('os')}"
+        p = f"place {device.get('place')}"
         marks = {"new_device": known.get(d, -1) < since, "new_place": known.get(p, -1) < since}
         if len(known) >= 256:
             known.clear()

@@ -66,8 +66,8 @@ end
 local function novelty(uid, dev)
   if not AUDIT or not uid or uid == '' then return nil end
   local key = user_name('k', uid)
-  local d = 'd:' .. tostring(dev.browser) .. '|' .. tostring(dev.os)
-  local p = 'p:' .. tostring(dev.place)
+  local d = 'device ' .. tostring(dev.browser) .. '|' .. tostring(dev.os)
+  local p = 'place ' .. tostring(dev.place)
   local seen = redis.call('HMGET', key, d, p)
   local since = NOW - AUDIT.keep
   local marks = {new_device = not seen[1] or tonumber(seen[1]) < since,

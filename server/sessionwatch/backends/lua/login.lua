@@ -59,7 +59,7 @@ if marks then
 end
 signed.by = cjson.encode(by)
 for _, e in ipairs(evict) do
-  finish(e[1], e[3], 'evicted', {by = by}, {by = signed.by, actor = 'session:' .. new_id})
+  finish(e[1], e[3], 'evicted', {by = by}, {by = signed.by, actor = string.format('session:%s', new_id)})
 end
 
 redis.call('DEL', tkey(new_id))
