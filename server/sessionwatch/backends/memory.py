@@ -130,6 +130,15 @@ class MemoryBackend:
         self._epoch = secrets.token_hex(8)  # this process's memory is the whole state
         self._rates: OrderedDict[str, float] = OrderedDict()  # rate key -> tat (ms)
 
+    @property
+    def audit(self) -> AuditSettings:
+        """How the trail is kept (as the Redis backends' ``audit``; may be replaced)."""
+        return self.trail.settings
+
+    @audit.setter
+    def audit(self, settings: AuditSettings) -> None:
+        self.trail.settings = settings
+
     # -- lifecycle -------------------------------------------------------------
 
     async def connect(self) -> None:

@@ -221,7 +221,6 @@ class RedisBackend(RedisTrail):
     ) -> None:
         self.url = url
         self.audit = audit or AuditSettings()
-        self._made_groups: set[str] = set()  # groups audit_read made where missing
         self.key_prefix = key_prefix
         self.names: KeyNames = key_names(key_prefix, self._TOPOLOGY)
         self._sentinels: list[aioredis.Redis] = []

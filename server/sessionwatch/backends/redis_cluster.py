@@ -28,7 +28,13 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.limits import RateCheck
@@ -39,6 +45,7 @@ from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, _UNREACHABLE, RedisBackend
+from .redis_trail import run_trail_script
 from .tls_options import tls_options
 
 __all__ = ["RedisClusterBackend", "cluster_from_url"]
@@ -175,11 +182,32 @@ class RedisClusterBackend(RedisBackend):
         entry_id, _, slot = record_id.partition("@")
         return self.names.audit(int(slot)), entry_id
 
-    def _pipeline(self) -> Any:
-        return self._cluster.pipeline()
+    async def _per_node(
+        self, shards: Sequence[str], argv: Callable[[Sequence[str]], list[Any]]
+    ) -> list[tuple[str, Any]]:
+        """One ``lua/trail.lua`` call per primary, on the shards of the slots it serves
+        (a slot that moved meanwhile: the layout is learnt again and the call fails)."""
+        manager = self._cluster.nodes_manager
+        by_node: dict[str, tuple[Any, list[str]]] = {}
+        for shard in shards:
+            node = manager.get_node_from_slot(self._shard_slots[shard])
+            by_node.setdefault(node.name, (node, []))[1].append(shard)
 
-    def _make_stream(self) -> bool:
-        return False  # 16384 empty shards would be made: the scripts make theirs
+        async def one(node: Any, mine: list[str]) -> list[tuple[str, Any]]:
+            try:
+                reply = await run_trail_script(node.execute_command, mine, argv(mine))
+            except (MovedError, AskError, ResponseError):
+                with contextlib.suppress(RedisError, *_UNREACHABLE):
+                    await manager.initialize()
+                raise
+            return [(mine[int(i) - 1], entries) for i, entries in reply]
+
+        async def every() -> list[tuple[str, Any]]:
+            replies = await asyncio.gather(*(one(*pair) for pair in by_node.values()))
+            return [item for reply in replies for item in reply]
+
+        found: list[tuple[str, Any]] = await self.call(every)
+        return found
 
     def _audit_stream(self, keys: list[str]) -> str:
         """The trail's shard of the slot of ``keys`` (a script may write only there)."""
