@@ -23,11 +23,13 @@ from .core.exceptions import (
     SessionWatchError,
 )
 from .core.policy import Policy, policy_from_env
+from .core.trail import AuditRecord
 from .web.extension import SessionInfo, SessionList, SessionWatch, TabStatus
 from .web.headers import SecurityHeaders
 from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
+    "AuditRecord",
     "Backend",
     "BackendUnavailable",
     "BoundedJSONProvider",

@@ -4,17 +4,24 @@ The test app of ``app_factory`` on the shared Redis, plus ``GET /_test/hub`` (th
 figures and the process id). Environment: ``REDIS_URL``, ``SESSIONWATCH_KEY_PREFIX``,
 and ``PUSH_APP_OPTIONS`` (JSON: more sessionwatch options; ``policy`` holds the
 keyword arguments of a :class:`~sessionwatch.Policy`).
+
+With ``PUSH_APP_HOOK_LOG`` set, a hook on every audit event appends a JSON line (record
+id, event, session, this pid) to that file, then sleeps ``PUSH_APP_HOOK_SLEEP`` seconds;
+the first hook call to find ``<log>.hang`` removes it and never returns (a worker
+killed between a record's delivery and its acknowledgement).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import Any
 
 from quart import jsonify
 
-from sessionwatch import Policy
+from sessionwatch import AuditRecord, Policy
+from sessionwatch.core.trail import AUDIT_EVENTS
 from support.app_factory import make_app
 from support.push_processes import ORIGIN
 
@@ -32,3 +39,28 @@ app = make_app(
 @app.get("/_test/hub")
 async def hub_stats() -> Any:
     return jsonify({**app.extensions["sessionwatch"].hub.stats(), "pid": os.getpid()})
+
+
+_hook_log = os.environ.get("PUSH_APP_HOOK_LOG")
+
+
+async def _hook(record: AuditRecord) -> None:
+    assert _hook_log is not None
+    line = {"id": record.id, "event": record.event, "session": record.session, "pid": os.getpid()}
+    fd = os.open(_hook_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())  # one write: lines never mix
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(_hook_log + ".hang")
+    except FileNotFoundError:
+        pass
+    else:
+        await asyncio.sleep(3600)
+    await asyncio.sleep(float(os.environ.get("PUSH_APP_HOOK_SLEEP") or 0))
+
+
+if _hook_log:
+    for _event in AUDIT_EVENTS:
+        app.extensions["sessionwatch"].on(_event)(_hook)

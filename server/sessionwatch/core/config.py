@@ -120,6 +120,15 @@ class Settings:
     durable_ends: int | Literal["auto"] = "auto"
     # Seconds an end waits for its replicas (at most 4: the Redis reply timeout is 5).
     durable_ends_timeout: float = 1.0
+    # The audit trail (docs/audit.md): every change's record, written in its own step.
+    audit_trail: bool = True
+    # Seconds a record is kept (approximately), also the window of new_device/new_place.
+    audit_retention: float = 30 * 24 * 3600.0
+    # Records kept at most per stream shard (approximate MAXLEN; the memory ring's size).
+    audit_max_records: int = 100_000
+    # Seconds a hook's record may stay unacknowledged before another worker delivers
+    # it again (longer than the slowest hook).
+    hook_reclaim_after: float = 30.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -164,8 +173,11 @@ _DURATIONS: Final = {
     "max_logins_per_user_per_second",
     "max_logins_per_address_per_second",
     "durable_ends_timeout",
+    "audit_retention",
+    "hook_reclaim_after",
 }
 _COUNTS: Final = {
+    "audit_max_records",
     "max_cookie_length",
     "max_frame",
     "max_sockets_per_session",
@@ -181,6 +193,7 @@ _FLAGS: Final = {
     "allow_missing_origin",
     "trust_forwarded_for",
     "shared_rate_limits",
+    "audit_trail",
 }
 _LISTS: Final = {"secret_keys", "allowed_origins", "api_keys"}
 _TRUE: Final = {"1", "true", "yes", "on"}

@@ -41,6 +41,7 @@ from ..core.policy import Policy
 from ..core.refusals import REFUSED_ERRORS, Refusal, refusal_for
 from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER, TabStatus, make_tab_token
 from ..core.tokens import CookieSigner
+from ..core.trail import AuditSettings
 from ..engine import (
     Pass,
     RequestFacts,
@@ -50,6 +51,7 @@ from ..engine import (
     SessionList,
     check_request,
 )
+from ..engine.hooks import Hook, Hooks
 from ..engine.shared_limits import DeploymentLimits
 from ..live.gates import SocketGates
 from ..live.hub import Hub
@@ -116,6 +118,7 @@ class SessionWatch:
         self.hub: Hub | None = None  # the live-push hub (set by init_app)
         self.gates: SocketGates | None = None  # the WebSocket door's (set by init_app)
         self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
+        self.hooks = Hooks()  # @watch.on(...): the event hooks (backend set by init_app)
         if app is not None:
             self.init_app(app)
 
@@ -131,7 +134,14 @@ class SessionWatch:
                 clock=self.clock,
                 durable_ends=self.settings.durable_ends,
                 durable_ends_timeout=self.settings.durable_ends_timeout,
+                audit=AuditSettings(
+                    enabled=self.settings.audit_trail,
+                    retention_ms=int(self.settings.audit_retention * 1000),
+                    max_records=self.settings.audit_max_records,
+                ),
             )
+        self.hooks.backend = self.backend
+        self.hooks.reclaim_after = self.settings.hook_reclaim_after
         keys: list[str | bytes] = []
         keys.extend(self.settings.secret_keys)
         if not keys:
@@ -200,15 +210,31 @@ class SessionWatch:
             self.gates.start()
         if self.hub is not None:
             await self.hub.start()
+        await self.hooks.start()
         try:
             yield
         finally:
+            await self.hooks.stop()
             if self.hub is not None:
                 await self.hub.stop()
             if self.gates is not None:
                 self.gates.stop()
             await connector.stop()
             await self.backend.disconnect()
+
+    def on(self, event: str) -> Callable[[Hook], Hook]:
+        """Decorator: call the function once per ``event`` across the deployment
+        (``superseded``, ``signed_in``, ``evicted``, ``limit_denied``, ``revoked``,
+        ``logged_out``, ``expired``) with its :class:`~sessionwatch.AuditRecord`, at
+        least once (``record.id`` de-duplicates), never delaying a request or a push
+        (docs/audit.md)::
+
+            @watch.on("signed_in")
+            async def alert(record: AuditRecord) -> None:
+                if record.new_place:
+                    await notify(record.user, record.place)
+        """
+        return self.hooks.on(event)
 
     async def _refused(self, error: Exception) -> Response:
         """The app-wide handler of :data:`~sessionwatch.core.refusals.REFUSED_ERRORS`."""
