@@ -80,6 +80,15 @@ class AuditSettings:
         if self.retention_ms <= 0 or self.max_records <= 0:
             raise ConfigurationError("audit retention and max records must be positive")
 
+    @classmethod
+    def of(cls, settings: Any) -> AuditSettings:
+        """From the :class:`~sessionwatch.core.config.Settings` ``audit_*`` fields."""
+        return cls(
+            enabled=settings.audit_trail,
+            retention_ms=int(settings.audit_retention * 1000),
+            max_records=settings.audit_max_records,
+        )
+
     def script_context(self, stream: str, actor: str) -> str:
         """The JSON a Lua script reads its audit context from (``_prelude.lua``)."""
         if not self.enabled:

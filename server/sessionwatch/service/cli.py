@@ -1,5 +1,6 @@
 """``sessionwatch serve``: run the production service under a production ASGI server;
-``sessionwatch demo``: run the demo app (anyone signs in as anyone) on loopback.
+``sessionwatch demo``: run the demo app (anyone signs in as anyone) on loopback;
+``sessionwatch audit tail|export``: read the audit trail (:mod:`.audit_cli`).
 
 ``serve`` takes its configuration from the environment (``SECRET_KEY``, ``PORT``,
 ``REDIS_URL``, ``SESSIONWATCH_*`` settings and policy); flags override it. Bad values end
@@ -41,6 +42,7 @@ from ..core.config import parse_address, settings_from_env
 from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.policy import policy_from_env
 from . import first_start
+from .audit_cli import add_audit_parser, run_audit
 from .granian_server import check_granian, granian_server, require_frame_bounding_proxy
 from .listen_check import check_address_free
 from .proxies import parse_proxies
@@ -209,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also listen here, and answer the session API only here "
         "(default $SESSIONWATCH_API_ADDRESS; unset: the API answers on --host/--port)",
     )
+    add_audit_parser(commands)
     return parser
 
 
@@ -483,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "audit":
+            return run_audit(args)
         if args.command == "demo":
             demo(
                 host=args.host,

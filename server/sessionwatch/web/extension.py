@@ -134,11 +134,7 @@ class SessionWatch:
                 clock=self.clock,
                 durable_ends=self.settings.durable_ends,
                 durable_ends_timeout=self.settings.durable_ends_timeout,
-                audit=AuditSettings(
-                    enabled=self.settings.audit_trail,
-                    retention_ms=int(self.settings.audit_retention * 1000),
-                    max_records=self.settings.audit_max_records,
-                ),
+                audit=AuditSettings.of(self.settings),
             )
         self.hooks.backend = self.backend
         self.hooks.reclaim_after = self.settings.hook_reclaim_after
