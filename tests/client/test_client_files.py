@@ -50,6 +50,7 @@ def test_every_translation_has_every_english_key() -> None:
         "superseded", "supersededBy", "useHere", "signOutOthers", "evicted", "revoked",
         "revoked_admin", "revoked_password_changed", "logged_out", "expired", "signIn",
         "expiring", "stay", "signedIn", "notYou", "dismiss", "device", "unknownDevice",
+        "newDevice", "newPlace",
         "justNow", "minutesAgo", "hoursAgo", "daysAgo",
     }  # fmt: skip
     source = (ROOT / "sessionwatch.js").read_text()

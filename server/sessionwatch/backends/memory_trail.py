@@ -102,7 +102,7 @@ class MemoryTrail:
 
     async def audit_read(self, group: str, consumer: str, *, count: int = 100) -> list[AuditRecord]:
         state = self._groups.setdefault(group, _Group())
-        out = []
+        out: list[AuditRecord] = []
         for seq, record_id, entry in self._ring:
             if seq > state.last and len(out) < count:
                 state.last = seq
@@ -115,7 +115,7 @@ class MemoryTrail:
     ) -> list[AuditRecord]:
         state = self._groups.setdefault(group, _Group())
         now = self._monotonic()
-        out = []
+        out: list[AuditRecord] = []
         for seq, record_id, entry in self._ring:
             given = state.pending.get(seq)
             if given is not None and (now - given[1]) * 1000 >= idle_ms and len(out) < count:

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from ..core.trail import AuditRecord
+from .keys import KeyNames
 
 __all__ = ["RedisTrail", "TrailCursor", "entry_order"]
 
@@ -54,8 +56,8 @@ class RedisTrail:
     """The trail-reading half of :class:`~.redis.RedisBackend` (a mixin: it uses the
     backend's client, names and :meth:`call`)."""
 
-    _redis: Any
-    names: Any
+    _redis: aioredis.Redis
+    names: KeyNames
     call: Callable[..., Any]
 
     # -- the shards, one Redis (a Cluster overrides) -------------------------------
