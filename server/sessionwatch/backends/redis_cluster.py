@@ -96,6 +96,9 @@ class RedisClusterBackend(RedisBackend):
 
     _TOPOLOGY: Topology = "cluster"
     _SCRIPTS = (*_SCRIPTS, "rotate")
+    # Seconds between a trail reader's idle reads (engine/hooks.py): a read of every
+    # shard costs each primary ~10-90 ms of Redis time (docs/audit.md).
+    audit_poll = 1.0
 
     def __init__(
         self,

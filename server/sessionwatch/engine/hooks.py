@@ -41,7 +41,9 @@ class Hooks:
     Args:
         backend: the trail's backend (may be set later, before :meth:`start`).
         group: the consumer group (one per deployment and purpose).
-        poll: seconds between reads when the last one found nothing.
+        poll: seconds between reads when the last one found nothing (``None``: the
+            backend's ``audit_poll``, 1 s on a Cluster whose sweep reads 16384
+            shards, else 0.2 s).
         reclaim_after: seconds a record may stay unacknowledged before another reader
             delivers it again (longer than your slowest hook).
     """
@@ -51,7 +53,7 @@ class Hooks:
         backend: Backend | None = None,
         *,
         group: str = "hooks",
-        poll: float = 0.2,
+        poll: float | None = None,
         reclaim_after: float = 30.0,
     ) -> None:
         self.backend = backend
@@ -127,7 +129,7 @@ class Hooks:
                 logger.warning("hooks: the trail cannot be read (%s)", exc)
                 records = []
             if not records:
-                await asyncio.sleep(self.poll)
+                await asyncio.sleep(self.poll or float(getattr(backend, "audit_poll", 0.2)))
 
     async def deliver(self, record: AuditRecord) -> None:
         """Call every hook of ``record.event`` (failures counted and logged)."""
