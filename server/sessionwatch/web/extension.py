@@ -408,8 +408,13 @@ class SessionWatch:
         )
         session.bind(session_id, record)
         session.issued_tab = make_tab_token(record.tab_key, record.gen)
-        if revoke_others:
-            await engine.revoke_user(user_id, except_id=record.id, reason="signed_out_elsewhere")
+        if revoke_others:  # the new session ends the others: their records name it
+            await engine.revoke_user(
+                user_id,
+                except_id=record.id,
+                reason="signed_out_elsewhere",
+                actor=f"session:{record.id}",
+            )
         return evicted
 
     async def logout(self) -> None:
@@ -439,7 +444,8 @@ class SessionWatch:
         """Revoke every session of ``user_id`` (but the current one with
         ``except_current``). Returns how many were revoked."""
         keep = self.current_session().public_id if except_current else None
-        return await self.engine.revoke_user(user_id, except_id=keep, reason=reason)
+        actor = f"session:{keep}" if keep else "app"  # the trail's: who ended them
+        return await self.engine.revoke_user(user_id, except_id=keep, reason=reason, actor=actor)
 
     async def list_sessions(
         self, user_id: str, *, cursor: str | None = None, limit: str | int | None = None
