@@ -299,5 +299,5 @@ async def test_a_slow_hook_does_not_delay_a_push(
             finally:
                 await tab.stop()
         assert hook_lines(hook_log), "the hooks ran meanwhile"
-    print(f"claim -> push with a 5 s hook: max {max(latencies) * 1000:.0f} ms")
+    print(f"claim -> push with a 5 s blocking hook: max {max(latencies) * 1000:.0f} ms")
     assert max(latencies) < 2.5  # every hook call takes 5 s: a wait for it would show

@@ -6,8 +6,8 @@ and ``PUSH_APP_OPTIONS`` (JSON: more sessionwatch options; ``policy`` holds the
 keyword arguments of a :class:`~sessionwatch.Policy`).
 
 With ``PUSH_APP_HOOK_LOG`` set, a hook on every audit event appends a JSON line (record
-id, event, session, this pid) to that file, then sleeps ``PUSH_APP_HOOK_SLEEP`` seconds;
-the first hook call to find ``<log>.hang`` removes it and never returns (a worker
+id, event, session, this pid) to that file; with ``PUSH_APP_HOOK_SLEEP``, a plain (not
+async) hook blocks its thread that many seconds (``time.sleep``) on every event; the first hook call to find ``<log>.hang`` removes it and never returns (a worker
 killed between a record's delivery and its acknowledgement).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 from quart import jsonify
@@ -58,9 +59,14 @@ async def _hook(record: AuditRecord) -> None:
         pass
     else:
         await asyncio.sleep(3600)
-    await asyncio.sleep(float(os.environ.get("PUSH_APP_HOOK_SLEEP") or 0))
+
+
+def _blocking_hook(record: AuditRecord) -> None:
+    time.sleep(float(os.environ["PUSH_APP_HOOK_SLEEP"]))  # a blocking hook, as apps write
 
 
 if _hook_log:
     for _event in AUDIT_EVENTS:
         app.extensions["sessionwatch"].on(_event)(_hook)
+        if os.environ.get("PUSH_APP_HOOK_SLEEP"):
+            app.extensions["sessionwatch"].on(_event)(_blocking_hook)
