@@ -90,7 +90,7 @@ class MemoryTrail:
         d = f"device {device.get('browser')}|{device.get('os')}"
         p = f"place {device.get('place')}"
         marks = {"new_device": known.get(d, -1) < since, "new_place": known.get(p, -1) < since}
-        if len(known) >= 256:
+        if (marks["new_device"] or marks["new_place"]) and len(known) >= 256:
             known.clear()
         known[d] = known[p] = now
         return marks

@@ -72,7 +72,9 @@ local function novelty(uid, dev)
   local since = NOW - AUDIT.keep
   local marks = {new_device = not seen[1] or tonumber(seen[1]) < since,
                  new_place = not seen[2] or tonumber(seen[2]) < since}
-  if redis.call('HLEN', key) >= 256 then redis.call('DEL', key) end
+  if (marks.new_device or marks.new_place) and redis.call('HLEN', key) >= 256 then
+    redis.call('DEL', key)
+  end
   redis.call('HSET', key, d, NOW, p, NOW)
   redis.call('PEXPIRE', key, AUDIT.keep)
   return marks
