@@ -88,6 +88,10 @@ SERVICE_COMMANDS = (
     "+evalsha", "+script|load", "+time", "+get", "+set", "+del", "+hgetall", "+hincrby",
     "+hset", "+pexpire", "+zadd", "+zcard", "+zcount", "+zrange", "+zrangebyscore",
     "+zrem", "+zremrangebyscore",
+    # the audit trail (docs/audit.md): the scripts append and remember devices; hooks,
+    # export and tail read it
+    "+exists", "+xadd", "+xtrim", "+xgroup|create", "+hmget", "+hlen", "+xreadgroup",
+    "+xautoclaim", "+xinfo|groups", "+xrange", "+xrevrange", "+xack",
     # sharded pub/sub: the scripts publish, each worker's hub subscribes
     "+spublish", "+ssubscribe", "+sunsubscribe",
     # durable ends: how many replicas are online (INFO replication), then WAIT for one

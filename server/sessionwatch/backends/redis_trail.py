@@ -48,8 +48,9 @@ async def run_trail_script(
     args = [*argv[:4], len(keys), *keys, *argv[4:]]
     try:
         return await execute("EVALSHA", _SHA, 0, *args)
-    except NoScriptError:
-        return await execute("EVAL", _SOURCE, 0, *args)
+    except NoScriptError:  # loaded, not EVAL'd: an ACL user needs only evalsha
+        await execute("SCRIPT", "LOAD", _SOURCE)
+        return await execute("EVALSHA", _SHA, 0, *args)
 
 
 class RedisTrail:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
+from . import jsonlimits
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -112,7 +113,7 @@ def _flag(value: str | None) -> bool | None:
 def _json(value: str | None) -> dict[str, Any] | None:
     if not value:
         return None
-    parsed = json.loads(value)
+    parsed = jsonlimits.loads(value)
     return parsed if isinstance(parsed, dict) else None
 
 

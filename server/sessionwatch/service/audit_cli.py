@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from ..backends import Backend, backend_from_url
 from ..backends.redis_trail import entry_order
+from ..core import jsonlimits
 from ..core.config import settings_from_env
 from ..core.trail import AuditRecord, AuditSettings
 
@@ -129,7 +130,7 @@ def written_ids(path: Path) -> set[str]:
     ids = set()
     for line in complete.splitlines():
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            ids.add(json.loads(line)["id"])
+            ids.add(jsonlimits.loads(line)["id"])
     return ids
 
 
