@@ -157,7 +157,9 @@ async def test_exactly_one_record_per_acknowledged_change(
     with serving(trail_url, key_prefix, policy=POLICY, **UNLIMITED) as processes:
         expected = await run_workload(processes, browsers, ops)
     assert expected.unacknowledged == 0
-    check_trail(await whole_trail(reader), expected)
+    records = await whole_trail(reader)
+    print(f"{browsers * ops} operations: {dict(collections.Counter(r.event for r in records))}")
+    check_trail(records, expected)
 
 
 async def test_records_survive_a_worker_sigkill(
