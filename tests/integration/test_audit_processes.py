@@ -253,7 +253,8 @@ async def test_each_hook_runs_once_per_event_across_two_workers(
     calls = collections.Counter(line["id"] for line in lines)
     assert set(calls) == ids and max(calls.values()) == 1
     assert {line["event"] for line in lines} == {r.event for r in records}
-    assert len({line["pid"] for line in lines}) == 2  # both workers took their share
+    # Which worker runs which record is the consumer group's choice (under load one
+    # worker may read them all): the guarantee is once per record id, counted above.
 
 
 async def test_a_worker_killed_before_acknowledging_is_relieved(
@@ -288,6 +289,11 @@ async def test_a_slow_hook_does_not_delay_a_push(
     with serving(redis_url, key_prefix) as processes:
         browser = HttpBrowser()
         latencies = []
+        # First a takeover whose hooks are seen running: from then on the blocking hook
+        # holds its thread 5 s per record while the takeovers below are timed.
+        await browser.claim(processes[0])
+        await browser.claim(processes[1])
+        await wait_for(lambda: hook_lines(hook_log))
         for i in range(6):
             token = (await browser.claim(processes[0]))["tab"]
             tab = LiveTab(browser, processes[i % 2], token)
