@@ -48,6 +48,10 @@ export interface Strings {
   dismiss: string;
   device: string; // {browser}, {os}
   unknownDevice: string;
+  /** Appended to the device the server marks new for its user: " (new device)". */
+  newDevice: string;
+  /** Appended for a place (network) the user has not used lately: " (new place)". */
+  newPlace: string;
   justNow: string;
   minutesAgo: string | PluralText; // {n}
   hoursAgo: string | PluralText; // {n}

@@ -96,6 +96,8 @@
     dismiss: "Dismiss",
     device: "{browser} on {os}",
     unknownDevice: "another device",
+    newDevice: " (new device)",
+    newPlace: " (new place)",
     justNow: "just now",
     minutesAgo: "{n} min ago",
     hoursAgo: "{n} h ago",
@@ -167,10 +169,12 @@
     });
   }
 
+  // The server marks a device or place its user has not used lately (docs/audit.md).
   function device(by) {
     by = by || {};
     var browser = by.browser, os = by.os;
-    return browser && os ? fmt(text.device, { browser: browser, os: os }) : browser || os || text.unknownDevice;
+    return (browser && os ? fmt(text.device, { browser: browser, os: os }) : browser || os || text.unknownDevice) +
+      (by.new_device ? text.newDevice : "") + (by.new_place ? text.newPlace : "");
   }
 
   function ago(at) {

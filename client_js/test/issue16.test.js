@@ -186,3 +186,19 @@ test("start(options) with another prefix moves the client to that server", async
   assert.equal(tab.server.calls("/auth/claim").length, 1);
   assert.equal(tab.socket.url, "wss://app.example.com/auth/ws");
 });
+
+// ---- issue 25: the device or place the server marks new for its user ----------------------
+
+test("a takeover and a sign-in from a new device or place say so beside Not you?", async () => {
+  const tab = createTab();
+  await tab.ready();
+  await send(tab, { type: "signed_in", by: by({ new_device: true, new_place: true }) });
+  assert.match(tab.toast.textContent, /Firefox 121 on Android 14 \(new device\) \(new place\)/);
+  await send(tab, { type: "superseded", gen: 2, by: by({ new_place: true }) });
+  assert.ok(tab.button("sign-out-others"));
+  assert.match(tab.bannerText, /on Firefox 121 on Android 14 \(new place\), /);
+  const known = createTab();
+  await known.ready();
+  await send(known, { type: "superseded", gen: 2, by: by({ new_device: false, new_place: false }) });
+  assert.doesNotMatch(known.bannerText, /new/);
+});

@@ -31,6 +31,7 @@ from .core.exceptions import (
 )
 from .core.oidc import ProviderIdentity
 from .core.policy import LIMIT_ACTIONS, LimitAction, Policy, policy_from_env
+from .core.trail import AuditRecord
 from .web.extension import (
     Roster,
     SessionInfo,
@@ -44,6 +45,7 @@ from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
     "LIMIT_ACTIONS",
+    "AuditRecord",
     "Backend",
     "BackendUnavailable",
     "BoundedJSONProvider",

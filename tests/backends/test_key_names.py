@@ -42,7 +42,7 @@ _PROBE = """
 local out = {}
 for i = 7, #ARGV - 1, 2 do
   local kind, id = ARGV[i], ARGV[i + 1]
-  if kind == 'u' or kind == 'cu' or kind == 'uf' then
+  if kind == 'u' or kind == 'cu' or kind == 'uf' or kind == 'k' then
     out[#out + 1] = user_name(kind, id)
   else
     out[#out + 1] = session_name(kind, id)
@@ -57,7 +57,12 @@ _SESSION_KINDS = {
     "cs": KeyNames.session_channel,
     "f": KeyNames.family,  # a remember-me family id is tagged as a session id
 }
-_USER_KINDS = {"u": KeyNames.index, "cu": KeyNames.user_channel, "uf": KeyNames.families}
+_USER_KINDS = {
+    "u": KeyNames.index,
+    "cu": KeyNames.user_channel,
+    "uf": KeyNames.families,
+    "k": KeyNames.known,
+}
 
 
 def _probe_source() -> str:
@@ -79,10 +84,11 @@ async def derived(
     client: aioredis.Redis, names: KeyNames, routed_by: str, pairs: list[tuple[str, str]]
 ) -> list[str]:
     """What ``_names.lua`` derives for ``pairs`` in a call routed by ``routed_by``."""
-    # ARGV[7], the deadline the prelude takes out: far ahead (this probe is never late).
+    # ARGV[7], the deadline the prelude takes out: far ahead (this probe is never late);
+    # then the audit context it takes out too ('': the trail off).
     deadline = int(time.time() * 1000) + 60_000
     pairs_argv = (v for pair in pairs for v in pair)
-    argv = [names.script_names(), NOW, 0, 0, 0, 0, deadline, *pairs_argv]
+    argv = [names.script_names(), NOW, 0, 0, 0, 0, deadline, "", *pairs_argv]
     return list(await client.eval(_probe_source(), 1, routed_by, *argv))  # type: ignore[misc]
 
 

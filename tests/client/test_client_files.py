@@ -51,6 +51,7 @@ def test_every_translation_has_every_english_key() -> None:
         "revoked_admin", "revoked_password_changed", "revoked_signed_out_at_provider",
         "logged_out", "expired", "signIn", "expiring", "stay", "signedIn", "notYou", "reauth",
         "confirm", "dismiss", "device", "unknownDevice",
+        "newDevice", "newPlace",
         "justNow", "minutesAgo", "hoursAgo", "daysAgo",
     }  # fmt: skip
     source = (ROOT / "sessionwatch.js").read_text()

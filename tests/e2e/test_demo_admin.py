@@ -72,7 +72,7 @@ async def test_admin_lists_users_tabs_and_revokes_them_live(
     assert told and told[-1]["reason"] == "stolen_laptop"
     assert await transfer_status(laptop_page) == 401
     await row.wait_for(state="detached", timeout=5000)
-    feed = page.locator("#admin-events li", has_text='actor="demo-admin"')
+    feed = page.locator("#admin-events li", has_text='actor="admin:demo"')
     await feed.first.wait_for(timeout=5000)
     assert "stolen_laptop" in await feed.first.inner_text()
     await page.context.close()

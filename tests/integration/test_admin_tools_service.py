@@ -86,7 +86,7 @@ async def test_cli_and_admin_api_list_and_revoke_and_tabs_are_told(redis_url: st
                 service, "sessions", "revoke", "--session", ann1, "--reason", "stolen_laptop"
             )
             assert code == 0, err
-            assert out.startswith("revoked 1 session(s)") and "actor cli" in out
+            assert out.startswith("revoked 1 session(s)") and "actor admin:cli" in out
             assert (await next_of(ann1_ws, "revoked"))["reason"] == "stolen_laptop"
 
             # bad input: stable codes, distinct exit codes, nothing revoked

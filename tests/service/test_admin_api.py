@@ -161,7 +161,7 @@ async def test_revoke_tells_the_tabs_and_names_the_admin(
         json.loads(r.getMessage()) for r in caplog.records if r.name == "sessionwatch.security"
     ]
     revokes = [line for line in lines if line["event"] in ("revoke", "revoke_user")]
-    assert [line.get("actor") for line in revokes] == ["carol", "carol"]
+    assert [line.get("actor") for line in revokes] == ["admin:carol", "admin:carol"]
     listed = await (await admin(app, "/sessions?user=ann")).get_json()
     assert [s["id"] for s in listed["sessions"]] == [ann[2]]
 

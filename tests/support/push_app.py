@@ -4,17 +4,25 @@ The test app of ``app_factory`` on the shared Redis, plus ``GET /_test/hub`` (th
 figures and the process id). Environment: ``REDIS_URL``, ``SESSIONWATCH_KEY_PREFIX``,
 and ``PUSH_APP_OPTIONS`` (JSON: more sessionwatch options; ``policy`` holds the
 keyword arguments of a :class:`~sessionwatch.Policy`).
+
+With ``PUSH_APP_HOOK_LOG`` set, a hook on every audit event appends a JSON line (record
+id, event, session, this pid) to that file; with ``PUSH_APP_HOOK_SLEEP``, a plain (not
+async) hook blocks its thread that many seconds (``time.sleep``) on every event; the first hook call to find ``<log>.hang`` removes it and never returns (a worker
+killed between a record's delivery and its acknowledgement).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from typing import Any
 
 from quart import jsonify
 
-from sessionwatch import Policy
+from sessionwatch import AuditRecord, Policy
+from sessionwatch.core.trail import AUDIT_EVENTS
 from support.app_factory import make_app
 from support.push_processes import ORIGIN
 
@@ -32,3 +40,33 @@ app = make_app(
 @app.get("/_test/hub")
 async def hub_stats() -> Any:
     return jsonify({**app.extensions["sessionwatch"].hub.stats(), "pid": os.getpid()})
+
+
+_hook_log = os.environ.get("PUSH_APP_HOOK_LOG")
+
+
+async def _hook(record: AuditRecord) -> None:
+    assert _hook_log is not None
+    line = {"id": record.id, "event": record.event, "session": record.session, "pid": os.getpid()}
+    fd = os.open(_hook_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())  # one write: lines never mix
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(_hook_log + ".hang")
+    except FileNotFoundError:
+        pass
+    else:
+        await asyncio.sleep(3600)
+
+
+def _blocking_hook(record: AuditRecord) -> None:
+    time.sleep(float(os.environ["PUSH_APP_HOOK_SLEEP"]))  # a blocking hook, as apps write
+
+
+if _hook_log:
+    for _event in AUDIT_EVENTS:
+        app.extensions["sessionwatch"].on(_event)(_hook)
+        if os.environ.get("PUSH_APP_HOOK_SLEEP"):
+            app.extensions["sessionwatch"].on(_event)(_blocking_hook)

@@ -88,6 +88,10 @@ SERVICE_COMMANDS = (
     "+evalsha", "+script|load", "+time", "+get", "+set", "+del", "+hget", "+hmget",
     "+hgetall", "+hincrby", "+hset", "+pexpire", "+pttl", "+zadd", "+zcard", "+zcount",
     "+zrange", "+zrangebyscore", "+zrem", "+zremrangebyrank", "+zremrangebyscore", "+zscore",
+    # the audit trail (docs/audit.md): the scripts append and remember devices; hooks,
+    # export and tail read it
+    "+exists", "+xadd", "+xtrim", "+xgroup|create", "+hlen", "+xreadgroup",
+    "+xautoclaim", "+xinfo|groups", "+xrange", "+xrevrange", "+xack",
     # sharded pub/sub: the scripts publish, each worker's hub subscribes
     "+spublish", "+ssubscribe", "+sunsubscribe",
     # durable ends: how many replicas are online (INFO replication), then WAIT for one

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from ..core.exceptions import ConfigurationError
+from ..core.trail import AuditSettings
 from .base import Backend, ChannelMessage, Claim, Lookup, SessionRecord, Subscription, Timeouts
 
 if TYPE_CHECKING:  # imported when a Redis URL is used: redis-py is an extra
@@ -116,11 +117,13 @@ def backend_from_url(
     clock: Callable[[], float] = time.time,
     durable_ends: int | Literal["auto"] = "auto",
     durable_ends_timeout: float = 1.0,
+    audit: AuditSettings | None = None,
 ) -> Backend:
     """The backend a URL names. Raises :class:`ConfigurationError` for an unknown scheme
     or a malformed URL (the message never shows the URL's password). ``durable_ends``
     and ``durable_ends_timeout`` apply to the Redis backends (:mod:`.durable_ends`); the
-    memory backend has no replicas."""
+    memory backend has no replicas. ``audit``: how the audit trail is kept (``None``:
+    on, with the defaults)."""
     if not isinstance(url, str) or "://" not in url:
         shown = redact_url(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(
@@ -130,7 +133,7 @@ def backend_from_url(
     if scheme == "memory":
         from .memory import MemoryBackend
 
-        return MemoryBackend(key_prefix=key_prefix, clock=clock)
+        return MemoryBackend(key_prefix=key_prefix, clock=clock, audit=audit)
     if scheme in _REDIS_SCHEMES or scheme in _CLUSTER_SCHEMES:
         if scheme in _REDIS_SCHEMES:
             _check_redis_url(url)
@@ -139,6 +142,7 @@ def backend_from_url(
             key_prefix=key_prefix,
             durable_ends=durable_ends,
             durable_ends_timeout=durable_ends_timeout,
+            audit=audit,
         )
     raise ConfigurationError(
         f"unknown backend scheme {scheme!r} in {redact_url(url)!r}; use memory://, "

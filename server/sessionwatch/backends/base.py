@@ -18,6 +18,7 @@ from ..core.codes import Code
 from ..core.events import Device
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor
+from ..core.trail import AuditRecord
 from .keys import session_channel, user_channel
 from .user_scan import UserPage
 
@@ -335,6 +336,7 @@ class Backend(Protocol):
         timeouts: Timeouts,
         now: int,
         ceiling: int | None = None,
+        actor: str = "user",
     ) -> list[str]:
         """Replace session ``old_id`` (if live) by ``record`` (a fresh id for user
         ``record.user``, with the caller's current data, claim generation, new tab key
@@ -344,6 +346,10 @@ class Backend(Protocol):
         ``ceiling`` is the hard maximum of live sessions per user whatever the policy
         (:func:`~sessionwatch.core.policy.bounded_limit`: beyond a policy limit within
         it, the oldest are evicted), applied in the same atomic step.
+
+        Every change is recorded in the audit trail in the same step (docs/audit.md):
+        ``signed_in`` (``actor``), each ``evicted`` (actor ``session:<new id>``), or
+        ``limit_denied`` alone when refused; the new device and place are judged.
 
         Returns the evicted public ids. Raises
         :class:`~sessionwatch.SessionLimitReached` (changing nothing) when ``deny`` and
@@ -420,10 +426,12 @@ class Backend(Protocol):
         now: int,
         user: str | None = None,
         detail: str | None = None,
+        actor: str = "user",
     ) -> bool:
         """End one session (``revoked`` or ``logged_out``) and its remember-me family
-        (every end but expiry ends it). With ``user``, only if it belongs to that user. ``detail`` is the app's reason code for ``revoked``.
-        Returns whether a live session was ended."""
+        (every end but expiry ends it). With ``user``, only if it belongs to that user.
+        ``detail`` is the app's reason code for ``revoked``; ``actor`` who ended it (its
+        trail record's). Returns whether a live session was ended."""
 
     async def end_user(
         self,
@@ -433,6 +441,7 @@ class Backend(Protocol):
         detail: str,
         timeouts: Timeouts,
         now: int,
+        actor: str = "app",
     ) -> int:
         """Revoke every live session of ``user`` but ``except_id`` and end every
         remember-me family of the user but the one of ``except_id``; returns how many
@@ -502,6 +511,29 @@ class Backend(Protocol):
 
     async def forget_use(self, token: str) -> None:
         """Forget ``token`` (its logout failed: the provider may send it again)."""
+
+    # -- the audit trail (docs/audit.md): written by the operations above -------------
+
+    async def audit_read(self, group: str, consumer: str, *, count: int = 100) -> list[AuditRecord]:
+        """Records no consumer of ``group`` was given yet, oldest first (at most
+        ``count`` per stream shard), now pending for ``consumer`` until acknowledged."""
+
+    async def audit_reclaim(
+        self, group: str, consumer: str, *, idle_ms: int, count: int = 100
+    ) -> list[AuditRecord]:
+        """Records of ``group`` given out at least ``idle_ms`` ago and never
+        acknowledged (their consumer died), now pending for ``consumer``."""
+
+    async def audit_ack(self, group: str, ids: Sequence[str]) -> None:
+        """Acknowledge records of ``group`` by id: never given out again."""
+
+    async def audit_latest(self, count: int) -> tuple[list[AuditRecord], dict[str, str]]:
+        """The newest ``count`` records, oldest first, and a cursor after them."""
+
+    async def audit_after(
+        self, cursor: dict[str, str], count: int = 1000
+    ) -> tuple[list[AuditRecord], dict[str, str]]:
+        """Records after ``cursor``, oldest first, and the cursor after them."""
 
     async def publish(self, channel: str, payload: str) -> None:
         """Publish a raw payload on a channel (for tests and tools: every state change

@@ -26,6 +26,8 @@ durable fence  ``{prefix}fence``               ``{prefix}fence:{T}``, T of the k
 pending login  ``{prefix}p:{id}``              ``{prefix}p:{T}.rest`` (the user's slot)
 provider link  ``{prefix}o:{digest}``          ``{prefix}o:{digest}``, a slot of its own
 seen token     ``{prefix}j:{digest}``          ``{prefix}j:{digest}``, a slot of its own
+known devices  ``{prefix}k:{user}``            ``{prefix}k:{T}user`` (the user's slot)
+audit trail    ``{prefix}audit``               ``{prefix}audit:{S}``, one per slot (below)
 =============  ==============================  ==========================================
 
 A provider link (docs/sso.md) lists the sessions of one provider session or user: a
@@ -34,13 +36,17 @@ cannot live in the user's slot; each session it names is then ended in its own s
 A seen token remembers a logout token's ``jti`` against replay.
 
 (``{T}`` is the literal hash tag in braces; a tagged public id is ``T.rest``, an untagged
-one, anonymous, is its own tag: ``{id}``.) The hub and the memory backend name channels
+one, anonymous, is its own tag: ``{id}``. ``{S}`` is the smallest decimal number whose
+hash slot is the script's slot, :func:`slot_tags`: a record stays in the slot of the
+change it records, and there are at most 16384 shards, docs/audit.md.) The hub and the memory backend name channels
 by the plain (*logical*) names; a cluster backend maps them to its shard channels with
 :meth:`KeyNames.physical`.
 """
 
 from __future__ import annotations
 
+import binascii
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -51,14 +57,18 @@ from ..core.limits import RateCheck
 from ..core.tokens import slot_tag, user_tag
 
 __all__ = [
+    "CLUSTER_SLOTS",
     "KEEPALIVE_CHANNEL",
     "ClusterKeyNames",
     "KeyNames",
     "Topology",
     "key_names",
     "session_channel",
+    "slot_tags",
     "user_channel",
 ]
+
+CLUSTER_SLOTS: Final = 16384
 
 Topology = Literal["plain", "cluster"]
 
@@ -75,6 +85,8 @@ _HEADS: Final = {
     "epoch": "epoch",  # the identity of the stored state (Backend.epoch)
     "fence": "fence",  # a write that WAIT can count after an end (durable_ends.py)
     "p": "p:",  # a pending sign-in of on_limit="ask" (hash), in its user's slot
+    "k": "k:",  # devices and places a user has used lately (hash: new_device/new_place)
+    "audit": "audit",  # the audit trail (stream; one shard per slot on a Cluster)
 }
 
 # The heads no session script derives (so they stay out of script_names): the
@@ -160,6 +172,15 @@ class KeyNames:
         on a cluster one per primary, ``tag`` choosing a slot that primary serves."""
         head = self._heads["epoch"]
         return head if tag is None else head + ":{" + tag + "}"
+
+    def audit(self, slot: int | None = None) -> str:
+        """The audit trail's stream; on a cluster the shard of hash slot ``slot``."""
+        head = self._heads["audit"]
+        return head if slot is None else head + ":{" + slot_tags()[slot] + "}"
+
+    def known(self, user: str) -> str:
+        """The devices and places ``user`` has used lately (``_prelude.lua`` novelty)."""
+        return self._heads["k"] + self._of_user(user)
 
     def fence(self, key: str) -> str:
         """The key written before ``WAIT`` after an end on ``key`` (durable_ends.py): on
@@ -272,6 +293,23 @@ class ClusterKeyNames(KeyNames):
         if channel.startswith(user):
             return self.user_channel(channel[len(user) :])
         return "{" + channel + "}"  # any other channel: a slot of its own
+
+
+@functools.cache
+def slot_tags() -> tuple[str, ...]:
+    """For each of the 16384 hash slots, the smallest decimal number whose slot it is
+    (about 160,000 CRC16s, once per process: ~0.15 s)."""
+    tags: list[str | None] = [None] * CLUSTER_SLOTS
+    missing = CLUSTER_SLOTS
+    number = 0
+    while missing:
+        text = str(number)
+        slot = binascii.crc_hqx(text.encode(), 0) % CLUSTER_SLOTS
+        if tags[slot] is None:
+            tags[slot] = text
+            missing -= 1
+        number += 1
+    return tuple(tag for tag in tags if tag is not None)
 
 
 def key_names(prefix: str, topology: Topology = "plain") -> KeyNames:

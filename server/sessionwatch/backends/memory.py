@@ -10,6 +10,7 @@ refuses it with more than one worker).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -24,6 +25,7 @@ from ..core.limits import RateCheck, gcra_take
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit, select_evictions
 from ..core.remember import MAX_FAMILIES_PER_USER
+from ..core.trail import AuditSettings
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
@@ -41,6 +43,7 @@ from .base import (
     Timeouts,
 )
 from .keys import KeyNames
+from .memory_trail import MemoryTrail
 from .tasks import stop_task
 from .user_scan import UserPage, decode_cursor, encode_cursor
 
@@ -50,6 +53,11 @@ logger = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 60.0
 _MAX_RATE_KEYS = 100_000  # subjects with a rate in flight; the oldest are forgotten beyond
+
+
+def _flags(marks: dict[str, bool] | None) -> dict[str, str]:
+    """A record's ``new_device``/``new_place`` fields, as the scripts write them."""
+    return {name: "1" if value else "0" for name, value in (marks or {}).items()}
 
 
 class MemorySubscription:
@@ -100,10 +108,23 @@ class MemoryBackend:
         key_prefix: prefix of channel names (kept for parity with Redis).
         clock: seconds since the epoch; only the background sweep reads it (operations
             receive ``now`` from the caller).
+        audit: how the audit trail (:mod:`.memory_trail`, a bounded ring) is kept.
     """
 
-    def __init__(self, *, key_prefix: str = "sw:", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        key_prefix: str = "sw:",
+        clock: Callable[[], float] = time.time,
+        audit: AuditSettings | None = None,
+    ) -> None:
         self.key_prefix = key_prefix
+        self.trail = MemoryTrail(audit or AuditSettings())  # the audit trail: a ring
+        self.audit_read = self.trail.audit_read
+        self.audit_reclaim = self.trail.audit_reclaim
+        self.audit_ack = self.trail.audit_ack
+        self.audit_latest = self.trail.audit_latest
+        self.audit_after = self.trail.audit_after
         self.names = KeyNames(key_prefix)  # the channels are the plain (logical) ones
         self._clock = clock
         self._records: dict[str, SessionRecord] = {}
@@ -123,6 +144,15 @@ class MemoryBackend:
         self._families: dict[str, dict[str, Any]] = {}
         self._user_families: dict[str, dict[str, int]] = defaultdict(dict)  # id -> its end
         self._keep_family: str | None = None  # remember.lua's KEEP_FAMILY
+
+    @property
+    def audit(self) -> AuditSettings:
+        """How the trail is kept (as the Redis backends' ``audit``; may be replaced)."""
+        return self.trail.settings
+
+    @audit.setter
+    def audit(self, settings: AuditSettings) -> None:
+        self.trail.settings = settings
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -296,13 +326,19 @@ class MemoryBackend:
         timeouts: Timeouts,
         now: int,
         fields: dict[str, Any] | None = None,
+        *,
+        actor: str,
+        **record: str,
     ) -> None:
-        """Forget a record, leave its tombstone and tell its tabs."""
+        """Forget a record, leave its tombstone, tell its tabs and record it (``record``:
+        the trail's extra fields)."""
         if ending != "expired":
             self._end_family_of(self._records.get(public_id))
-        self._forget(public_id)
+        ended = self._forget(public_id)
         self._tombstones[public_id] = (ending, now + timeouts.tombstone)
         self._publish_session(public_id, ending, **(fields or {}))
+        if ended is not None:
+            self.trail.append(ending, public_id, ended.user, ended.device, now, actor, **record)
 
     def _live(self, public_id: str, timeouts: Timeouts, now: int) -> Lookup:
         """The live record, or why there is none (expiring it if its time has come)."""
@@ -313,7 +349,7 @@ class MemoryBackend:
                 return Lookup(None, tombstone[0])
             return Lookup(None)
         if now >= record.expires_at(timeouts.idle):
-            self._finish(public_id, "expired", timeouts, now)
+            self._finish(public_id, "expired", timeouts, now, actor="system")
             return Lookup(None, "expired")
         return Lookup(record)
 
@@ -367,8 +403,21 @@ class MemoryBackend:
         claimer = replace(by, same_browser=same).to_json()
         claimed = replace(record, gen=record.gen + 1, claimed_by=claimer)
         self._records[public_id] = claimed
-        if exclusive:
-            self._publish_session(public_id, "superseded", gen=claimed.gen, by=claimer)
+        if exclusive:  # a takeover: recorded, the claimer marked as claim.lua does
+            marks = self.trail.novelty(record.user, claimer, now)
+            told = {**claimer, **(marks or {})}
+            self._publish_session(public_id, "superseded", gen=claimed.gen, by=told)
+            self.trail.append(
+                "superseded",
+                public_id,
+                record.user,
+                record.device,
+                now,
+                "user",
+                gen=str(claimed.gen),
+                by=json.dumps(told, separators=(",", ":")),
+                **_flags(marks),
+            )
         return Claim(claimed.gen, claimed.tab_key, claimed.expires_at(timeouts.idle), claimed)
 
     async def login(
@@ -381,6 +430,7 @@ class MemoryBackend:
         timeouts: Timeouts,
         now: int,
         ceiling: int | None = None,
+        actor: str = "user",
     ) -> list[str]:
         user = record.user
         if not user:
@@ -396,17 +446,30 @@ class MemoryBackend:
                 existing.append((public_id, live.created))
         evictions = select_evictions(existing, limit)
         if evictions and deny:
+            self.trail.append(
+                "limit_denied", old_id or "", user, record.device, now, actor,
+                reason="session_limit",
+            )  # fmt: skip
             raise SessionLimitReached(user, limit or 0)
         if old is not None:  # the record's claim generation and tab key are new ones
             self._end_family_of(old)  # a sign-in decides remember-me anew
             self._forget(old.id)
             self._publish_session(old.id, "rotated")
-        by = {**record.device, "at": now, "same_browser": False}
+        by: dict[str, Any] = {**record.device, "at": now, "same_browser": False}
+        marks = self.trail.novelty(user, by, now)
+        by.update(marks or {})
+        by_json = json.dumps(by, separators=(",", ":"))
         for public_id in evictions:
-            self._finish(public_id, "evicted", timeouts, now, {"by": by})
+            self._finish(
+                public_id, "evicted", timeouts, now, {"by": by},
+                actor="session:" + record.id, by=by_json,
+            )  # fmt: skip
         self._tombstones.pop(record.id, None)
         self._store(record, timeouts)
         self._publish(self.names.user_channel(user), Event("signed_in", record.id, {"by": by}))
+        self.trail.append(
+            "signed_in", record.id, user, record.device, now, actor, by=by_json, **_flags(marks)
+        )
         return evictions
 
     async def put_pending(self, pending: PendingLogin, *, now: int) -> None:
@@ -456,8 +519,12 @@ class MemoryBackend:
             raise SessionLimitReached(user, limit)
         self._pending[pending.id] = replace(stored, used=True)
         by = {**record.device, "at": now, "same_browser": False}
-        for public_id in leaving:
-            self._finish(public_id, "evicted", timeouts, now, {"by": by})
+        by_json = json.dumps(by, separators=(",", ":"))
+        for public_id in leaving:  # recorded as the new session's evictions
+            self._finish(
+                public_id, "evicted", timeouts, now, {"by": by},
+                actor="session:" + record.id, by=by_json,
+            )  # fmt: skip
         evicted = await self.login(
             old_id, record, limit=limit, deny=True, timeouts=timeouts, now=now
         )
@@ -479,12 +546,13 @@ class MemoryBackend:
         now: int,
         user: str | None = None,
         detail: str | None = None,
+        actor: str = "user",
     ) -> bool:
         record = self._live(public_id, timeouts, now).record
         if record is None or (user is not None and record.user != user):
             return False
         fields = {"reason": detail or "revoked"} if reason == "revoked" else None
-        self._finish(public_id, reason, timeouts, now, fields)
+        self._finish(public_id, reason, timeouts, now, fields, actor=actor, **(fields or {}))
         return True
 
     async def end_user(
@@ -495,13 +563,17 @@ class MemoryBackend:
         detail: str,
         timeouts: Timeouts,
         now: int,
+        actor: str = "app",
     ) -> int:
         count = 0
         for public_id in list(self._users.get(user, {})):
             if public_id == except_id:
                 continue
             if self._live(public_id, timeouts, now).record is not None:
-                self._finish(public_id, "revoked", timeouts, now, {"reason": detail})
+                self._finish(
+                    public_id, "revoked", timeouts, now, {"reason": detail},
+                    actor=actor, reason=detail,
+                )  # fmt: skip
                 count += 1
         kept = self._records.get(except_id) if except_id else None
         for family in list(self._user_families.get(user, ())):
@@ -591,7 +663,10 @@ class MemoryBackend:
             return Restore("again" if again else "gone", user)
         sid = self._end_family(step.family)
         if sid and self._live(sid, timeouts, now).record is not None:
-            self._finish(sid, "revoked", timeouts, now, {"reason": "token_reuse"})
+            self._finish(
+                sid, "revoked", timeouts, now, {"reason": "token_reuse"},
+                actor="system", reason="token_reuse",
+            )  # fmt: skip
             return Restore("reuse", user, ended=sid)
         return Restore("reuse", user)
 

@@ -40,6 +40,7 @@ from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE, PageCursor, page_size
 from ..core.policy import bounded_limit
 from ..core.remember import MAX_FAMILIES_PER_USER
+from ..core.trail import AuditSettings
 from .base import (
     EXPIRY_GRACE_MS,
     LIST_SCAN_FACTOR,
@@ -59,6 +60,7 @@ from .deadline import ScriptDeadline
 from .durable_ends import DurableEnds, end_and_wait, online_replicas
 from .keys import KeyNames, Topology, key_names
 from .multiplex import Multiplexer, NotSent
+from .redis_trail import RedisTrail
 from .subscription import RedisSubscription
 from .user_scan import UserPage, decode_cursor, encode_cursor, scan_position, scan_users
 
@@ -229,7 +231,7 @@ def _field_pairs(record: SessionRecord) -> list[str]:
     return [item for pair in record.to_fields().items() for item in pair]
 
 
-class RedisBackend:
+class RedisBackend(RedisTrail):
     """Sessions in Redis, shared by every process and host.
 
     Args:
@@ -239,6 +241,8 @@ class RedisBackend:
         durable_ends: replicas an end waits for: a count, ``0`` or ``"auto"``
             (:mod:`.durable_ends`).
         durable_ends_timeout: seconds an end waits for them, then 503.
+        audit: how the audit trail is kept (:class:`~sessionwatch.core.trail.AuditSettings`;
+            ``None``: on, with the defaults).
     """
 
     _TOPOLOGY: Topology = "plain"  # the shape of its key names (see .keys)
@@ -252,8 +256,10 @@ class RedisBackend:
         client: aioredis.Redis | None = None,
         durable_ends: int | Literal["auto"] = "auto",
         durable_ends_timeout: float = 1.0,
+        audit: AuditSettings | None = None,
     ) -> None:
         self.url = url
+        self.audit = audit or AuditSettings()
         self.key_prefix = key_prefix
         self.names: KeyNames = key_names(key_prefix, self._TOPOLOGY)
         self._sentinels: list[aioredis.Redis] = []
@@ -350,13 +356,20 @@ class RedisBackend:
         return result
 
     async def _run(
-        self, name: str, keys: list[str], timeouts: Timeouts | None, now: int, *args: Any
+        self,
+        name: str,
+        keys: list[str],
+        timeouts: Timeouts | None,
+        now: int,
+        *args: Any,
+        actor: str = "user",
     ) -> Any:
         """Run script ``name`` on ``keys`` (the names it touches, in the order its header
-        gives) with the prelude's arguments, its deadline, then ``args`` (ARGV[7]... once
-        the prelude took the deadline out). ``timeouts`` is ``None`` for a script that
-        uses none of them (presence)."""
-        argv = await self._arguments(keys, timeouts, now, args)
+        gives) with the prelude's arguments, its deadline, its audit context (``actor``:
+        who its records name as the cause), then ``args`` (ARGV[7]... once the prelude
+        took the deadline and the audit context out). ``timeouts`` is ``None`` for a
+        script that uses none of them (presence)."""
+        argv = await self._arguments(keys, timeouts, now, args, actor)
         return await self.call(self._eval, name, keys, argv)
 
     async def _run_end(
@@ -367,14 +380,15 @@ class RedisBackend:
         now: int,
         *args: Any,
         ended: Callable[[Any], bool] | None = None,
+        actor: str = "user",
     ) -> Any:
         """:meth:`_run` for a script that ends sessions (with ``ended``: when
         ``ended(reply)``): answered once the replicas ``durable_ends`` asks for have it, else
         :class:`EndNotDurable` (a 503)."""
         replicas = await self.call(self.durable_ends.required)
         if not replicas:
-            return await self._run(name, keys, timeouts, now, *args)
-        argv = await self._arguments(keys, timeouts, now, args)
+            return await self._run(name, keys, timeouts, now, *args, actor=actor)
+        argv = await self._arguments(keys, timeouts, now, args, actor)
         reply, acknowledged = await self.call(self._end_and_wait, name, keys, argv, replicas, ended)
         self.durable_ends.check(acknowledged, replicas)
         return reply
@@ -414,7 +428,12 @@ class RedisBackend:
         return online_replicas(await self._redis.info("replication"))
 
     async def _arguments(
-        self, keys: list[str], timeouts: Timeouts | None, now: int, args: Sequence[Any]
+        self,
+        keys: list[str],
+        timeouts: Timeouts | None,
+        now: int,
+        args: Sequence[Any],
+        actor: str = "user",
     ) -> list[Any]:
         limits = (
             (timeouts.idle, timeouts.refresh, timeouts.tombstone, EXPIRY_GRACE_MS)
@@ -424,7 +443,12 @@ class RedisBackend:
         deadline = self.deadline.current()
         if deadline is None:
             deadline = await self.call(self._deadline_of, keys)
-        return [self.names.script_names(), now, *limits, deadline, *args]
+        audit = self.audit.script_context(self._audit_stream(keys), actor) if timeouts else ""
+        return [self.names.script_names(), now, *limits, deadline, audit, *args]
+
+    def _audit_stream(self, keys: list[str]) -> str:
+        """The stream a script on ``keys`` appends its records to (one Redis: one)."""
+        return self.names.audit()
 
     async def _eval(self, name: str, keys: list[str], argv: list[Any]) -> Any:
         if self._multiplexer is None:
@@ -504,6 +528,7 @@ class RedisBackend:
         timeouts: Timeouts,
         now: int,
         ceiling: int | None = None,
+        actor: str = "user",
     ) -> list[str]:
         if not record.user:
             raise ValueError("login needs a user id")
@@ -524,6 +549,7 @@ class RedisBackend:
             int(deny),
             *fields,
             ended=_evicted,  # a sign-in grants access: only its evictions wait
+            actor=actor,
         )
         if reply[0] == "denied":
             raise SessionLimitReached(record.user, limit or 0)
@@ -675,6 +701,7 @@ class RedisBackend:
         now: int,
         user: str | None = None,
         detail: str | None = None,
+        actor: str = "user",
     ) -> bool:
         reply = await self._run_end(
             "end",
@@ -685,6 +712,7 @@ class RedisBackend:
             reason,
             user or "",
             detail or "revoked",
+            actor=actor,
         )
         return bool(reply)
 
@@ -696,10 +724,18 @@ class RedisBackend:
         detail: str,
         timeouts: Timeouts,
         now: int,
+        actor: str = "app",
     ) -> int:
         return int(
             await self._run_end(
-                "end_user", self.names.user_keys(user), timeouts, now, user, except_id or "", detail
+                "end_user",
+                self.names.user_keys(user),
+                timeouts,
+                now,
+                user,
+                except_id or "",
+                detail,
+                actor=actor,
             )
         )
 

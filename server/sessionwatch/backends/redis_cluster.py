@@ -23,24 +23,32 @@ import asyncio
 import contextlib
 import functools
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from ..core.codes import Code
 from ..core.exceptions import BackendUnavailable, ConfigurationError, PendingLoginRefused
 from ..core.limits import RateCheck
 from ..core.paging import MAX_PAGE_SIZE
 from ..core.tokens import slot_tag, user_tag
+from ..core.trail import AuditSettings
 from .base import PendingLogin, SessionRecord, Timeouts
 from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
 from .redis import _SCRIPTS, _UNREACHABLE, RedisBackend
+from .redis_trail import run_trail_script
 from .tls_options import tls_options
 from .user_scan import UserPage, decode_cursor, encode_cursor, scan_position, scan_users
 
@@ -102,6 +110,9 @@ class RedisClusterBackend(RedisBackend):
 
     _TOPOLOGY: Topology = "cluster"
     _SCRIPTS = (*_SCRIPTS, "rotate")
+    # Seconds between a trail reader's idle reads (engine/hooks.py): a read of every
+    # shard costs each primary ~10-90 ms of Redis time (docs/audit.md).
+    audit_poll = 1.0
 
     def __init__(
         self,
@@ -111,6 +122,7 @@ class RedisClusterBackend(RedisBackend):
         client: RedisCluster | None = None,
         durable_ends: int | Literal["auto"] = "auto",
         durable_ends_timeout: float = 1.0,
+        audit: AuditSettings | None = None,
     ) -> None:
         self.names: ClusterKeyNames = ClusterKeyNames(key_prefix)  # refuses a brace first
         options: dict[str, Any] = {
@@ -126,12 +138,14 @@ class RedisClusterBackend(RedisBackend):
         # pool is exhausted; a burst waits for a turn instead, as BlockingConnectionPool
         # makes it on one Redis.
         self._turns = asyncio.Semaphore(_MAX_CONNECTIONS)
+        self._shard_slots = {self.names.audit(slot): slot for slot in range(_SLOTS)}
         super().__init__(
             url,
             key_prefix=key_prefix,
             client=cast(aioredis.Redis, client),
             durable_ends=durable_ends,
             durable_ends_timeout=durable_ends_timeout,
+            audit=audit,
         )
 
     async def call(self, function: Any, *args: Any) -> Any:
@@ -166,6 +180,49 @@ class RedisClusterBackend(RedisBackend):
             raise
         finally:
             node.release(connection)
+
+    # -- the trail's shards: one per slot (redis_trail.py) ---------------------------
+
+    def audit_shards(self) -> list[str]:
+        return list(self._shard_slots)
+
+    def _record_id(self, shard: str, entry_id: str) -> str:
+        return f"{entry_id}@{self._shard_slots[shard]}"
+
+    def _shard_of(self, record_id: str) -> tuple[str, str]:
+        entry_id, _, slot = record_id.partition("@")
+        return self.names.audit(int(slot)), entry_id
+
+    async def _per_node(
+        self, shards: Sequence[str], argv: Callable[[Sequence[str]], list[Any]]
+    ) -> list[tuple[str, Any]]:
+        """One ``lua/trail.lua`` call per primary, on the shards of the slots it serves
+        (a slot that moved meanwhile: the layout is learnt again and the call fails)."""
+        manager = self._cluster.nodes_manager
+        by_node: dict[str, tuple[Any, list[str]]] = {}
+        for shard in shards:
+            node = manager.get_node_from_slot(self._shard_slots[shard])
+            by_node.setdefault(node.name, (node, []))[1].append(shard)
+
+        async def one(node: Any, mine: list[str]) -> list[tuple[str, Any]]:
+            try:
+                reply = await run_trail_script(node.execute_command, mine, argv(mine))
+            except (MovedError, AskError, ResponseError):
+                with contextlib.suppress(RedisError, *_UNREACHABLE):
+                    await manager.initialize()
+                raise
+            return [(mine[int(i) - 1], entries) for i, entries in reply]
+
+        async def every() -> list[tuple[str, Any]]:
+            replies = await asyncio.gather(*(one(*pair) for pair in by_node.values()))
+            return [item for reply in replies for item in reply]
+
+        found: list[tuple[str, Any]] = await self.call(every)
+        return found
+
+    def _audit_stream(self, keys: list[str]) -> str:
+        """The trail's shard of the slot of ``keys`` (a script may write only there)."""
+        return self.names.audit(self._cluster.keyslot(keys[0]))
 
     async def _connected_replicas(self) -> int:
         """The fewest online replicas of any primary (auto waits only when every slot's
@@ -219,15 +276,30 @@ class RedisClusterBackend(RedisBackend):
         timeouts: Timeouts,
         now: int,
         ceiling: int | None = None,
+        actor: str = "user",
     ) -> list[str]:
         _in_users_slot(record)
         if old_id is None or slot_tag(old_id) == slot_tag(record.id):
             # One slot (a signed-in user signing in again): one script, as on one Redis.
             return await super().login(
-                old_id, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
+                old_id,
+                record,
+                limit=limit,
+                deny=deny,
+                timeouts=timeouts,
+                now=now,
+                ceiling=ceiling,
+                actor=actor,
             )
         evicted = await super().login(
-            None, record, limit=limit, deny=deny, timeouts=timeouts, now=now, ceiling=ceiling
+            None,
+            record,
+            limit=limit,
+            deny=deny,
+            timeouts=timeouts,
+            now=now,
+            ceiling=ceiling,
+            actor=actor,
         )
         await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         return evicted
@@ -276,11 +348,12 @@ class RedisClusterBackend(RedisBackend):
         now: int,
         user: str | None = None,
         detail: str | None = None,
+        actor: str = "user",
     ) -> bool:
         if not self.names.valid(public_id):  # an id from a URL: no such session
             return False
         return await super().end(
-            public_id, reason, timeouts=timeouts, now=now, user=user, detail=detail
+            public_id, reason, timeouts=timeouts, now=now, user=user, detail=detail, actor=actor
         )
 
     async def set_presence(

@@ -159,6 +159,15 @@ class Settings:
     remember_cookie_name: str = "sw_remember"
     remember_lifetime: float = 30 * 24 * 60 * 60
     remember_grace: float = 10.0
+    # The audit trail (docs/audit.md): every change's record, written in its own step.
+    audit_trail: bool = True
+    # Seconds a record is kept (approximately), also the window of new_device/new_place.
+    audit_retention: float = 30 * 24 * 3600.0
+    # Records kept at most per stream shard (approximate MAXLEN; the memory ring's size).
+    audit_max_records: int = 100_000
+    # Seconds a hook's record may stay unacknowledged before another worker delivers
+    # it again (longer than the slowest hook).
+    hook_reclaim_after: float = 30.0
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -218,8 +227,11 @@ _DURATIONS: Final = {
     "oidc_clock_skew",
     "remember_lifetime",
     "remember_grace",
+    "audit_retention",
+    "hook_reclaim_after",
 }
 _COUNTS: Final = {
+    "audit_max_records",
     "max_cookie_length",
     "max_frame",
     "max_sockets_per_session",
@@ -236,6 +248,7 @@ _FLAGS: Final = {
     "trust_forwarded_for",
     "shared_rate_limits",
     "presence_events",
+    "audit_trail",
 }
 _LISTS: Final = {
     "secret_keys",

@@ -26,7 +26,7 @@ from .. import Code, ConfigurationError, InvalidPage, SessionWatch, security_log
 __all__ = ["ADMIN_ACTOR", "ADMIN_COOKIE", "register_admin"]
 
 ADMIN_COOKIE: Final = "demo_admin"
-ADMIN_ACTOR: Final = "demo-admin"
+ADMIN_ACTOR: Final = "admin:demo"
 _SIGNED_IN_FOR: Final = 8 * 3600  # seconds
 _FEED_SIZE: Final = 200
 _MAX_USERS: Final = 500  # the page lists at most this many users (pages of 100)

@@ -3,8 +3,17 @@
 :class:`SessionEngine` is built with what it uses (the backend, the timeouts, the
 policy, a clock, the address limits, a place resolver) and nothing of a web framework;
 each door (the Quart extension, the raw claim path, the session API) calls the same
-method. Every operation that changes a session writes its audit line here, so a future
-audit record or hook attaches in one place.
+method. Every operation that changes a session writes its audit line here; the backend
+writes its audit-trail record in the change's own atomic step (docs/audit.md).
+
+Who caused a change — the record's ``actor`` — is an argument of :meth:`SessionEngine.login`,
+:meth:`~SessionEngine.logout`, :meth:`~SessionEngine.revoke_session` and
+:meth:`~SessionEngine.revoke_user`, so each door names itself: ``"user"`` (the default
+of login and logout), ``"app"`` (of the revocations), ``"session:<public id>"`` (another
+session of the user), ``"admin:<key name>"`` (the admin API and CLI),
+``"provider:<issuer>"`` (an identity provider's sign-in or back-channel logout); see
+:data:`~sessionwatch.core.trail.ACTOR_RE`. A malformed actor raises
+:class:`ConfigurationError` before anything changes.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from ..core.policy import Policy
 from ..core.remember import RememberSigner, RememberToken, new_family_id, token_hash
 from ..core.tabs import TabStatus, make_tab_token, new_tab_key
 from ..core.tokens import new_session_id, public_id, user_tag
+from ..core.trail import check_actor
 from .check import check_tab
 from .shared_limits import DeploymentLimits
 
@@ -144,11 +154,6 @@ def _check_user_id(user_id: object) -> None:
 def _via(door: str | None) -> dict[str, str]:
     """The ``via`` field of an audit line (only when a door names itself)."""
     return {"via": door} if door else {}
-
-
-def _actor(actor: str | None) -> dict[str, str]:
-    """The ``actor`` field of an audit line (only when someone other than the user acts)."""
-    return {"actor": actor} if actor else {}
 
 
 def _login_event(record: SessionRecord, old: SessionRecord | None, evicted: list[str]) -> None:
@@ -320,12 +325,14 @@ class SessionEngine:
         device: Device,
         *,
         address: str | None = None,
+        actor: str = "user",
     ) -> tuple[str, SessionRecord, list[str]]:
         """Store a new session of ``user_id`` replacing ``old`` (carrying its claim) and
         apply the policy and the ``max_sessions_per_user`` ceiling, atomically. Returns
         the new session id, its record and the public ids the limit evicted; the calling
         tab gets ``make_tab_token(record.tab_key, record.gen)``. Checks no origin (the
         doors do). ``address``: the browser's, for the sign-in rate per address.
+        ``actor``: who signs in, for the trail (``"provider:<issuer>"`` from an OIDC door).
 
         Raises:
             InvalidUserId: a user id that could forge log lines (a ``ValueError``).
@@ -337,6 +344,7 @@ class SessionEngine:
             BackendUnavailable: the backend cannot be reached.
         """
         _check_user_id(user_id)
+        check_actor(actor)
         limits = self.login_limits
         wait = limits.sign_in(user_id, address, time.monotonic()) if limits else None
         if wait is not None:
@@ -357,6 +365,7 @@ class SessionEngine:
                 timeouts=self.timeouts,
                 now=record.created,
                 ceiling=self.max_sessions_per_user,
+                actor=actor,
             )
         except SessionLimitReached as refused:
             if policy.on_limit != "ask":
@@ -572,16 +581,22 @@ class SessionEngine:
 
     # -- ending ----------------------------------------------------------------------------
 
-    async def logout(self, session_id: str, *, via: str | None = None) -> bool:
+    async def logout(self, session_id: str, *, via: str | None = None, actor: str = "user") -> bool:
         """End the session with public id ``session_id`` everywhere (``logged_out``).
-        Returns whether a live session ended. ``via``: the door, for the audit line.
+        Returns whether a live session ended. ``via``: the door, for the audit line;
+        ``actor``: who ended it, for the trail (``"provider:<issuer>"`` for a
+        back-channel logout).
 
         Raises:
             BackendUnavailable: the backend cannot be reached, or (``EndNotDurable``) no
                 replica confirmed the end in time (repeating it is safe).
         """
         ended = await self.backend.end(
-            session_id, "logged_out", timeouts=self.timeouts, now=self.now_ms()
+            session_id,
+            "logged_out",
+            timeouts=self.timeouts,
+            now=self.now_ms(),
+            actor=check_actor(actor),
         )
         security_event("logout", session=session_id, **_via(via))
         return ended
@@ -592,13 +607,15 @@ class SessionEngine:
         *,
         reason: str = "revoked",
         user_id: str | None = None,
-        actor: str | None = None,
+        actor: str = "app",
     ) -> bool:
         """Revoke the session with public id ``session_id`` (only if it belongs to
         ``user_id``, when given); its tabs are told ``revoked{reason}``. Returns whether
-        a live session was revoked. ``actor``: who revoked it (an admin key's name), for
-        the audit line. Raises :class:`ConfigurationError` for a bad ``reason``."""
+        a live session was revoked. ``actor``: who revoked it, for the trail
+        (``"admin:<name>"``, ``"session:<public id>"``). Raises
+        :class:`ConfigurationError` for a bad ``reason`` or ``actor``."""
         check_reason(reason)
+        check_actor(actor)
         ended = await self.backend.end(
             session_id,
             "revoked",
@@ -606,9 +623,10 @@ class SessionEngine:
             now=self.now_ms(),
             user=user_id,
             detail=reason,
+            actor=actor,
         )
         if ended:
-            security_event("revoke", session=session_id, reason=reason, **_actor(actor))
+            security_event("revoke", session=session_id, reason=reason, actor=actor)
         return ended
 
     async def revoke_user(
@@ -618,14 +636,20 @@ class SessionEngine:
         except_id: str | None = None,
         reason: str = "revoked",
         via: str | None = None,
-        actor: str | None = None,
+        actor: str = "app",
     ) -> int:
         """Revoke every session of ``user_id`` but ``except_id``; returns how many.
-        ``via``: the door, ``actor``: who asked (an admin key's name), for the audit
-        line."""
+        ``via``: the door, for the audit line; ``actor``: who revoked them, for the
+        trail (as :meth:`revoke_session`)."""
         check_reason(reason)
+        check_actor(actor)
         count = await self.backend.end_user(
-            user_id, except_id=except_id, detail=reason, timeouts=self.timeouts, now=self.now_ms()
+            user_id,
+            except_id=except_id,
+            detail=reason,
+            timeouts=self.timeouts,
+            now=self.now_ms(),
+            actor=actor,
         )
         security_event(
             "revoke_user",
@@ -633,7 +657,7 @@ class SessionEngine:
             sessions=count,
             reason=reason,
             **_via(via),
-            **_actor(actor),
+            actor=actor,
         )
         return count
 

@@ -91,14 +91,15 @@ def create_admin_api_blueprint(watch: SessionWatch) -> Blueprint:
             }
         )
         reason = body["reason"] or ADMIN_REASON
-        actor = g.sessionwatch_admin
+        name = g.sessionwatch_admin
+        actor = f"admin:{name}"  # the trail's and the audit line's (core/trail.ACTOR_RE)
         if body["session"] is not None:
             if body["user"] is not None or body["except_session"] is not None:
                 raise bad_request("give session, or user (with except_session), not both")
             ended = await watch.engine.revoke_session(body["session"], reason=reason, actor=actor)
             if not ended:
                 raise ApiError(404, Code.SESSION_NOT_FOUND)
-            return jsonify({"revoked": 1, "actor": actor})
+            return jsonify({"revoked": 1, "actor": name})
         if body["user"] is None:
             raise bad_request("give session (one session) or user (all, or all but except_session)")
         count = await watch.engine.revoke_user(
@@ -108,6 +109,6 @@ def create_admin_api_blueprint(watch: SessionWatch) -> Blueprint:
             via="admin_api",
             actor=actor,
         )
-        return jsonify({"revoked": count, "actor": actor})
+        return jsonify({"revoked": count, "actor": name})
 
     return bp

@@ -35,6 +35,7 @@ from ..core.config import Settings, settings_from_env
 from ..core.exceptions import ConfigurationError, InvalidPage, InvalidUserId
 from ..core.policy import policy_from_env
 from ..core.tokens import PUBLIC_ID_RE
+from ..core.trail import ACTOR_RE
 from ..engine import REASON_RE, SessionEngine
 from ..engine.roster import roster, session_json
 from .admin_api import ADMIN_REASON
@@ -107,10 +108,12 @@ def _settings(backend: str | None) -> Settings:
 
 
 def _actor() -> str:
+    """``admin:cli:<login name>`` (the trail's actor shape, core/trail.ACTOR_RE)."""
     try:
-        return "cli:" + getpass.getuser()
+        login = getpass.getuser()
     except (OSError, KeyError):  # no login name (a container without a passwd entry)
-        return "cli"
+        return "admin:cli"
+    return f"admin:cli:{login}" if ACTOR_RE.fullmatch(f"admin:cli:{login}") else "admin:cli"
 
 
 @contextlib.asynccontextmanager

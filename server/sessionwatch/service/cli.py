@@ -1,6 +1,7 @@
 """``sessionwatch serve``: run the production service under a production ASGI server;
 ``sessionwatch demo``: run the demo app (anyone signs in as anyone) on loopback;
 ``sessionwatch sessions list|revoke``: the admin tools (:mod:`.admin_cli`).
+``sessionwatch audit tail|export``: read the audit trail (:mod:`.audit_cli`).
 
 ``serve`` takes its configuration from the environment (``SECRET_KEY``, ``PORT``,
 ``REDIS_URL``, ``SESSIONWATCH_*`` settings and policy); flags override it. Bad values end
@@ -43,6 +44,7 @@ from ..core.exceptions import BackendUnavailable, ConfigurationError
 from ..core.policy import policy_from_env
 from . import first_start
 from .admin_cli import add_sessions_command, run_sessions
+from .audit_cli import add_audit_parser, run_audit
 from .granian_server import check_granian, granian_server, require_frame_bounding_proxy
 from .listen_check import check_address_free
 from .proxies import parse_proxies
@@ -214,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default $SESSIONWATCH_API_ADDRESS; unset: the API answers on --host/--port)",
     )
     add_sessions_command(commands)
+    add_audit_parser(commands)
     return parser
 
 
@@ -494,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sessions":
             return run_sessions(args)
+        if args.command == "audit":
+            return run_audit(args)
         if args.command == "demo":
             demo(
                 host=args.host,

@@ -97,6 +97,23 @@ class Metrics:
             registry=reg,
             buckets=_LATENCY_BUCKETS,
         )
+        self.hook_calls = Counter(
+            "sessionwatch_hook_calls",
+            "Event hook calls (docs/audit.md), by outcome: ok or failed (it raised).",
+            ["outcome"],
+            registry=reg,
+        )
+        self.hook_redeliveries = Counter(
+            "sessionwatch_hook_redeliveries",
+            "Trail records delivered again: their first reader never acknowledged them.",
+            registry=reg,
+        )
+        self.hook_lag = Gauge(
+            "sessionwatch_hook_lag_seconds",
+            "From a change to its hook's call, for the last record delivered (max of workers).",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         self._seen: dict[str, float] = {}
 
     def claimed(self) -> None:
@@ -126,6 +143,11 @@ class Metrics:
         self.reconnects.inc(self._delta("reconnects", stats.get("reconnects", 0)))
         self.dropped.inc(self._delta("dropped_slow", stats.get("dropped_slow", 0)))
         self.state_lost.inc(self._delta("state_lost", stats.get("state_lost", 0)))
+        hooks = self._watch.hooks.stats()
+        self.hook_calls.labels(outcome="ok").inc(self._delta("hooks_ok", hooks["delivered"]))
+        self.hook_calls.labels(outcome="failed").inc(self._delta("hooks_failed", hooks["failed"]))
+        self.hook_redeliveries.inc(self._delta("hooks_again", hooks["redelivered"]))
+        self.hook_lag.set(hooks["lag"])
         for reason, count in (stats.get("delivered") or {}).items():
             if reason in ("superseded", "evicted", "revoked", "logged_out", "expired"):
                 self.takeovers.labels(reason=reason).inc(self._delta(f"delivered:{reason}", count))

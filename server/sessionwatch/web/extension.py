@@ -43,6 +43,7 @@ from ..core.refusals import BACKEND_UNAVAILABLE, REFUSED_ERRORS, Refusal, refusa
 from ..core.remember import RememberSigner
 from ..core.tabs import TAB_FORM_FIELD, TAB_HEADER, TabStatus, make_tab_token
 from ..core.tokens import CookieSigner
+from ..core.trail import AuditSettings
 from ..engine import (
     Pass,
     RequestFacts,
@@ -54,6 +55,7 @@ from ..engine import (
     check_request,
     parse_max_age,
 )
+from ..engine.hooks import Hook, Hooks
 from ..engine.provider_sessions import ProviderSessions
 from ..engine.roster import Roster, UserSessions, roster
 from ..engine.shared_limits import DeploymentLimits
@@ -130,6 +132,7 @@ class SessionWatch:
         self.origins = OriginRule.from_settings(self.settings)  # set again by init_app
         self.sso: SingleSignOn | None = None  # single sign-on (set by init_app when configured)
         self._sso_transport = sso_transport
+        self.hooks = Hooks()  # @watch.on(...): the event hooks (backend set by init_app)
         if app is not None:
             self.init_app(app)
 
@@ -145,7 +148,10 @@ class SessionWatch:
                 clock=self.clock,
                 durable_ends=self.settings.durable_ends,
                 durable_ends_timeout=self.settings.durable_ends_timeout,
+                audit=AuditSettings.of(self.settings),
             )
+        self.hooks.backend = self.backend
+        self.hooks.reclaim_after = self.settings.hook_reclaim_after
         keys: list[str | bytes] = []
         keys.extend(self.settings.secret_keys)
         if not keys:
@@ -227,9 +233,11 @@ class SessionWatch:
             self.gates.start()
         if self.hub is not None:
             await self.hub.start()
+        await self.hooks.start()
         try:
             yield
         finally:
+            await self.hooks.stop()
             if self.hub is not None:
                 await self.hub.stop()
             if self.gates is not None:
@@ -238,6 +246,20 @@ class SessionWatch:
             await self.backend.disconnect()
             if self.sso is not None:
                 await self.sso.provider.aclose()
+
+    def on(self, event: str) -> Callable[[Hook], Hook]:
+        """Decorator: call the function once per ``event`` across the deployment
+        (``superseded``, ``signed_in``, ``evicted``, ``limit_denied``, ``revoked``,
+        ``logged_out``, ``expired``) with its :class:`~sessionwatch.AuditRecord`, at
+        least once (``record.id`` de-duplicates), never delaying a request or a push
+        (docs/audit.md)::
+
+            @watch.on("signed_in")
+            async def alert(record: AuditRecord) -> None:
+                if record.new_place:
+                    await notify(record.user, record.place)
+        """
+        return self.hooks.on(event)
 
     async def _refused(self, error: Exception) -> Response:
         """The app-wide handler of :data:`~sessionwatch.core.refusals.REFUSED_ERRORS`."""
@@ -478,7 +500,12 @@ class SessionWatch:
         if provider is not None:
             await self._link(record, provider, session)
         if revoke_others:
-            await engine.revoke_user(user_id, except_id=record.id, reason="signed_out_elsewhere")
+            await engine.revoke_user(  # the new session ends the others: their records name it
+                user_id,
+                except_id=record.id,
+                reason="signed_out_elsewhere",
+                actor=f"session:{record.id}",
+            )
         await self._remember_or_forget(session, record, remember)
         return evicted
 
@@ -651,7 +678,7 @@ class SessionWatch:
         Returns whether a live session was revoked. ``actor``: who revoked it (an
         admin), for the audit line."""
         return await self.engine.revoke_session(
-            session_id, reason=reason, user_id=user_id, actor=actor
+            session_id, reason=reason, user_id=user_id, actor=actor or "app"
         )
 
     async def revoke_user(
@@ -666,6 +693,7 @@ class SessionWatch:
         ``except_current``). Returns how many were revoked. ``actor``: who asked (an
         admin), for the audit line."""
         keep = self.current_session().public_id if except_current else None
+        actor = actor or (f"session:{keep}" if keep else "app")  # the trail's: who ended them
         return await self.engine.revoke_user(user_id, except_id=keep, reason=reason, actor=actor)
 
     async def list_every_user(

@@ -2,6 +2,8 @@
 -- A claim is activity: the idle deadline is refreshed when due, as load.lua does, so
 -- no load is needed before it. The claimer is the same browser when its browser, OS
 -- and place equal the device the session was created on.
+-- An exclusive claim is a takeover: recorded in the trail ('superseded', with the
+-- claimer's device marked new_device / new_place for the user, as its tabs are told).
 -- Returns {'ok', extended, fields...} (the record after the claim) or {'gone', reason}.
 -- KEYS: the session's names (KeyNames.session_keys).
 declare_session(ARGV[7], 1)
@@ -17,7 +19,15 @@ r.gen = tostring(redis.call('HINCRBY', skey(id), 'gen', 1))
 r.cby = cjson.encode(by)
 redis.call('HSET', skey(id), 'cby', r.cby)
 if ARGV[8] == '1' then
+  local marks = novelty(r.uid, by)
+  local record = {gen = r.gen}
+  if marks then
+    by.new_device, by.new_place = marks.new_device, marks.new_place
+    record.new_device, record.new_place = flag(marks.new_device), flag(marks.new_place)
+  end
   publish_session(id, {type = 'superseded', gen = tonumber(r.gen), by = by})
+  record.by = cjson.encode(by)
+  audit('superseded', id, r.uid, r.dev, record)
 end
 local out = {'ok', extended}
 for _, v in ipairs(flat(r)) do out[#out + 1] = v end

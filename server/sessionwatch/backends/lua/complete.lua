@@ -27,8 +27,11 @@ if pending.sid ~= from or pending.uid ~= pending_uid then return {'refused', 'fo
 -- (an id that is not a live session of the user is no choice: it is ignored).
 local staying, leaving = 0, {}
 for _, sid in ipairs(redis.call('ZRANGE', ukey(pending_uid), 0, -1)) do
-  if sid ~= ARGV[7] and live(sid) then
-    if chosen[sid] then leaving[#leaving + 1] = sid else staying = staying + 1 end
+  if sid ~= ARGV[7] then
+    local r = live(sid)
+    if r then
+      if chosen[sid] then leaving[#leaving + 1] = {sid, r} else staying = staying + 1 end
+    end
   end
 end
 if pending_limit >= 0 and staying >= pending_limit then return {'denied'} end
@@ -39,7 +42,9 @@ for i = 12, #ARGV, 2 do if ARGV[i] == 'dev' then device = ARGV[i + 1] end end
 local evicted_by = cjson.decode(device)
 evicted_by['at'] = NOW
 evicted_by['same_browser'] = false
-for _, sid in ipairs(leaving) do
-  finish(sid, pending_uid, 'evicted', {by = evicted_by})
-  EVICTED[#EVICTED + 1] = sid
+-- Each chosen eviction is recorded as the new session's (its id: login.lua's ARGV[8]).
+local evicted_record = {by = cjson.encode(evicted_by), actor = string.format('session:%s', ARGV[8])}
+for _, e in ipairs(leaving) do
+  finish(e[1], e[2], 'evicted', {by = evicted_by}, evicted_record)
+  EVICTED[#EVICTED + 1] = e[1]
 end

@@ -6,7 +6,7 @@ local id, reason, owner = ARGV[7], ARGV[8], ARGV[9]
 local r = live(id)
 if not r then return 0 end
 if owner ~= '' and r.uid ~= owner then return 0 end
-local event = {}
-if reason == 'revoked' then event.reason = ARGV[10] end
-finish(id, r.uid, reason, event)
+local event, record = {}, {}
+if reason == 'revoked' then event.reason = ARGV[10]; record.reason = ARGV[10] end
+finish(id, r, reason, event, record)
 return 1

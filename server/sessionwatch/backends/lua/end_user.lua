@@ -9,7 +9,7 @@ for _, sid in ipairs(redis.call('ZRANGE', ukey(uid), 0, -1)) do
   if sid ~= keep then
     local r = live(sid)
     if r then
-      finish(sid, uid, 'revoked', {reason = ARGV[9]})
+      finish(sid, r, 'revoked', {reason = ARGV[9]}, {reason = ARGV[9]})
       count = count + 1
     else
       redis.call('ZREM', ukey(uid), sid)

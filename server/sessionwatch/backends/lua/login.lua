@@ -22,7 +22,7 @@ for _, sid in ipairs(members) do
   if sid ~= old_id then
     local r = live(sid)
     if r then
-      existing[#existing + 1] = {sid, tonumber(r.created)}
+      existing[#existing + 1] = {sid, tonumber(r.created), r}
     else
       redis.call('ZREM', ukey(uid), sid)
     end
@@ -35,9 +35,13 @@ if limit >= 0 and #existing >= limit then
     if a[2] ~= b[2] then return a[2] < b[2] end
     return a[1] < b[1]
   end)
-  for i = 1, #existing - limit + 1 do evict[#evict + 1] = existing[i][1] end
+  for i = 1, #existing - limit + 1 do evict[#evict + 1] = existing[i] end
 end
-if #evict > 0 and deny then return {'denied'} end
+if #evict > 0 and deny then
+  -- The refusal is recorded (the session asking is the old one; no new one exists).
+  audit('limit_denied', old_id, uid, record.dev, {reason = 'session_limit'})
+  return {'denied'}
+end
 
 if old then
   end_family_of(old_id, old.uid)  -- a sign-in decides remember-me anew
@@ -48,7 +52,16 @@ end
 local by = cjson.decode(record.dev)
 by['at'] = NOW
 by['same_browser'] = false
-for _, sid in ipairs(evict) do finish(sid, uid, 'evicted', {by = by}) end
+local marks = novelty(uid, by)
+local signed = {}
+if marks then
+  by.new_device, by.new_place = marks.new_device, marks.new_place
+  signed.new_device, signed.new_place = flag(marks.new_device), flag(marks.new_place)
+end
+signed.by = cjson.encode(by)
+for _, e in ipairs(evict) do
+  finish(e[1], e[3], 'evicted', {by = by}, {by = signed.by, actor = string.format('session:%s', new_id)})
+end
 
 redis.call('DEL', tkey(new_id))
 redis.call('HSET', skey(new_id), unpack(flat(record)))
@@ -56,7 +69,8 @@ keep_until_deadline(new_id, record)
 redis.call('ZADD', ukey(uid), tonumber(record.created), new_id)
 redis.call('PEXPIRE', ukey(uid), tonumber(record.abs) - NOW + GRACE)
 redis.call(PUBLISH, uchan(uid), cjson.encode({type = 'signed_in', session = new_id, by = by}))
+audit('signed_in', new_id, uid, record.dev, signed)
 
 local out = {'ok', unpack(EVICTED)}
-for _, sid in ipairs(evict) do out[#out + 1] = sid end
+for _, e in ipairs(evict) do out[#out + 1] = e[1] end
 return out

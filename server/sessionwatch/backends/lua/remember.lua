@@ -52,8 +52,9 @@ end
 local sid = end_family(fid, uid)
 if sid and sid ~= '' then
   if sid == old_sid then declare_session(sid, 7) end
-  if live(sid) then
-    finish(sid, uid, 'revoked', {reason = 'token_reuse'})
+  local r = live(sid)
+  if r then
+    finish(sid, r, 'revoked', {reason = 'token_reuse'}, {reason = 'token_reuse', actor = 'system'})
     return {'reuse', sid}
   end
 end
