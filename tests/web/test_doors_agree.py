@@ -718,6 +718,8 @@ VERIFY_ASKS: list[tuple[str, str, dict[str, str]]] = [
     ("no original method", "require=auto", {"method": ""}),
     ("not a method", "require=auto", {"method": "post me"}),
     ("long URI", "require=auto", {"uri": "/x" * 2000}),
+    # HTTP/1.0 without Host: Quart's request takes the host as empty, not the server's.
+    ("HTTP/1.0, no Host", "require=auto", {"http": "1.0"}),
 ]
 STYLES = ("nginx", "traefik", "caddy")
 
@@ -726,6 +728,7 @@ def _verify_scope(setup: Setup, style: str, query: str, ask: dict[str, str]) -> 
     request = setup.request
     ask = dict(ask)
     method, uri = ask.pop("method", "POST"), ask.pop("uri", "/transfer")
+    version = ask.pop("http", "1.1")
     headers = _headers(request, setup.cookie_name) | ask
     names = ("X-Original-Method", "X-Original-URI")
     if style != "nginx":
@@ -734,11 +737,12 @@ def _verify_scope(setup: Setup, style: str, query: str, ask: dict[str, str]) -> 
     if method:
         headers[names[0]] = method
     headers[names[1]] = uri
-    headers.setdefault("Host", HOST)
+    if version != "1.0":
+        headers.setdefault("Host", HOST)
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
-        "http_version": "1.1",
+        "http_version": version,
         "method": "GET",
         "scheme": request.scheme,
         "path": "/_sessionwatch/verify",
