@@ -23,8 +23,10 @@ It takes a request only when its answer cannot differ from Quart's by a byte:
   Quart's);
 - the request is not one Quart answers with an error that needs no backend: a claim
   without ``Content-Type: application/json`` (415) or from a foreign page (403
-  ``origin_forbidden``, logged), and no request for which an error would be an HTML page
-  (a navigation): those go to Quart before anything was read or changed.
+  ``origin_forbidden``, logged), and no claim or state request for which an error would
+  be an HTML page (a navigation): those go to Quart before anything was read or changed
+  (``/verify`` writes its page itself, with :func:`~sessionwatch.web.responses.error_page`
+  as Quart's view does).
 
 The errors it does answer itself are those after the claim or the session read began,
 exactly as the extension's error handlers answer them: 503 ``backend_unavailable``,
