@@ -522,8 +522,13 @@ async def _world(
 def _row_app(row: Row, backend_url: str, key_prefix: str, clock: FakeClock, style: str) -> Quart:
     """The row's app (a dead backend's for the backend-down row), forward-auth ``style``."""
     url = f"redis://127.0.0.1:{free_port()}/0" if row.backend_down else backend_url
+    return _proxy_app(url, key_prefix, clock, style)
+
+
+def _proxy_app(url: str, key_prefix: str, clock: FakeClock, style: str, **options: Any) -> Quart:
+    """The app behind proxy ``style`` (default policy, the fake clock)."""
     return make_proxy_app(
-        url, key_prefix=key_prefix, clock=clock, policy=Policy(), forward_auth=style
+        url, key_prefix=key_prefix, clock=clock, policy=Policy(), forward_auth=style, **options
     )
 
 
@@ -703,6 +708,7 @@ async def test_a_bad_user_id_is_answered_from_the_table_not_a_500(
 
 # What varies per request beyond the row's browser: the rule, the original request, and
 # how the caller asks (fetch or navigation); and the requests every proxy may get wrong.
+_NAVIGATION = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
 VERIFY_ASKS: list[tuple[str, str, dict[str, str]]] = [
     ("auto, original POST", "require=auto", {}),
     ("default rule", "", {}),
@@ -809,6 +815,32 @@ def _verify_cases() -> list[Any]:
     ]
 
 
+def _counting(app: Quart) -> list[bool]:
+    """Record, per request, whether the raw ``/verify`` route was asked (``True``: it
+    answered, ``False``: it handed the request to Quart; nothing: it was not asked)."""
+    raw_class = app.asgi_http_class  # type: ignore[attr-defined]
+    route = raw_class.routes["/_sessionwatch/verify"]
+    answered: list[bool] = []
+
+    async def counted(request: Any) -> Any:
+        result = await route.answer(request)
+        answered.append(result is not None)
+        return result
+
+    raw_class.routes["/_sessionwatch/verify"] = route._replace(answer=counted)
+    return answered
+
+
+async def _quart_answer(app: Quart, scope: dict[str, Any]) -> tuple[int, list[Any], bytes]:
+    """The answer of the Quart view alone (the raw doors taken away for one request)."""
+    raw_class = app.asgi_http_class  # type: ignore[attr-defined]
+    app.asgi_http_class = ASGIHTTPConnection  # type: ignore[attr-defined]
+    try:
+        return await _asgi_answer(app, dict(scope))
+    finally:
+        app.asgi_http_class = raw_class  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("backend_kind", ["memory", "redis", "cluster"])
 @pytest.mark.parametrize("verify_world", _verify_cases(), indirect=True)
 async def test_raw_verify_answers_as_the_quart_view_byte_for_byte(
@@ -823,27 +855,13 @@ async def test_raw_verify_answers_as_the_quart_view_byte_for_byte(
     checked on the ``auto`` ask."""
     row, style, setup = verify_world
     app = setup.app
-    raw_class = app.asgi_http_class  # type: ignore[attr-defined]
-    route = raw_class.routes["/_sessionwatch/verify"]
-    answered: list[int] = []
-
-    async def counted(request: Any) -> Any:
-        result = await route.answer(request)
-        answered.append(result is not None)
-        return result
-
-    raw_class.routes["/_sessionwatch/verify"] = route._replace(answer=counted)
+    answered = _counting(app)
     for name, query, ask in VERIFY_ASKS:
         scope = _verify_scope(setup, style, query, ask)
         answered.clear()
         raw = await _asgi_answer(app, dict(scope))
         assert answered == [True], name
-        app.asgi_http_class = ASGIHTTPConnection  # type: ignore[attr-defined]
-        try:
-            quart = await _asgi_answer(app, dict(scope))
-        finally:
-            app.asgi_http_class = raw_class  # type: ignore[attr-defined]
-        assert raw == quart, name
+        assert raw == await _quart_answer(app, scope), name
         if name == "auto, original POST":
             status, headers, _ = raw
             refusal = dict(headers).get(b"x-sessionwatch-refusal")
@@ -878,3 +896,132 @@ async def test_verify_goes_to_quart_when_the_app_adds_a_hook(
         assert second == first
         head = await _asgi_answer(app, {**scope, "method": "HEAD"})
         assert len(answered) == 1 and head[0] == 401
+
+
+# -- /verify with step-up and remember-me: handed to the Quart view, answered alike -------
+
+# (name, query, extra headers, whether the raw door answers it itself): step-up (a
+# non-empty max_age) is the Quart view's; an empty max_age is no step-up.
+STEP_UP_ASKS: list[tuple[str, str, dict[str, str], bool]] = [
+    ("empty max_age", "require=auto&max_age=", {}, True),
+    ("max_age, recent sign-in", "require=auto&max_age=300", {}, False),
+    ("max_age, stale sign-in", "require=auto&max_age=60", {}, False),
+    ("max_age, stale, navigation", "require=auto&max_age=60", _NAVIGATION, False),
+    ("bad max_age", "require=auto&max_age=soon", {}, False),
+    ("max_age 0", "require=auto&max_age=0", {}, False),
+    ("repeated max_age", "require=auto&max_age=60&max_age=60", {}, False),
+    ("max_age, refused tab", "require=tab&max_age=60", {"tab": "1.forged"}, False),
+]
+_RANDOM = (b"set-cookie", b"x-sessionwatch-set-session", b"x-sessionwatch-set-remember")
+
+
+async def _signed_in(app: Quart, *, remember: bool = False) -> tuple[Tab, str]:
+    """A signed-in tab over HTTPS (its session cookie and token) and its remember cookie
+    (``""`` without ``remember``)."""
+    client = app.test_client(use_cookies=False)
+    login = await client.post(
+        "/login", json={"user": "alice", "remember": remember}, scheme="https"
+    )
+    assert login.status_code == 200, await login.get_data()
+    tab, cookies = Tab(app), {}
+    for line in login.headers.getlist("Set-Cookie"):
+        name, _, rest = line.partition("=")
+        cookies[name] = rest.split(";")[0]
+    tab.cookie_name = "__Host-session"
+    tab.cookie = cookies.pop(tab.cookie_name)
+    await tab.claim()
+    return tab, cookies.get("__Host-sw_remember", "")
+
+
+def _signed_in_setup(app: Quart, tab: Tab) -> Setup:
+    return Setup(app, Request(cookies=[tab.cookie], tab=tab.token), tab.cookie_name)
+
+
+def _masked(answer: tuple[int, list[Any], bytes]) -> tuple[int, list[Any], bytes]:
+    """``answer`` with the random values (new cookies, the session's public id) hidden."""
+    status, headers, body = answer
+    random = (*_RANDOM, b"x-sessionwatch-session")
+    return status, [(k, b"<random>" if k in random else v) for k, v in headers], body
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_raw_verify_hands_step_up_to_the_quart_view_which_answers_alike(
+    backend_url: str, key_prefix: str, clock: FakeClock, style: str
+) -> None:
+    """``/verify?max_age=`` (recent, stale, a navigation to the re-authentication page,
+    bad, repeated, on a refused request) is handed to the Quart view before anything is
+    read, and answers byte for byte as the view alone; an empty ``max_age`` is no
+    step-up and the raw door answers it. Every answer carries the empty
+    ``X-SessionWatch-Set-*`` headers."""
+    app = _proxy_app(backend_url, key_prefix, clock, style, reauth_url="/confirm")
+    answered = _counting(app)
+    async with quart_testing.TestApp(app, startup_timeout=30, shutdown_timeout=30):
+        tab, _ = await _signed_in(app)
+        setup = _signed_in_setup(app, tab)
+        statuses = {}
+        for name, query, ask, raw_door in STEP_UP_ASKS:
+            if name == "max_age, stale sign-in":
+                clock.advance(61)
+            ask = dict(ask, method="GET")
+            if "tab" in ask:
+                setup.request.tab = ask.pop("tab")
+            scope = _verify_scope(setup, style, query, ask)
+            setup.request.tab = tab.token
+            answered.clear()
+            raw = await _asgi_answer(app, dict(scope))
+            assert answered == [raw_door], name
+            assert raw == await _quart_answer(app, scope), name
+            headers = dict(raw[1])
+            assert headers[b"x-sessionwatch-set-session"] == b"", name
+            assert headers[b"x-sessionwatch-set-remember"] == b"", name
+            statuses[name] = raw[0]
+    navigation = 401 if style == "nginx" else 303  # nginx: /refusal redirects
+    assert statuses == {
+        "empty max_age": 204,
+        "max_age, recent sign-in": 204,
+        "max_age, stale sign-in": 401,
+        "max_age, stale, navigation": navigation,
+        "bad max_age": 400,
+        "max_age 0": 400,
+        "repeated max_age": 400,
+        "max_age, refused tab": 409 if style != "nginx" else 403,
+    }
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_raw_verify_hands_a_remember_cookie_to_the_quart_view(
+    backend_url: str, key_prefix: str, clock: FakeClock, style: str
+) -> None:
+    """A request with a remember cookie is Quart's (only its session opening restores a
+    session from it), before the raw route is asked: beside a live session it is
+    answered byte for byte as the view alone; alone (a restarted browser) the answer
+    restores the session and sends both new cookies in ``X-SessionWatch-Set-*``, as the
+    view alone answers another restarted browser."""
+    app = _proxy_app(backend_url, key_prefix, clock, style)
+    answered = _counting(app)
+    async with quart_testing.TestApp(app, startup_timeout=30, shutdown_timeout=30):
+        tab, remember = await _signed_in(app, remember=True)
+        assert remember
+        setup = _signed_in_setup(app, tab)
+        both = {"Cookie": f"{tab.cookie_name}={tab.cookie}; __Host-sw_remember={remember}"}
+        scope = _verify_scope(setup, style, "require=auto", {"method": "GET", **both})
+        raw = await _asgi_answer(app, dict(scope))
+        assert answered == [] and raw[0] == 204
+        assert raw == await _quart_answer(app, scope)
+
+        restarted = []
+        for door in ("raw", "quart"):
+            _, remember = await _signed_in(app, remember=True)
+            alone = {"Cookie": f"__Host-sw_remember={remember}"}
+            scope = _verify_scope(Setup(app, Request()), style, "require=session", alone)
+            if door == "raw":
+                restarted.append(await _asgi_answer(app, dict(scope)))
+            else:
+                restarted.append(await _quart_answer(app, scope))
+        assert answered == []
+        status, headers, _ = restarted[0]
+        sent = dict(headers)
+        assert status == 204 and sent[b"x-sessionwatch-user"] == b"alice"
+        assert sent[b"x-sessionwatch-set-session"].startswith(b"__Host-session=")
+        assert sent[b"x-sessionwatch-set-remember"].startswith(b"__Host-sw_remember=")
+        assert _masked(restarted[0]) == _masked(restarted[1])
