@@ -27,6 +27,7 @@ private 6-node cluster).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any
 
 import pytest
 from quart import Quart
+from quart.asgi import ASGIHTTPConnection
 from quart.testing import app as quart_testing
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
@@ -507,29 +509,45 @@ def _no_op() -> None:
 async def _world(
     request: pytest.FixtureRequest, backend_url: str, key_prefix: str, clock: FakeClock
 ) -> AsyncIterator[tuple[Row, str, Setup]]:
-    row: Row = request.param[0]
-    door: str = request.param[1]
-    url = f"redis://127.0.0.1:{free_port()}/0" if row.backend_down else backend_url
+    row, door = request.param
     # /verify reads the original request from the configured proxy's headers only.
     style = "traefik" if door == "verify-traefik" else "nginx"
-    app = make_proxy_app(
-        url, key_prefix=key_prefix, clock=clock, policy=Policy(), forward_auth=style
-    )
+    app = _row_app(row, backend_url, key_prefix, clock, style)
     if door == "ws-quart":
         app.before_websocket(_no_op)  # a WebSocket hook: Quart's view serves the socket
+    async with _served(row, app) as setup:
+        yield row, door, setup
+
+
+def _row_app(row: Row, backend_url: str, key_prefix: str, clock: FakeClock, style: str) -> Quart:
+    """The row's app (a dead backend's for the backend-down row), forward-auth ``style``."""
+    url = f"redis://127.0.0.1:{free_port()}/0" if row.backend_down else backend_url
+    return _proxy_app(url, key_prefix, clock, style)
+
+
+def _proxy_app(url: str, key_prefix: str, clock: FakeClock, style: str, **options: Any) -> Quart:
+    """The app behind proxy ``style`` (default policy, the fake clock)."""
+    return make_proxy_app(
+        url, key_prefix=key_prefix, clock=clock, policy=Policy(), forward_auth=style, **options
+    )
+
+
+@contextlib.asynccontextmanager
+async def _served(row: Row, app: Quart) -> AsyncIterator[Setup]:
+    """The row's world: ``app`` served (behind the row's proxy) and the row prepared."""
     if row.proxy is not None:
         app.asgi_app = TrustedProxies(app.asgi_app, row.proxy)  # type: ignore[method-assign]
     tab = Tab(app)
     if row.backend_down:  # not served: the dead backend cannot connect at start-up
         try:
-            yield row, door, Setup(app, await row.prepare(app, tab))
+            yield Setup(app, await row.prepare(app, tab))
         finally:
             await watch_of(app).backend.disconnect()
         return
     # A cluster client's start and close take seconds on a loaded machine.
     async with quart_testing.TestApp(app, startup_timeout=30, shutdown_timeout=30):
         prepared = await row.prepare(app, tab)
-        yield row, door, Setup(app, prepared, tab.cookie_name or "__Host-session")
+        yield Setup(app, prepared, tab.cookie_name or "__Host-session")
 
 
 def _cases() -> list[Any]:
@@ -684,3 +702,326 @@ async def test_a_bad_user_id_is_answered_from_the_table_not_a_500(
         )
         assert response.status_code == 400
         assert (await response.get_json())["error"] == "bad_user_id"
+
+
+# -- /verify: the raw ASGI door and the Quart view answer alike -----------------------------
+
+# What varies per request beyond the row's browser: the rule, the original request, and
+# how the caller asks (fetch or navigation); and the requests every proxy may get wrong.
+_NAVIGATION = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
+VERIFY_ASKS: list[tuple[str, str, dict[str, str]]] = [
+    ("auto, original POST", "require=auto", {}),
+    ("default rule", "", {}),
+    ("session", "require=session", {}),
+    ("tab", "require=tab", {}),
+    ("none", "require=none", {}),
+    ("original GET", "require=auto", {"method": "GET"}),
+    ("original GET, tab", "require=tab", {"method": "GET"}),
+    ("navigation", "require=tab", {"method": "GET", "Sec-Fetch-Mode": "navigate"}),
+    ("html Accept", "require=auto", {"Accept": "text/html"}),
+    ("unknown rule", "require=everything", {}),
+    ("repeated rule", "require=none&require=tab", {}),
+    ("no original method", "require=auto", {"method": ""}),
+    ("not a method", "require=auto", {"method": "post me"}),
+    ("long URI", "require=auto", {"uri": "/x" * 2000}),
+    # HTTP/1.0 without Host: Quart's request takes the host as empty, not the server's.
+    ("HTTP/1.0, no Host", "require=auto", {"http": "1.0"}),
+]
+STYLES = ("nginx", "traefik", "caddy")
+
+
+def _verify_scope(setup: Setup, style: str, query: str, ask: dict[str, str]) -> dict[str, Any]:
+    request = setup.request
+    ask = dict(ask)
+    method, uri = ask.pop("method", "POST"), ask.pop("uri", "/transfer")
+    version = ask.pop("http", "1.1")
+    headers = _headers(request, setup.cookie_name) | ask
+    names = ("X-Original-Method", "X-Original-URI")
+    if style != "nginx":
+        names = ("X-Forwarded-Method", "X-Forwarded-Uri")
+        headers |= {"X-Forwarded-Proto": "https", "X-Forwarded-Host": HOST}
+    if method:
+        headers[names[0]] = method
+    headers[names[1]] = uri
+    if version != "1.0":
+        headers.setdefault("Host", HOST)
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": version,
+        "method": "GET",
+        "scheme": request.scheme,
+        "path": "/_sessionwatch/verify",
+        "raw_path": b"/_sessionwatch/verify",
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode("latin1")) for k, v in headers.items()],
+        "client": request.client or ("127.0.0.1", 50000),
+        "server": (HOST, 443),
+        "extensions": {},
+    }
+
+
+async def _asgi_answer(app: Quart, scope: dict[str, Any]) -> tuple[int, list[Any], bytes]:
+    """The whole answer of one request straight through the app's ASGI callable."""
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), WAIT)  # type: ignore[arg-type]
+    start = sent[0]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], list(start["headers"]), body
+
+
+async def _cookie_conflict(app: Quart, tab: Tab) -> Request:
+    # Copies of two live sessions (a sibling subdomain planted its own genuine one).
+    other = Tab(app)
+    await other.claim()
+    await tab.claim()
+    return Request(cookies=[other.cookie, tab.cookie], tab=tab.token)
+
+
+VERIFY_ROWS = [
+    *[row for row in ROWS if "verify-nginx" not in row.skip],
+    Row("cookie conflict", (401, "cookie_conflict"), _cookie_conflict),
+]
+
+
+@pytest.fixture(name="verify_world")
+async def _verify_world(
+    request: pytest.FixtureRequest, backend_url: str, key_prefix: str, clock: FakeClock
+) -> AsyncIterator[tuple[Row, str, Setup]]:
+    row, style = request.param
+    async with _served(row, _row_app(row, backend_url, key_prefix, clock, style)) as setup:
+        yield row, style, setup
+
+
+def _verify_cases() -> list[Any]:
+    return [
+        pytest.param((row, style), id=f"{row.name}-{style}")
+        for row in VERIFY_ROWS
+        for style in STYLES
+    ]
+
+
+def _counting(app: Quart) -> list[bool]:
+    """Record, per request, whether the raw ``/verify`` route was asked (``True``: it
+    answered, ``False``: it handed the request to Quart; nothing: it was not asked)."""
+    raw_class = app.asgi_http_class  # type: ignore[attr-defined]
+    route = raw_class.routes["/_sessionwatch/verify"]
+    answered: list[bool] = []
+
+    async def counted(request: Any) -> Any:
+        result = await route.answer(request)
+        answered.append(result is not None)
+        return result
+
+    raw_class.routes["/_sessionwatch/verify"] = route._replace(answer=counted)
+    return answered
+
+
+async def _quart_answer(app: Quart, scope: dict[str, Any]) -> tuple[int, list[Any], bytes]:
+    """The answer of the Quart view alone (the raw doors taken away for one request)."""
+    raw_class = app.asgi_http_class  # type: ignore[attr-defined]
+    app.asgi_http_class = ASGIHTTPConnection  # type: ignore[attr-defined]
+    try:
+        return await _asgi_answer(app, dict(scope))
+    finally:
+        app.asgi_http_class = raw_class  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend_kind", ["memory", "redis", "cluster"])
+@pytest.mark.parametrize("verify_world", _verify_cases(), indirect=True)
+async def test_raw_verify_answers_as_the_quart_view_byte_for_byte(
+    verify_world: tuple[Row, str, Setup],
+) -> None:
+    """``GET /verify`` on raw ASGI and the Quart view give the same answer to every
+    row and every way of asking (rule, original method, fetch or navigation, missing or
+    bad proxy headers): the status, every header in order (the ``X-SessionWatch-*``
+    headers for the upstream, ``Cache-Control``, ``Vary``, the ``Set-Cookie`` that
+    clears a refused cookie, the refusal header) and the body. The raw door is checked
+    to have answered (not handed the request to Quart); the row's expected outcome is
+    checked on the ``auto`` ask."""
+    row, style, setup = verify_world
+    app = setup.app
+    answered = _counting(app)
+    for name, query, ask in VERIFY_ASKS:
+        scope = _verify_scope(setup, style, query, ask)
+        answered.clear()
+        raw = await _asgi_answer(app, dict(scope))
+        assert answered == [True], name
+        assert raw == await _quart_answer(app, scope), name
+        if name == "auto, original POST":
+            status, headers, _ = raw
+            refusal = dict(headers).get(b"x-sessionwatch-refusal")
+            outcome = PASS if status == 204 else tuple(json.loads(refusal).values())[:2]
+            assert outcome == row.expected
+
+
+async def test_verify_goes_to_quart_when_the_app_adds_a_hook(
+    backend_url: str, key_prefix: str
+) -> None:
+    """The raw door answers only while Quart would run nothing but the view: an
+    app-wide ``before_request`` (or ``HEAD``) is Quart's, and still answered alike."""
+    app = make_proxy_app(backend_url, key_prefix=key_prefix, forward_auth="nginx")
+    raw_class = app.asgi_http_class  # type: ignore[attr-defined]
+    route = raw_class.routes["/_sessionwatch/verify"]
+    answered: list[Any] = []
+
+    async def counted(request: Any) -> Any:
+        answered.append(request)
+        return await route.answer(request)
+
+    raw_class.routes["/_sessionwatch/verify"] = route._replace(answer=counted)
+    async with app.test_app():
+        setup = Setup(app, Request())
+        scope = _verify_scope(setup, "nginx", "require=auto", {})
+        first = await _asgi_answer(app, dict(scope))
+        assert len(answered) == 1 and first[0] == 401
+        seen: list[str] = []
+        app.before_request(lambda: seen.append("hook"))
+        second = await _asgi_answer(app, dict(scope))
+        assert seen == ["hook"] and len(answered) == 1
+        assert second == first
+        head = await _asgi_answer(app, {**scope, "method": "HEAD"})
+        assert len(answered) == 1 and head[0] == 401
+
+
+# -- /verify with step-up and remember-me: handed to the Quart view, answered alike -------
+
+# (name, query, extra headers, whether the raw door answers it itself): step-up (a
+# non-empty max_age) is the Quart view's; an empty max_age is no step-up.
+STEP_UP_ASKS: list[tuple[str, str, dict[str, str], bool]] = [
+    ("empty max_age", "require=auto&max_age=", {}, True),
+    ("max_age, recent sign-in", "require=auto&max_age=300", {}, False),
+    ("max_age, stale sign-in", "require=auto&max_age=60", {}, False),
+    ("max_age, stale, navigation", "require=auto&max_age=60", _NAVIGATION, False),
+    ("bad max_age", "require=auto&max_age=soon", {}, False),
+    ("max_age 0", "require=auto&max_age=0", {}, False),
+    ("repeated max_age", "require=auto&max_age=60&max_age=60", {}, False),
+    ("max_age, refused tab", "require=tab&max_age=60", {"tab": "1.forged"}, False),
+]
+_RANDOM = (b"set-cookie", b"x-sessionwatch-set-session", b"x-sessionwatch-set-remember")
+
+
+async def _signed_in(app: Quart, *, remember: bool = False) -> tuple[Tab, str]:
+    """A signed-in tab over HTTPS (its session cookie and token) and its remember cookie
+    (``""`` without ``remember``)."""
+    client = app.test_client(use_cookies=False)
+    login = await client.post(
+        "/login", json={"user": "alice", "remember": remember}, scheme="https"
+    )
+    assert login.status_code == 200, await login.get_data()
+    tab, cookies = Tab(app), {}
+    for line in login.headers.getlist("Set-Cookie"):
+        name, _, rest = line.partition("=")
+        cookies[name] = rest.split(";")[0]
+    tab.cookie_name = "__Host-session"
+    tab.cookie = cookies.pop(tab.cookie_name)
+    await tab.claim()
+    return tab, cookies.get("__Host-sw_remember", "")
+
+
+def _signed_in_setup(app: Quart, tab: Tab) -> Setup:
+    return Setup(app, Request(cookies=[tab.cookie], tab=tab.token), tab.cookie_name)
+
+
+def _masked(answer: tuple[int, list[Any], bytes]) -> tuple[int, list[Any], bytes]:
+    """``answer`` with the random values (new cookies, the session's public id) hidden."""
+    status, headers, body = answer
+    random = (*_RANDOM, b"x-sessionwatch-session")
+    return status, [(k, b"<random>" if k in random else v) for k, v in headers], body
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_raw_verify_hands_step_up_to_the_quart_view_which_answers_alike(
+    backend_url: str, key_prefix: str, clock: FakeClock, style: str
+) -> None:
+    """``/verify?max_age=`` (recent, stale, a navigation to the re-authentication page,
+    bad, repeated, on a refused request) is handed to the Quart view before anything is
+    read, and answers byte for byte as the view alone; an empty ``max_age`` is no
+    step-up and the raw door answers it. Every answer carries the empty
+    ``X-SessionWatch-Set-*`` headers."""
+    app = _proxy_app(backend_url, key_prefix, clock, style, reauth_url="/confirm")
+    answered = _counting(app)
+    async with quart_testing.TestApp(app, startup_timeout=30, shutdown_timeout=30):
+        tab, _ = await _signed_in(app)
+        setup = _signed_in_setup(app, tab)
+        statuses = {}
+        for name, query, ask, raw_door in STEP_UP_ASKS:
+            if name == "max_age, stale sign-in":
+                clock.advance(61)
+            ask = dict(ask, method="GET")
+            if "tab" in ask:
+                setup.request.tab = ask.pop("tab")
+            scope = _verify_scope(setup, style, query, ask)
+            setup.request.tab = tab.token
+            answered.clear()
+            raw = await _asgi_answer(app, dict(scope))
+            assert answered == [raw_door], name
+            assert raw == await _quart_answer(app, scope), name
+            headers = dict(raw[1])
+            assert headers[b"x-sessionwatch-set-session"] == b"", name
+            assert headers[b"x-sessionwatch-set-remember"] == b"", name
+            statuses[name] = raw[0]
+    navigation = 401 if style == "nginx" else 303  # nginx: /refusal redirects
+    assert statuses == {
+        "empty max_age": 204,
+        "max_age, recent sign-in": 204,
+        "max_age, stale sign-in": 401,
+        "max_age, stale, navigation": navigation,
+        "bad max_age": 400,
+        "max_age 0": 400,
+        "repeated max_age": 400,
+        "max_age, refused tab": 409 if style != "nginx" else 403,
+    }
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_raw_verify_hands_a_remember_cookie_to_the_quart_view(
+    backend_url: str, key_prefix: str, clock: FakeClock, style: str
+) -> None:
+    """A request with a remember cookie is Quart's (only its session opening restores a
+    session from it), before the raw route is asked: beside a live session it is
+    answered byte for byte as the view alone; alone (a restarted browser) the answer
+    restores the session and sends both new cookies in ``X-SessionWatch-Set-*``, as the
+    view alone answers another restarted browser."""
+    app = _proxy_app(backend_url, key_prefix, clock, style)
+    answered = _counting(app)
+    async with quart_testing.TestApp(app, startup_timeout=30, shutdown_timeout=30):
+        tab, remember = await _signed_in(app, remember=True)
+        assert remember
+        setup = _signed_in_setup(app, tab)
+        both = {"Cookie": f"{tab.cookie_name}={tab.cookie}; __Host-sw_remember={remember}"}
+        scope = _verify_scope(setup, style, "require=auto", {"method": "GET", **both})
+        raw = await _asgi_answer(app, dict(scope))
+        assert answered == [] and raw[0] == 204
+        assert raw == await _quart_answer(app, scope)
+
+        restarted = []
+        for door in ("raw", "quart"):
+            _, remember = await _signed_in(app, remember=True)
+            alone = {"Cookie": f"__Host-sw_remember={remember}"}
+            scope = _verify_scope(Setup(app, Request()), style, "require=session", alone)
+            if door == "raw":
+                restarted.append(await _asgi_answer(app, dict(scope)))
+            else:
+                restarted.append(await _quart_answer(app, scope))
+        assert answered == []
+        status, headers, _ = restarted[0]
+        sent = dict(headers)
+        assert status == 204 and sent[b"x-sessionwatch-user"] == b"alice"
+        assert sent[b"x-sessionwatch-set-session"].startswith(b"__Host-session=")
+        assert sent[b"x-sessionwatch-set-remember"].startswith(b"__Host-sw_remember=")
+        assert _masked(restarted[0]) == _masked(restarted[1])

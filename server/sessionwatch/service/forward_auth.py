@@ -43,12 +43,20 @@ configuration sends such requests to ``/refusal`` (``error_page`` + a named loca
 which answers that status and body without touching the backend — so a stale tab gets
 409 ``tab_superseded`` and a backend outage 503 through nginx too. One backend round
 trip per verification (opening the session).
+
+``GET /verify`` is answered on raw ASGI (:func:`sessionwatch.web.rawhttp.add_route`,
+as ``/claim`` and ``/state`` are) whenever Quart would run nothing but this view for it:
+the same facts, the same session, the same decision and the same answer, byte for byte,
+without Quart's request machinery (tests/web/test_doors_agree.py compares both doors).
+Anything else (``HEAD``, an app with hooks of its own, a non-empty ``?max_age=``, a
+request with a remember cookie) is Quart's.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -59,8 +67,17 @@ from ..core.codes import Code
 from ..core.config import is_local_path
 from ..core.exceptions import ConfigurationError
 from ..core.refusals import Refusal
-from ..engine import MAX_REAUTH_AGE, Pass, RequestFacts, Requirement, parse_max_age
+from ..engine import (
+    MAX_REAUTH_AGE,
+    Pass,
+    RequestFacts,
+    Requirement,
+    check_request,
+    parse_max_age,
+)
+from ..web import rawhttp
 from ..web.responses import error_response, reauth_response
+from ..web.sessions import ServerSession
 from .proxies import FORWARDED_HOST
 
 if TYPE_CHECKING:
@@ -150,14 +167,15 @@ def refusal_from_header(raw: str | None) -> Refusal | None:
     return Refusal(status, Code(str(code)), fields)
 
 
-def original_facts(watch: SessionWatch, proxy: str) -> RequestFacts | str:
+def original_facts(
+    facts: RequestFacts, header: Callable[[str], str | None], scope: Any, proxy: str
+) -> RequestFacts | str:
     """The facts of the request the proxy asks about: the method and URI from the
-    configured ``proxy``'s headers, the rest (cookies, ``Origin``, ``Sec-Fetch-Site``,
-    tab token, address) as for any request; or a message saying which header is
-    missing or bad."""
-    headers = request.headers
-    method_header, uri_header = _ORIGINAL_HEADERS[proxy]
-    method = headers.get(method_header)
+    configured ``proxy``'s headers (``header(name)``: the request's first line of it),
+    the rest (cookies, ``Origin``, ``Sec-Fetch-Site``, tab token, address) as for any
+    request (``facts``); or a message saying which header is missing or bad."""
+    method_header = _ORIGINAL_HEADERS[proxy][0]
+    method = header(method_header)
     if method is None:
         return (
             f"verify needs the original method in {method_header}: "
@@ -165,22 +183,143 @@ def original_facts(watch: SessionWatch, proxy: str) -> RequestFacts | str:
         )
     if not _METHOD_RE.fullmatch(method):
         return f"{method_header} is not an HTTP method"
-    host = request.scope.get(FORWARDED_HOST)  # set for a trusted proxy's requests only
-    return watch.request_facts()._replace(
+    host = scope.get(FORWARDED_HOST)  # set for a trusted proxy's requests only
+    return facts._replace(
         method=method,
-        path=headers.get(uri_header, "")[:_MAX_URI],
+        path=original_uri(header, proxy),
         forwarded_host=host if isinstance(host, str) else None,
     )
+
+
+def original_uri(header: Callable[[str], str | None], proxy: str) -> str:
+    """The original request's URI, from the configured ``proxy``'s header (bounded)."""
+    return (header(_ORIGINAL_HEADERS[proxy][1]) or "")[:_MAX_URI]
+
+
+Check = Callable[[RequestFacts, Requirement], Pass | Refusal]
+
+
+def verification(
+    facts: RequestFacts,
+    header: Callable[[str], str | None],
+    scope: Any,
+    requirement: str,
+    *,
+    proxy: str,
+    check: Check,
+) -> Pass | Refusal | str:
+    """The one decision of both doors of ``/verify``: a message for a 400 (the
+    configured proxy's headers missing or bad, then an unknown ``require``), else the
+    engine's answer (``check``: :func:`~sessionwatch.engine.check_request` with the
+    request's session) on the original request's facts (:func:`original_facts`)."""
+    original = original_facts(facts, header, scope, proxy)
+    if isinstance(original, str):
+        return original
+    if requirement not in REQUIREMENTS:
+        return f"require must be one of {', '.join(REQUIREMENTS)}"
+    return check(original, requirement)
+
+
+def pass_headers(outcome: Pass) -> list[tuple[str, str]]:
+    """The headers of a pass: who it is, for the upstream app."""
+    record = outcome.record
+    user = record.user if record is not None else None
+    return [
+        ("X-SessionWatch-User", quote(user or "", safe="@._-+~")),
+        ("X-SessionWatch-Session", record.id if record is not None else ""),
+        ("X-SessionWatch-Tab-Status", outcome.tab),
+    ]
+
+
+def step_up_asked(given: list[str]) -> bool:
+    """Whether the ``max_age`` arguments ``given`` ask for step-up (an empty one, the
+    documented nginx location's empty capture, does not)."""
+    return bool(given) and given != [""]
+
+
+def cookie_headers(cookies: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The :data:`SET_COOKIE_HEADERS` of an answer that sets ``cookies`` (``("session" |
+    "remember", Set-Cookie value)``): every one, empty when none (Caddy copies each)."""
+    values = dict(cookies)
+    return [(header, values.get(kind, "")) for kind, header in SET_COOKIE_HEADERS.items()]
+
+
+def refusal_status(refusal: Refusal, *, nginx: bool) -> int:
+    """The status a refusal is answered with: nginx's ``auth_request`` passes only 401
+    and 403 on (``error_page`` restores the rest from the refusal header)."""
+    return 403 if nginx and refusal.status != 401 else refusal.status
+
+
+# A pass, as Quart's ``Response(b"", status=204)`` starts it.
+_EMPTY: Final = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "0")]
+
+
+def raw_verify(watch: SessionWatch, proxy: str) -> rawhttp.RawView:
+    """``GET /verify`` on raw ASGI: the Quart view's decision and answer. Step-up
+    (``?max_age=``) is the view's: its answer may be a redirect, and it reads the clock
+    through the extension."""
+    nginx = proxy == "nginx"
+
+    async def answer(request: rawhttp.RawRequest) -> rawhttp.Answer | None:
+        requirement = request.arg("require", "auto")
+        max_age = request.args("max_age")
+        if requirement is None or max_age is None:
+            return None  # a query string Quart refuses: its answer
+        if step_up_asked(max_age):
+            return None  # the view's (before anything was read)
+        facts = request.facts()
+        session = await request.open_session(facts)
+        live = isinstance(session, ServerSession)  # else the backend was unreachable
+        record = session.record if isinstance(session, ServerSession) else None
+        ended = session.ended if isinstance(session, ServerSession) else None
+
+        def check(original: RequestFacts, requirement: Requirement) -> Pass | Refusal:
+            return check_request(
+                original,
+                record,
+                ended,
+                origins=watch.origins,
+                exclusive=watch.policy.exclusive_tabs,  # it may be replaced while serving
+                requirement=requirement,
+                unavailable=not live,
+            )
+
+        def header(name: str) -> str | None:
+            return request.headers.get(name.lower().encode())
+
+        try:
+            outcome = verification(
+                facts, header, request.scope, requirement, proxy=proxy, check=check
+            )
+            cookies = cookie_headers(request.cookies_to_set(session, facts))
+            if isinstance(outcome, str):
+                status, headers, body = request.error(400, Code.BAD_REQUEST, outcome)
+                result = (status, [*headers, *cookies], body)
+            elif isinstance(outcome, Pass):
+                headers = [*_EMPTY, *pass_headers(outcome), *cookies]
+                result = (204, [*headers, ("Cache-Control", "no-store")], b"")
+            else:
+                status, headers, body = request.error(
+                    refusal_status(outcome, nginx=nginx), outcome.code, **outcome.fields
+                )
+                refused = (REFUSAL_HEADER, refusal_header(outcome))
+                result = (status, [*headers, refused, *cookies], body)
+        except Exception as exc:
+            result = request.failed(exc)
+        return await request.finish(session, facts, result)
+
+    return answer
 
 
 def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
     """``/verify`` and ``/refusal``, bound to ``watch`` (mount under ``url_prefix``)."""
     bp = Blueprint("sessionwatch_forward_auth", __name__)
-    nginx = watch.settings.forward_auth == "nginx"
+
+    proxy = watch.settings.forward_auth
+    nginx = proxy == "nginx"
 
     def refuse(refusal: Refusal) -> Response:
-        # nginx's auth_request passes only 401 and 403 on; error_page restores the rest.
-        status = 403 if nginx and refusal.status != 401 else refusal.status
+        status = refusal_status(refusal, nginx=nginx)
         response = error_response(status, refusal.code, **refusal.fields)
         response.headers[REFUSAL_HEADER] = refusal_header(refusal)
         return response
@@ -189,7 +328,7 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
         """The step-up refusal of ``?max_age=`` (``None``: none asked or passed), or
         why the parameter is bad."""
         given = request.args.getlist("max_age")
-        if not given or given == [""]:
+        if not step_up_asked(given):
             return None
         if len(given) > 1:
             return "max_age must be given once"
@@ -200,12 +339,8 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
         return watch.recent_login_refusal(window)
 
     def passed(outcome: Pass) -> Response:
-        record = outcome.record
         response = Response(b"", status=204)
-        user = record.user if record is not None else None
-        response.headers["X-SessionWatch-User"] = quote(user or "", safe="@._-+~")
-        response.headers["X-SessionWatch-Session"] = record.id if record is not None else ""
-        response.headers["X-SessionWatch-Tab-Status"] = outcome.tab
+        response.headers.update(pass_headers(outcome))
         return response
 
     def answer(outcome: Pass | Refusal, path: str) -> Response:
@@ -225,19 +360,19 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
 
     @bp.route("/verify", methods=["GET", "HEAD"])
     async def verify() -> Response:
-        requirement = request.args.get("require", "auto")
-        facts = original_facts(watch, watch.settings.forward_auth)
-        if isinstance(facts, str):
-            return error_response(400, Code.BAD_REQUEST, facts)
-        if requirement not in REQUIREMENTS:
-            return error_response(
-                400, Code.BAD_REQUEST, f"require must be one of {', '.join(REQUIREMENTS)}"
-            )
-        outcome = watch.check_request(facts, requirement)
-        response = answer(outcome, facts.path)
-        cookies = dict(watch.cookies_to_set())
-        for kind, header in SET_COOKIE_HEADERS.items():  # always sent (empty: none), as
-            response.headers[header] = cookies.get(kind, "")  # Caddy copies every one
+        outcome = verification(
+            watch.request_facts(),
+            request.headers.get,
+            request.scope,
+            request.args.get("require", "auto"),
+            proxy=proxy,
+            check=watch.check_request,
+        )
+        if isinstance(outcome, str):
+            response = error_response(400, Code.BAD_REQUEST, outcome)
+        else:
+            response = answer(outcome, original_uri(request.headers.get, proxy))
+        response.headers.update(cookie_headers(watch.cookies_to_set()))
         return response
 
     @bp.route("/refusal", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
@@ -262,4 +397,8 @@ def create_forward_auth_blueprint(watch: SessionWatch) -> Blueprint:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    raw_answer = raw_verify(watch, proxy)
+    bp.record_once(
+        lambda state: rawhttp.add_route(state, "/verify", "GET", "verify", no_store, raw_answer)
+    )
     return bp

@@ -5,7 +5,8 @@ Two shortcuts depend on what an app registered, and both ask here:
 - :func:`nothing_before_view`: ``POST {url_prefix}/claim`` leaves a genuine cookie's
   session unloaded for the claim to load (one backend round trip instead of two), when
   nothing could read the session before the view.
-- :func:`only_the_view`: ``POST /claim`` and ``GET /state`` are served on raw ASGI
+- :func:`only_the_view`: ``POST /claim`` and ``GET /state`` (and forward-auth's
+  ``GET /verify``) are served on raw ASGI
   (:mod:`sessionwatch.web.rawhttp`) when Quart's handling would run nothing of the app
   but sessionwatch's own view, its ``after_request`` and its session interface, so the
   answer cannot differ by a byte.

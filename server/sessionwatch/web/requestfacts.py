@@ -93,11 +93,14 @@ def facts_of_scope(
         values = tuple(parse_cookie(";".join(headers.cookies)).getlist(name))
         named = copies_named(headers.cookies, name)
     client = scope.get("client")
+    host = headers.get(b"host")
+    if host is None and scope.get("type") == "http" and str(scope["http_version"]) < "1.1":
+        host = ""  # as Quart's HTTP request (no SERVER_NAME on the raw paths): not the server's
     return RequestFacts(
         method=str(scope.get("method", "GET")),
         path=str(scope.get("path", "")),
         scheme=scheme,
-        host=get_host(scheme, headers.get(b"host"), scope.get("server")),
+        host=get_host(scheme, host, scope.get("server")),
         origin=headers.get(b"origin"),
         fetch_site=headers.get(b"sec-fetch-site"),
         cookies=values,

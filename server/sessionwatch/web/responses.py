@@ -18,6 +18,7 @@ from ..core.refusals import Refusal, ended_refusal
 __all__ = [
     "ended_response",
     "error_fields",
+    "error_page",
     "error_response",
     "html_wanted",
     "reauth_response",
@@ -63,27 +64,32 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
+def error_page(
+    code: str, message: str | None = None, *, again: str | None = None, path: str, method: str
+) -> str:
+    """The HTML page of an error answer to a navigation (``method path``), whose link
+    leads to ``again`` (default: this path for a superseded tab, else ``/``)."""
+    superseded = code == Code.TAB_SUPERSEDED
+    return _PAGE.format(
+        title=html.escape("Open in another tab" if superseded else "Session problem"),
+        message=html.escape(message or MESSAGES.get(code, code)),
+        # A link is a GET: it reloads a refused page, but a refused form post (its
+        # route may take POST only) goes to the app's start page instead.
+        again=html.escape(again or (path if superseded and method == "GET" else "/")),
+        action="Use this tab instead" if superseded else "Continue",
+    )
+
+
 def error_response(
     status: int, code: str, message: str | None = None, *, again: str | None = None, **fields: Any
 ) -> Response:
     """An error answer with a stable ``code``; HTML for navigations, whose link leads to
     ``again`` (default: this path for a superseded tab, else ``/``)."""
-    text = message or MESSAGES.get(code, code)
     if wants_html():
-        superseded = code == Code.TAB_SUPERSEDED
-        page = _PAGE.format(
-            title=html.escape("Open in another tab" if superseded else "Session problem"),
-            message=html.escape(text),
-            # A link is a GET: it reloads a refused page, but a refused form post
-            # (its route may take POST only) goes to the app's start page instead.
-            again=html.escape(
-                again or (request.path if superseded and request.method == "GET" else "/")
-            ),
-            action="Use this tab instead" if superseded else "Continue",
-        )
+        page = error_page(code, message, again=again, path=request.path, method=request.method)
         response = Response(page, status=status, content_type="text/html; charset=utf-8")
     else:
-        response = jsonify(error_fields(code, text, **fields))
+        response = jsonify(error_fields(code, message, **fields))
         response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
