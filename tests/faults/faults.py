@@ -226,8 +226,30 @@ async def host_kill(ctx: Context, shot: Injection) -> None:
     ctx.down.add(host.url)  # the load balancer's health check takes it out
     await _thread(host.kill)
     await asyncio.sleep(2)
-    await _thread(host.start)
+    await _supervised_start(host, shot)
     ctx.down.discard(host.url)
+
+
+async def _supervised_start(host: Host, shot: Injection) -> None:
+    """Start ``host`` as a process manager does (systemd ``Restart=on-failure``,
+    ``RestartSec=1``): a service's first start refuses to run without Redis (exit 3,
+    docs/deployment.md), so a host restarted while Redis fails over is started again
+    until Redis answers (issue 23's soak: a host killed during ``kill_primary`` exited
+    3 and stayed down)."""
+    deadline = time.monotonic() + RECOVERY_LIMIT
+    refused = 0
+    while True:
+        try:
+            await _thread(host.start)
+        except RuntimeError:
+            refused += 1
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+        else:
+            break
+    if refused:
+        shot.note = f"{host.name}'s start refused {refused}x (Redis unreachable), then started"
 
 
 async def _first_host_link(
