@@ -15,6 +15,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ip >/dev/null || missing+=(iproute2)  # the fault suite's hosts (network namespaces)
+command -v nft >/dev/null || missing+=(nftables)  # the fault suite's lossy link (slow_link)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # the proxy demo
 command -v caddy >/dev/null || missing+=(caddy)  # the proxy demo's second proxy
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -3,7 +3,14 @@ without a round trip until the offset is due again or forgotten."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from sessionwatch.backends.deadline import REMEASURE_EVERY, ScriptDeadline
+
+CLOCK_SHIM = Path(__file__).resolve().parents[1] / "support" / "clockshim"
 
 
 class _Clocks:
@@ -76,3 +83,54 @@ async def test_a_deadline_has_passed_in_redis_clock_once_the_budget_has_locally(
             assert script_deadline is not None
             redis_ms_when_budget_spent = int((sent + deadline.budget) * 1000) + ahead_ms
             assert script_deadline <= redis_ms_when_budget_spent, (ahead_ms, trip, reads_at)
+
+
+STEPPED = """
+import asyncio, os, sys, time
+import redis.asyncio as aioredis
+from sessionwatch.backends.deadline import ScriptDeadline
+
+async def main() -> None:
+    client = aioredis.Redis.from_url(sys.argv[1])
+    deadline = ScriptDeadline(4.0, client.time)  # its own default clock, as the backend's
+    await deadline.next()
+    for step in sys.argv[2:]:
+        with open(os.environ["FAULTS_CLOCK_OFFSET_FILE"], "w") as file:
+            file.write(step)
+        await asyncio.sleep(0.2)  # the shim reads the file every 50 ms
+        computed = deadline.current() or await deadline.next()  # as the backend does
+        seconds, micros = await client.time()
+        print(computed - (seconds * 1000 + micros // 1000))
+    await client.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_a_stepped_wall_clock_moves_no_deadline(redis_url: str, tmp_path: Path) -> None:
+    """A host's wall clock stepped after the offset was measured (NTP, a hand-set clock:
+    the fault suite's ``clock_step``) must not move script deadlines: stepped back, every
+    script would be refused ``LATE`` (503) until the offset is measured again; stepped
+    forward, a script could start after its caller was told "failed" (issue 22's fence
+    undone). The deadline follows the monotonic clock, which no step moves. Before: 30 s
+    back gave deadlines ~26 s in Redis' past, 20 s forward ~24 s ahead."""
+    offset = tmp_path / "offset"
+    offset.write_text("0")
+    env = {
+        **os.environ,
+        "FAULTS_CLOCK_OFFSET_FILE": str(offset),
+        "PYTHONPATH": os.pathsep.join([str(CLOCK_SHIM), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", STEPPED, redis_url, "-30", "20", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    ahead = [int(line) for line in done.stdout.split()]
+    assert len(ahead) == 3, done.stderr
+    for value in ahead:  # the budget (4 s) ahead of Redis' now, less the time it took
+        assert 3_000 <= value <= 4_000, ahead

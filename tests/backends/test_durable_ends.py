@@ -20,7 +20,12 @@ import redis.asyncio as aioredis
 
 from sessionwatch.backends import backend_from_url
 from sessionwatch.backends.base import PendingLogin, RestoreStep, SessionRecord, Timeouts
-from sessionwatch.backends.durable_ends import RECHECK_EVERY, DurableEnds, online_replicas
+from sessionwatch.backends.durable_ends import (
+    RECHECK_EVERY,
+    REPLICA_GRACE,
+    DurableEnds,
+    online_replicas,
+)
 from sessionwatch.backends.redis import RedisBackend
 from sessionwatch.backends.redis_cluster import RedisClusterBackend
 from sessionwatch.core.config import Settings, settings_from_env
@@ -97,7 +102,17 @@ async def test_auto_waits_for_one_replica_while_one_is_connected() -> None:
     assert await ends.required() == 1  # one is enough, however many there are
     connected[0] = 0
     ends.forget()  # after a failure: look again at once
+    # The replica just left (promoted by a failover?): ends still wait for one.
+    assert await ends.required() == 1
+    now[0] += REPLICA_GRACE - 1
+    ends.forget()
+    assert await ends.required() == 1
+    now[0] += 1.1  # gone longer than the grace: paused
+    ends.forget()
     assert await ends.required() == 0
+    connected[0] = 1
+    ends.forget()
+    assert await ends.required() == 1
 
 
 async def test_a_count_is_used_as_given_and_a_shortfall_is_a_503() -> None:
@@ -390,3 +405,31 @@ async def test_a_detected_token_reuse_is_a_durable_end_and_a_rotation_is_not(
         )
     assert not await is_live(backend, restored)  # ended on the primary, not yet safe
     assert await waits(primary) == before + 1
+
+
+async def test_an_end_on_a_primary_whose_replica_was_just_promoted_is_a_503(
+    backend: RedisBackend, primary: RedisServer, replica: RedisServer
+) -> None:
+    """A failover the old primary did not take part in (``SENTINEL FAILOVER``, a
+    partition): its replica is promoted (``REPLICAOF NO ONE``) and the old primary,
+    not yet demoted, reports no replica while it still accepts writes, which it will
+    discard when it becomes a replica. An end acknowledged there would be undone
+    (issue 23's overlap soak: 93 ended sessions alive again). Before: ``auto`` saw no
+    replica and acknowledged it unreplicated; now it still waits, and the end is 503."""
+    record = await signed_in(backend, "dora")
+    promoted = aioredis.Redis(port=replica.port, decode_responses=True)
+    try:
+        await promoted.execute_command("REPLICAOF", "NO", "ONE")
+        old = aioredis.Redis(port=primary.port, decode_responses=True)
+        for _ in range(200):  # the old primary notices its replica is gone
+            if online_replicas(await old.info("replication")) == 0:
+                break
+            await asyncio.sleep(0.05)
+        await old.aclose()
+        backend.durable_ends.forget()  # as after any failure, or within RECHECK_EVERY
+        with pytest.raises(EndNotDurable):
+            await backend.end(record.id, "logged_out", timeouts=TIMEOUTS, now=NOW + 1)
+    finally:
+        await promoted.execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
+        await promoted.aclose()
+        await asyncio.wait_for(in_sync(primary), BOUND * 3)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from support.push_processes import exchange, parse_response
+from support.tab_socket import open_tab_socket
 
 from .topology import ORIGIN
 
@@ -136,23 +136,13 @@ class Tab:
             base = self.pick_host()
             url = base.replace("http://", "ws://") + "/_sessionwatch/ws"
             cookie = "; ".join(f"{k}={v}" for k, v in self.browser.cookies.items())
-            try:
-                async with asyncio.timeout(15):
-                    ws = await connect(
-                        url,
-                        additional_headers={"Cookie": cookie, "Origin": ORIGIN},
-                        user_agent_header=CHROME,
-                        open_timeout=10,
-                        ping_interval=None,
-                        close_timeout=2,
-                    )
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in (401, 403):
-                    self._tell(f"http_{status}")
+            ws = await open_tab_socket(
+                url, {"Cookie": cookie, "Origin": ORIGIN}, user_agent_header=CHROME
+            )
+            if isinstance(ws, int):
+                if ws in (401, 403):
+                    self._tell(f"http_{ws}")
                     return
-            except (OSError, TimeoutError, InvalidHandshake):
-                pass
             else:
                 code = await self._serve(ws)
                 if code in TOLD_CLOSES:

@@ -10,7 +10,12 @@
     and no request sent after that is answered 503;
 (f) no worker deadlocked or leaked sockets (``/metrics`` and ``/healthz`` at the end);
 (g) no claim answered as failed took effect later (``stall_claims.py``'s probes, whose
-    outcome is known exactly; issue 22, item 1).
+    outcome is known exactly; issue 22, item 1);
+(j) no end (logout, revocation, eviction) acknowledged before a failover is undone by it
+    (durable ends; docs/reliability.md guarantee (j)): every session whose end was
+    answered in a failover's loss window is asked again once recovered
+    (``Workload.ends_alive``), and a protected request that passes with a token of a
+    session ended in that window counts too.
 
 Every observation is attributed to the window of the fault before it (``baseline``
 before the first).
@@ -30,13 +35,7 @@ __all__ = ["Report", "check"]
 
 TELL_WITHIN = 10.0
 RECOVER_WITHIN = 10.0
-# Replication is asynchronous: a write acknowledged by a primary shortly before it is
-# killed, or while Sentinel promotes its replica (SENTINEL FAILOVER does not wait for
-# the replica to catch up), may be missing on the new primary. Effects of such writes
-# are counted apart as "lost on failover" (docs/reliability.md: not guaranteed).
-LOST_WRITE_MARGIN = 1.0
-FAILOVERS = ("kill_primary", "sentinel_failover")
-INVARIANTS = "abcdefg"
+INVARIANTS = "abcdefgj"
 
 
 @dataclass
@@ -52,6 +51,7 @@ class Row:
     during_503: int = 0
     after_503: int = 0
     lost_writes: int = 0
+    ends_checked: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -70,11 +70,11 @@ class Report:
 
     def table(self) -> str:
         head = (
-            "| fault | injected | ops | a | b | c | d | e | f | g | tabs told | time to tell max (s)"
-            " | time to recover max (s) | injected to recovered max (s) | 503 during | 503 after"
-            " | lost on failover |"
+            "| fault | injected | ops | a | b | c | d | e | f | g | j | tabs told"
+            " | time to tell max (s) | time to recover max (s) | injected to recovered max (s)"
+            " | 503 during | 503 after | lost on failover | ends asked after failover |"
         )
-        lines = [head, "|" + "---|" * 17]
+        lines = [head, "|" + "---|" * 19]
         total = Row("**total**")
         for row in self.rows.values():
             lines.append(self._line(row))
@@ -87,6 +87,7 @@ class Report:
             total.recover_max = max(total.recover_max, row.recover_max)
             total.outage_max = max(total.outage_max, row.outage_max)
             total.lost_writes += row.lost_writes
+            total.ends_checked += row.ends_checked
             for key, value in row.violations.items():
                 total.violations[key] += value
         lines.append(self._line(total))
@@ -99,7 +100,7 @@ class Report:
             f"| {row.fault} | {row.injected} | {row.ops} | "
             + " | ".join(str(v[k]) for k in INVARIANTS)
             + f" | {row.told} | {row.tell_max:.2f} | {row.recover_max:.2f} | {row.outage_max:.2f}"
-            f" | {row.during_503} | {row.after_503} | {row.lost_writes} |"
+            f" | {row.during_503} | {row.after_503} | {row.lost_writes} | {row.ends_checked} |"
         )
 
 
@@ -133,8 +134,10 @@ def check(
         if shot.note:
             row.notes.append(shot.note)
         row.violations["g"] += shot.failed_then_applied
+        row.violations["j"] += shot.ends_lost
+        row.ends_checked += shot.ends_checked
     examples: list[str] = [
-        f"(g) {shot.name}: {example}" for shot in ordered for example in shot.examples
+        f"{shot.name}: {example}" for shot in ordered for example in shot.examples
     ][:20]
 
     # When the next fault began, per fault: a request still unanswered then may have
@@ -156,14 +159,7 @@ def check(
         if len(examples) < 20:
             examples.append(f"({key}) {row.fault}: {text}")
 
-    loss_windows = [
-        (
-            shot.injected - LOST_WRITE_MARGIN,
-            shot.injected if shot.name == "kill_primary" else shot.healed,
-        )
-        for shot in ordered
-        if shot.name in FAILOVERS
-    ]
+    loss_windows = [window for shot in ordered for window in shot.loss_windows]
 
     def maybe_lost(at: float | None) -> bool:
         return at is not None and any(start <= at <= end for start, end in loss_windows)
@@ -210,7 +206,15 @@ def check(
                 continue
             invalid = browser.invalid_at(op.token)
             if invalid is not None and invalid < op.sent:
-                if maybe_lost(invalid):
+                if maybe_lost(invalid) and invalid == browser.ended_at:
+                    violate(
+                        row,
+                        "j",
+                        f"{op.kind} of a session ended (acknowledged) "
+                        f"{op.sent - invalid:.2f}s before, in a failover's loss window, "
+                        f"answered {op.status} ({browser.end_reason})",
+                    )
+                elif maybe_lost(invalid):
                     lost_writes += 1
                     row.lost_writes += 1
                 else:

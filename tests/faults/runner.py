@@ -12,12 +12,12 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from .faults import FAULTS, Context, Scheduler
+from .faults import FAULTS, OVERLAPS, SHORT_OVERLAPS, Context, Scheduler
 from .invariants import TELL_WITHIN, Report, check
 from .topology import Topology
 from .workload import Workload
 
-__all__ = ["SHORT_SCHEDULE", "main", "run"]
+__all__ = ["SHORT_OVERLAP_SCHEDULE", "SHORT_SCHEDULE", "main", "run"]
 
 # The default test run's schedule (well under 2 minutes): one of each fault class that
 # is cheap, among them the defects' faults.
@@ -31,6 +31,9 @@ SHORT_SCHEDULE = (
     "stall_claims",
 )
 SOAK_ORDER = tuple(FAULTS)
+# Overlapping faults (``--overlap``): several at once, joined by "+".
+SHORT_OVERLAP_SCHEDULE = tuple("+".join(names) for names in SHORT_OVERLAPS)
+OVERLAP_ORDER = tuple("+".join(names) for names in OVERLAPS)
 
 
 def _end_probes(topology: Topology) -> dict[str, Any]:
@@ -65,10 +68,13 @@ async def run(
     users: int = 16,
     quiet: float = 3.0,
     seed: int = 1,
+    overlap: bool = False,
     say: Any = print,
 ) -> Report:
     """Run the suite: ``schedule`` once, or (with ``minutes``) the whole fault list round
-    and round until the time is up. Returns the report."""
+    and round until the time is up; ``overlap``: the overlapping faults instead of one at
+    a time. A schedule's entry ``a+b`` injects ``a`` and ``b`` together. Returns the
+    report."""
     started = time.monotonic()
     topology = Topology(hosts=hosts, use_netns=use_netns)
     await asyncio.to_thread(topology.start)
@@ -93,7 +99,7 @@ async def run(
         try:
             await asyncio.sleep(quiet)
             if minutes is None:
-                for name in schedule or SHORT_SCHEDULE:
+                for name in schedule or (SHORT_OVERLAP_SCHEDULE if overlap else SHORT_SCHEDULE):
                     shot = await scheduler.inject(name)
                     say(
                         f"faults: {name}: recovered "
@@ -102,7 +108,7 @@ async def run(
                     )
             else:
                 deadline = started + budget - 30
-                names = list(schedule or SOAK_ORDER)
+                names = list(schedule or (OVERLAP_ORDER if overlap else SOAK_ORDER))
                 index = 0
                 while time.monotonic() < deadline:
                     name = names[index % len(names)]
@@ -152,7 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--faults",
         default="",
-        help=f"comma-separated fault names (default: all for a soak). Known: {', '.join(FAULTS)}",
+        help="comma-separated fault names, a+b for faults at once (default: all for a soak). "
+        f"Known: {', '.join(FAULTS)}",
+    )
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="overlapping faults (two or three at once) instead of one at a time",
     )
     parser.add_argument("--hosts", type=int, default=2)
     parser.add_argument("--rate", type=float, default=12.0, help="operations per second")
@@ -161,8 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     schedule = [name for name in args.faults.split(",") if name] or None
     for name in schedule or ():
-        if name not in FAULTS:
-            parser.error(f"unknown fault {name!r}")
+        for part in name.split("+"):
+            if part not in FAULTS:
+                parser.error(f"unknown fault {part!r}")
     report = asyncio.run(
         run(
             schedule=schedule,
@@ -171,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             use_netns=not args.loopback,
             rate=args.rate,
             seed=args.seed,
+            overlap=args.overlap,
         )
     )
     print(

@@ -119,7 +119,7 @@ async def stall_claims(ctx: Any, shot: Any) -> None:
         if status != 200 and took_effect:
             applied_after_failure += 1
             shot.examples.append(
-                f"claim answered {status or probe.answer.error} took effect later: {state}"
+                f"(g) claim answered {status or probe.answer.error} took effect later: {state}"
             )
     shot.failed_then_applied = applied_after_failure
     shot.note = (

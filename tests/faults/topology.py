@@ -46,6 +46,12 @@ POLICY_ENV = {
     "SESSIONWATCH_ON_LIMIT": "evict_oldest",
 }
 API_KEY = secrets.token_urlsafe(32)  # the workload signs users in through the session API
+# The slow link of the ``slow_link`` fault (Network.slow).
+SLOW_DELAY_MS = 150
+SLOW_LOSS = 3
+SLOW_RATE = "1mbit"
+# A wall clock the clock_step fault can step (its sitecustomize.py)
+CLOCK_SHIM = Path(__file__).resolve().parents[1] / "support" / "clockshim"
 
 
 def _run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -92,6 +98,7 @@ class Network:
         self.tag = f"{PREFIX}{os.getpid():x}"
         self.namespaces: list[str] = []
         self.links: list[str] = []
+        self.inside: dict[str, str] = {}  # namespace -> its end of the veth pair
         self.netns = use_netns and self._can_netns()
         self.subnet = self._free_subnet() if self.netns else (18, 0)
         self.reason = "" if self.netns else self._why_not
@@ -147,6 +154,7 @@ class Network:
         _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
         self.links.append(outside)
         _run("ip", "link", "set", inside, "netns", ns)
+        self.inside[ns] = inside
         _run("ip", "link", "set", outside, "master", f"{self.tag}-br")
         _run("ip", "link", "set", outside, "up")
         address = self.address(last)
@@ -172,6 +180,44 @@ class Network:
                 f"{address}/32",
                 check=cut,
             )
+
+    def slow(self, ns: str, *, on: bool) -> str:
+        """Make (``on``) or unmake the link of namespace ``ns`` slow and lossy: ``tc
+        netem`` delay and loss when the kernel has it; else (no ``sch_netem``, as on this
+        project's machines) a ``tbf`` rate limit, whose queue delays what bursts, and
+        random loss both ways from an nftables rule (``numgen``). Returns what it did."""
+        link = self.inside[ns]
+        if not on:
+            _run("ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", link, "root", check=False)
+            _run("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "swslow", check=False)
+            return ""
+        netem = (
+            "netem",
+            "delay",
+            f"{SLOW_DELAY_MS}ms",
+            f"{SLOW_DELAY_MS // 2}ms",
+            "loss",
+            f"{SLOW_LOSS}%",
+        )
+        tc = ("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", link, "root")
+        if _run(*tc, *netem, check=False).returncode == 0:
+            return f"netem delay {SLOW_DELAY_MS}±{SLOW_DELAY_MS // 2} ms, loss {SLOW_LOSS} %"
+        _run(*tc, "tbf", "rate", SLOW_RATE, "burst", "16kb", "latency", "400ms")
+        rule = f"numgen random mod 100 < {SLOW_LOSS} drop"
+        table = (
+            "table inet swslow {\n"
+            f"  chain out {{ type filter hook output priority 0; policy accept; {rule}; }}\n"
+            f"  chain in {{ type filter hook input priority 0; policy accept; {rule}; }}\n"
+            "}\n"
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "nft", "-f", "-"],
+            input=table,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return f"no netem in this kernel: tbf {SLOW_RATE} (queueing delay) and nftables loss {SLOW_LOSS} % each way"
 
     def teardown(self) -> None:
         for ns in reversed(self.namespaces):
@@ -332,6 +378,10 @@ class Host(ManagedProcess):
         if ns:
             self.port = SERVICE_PORT
         self.metrics_dir = directory / f"{name}-metrics"
+        # This host's wall clock runs this many seconds off (the clock_step fault).
+        self.clock_file = directory / f"{name}-clock-offset"
+        self.clock_file.write_text("0\n")
+        path = self.env.get("PYTHONPATH", "")
         self.env.update(
             {
                 "SECRET_KEY": "faults-secret-key-0123456789abcdef",
@@ -343,6 +393,8 @@ class Host(ManagedProcess):
                 "SESSIONWATCH_FORWARD_AUTH": "traefik",  # workload.PROTECTED's headers
                 **POLICY_ENV,
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+                "FAULTS_CLOCK_OFFSET_FILE": str(self.clock_file),
+                "PYTHONPATH": str(CLOCK_SHIM) + (":" + path if path else ""),
                 "PATH": str(Path(sys.executable).parent) + ":" + self.env.get("PATH", ""),
             }
         )
@@ -369,6 +421,10 @@ class Host(ManagedProcess):
             return int(error.code)
         except (urllib.error.URLError, OSError):
             return 0
+
+    def step_clock(self, offset: float) -> None:
+        """Set this host's wall clock ``offset`` seconds off the real one."""
+        self.clock_file.write_text(f"{offset}\n")
 
     def workers(self) -> list[int]:
         """The worker processes (children of the supervisor, itself a child of

@@ -74,6 +74,7 @@ class Browser:
     created: float = 0.0  # login acknowledged
     ended_at: float | None = None  # logout / revocation / eviction acknowledged
     end_reason: str = ""
+    ended_cookies: dict[str, str] = field(default_factory=dict)  # its cookie when it ended
     lost_at: float | None = None  # the stored state was wiped (FLUSHALL, empty restart)
     tokens: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # gen, stale_at
     current: str = ""
@@ -83,6 +84,11 @@ class Browser:
     @property
     def live(self) -> bool:
         return self.ended_at is None and self.lost_at is None and not self.replaced
+
+    def end(self, at: float, reason: str, cookies: dict[str, str] | None = None) -> None:
+        """Its session was ended (the end acknowledged at ``at``)."""
+        self.ended_at, self.end_reason = at, reason
+        self.ended_cookies = dict(self.cookies if cookies is None else cookies)
 
     def invalid_at(self, token: str) -> float | None:
         """When ``token`` definitely stopped holding (``None``: as far as is known, it holds)."""
@@ -228,6 +234,31 @@ class Workload:
             if browser.created and browser.created <= start and browser.lost_at is None:
                 browser.lost_at = end
 
+    async def ends_alive(self, start: float, end: float) -> tuple[int, list[str]]:
+        """Ask, for every session whose end was acknowledged between ``start`` and
+        ``end``, whether its cookie passes ``/verify`` again (after a failover: an end
+        the new primary lost). Returns (how many were asked, the ones that passed)."""
+        ended = [b for b in self.browsers if b.ended_at is not None and start <= b.ended_at <= end]
+        answers = await asyncio.gather(
+            *(
+                request(
+                    self.pick_host(),
+                    "GET",
+                    "/_sessionwatch/verify?require=session",
+                    cookies=browser.ended_cookies,
+                    headers=PROTECTED,
+                )
+                for browser in ended
+            )
+        )
+        alive = [
+            f"{browser.user}'s session {browser.session} ({browser.end_reason}) passed "
+            f"{answer.status}"
+            for browser, answer in zip(ended, answers, strict=True)
+            if 200 <= answer.status < 300
+        ]
+        return len(ended), alive
+
     # -- recording -------------------------------------------------------------------
 
     async def _send(
@@ -339,20 +370,26 @@ class Workload:
             return
         browser = Browser(next(self._browser_ids), user.name)
         body = {"user": user.name, "user_agent": "faults"}
-        op, _ = await self._send("login", user, browser, "POST", API + "login", json_body=body)
-        if op.status != 200:
+        op, answer = await self._send("login", user, browser, "POST", API + "login", json_body=body)
+        if op.status != 200 or not isinstance(answer.body, dict):
             if self._unknown(op) or op.status != 403:
                 self._retire(user)
             return
         browser.created = op.done
+        browser.session = str(answer.body["session"])
         self.browsers.append(browser)
         live = user.live()
         user.browsers.append(browser)
-        # evict_oldest: the oldest sessions beyond the limit ended when this was answered
-        # (unless the user was retired meanwhile: its sessions are no longer known)
-        for evicted in live[: max(0, len(live) + 1 - LIMIT)] if not user.retired else []:
-            evicted.ended_at = op.done
-            evicted.end_reason = "evicted"
+        # evict_oldest: the sessions the answer names ended when it was answered (unless
+        # the user was retired meanwhile: its sessions are no longer known). Which are
+        # the oldest is the service's call: it orders sign-ins by the clocks of the hosts
+        # that made them, and one host's clock may be stepped (clock_step).
+        evicted = set(answer.body.get("evicted") or ())
+        for other in live if not user.retired else []:
+            if other.session in evicted:
+                other.end(op.done, "evicted")
+        if not user.retired and len(live) + 1 - len(evicted & {b.session for b in live}) > LIMIT:
+            self._retire(user)  # a live session the model holds was not among them
         token = await self._claim_for(user, browser, "login_claim")
         if token:
             self._open_tab(browser, token)
@@ -412,10 +449,10 @@ class Workload:
 
     async def _logout(self, user: User) -> None:
         browser = self.random.choice(user.live())
+        cookies = dict(browser.cookies)  # the answer deletes it
         op, _ = await self._send("logout", user, browser, "POST", API + "logout")
         if op.status == 200:
-            browser.ended_at = op.done
-            browser.end_reason = "logged_out"
+            browser.end(op.done, "logged_out", cookies)
         else:
             self._retire(user)
 
@@ -436,8 +473,7 @@ class Workload:
             token=actor.current,
         )
         if op.status == 200:
-            target.ended_at = op.done
-            target.end_reason = "revoked"
+            target.end(op.done, "revoked")
         else:
             self._retire(user)
 
@@ -457,8 +493,7 @@ class Workload:
         if op.status == 200:
             for other in live:
                 if other is not actor:
-                    other.ended_at = op.done
-                    other.end_reason = "revoked"
+                    other.end(op.done, "revoked")
         else:
             self._retire(user)
 

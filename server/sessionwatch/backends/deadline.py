@@ -8,10 +8,15 @@ Redis' ``TIME`` before it changes anything: a script that starts too late is ref
 unchanged.
 
 The deadline is in Redis' clock, so app hosts need no synchronized clocks: the offset
-between this process's clock and Redis' is measured with ``TIME`` (its lower bound:
-the round trip counts against the budget, never for it) and measured again every
-``REMEASURE_EVERY`` seconds and after any failure (a failover may bring another
-server, with another clock).
+between this process's *monotonic* clock and Redis' is measured with ``TIME`` (its
+lower bound: the round trip counts against the budget, never for it) and measured
+again every ``REMEASURE_EVERY`` seconds and after any failure (a failover may bring
+another server, with another clock). The local side is monotonic because a wall clock
+can be stepped between measurements (NTP, a hand-set clock): stepped back, every
+deadline would lie in Redis' past (every script refused ``LATE``, 503) until the next
+measurement; stepped forward, deadlines would lie beyond the budget, and a script could
+start after its caller was told "failed" (the fault suite's ``clock_step``;
+``test_deadline.py``).
 
 Because the offset is a lower bound, a deadline computed at local time *t* has passed
 in Redis' clock by local time *t + budget* (``test_deadline.py``). The script
@@ -41,7 +46,7 @@ class ScriptDeadline:
             client's socket timeout, so a script that starts in time has its reply
             read before the client gives up.
         redis_time: reads Redis ``TIME`` as ``(seconds, microseconds)``.
-        clock: this process's wall clock in seconds.
+        clock: this process's monotonic clock in seconds (a wall clock can be stepped).
     """
 
     def __init__(
@@ -49,7 +54,7 @@ class ScriptDeadline:
         budget: float,
         redis_time: Callable[[], Awaitable[tuple[int, int]]],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.budget = budget
         self._redis_time = redis_time

@@ -16,8 +16,14 @@ costs a sign-in or a claim again, never access.
 How many replicas (setting ``durable_ends``): a number, ``0`` (off), or ``"auto"``: one
 while the primary reports a replica online (``INFO replication``: connected and past
 its first full sync; on a Cluster, every primary), read again every ``RECHECK_EVERY``
-seconds and after any failure; none otherwise, with a warning in the log when that
-starts.
+seconds and after any failure, **and for ``REPLICA_GRACE`` seconds after one was last
+seen online**; none otherwise, with a warning in the log when that starts. The grace
+is what makes ``auto`` hold across a failover: a primary whose replica was just
+promoted (``SENTINEL FAILOVER``, a failover the old primary did not see) reports no
+replica until Sentinel demotes it, and keeps accepting writes meanwhile; ends it
+acknowledged unreplicated then were discarded when it became a replica (the overlap
+soak of issue 23: 93 ended sessions alive again). Within the grace such an end is 503
+(safe to repeat); so is one on a new primary whose replica has not attached yet.
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..core.exceptions import EndNotDurable
 
-__all__ = ["RECHECK_EVERY", "DurableEnds", "end_and_wait", "online_replicas"]
+__all__ = ["RECHECK_EVERY", "REPLICA_GRACE", "DurableEnds", "end_and_wait", "online_replicas"]
 
 logger = logging.getLogger(__name__)
 
 RECHECK_EVERY: Final = 5.0  # seconds between two looks at the primary's replicas (auto)
+# Seconds auto still waits for a replica after the last one left: longer than Sentinel
+# takes to demote an old primary after a failover (issue 23's soak: a few seconds).
+REPLICA_GRACE: Final = 30.0
 
 
 class DurableEnds:
@@ -63,6 +72,7 @@ class DurableEnds:
         self._seen: int | None = None
         self._seen_at = 0.0
         self._waited = 0  # the last count seen (forget() keeps it: for the warning)
+        self._online_at: float | None = None  # when a replica was last seen online
 
     def forget(self) -> None:
         """Look at the primary's replicas again before the next end (a failover may
@@ -76,6 +86,10 @@ class DurableEnds:
         now = self._clock()
         if self._seen is None or now - self._seen_at > RECHECK_EVERY:
             seen = min(1, await self._connected_replicas())
+            if seen:
+                self._online_at = now
+            elif self._online_at is not None and now - self._online_at < REPLICA_GRACE:
+                seen = 1  # it just left: maybe promoted, and this primary demoted next
             if seen < self._waited:
                 logger.warning(
                     "durable ends paused: the Redis primary has no replica online; "

@@ -65,6 +65,8 @@ SERVICE_MODULES = ("uvicorn", "prometheus_client")
 # uvicorn's websockets-sansio implementation (used below) arrived in 0.35; with 0.34 a
 # worker fails on the first socket with KeyError. pyproject.toml declares the same floor.
 UVICORN_FLOOR = (0, 35)
+# Seconds a new uvicorn worker may take to start (SIGHUP restarts; docs/deployment.md).
+WORKER_START_TIMEOUT = 30
 ServerName = Literal["uvicorn", "hypercorn", "granian"]
 
 
@@ -378,6 +380,12 @@ def serve(
         access_log=False,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # SIGHUP starts each new worker and stops an old one once it is ready; uvicorn's
+        # 5 s for that aborted restarts on a loaded machine and kept the old workers
+        # (tests/integration/test_sighup_restart.py). Also how long a worker may take
+        # to answer the supervisor's liveness ping.
+        options["timeout_worker_healthcheck"] = WORKER_START_TIMEOUT
     if api_address is None:
         uvicorn.run(factory, **options)  # type: ignore[arg-type]
         return
