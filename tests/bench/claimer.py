@@ -202,6 +202,7 @@ class Claimer:
         from sessionwatch.backends.redis import SCRIPT_BUDGET, RedisBackend, _script_source
         from sessionwatch.core.config import Settings
         from sessionwatch.core.events import Device
+        from sessionwatch.core.trail import AuditSettings
 
         settings = Settings()
         timeouts = Timeouts(
@@ -216,12 +217,14 @@ class Claimer:
         self._sha = sha
         # KEYS and ARGV as RedisBackend._run lays them out (checked against the backend
         # below): the session's names, then the table's heads, now, the timeouts and the
-        # deadline (ARGV[7]) in this machine's clock, which is Redis' own here.
+        # deadline (ARGV[7]) in this machine's clock, which is Redis' own here, then the
+        # audit trail's context (ARGV[8], the trail on as by default: a takeover is
+        # recorded in its own step, as the backend's claim does).
         names = key_names(settings.key_prefix)
         self._session_keys = names.session_keys
         self._claim_args = (
             names.script_names(), None, timeouts.idle, timeouts.refresh, timeouts.tombstone,
-            EXPIRY_GRACE_MS, None,
+            EXPIRY_GRACE_MS, None, AuditSettings().script_context(names.audit(), "user"),
         )  # fmt: skip
         self._budget_ms = int(SCRIPT_BUDGET * 1000)
         backend = RedisBackend(self._redis_url, client=_blocking_client(self._redis_url))

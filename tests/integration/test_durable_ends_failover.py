@@ -100,7 +100,9 @@ def test_a_revocation_is_never_acknowledged_and_then_undone_by_a_failover() -> N
                     break
                 except SessionAPIError as error:
                     assert error.status == 503, error
-                    assert verify(service, cookie) == 401
+                    # Never alive meanwhile: 401 revoked, or the refusal nginx carries as
+                    # 403 (a 503 backend_unavailable while the new primary settles).
+                    assert verify(service, cookie) in (401, 403)
                     assert time.monotonic() < deadline, "the repeated revocation never held"
                     time.sleep(1)
             print(f"revocation repeated after the failover held at attempt {attempt}")

@@ -141,7 +141,7 @@ def test_a_bad_policy_variable_is_one_line_naming_it() -> None:
     )
     assert env_code == 2, output
     assert output.strip().splitlines() == [
-        "sessionwatch: configuration error: SESSIONWATCH_ON_LIMIT: must be evict_oldest or deny, "
+        "sessionwatch: configuration error: SESSIONWATCH_ON_LIMIT: must be evict_oldest, deny or ask, "
         "got 'sometimes'"
     ]
 

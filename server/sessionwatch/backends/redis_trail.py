@@ -19,23 +19,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from ..core.trail import AuditRecord
+from ..core.trail import AuditRecord, entry_order
 from .keys import KeyNames
 
-__all__ = ["RedisTrail", "TrailCursor", "entry_order"]
+__all__ = ["RedisTrail", "TrailCursor"]
 
 # Where a reader of the whole trail stands: the last entry id seen per shard.
 TrailCursor = dict[str, str]
 
 _SOURCE = resources.files(__package__).joinpath("lua", "trail.lua").read_text("utf-8")
 _SHA = hashlib.sha1(_SOURCE.encode(), usedforsecurity=False).hexdigest()
-
-
-def entry_order(record_id: str) -> tuple[int, int, int]:
-    """Sort key of a record id: time, sequence, then shard (a Cluster's ``@slot``)."""
-    entry, _, slot = record_id.partition("@")
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0), int(slot or 0)
 
 
 async def run_trail_script(

@@ -25,6 +25,7 @@ __all__ = [
     "AuditRecord",
     "AuditSettings",
     "check_actor",
+    "entry_order",
 ]
 
 AuditEvent: TypeAlias = Literal[
@@ -173,3 +174,10 @@ class AuditRecord:
             "new_device": self.new_device,
             "new_place": self.new_place,
         }
+
+
+def entry_order(record_id: str) -> tuple[int, int, int]:
+    """Sort key of a record id: time, sequence, then shard (a Cluster's ``@slot``)."""
+    entry, _, slot = record_id.partition("@")
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0), int(slot or 0)

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..backends import Backend, backend_from_url
-from ..backends.redis_trail import entry_order
 from ..core import jsonlimits
 from ..core.config import settings_from_env
-from ..core.trail import AuditRecord, AuditSettings
+from ..core.trail import AuditRecord, AuditSettings, entry_order
 
 __all__ = ["add_audit_parser", "run_audit"]
 
