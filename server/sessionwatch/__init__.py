@@ -33,6 +33,7 @@ from .core.oidc import ProviderIdentity
 from .core.policy import LIMIT_ACTIONS, LimitAction, Policy, policy_from_env
 from .core.trail import AuditRecord
 from .web.extension import (
+    AuditFeed,
     Roster,
     SessionInfo,
     SessionList,
@@ -45,6 +46,7 @@ from .web.jsonprovider import BoundedJSONProvider
 
 __all__ = [
     "LIMIT_ACTIONS",
+    "AuditFeed",
     "AuditRecord",
     "Backend",
     "BackendUnavailable",

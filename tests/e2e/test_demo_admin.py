@@ -1,6 +1,7 @@
 """The demo's admin page in real Chromium (its CSP on): its own sign-in, every user's
 live sessions with their tabs, a revocation that the user's tab is told live with its
-reason, and the security event naming the admin as the actor (docs/admin.md)."""
+reason, and the audit trail's live feed showing a takeover and the revocation with the
+admin as its actor (docs/admin.md)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,15 @@ async def admin_page(browser: Any, demo: DemoProcess, password: str) -> Any:
     return page
 
 
+def audit_row(page: Any, event: str, user: str) -> Any:
+    return page.locator(f"#admin-audit tr[data-event='{event}'][data-user='{user}']")
+
+
 async def test_admin_lists_users_tabs_and_revokes_them_live(
     browser: Any, demo: DemoProcess, artifacts: Path
 ) -> None:
     user = f"tess-{uuid.uuid4().hex[:6]}"
+    taken_over = f"otto-{uuid.uuid4().hex[:6]}"
     laptop, laptop_page = await signed_in(browser, demo, user)
 
     refused = await admin_page(browser, demo, "not-the-password")
@@ -62,6 +68,17 @@ async def test_admin_lists_users_tabs_and_revokes_them_live(
         arg=user,
         timeout=5000,
     )
+    await audit_row(page, "signed_in", user).wait_for(timeout=5000)  # the first read
+
+    # A takeover while the page is open: the feed's next poll (with its cursor) shows it.
+    other, older_tab = await signed_in(browser, demo, taken_over)
+    newer_tab = await other.new_page()
+    await newer_tab.goto(demo.url + "/")
+    await wait_state(older_tab, "superseded")
+    takeover = audit_row(page, "superseded", taken_over)
+    await takeover.last.wait_for(timeout=5000)
+    assert (await takeover.last.get_attribute("data-actor")) == "user"
+    await other.close()
     await page.screenshot(path=str(artifacts / "demo-admin.png"), full_page=True)
 
     await page.fill("#reason", "stolen_laptop")
@@ -72,9 +89,11 @@ async def test_admin_lists_users_tabs_and_revokes_them_live(
     assert told and told[-1]["reason"] == "stolen_laptop"
     assert await transfer_status(laptop_page) == 401
     await row.wait_for(state="detached", timeout=5000)
-    feed = page.locator("#admin-events li", has_text='actor="admin:demo"')
-    await feed.first.wait_for(timeout=5000)
-    assert "stolen_laptop" in await feed.first.inner_text()
+    revoked = audit_row(page, "revoked", user)
+    await revoked.wait_for(timeout=5000)
+    assert (await revoked.get_attribute("data-actor")) == "admin:demo"
+    assert (await revoked.locator("td[data-label=Reason]").inner_text()) == "stolen_laptop"
+    assert await revoked.count() == 1  # polled with its cursor: never shown twice
     await page.context.close()
     await laptop.close()
 

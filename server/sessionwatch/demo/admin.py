@@ -1,5 +1,6 @@
 """The demo's admin page (``/admin``): every user's live sessions with their tabs,
-revoke one or a user's, and a feed of the security events this worker logged.
+revoke one or a user's, and a live feed of the audit trail (``SessionWatch.audit_feed``:
+the durable records every worker's changes wrote, docs/audit.md).
 
 Behind its own sign-in, never a user's: the password is ``DEMO_ADMIN_PASSWORD`` or
 one made at start and printed by ``sessionwatch demo`` (the demo is loopback-only; the
@@ -12,37 +13,23 @@ elsewhere cannot post them.
 
 from __future__ import annotations
 
-import collections
 import hmac
-import logging
 from typing import Any, Final
 
 from itsdangerous import BadSignature, TimestampSigner
 from quart import Quart, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .. import Code, ConfigurationError, InvalidPage, SessionWatch, security_log
+from .. import Code, ConfigurationError, InvalidPage, SessionWatch
 
 __all__ = ["ADMIN_ACTOR", "ADMIN_COOKIE", "register_admin"]
 
 ADMIN_COOKIE: Final = "demo_admin"
 ADMIN_ACTOR: Final = "admin:demo"
 _SIGNED_IN_FOR: Final = 8 * 3600  # seconds
-_FEED_SIZE: Final = 200
+_FEED_SIZE: Final = 50  # records per answer (per stream shard after a cursor)
 _MAX_USERS: Final = 500  # the page lists at most this many users (pages of 100)
 _MAX_ID: Final = 64
-
-
-class _Feed(logging.Handler):
-    """The last security events of this worker: each line as written (JSON, parsed by
-    the page) and its time."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=_FEED_SIZE)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.events.append({"at": int(record.created * 1000), "line": record.getMessage()})
 
 
 def _error(status: int, code: Code, message: str) -> Any:
@@ -52,19 +39,6 @@ def _error(status: int, code: Code, message: str) -> Any:
 def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
     """Serve ``/admin`` on ``app``, signed in with ``password``."""
     signer = TimestampSigner(app.config["SECRET_KEY"], salt="sessionwatch-demo-admin")
-    feed = _Feed()
-    level = security_log.level
-
-    @app.before_serving
-    async def listen() -> None:
-        security_log.addHandler(feed)
-        if security_log.getEffectiveLevel() > logging.INFO:  # the feed shows INFO events
-            security_log.setLevel(logging.INFO)
-
-    @app.after_serving
-    async def stop_listening() -> None:
-        security_log.removeHandler(feed)
-        security_log.setLevel(level)
 
     def signed_in() -> bool:
         value = request.cookies.get(ADMIN_COOKIE, "")
@@ -74,9 +48,15 @@ def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
             return False
         return True
 
-    def refused_write() -> Any | None:
+    def refused_read() -> Any | None:
         if not signed_in():
             return _error(401, Code.NOT_SIGNED_IN, "Sign in to the admin page first.")
+        return None
+
+    def refused_write() -> Any | None:
+        refused = refused_read()
+        if refused is not None:
+            return refused
         if request.headers.get("Origin") != request.host_url.rstrip("/"):
             return _error(403, Code.ORIGIN_FORBIDDEN, "Admin actions come from the admin page.")
         return None
@@ -117,8 +97,9 @@ def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
 
     @app.get("/admin/sessions")
     async def admin_sessions() -> Any:
-        if not signed_in():
-            return _error(401, Code.NOT_SIGNED_IN, "Sign in to the admin page first.")
+        refused = refused_read()
+        if refused is not None:
+            return refused
         users: list[dict[str, Any]] = []
         cursor: str | None = None
         try:
@@ -132,11 +113,18 @@ def register_admin(app: Quart, watch: SessionWatch, password: str) -> None:
             return _error(400, Code.BAD_PAGE, str(exc))
         return jsonify({"users": users, "complete": cursor is None})
 
-    @app.get("/admin/events")
-    async def admin_events() -> Any:
-        if not signed_in():
-            return _error(401, Code.NOT_SIGNED_IN, "Sign in to the admin page first.")
-        return jsonify({"events": list(feed.events)[::-1]})
+    @app.get("/admin/audit")
+    async def admin_audit() -> Any:
+        """The newest records (no ``cursor``) or those after ``cursor``, oldest first,
+        and the cursor for the next poll."""
+        refused = refused_read()
+        if refused is not None:
+            return refused
+        try:
+            feed = await watch.audit_feed(cursor=request.args.get("cursor"), count=_FEED_SIZE)
+        except InvalidPage as exc:
+            return _error(400, Code.BAD_PAGE, str(exc))
+        return jsonify(feed.to_json())
 
     @app.post("/admin/revoke")
     async def admin_revoke() -> Any:

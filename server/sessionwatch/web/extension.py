@@ -55,6 +55,7 @@ from ..engine import (
     check_request,
     parse_max_age,
 )
+from ..engine.audit_feed import DEFAULT_FEED_SIZE, AuditFeed, audit_feed
 from ..engine.hooks import Hook, Hooks
 from ..engine.provider_sessions import ProviderSessions
 from ..engine.roster import Roster, UserSessions, roster
@@ -71,7 +72,15 @@ from .websocket import register_websocket
 if TYPE_CHECKING:
     from .oidc import SingleSignOn
 
-__all__ = ["Roster", "SessionInfo", "SessionList", "SessionWatch", "TabStatus", "UserSessions"]
+__all__ = [
+    "AuditFeed",
+    "Roster",
+    "SessionInfo",
+    "SessionList",
+    "SessionWatch",
+    "TabStatus",
+    "UserSessions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -707,6 +716,19 @@ class SessionWatch:
             InvalidPage: ``cursor`` or ``limit`` is malformed.
         """
         return await roster(self.engine, cursor=cursor, limit=limit)
+
+    async def audit_feed(
+        self, *, cursor: str | None = None, count: str | int = DEFAULT_FEED_SIZE
+    ) -> AuditFeed:
+        """The audit trail for an admin page to poll (docs/audit.md): without
+        ``cursor`` the newest ``count`` records (default 50, at most 500), with one the
+        records after it (at most ``count`` per stream shard); oldest first, with the
+        opaque cursor to pass next time. Records hold no secret.
+
+        Raises:
+            InvalidPage: ``cursor`` or ``count`` is malformed (answered 400 ``bad_page``).
+        """
+        return await audit_feed(self.backend, cursor=cursor, count=count)
 
     async def list_sessions(
         self, user_id: str, *, cursor: str | None = None, limit: str | int | None = None

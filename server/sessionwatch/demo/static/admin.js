@@ -1,5 +1,6 @@
 /* The demo's admin page: every user's live sessions (refreshed every 2 s), revoke one
-   session or all of a user's, and this worker's security events. */
+   session or all of a user's, and the audit trail as a live feed (polled every 2 s with
+   the cursor of the answer before: only the records after it come). */
 (function () {
   "use strict";
   function $(id) { return document.getElementById(id); }
@@ -69,24 +70,60 @@
     });
   }
 
-  async function events() {
-    var response = await fetch("/admin/events", { credentials: "same-origin" });
+  var FEED_ROWS = 200;
+  var feedCursor = null;
+
+  function device(d) {
+    if (!d || !d.browser) return "";
+    return d.browser + " on " + d.os;
+  }
+
+  function record(r) {
+    var row = document.createElement("tr");
+    row.dataset.id = r.id;
+    row.dataset.event = r.event;
+    row.dataset.actor = r.actor;
+    row.dataset.user = r.user || "";
+    cell(row, when(r.at), "Time");
+    cell(row, r.event, "Event");
+    cell(row, r.user || "-", "User");
+    cell(row, r.session || "-", "Session");
+    var what = device(r.device);
+    if (r.by && device(r.by) && device(r.by) !== what) what += " (by " + device(r.by) + ")";
+    var dev = cell(row, what || "-", "Device");
+    var place = cell(row, r.place || "-", "Place");
+    if (r.new_device) { dev.appendChild(document.createTextNode(" ")); dev.appendChild(mark("new device")); }
+    if (r.new_place) { place.appendChild(document.createTextNode(" ")); place.appendChild(mark("new place")); }
+    cell(row, r.actor, "Actor");
+    cell(row, r.reason || "", "Reason");
+    return row;
+  }
+
+  function mark(text) {
+    var span = document.createElement("span");
+    span.className = "pill bad small";
+    span.textContent = text;
+    return span;
+  }
+
+  async function feed() {
+    var url = "/admin/audit" + (feedCursor ? "?cursor=" + encodeURIComponent(feedCursor) : "");
+    var response = await fetch(url, { credentials: "same-origin" });
+    if (response.status === 400) { feedCursor = null; return; }  // start again from the newest
     if (!response.ok) return;
     var body = await response.json();
-    var list = $("admin-events");
-    list.textContent = "";
-    body.events.slice(0, 50).forEach(function (e) {
-      var item = document.createElement("li");
-      var line;
-      try { line = JSON.parse(e.line); } catch (err) { line = { event: "message", message: e.line }; }
-      var fields = Object.keys(line).filter(function (k) { return k !== "event"; })
-        .map(function (k) { return k + "=" + JSON.stringify(line[k]); }).join(" ");
-      item.textContent = when(e.at) + "  " + line.event + "  " + fields;
-      list.appendChild(item);
+    var tbody = $("admin-audit");
+    if (feedCursor === null) tbody.textContent = "";
+    feedCursor = body.cursor;
+    body.records.forEach(function (r) {  // oldest first: each goes on top
+      if (!tbody.querySelector("tr[data-id='" + CSS.escape(r.id) + "']")) {
+        tbody.insertBefore(record(r), tbody.firstChild);
+      }
     });
+    while (tbody.children.length > FEED_ROWS) tbody.removeChild(tbody.lastChild);
   }
 
   load();
-  events();
-  setInterval(function () { load(); events(); }, 2000);
+  feed();
+  setInterval(function () { load(); feed(); }, 2000);
 })();
