@@ -279,20 +279,11 @@ class RedisClusterBackend(RedisBackend):
         actor: str = "user",
     ) -> list[str]:
         _in_users_slot(record)
-        if old_id is None or slot_tag(old_id) == slot_tag(record.id):
-            # One slot (a signed-in user signing in again): one script, as on one Redis.
-            return await super().login(
-                old_id,
-                record,
-                limit=limit,
-                deny=deny,
-                timeouts=timeouts,
-                now=now,
-                ceiling=ceiling,
-                actor=actor,
-            )
+        # One slot (a signed-in user signing in again): one script, as on one Redis;
+        # an old session of another slot is retired afterwards.
+        same_slot = old_id is None or slot_tag(old_id) == slot_tag(record.id)
         evicted = await super().login(
-            None,
+            old_id if same_slot else None,
             record,
             limit=limit,
             deny=deny,
@@ -301,7 +292,8 @@ class RedisClusterBackend(RedisBackend):
             ceiling=ceiling,
             actor=actor,
         )
-        await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
+        if old_id is not None and not same_slot:
+            await self._run("rotate", self.names.session_keys(old_id), timeouts, now, old_id)
         return evicted
 
     async def complete_login(
