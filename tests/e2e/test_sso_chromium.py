@@ -108,8 +108,14 @@ async def test_a_sign_out_at_the_provider_reaches_every_tab_live(
 
         at_provider = await alice.new_page()
         await at_provider.goto(provider.issuer + "/session/end")
-        clicked = await at_provider.evaluate("Date.now()")  # the browsers share one clock
-        await at_provider.click("button[name=logout][value=yes]")
+        # Timed from the browser sending the sign-out form (the request's start, on the
+        # clock every page shares), not from before Playwright's click: its actionability
+        # checks are the test's overhead, not the product's.
+        # (Playwright fills a request's timing in when its response arrives.)
+        async with at_provider.expect_response(lambda r: r.request.method == "POST") as posted:
+            await at_provider.click("button[name=logout][value=yes]")
+        clicked = (await posted.value).request.timing["startTime"]
+        assert clicked > 0
         try:
             for page in (first, second):
                 await wait_state(page, "revoked", timeout=3000)
@@ -120,8 +126,8 @@ async def test_a_sign_out_at_the_provider_reaches_every_tab_live(
             told = await revoked_at(page)
             # From the click at the provider to the tab's event: the provider's POST,
             # its back-channel call, the revocation and the push.
-            print(f"tab told {told - clicked} ms after the click at the provider")
-            assert told - clicked < 1000, f"the tab was told after {told - clicked} ms"
+            print(f"tab told {told - clicked:.0f} ms after the sign-out was posted")
+            assert told - clicked < 1000, f"the tab was told after {told - clicked:.0f} ms"
         for page in (first, second):
             banner = page.locator("sessionwatch-banner [data-sw-state='revoked']")
             assert "identity provider" in await banner.inner_text()
