@@ -4,7 +4,8 @@
 #   2. every Python suite (contract, HTTP, WebSocket, multi-process, end-to-end in Chromium;
 #      on one Redis and on a private 6-node Redis Cluster the suites start themselves),
 #      and tests/faults' short fault schedule; its soak is `python -m tests.faults --minutes 30`.
-# Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`.
+# Extra arguments go to pytest, e.g. `bash tests/run.sh -k contract -x`; the suites run in two
+# processes (TEST_WORKERS=0: in one, as `--pdb` wants).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,4 +59,7 @@ if [ -d client_js/test ]; then
     (cd client_js && node --test test/)
 fi
 (cd client_js/node && node --test test/)
-exec .venv/bin/python -m pytest "$@"
+# Two test processes (pytest-xdist): most tests wait on real processes, Redis, nginx and
+# Chromium rather than on the CPU, so two halve the run even on two cores; worksteal
+# evens out the long tests. TEST_WORKERS=0 runs everything in this one process.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist worksteal "$@"

@@ -5,7 +5,6 @@ consumer-group reading that hooks and the export rely on (docs/audit.md)."""
 from __future__ import annotations
 
 import asyncio
-
 import json
 from dataclasses import replace
 

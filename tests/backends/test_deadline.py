@@ -46,7 +46,8 @@ async def test_a_stale_or_forgotten_offset_is_measured_again() -> None:
     clocks.local += REMEASURE_EVERY + 0.1
     assert deadline.current() is None
     clocks.redis_ahead_ms = -100  # a failover brought a server with another clock
-    assert await deadline.next() == int(clocks.local * 1000) - 100 + 4_000
+    expected = int(clocks.local * 1000) - 100 + 4_000
+    assert await deadline.next() in (expected - 1, expected)  # the offset rounds down
     deadline.forget()
     assert deadline.current() is None
     assert clocks.reads == 2
