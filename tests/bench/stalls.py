@@ -165,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"stalls-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=1))
-    print(f"\n  {'variant':10} {'load':>5}  " + "  ".join(f"{r:>5}/s p50/p99/max" for r in rates))
+    labels = [f"{r}/s#{n + 1} p50/p99/max" for n in range(args.ladders) for r in rates]
+    print(f"\n  {'variant':10} {'load':>5}  " + "  ".join(f"{x:>22}" for x in labels))
     for result in results:
         cells = []
         for step in result["steps"]:
-            cells.append(f"{step['p50']:5.2f}/{step['p99']:6.2f}/{step['max']:6.1f}")
+            cells.append(f"{step['p50']:7.2f}/{step['p99']:7.2f}/{step['max']:6.1f}")
         print(f"  {result['variant']:10} {result['loadavg_before'][0]:5.2f}  " + "  ".join(cells))
     print(f"  written to {path}")
     return 0
