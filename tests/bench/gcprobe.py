@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .claimer import Claimer
 from .tabs import TabHolder
 
-__all__ = ["Probe", "ProbedTabHolder", "create_probed_app", "summarize"]
+__all__ = ["Probe", "ProbedClaimer", "ProbedTabHolder", "create_probed_app", "summarize"]
 
 LAG_TICK = 0.005  # the watcher's sleep
 LAG_REPORTED = 0.002  # a wake-up later than this is logged
@@ -123,6 +124,20 @@ class ProbedTabHolder(TabHolder):
 
     async def probe_start(self, quiet: bool = True) -> None:
         self.quiet_gc = quiet
+        self.probe.start()
+
+    async def probe_take(self) -> list[tuple[Any, ...]]:
+        return self.probe.take()
+
+
+class ProbedClaimer(Claimer):
+    """The claimer with a :class:`Probe` (``probe_start``, ``probe_take``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probe = Probe()
+
+    async def probe_start(self) -> None:
         self.probe.start()
 
     async def probe_take(self) -> list[tuple[Any, ...]]:

@@ -8,9 +8,9 @@ stalls (:mod:`tests.bench.gcprobe`), for A/B runs of candidate service apps::
 Each round starts every variant's server in turn (A B A B ...), connects the tabs,
 runs ``--ladders`` direct ladders and closes them; per variant and step it prints the
 push latency and, for the connect phase and each step, the collections per generation
-(count, total ms, largest ms) and the loop lags (over 2 ms) of the workers and of the
-tab holders, and the load average. Bounded: one server start, one connect and a few
-2 s steps per variant and round.
+(count, total ms, largest ms, CPU ms) and the loop lags (over 2 ms) of the workers, the
+tab holders and the claimer, and the load average. Bounded: one server start, one
+connect and a few 2 s steps per variant and round.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from .takeover import _step
 RESULTS = Path(__file__).parent / "results"
 
 
-def _probed_holders(bench: Bench) -> None:
-    for agent in bench.holders:
+def _probed_agents(bench: Bench) -> None:
+    for agent in [*bench.holders, bench.claimer]:
         agent.stop()
     bench.holders = [
         Agent("tests.bench.gcprobe:ProbedTabHolder", f"tabs-{i}") for i in range(HOLDERS)
     ]
+    bench.claimer = Agent("tests.bench.gcprobe:ProbedClaimer", "claimer")
 
 
 def _worker_events(directory: Path) -> list[tuple[Any, ...]]:
@@ -59,9 +60,9 @@ def _line(label: str, summary: dict[str, Any]) -> str:
 def one_round(
     bench: Bench, name: str, factory: str, tabs: int, rates: list[int], ladders: int
 ) -> dict[str, Any]:
-    factory, _, holders = factory.partition("@")
-    quiet_holders = holders != "loud"
-    _probed_holders(bench)  # fresh load-generator processes for every round
+    factory, *flags = factory.split("@")
+    quiet_holders = "loud" not in flags
+    _probed_agents(bench)  # fresh load-generator processes for every round
     probe_dir = Path(tempfile.mkdtemp(prefix="sw-probe-"))
     os.environ["SW_BENCH_PROBE_DIR"] = str(probe_dir)
     os.environ["SW_BENCH_INNER_FACTORY"] = factory
@@ -74,6 +75,7 @@ def one_round(
     try:
         bench.ensure_pool("sw", server, tabs)
         call_all(bench.holders, "probe_start", 30, [dict(quiet=quiet_holders)] * HOLDERS)
+        bench.claimer.call("probe_start", 30)
         began = time.monotonic()
         bench.connect("sw", server, range(tabs))
         bench.wait_idle(server)
@@ -99,6 +101,7 @@ def one_round(
         bench.sync_tokens("sw")
         time.sleep(1.2)  # the workers' last flush
         holder_events = [e for batch in call_all(bench.holders, "probe_take", 30) for e in batch]
+        claimer_events = bench.claimer.call("probe_take", 30)
     finally:
         bench.close_tabs()
         bench.stop(server)
@@ -120,10 +123,12 @@ def one_round(
     for label, start, end in phases:
         workers = summarize(worker_events, start, end)
         holders = summarize(holder_events, start, end)
-        out["phases"][label] = {"workers": workers, "holders": holders}
+        claimer = summarize(claimer_events, start, end)
+        out["phases"][label] = {"workers": workers, "holders": holders, "claimer": claimer}
         print(f"    {label}")
         print(_line("workers", workers))
         print(_line("holders", holders))
+        print(_line("claimer", claimer))
         counts = [e for e in worker_events if e[0] == "count" and start <= e[1] < end]
         if counts:
             print(f"      worker gc counts {[tuple(e[2:]) for e in counts]}")
