@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -106,6 +107,7 @@ def one_round(
         bench.close_tabs()
         bench.stop(server)
     worker_events = _worker_events(probe_dir)
+    shutil.rmtree(probe_dir, ignore_errors=True)
     load_after = os.getloadavg()
     out: dict[str, Any] = {
         "variant": name,
