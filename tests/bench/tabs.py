@@ -14,11 +14,20 @@ the floor the JSON ``hello`` → ``ready`` of ``sw`` on their own path, without 
 
 Receive times are ``time.perf_counter_ns()`` (CLOCK_MONOTONIC on Linux: one clock for
 every process) taken as soon as the frame is handed to the tab.
+
+A holder's own garbage collections would be counted as push latency: one process holds
+5,000 tabs' sockets (a browser holds one), and at the interpreter's default thresholds a
+collection of that heap stopped the holder for 10-40 ms of CPU in the middle of a step
+(docs/performance.md, finding 13). So after each connect the holder collects once and
+freezes its heap (``gc.freeze()``: the open tabs' objects leave every later collection;
+closing tabs unfreezes it first, so what closed tabs leave behind is collected), and no
+collection runs while a step's events are logged (``log_start`` to ``log_take``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import time
@@ -91,6 +100,7 @@ class TabHolder:
         self.storm_armed = False
         self.unexpected_closes: Counter[str] = Counter()
         self.setup_retries = 0
+        self.quiet_gc = True  # see the module docstring
         self._pinger: asyncio.Task[None] | None = None
         # (due, tab, its socket then): each open socket pings 20 s after its last ping.
         self._pings_due: deque[tuple[float, Tab, ClientConnection]] = deque()
@@ -263,6 +273,7 @@ class TabHolder:
                         return
 
         await asyncio.gather(*(one(*t) for t in tabs))
+        self._settle_heap()
         if self._pinger is None:
             self._pinger = asyncio.create_task(self._ping_forever())
         return {
@@ -332,11 +343,14 @@ class TabHolder:
     async def log_start(self) -> None:
         self.log = []
         self.logging = True
+        if self.quiet_gc:
+            gc.disable()
 
     async def log_count(self, kind: str) -> int:
         return sum(1 for entry in self.log if entry[1] == kind)
 
     async def log_take(self) -> list[tuple[int, str, int, int]]:
+        gc.enable()
         self.logging = False
         log, self.log = self.log, []
         return log
@@ -439,7 +453,16 @@ class TabHolder:
 
         await asyncio.gather(*(one(t) for t in tabs))
         self.storm_armed = armed
+        self._settle_heap()
         return len(tabs)
+
+    def _settle_heap(self) -> None:
+        """After tabs opened or closed: the open tabs' objects frozen, anything else
+        (closed tabs' objects frozen before) collectable again (see the module docstring)."""
+        gc.unfreeze()
+        if self.quiet_gc:
+            gc.collect()
+            gc.freeze()
 
     async def close_all(self) -> int:
         if self._pinger is not None:

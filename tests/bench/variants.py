@@ -12,16 +12,25 @@ does, then applies one change. Compare with the default in one command, e.g.::
 - ``create_gc_frozen_app``: only ``gc.freeze()`` after start-up, default thresholds.
 - ``create_gc_large_young_app``: the service's tuning with young collections every
   50,000 net allocations instead of 10,000 (longer but rarer young pauses).
+- ``create_gc_settled_freeze_app``: the service's tuning, plus a full collection and
+  ``gc.freeze()`` once the worker's socket count has settled (finding 13 of
+  docs/performance.md: not kept, no worker collection runs during the ladder).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import Any
 
 from sessionwatch.service.app import create_service_app
 
-__all__ = ["create_gc_default_app", "create_gc_frozen_app", "create_gc_large_young_app"]
+__all__ = [
+    "create_gc_default_app",
+    "create_gc_frozen_app",
+    "create_gc_large_young_app",
+    "create_gc_settled_freeze_app",
+]
 
 
 def create_gc_default_app() -> Any:
@@ -45,5 +54,38 @@ def _with_gc(thresholds: tuple[int, int, int], *, frozen: bool) -> Any:
         if not frozen:
             gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+    return app
+
+
+def create_gc_settled_freeze_app() -> Any:
+    """The service, plus: once the worker's socket count has changed and then stayed
+    the same for 2 s, a full collection and ``gc.freeze()`` (the settled sockets' objects
+    leave every later collection)."""
+    app = create_service_app()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def freeze_when_settled() -> None:
+        hub = app.extensions["sessionwatch"].hub
+        frozen_at = last = 0
+        stable = 0
+        while True:
+            await asyncio.sleep(1.0)
+            count = len(hub.sockets())
+            stable = stable + 1 if count == last else 0
+            last = count
+            if stable >= 2 and abs(count - frozen_at) >= 500:
+                gc.collect()
+                gc.freeze()
+                frozen_at = count
+
+    @app.before_serving
+    async def start() -> None:
+        tasks.append(asyncio.get_running_loop().create_task(freeze_when_settled()))
+
+    @app.after_serving
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
 
     return app
