@@ -12,6 +12,15 @@ Configured like the uvicorn server of the CLI where granian has the setting:
 - a worker that dies is started again (``respawn_failed_workers``; granian's default
   stops every worker instead); the same worker dying again within 5.5 s of its
   restart is a crash loop, and granian exits;
+- **one listening socket for every worker, listening from granian's start to its
+  shut-down** (:class:`_OneSocket`), as under uvicorn and hypercorn. granian (2.8.0 and
+  later) gives each worker on Linux a socket of its own (``SO_REUSEPORT``), bound only
+  once the worker has started (after its ASGI lifespan start-up, which waits up to
+  1 s for Redis when Redis is down): whenever no worker was serving (the only serving
+  one killed while another was still starting, or every worker restarting) the port
+  refused connections, and a worker's death reset the connections queued on its
+  socket. With the one socket, a connection waits in the backlog for the next worker
+  (issue 23; ``tests/integration/test_worker_restart_outage.py``);
 - SIGTERM: granian stops accepting, runs the ASGI lifespan shut-down (the hub closes its
   sockets) and waits for its workers.
 
@@ -45,6 +54,9 @@ would stop accepting at its 1,025th tab. The hub's own socket limits apply inste
 
 from __future__ import annotations
 
+import logging
+import socket
+from importlib import metadata
 from typing import Any
 
 from ..core.exceptions import ConfigurationError
@@ -128,7 +140,7 @@ def granian_server(
     from granian.log import LogLevels
 
     level = log_level.lower()
-    return Granian(
+    return _one_socket(Granian)(
         target,
         address=host,
         port=port,
@@ -147,3 +159,37 @@ def granian_server(
         log_access=False,
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.info,
     )
+
+
+logger = logging.getLogger(__name__)
+
+
+def _one_socket(server_class: Any) -> Any:
+    """``server_class`` (granian's server) with one listening socket that the
+    supervisor binds, listens on and keeps until its shut-down, and that every worker
+    inherits: granian's own way on other systems and for a Unix socket, used here for
+    TCP on Linux too (module docstring). granian's internals it relies on (2.8.0 to
+    2.8.9): ``_init_shared_socket`` leaves ``_ssp`` (the address) for the workers to bind
+    or ``_shd`` (a bound socket they share, ``_sso`` its Python handle that the
+    supervisor keeps); anything else is left as granian made it, with a warning."""
+
+    class _OneSocket(server_class):  # type: ignore[misc]
+        def _init_shared_socket(self) -> None:
+            super()._init_shared_socket()
+            address = getattr(self, "_ssp", None)
+            if self.bind_uds or getattr(self, "_shd", None) is not None:
+                return  # already one socket for every worker
+            if address is None or not hasattr(self, "_sso"):
+                logger.warning(
+                    "granian %s: unknown socket set-up, each worker listens on a socket "
+                    "of its own (connections are refused while no worker serves)",
+                    metadata.version("granian"),
+                )
+                return
+            shared = address.build()  # bound (SO_REUSEPORT, as granian's own)
+            listening = socket.socket(fileno=shared.get_fd())
+            listening.set_inheritable(True)
+            listening.listen(self.backlog)  # accepting now: queued until a worker takes them
+            self._shd, self._sfd, self._ssp, self._sso = shared, shared.get_fd(), None, listening
+
+    return _OneSocket
