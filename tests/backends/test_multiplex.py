@@ -302,3 +302,48 @@ async def test_closing_waits_for_the_callers_in_flight() -> None:
     link.answer("its reply")
     await asyncio.wait_for(closing, 5)
     assert waiting.result() == "its reply" and transport.aborted
+
+
+# -- a Cluster's redirects (cluster_multiplex.py) ------------------------------------------
+
+
+async def test_a_command_sent_again_fails_at_its_own_earlier_deadline() -> None:
+    """A script sent again after a redirect keeps its first deadline, earlier than the
+    deadline of a caller queued before it: it is told "failed" at its own, not later
+    (before, the watchdog waited for the older caller's deadline)."""
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    (older,) = _waiters(link, 1, within=60)
+    (resent,) = _waiters(link, 1, within=0.05)
+    link.flush()
+    assert isinstance(await _failed(resent), RedisTimeoutError)
+    assert not older.done()  # its own deadline is ahead: still waiting for its reply
+
+
+async def test_asking_goes_right_before_its_command_and_its_source() -> None:
+    """``ASK``: ``ASKING`` then the command in one write, its ``OK`` dropped; a
+    ``NOSCRIPT`` there sends the source after another ``ASKING``."""
+    import hiredis
+
+    from sessionwatch.backends.multiplex import _Waiter
+
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    link.send(pack("EVALSHA", "x", 0), _Waiter(future, loop.time() + 60, ("return 1", 0), True))
+    link.flush()
+    assert transport.written == [pack("ASKING") + pack("EVALSHA", "x", 0)]
+    link.answer("OK")
+    link.answer(hiredis.ReplyError("NOSCRIPT No matching script."))
+    link.flush()
+    assert transport.written[-1] == pack("ASKING") + pack("EVAL", "return 1", 0)
+    link.answer(hiredis.ReplyError("ERR a refused ASKING says nothing by itself"))
+    assert not future.done()
+    link.answer(1)
+    assert future.result() == 1
+
+
+async def test_asking_on_one_redis_leaves_the_command_to_answer(mux: Multiplexer) -> None:
+    """(One Redis refuses ``ASKING``: the refusal is dropped, the script still answers.)"""
+    assert await mux.evalsha(ECHO, ["k"], [1], asking=True) == ["k", "1"]
