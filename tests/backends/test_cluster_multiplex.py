@@ -5,7 +5,6 @@ a slot being migrated asked (``ASK``), and the presence refresh one script per p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,22 +12,11 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from backends.test_backend_contract import BY, NOW, make_record, stored
+from backends.test_cluster_layout import _cluster_backend  # noqa: F401 (the fixture)
 from sessionwatch.backends.base import PendingLogin, Timeouts
 from sessionwatch.backends.redis_cluster import RedisClusterBackend
 from sessionwatch.core.tokens import new_session_id, public_id, user_tag
 from support.redis_cluster import ClusterNode, RedisCluster
-
-
-@pytest.fixture(name="cluster_backend")
-async def _cluster_backend(
-    redis_cluster: RedisCluster, key_prefix: str
-) -> AsyncIterator[RedisClusterBackend]:
-    backend = RedisClusterBackend(redis_cluster.url, key_prefix=key_prefix)
-    await backend.connect()
-    try:
-        yield backend
-    finally:
-        await backend.disconnect()
 
 
 async def _clients(node: ClusterNode) -> int:
