@@ -18,9 +18,11 @@ Failure semantics, which ``RedisBackend.call`` turns into retries or 503s:
 - no connection could be made, or the connection was lost before a command was written
   (it sat in the write buffer): :class:`NotSent`, safe to send again;
 - ``READONLY`` (a demoted primary after a failover) or ``NOSCRIPT`` (a flushed script
-  cache): the script did not run. ``NOSCRIPT`` is answered by sending the script's
-  source (``EVAL``); ``READONLY`` closes the connection (the next one is made to the new
-  primary) and raises :class:`NotSent`;
+  cache, a promoted replica: ``SCRIPT LOAD`` is not replicated): the script did not
+  run. ``NOSCRIPT`` is answered by ``SCRIPT LOAD`` and ``EVALSHA`` again, in one write
+  (not ``EVAL``: an ACL user needs only ``evalsha`` and ``script|load``, deployment.md);
+  ``READONLY`` closes the connection (the next one is made to the new primary) and
+  raises :class:`NotSent`;
 - the connection lost after the write: the script may have run, so ``ConnectionError``
   (never sent again);
 - no reply within ``timeout`` seconds: ``TimeoutError``, told only once the caller's own
@@ -102,7 +104,7 @@ class _Waiter:
     ) -> None:
         self.future = future
         self.deadline = deadline
-        self.retry = retry  # what to send as EVAL on NOSCRIPT (packed only then)
+        self.retry = retry  # source, then EVALSHA's tail: sent again on NOSCRIPT
         self.asking = asking  # the command follows an ASKING (a Cluster's ASK redirect)
 
 
@@ -112,6 +114,12 @@ _ASKING = pack("ASKING")
 def _ignored(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # an ASKING refused: the command after it says what happened
+
+
+def _loaded(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        # The EVALSHA after it then fails with NOSCRIPT: say why.
+        logger.warning("Redis refused SCRIPT LOAD: %s", future.exception())
 
 
 class _ReplyProtocol(ReplyProtocol):
@@ -193,10 +201,17 @@ class _Link:
         if isinstance(reply, hiredis.ReplyError):
             message = str(reply)
             if message.startswith("NOSCRIPT") and waiter.retry is not None:
-                # The cache was flushed (a restart, SCRIPT FLUSH): the script did not run.
+                # The cache was flushed (a restart, SCRIPT FLUSH, a promoted replica):
+                # the script did not run. Loaded, then run by SHA again.
                 if not future.done():  # (a caller told "failed" is not run after all)
+                    source, *tail = waiter.retry
+                    load = self._loop.create_future()
+                    load.add_done_callback(_loaded)
+                    self._queue(
+                        pack("SCRIPT", "LOAD", source), _Waiter(load, waiter.deadline, None)
+                    )
                     retry = _Waiter(future, waiter.deadline, None, waiter.asking)
-                    self._write(pack("EVAL", *waiter.retry), retry)
+                    self._write(pack("EVALSHA", _sha(source), *tail), retry)
             elif message.startswith("READONLY"):
                 if not future.done():
                     future.set_exception(NotSent(f"Redis refused a write: {message}"))
