@@ -8,6 +8,16 @@ anonymous session the id itself — so a user's sessions, index and channels sha
 and the session limit stays one atomic script.
 The names are listed in :mod:`.keys`.
 
+Scripts run on one pipelined connection per primary (:mod:`.cluster_multiplex`: routed
+by redis-py's slot map, ``MOVED`` and ``ASK`` followed with the call's first deadline, the
+one-Redis multiplexer's failure semantics); other commands go through redis-py's cluster
+client. The presence refresh is one call per primary, and one script: a heartbeat's
+batch of sockets of many users (many slots) would be one script per slot, each paying
+the prelude, so the script declares the first key of its primary's batch and touches the
+others undeclared (Redis allows a script without a shebang line keys of other slots its
+node serves); a batch that meets a stale slot map is sent again one script per slot
+(:meth:`RedisClusterBackend.set_presence`; docs/performance.md, issue 28).
+
 Events travel by sharded pub/sub (``SPUBLISH`` inside the scripts, ``SSUBSCRIBE`` in
 :class:`~.cluster_pubsub.ClusterSubscription`), so a message reaches only the shard that
 owns its slot. The one step that crosses slots is a login whose old session lives in
