@@ -218,3 +218,27 @@ def test_credentials_and_tls_in_the_url_reach_every_node_client() -> None:
         ("::1", 7000),
         ("10.0.0.2", 7001),
     }
+
+
+async def test_a_silent_shard_link_is_pinged_then_rebuilt_and_resyncs(
+    cluster_backend: RedisClusterBackend, redis_cluster: RedisCluster, timeouts: Timeouts
+) -> None:
+    """A primary that answers nothing (``CLIENT PAUSE``: as a stalled node or a silent
+    partition) is not a quiet channel: its link is pinged once silent for
+    ``health_interval``, counted lost when the answer takes over ``reply_timeout``,
+    and the subscription rebuilt with a resync; then events arrive again."""
+    backend = cluster_backend
+    record = make_record(user="quiet")
+    await backend.login(None, record, limit=None, deny=False, timeouts=timeouts, now=NOW)
+    channel = session_channel(backend.key_prefix, record.id)
+    node = redis_cluster.slot_map()[key_slot(backend.names.session(record.id).encode())]
+    async with EventCollector(backend) as events:
+        events.subscription.health_interval = 0.2  # type: ignore[attr-defined]
+        events.subscription.reply_timeout = 0.5  # type: ignore[attr-defined]
+        await events.subscribe(channel)
+        node.cli("client", "pause", "2500", "all")
+        marker = await events.next_message(timeout=20)
+        assert marker.resync
+        claimed = await backend.claim(record.id, BY, exclusive=True, timeouts=timeouts, now=NOW)
+        seen, event = await events.next(timeout=10)
+        assert (seen, event.type, event.gen) == (channel, "superseded", claimed.gen)  # type: ignore[union-attr]

@@ -195,9 +195,9 @@ async def test_every_script_call_declares_keys_of_one_slot(
     calls: list[tuple[str, list[str]]] = []
     run_script = backend._eval
 
-    async def recording(name: str, keys: list[str], argv: list[Any]) -> Any:
+    async def recording(name: str, keys: list[str], argv: list[Any], **options: Any) -> Any:
         calls.append((name, list(keys)))
-        return await run_script(name, keys, argv)
+        return await run_script(name, keys, argv, **options)
 
     monkeypatch.setattr(backend, "_eval", recording)
     end_and_wait = backend._end_and_wait  # the ends, when they wait for a replica

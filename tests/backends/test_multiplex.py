@@ -12,7 +12,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sessionwatch.backends.multiplex import Multiplexer, NotSent, ScriptError, _Link, pack
+from sessionwatch.backends.multiplex import (
+    Multiplexer,
+    NotSent,
+    ScriptError,
+    _Link,
+    _sha,
+    pack,
+)
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 WRITE = "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]"
@@ -53,6 +60,33 @@ async def test_a_flushed_script_cache_is_answered_with_the_source(
     await client.script_flush()
     replies = await asyncio.gather(*(mux.evalsha(ECHO, ["a"], [i]) for i in range(20)))
     assert replies == [["a", str(i)] for i in range(20)]
+
+
+async def test_a_flushed_script_cache_needs_no_eval_permission(
+    client: aioredis.Redis, redis_url: str
+) -> None:
+    """The ACL user of deployment.md may run ``evalsha`` and ``script|load``, not
+    ``eval``: a flushed cache (a promoted replica has none) was answered with ``EVAL``,
+    refused ``NOPERM`` (a 503 on every call until someone loaded the scripts)."""
+    user, password = "mux-noscript", "mux-password-0123456789"
+    await client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        commands=["+evalsha", "+script|load"],
+    )
+    limited = aioredis.Redis.from_url(
+        redis_url, username=user, password=password, decode_responses=True
+    )
+    mux = Multiplexer(limited.connection_pool, timeout=5.0)
+    try:
+        await client.script_flush()
+        assert await mux.evalsha(ECHO, ["a"], [1]) == ["a", "1"]
+    finally:
+        await mux.aclose()
+        await limited.aclose()
+        await client.acl_deluser(user)
 
 
 async def test_a_script_error_fails_only_its_caller(mux: Multiplexer) -> None:
@@ -196,7 +230,10 @@ async def test_noscript_resends_the_source_in_order() -> None:
     link.flush()
     link.answer(hiredis.ReplyError("NOSCRIPT No matching script."))
     link.flush()
-    assert transport.written[-1] == pack("EVAL", "return 1", 0)
+    # Loaded, then by SHA again (an ACL user may lack EVAL: deployment.md's user)
+    sha = _sha("return 1")
+    assert transport.written[-1] == pack("SCRIPT", "LOAD", "return 1") + pack("EVALSHA", sha, 0)
+    link.answer(sha)
     assert not future.done()
     link.answer(1)
     assert future.result() == 1
@@ -302,3 +339,50 @@ async def test_closing_waits_for_the_callers_in_flight() -> None:
     link.answer("its reply")
     await asyncio.wait_for(closing, 5)
     assert waiting.result() == "its reply" and transport.aborted
+
+
+# -- a Cluster's redirects (cluster_multiplex.py) ------------------------------------------
+
+
+async def test_a_command_sent_again_fails_at_its_own_earlier_deadline() -> None:
+    """A script sent again after a redirect keeps its first deadline, earlier than the
+    deadline of a caller queued before it: it is told "failed" at its own, not later
+    (before, the watchdog waited for the older caller's deadline)."""
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    (older,) = _waiters(link, 1, within=60)
+    (resent,) = _waiters(link, 1, within=0.05)
+    link.flush()
+    assert isinstance(await _failed(resent), RedisTimeoutError)
+    assert not older.done()  # its own deadline is ahead: still waiting for its reply
+
+
+async def test_asking_goes_right_before_its_command_and_its_source() -> None:
+    """``ASK``: ``ASKING`` then the command in one write, its ``OK`` dropped; a
+    ``NOSCRIPT`` there loads the source, then ``ASKING`` and the command again."""
+    import hiredis
+
+    from sessionwatch.backends.multiplex import _Waiter
+
+    transport, owner = _Transport(), _Owner()
+    link = _Link(owner, None, transport)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    link.send(pack("EVALSHA", "x", 0), _Waiter(future, loop.time() + 60, ("return 1", 0), True))
+    link.flush()
+    assert transport.written == [pack("ASKING") + pack("EVALSHA", "x", 0)]
+    link.answer("OK")
+    link.answer(hiredis.ReplyError("NOSCRIPT No matching script."))
+    link.flush()
+    load, evalsha = pack("SCRIPT", "LOAD", "return 1"), pack("EVALSHA", _sha("return 1"), 0)
+    assert transport.written[-1] == load + pack("ASKING") + evalsha
+    link.answer(_sha("return 1"))
+    link.answer(hiredis.ReplyError("ERR a refused ASKING says nothing by itself"))
+    assert not future.done()
+    link.answer(1)
+    assert future.result() == 1
+
+
+async def test_asking_on_one_redis_leaves_the_command_to_answer(mux: Multiplexer) -> None:
+    """(One Redis refuses ``ASKING``: the refusal is dropped, the script still answers.)"""
+    assert await mux.evalsha(ECHO, ["k"], [1], asking=True) == ["k", "1"]

@@ -427,13 +427,21 @@ class RedisCluster:
             time.sleep(0.05)
         self.wait_ok(timeout)
 
-    def migrate_slot(self, slot: int, target: ClusterNode) -> None:
-        """Move ``slot`` (and its keys) to primary ``target`` the way ``redis-cli
-        --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE the keys, SETSLOT NODE."""
+    def begin_migration(self, slot: int, target: ClusterNode) -> ClusterNode:
+        """Mark ``slot`` IMPORTING on ``target`` and MIGRATING on its owner (returned):
+        the owner now answers ``ASK`` for a key of the slot it does not hold."""
         source = self.slot_map()[slot]
         source_id, target_id = self._myself(source)[0], self._myself(target)[0]
         target.cli("cluster", "setslot", str(slot), "importing", source_id)
         source.cli("cluster", "setslot", str(slot), "migrating", target_id)
+        return source
+
+    def migrate_slot(self, slot: int, target: ClusterNode) -> None:
+        """Move ``slot`` (and its keys) to primary ``target`` the way ``redis-cli
+        --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE the keys, SETSLOT NODE
+        (a migration :meth:`begin_migration` began is finished)."""
+        source = self.begin_migration(slot, target)
+        target_id = self._myself(target)[0]
         for _ in range(1000):  # bounded: 100 keys a round
             keys = source.cli("cluster", "getkeysinslot", str(slot), "100").split()
             if not keys:

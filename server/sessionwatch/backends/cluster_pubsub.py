@@ -13,6 +13,13 @@ the subscription broken. The iterator then re-reads the slot map, resubscribes e
 channel on its current owner, waits until each is confirmed, and yields one
 ``ChannelMessage(resync=True)``: the hub re-checks its sockets, as after a reconnect on
 one Redis, so a tab whose channel moved learns what it missed.
+
+Each link is made by redis-py's pool (TLS, ACL users) and taken over (``takeover.py``),
+as the single-node reader does (``subscription.py``): hiredis parses what arrives and a
+message goes to the hub's listener (``base.Listenable``) in the read that brought it,
+without a reader task, a ``get_message`` call or a queue per message (issue 28: the
+claim → push latency was ~1.5-2 times one Redis'). A silent link is pinged after
+``health_interval`` seconds; no answer within ``reply_timeout`` breaks it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -36,7 +44,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import ChannelMessage
 from .confirmations import Confirmations
-from .tasks import stop_task
+from .multiplex import pack
+from .takeover import ReplyProtocol, give_back, take_over
 
 __all__ = ["ClusterSubscription"]
 
@@ -44,7 +53,8 @@ logger = logging.getLogger("sessionwatch.backends.redis_cluster")
 
 _T = TypeVar("_T")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_QUEUE_SIZE = 4096  # messages read ahead of the hub; then the readers wait (TCP backpressure)
+_HEALTH_INTERVAL = 15.0  # seconds of silence on a link, then a PING
+_REPLY_TIMEOUT = 5.0  # seconds the PING's answer may take, then the link is lost
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -71,24 +81,95 @@ class _Broken(Exception):
     """The subscription no longer matches the cluster: rebuild it."""
 
 
+class _Feed(ReplyProtocol):
+    """What one primary pushes on its shard pub/sub connection."""
+
+    def __init__(self, owner: ClusterSubscription, link: _Link) -> None:
+        super().__init__()
+        self._owner = owner
+        self._link = link
+
+    def replied(self, reply: Any) -> bool:
+        if self._link.transport is None:  # closed by us: nothing it says counts
+            return False
+        if isinstance(reply, hiredis.ReplyError) or not isinstance(reply, list):
+            # MOVED (the slot moved before our SSUBSCRIBE), anything else: rebuild
+            self._owner.broken(f"{self._link.name}: {reply!r}")
+            return False
+        kind = reply[0]
+        if kind == "smessage":
+            self._owner.received(reply[1], reply[2])
+        elif kind == "ssubscribe":
+            self._owner.confirmed(reply[1])
+        elif kind == "sunsubscribe":
+            return self._owner.dropped(self._link, reply[1])
+        # the "pong" of a health check needs nothing
+        return True
+
+    def read(self) -> None:
+        self._link.heard()
+
+    def failed(self, exc: BaseException) -> None:
+        if self._link.transport is not None:  # (closing it ourselves is no failure)
+            self._owner.broken(f"{self._link.name}: {exc!r}")
+
+
 class _Link:
-    """The pub/sub connection to one primary."""
+    """The pub/sub connection to one primary, taken over from a client of that node."""
 
     def __init__(self, name: str, client: aioredis.Redis) -> None:
         self.name = name
         self.client = client
-        self.pubsub: Any = client.pubsub()
-        self.reader: asyncio.Task[None] | None = None
+        self.connection: Any = None
+        self.transport: asyncio.Transport | None = None
+        self._heard_at = 0.0
+        self._pinged_at: float | None = None
+        self._health: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    async def open(self, owner: ClusterSubscription) -> None:
+        pool = self.client.connection_pool
+        connection, transport = await take_over(pool, _Feed(owner, self))
+        if self.closed:  # closed while it connected (a cancelled opening): not kept
+            transport.abort()
+            await give_back(pool, connection)
+            raise _Broken("closed while connecting")
+        self.connection, self.transport = connection, transport
+        self.heard()
+        self._health = asyncio.get_running_loop().call_later(1.0, self._check, owner)
+
+    def send(self, *command: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(pack(*command))
+
+    def heard(self) -> None:
+        self._heard_at = asyncio.get_running_loop().time()
+        self._pinged_at = None
+
+    def _check(self, owner: ClusterSubscription) -> None:
+        """Ping a silent link; a ping unanswered in time is a lost link."""
+        now = asyncio.get_running_loop().time()
+        if self._pinged_at is not None:
+            if now - self._pinged_at > owner.reply_timeout:
+                owner.broken(f"{self.name} did not answer a pub/sub health check")
+                return
+        elif now - self._heard_at > owner.health_interval:
+            self._pinged_at = now
+            self.send("PING")
+        self._health = asyncio.get_running_loop().call_later(1.0, self._check, owner)
 
     async def aclose(self) -> None:
-        reader = self.reader
-        if reader is not None:
-            # stop_task, never ``await reader`` under suppress(CancelledError): that
-            # also swallowed the cancellation of the task closing us (the hub's reader
-            # rebuilding when the hub stopped), which then ran on and waited forever.
-            await stop_task(reader)  # a failed reader was already reported
-        with contextlib.suppress(Exception):
-            await _own_task(self.pubsub.aclose())
+        self.closed = True
+        if self._health is not None:
+            self._health.cancel()
+            self._health = None
+        transport, self.transport = self.transport, None
+        connection, self.connection = self.connection, None
+        if transport is not None:
+            transport.abort()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await _own_task(give_back(self.client.connection_pool, connection))
         with contextlib.suppress(Exception):
             await _own_task(self.client.aclose())
 
@@ -122,12 +203,16 @@ class ClusterSubscription:
         self._owner: dict[str, str] = {}  # shard channel → node it is subscribed on
         self._links: dict[str, _Link] = {}
         self._leaving: collections.Counter[str] = collections.Counter()  # our sunsubscribes
-        self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue(_QUEUE_SIZE)
+        # Messages for the iterator (when no listener takes them), and None: a wake-up.
+        self._queue: asyncio.Queue[ChannelMessage | None] = asyncio.Queue()
+        self._listener: Callable[[ChannelMessage], None] | None = None
         self._confirmations = Confirmations()
         self._broken: str | None = None
         self._sending = asyncio.Lock()
         self._closed = False
         self.confirm_timeout = 5.0
+        self.health_interval = _HEALTH_INTERVAL
+        self.reply_timeout = _REPLY_TIMEOUT
         self.connected = False
         self.reconnects = 0
 
@@ -161,7 +246,7 @@ class ClusterSubscription:
                 await asyncio.gather(*waiters)
         except (TimeoutError, *_UNREACHABLE, RedisError, RedisClusterException) as exc:
             if self.connected:  # else the rebuild under way subscribes them
-                self._break(f"subscribe failed: {exc!r}")  # rebuild, resubscribe, resync
+                self.broken(f"subscribe failed: {exc!r}")  # rebuild, resubscribe, resync
         finally:
             self._confirmations.forget(shard, waiters)
 
@@ -181,11 +266,7 @@ class ClusterSubscription:
                 continue
             for group in _by_slot(physicals):
                 self._leaving.update(group)
-                try:
-                    await link.pubsub.sunsubscribe(*group)
-                except (*_UNREACHABLE, RedisError) as exc:
-                    self._break(f"sunsubscribe failed: {exc!r}")
-                    return
+                link.send("SUNSUBSCRIBE", *group)
 
     async def _send(self, physicals: Iterable[str]) -> None:
         """``SSUBSCRIBE`` on each channel's current owner, one command per slot. One
@@ -207,56 +288,69 @@ class ClusterSubscription:
             by_node.setdefault(node.name, []).append(physical)
         for name, group in by_node.items():
             link = self._links.get(name)
-            fresh = link is None
             if link is None:
                 node = nodes[name]
                 client = aioredis.Redis(host=node.host, port=int(node.port), **self._node_options)
-                link = self._links[name] = _Link(name, client)
+                link = _Link(name, client)
+                try:
+                    await _own_task(link.open(self))
+                except BaseException:
+                    await link.aclose()
+                    raise
+                self._links[name] = link
             for same_slot in _by_slot(group):
                 for physical in same_slot:
                     self._owner[physical] = name
-                await _own_task(link.pubsub.ssubscribe(*same_slot))
-            if fresh:
-                link.reader = asyncio.create_task(
-                    self._read(link), name=f"sessionwatch-ssub-{name}"
-                )
+                link.send("SSUBSCRIBE", *same_slot)
 
-    # -- reading ------------------------------------------------------------------------
+    # -- what the links' protocols call ---------------------------------------------------
 
-    async def _read(self, link: _Link) -> None:
+    def received(self, channel: str, payload: str) -> None:
+        logical = self._logical.get(channel)
+        if logical is None:
+            return  # unsubscribed meanwhile
+        message = ChannelMessage(channel=logical, payload=payload)
+        listener = self._listener
+        if listener is None:
+            self._queue.put_nowait(message)
+            return
         try:
-            while True:
-                message = await link.pubsub.get_message(timeout=1.0)  # runs health checks
-                if message is None:
-                    continue
-                kind, channel = message["type"], message.get("channel")
-                if kind == "smessage":
-                    logical = self._logical.get(channel)
-                    if logical is not None:
-                        await self._queue.put(
-                            ChannelMessage(channel=logical, payload=message["data"])
-                        )
-                elif kind == "ssubscribe":
-                    self._confirmations.confirm(channel)
-                elif kind == "sunsubscribe":
-                    if self._leaving[channel] > 0:
-                        self._leaving[channel] -= 1
-                        if not self._leaving[channel]:
-                            del self._leaving[channel]
-                    elif self._owner.get(channel) == link.name:
-                        # Pushed by the server: this node no longer owns the slot.
-                        self._break(f"{link.name} dropped shard channel {channel} (slot moved)")
-                        return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # lost connection, MOVED, anything: rebuild
-            self._break(f"{link.name}: {exc!r}")
+            listener(message)
+        except Exception:  # the reader must go on whatever one message does
+            logger.exception("pub/sub listener failed on a message of %s", logical)
 
-    def _break(self, why: str) -> None:
+    def listen(self, listener: Callable[[ChannelMessage], None]) -> None:
+        """Hand every message to ``listener`` as it is read (``base.Listenable``); the
+        iterator then yields only resync markers. Messages already queued go first."""
+        queued = []
+        while not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        for message in queued:
+            if message is None:
+                self._queue.put_nowait(None)
+            else:
+                listener(message)
+        self._listener = listener
+
+    def confirmed(self, channel: str) -> None:
+        self._confirmations.confirm(channel)
+
+    def dropped(self, link: _Link, channel: str) -> bool:
+        """An ``sunsubscribe``: ours, or pushed by the server (the node no longer owns
+        the slot: rebuild). Returns whether the link reads on."""
+        if self._leaving[channel] > 0:
+            self._leaving[channel] -= 1
+            if not self._leaving[channel]:
+                del self._leaving[channel]
+        elif self._owner.get(channel) == link.name:
+            self.broken(f"{link.name} dropped shard channel {channel} (slot moved)")
+            return False
+        return True
+
+    def broken(self, why: str) -> None:
         if self._broken is None and not self._closed:
             self._broken = why
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)  # wake the iterator
+        self._queue.put_nowait(None)  # wake the iterator
 
     async def _teardown(self) -> None:
         links, self._links = list(self._links.values()), {}
@@ -324,8 +418,7 @@ class ClusterSubscription:
     async def aclose(self) -> None:
         self._closed = True
         self.connected = False
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)  # an iteration waiting for a message ends
+        self._queue.put_nowait(None)  # an iteration waiting for a message ends
         await self._teardown()
 
 

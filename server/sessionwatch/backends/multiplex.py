@@ -18,9 +18,11 @@ Failure semantics, which ``RedisBackend.call`` turns into retries or 503s:
 - no connection could be made, or the connection was lost before a command was written
   (it sat in the write buffer): :class:`NotSent`, safe to send again;
 - ``READONLY`` (a demoted primary after a failover) or ``NOSCRIPT`` (a flushed script
-  cache): the script did not run. ``NOSCRIPT`` is answered by sending the script's
-  source (``EVAL``); ``READONLY`` closes the connection (the next one is made to the new
-  primary) and raises :class:`NotSent`;
+  cache, a promoted replica: ``SCRIPT LOAD`` is not replicated): the script did not
+  run. ``NOSCRIPT`` is answered by ``SCRIPT LOAD`` and ``EVALSHA`` again, in one write
+  (not ``EVAL``: an ACL user needs only ``evalsha`` and ``script|load``, deployment.md);
+  ``READONLY`` closes the connection (the next one is made to the new primary) and
+  raises :class:`NotSent`;
 - the connection lost after the write: the script may have run, so ``ConnectionError``
   (never sent again);
 - no reply within ``timeout`` seconds: ``TimeoutError``, told only once the caller's own
@@ -43,7 +45,7 @@ import asyncio
 import collections
 import hashlib
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,7 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .takeover import ReplyProtocol, give_back, take_over
 
-__all__ = ["Multiplexer", "NotSent", "ScriptError", "pack"]
+__all__ = ["Multiplexer", "NotSent", "ScriptError", "ScriptRunner", "pack"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,15 @@ class NotSent(RedisConnectionError):
 class ScriptError(RedisError):
     """Redis answered the script with an error (a Lua error, ``LATE`` from the deadline
     fence, ``OOM``): it took no effect the caller can rely on."""
+
+
+class ScriptRunner(Protocol):
+    """What runs the backend's scripts: a :class:`Multiplexer` on one Redis, a
+    ``cluster_multiplex.ClusterMultiplexer`` (one per primary) on a Cluster."""
+
+    async def evalsha(self, source: str, keys: list[str], args: list[Any]) -> Any: ...
+
+    async def aclose(self) -> None: ...
 
 
 def pack(*args: str | int | bytes) -> bytes:
@@ -82,14 +93,33 @@ def pack(*args: str | int | bytes) -> bytes:
 
 
 class _Waiter:
-    __slots__ = ("deadline", "future", "retry")
+    __slots__ = ("asking", "deadline", "future", "retry")
 
     def __init__(
-        self, future: asyncio.Future[Any], deadline: float, retry: tuple[Any, ...] | None
+        self,
+        future: asyncio.Future[Any],
+        deadline: float,
+        retry: tuple[Any, ...] | None,
+        asking: bool = False,
     ) -> None:
         self.future = future
         self.deadline = deadline
-        self.retry = retry  # what to send as EVAL on NOSCRIPT (packed only then)
+        self.retry = retry  # source, then EVALSHA's tail: sent again on NOSCRIPT
+        self.asking = asking  # the command follows an ASKING (a Cluster's ASK redirect)
+
+
+_ASKING = pack("ASKING")
+
+
+def _ignored(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # an ASKING refused: the command after it says what happened
+
+
+def _loaded(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        # The EVALSHA after it then fails with NOSCRIPT: say why.
+        logger.warning("Redis refused SCRIPT LOAD: %s", future.exception())
 
 
 class _ReplyProtocol(ReplyProtocol):
@@ -131,13 +161,26 @@ class _Link:
         self._write(command, waiter)
 
     def _write(self, command: bytes, waiter: _Waiter) -> None:
+        if waiter.asking:
+            # ASKING applies to the next command of the connection: queued right before
+            # it, in the same write, with a waiter of its own whose reply is dropped.
+            future = self._loop.create_future()
+            future.add_done_callback(_ignored)
+            self._queue(_ASKING, _Waiter(future, waiter.deadline, None))
+        self._queue(command, waiter)
+
+    def _queue(self, command: bytes, waiter: _Waiter) -> None:
         self.waiters.append(waiter)
         self.unsent.append(command)
         if not self._flush_scheduled:
             # Everything queued in this loop iteration goes out in one write.
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
-        if self._watchdog is None:
+        watchdog = self._watchdog
+        if watchdog is None or waiter.deadline < watchdog.when():
+            # (a command sent again keeps its caller's deadline, which may come first)
+            if watchdog is not None:
+                watchdog.cancel()
             self._arm(waiter.deadline)
 
     def flush(self) -> None:
@@ -158,10 +201,17 @@ class _Link:
         if isinstance(reply, hiredis.ReplyError):
             message = str(reply)
             if message.startswith("NOSCRIPT") and waiter.retry is not None:
-                # The cache was flushed (a restart, SCRIPT FLUSH): the script did not run.
+                # The cache was flushed (a restart, SCRIPT FLUSH, a promoted replica):
+                # the script did not run. Loaded, then run by SHA again.
                 if not future.done():  # (a caller told "failed" is not run after all)
-                    retry = _Waiter(future, waiter.deadline, None)
-                    self._write(pack("EVAL", *waiter.retry), retry)
+                    source, *tail = waiter.retry
+                    load = self._loop.create_future()
+                    load.add_done_callback(_loaded)
+                    self._queue(
+                        pack("SCRIPT", "LOAD", source), _Waiter(load, waiter.deadline, None)
+                    )
+                    retry = _Waiter(future, waiter.deadline, None, waiter.asking)
+                    self._write(pack("EVALSHA", _sha(source), *tail), retry)
             elif message.startswith("READONLY"):
                 if not future.done():
                     future.set_exception(NotSent(f"Redis refused a write: {message}"))
@@ -190,16 +240,20 @@ class _Link:
             return
         now = self._loop.time()
         expired = False
+        earliest: float | None = None
         for waiter in self.waiters:
             if waiter.future.done():
                 continue
             if waiter.deadline > now:
-                # Deadlines follow the send order (a NOSCRIPT resend keeps its own,
-                # earlier one and is failed with this later one: late, never early).
-                self._arm(waiter.deadline)
-                break
+                # Not in send order: a command sent again (NOSCRIPT, a Cluster's
+                # redirect) keeps its caller's earlier deadline.
+                if earliest is None or waiter.deadline < earliest:
+                    earliest = waiter.deadline
+                continue
             waiter.future.set_exception(RedisTimeoutError("Timeout reading from Redis"))
             expired = True
+        if earliest is not None:
+            self._arm(earliest)
         if expired:
             self.retire()
         if self.retired:
@@ -273,9 +327,22 @@ class Multiplexer:
         self._released: set[asyncio.Task[None]] = set()
         self._retired: set[_Link] = set()  # still read until nobody waits on them
 
-    async def evalsha(self, source: str, keys: list[str], args: list[Any]) -> Any:
+    async def evalsha(
+        self,
+        source: str,
+        keys: list[str],
+        args: list[Any],
+        *,
+        deadline: float | None = None,
+        asking: bool = False,
+    ) -> Any:
         """Run the script ``source`` (cached by SHA in Redis; sent whole only when Redis
-        answers ``NOSCRIPT``) and return its reply."""
+        answers ``NOSCRIPT``) and return its reply.
+
+        ``deadline`` (the loop's clock): when its caller is told it failed, instead of
+        ``timeout`` from now; a Cluster's redirect sends a script again with the
+        deadline of its first send (``cluster_multiplex.py``). ``asking``: preceded by
+        ``ASKING`` (a Cluster's ``ASK`` redirect, on the slot's importing node)."""
         sha = _sha(source)
         link = self._link
         if link is None or link.closed:
@@ -283,7 +350,9 @@ class Multiplexer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         tail = (len(keys), *keys, *args)
-        waiter = _Waiter(future, loop.time() + self._timeout, (source, *tail))
+        if deadline is None:
+            deadline = loop.time() + self._timeout
+        waiter = _Waiter(future, deadline, (source, *tail), asking)
         link.send(pack("EVALSHA", sha, *tail), waiter)
         return await future
 

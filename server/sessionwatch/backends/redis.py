@@ -59,7 +59,7 @@ from .base import (
 from .deadline import ScriptDeadline
 from .durable_ends import DurableEnds, end_and_wait, online_replicas
 from .keys import KeyNames, Topology, key_names
-from .multiplex import Multiplexer, NotSent
+from .multiplex import Multiplexer, NotSent, ScriptRunner
 from .redis_trail import RedisTrail
 from .subscription import RedisSubscription
 from .user_scan import UserPage, decode_cursor, encode_cursor, scan_position, scan_users
@@ -226,6 +226,16 @@ def _client_from_url(url: str, **options: Any) -> tuple[aioredis.Redis, list[aio
     return client, list(sentinel.sentinels)
 
 
+def _presence_argv(
+    keys: Sequence[str], sockets: Sequence[tuple[str, str]], until: int | None
+) -> list[Any]:
+    """``presence.lua``'s own arguments: until, then (live-sockets set, socket id) pairs."""
+    pairs = [
+        value for key, (_, socket) in zip(keys, sockets, strict=True) for value in (key, socket)
+    ]
+    return ["" if until is None else until, *pairs]
+
+
 def _field_pairs(record: SessionRecord) -> list[str]:
     """``field, value, field, value, …`` for a script's ARGV."""
     return [item for pair in record.to_fields().items() for item in pair]
@@ -282,16 +292,16 @@ class RedisBackend(RedisTrail):
         self._rate_script = self._redis.register_script(_read_script("rate"))
         self._link_script = self._redis.register_script(_read_script("link"))
         # Scripts, the hot path, go through one pipelined connection (multiplex.py);
-        # everything else through the pool. (A cluster client routes by slot itself.)
-        self._multiplexer = (
-            Multiplexer(client.connection_pool, timeout=_SOCKET_TIMEOUT)
-            if isinstance(client, aioredis.Redis)
-            else None
-        )
+        # everything else through the pool.
+        self._multiplexer = self._script_runner()
         self.deadline = ScriptDeadline(SCRIPT_BUDGET, self._redis.time)
         self.durable_ends = DurableEnds(
             durable_ends, durable_ends_timeout, self._connected_replicas
         )
+
+    def _script_runner(self) -> ScriptRunner:
+        """What runs the scripts (a Cluster has one multiplexer per primary)."""
+        return Multiplexer(self._redis.connection_pool, timeout=_SOCKET_TIMEOUT)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -306,8 +316,7 @@ class RedisBackend(RedisTrail):
             await self._redis.script_load(script.script)
 
     async def disconnect(self) -> None:
-        if self._multiplexer is not None:
-            await self._multiplexer.aclose()
+        await self._multiplexer.aclose()
         await self._redis.aclose()
         for sentinel in self._sentinels:
             await sentinel.aclose()
@@ -451,8 +460,6 @@ class RedisBackend(RedisTrail):
         return self.names.audit()
 
     async def _eval(self, name: str, keys: list[str], argv: list[Any]) -> Any:
-        if self._multiplexer is None:
-            return await self._scripts[name](keys=keys, args=argv)
         return await self._multiplexer.evalsha(_script_source(name), keys, argv)
 
     async def _deadline_of(self, keys: list[str]) -> int:
@@ -785,9 +792,8 @@ class RedisBackend(RedisTrail):
     ) -> None:
         if not sockets:
             return
-        pairs = [value for socket in sockets for value in socket]
-        keys = [self.names.presence(socket[0]) for socket in sockets]
-        await self._run("presence", keys, None, now, "" if until is None else until, *pairs)
+        keys = [self.names.presence(public_id) for public_id, _ in sockets]
+        await self._run("presence", keys, None, now, *_presence_argv(keys, sockets, until))
 
     async def count_presence(self, public_ids: list[str], *, now: int) -> dict[str, int]:
         if not public_ids:
@@ -824,8 +830,6 @@ class RedisBackend(RedisTrail):
         argv = [str(now)]
         for rule, _ in checks:
             argv += [f"{rule.interval_ms:.3f}", f"{rule.capacity_ms:.3f}"]
-        if self._multiplexer is None:
-            return int(await self.call(self._rate_script, keys, argv))
         source = self._rate_script.script
         return int(await self.call(self._multiplexer.evalsha, source, keys, argv))
 

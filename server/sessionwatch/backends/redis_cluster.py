@@ -8,6 +8,16 @@ anonymous session the id itself — so a user's sessions, index and channels sha
 and the session limit stays one atomic script.
 The names are listed in :mod:`.keys`.
 
+Scripts run on one pipelined connection per primary (:mod:`.cluster_multiplex`: routed
+by redis-py's slot map, ``MOVED`` and ``ASK`` followed with the call's first deadline, the
+one-Redis multiplexer's failure semantics); other commands go through redis-py's cluster
+client. The presence refresh is one call per primary, and one script: a heartbeat's
+batch of sockets of many users (many slots) would be one script per slot, each paying
+the prelude, so the script declares the first key of its primary's batch and touches the
+others undeclared (Redis allows a script without a shebang line keys of other slots its
+node serves); a batch that meets a stale slot map is sent again one script per slot
+(:meth:`RedisClusterBackend.set_presence`; docs/performance.md, issue 28).
+
 Events travel by sharded pub/sub (``SPUBLISH`` inside the scripts, ``SSUBSCRIBE`` in
 :class:`~.cluster_pubsub.ClusterSubscription`), so a message reaches only the shard that
 owns its slot. The one step that crosses slots is a login whose old session lives in
@@ -44,10 +54,20 @@ from ..core.paging import MAX_PAGE_SIZE
 from ..core.tokens import slot_tag, user_tag
 from ..core.trail import AuditSettings
 from .base import PendingLogin, SessionRecord, Timeouts
+from .cluster_multiplex import ClusterMultiplexer, Redirected
 from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
-from .redis import _SCRIPTS, _UNREACHABLE, RedisBackend
+from .multiplex import ScriptError
+from .redis import (
+    _SCRIPTS,
+    _SOCKET_TIMEOUT,
+    _UNREACHABLE,
+    RedisBackend,
+    _CheckedBlockingPool,
+    _presence_argv,
+    _script_source,
+)
 from .redis_trail import run_trail_script
 from .tls_options import tls_options
 from .user_scan import UserPage, decode_cursor, encode_cursor, scan_position, scan_users
@@ -57,6 +77,9 @@ __all__ = ["RedisClusterBackend", "cluster_from_url"]
 _SCHEMES = ("redis+cluster", "rediss+cluster")
 _MAX_CONNECTIONS = 64  # per node; also the calls in flight per process (see call())
 _POOL_TIMEOUT = 5.0  # seconds a call waits for its turn, then 503 (as on one Redis)
+# Connections of a primary's script multiplexer: one in use, and those retired after a
+# timeout that still read their callers' replies (multiplex.py).
+_SCRIPT_CONNECTIONS = 8
 _SLOTS = 16384
 
 
@@ -109,6 +132,7 @@ class RedisClusterBackend(RedisBackend):
     """
 
     _TOPOLOGY: Topology = "cluster"
+    _multiplexer: ClusterMultiplexer
     _SCRIPTS = (*_SCRIPTS, "rotate")
     # Seconds between a trail reader's idle reads (engine/hooks.py): a read of every
     # shard costs each primary ~10-90 ms of Redis time (docs/audit.md).
@@ -147,20 +171,44 @@ class RedisClusterBackend(RedisBackend):
             durable_ends_timeout=durable_ends_timeout,
             audit=audit,
         )
+        # The scripts take no pooled connection: no turn to wait for.
+        self._unpooled = frozenset((self._eval, self._multiplexer.evalsha, self._presence))
+
+    def _script_runner(self) -> ClusterMultiplexer:
+        return ClusterMultiplexer(self._cluster, self._script_pool, timeout=_SOCKET_TIMEOUT)
+
+    def _script_pool(self, host: str, port: int) -> Any:
+        """The connection pool of a primary's script multiplexer: the node options of
+        the URL (credentials, TLS), connections checked before use as on one Redis."""
+        pool = aioredis.Redis(host=host, port=port, **self._node_options).connection_pool
+        return _CheckedBlockingPool(
+            connection_class=pool.connection_class,
+            max_connections=_SCRIPT_CONNECTIONS,
+            timeout=_POOL_TIMEOUT,
+            **pool.connection_kwargs,
+        )
 
     async def call(self, function: Any, *args: Any) -> Any:
-        try:
-            async with asyncio.timeout(_POOL_TIMEOUT):
-                await self._turns.acquire()
-        except TimeoutError:
-            raise BackendUnavailable("Redis Cluster busy: no connection free in time") from None
+        pooled = function not in self._unpooled
+        if pooled:
+            try:
+                async with asyncio.timeout(_POOL_TIMEOUT):
+                    await self._turns.acquire()
+            except TimeoutError:
+                raise BackendUnavailable("Redis Cluster busy: no connection free in time") from None
         try:
             return await super().call(function, *args)
         except RedisClusterException as exc:  # no node answers, slots not covered
             self.deadline.forget()
             raise BackendUnavailable(f"Redis Cluster error: {exc}") from exc
         finally:
-            self._turns.release()
+            if pooled:
+                self._turns.release()
+
+    async def _eval(
+        self, name: str, keys: list[str], argv: list[Any], *, follow: bool = True
+    ) -> Any:
+        return await self._multiplexer.evalsha(_script_source(name), keys, argv, follow=follow)
 
     @contextlib.asynccontextmanager
     async def _primary_connection(self, key: str) -> AsyncIterator[Any]:
@@ -351,11 +399,41 @@ class RedisClusterBackend(RedisBackend):
     async def set_presence(
         self, sockets: Sequence[tuple[str, str]], *, until: int | None, now: int
     ) -> None:
-        by_slot: dict[str, list[tuple[str, str]]] = {}
+        """One ``presence.lua`` call per primary (not per slot: a batch of 32 sockets of
+        different users was 32 scripts, 64 % of the cluster's Redis CPU), all sent in one
+        write per primary by its multiplexer. The call declares its first key only
+        (``lua/presence.lua``); when the slot map was stale (a ``MOVED``, a key of a
+        slot the node no longer serves) its sockets are sent again, one script per slot,
+        each following ``MOVED``/``ASK``. Setting a socket's score twice changes
+        nothing, so unlike other scripts these may run again after a failure."""
+        if sockets:
+            await self.call(self._presence, sockets, until, now)
+
+    async def _presence(
+        self, sockets: Sequence[tuple[str, str]], until: int | None, now: int
+    ) -> None:
+        by_node: dict[str, list[tuple[str, str]]] = {}
         for socket in sockets:
-            by_slot.setdefault(slot_tag(socket[0]), []).append(socket)
-        parent = super().set_presence
-        await asyncio.gather(*(parent(group, until=until, now=now) for group in by_slot.values()))
+            node = self._multiplexer.node_of(self.names.presence(socket[0]))
+            by_node.setdefault(node.name, []).append(socket)
+        await asyncio.gather(*(self._presence_of_node(g, until, now) for g in by_node.values()))
+
+    async def _presence_of_node(
+        self, sockets: list[tuple[str, str]], until: int | None, now: int
+    ) -> None:
+        keys = [self.names.presence(public_id) for public_id, _ in sockets]
+        argv = await self._arguments(keys, None, now, _presence_argv(keys, sockets, until))
+        try:
+            await self._eval("presence", keys[:1], argv, follow=False)
+        except ScriptError as exc:
+            if not isinstance(exc, Redirected) and "non local key" not in str(exc):
+                raise
+            self._multiplexer.refresh()
+            parent = super().set_presence
+            by_slot: dict[int, list[tuple[str, str]]] = {}
+            for key, socket in zip(keys, sockets, strict=True):
+                by_slot.setdefault(self._cluster.keyslot(key), []).append(socket)
+            await asyncio.gather(*(parent(g, until=until, now=now) for g in by_slot.values()))
 
     async def take_rates(self, checks: Sequence[RateCheck], *, now: int) -> int:
         # One script per slot (an address's key and a user's live in different slots).
