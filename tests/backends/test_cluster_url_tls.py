@@ -15,7 +15,7 @@ from backends.test_backend_contract import (
     test_login_rotates_carrying_data_but_no_claim_state as login_contract,
 )
 from sessionwatch.backends import Backend, Timeouts, backend_from_url
-from sessionwatch.backends.redis_cluster import cluster_from_url
+from sessionwatch.backends.redis_cluster import RedisClusterBackend, cluster_from_url
 from sessionwatch.core.exceptions import BackendUnavailable, ConfigurationError
 from support.redis_cluster import RedisCluster
 
@@ -127,5 +127,20 @@ async def test_the_acl_user_is_confined_to_its_prefix(redis_tls_cluster: RedisCl
         await asyncio.wait_for(backend.connect(), 15)
         with pytest.raises(BackendUnavailable, match=r"NOPERM|no permissions"):
             await asyncio.wait_for(backend.epoch(), 15)
+    finally:
+        await asyncio.wait_for(backend.disconnect(), 15)
+
+
+async def test_an_apps_own_cluster_client_lends_its_credentials_to_every_connection(
+    redis_tls_cluster: RedisCluster, timeouts: Timeouts
+) -> None:
+    """``RedisClusterBackend(client=…)``: the scripts' and the subscription's own
+    connections use the given client's password and TLS (they took only the URL's,
+    so every script and subscription of such a backend was refused)."""
+    client, _ = cluster_from_url(redis_tls_cluster.url, decode_responses=True)
+    backend = RedisClusterBackend(client=client, key_prefix=f"sw:given:{uuid.uuid4().hex}:")
+    await asyncio.wait_for(backend.connect(), 15)
+    try:
+        await asyncio.wait_for(login_contract(backend, timeouts), 30)
     finally:
         await asyncio.wait_for(backend.disconnect(), 15)

@@ -246,6 +246,43 @@ async def test_ends_wait_for_the_replica(backend: RedisBackend, primary: RedisSe
     assert not await is_live(backend, two) and not await is_live(backend, three)
 
 
+async def test_an_end_after_the_script_cache_was_flushed_needs_no_eval(
+    primary: RedisServer, replica: RedisServer
+) -> None:
+    """A new primary (or a flushed cache) has not loaded the end's script: it is loaded
+    and run by SHA, as every other script, never sent with ``EVAL``, which the documented
+    ACL user may not run (before: the end was refused NOPERM, 503 on every repeat)."""
+    password = "pw-" + uuid.uuid4().hex
+    admin = aioredis.Redis(port=primary.port, decode_responses=True)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "noeval", "on", f">{password}", "~*", "&*", "+@all", "-eval",
+            "-eval_ro",
+        )  # fmt: skip
+        backend = RedisBackend(
+            f"redis://noeval:{password}@127.0.0.1:{primary.port}/0",
+            key_prefix=f"durable:{uuid.uuid4().hex[:8]}:",
+            durable_ends=1,
+            durable_ends_timeout=WAIT_TIMEOUT,
+        )
+        await asyncio.wait_for(backend.connect(), BOUND)
+        try:
+            await in_sync(primary)
+            one = await signed_in(backend, "noah")
+            await admin.script_flush()
+            before = await waits(primary)
+            assert await asyncio.wait_for(
+                backend.end(one.id, "logged_out", timeouts=TIMEOUTS, now=NOW + 1), BOUND
+            )
+            assert await waits(primary) > before  # it waited for the replica
+            assert not await is_live(backend, one)
+        finally:
+            await asyncio.wait_for(backend.disconnect(), BOUND)
+    finally:
+        await admin.execute_command("ACL", "DELUSER", "noeval")
+        await admin.aclose()
+
+
 async def test_the_ask_completion_waits_only_when_it_evicted(
     backend: RedisBackend, primary: RedisServer
 ) -> None:

@@ -149,7 +149,13 @@ async def end_and_wait(
     tail = waiting if ended is None else []
     replies = await _exchange(connection, [("EVALSHA", sha, len(keys), *keys, *argv), *tail])
     if isinstance(replies[0], NoScriptError):  # a flushed cache or a new primary: not run
-        replies = await _exchange(connection, [("EVAL", source, len(keys), *keys, *argv), *tail])
+        # Loaded and run by SHA in one write, never EVAL: the documented ACL user has
+        # no ``eval`` (docs/deployment.md), and an end on a promoted replica was refused.
+        loaded = ("SCRIPT", "LOAD", source)
+        evalsha = ("EVALSHA", sha, len(keys), *keys, *argv)
+        load, *replies = await _exchange(connection, [loaded, evalsha, *tail])
+        if isinstance(load, ResponseError):
+            raise load
     reply = replies[0]
     if isinstance(reply, ResponseError):
         raise reply

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, cast
@@ -39,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import (
     AskError,
     MovedError,
@@ -110,6 +112,25 @@ def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, 
     return client, node_options
 
 
+def _credentials_of(client: RedisCluster) -> dict[str, Any]:
+    """The credentials and TLS options of an app's own cluster client, for the
+    connections this backend opens itself (scripts, pub/sub): without them a client
+    built with a password or TLS had every script and subscription refused."""
+    given = client.get_connection_kwargs()
+    accepted = inspect.signature(aioredis.Redis.__init__).parameters
+    options = {
+        name: value
+        for name, value in given.items()
+        if value is not None
+        and name in accepted
+        and (name in ("username", "password", "credential_provider") or name.startswith("ssl_"))
+    }
+    connection_class = given.get("connection_class")
+    if isinstance(connection_class, type) and issubclass(connection_class, SSLConnection):
+        options["ssl"] = True
+    return options
+
+
 def _in_users_slot(record: SessionRecord) -> None:
     """Refuse (changing nothing) a signed-in record whose id lacks its user's tag: its
     index and channel would land in another slot."""
@@ -156,6 +177,8 @@ class RedisClusterBackend(RedisBackend):
         }
         if client is None:
             client, options = cluster_from_url(url, **options)
+        else:
+            options.update(_credentials_of(client))
         self._cluster = client
         self._node_options = options
         # redis-py's cluster pool fails at once ("Too many connections") when a node's
