@@ -31,8 +31,10 @@
   with one reader) and the ``asyncio.Event`` of write flow control (~0.8 KB) — its
   attributes in slots (~1.2 KB less than an instance dict of ~45 keys), and the
   handshake's request and response (their ``Headers``, ~3.5 KB) dropped once the
-  handshake is answered, when uvicorn no longer reads them: an idle tab 24 → 14 KB
-  (docs/performance.md, finding 4).
+  handshake is answered, when uvicorn no longer reads them: an idle tab 24 → 14 KB;
+  and it offers the app ``listen`` (:data:`sessionwatch.live.socket.Listen`): the app
+  is called back with each event and may return, leaving the socket open with no task
+  and no coroutine chain of its own: 14 → 7.5 KB (docs/performance.md, finding 4).
 
 The frame bound itself is the servers' own setting (uvicorn ``ws_max_size``, hypercorn
 ``websocket_max_message_size``), set by the CLI to ``max_frame``: a larger frame is
