@@ -15,6 +15,10 @@ does, then applies one change. Compare with the default in one command, e.g.::
 - ``create_gc_settled_freeze_app``: the service's tuning, plus a full collection and
   ``gc.freeze()`` once the worker's socket count has settled (finding 13 of
   docs/performance.md: not kept, no worker collection runs during the ladder).
+- ``create_task_per_socket_app``: the service with every socket read in its own task
+  (the ``run_asgi`` task and its coroutine chain), as before the service's sockets were
+  served by the protocol's callbacks (finding 4): the server's ``listen`` offer is
+  removed from each scope.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "create_gc_frozen_app",
     "create_gc_large_young_app",
     "create_gc_settled_freeze_app",
+    "create_task_per_socket_app",
 ]
 
 
@@ -88,4 +93,21 @@ def create_gc_settled_freeze_app() -> Any:
         for task in tasks:
             task.cancel()
 
+    return app
+
+
+def create_task_per_socket_app() -> Any:
+    from sessionwatch.live.socket import LISTEN_EXTENSION
+
+    app = create_service_app()
+    inner = app.asgi_app
+
+    async def unoffered(scope: Any, receive: Any, send: Any) -> None:
+        extensions = scope.get("extensions")
+        if extensions and LISTEN_EXTENSION in extensions:
+            scope = {**scope, "extensions": {**extensions}}
+            del scope["extensions"][LISTEN_EXTENSION]
+        await inner(scope, receive, send)
+
+    app.asgi_app = unoffered  # type: ignore[method-assign]
     return app

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import uvicorn
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from sessionwatch.live.socket import LISTEN_EXTENSION
 from sessionwatch.service.servers import LeanWebSocketProtocol, _Gate, _Inbox
 from support.redis_server import free_port
 
@@ -142,3 +144,86 @@ async def test_an_app_served_by_it_sees_uvicorns_behaviour_and_the_socket_keeps_
         await asyncio.wait_for(closed.wait(), WAIT)
         assert seen["disconnect"]["type"] == "websocket.disconnect"
         assert seen["disconnect"]["code"] == 1000
+
+
+async def test_an_app_listening_returns_and_the_socket_is_served_by_callbacks() -> None:
+    """``listen`` (LISTEN_EXTENSION): the app returns, no task is left for the socket,
+    events are heard in order as they arrive, held ones once released, sends and the
+    close still work, and the peer's leaving is heard."""
+    heard: list[Any] = []
+    changed = asyncio.Event()
+    handle: dict[str, Any] = {}
+    sends: list[asyncio.Future[None]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        offer = scope["extensions"][LISTEN_EXTENSION]
+        assert offer["receive"] == receive
+        await send({"type": "websocket.accept"})
+
+        def on_event(event: Any) -> None:
+            heard.append(event)
+            changed.set()
+            if event.get("text") == "echo":
+                sends.append(
+                    asyncio.ensure_future(send({"type": "websocket.send", "text": "ECHO"}))
+                )
+
+        handle["hold"] = offer["listen"](on_event)
+        handle["send"] = send
+        handle["hold"](False)
+
+    async def heard_texts(count: int) -> list[str]:
+        while len([e for e in heard if e["type"] == "websocket.receive"]) < count:
+            changed.clear()
+            await asyncio.wait_for(changed.wait(), WAIT)
+        return [e["text"] for e in heard if e["type"] == "websocket.receive"]
+
+    async with _serving(app) as server:
+        url = f"ws://127.0.0.1:{server.config.port}/ws"
+        async with connect(url) as ws:
+            assert [e["type"] for e in await _until(heard, 1)] == ["websocket.connect"]
+            (protocol,) = server.server_state.connections
+            await _until_true(lambda: not server.server_state.tasks)
+            assert not hasattr(protocol, "scope")  # dropped once the app returned
+            await ws.send("echo")
+            assert await asyncio.wait_for(ws.recv(), WAIT) == "ECHO"
+            handle["hold"](True)
+            await ws.send("one")
+            await ws.send("two")
+            await asyncio.sleep(0.2)
+            assert await heard_texts(1) == ["echo"]  # held back
+            handle["hold"](False)
+            assert await heard_texts(3) == ["echo", "one", "two"]
+            await ws.send("three")
+            assert await heard_texts(4) == ["echo", "one", "two", "three"]
+            await handle["send"]({"type": "websocket.close", "code": 4321, "reason": ""})
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4321
+        await _until_true(lambda: not server.server_state.connections)
+
+
+async def test_a_listening_app_hears_the_peer_leave() -> None:
+    heard: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept"})
+        scope["extensions"][LISTEN_EXTENSION]["listen"](heard.append)(False)
+
+    async with _serving(app) as server:
+        async with connect(f"ws://127.0.0.1:{server.config.port}/ws"):
+            await _until(heard, 1)
+        events = await _until(heard, 2)  # (uvicorn queues a second one when the TCP closes)
+        assert [e["type"] for e in events[:2]] == ["websocket.connect", "websocket.disconnect"]
+        assert events[1]["code"] == 1000
+
+
+async def _until(items: list[Any], count: int) -> list[Any]:
+    await _until_true(lambda: len(items) >= count)
+    return items
+
+
+async def _until_true(check: Any) -> None:
+    async with asyncio.timeout(WAIT):
+        while not check():  # noqa: ASYNC110 (uvicorn's state, no event to wait on)
+            await asyncio.sleep(0.01)

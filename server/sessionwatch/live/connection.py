@@ -3,8 +3,9 @@
 A :class:`Connection` owns a bounded outbound queue, so the hub's fan-out only ever
 appends (``push``) and never awaits a socket; a full queue closes the socket (4012)
 instead of slowing anyone else down. The frame reader runs in the socket's own task
-(:meth:`Connection.serve`); a writer task exists only while something is queued, so an
-idle socket costs no task of its own.
+(:meth:`Connection.serve`), or, on a server that calls back with each frame, in no task
+at all (:meth:`Connection.listen`); a writer task exists only while something is queued,
+so an idle socket costs no task of its own.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Connection:
         "_interrupted",
         "_pending",
         "_send",
+        "_stop",
         "_task",
         "_writer",
         "close_code",
@@ -135,6 +137,8 @@ class Connection:
         self._pending: deque[str | None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None  # the task in serve(), while it reads
+        # How to end the serving (serve()'s task, or listen()'s callback), while it lasts.
+        self._stop: Callable[[], None] | None = None
         self._interrupted = False
         self.on_overflow: Callable[[], None] = _nothing  # set by the hub
         # When the oldest event whose frames are queued arrived (loop time; set by the
@@ -191,7 +195,7 @@ class Connection:
         if (
             item is not None
             and self._writer is None
-            and self._task is not None
+            and self._stop is not None
             and not self._pending
         ):
             self._send_now(item)
@@ -199,7 +203,7 @@ class Connection:
         if self._pending is None:
             self._pending = deque()
         self._pending.append(item)
-        if self._writer is None and self._task is not None:
+        if self._writer is None and self._stop is not None:
             self._writer = asyncio.ensure_future(self._write())
 
     def _send_now(self, text: str) -> None:
@@ -261,12 +265,18 @@ class Connection:
         self.close_code = None
 
     def _interrupt(self) -> None:
-        """End :meth:`serve`: its task is cancelled, and serve() absorbs that one
-        cancellation (as ``asyncio.timeout`` does)."""
-        task = self._task
-        if task is None or self._interrupted:
+        """End the serving: :meth:`serve`'s task is cancelled (serve() absorbs that one
+        cancellation, as ``asyncio.timeout`` does), or :meth:`listen`'s ``stop`` called."""
+        stop = self._stop
+        if stop is None or self._interrupted:
             return
         self._interrupted = True
+        stop()
+
+    def _stop_task(self) -> None:
+        task = self._task
+        if task is None:
+            return
         if task is asyncio.current_task():
             # The reader itself closed the socket; it stops at its next await.
             asyncio.get_running_loop().call_soon(self._cancel_reader)
@@ -325,8 +335,7 @@ class Connection:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
-        if self._pending:
-            self._writer = asyncio.ensure_future(self._write())
+        self._start(self._stop_task)
         failed: BaseException | None = None
         try:
             await read
@@ -339,12 +348,40 @@ class Connection:
             failed = exc
         finally:
             self._task = None
-            if self.state is ConnectionState.OPEN:
-                self.state = ConnectionState.CLOSING
-            writer = self._writer
-            if writer is not None:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
+            await self._stopped()
+        return self._ended(failed)
+
+    def listen(self, stop: Callable[[], None]) -> bool:
+        """Serve without a task of its own: the reader is called back with each frame
+        and ends with :meth:`stopped`; ``stop`` is called (once) when the socket must end
+        (the writer sent the close, or the socket was aborted), as :meth:`serve`'s task
+        is cancelled then. Returns False when the socket is already aborted."""
+        if self.aborted:  # before it started (a full queue, a shut-down)
+            return False
+        self._start(stop)
+        return True
+
+    async def stopped(self, failed: BaseException | None = None) -> int | None:
+        """End :meth:`listen`'s serving (the reader ended, or ``stop`` was called;
+        ``failed``: the reader raised). Returns the close code to send, as serve()."""
+        await self._stopped()
+        return self._ended(failed)
+
+    def _start(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        if self._pending:
+            self._writer = asyncio.ensure_future(self._write())
+
+    async def _stopped(self) -> None:
+        self._stop = None
+        if self.state is ConnectionState.OPEN:
+            self.state = ConnectionState.CLOSING
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    def _ended(self, failed: BaseException | None) -> int | None:
         if failed is not None:
             logger.error("socket %s reader failed", self.id, exc_info=failed)
             return CloseCode.INTERNAL_ERROR

@@ -31,8 +31,10 @@
   with one reader) and the ``asyncio.Event`` of write flow control (~0.8 KB) — its
   attributes in slots (~1.2 KB less than an instance dict of ~45 keys), and the
   handshake's request and response (their ``Headers``, ~3.5 KB) dropped once the
-  handshake is answered, when uvicorn no longer reads them: an idle tab 24 → 14 KB
-  (docs/performance.md, finding 4).
+  handshake is answered, when uvicorn no longer reads them: an idle tab 24 → 14 KB;
+  and it offers the app ``listen`` (:data:`sessionwatch.live.socket.Listen`): the app
+  is called back with each event and may return, leaving the socket open with no task
+  and no coroutine chain of its own: 14 → 7.5 KB (docs/performance.md, finding 4).
 
 The frame bound itself is the servers' own setting (uvicorn ``ws_max_size``, hypercorn
 ``websocket_max_message_size``), set by the CLI to ``max_frame``: a larger frame is
@@ -43,13 +45,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..core.codes import Code
+from ..live.socket import LISTEN_EXTENSION
 from .connection_cap import TOO_MANY_CONNECTIONS, connection_cap, http_error
 
 __all__ = [
@@ -57,6 +62,7 @@ __all__ = [
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
     "HEADER_TIMEOUT_ENV",
+    "LISTEN_EXTENSION",
     "BoundedHttpProtocol",
     "LeanWebSocketProtocol",
     "harden_hypercorn",
@@ -178,15 +184,43 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 class _Inbox:
     """What uvicorn's protocol uses of an ``asyncio.Queue`` (``put_nowait``, ``get``,
     ``empty``), unbounded like its queue, in a list and one future per waiting reader
-    instead of three deques and an ``Event`` created with every socket."""
+    instead of three deques and an ``Event`` created with every socket;
+    once it listens (:meth:`listen`), an item is handed to the listener as it is put, unless held."""
 
-    __slots__ = ("_items", "_waiters")
+    __slots__ = ("_heard", "_held", "_items", "_waiters")
 
     def __init__(self) -> None:
         self._items: list[Any] = []
         self._waiters: list[asyncio.Future[None]] = []
+        self._heard: Callable[[Any], None] | None = None
+        self._held = False
+
+    @property
+    def listening(self) -> bool:
+        """True once it listens."""
+        return self._heard is not None
+
+    @property
+    def hearing(self) -> bool:
+        """True when a put item goes to the listener at once."""
+        return self._heard is not None and not self._held
+
+    def listen(self, heard: Callable[[Any], None]) -> None:
+        """Hand every item to ``heard`` from now on, held until :meth:`hold` (False)."""
+        self._heard = heard
+        self._held = True
+
+    def hold(self, held: bool) -> None:
+        """Hold the items back, or hand them on again (those waiting first)."""
+        self._held = held
+        items = self._items
+        while items and not self._held and self._heard is not None:
+            self._heard(items.pop(0))
 
     def put_nowait(self, item: Any) -> None:
+        if self._heard is not None and not self._held and not self._items:
+            self._heard(item)
+            return
         self._items.append(item)
         for waiter in self._waiters:
             if not waiter.done():
@@ -273,9 +307,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         "writable",
     )  # fmt: skip
 
+    queue: _Inbox  # type: ignore[assignment]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = _Inbox()  # type: ignore[assignment]
+        self.queue = _Inbox()
         self.writable = _Gate()  # type: ignore[assignment]
         # The ConnectionCap key of the HTTP connection this socket was upgraded from.
         self.counted_address: str | None = None
@@ -285,6 +321,57 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             connection_cap().counts.discard(self.counted_address)
             self.counted_address = None
         super().connection_lost(exc)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none when the handshake was refused
+        if scope is not None:
+            scope["extensions"][LISTEN_EXTENSION] = {"listen": self.listen, "receive": self.receive}
+
+    def listen(self, heard: Callable[[Mapping[str, Any]], None]) -> Callable[[bool], None]:
+        """Call ``heard`` with every event instead of queueing it for ``receive()``
+        (:data:`sessionwatch.live.socket.Listen`): the app may then return and leave
+        the socket open, served by callbacks, with no task of its own."""
+        self.queue.listen(heard)
+        return self.hold
+
+    def hold(self, held: bool) -> None:
+        """Hold the events back (reading pauses after the next frame, as uvicorn does
+        while the app does not read) or hear them again, then read on."""
+        self.queue.hold(held)
+        self._read_on()
+
+    def send_receive_event_to_app(self) -> None:
+        super().send_receive_event_to_app()  # pauses reading until the event is read
+        self._read_on()
+
+    def _read_on(self) -> None:
+        if self.read_paused and self.queue.hearing and self.queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    async def run_asgi(self) -> None:
+        # uvicorn's (0.55), except that an app listening to the socket (listen) leaves
+        # it open when it returns: the listener closes it. The scope is dropped then
+        # (uvicorn reads it only before the handshake is answered).
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.queue.listening:
+            del self.scope
+            return
+        if self.close_timer is None:
+            self.transport.close()
 
     def start_keepalive(self) -> None:
         # uvicorn (0.54) calls this once, right after it has written the accepted

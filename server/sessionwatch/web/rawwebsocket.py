@@ -54,7 +54,15 @@ from ..live.connection import Connection
 from ..live.gates import SocketGates
 from ..live.handshake import open_handshake
 from ..live.hub import Hub
-from ..live.socket import CLOSE_TIMEOUT, PeerGone, serve_socket
+from ..live.socket import (
+    CLOSE_TIMEOUT,
+    DETACHED,
+    LISTEN_EXTENSION,
+    Listen,
+    PeerGone,
+    frame_of,
+    serve_socket,
+)
 from .rawhttp import route_path
 from .requestfacts import ScopeHeaders, facts_of_scope
 from .responses import refusal_response
@@ -151,6 +159,29 @@ class _QuartConnection(ASGIWebsocketConnection):
         await super().__call__(guarded, joined)
 
 
+async def _send_text(send: Any, text: str) -> None:
+    await send({"type": "websocket.send", "bytes": None, "text": text})
+
+
+def _reasoned_close(scope: Any) -> bool:
+    """Whether the server takes a close's ``reason`` (ASGI spec 2.3 and later)."""
+    version = str(scope.get("asgi", {}).get("spec_version", "2.0"))
+    return [int(part) for part in version.split(".")] >= [2, 3]
+
+
+async def _close_socket(send: Any, reasoned: bool, code: int | None) -> None:
+    """Close the socket with ``code`` (Quart closes a socket its view leaves open with
+    1000), within CLOSE_TIMEOUT."""
+    code = code or 1000
+    message = {"type": "websocket.close", "code": code}
+    if reasoned:
+        message["reason"] = ""
+    try:
+        await asyncio.wait_for(send(message), CLOSE_TIMEOUT)
+    except Exception as exc:  # the peer is already gone
+        logger.debug("close %s not sent: %r", code, exc)
+
+
 class _Endpoint:
     """One WebSocket connection of the app (Quart creates one per handshake)."""
 
@@ -243,8 +274,13 @@ class _Endpoint:
         # The socket keeps the session's id, user and tab key, its turn and the address:
         # nothing else of the handshake stays referenced for the socket's lifetime.
         record, ticket, address = outcome.record, outcome.ticket, facts.address
+        # Neither the connection nor a listening reader keeps this object (or the
+        # scope): only the ASGI ``send``.
         conn = Connection(
-            record.id, record.user, self._send_text, queue_size=hub.settings.send_queue_size
+            record.id,
+            record.user,
+            functools.partial(_send_text, self._send),
+            queue_size=hub.settings.send_queue_size,
         )
         tab_key = record.tab_key
         del outcome, facts, load, record
@@ -276,44 +312,46 @@ class _Endpoint:
             logger.debug("socket not accepted: %r", exc)
             return
         code: int | None
+        closing = functools.partial(_close_socket, self._send, _reasoned_close(self._scope))
         try:
             code = await serve_socket(
-                self.hub, self.gates, conn, tab_key, self._read, ticket, address
+                self.hub,
+                self.gates,
+                conn,
+                tab_key,
+                self._read,
+                ticket,
+                address,
+                listen=self._listen(),
+                ended=closing,
             )
         except Exception as exc:  # as Quart: logged, and the socket closed with 1000
             self._app.logger.error(f"Exception on websocket {self.path}", exc_info=exc)
             code = None
-        if self._gone:
+        if self._gone or code == DETACHED:
             return
-        try:  # Quart closes a socket its view leaves open with 1000
-            await asyncio.wait_for(self._close(code or 1000), CLOSE_TIMEOUT)
-        except Exception as exc:  # the peer is already gone
-            logger.debug("close %s not sent: %r", code, exc)
+        await closing(code)
+
+    def _listen(self) -> Listen | None:
+        """The server's ``listen`` (served by callbacks, no task per socket), when it
+        offers one and our ``receive`` is its own (no middleware between)."""
+        offer = (self._scope.get("extensions") or {}).get(LISTEN_EXTENSION)
+        if not isinstance(offer, dict) or offer.get("receive") != self._receive:
+            return None
+        listen: Listen | None = offer.get("listen")
+        return listen
 
     # -- ASGI messages, as Quart sends and reads them -----------------------------------
 
     async def _read(self) -> str | bytes | None:
         while True:
-            event = await self._receive()
-            kind = event["type"]
-            if kind == "websocket.receive":
-                # As Quart reads it; ``None`` (an empty binary frame) is refused with 1007.
-                data: str | bytes | None = event.get("bytes") or event.get("text")
-                return data
-            if kind == "websocket.disconnect":
+            # As Quart reads it; ``None`` (an empty binary frame) is refused with 1007.
+            frame = frame_of(await self._receive())
+            if frame is False:
                 self._gone = True
                 raise PeerGone
-            # websocket.connect and anything unknown: ignored, as Quart does
-
-    async def _send_text(self, text: str) -> None:
-        await self._send({"type": "websocket.send", "bytes": None, "text": text})
-
-    async def _close(self, code: int) -> None:
-        version = str(self._scope.get("asgi", {}).get("spec_version", "2.0"))
-        if [int(part) for part in version.split(".")] >= [2, 3]:
-            await self._send({"type": "websocket.close", "code": code, "reason": ""})
-        else:
-            await self._send({"type": "websocket.close", "code": code})
+            if frame is not True:
+                return frame
 
     async def _refuse(self, response: Response) -> None:
         """Send an HTTP answer instead of the upgrade where the server supports it, else
