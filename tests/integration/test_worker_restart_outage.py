@@ -263,3 +263,25 @@ def _running(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_worker_killed_while_the_supervisor_awaits_its_answer_is_replaced_at_once() -> None:
+    """uvicorn's supervisor pings each worker and waits for its answer as long as a worker
+    may take to start (30 s, for restarts on a loaded machine). A worker killed while
+    that answer was awaited was replaced only when the wait ran out: the supervisor held
+    the worker's end of the pipe too, so the death showed no end of file (the 30 s gap of
+    the outage test in a full run, and of a ``worker_kill`` in the overlap soak). Here
+    the worker is stopped first, so the supervisor is surely waiting on it, then killed."""
+    with _two_workers("uvicorn") as (_, service):
+        _wait_for(lambda: len(_workers(service)) == 2, 20, service, "2 workers")
+        before = _workers(service)
+        victim = min(before)
+        os.kill(victim, signal.SIGSTOP)
+        _wait_for(lambda: _stopped(victim), 10, service, "the worker to stop")
+        time.sleep(1.5)  # the supervisor pings every 0.5 s: it now waits on the victim
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        _wait_for(
+            lambda: len(_workers(service) - before) == 1, 10, service, "the worker's replacement"
+        )
+        print(f"replaced {time.monotonic() - killed:.2f} s after the kill")

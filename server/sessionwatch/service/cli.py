@@ -386,10 +386,36 @@ def serve(
         # (tests/integration/test_sighup_restart.py). Also how long a worker may take
         # to answer the supervisor's liveness ping.
         options["timeout_worker_healthcheck"] = WORKER_START_TIMEOUT
+    _supervisor_sees_a_worker_die()
     if api_address is None:
         uvicorn.run(factory, **options)  # type: ignore[arg-type]
         return
     _run_uvicorn_on_two_addresses(uvicorn.Config(factory, **options), api_address)  # type: ignore[arg-type]
+
+
+def _supervisor_sees_a_worker_die() -> None:
+    """uvicorn's supervisor pings each worker over a pipe and waits up to
+    ``timeout_worker_healthcheck`` (30 s here) for the answer; it kept the worker's end
+    of the pipe open too, so a worker that died while its answer was awaited showed no
+    end of file and was replaced only when the wait ran out (a 30 s gap seen in the
+    outage test and the overlap soak; ``test_worker_restart_outage.py``). The end is
+    the worker's alone once it has started: closed in the supervisor, a death is an end
+    of file at once. Idempotent; an uvicorn without that pipe is left as it is."""
+    from uvicorn.supervisors import multiprocess
+
+    worker = multiprocess.Process
+    if getattr(worker, "_sessionwatch_end_closed", False):
+        return
+    start = worker.start
+
+    def start_and_close_the_workers_end(self: Any) -> None:
+        start(self)
+        workers_end = getattr(self, "child_conn", None)
+        if workers_end is not None:
+            workers_end.close()  # the started worker holds its own copy
+
+    worker.start = start_and_close_the_workers_end  # type: ignore[method-assign]
+    worker._sessionwatch_end_closed = True  # type: ignore[attr-defined]
 
 
 def _join(address: tuple[str, int]) -> str:
