@@ -238,9 +238,12 @@ ONE_ADDRESS_LOAD = {
     "SESSIONWATCH_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
     "SESSIONWATCH_MAX_NEW_SESSIONS_PER_SECOND": "1000000",
     "SESSIONWATCH_MAX_HELLOS_PER_SECOND": "1000000",
-    # The fan-out signs one user in 101 times at once through the session API.
+    # The fan-out signs one user in 101 times at once through the session API, and
+    # keeps the 101 sessions (at the ceiling of 100 the oldest was evicted: 99 of its
+    # 100 tabs connected and were told).
     "SESSIONWATCH_MAX_LOGINS_PER_USER_PER_SECOND": "1000000",
     "SESSIONWATCH_MAX_LOGINS_PER_ADDRESS_PER_SECOND": "1000000",
+    "SESSIONWATCH_MAX_SESSIONS_PER_USER": "1000",
 }
 
 
