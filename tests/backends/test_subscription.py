@@ -102,3 +102,40 @@ async def test_a_listener_gets_each_message_as_it_is_read(redis_url: str) -> Non
         await subscription.aclose()
         await client.aclose()
         await admin.aclose()
+
+
+async def test_a_message_for_the_listener_does_not_wake_the_reader_task(redis_url: str) -> None:
+    # With a listener, a read is handed on in the protocol's callback; the reader task
+    # (health checks, losses, resyncs) must stay asleep, not step once per push.
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    subscription = RedisSubscription(client.connection_pool, max_backoff=0.1)
+    heard: list[str] = []
+    subscription.listen(lambda message: heard.append(message.payload))
+    waits = 0
+    wait = subscription._wait
+
+    async def counted(timeout: float) -> None:
+        nonlocal waits
+        waits += 1
+        await wait(timeout)
+
+    subscription._wait = counted  # type: ignore[method-assign]
+    marker = asyncio.ensure_future(_next(aiter(subscription), 10))
+    try:
+        await subscription.subscribe("sub:w")
+        before = waits
+        for i in range(50):  # one read each: every publish is answered before the next
+            await admin.publish("sub:w", str(i))
+        for _ in range(200):
+            if len(heard) == 50:
+                break
+            await asyncio.sleep(0.005)
+        assert heard == [str(i) for i in range(50)]
+        assert waits - before <= 2  # the 1 s health-check tick at most (was 50: one per read)
+        await admin.client_kill_filter(_type="pubsub")  # a loss still wakes it at once
+        assert (await marker).resync
+    finally:
+        await subscription.aclose()
+        await client.aclose()
+        await admin.aclose()

@@ -382,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=1.0, help="multiply every tab count (e.g. 0.1)"
     )
     run_cmd.add_argument("--tabs", help="takeover tab counts, comma-separated (default 1000,10000)")
+    run_cmd.add_argument(
+        "--http-rates", help="claims/s of the HTTP ladder, comma-separated (default: the preset's)"
+    )
+    run_cmd.add_argument(
+        "--direct-rates",
+        help="claims/s of the direct ladder, comma-separated (default: the preset's)",
+    )
     run_cmd.add_argument("--scenarios", default="1,2,3,4,5,6", help="which scenarios (default all)")
     run_cmd.add_argument("--modes", default="http,direct", help="claim modes for 1-2: http,direct")
     run_cmd.add_argument(
@@ -434,6 +441,15 @@ def main(argv: list[str] | None = None) -> int:
         overrides["runs"] = args.runs
     if args.tabs:
         overrides["tabs"] = tuple(sorted(int(n) for n in args.tabs.split(",")))
+    for mode in ("http", "direct"):
+        rates = getattr(args, f"{mode}_rates")
+        if rates:
+            try:
+                overrides[f"{mode}_rates"] = tuple(int(r) for r in rates.split(","))
+            except ValueError:
+                parser.error(f"--{mode}-rates: whole numbers, comma-separated")
+            if not all(r > 0 for r in overrides[f"{mode}_rates"]):
+                parser.error(f"--{mode}-rates: every rate must be above 0")
     if args.memory_configs:
         labels = tuple(label.strip() for label in args.memory_configs.split(",") if label.strip())
         unknown = sorted(set(labels) - {*ALL_MEMORY, *OTHER_MEMORY})

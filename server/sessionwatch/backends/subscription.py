@@ -62,7 +62,7 @@ class _Feed(ReplyProtocol):
 
     def read(self) -> None:
         self._owner.heard()
-        self._owner.wake()
+        self._owner.news()
 
     def failed(self, exc: BaseException) -> None:
         if self.lost is None:
@@ -144,6 +144,15 @@ class RedisSubscription:
     def confirmed(self, channel: str) -> None:
         self._unconfirmed.discard(channel)
         self._confirmations.confirm(channel)
+
+    def news(self) -> None:
+        """A read was handed on: wake the reader task only when it has news in it. It
+        has while it connects (confirmations) or queues messages for the iterator; a
+        message handed to the listener is not news to it, and waking it for each read
+        cost a future, a timeout and a task step per push (a loss wakes it in
+        ``failed``)."""
+        if not self.connected or self._listener is None or self._messages:
+            self.wake()
 
     def wake(self) -> None:
         wake = self._wake
