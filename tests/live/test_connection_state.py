@@ -1,10 +1,14 @@
-"""A socket's lifecycle, seen through Connection's public surface."""
+"""A socket's lifecycle, seen through Connection's public surface, served on either
+path: in the socket's task (``serve``) or by the server's callbacks (``listen``)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from sessionwatch.live.connection import Connection, ConnectionState
+from support.live import SERVING_PATHS, serving
 
 
 async def _noop_send(text: str) -> None:
@@ -48,39 +52,45 @@ def test_the_peer_leaving_closes_without_a_code() -> None:
     assert conn.state is ConnectionState.GONE and conn.closing and conn.close_code is None
 
 
-async def test_serve_of_an_aborted_socket_returns_its_code_at_once() -> None:
+@pytest.fixture(params=SERVING_PATHS, name="path")
+def _path(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_serve_of_an_aborted_socket_returns_its_code_at_once(path: str) -> None:
     conn = _conn()
     conn.abort(1012)
 
     async def never() -> None:
         await asyncio.Event().wait()
 
-    assert await asyncio.wait_for(conn.serve(never()), 5) == 1012
+    assert not conn.listen(lambda: None)  # refused: then served as ever
+    assert await asyncio.wait_for(serving(conn, path, never()), 5) == 1012
 
 
-async def test_when_the_reader_ends_the_socket_is_closing() -> None:
+async def test_when_the_reader_ends_the_socket_is_closing(path: str) -> None:
     conn = _conn()
 
     async def read() -> None:
         return None
 
-    assert await asyncio.wait_for(conn.serve(read()), 5) is None
+    assert await asyncio.wait_for(serving(conn, path, read()), 5) is None
     assert conn.state is ConnectionState.CLOSING
 
 
-async def _serving(conn: Connection) -> tuple[asyncio.Task[int | None], asyncio.Event]:
-    """Serve ``conn`` with a reader that waits until told to stop."""
+async def _serving(conn: Connection, path: str) -> tuple[asyncio.Future[int | None], asyncio.Event]:
+    """Serve ``conn`` on ``path`` with a reader that waits until told to stop."""
     stop = asyncio.Event()
 
     async def read() -> None:
         await stop.wait()
 
-    task = asyncio.ensure_future(conn.serve(read()))
+    task = serving(conn, path, read())
     await asyncio.sleep(0)
     return task, stop
 
 
-async def test_a_push_to_an_idle_socket_is_written_in_the_callers_turn() -> None:
+async def test_a_push_to_an_idle_socket_is_written_in_the_callers_turn(path: str) -> None:
     written: list[str] = []
 
     async def send(text: str) -> None:  # completes without waiting, as uvicorn's does
@@ -89,7 +99,7 @@ async def test_a_push_to_an_idle_socket_is_written_in_the_callers_turn() -> None
     conn = Connection("s" * 22, None, send, queue_size=2)
     delays: list[float | None] = []
     conn.on_pushed = delays.append
-    task, stop = await _serving(conn)
+    task, stop = await _serving(conn, path)
     assert conn.push({"type": "pong"})
     assert written == ['{"type":"pong"}'] and conn.idle  # no queue, no writer task
     assert delays == [None]  # "written while routing": the hub times it
@@ -97,7 +107,7 @@ async def test_a_push_to_an_idle_socket_is_written_in_the_callers_turn() -> None
     await task
 
 
-async def test_a_send_that_must_wait_is_finished_in_order_by_the_writer() -> None:
+async def test_a_send_that_must_wait_is_finished_in_order_by_the_writer(path: str) -> None:
     written: list[str] = []
     gate = asyncio.Event()
 
@@ -107,7 +117,7 @@ async def test_a_send_that_must_wait_is_finished_in_order_by_the_writer() -> Non
         written.append(text)
 
     conn = Connection("s" * 22, None, send, queue_size=4)
-    task, stop = await _serving(conn)
+    task, stop = await _serving(conn, path)
     assert conn.push({"type": "a"})  # begun at once, then suspended
     assert conn.push({"type": "b"})  # queued behind it
     assert conn.has_pending and written == []
@@ -119,7 +129,7 @@ async def test_a_send_that_must_wait_is_finished_in_order_by_the_writer() -> Non
     await task
 
 
-async def test_a_failed_send_ends_the_socket_whichever_way_it_was_written() -> None:
+async def test_a_failed_send_ends_the_socket_whichever_way_it_was_written(path: str) -> None:
     async def broken(text: str) -> None:
         raise ConnectionResetError("peer gone")
 
@@ -129,6 +139,6 @@ async def test_a_failed_send_ends_the_socket_whichever_way_it_was_written() -> N
 
     for send in (broken, broken_later):
         conn = Connection("s" * 22, None, send, queue_size=2)
-        task, _ = await _serving(conn)
+        task, _ = await _serving(conn, path)
         conn.push({"type": "pong"})
         assert await asyncio.wait_for(task, 5) is None  # serve() ended; nothing to send

@@ -15,6 +15,7 @@ from sessionwatch.core.events import Event
 from sessionwatch.live.connection import Connection
 from sessionwatch.live.registry import Registry
 from sessionwatch.live.routing import Deliveries, Router
+from support.live import SERVING_PATHS, serving
 
 
 class _Subscribed:
@@ -31,10 +32,12 @@ def _gc_off() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("gc_off")
+@pytest.mark.parametrize("path", SERVING_PATHS)
 @pytest.mark.parametrize("waits", [False, True], ids=["send-at-once", "send-waits"])
-async def test_a_thousand_pushes_leave_no_cyclic_garbage(waits: bool) -> None:
+async def test_a_thousand_pushes_leave_no_cyclic_garbage(waits: bool, path: str) -> None:
     """Each push goes to an idle socket (sent at once) or, with a send that must wait
-    (flow control), through the socket's writer task."""
+    (flow control), through the socket's writer task; the socket served by its task or
+    by the server's callbacks."""
     written: list[str] = []
 
     async def send(text: str) -> None:
@@ -52,7 +55,7 @@ async def test_a_thousand_pushes_leave_no_cyclic_garbage(waits: bool) -> None:
     conn.bind(1)
     channel = next(iter(registry.channels))
     stop = asyncio.Event()
-    serving = asyncio.ensure_future(conn.serve(stop.wait()))  # the socket's reader
+    served = serving(conn, path, stop.wait())  # the socket's reader
     await asyncio.sleep(0)
 
     async def pushes(first: int, count: int) -> None:
@@ -69,4 +72,4 @@ async def test_a_thousand_pushes_leave_no_cyclic_garbage(waits: bool) -> None:
     assert len(written) == 1_100
     assert gc.collect() == 0
     stop.set()
-    await serving
+    await served

@@ -22,21 +22,27 @@ from sessionwatch.backends.base import session_channel, user_channel
 from sessionwatch.core import events as events_module
 from sessionwatch.core.events import Device
 from sessionwatch.live import connection as connection_module
+from sessionwatch.live import presence as presence_module
 from sessionwatch.live import routing as routing_module
+from sessionwatch.live import socket as socket_module
 from sessionwatch.live.admission import Admission, Ticket
 from sessionwatch.live.connection import Connection
 from sessionwatch.service.metrics import Metrics
+from sessionwatch.service.servers import LeanWebSocketProtocol
 from support.app_factory import make_app
 from support.clock import FakeClock
+from support.lean_sockets import serving_sockets
 from support.live import (
     CHROME,
     DOCUMENTED_CLOSE_CODES,
     FIREFOX,
     ORIGIN,
+    SERVING_PATHS,
     WAIT,
     WS_PATH,
     Browser,
     Closed,
+    serving,
     watch_of,
 )
 from support.subscription import Tap
@@ -47,8 +53,16 @@ Serve = Callable[..., contextlib.AbstractAsyncContextManager[Quart]]
 @pytest.fixture(params=["raw", "quart"], name="endpoint")
 def _endpoint(request: pytest.FixtureRequest) -> str:
     """How the endpoint is served: on raw ASGI (the default), or by Quart's view (an app
-    with a WebSocket hook, which must keep running for every socket)."""
+    with a WebSocket hook, which must keep running for every socket); both through
+    Quart's test client, where a task per socket reads it (the task path)."""
     return str(request.param)
+
+
+# Tests of an accepted socket's behaviour run on the callback path too: ``"listen"``, the
+# raw ASGI endpoint served by a real uvicorn with the service's protocol, which offers
+# ``sessionwatch.listen``: the socket is served by callbacks, in no task
+# (support/lean_sockets.py; Browser.tab checks that each socket is).
+ON_EVERY_PATH = pytest.mark.parametrize("endpoint", ["raw", "quart", "listen"])
 
 
 @pytest.fixture(name="serve")
@@ -69,7 +83,12 @@ def _serve(backend_url: str, key_prefix: str, clock: FakeClock, endpoint: str) -
         if setup is not None:
             setup(app)
         async with app.test_app():
-            yield app
+            if endpoint != "listen":
+                yield app
+                return
+            async with serving_sockets(app) as server:
+                yield app
+                assert server.listened, "no socket was served by callbacks"
 
     return serve
 
@@ -105,6 +124,7 @@ def _no_errors_logged(caplog: pytest.LogCaptureFixture) -> Any:
 # -- handshake and hello --------------------------------------------------------------
 
 
+@ON_EVERY_PATH
 async def test_hello_answers_ready_with_the_session_state(app: Quart) -> None:
     browser = Browser(app)
     claim = await browser.claim()
@@ -123,6 +143,7 @@ async def test_hello_answers_ready_with_the_session_state(app: Quart) -> None:
         assert stats["sockets"] == 1 and stats["sessions"] == 1 and stats["channels"] == 1
 
 
+@ON_EVERY_PATH
 async def test_superseded_reaches_the_older_tab_only(app: Quart) -> None:
     browser = Browser(app)
     async with browser.tab() as (old, first):
@@ -177,6 +198,7 @@ async def test_a_resync_applies_the_policy_of_the_moment(serve: Serve) -> None:
             assert (told["type"], told["gen"]) == ("superseded", second["gen"])
 
 
+@ON_EVERY_PATH
 async def test_superseded_is_routed_by_generation(app: Quart) -> None:
     """Only a newer generation than the socket's token, and each one once."""
     watch = watch_of(app)
@@ -192,6 +214,7 @@ async def test_superseded_is_routed_by_generation(app: Quart) -> None:
         await ws.pong()  # nothing else: not the older ones, not the repeat
 
 
+@ON_EVERY_PATH
 async def test_winner_tab_is_not_told_and_use_here_rebinds(app: Quart) -> None:
     browser = Browser(app)
     async with browser.tab() as (a, _):
@@ -209,6 +232,7 @@ async def test_winner_tab_is_not_told_and_use_here_rebinds(app: Quart) -> None:
             await b.pong()
 
 
+@ON_EVERY_PATH
 async def test_a_tab_superseded_while_disconnected_learns_it_on_reconnect(app: Quart) -> None:
     browser = Browser(app)
     first = await browser.claim()
@@ -222,6 +246,7 @@ async def test_a_tab_superseded_while_disconnected_learns_it_on_reconnect(app: Q
         await ws.pong()  # the socket stays open for "Use here"
 
 
+@ON_EVERY_PATH
 async def test_a_claim_landing_right_after_the_hello_read_is_not_missed(
     app: Quart, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,6 +279,7 @@ async def test_a_claim_landing_right_after_the_hello_read_is_not_missed(
         assert raced and told["gen"] == raced[0]
 
 
+@ON_EVERY_PATH
 @pytest.mark.parametrize(
     "tab",
     [None, "", "1.AAAAAAAAAAAAAAAAAAAAAA", "99.forged", "x" * 65],
@@ -268,6 +294,7 @@ async def test_missing_or_invalid_token_closes_4007(app: Quart, tab: str | None)
         assert code == CloseCode.TAB_INVALID
 
 
+@ON_EVERY_PATH
 async def test_token_of_another_session_closes_4007(app: Quart) -> None:
     mine, other = Browser(app), Browser(app)
     await mine.claim()
@@ -280,6 +307,7 @@ async def test_token_of_another_session_closes_4007(app: Quart) -> None:
 # -- terminal events -------------------------------------------------------------------
 
 
+@ON_EVERY_PATH
 async def test_revoke_is_delivered_then_closes_and_reconnects_are_refused(app: Quart) -> None:
     browser = Browser(app)
     async with browser.tab() as (ws, claim):
@@ -292,6 +320,7 @@ async def test_revoke_is_delivered_then_closes_and_reconnects_are_refused(app: Q
     assert status == 401 and body["error"] == "revoked" and body["reason"] == "revoked"
 
 
+@ON_EVERY_PATH
 async def test_logout_is_delivered_to_every_tab_then_closes(app: Quart) -> None:
     browser = Browser(app)
     await browser.login("ann")
@@ -334,6 +363,7 @@ async def test_an_event_is_encoded_once_for_every_tab_it_goes_to(
     assert encoded.count("logged_out") == 1
 
 
+@ON_EVERY_PATH
 async def test_eviction_by_the_session_limit(serve: Serve) -> None:
     async with serve(Policy(sessions_per_user=1)) as app:
         laptop, phone = Browser(app), Browser(app, FIREFOX)
@@ -348,6 +378,7 @@ async def test_eviction_by_the_session_limit(serve: Serve) -> None:
         assert status == 401 and (body["error"], body["reason"]) == ("revoked", "evicted")
 
 
+@ON_EVERY_PATH
 async def test_login_rotation_closes_4013(app: Quart) -> None:
     browser = Browser(app)
     async with browser.tab() as (ws, _):
@@ -357,6 +388,7 @@ async def test_login_rotation_closes_4013(app: Quart) -> None:
         assert claim["user"] == "ann"
 
 
+@ON_EVERY_PATH
 async def test_signed_in_goes_to_the_users_other_sessions_only(app: Quart) -> None:
     laptop, phone = Browser(app), Browser(app, FIREFOX)
     await laptop.login("ann")
@@ -380,6 +412,7 @@ async def test_signed_in_goes_to_the_users_other_sessions_only(app: Quart) -> No
 # -- expiry --------------------------------------------------------------------------
 
 
+@ON_EVERY_PATH
 async def test_expiring_extended_and_expired(serve: Serve, clock: FakeClock) -> None:
     async with serve(idle_timeout=600, refresh_every=60, expiring_lead=30) as app:
         hub = watch_of(app).hub
@@ -490,6 +523,7 @@ async def test_missing_origin_allowed_only_when_configured(serve: Serve) -> None
 # -- frames and limits ---------------------------------------------------------------------
 
 
+@ON_EVERY_PATH
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
@@ -527,6 +561,7 @@ async def test_bad_frames_close_with_their_code(app: Quart, frame: str | bytes, 
         assert (await ws.closed())[0] == code
 
 
+@ON_EVERY_PATH
 async def test_bad_frame_after_ready_closes_too(app: Quart) -> None:
     browser = Browser(app)
     async with browser.tab() as (ws, _):
@@ -534,6 +569,25 @@ async def test_bad_frame_after_ready_closes_too(app: Quart) -> None:
         assert (await ws.closed())[0] == CloseCode.MESSAGE_TOO_BIG
 
 
+async def test_a_frame_beyond_the_servers_own_bound_closes_1009_and_is_forgotten(
+    backend_url: str, key_prefix: str
+) -> None:
+    """The callback path as ``sessionwatch serve`` runs uvicorn (``ws_max_size`` =
+    ``max_frame``): the server refuses the frame with 1009 as it arrives, and the socket
+    the app listens to hears the disconnect and is forgotten."""
+    app = make_app(backend_url, key_prefix=key_prefix)
+    hub = watch_of(app).hub
+    async with app.test_app():
+        async with serving_sockets(app, ws_max_size=hub.settings.max_frame) as server:
+            browser = Browser(app)
+            async with browser.tab() as (ws, _):
+                await ws.send("x" * (hub.settings.max_frame + 1))
+                assert await ws.closed() == (CloseCode.MESSAGE_TOO_BIG, [])
+            assert server.listened == 1
+            assert hub.stats()["sockets"] == hub.stats()["sessions"] == 0
+
+
+@ON_EVERY_PATH
 async def test_hello_timeout_4009_and_unknown_types_are_ignored(serve: Serve) -> None:
     async with serve(hello_timeout=0.3) as app:
         browser = Browser(app)
@@ -543,6 +597,7 @@ async def test_hello_timeout_4009_and_unknown_types_are_ignored(serve: Serve) ->
             assert await ws.closed() == (CloseCode.HELLO_TIMEOUT, [])
 
 
+@ON_EVERY_PATH
 async def test_heartbeat_timeout_4014(serve: Serve) -> None:
     async with serve(heartbeat_interval=0.2, heartbeat_timeout=0.2) as app:
         browser = Browser(app)
@@ -551,6 +606,7 @@ async def test_heartbeat_timeout_4014(serve: Serve) -> None:
             assert await ws.closed() == (CloseCode.HEARTBEAT_TIMEOUT, [])
 
 
+@ON_EVERY_PATH
 async def test_message_rate_limit_4010(serve: Serve) -> None:
     async with serve(max_messages_per_second=5) as app:
         browser = Browser(app)
@@ -563,6 +619,7 @@ async def test_message_rate_limit_4010(serve: Serve) -> None:
             assert len(seen) <= 5 and {m["type"] for m in seen} <= {"pong"}
 
 
+@ON_EVERY_PATH
 async def test_too_many_sockets_per_session_and_user_4011(serve: Serve) -> None:
     async with serve(max_sockets_per_session=2, max_sockets_per_user=3) as app:
         laptop, phone = Browser(app), Browser(app, FIREFOX)
@@ -646,7 +703,8 @@ async def test_admission_is_fifo_bounded_and_survives_cancelled_waiters() -> Non
     (await asyncio.wait_for(gate.enter(), 1)).release()  # no turn was lost
 
 
-async def test_slow_consumer_is_closed_4012_without_stalling_others() -> None:
+@pytest.mark.parametrize("path", SERVING_PATHS)
+async def test_slow_consumer_is_closed_4012_without_stalling_others(path: str) -> None:
     entered, gate = asyncio.Event(), asyncio.Event()
     sent: list[str] = []
     progress: asyncio.Queue[int] = asyncio.Queue()
@@ -664,27 +722,28 @@ async def test_slow_consumer_is_closed_4012_without_stalling_others() -> None:
     for conn in (slow, fast):
         conn.bind(1)
     never = asyncio.Event()
-    serving = [asyncio.create_task(conn.serve(never.wait())) for conn in (slow, fast)]
+    served = [serving(conn, path, never.wait()) for conn in (slow, fast)]
     assert slow.push({"type": "extended", "expires_at": 0})
     await asyncio.wait_for(entered.wait(), WAIT)  # the writer is stuck in its send
     results = [slow.push({"type": "extended", "expires_at": n}) for n in range(1, 6)]
     assert results == [True, True, True, False, False]
-    assert await asyncio.wait_for(serving[0], WAIT) == CloseCode.SLOW_CONSUMER
+    assert await asyncio.wait_for(served[0], WAIT) == CloseCode.SLOW_CONSUMER
     for n in range(10):  # the other socket is unaffected
         assert fast.push({"type": "extended", "expires_at": n})
         if n % 3 == 2:
             await asyncio.wait_for(_drained(progress, n + 1), WAIT)
     fast.finish(CloseCode.EXPIRED, {"type": "expired"})
     await asyncio.wait_for(_drained(progress, 11), WAIT)
-    assert await asyncio.wait_for(serving[1], WAIT) == CloseCode.EXPIRED
+    assert await asyncio.wait_for(served[1], WAIT) == CloseCode.EXPIRED
     assert sent[-1] == '{"type":"expired"}'
 
 
-async def test_overflow_before_the_writer_starts_closes_at_once() -> None:
+@pytest.mark.parametrize("path", SERVING_PATHS)
+async def test_overflow_before_the_writer_starts_closes_at_once(path: str) -> None:
     conn = Connection("s", None, _never_called, queue_size=2)
     assert conn.push({"type": "pong"}) and conn.push({"type": "pong"})
     assert not conn.push({"type": "pong"})
-    assert await asyncio.wait_for(conn.serve(asyncio.Event().wait()), WAIT) == 4012
+    assert await asyncio.wait_for(serving(conn, path, asyncio.Event().wait()), WAIT) == 4012
 
 
 async def test_an_idle_socket_holds_no_writer_nor_queue() -> None:
@@ -713,14 +772,15 @@ async def test_an_idle_socket_holds_no_writer_nor_queue() -> None:
         await serving
 
 
-async def test_a_reader_that_closes_its_own_socket_is_stopped() -> None:
+@pytest.mark.parametrize("path", SERVING_PATHS)
+async def test_a_reader_that_closes_its_own_socket_is_stopped(path: str) -> None:
     conn = Connection("s", None, _never_called, queue_size=3)
 
     async def read() -> None:
         conn.abort(CloseCode.RATE_LIMITED)
         await asyncio.Event().wait()  # e.g. back to reading before it noticed
 
-    assert await asyncio.wait_for(conn.serve(read()), WAIT) == CloseCode.RATE_LIMITED
+    assert await asyncio.wait_for(serving(conn, path, read()), WAIT) == CloseCode.RATE_LIMITED
 
 
 async def _never_called(text: str) -> None:
@@ -735,6 +795,7 @@ async def _drained(progress: asyncio.Queue[int], count: int) -> None:
 # -- presence, stats and resilience ----------------------------------------------------------
 
 
+@ON_EVERY_PATH
 async def test_live_tabs_counts_bound_sockets(app: Quart) -> None:
     browser = Browser(app)
     await browser.login("ann")
@@ -752,7 +813,13 @@ async def test_live_tabs_counts_bound_sockets(app: Quart) -> None:
     assert await live_tabs() == 0
 
 
-async def test_presence_events_tell_a_users_tabs_each_new_count(serve: Serve) -> None:
+@ON_EVERY_PATH
+async def test_presence_events_tell_a_users_tabs_each_new_count(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each change is told before the next is made: nothing to coalesce, so the count is
+    # read 20 ms after it instead of 250 (coalescing: tests/live/test_presence_notices.py).
+    monkeypatch.setattr(presence_module, "NOTICE_DELAY", 0.02)
     async with serve(presence_events=True) as app:
         laptop, phone = Browser(app), Browser(app, FIREFOX)
         await laptop.login("ann")
@@ -899,6 +966,50 @@ async def test_resync_corrects_sockets_after_lost_events(key_prefix: str) -> Non
             assert hub.stats()["reconnects"] == 1
 
 
+@ON_EVERY_PATH
+@pytest.mark.parametrize("failing", ["frame", "hello"])
+async def test_a_reader_that_fails_closes_1011_and_is_logged(
+    app: Quart,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failing: str,
+) -> None:
+    """An unexpected exception while a frame is handled (a ping's pong here) or while a
+    hello is answered (its state read) ends the socket with 1011, logged with its
+    traceback; the socket is forgotten and the other tab of the session keeps working."""
+    backend = watch_of(app).backend
+    original = backend.load
+
+    async def load(public_id: str, **kwargs: Any) -> Any:
+        if kwargs.get("touch") is False and failing == "hello":
+            raise RuntimeError("injected")
+        return await original(public_id, **kwargs)
+
+    def pong() -> dict[str, Any]:
+        raise RuntimeError("injected")
+
+    browser = Browser(app)
+    async with browser.tab() as (bystander, _):
+        claim = await browser.claim()
+        monkeypatch.setattr(backend, "load", load)
+        monkeypatch.setattr(socket_module, "pong_message", pong)
+        async with browser.socket() as ws:
+            await ws.send({"type": "hello", "v": 1, "tab": claim["tab"]})
+            if failing == "frame":
+                assert (await ws.receive())["type"] == "ready"
+                await ws.send({"type": "ping"})
+            assert await ws.closed() == (CloseCode.INTERNAL_ERROR, [])
+        assert watch_of(app).hub.stats()["sockets"] == 1
+        monkeypatch.undo()
+        assert (await bystander.receive())["type"] == "superseded"  # by the claim above
+        await bystander.pong()
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and "reader failed" in failures[0].getMessage()
+    assert failures[0].exc_info is not None
+    caplog.clear()
+
+
+@ON_EVERY_PATH
 async def test_shutdown_closes_sockets_1001(serve: Serve) -> None:
     browser: Browser
     async with contextlib.AsyncExitStack() as stack:
@@ -948,6 +1059,7 @@ async def test_shutdown_is_bounded_by_its_grace(
         caplog.clear()  # the errors are the expected ones
 
 
+@ON_EVERY_PATH
 async def test_backend_down_refuses_503_at_the_handshake_and_closes_1013_at_hello(
     app: Quart, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1010,6 +1122,7 @@ async def test_hub_not_running_refuses_503(
     caplog.clear()
 
 
+@ON_EVERY_PATH
 async def test_a_closed_socket_is_forgotten(tapped: tuple[Quart, Tap]) -> None:
     app, tap = tapped
     browser = Browser(app)
@@ -1023,6 +1136,7 @@ async def test_a_closed_socket_is_forgotten(tapped: tuple[Quart, Tap]) -> None:
     assert not tap.channels  # the last socket's channels were unsubscribed
 
 
+@ON_EVERY_PATH
 async def test_a_socket_whose_peer_left_while_it_was_attached_is_forgotten(
     tapped: tuple[Quart, Tap],
 ) -> None:
@@ -1039,6 +1153,113 @@ async def test_a_socket_whose_peer_left_while_it_was_attached_is_forgotten(
                 await asyncio.sleep(0.01)
         asyncio.get_running_loop().call_later(0.05, gate.set)  # after the peer left
     assert hub.stats()["sockets"] == hub.stats()["sessions"] == 0
+
+
+@ON_EVERY_PATH
+async def test_frames_sent_before_the_socket_is_registered_are_read_once_it_is(
+    tapped: tuple[Quart, Tap], endpoint: str
+) -> None:
+    """A hello and a ping sent while the socket is still being registered (its
+    subscribe held back) are read once it is, in order. On the callback path the server
+    has queued them before the app listens: listening hears them first
+    (LISTEN_EXTENSION)."""
+    app, tap = tapped
+    hub = watch_of(app).hub
+    tap.gate = gate = asyncio.Event()  # subscribes wait for it
+    browser = Browser(app)
+    claim = await browser.claim()
+    async with browser.socket() as ws:
+        await ws.send({"type": "hello", "v": 1, "tab": claim["tab"]})
+        await ws.send({"type": "ping"})
+        async with asyncio.timeout(WAIT):
+            while not hub.stats()["sockets"]:  # noqa: ASYNC110 (registered, subscribing)
+                await asyncio.sleep(0.01)
+        if endpoint == "listen":
+            inbox = ws.connection.protocol.queue
+            async with asyncio.timeout(WAIT):
+                while inbox.empty():  # noqa: ASYNC110 (the hello queued, no one listening)
+                    await asyncio.sleep(0.01)
+            assert not inbox.listening
+        gate.set()
+        assert (await ws.receive())["type"] == "ready"
+        assert await ws.receive() == {"type": "pong"}
+        if endpoint == "listen":
+            assert ws.connection.served_by_callbacks and inbox.empty()
+
+
+@ON_EVERY_PATH
+async def test_frames_arriving_while_a_hello_is_answered_wait_for_its_answer(
+    app: Quart, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    """Frames are read one at a time: pings sent while a hello's state read is held
+    back are answered after its ``ready``, in order. On the callback path the reader
+    holds the server's events back meanwhile (``hold(True)``, LISTEN_EXTENSION) and the
+    server stops reading the socket, as for an app that does not read; the answer
+    releases them (``hold(False)``) and reading resumes."""
+    backend = watch_of(app).backend
+    original = backend.load
+    loading, release = asyncio.Event(), asyncio.Event()
+
+    async def held_back(public_id: str, **kwargs: Any) -> Any:
+        if kwargs.get("touch") is False:  # the hello's read
+            loading.set()
+            await release.wait()
+        return await original(public_id, **kwargs)
+
+    browser = Browser(app)
+    claim = await browser.claim()
+    monkeypatch.setattr(backend, "load", held_back)
+    async with browser.socket() as ws:
+        await ws.send({"type": "hello", "v": 1, "tab": claim["tab"]})
+        await asyncio.wait_for(loading.wait(), WAIT)
+        for _ in range(3):
+            await ws.send({"type": "ping"})
+        if endpoint == "listen":
+            protocol = ws.connection.protocol
+            await asyncio.sleep(0.05)  # time for the pings to arrive, were they read
+            assert protocol.read_paused and not protocol.queue.hearing
+        release.set()
+        assert (await ws.receive())["type"] == "ready"
+        for _ in range(3):
+            assert await ws.receive() == {"type": "pong"}
+        if endpoint == "listen":
+            assert not protocol.read_paused and protocol.queue.hearing
+
+
+@pytest.mark.parametrize("wraps", [False, True], ids=["uvicorn", "middleware"])
+async def test_without_the_servers_own_receive_a_socket_is_read_by_a_task(
+    backend_url: str, key_prefix: str, wraps: bool
+) -> None:
+    """The app listens only when the server offers LISTEN_EXTENSION and the ``receive``
+    it got is the one offered: uvicorn's own protocol offers nothing, and behind a
+    middleware that wraps ``receive`` the offer is not taken. Either way a task reads
+    the socket, which works as ever."""
+    app = make_app(backend_url, key_prefix=key_prefix)
+    seen: list[str] = []
+    if wraps:
+        inner = app.asgi_app
+
+        async def middleware(scope: Any, receive: Any, send: Any) -> None:
+            async def wrapped() -> Any:
+                event = await receive()
+                seen.append(event["type"])
+                return event
+
+            await inner(scope, wrapped, send)
+
+        app.asgi_app = middleware  # type: ignore[method-assign]
+    ws_protocol = LeanWebSocketProtocol if wraps else "websockets-sansio"
+    async with app.test_app(), serving_sockets(app, ws=ws_protocol) as server:
+        browser = Browser(app)
+        claim = await browser.claim()
+        async with browser.socket() as ws:
+            await ws.send({"type": "hello", "v": 1, "tab": claim["tab"]})
+            assert (await ws.receive())["type"] == "ready"
+            await ws.pong()
+            assert not ws.connection.served_by_callbacks
+        assert server.listened == 0
+        assert watch_of(app).hub.stats()["sockets"] == 0
+    assert ("websocket.receive" in seen) is wraps
 
 
 async def test_sockets_are_served_on_raw_asgi_unless_the_app_hooks_websockets(

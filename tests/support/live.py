@@ -1,11 +1,15 @@
-"""Browsers, tabs and sockets over Quart's in-process test client, with bounded waits."""
+"""Browsers, tabs and sockets over Quart's in-process test client, with bounded waits.
+
+A socket goes through Quart's test client too (the task path: a coroutine per socket
+reads it), unless the app's sockets are served by a real uvicorn with the service's
+protocol (:func:`support.lean_sockets.serving_sockets`: the callback path)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from quart import Quart
@@ -13,6 +17,7 @@ from quart.testing import QuartClient
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
 from sessionwatch import CloseCode, SessionWatch
+from sessionwatch.live.connection import Connection
 
 ORIGIN = "https://localhost"  # the test client's own origin over wss://
 WS_PATH = "/_sessionwatch/ws"
@@ -21,11 +26,44 @@ FIREFOX = "Mozilla/5.0 (Android 14; Mobile; rv:121.0) Gecko/121.0 Firefox/121.0"
 DOCUMENTED_CLOSE_CODES = frozenset(int(code) for code in CloseCode)
 WAIT = 5.0  # seconds any single expected event may take
 OWN: Any = object()  # "the browser's own origin"
+# app.extensions[SOCKET_SERVER]: the server of the app's sockets, while one serves them
+# (support.lean_sockets.LeanSocketServer).
+SOCKET_SERVER = "tests.lean_socket_server"
 
 
 def watch_of(app: Quart) -> SessionWatch:
     watch: SessionWatch = app.extensions["sessionwatch"]
     return watch
+
+
+def serving(
+    conn: Connection, path: str, read: Coroutine[Any, Any, None]
+) -> asyncio.Future[int | None]:
+    """Serve ``conn`` with ``read`` standing for its reader, as a socket is served on
+    ``path``: ``"task"`` (``conn.serve(read)`` in the socket's task) or ``"callback"``
+    (``conn.listen(stop)``, as sessionwatch.live.socket.SocketReader: no task reads; the
+    socket ends when ``read`` returns or ``conn`` calls ``stop``, then ``conn.stopped()``;
+    an aborted ``conn`` refuses to listen and is served as on the task path). The
+    future's result is the close code to send."""
+    if path == "task":
+        return asyncio.ensure_future(conn.serve(read))
+    assert path == "callback", path
+    stop = asyncio.Event()
+    if not conn.listen(stop.set):
+        return asyncio.ensure_future(conn.serve(read))
+    reader = asyncio.ensure_future(read)  # stands for the frames the server calls back with
+    reader.add_done_callback(lambda _: stop.set())
+
+    async def ended() -> int | None:
+        await stop.wait()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        return await conn.stopped()
+
+    return asyncio.ensure_future(ended())
+
+
+SERVING_PATHS = ("task", "callback")
 
 
 class Closed(Exception):
@@ -40,6 +78,8 @@ class Socket:
     """One WebSocket of a tab, speaking the JSON protocol."""
 
     def __init__(self, connection: Any) -> None:
+        # Quart's test connection, or a support.lean_sockets.ServedSocket (whose
+        # receive raises Closed itself).
         self.connection = connection
 
     async def send(self, message: dict[str, Any] | str | bytes) -> None:
@@ -64,9 +104,12 @@ class Socket:
                     return message
 
     async def hello(self, tab: str | None) -> dict[str, Any]:
-        """Send ``hello`` and return the answer (``ready`` or the truth)."""
+        """Send ``hello`` and return the answer (``ready`` or the truth). On the callback
+        path, the socket answered is served by callbacks, not by a task."""
         await self.send({"type": "hello", "v": 1, "tab": tab})
-        return await self.receive()
+        answer = await self.receive()
+        assert getattr(self.connection, "served_by_callbacks", True), "served by a task"
+        return answer
 
     async def closed(self, timeout: float = WAIT) -> tuple[int, list[dict[str, Any]]]:
         """Wait for the close; returns its code and the messages received before it."""
@@ -127,16 +170,25 @@ class Browser:
         assert response.status_code == 200, await response.get_data()
         return await response.get_json()
 
-    @contextlib.asynccontextmanager
-    async def socket(
-        self, *, origin: Any = OWN, headers: dict[str, str] | None = None
-    ) -> AsyncIterator[Socket]:
-        """A socket from a page of ``origin`` (default: the browser's; None: no header)."""
+    def _socket_headers(self, origin: Any, headers: dict[str, str] | None) -> dict[str, str]:
         all_headers = {"User-Agent": self.user_agent, **(headers or {})}
         if origin is OWN:
             origin = self.origin
         if origin is not None:
             all_headers["Origin"] = origin
+        return all_headers
+
+    @contextlib.asynccontextmanager
+    async def socket(
+        self, *, origin: Any = OWN, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[Socket]:
+        """A socket from a page of ``origin`` (default: the browser's; None: no header)."""
+        all_headers = self._socket_headers(origin, headers)
+        server = self.app.extensions.get(SOCKET_SERVER)
+        if server is not None:  # the callback path (support.lean_sockets)
+            async with server.socket(WS_PATH, all_headers, self.client.cookie_jar) as served:
+                yield Socket(served)
+            return
         connection = self.client.websocket(WS_PATH, scheme="wss", headers=all_headers)
         async with connection as ws:
             yield Socket(ws)
@@ -154,10 +206,14 @@ class Browser:
         self, *, origin: Any = OWN, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, Any]]:
         """Open a socket that must be refused at the handshake: (status, JSON body
-        without its human ``message``, which must be there)."""
-        async with self.socket(origin=origin, headers=headers) as ws:
+        without its human ``message``, which must be there). Always through Quart's test
+        client: a refusal is decided before any socket is served."""
+        connection = self.client.websocket(
+            WS_PATH, scheme="wss", headers=self._socket_headers(origin, headers)
+        )
+        async with connection as ws:
             try:
-                await asyncio.wait_for(ws.connection.receive(), WAIT)
+                await asyncio.wait_for(ws.receive(), WAIT)
             except WebsocketResponseError as exc:
                 response = exc.response
                 body = dict(await response.get_json())

@@ -124,23 +124,33 @@ class ClusterMultiplexer:
                     if str(exc).startswith("CLUSTERDOWN"):
                         self.refresh()
                     raise
-                if not redirect.host:  # "MOVED 3999 :6380": the node it came from
-                    redirect.host = node.host
-                if isinstance(redirect, MovedError):
-                    await self._cluster.nodes_manager.move_slot(redirect)
-                    self.refresh()
+                await self.learn(redirect, node)
                 if not follow:
                     raise Redirected(str(exc)) from exc
                 if loop.time() >= deadline:  # its caller is told now: it failed
                     raise RedisTimeoutError("Timeout reading from Redis") from exc
-                if isinstance(redirect, MovedError):
-                    node, asking = self.node_of(keys[0]), False
-                else:
-                    node, asking = self._asked(redirect), True
+                node, asking = self.redirected_to(redirect, keys[0])
             except _UNREACHABLE:
                 self.refresh()
                 raise
         raise RedisClusterException(f"Redis Cluster: more than {_REDIRECTS} redirects")
+
+    async def learn(self, redirect: AskError, node: ClusterNode) -> None:
+        """What ``redirect`` (a ``MOVED`` or ``ASK`` from ``node``) tells of the slot
+        map: a ``MOVED`` patches it and starts a refresh."""
+        if not redirect.host:  # "MOVED 3999 :6380": the node it came from
+            redirect.host = node.host
+        if isinstance(redirect, MovedError):
+            await self._cluster.nodes_manager.move_slot(redirect)
+            self.refresh()
+
+    def redirected_to(self, redirect: AskError, key: str) -> tuple[ClusterNode, bool]:
+        """Where a command on ``key`` goes after ``redirect`` (once :meth:`learn` has
+        seen it), and whether ``ASKING`` must precede it: after ``MOVED`` the slot's
+        owner, after ``ASK`` the importing node."""
+        if isinstance(redirect, MovedError):
+            return self.node_of(key), False
+        return self._asked(redirect), True
 
     def _asked(self, redirect: AskError) -> ClusterNode:
         manager = self._cluster.nodes_manager

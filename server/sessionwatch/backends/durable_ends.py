@@ -37,7 +37,14 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..core.exceptions import EndNotDurable
 
-__all__ = ["RECHECK_EVERY", "REPLICA_GRACE", "DurableEnds", "end_and_wait", "online_replicas"]
+__all__ = [
+    "RECHECK_EVERY",
+    "REPLICA_GRACE",
+    "DurableEnds",
+    "FenceFailed",
+    "end_and_wait",
+    "online_replicas",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -133,27 +140,34 @@ async def end_and_wait(
     replicas: int,
     timeout_ms: int,
     ended: Callable[[Any], bool] | None = None,
+    asking: bool = False,
 ) -> tuple[Any, int | None]:
     """Run ``script`` (its source and SHA) on ``connection`` (a redis-py connection of
     the primary that owns ``keys``), then on the same connection write ``fence`` and
     ``WAIT``: the reply and how many replicas acknowledged. With ``ended``, the wait
     follows only when ``ended(reply)`` (else ``None`` acknowledged: nothing to wait
-    for); without, the three commands go out in one write.
+    for); without, the three commands go out in one write. With ``asking`` (a Cluster's
+    ``ASK``: ``connection`` is the importing node's), ``ASKING`` goes right before the
+    script and before the fence: it admits the one command after it, and the importing
+    node answers any other command on the slot ``MOVED`` (the fence key shares the
+    script's slot and may not be there yet).
 
     The fence makes ``WAIT`` count an end that found nothing left to end (a repeated
     revocation whose first run was not confirmed): its own write comes after everything
-    the script saw. Redis error replies are raised after every reply was read.
+    the script saw. Redis error replies are raised after every reply was read: the
+    script's as they are (a ``MOVED``, ``ASK`` or ``TRYAGAIN`` there: it did not run),
+    the fence's or ``WAIT``'s as :class:`FenceFailed` (the script ran: never sent again).
     """
     source, sha = script
     waiting = [("SET", fence, "1", "PX", FENCE_TTL_MS), ("WAIT", replicas, timeout_ms)]
     tail = waiting if ended is None else []
-    replies = await _exchange(connection, [("EVALSHA", sha, len(keys), *keys, *argv), *tail])
+    evalsha = ("EVALSHA", sha, len(keys), *keys, *argv)
+    replies = await _exchange(connection, [evalsha, *tail], asking)
     if isinstance(replies[0], NoScriptError):  # a flushed cache or a new primary: not run
         # Loaded and run by SHA in one write, never EVAL: the documented ACL user has
         # no ``eval`` (docs/deployment.md), and an end on a promoted replica was refused.
         loaded = ("SCRIPT", "LOAD", source)
-        evalsha = ("EVALSHA", sha, len(keys), *keys, *argv)
-        load, *replies = await _exchange(connection, [loaded, evalsha, *tail])
+        load, *replies = await _exchange(connection, [loaded, evalsha, *tail], asking)
         if isinstance(load, ResponseError):
             raise load
     reply = replies[0]
@@ -162,26 +176,48 @@ async def end_and_wait(
     if ended is not None:
         if not ended(reply):
             return reply, None
-        replies = [reply, *await _exchange(connection, waiting)]
+        replies = [reply, *await _exchange(connection, waiting, asking)]
     for answer in replies[1:]:
         if isinstance(answer, ResponseError):
-            raise answer
+            raise FenceFailed(f"the end ran, but its fence or WAIT failed: {answer}") from answer
     return reply, int(replies[-1])
 
 
-async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+class FenceFailed(ResponseError):
+    """The fence or ``WAIT`` after an end that ran was refused: 503, never followed."""
+
+
+_KEYED = frozenset(("EVALSHA", "SET"))  # the commands ASKING must precede
+
+
+async def _exchange(
+    connection: Any, commands: list[tuple[Any, ...]], asking: bool = False
+) -> list[Any]:
     """Send ``commands`` in one write and read every reply (an error reply as its
-    exception). Any other failure disconnects the connection: a reply may still be on
-    its way, and the next user of the connection must not read it."""
+    exception); with ``asking``, each keyed command right after an ``ASKING``, whose
+    replies are left out (one refused is raised). Any other failure disconnects the
+    connection: a reply may still be on its way, and the next user of the connection
+    must not read it."""
+    sent: list[tuple[Any, ...]] = []
+    for command in commands:
+        if asking and command[0] in _KEYED:
+            sent.append(("ASKING",))
+        sent.append(command)
     try:
-        await connection.send_packed_command(connection.pack_commands(commands))
+        await connection.send_packed_command(connection.pack_commands(sent))
         replies = []
-        for _ in commands:
+        for _ in sent:
             try:
                 replies.append(await connection.read_response())
             except ResponseError as error:
                 replies.append(error)
-        return replies
     except BaseException:
         await connection.disconnect()
         raise
+    answers = []
+    for command, reply in zip(sent, replies, strict=True):
+        if command != ("ASKING",):
+            answers.append(reply)
+        elif isinstance(reply, ResponseError):
+            raise reply
+    return answers

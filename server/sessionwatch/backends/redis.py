@@ -412,16 +412,37 @@ class RedisBackend(RedisTrail):
     ) -> tuple[Any, int | None]:
         """Script ``name`` then ``WAIT``, on one connection of the primary of ``keys``."""
         async with self._primary_connection(keys[0]) as connection:
-            return await end_and_wait(
-                connection,
-                (_script_source(name), self._scripts[name].sha),
-                keys,
-                argv,
-                fence=self.names.fence(keys[0]),
-                replicas=replicas,
-                timeout_ms=self.durable_ends.timeout_ms,
-                ended=ended,
-            )
+            return await self._end_on(connection, name, keys, argv, replicas, ended)
+
+    async def _end_on(
+        self,
+        connection: Any,
+        name: str,
+        keys: list[str],
+        argv: list[Any],
+        replicas: int,
+        ended: Callable[[Any], bool] | None,
+        *,
+        asking: bool = False,
+    ) -> tuple[Any, int | None]:
+        """Script ``name``, its fence and ``WAIT`` on ``connection``
+        (:func:`~.durable_ends.end_and_wait`)."""
+        return await end_and_wait(
+            connection,
+            self._script_of(name),
+            keys,
+            argv,
+            fence=self.names.fence(keys[0]),
+            replicas=replicas,
+            timeout_ms=self.durable_ends.timeout_ms,
+            ended=ended,
+            asking=asking,
+        )
+
+    def _script_of(self, name: str) -> tuple[str, str]:
+        """The source and SHA of script ``name``, as registered."""
+        script = self._scripts[name]
+        return str(script.script), script.sha
 
     @contextlib.asynccontextmanager
     async def _primary_connection(self, key: str) -> AsyncIterator[Any]:

@@ -11,7 +11,9 @@ The names are listed in :mod:`.keys`.
 Scripts run on one pipelined connection per primary (:mod:`.cluster_multiplex`: routed
 by redis-py's slot map, ``MOVED`` and ``ASK`` followed with the call's first deadline, the
 one-Redis multiplexer's failure semantics); other commands go through redis-py's cluster
-client. The presence refresh is one call per primary, and one script: a heartbeat's
+client. A durable end (a script, its fence and ``WAIT`` on one node connection:
+:mod:`.durable_ends`) follows ``MOVED``, ``ASK`` and ``TRYAGAIN`` itself
+(:meth:`RedisClusterBackend._end_and_wait`). The presence refresh is one call per primary, and one script: a heartbeat's
 batch of sockets of many users (many slots) would be one script per slot, each paying
 the prelude, so the script declares the first key of its primary's batch and touches the
 others undeclared (Redis allows a script without a shebang line keys of other slots its
@@ -47,6 +49,7 @@ from redis.exceptions import (
     RedisClusterException,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 
 from ..core.codes import Code
@@ -56,7 +59,7 @@ from ..core.paging import MAX_PAGE_SIZE
 from ..core.tokens import slot_tag, user_tag
 from ..core.trail import AuditSettings
 from .base import PendingLogin, SessionRecord, Timeouts
-from .cluster_multiplex import ClusterMultiplexer, Redirected
+from .cluster_multiplex import _REDIRECTS, ClusterMultiplexer, Redirected
 from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
@@ -83,6 +86,9 @@ _POOL_TIMEOUT = 5.0  # seconds a call waits for its turn, then 503 (as on one Re
 # timeout that still read their callers' replies (multiplex.py).
 _SCRIPT_CONNECTIONS = 8
 _SLOTS = 16384
+# Seconds between two tries of a durable end Redis answered TRYAGAIN (a slot being
+# migrated): a one-slot migration by redis-cli takes milliseconds to a second.
+_TRY_AGAIN_PAUSE = 0.05
 
 
 def cluster_from_url(url: str, **options: Any) -> tuple[RedisCluster, dict[str, Any]]:
@@ -233,19 +239,67 @@ class RedisClusterBackend(RedisBackend):
     ) -> Any:
         return await self._multiplexer.evalsha(_script_source(name), keys, argv, follow=follow)
 
+    async def _end_and_wait(
+        self,
+        name: str,
+        keys: list[str],
+        argv: list[Any],
+        replicas: int,
+        ended: Callable[[Any], bool] | None,
+    ) -> tuple[Any, int | None]:
+        """Script ``name``, its fence and ``WAIT`` on one connection of the primary of
+        ``keys``' slot, following the slot as the script multiplexer does
+        (:mod:`.cluster_multiplex`): ``MOVED`` (the script did not run) patches the slot
+        map and runs the three again on the new owner; ``ASK`` (a migration, the keys
+        gone from the source) runs them on the importing node, ``ASKING`` before the
+        script and before the fence; ``TRYAGAIN`` (a multi-key script on a slot being
+        migrated: an importing node runs one only when it holds every key, and a
+        session's scripts declare its channel, a key that never exists) is tried again
+        from the slot map every ``_TRY_AGAIN_PAUSE`` until the slot has moved. At most
+        ``_REDIRECTS`` redirects in a row, and none followed or tried again after the
+        call's deadline (``_SOCKET_TIMEOUT`` after its first send, the multiplexer's):
+        then 503, the script having run nowhere. The script's arguments keep their
+        first deadline in Redis' clock, so a send that starts too late is refused.
+        Only a confirmed ``WAIT`` answers; a fence refused after the script ran is a
+        503 (:class:`~.durable_ends.FenceFailed`), never sent again."""
+        runner = self._multiplexer
+        if self._cluster.nodes_manager.default_node is None:
+            await self._cluster.initialize()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SOCKET_TIMEOUT
+        node, asking, redirects = runner.node_of(keys[0]), False, 0
+        while True:
+            try:
+                async with self._node_connection(node) as connection:
+                    return await self._end_on(
+                        connection, name, keys, argv, replicas, ended, asking=asking
+                    )
+            except TryAgainError:
+                if loop.time() + _TRY_AGAIN_PAUSE >= deadline:
+                    raise
+                await asyncio.sleep(_TRY_AGAIN_PAUSE)
+                node, asking, redirects = runner.node_of(keys[0]), False, 0
+            except AskError as redirect:  # MovedError is one too
+                await runner.learn(redirect, node)
+                redirects += 1
+                if redirects > _REDIRECTS:
+                    raise RedisClusterException(
+                        f"Redis Cluster: more than {_REDIRECTS} redirects"
+                    ) from redirect
+                if loop.time() >= deadline:
+                    raise
+                node, asking = runner.redirected_to(redirect, keys[0])
+
     @contextlib.asynccontextmanager
-    async def _primary_connection(self, key: str) -> AsyncIterator[Any]:
-        """A connection of the primary owning the slot of ``key``, for a script and its
-        ``WAIT`` (the cluster client would not keep the two together)."""
-        node = self._cluster.get_node_from_key(key)
-        if node is None:
-            raise BackendUnavailable("Redis Cluster: no primary serves the slot")
+    async def _node_connection(self, node: ClusterNode) -> AsyncIterator[Any]:
+        """A connection of ``node`` (redis-py's pool of it), for a script and its
+        ``WAIT`` (the cluster client would not keep the two together). A node that
+        cannot be reached (a failover) has the layout learnt now, as the cluster client
+        does on its own commands, so a call sent again finds the promoted replica."""
         connection = node.acquire_connection()
         try:
             yield connection
-        except (MovedError, AskError, *_UNREACHABLE):
-            # The slot moved or its primary failed (the script did not run on MOVED):
-            # learn the layout now, as the cluster client does on its own commands.
+        except _UNREACHABLE:
             with contextlib.suppress(RedisError, *_UNREACHABLE):
                 await self._cluster.nodes_manager.initialize()
             raise
