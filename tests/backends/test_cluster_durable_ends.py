@@ -242,7 +242,7 @@ async def test_a_redirect_that_keeps_pointing_away_is_a_503_not_a_hang(
     backend: RedisClusterBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every answer a ``MOVED`` to another primary, and back: the end follows a few
-    (``_REDIRECTS``), then is a 503 at once, the script having run nowhere."""
+    (``MAX_REDIRECTS``), then is a 503 at once, the script having run nowhere."""
     record = await signed_in(backend, "moved-loop")
     slot = key_slot(backend.names.session(record.id).encode())
     addresses = [f"{node.host}:{node.port}" for node in backend._cluster.get_primaries()]
@@ -259,7 +259,7 @@ async def test_a_redirect_that_keeps_pointing_away_is_a_503_not_a_hang(
             backend.end(record.id, "revoked", timeouts=TIMEOUTS, now=NOW + 1), BOUND
         )
     assert time.monotonic() - started < 1.0
-    assert len(connection.writes) == 1 + cluster_module._REDIRECTS
+    assert len(connection.writes) == 1 + cluster_module.MAX_REDIRECTS
 
 
 async def test_a_tryagain_that_never_ends_is_a_503_at_the_calls_deadline(

@@ -17,7 +17,7 @@ What a Cluster adds:
 - ``ASK slot host:port``: the slot is being migrated and the key is not on its source
   any more; the script did not run. It is sent once to the importing node, ``ASKING``
   then ``EVALSHA`` in one write on that node's connection (an ``ASK`` there is an error).
-- At most ``_REDIRECTS`` redirects, then :class:`RedisClusterException` (a 503, the
+- At most ``MAX_REDIRECTS`` redirects, then :class:`RedisClusterException` (a 503, the
   script having run nowhere).
 - Every send of one call keeps the deadline of its first (``Multiplexer.evalsha``'s
   ``deadline``): its caller is told "failed" at the same moment as on one Redis, after
@@ -45,11 +45,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .multiplex import Multiplexer, ScriptError
 
-__all__ = ["ClusterMultiplexer", "Redirected"]
+__all__ = ["MAX_REDIRECTS", "ClusterMultiplexer", "Redirected"]
 
 logger = logging.getLogger(__name__)
 
-_REDIRECTS = 5  # MOVED/ASK followed per call; then 503 (the script ran nowhere)
+MAX_REDIRECTS = 5  # MOVED/ASK followed per call; then 503 (the script ran nowhere)
 _REFRESH_PAUSE = 0.2  # seconds between two refreshes of the slot map
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -113,7 +113,7 @@ class ClusterMultiplexer:
         deadline = loop.time() + self._timeout
         node = self.node_of(keys[0])
         asking = False
-        for _ in range(_REDIRECTS + 1):
+        for _ in range(MAX_REDIRECTS + 1):
             try:
                 return await self._multiplexer(node).evalsha(
                     source, keys, args, deadline=deadline, asking=asking
@@ -133,7 +133,7 @@ class ClusterMultiplexer:
             except _UNREACHABLE:
                 self.refresh()
                 raise
-        raise RedisClusterException(f"Redis Cluster: more than {_REDIRECTS} redirects")
+        raise RedisClusterException(f"Redis Cluster: more than {MAX_REDIRECTS} redirects")
 
     async def learn(self, redirect: AskError, node: ClusterNode) -> None:
         """What ``redirect`` (a ``MOVED`` or ``ASK`` from ``node``) tells of the slot

@@ -59,7 +59,7 @@ from ..core.paging import MAX_PAGE_SIZE
 from ..core.tokens import slot_tag, user_tag
 from ..core.trail import AuditSettings
 from .base import PendingLogin, SessionRecord, Timeouts
-from .cluster_multiplex import _REDIRECTS, ClusterMultiplexer, Redirected
+from .cluster_multiplex import MAX_REDIRECTS, ClusterMultiplexer, Redirected
 from .cluster_pubsub import ClusterSubscription
 from .durable_ends import online_replicas
 from .keys import ClusterKeyNames, Topology
@@ -256,7 +256,7 @@ class RedisClusterBackend(RedisBackend):
         migrated: an importing node runs one only when it holds every key, and a
         session's scripts declare its channel, a key that never exists) is tried again
         from the slot map every ``_TRY_AGAIN_PAUSE`` until the slot has moved. At most
-        ``_REDIRECTS`` redirects in a row, and none followed or tried again after the
+        ``MAX_REDIRECTS`` redirects in a row, and none followed or tried again after the
         call's deadline (``_SOCKET_TIMEOUT`` after its first send, the multiplexer's):
         then 503, the script having run nowhere. The script's arguments keep their
         first deadline in Redis' clock, so a send that starts too late is refused.
@@ -282,9 +282,9 @@ class RedisClusterBackend(RedisBackend):
             except AskError as redirect:  # MovedError is one too
                 await runner.learn(redirect, node)
                 redirects += 1
-                if redirects > _REDIRECTS:
+                if redirects > MAX_REDIRECTS:
                     raise RedisClusterException(
-                        f"Redis Cluster: more than {_REDIRECTS} redirects"
+                        f"Redis Cluster: more than {MAX_REDIRECTS} redirects"
                     ) from redirect
                 if loop.time() >= deadline:
                     raise
