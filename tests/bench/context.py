@@ -286,8 +286,10 @@ class Bench:
             return float(times.user + times.system)
 
         redis_pid = self.redis.process.pid if self.redis.process else 0
+        user, system = server.cpu_split() if server is not None else (0.0, 0.0)
         return {
-            "server": server.cpu_seconds() if server is not None else 0.0,
+            "server": user + system,
+            "server_kernel": system,  # of "server": the workers' system time
             "redis": seconds(redis_pid),
             "load": sum(seconds(a.pid) for a in [*self.holders, self.claimer]),
         }

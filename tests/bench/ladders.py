@@ -18,6 +18,7 @@ __all__ = [
     "cpu_ms_per_claim",
     "highest_passing",
     "idle_cores",
+    "kernel_ms_per_claim",
     "ladder_rates",
     "median",
     "run_count",
@@ -102,6 +103,16 @@ def idle_cores(results: dict[str, Any], kind: str, tabs: int) -> float | None:
             value = entry.get("idle_cores")
             return None if value is None else float(value)
     return None
+
+
+def kernel_ms_per_claim(step: dict[str, Any]) -> float | None:
+    """Of :func:`cpu_ms_per_claim`, the workers' time in the kernel (system calls), in
+    ms per claim; ``None`` for results written before it was recorded."""
+    claims = step.get("ok") or 0
+    seconds = (step.get("cpu_seconds") or {}).get("server_kernel")
+    if claims <= 0 or seconds is None:
+        return None
+    return 1000 * float(seconds) / claims
 
 
 def cpu_ms_per_claim(step: dict[str, Any]) -> float | None:

@@ -151,14 +151,21 @@ class Server:
         return out
 
     def cpu_seconds(self) -> float:
-        total = 0.0
+        user, system = self.cpu_split()
+        return user + system
+
+    def cpu_split(self) -> tuple[float, float]:
+        """The workers' CPU seconds so far: in user mode (the interpreter, the event loop,
+        parsers) and in the kernel (system calls: epoll, reads, writes on loopback)."""
+        user = system = 0.0
         for pid in self.worker_pids():
             try:
                 times = psutil.Process(pid).cpu_times()
-                total += times.user + times.system
             except psutil.NoSuchProcess:
-                pass
-        return total
+                continue
+            user += times.user
+            system += times.system
+        return user, system
 
     def stop(self, timeout: float = 20.0) -> float:
         """SIGTERM (graceful), SIGKILL to the group after ``timeout``; returns seconds."""

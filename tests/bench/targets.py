@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ladders import (
+    KINDS,
     NAMES,
     by_rate,
     cpu_ms_per_claim,
     highest_passing,
     idle_cores,
+    kernel_ms_per_claim,
     ladder_rates,
     median,
     run_count,
@@ -232,10 +234,17 @@ def _cpu_row(
     if value is None:
         return Target(label, "not measured", None)
     measured = f"{value:.3f} ms"
-    theirs = by_rate(results, "sio", tabs, mode).get(rate, []) if rate is not None else []
-    other = spread([cpu_ms_per_claim(s) for s in theirs])["median"]
-    if other is not None:
-        measured += f" (python-socketio {other:.3f})"
+    peers = []
+    for kind in KINDS[1:]:
+        theirs = by_rate(results, kind, tabs, mode).get(rate, []) if rate is not None else []
+        other = spread([cpu_ms_per_claim(s) for s in theirs])["median"]
+        if other is not None:
+            peers.append(f"{NAMES[kind]} {other:.3f}")
+    if peers:
+        measured += f" ({', '.join(peers)})"
+    kernel = spread([kernel_ms_per_claim(s) for s in mine])["median"]
+    if kernel is not None:
+        measured += f"; of it in the kernel (system calls) {kernel:.3f} ms"
     idle = idle_cores(results, "sw", tabs)
     achieved = median(mine, "achieved")
     if idle is not None and achieved:

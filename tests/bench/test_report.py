@@ -309,6 +309,23 @@ def test_every_single_figure_target_missed() -> None:
         assert (target.measured, target.passed) == (measured, False), start
 
 
+def test_the_cpu_rows_name_the_kernels_share_and_every_peers_figure() -> None:
+    mine = step(1000, 0.5, 1.0, cpu=0.4)  # 2,000 claims: 0.200 ms each
+    mine["cpu_seconds"]["server_kernel"] = 0.1
+    node = step(1000, 0.3, 0.6, cpu=0.3)
+    data = results(
+        [
+            ladder("sw", 1000, direct=[[step(100, 0.5, 1.0), mine]]),
+            ladder("node", 1000, direct=[[step(100, 0.4, 0.8), node]]),
+        ],
+        tabs=(1000,),
+    )
+    push = by_target(targets(data), "worker CPU per push ≤ 0.05 ms")
+    assert push.measured.startswith(
+        "0.200 ms (Socket.IO (Node) 0.150); of it in the kernel (system calls) 0.050 ms"
+    )
+
+
 def test_closest_tab_count_and_rate_of_a_smaller_preset_are_named() -> None:
     data = results(
         [ladder("sw", 20, http=[[step(250, 0.5, 1.0)]], direct=[[step(250, 0.5, 1.0)]])],
