@@ -44,9 +44,12 @@ refused with 1009 as it arrives, before its payload is buffered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import struct
 from collections.abc import Callable, Mapping
 from functools import cache
+from socket import SO_LINGER, SOL_SOCKET
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -54,7 +57,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..core.codes import Code
-from ..live.socket import LISTEN_EXTENSION
+from ..live.socket import CLOSE_TIMEOUT, LISTEN_EXTENSION
 from .connection_cap import TOO_MANY_CONNECTIONS, connection_cap, http_error
 
 __all__ = [
@@ -179,6 +182,23 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             self.transport.write(_REQUEST_TIMEOUT)
         self.transport.close()
+
+
+def cut_off(transport: Any) -> None:
+    """End a connection now: what is buffered is dropped, the peer gets a reset
+    (``SO_LINGER`` 0: the kernel keeps nothing of it either)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_SOCKET, SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _writing_paused(transport: Any) -> bool:
+    """Whether the transport holds more than its high-water mark (the protocol was
+    told to pause writing): the peer has not taken what was sent."""
+    high = transport.get_write_buffer_limits()[1]
+    return bool(transport.get_write_buffer_size() > high)
 
 
 class _Inbox:
@@ -322,6 +342,54 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.counted_address = None
         super().connection_lost(exc)
 
+    # -- a peer that does not read ------------------------------------------------------
+    # asyncio's ``transport.close()`` first writes what is buffered: for a peer that has
+    # stopped reading, never, and uvicorn closes that way after the close handshake's
+    # timeout, after the peer's close, at shut-down. Each of those closes is cut off
+    # (``_cut_off``: the buffer dropped, a reset) CLOSE_TIMEOUT later, and at once when
+    # writing is paused (the peer has not taken what was sent before the close).
+
+    async def send(self, message: Any) -> None:
+        closing = message["type"] == "websocket.close" and self.handshake_complete
+        if closing and not self.writable.is_set() and not self.close_sent:
+            # uvicorn would wait for the buffer to drain before it writes the close.
+            self.close_sent = True
+            self._cut_off()
+            return
+        await super().send(message)
+        if closing and self.close_timer is not None:
+            self.close_timer.cancel()  # uvicorn's: close() 10 s later
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._cut_off)
+
+    def handle_close(self, event: Any) -> None:
+        super().handle_close(event)
+        self._bound_close()
+
+    def handle_parser_exception(self) -> None:
+        super().handle_parser_exception()
+        self._bound_close()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._bound_close()
+
+    def _bound_close(self) -> None:
+        """After uvicorn closed the transport: cut it off if the peer has not taken
+        what is buffered within CLOSE_TIMEOUT (at once when writing is paused)."""
+        transport = self.transport
+        if self.disconnected or not transport.is_closing() or self.close_timer is not None:
+            return
+        if not transport.get_write_buffer_size():
+            return  # closed at once
+        if not self.writable.is_set():
+            self._cut_off()
+        else:
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._cut_off)
+
+    def _cut_off(self) -> None:
+        self.close_timer = None
+        cut_off(self.transport)
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # none when the handshake was refused
@@ -372,6 +440,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if self.close_timer is None:
             self.transport.close()
+            self._bound_close()
 
     def start_keepalive(self) -> None:
         # uvicorn (0.54) calls this once, right after it has written the accepted
@@ -413,6 +482,7 @@ def harden_hypercorn() -> None:
             raise
 
     run = tcp_server.TCPServer.run
+    close = tcp_server.TCPServer._close
 
     async def capped_run(self: Any) -> None:
         peer = self.writer.get_extra_info("peername")
@@ -428,7 +498,25 @@ def harden_hypercorn() -> None:
             if key is not None:
                 cap.counts.discard(key)
 
+    async def bounded_close(self: Any) -> None:
+        # hypercorn's close waits until what is buffered is written: for a peer that
+        # does not read, forever. Cut off at once when writing is paused (the peer has
+        # not taken what was sent), else CLOSE_TIMEOUT later.
+        transport = self.writer.transport
+        timer = None
+        if not transport.is_closing() and transport.get_write_buffer_size():
+            if _writing_paused(transport):
+                cut_off(transport)
+            else:
+                timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, cut_off, transport)
+        try:
+            await close(self)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     without_extensions._sessionwatch = True  # type: ignore[attr-defined]
     ws_stream.Handshake.__init__ = without_extensions  # type: ignore[method-assign]
     ws_stream.WebsocketBuffer.extend = bounded_extend  # type: ignore[method-assign]
     tcp_server.TCPServer.run = capped_run  # type: ignore[method-assign]
+    tcp_server.TCPServer._close = bounded_close  # type: ignore[method-assign]
