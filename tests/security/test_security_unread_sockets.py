@@ -210,3 +210,32 @@ async def test_an_unread_socket_does_not_hold_the_shut_down(
             print(f"{server}: stopped {took:.2f} s after SIGTERM")
             assert process.process.poll() is not None, f"still running after {took:.1f} s"
             assert took < CLOSE_TIMEOUT + MARGIN
+
+
+async def settled_rss(process: ServiceProcess) -> float:
+    """The worker's resident memory (MB) once it has stopped changing (0.2 s apart)."""
+    last = process.worker_rss_mb()
+    for _ in range(25):
+        await asyncio.sleep(0.2)
+        now = process.worker_rss_mb()
+        if abs(now - last) < 0.1:
+            return now
+        last = now
+    return last
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_pings_of_a_peer_that_does_not_read_are_not_answered_without_bound(
+    redis_server: RedisServer, server: str
+) -> None:
+    """Each ping is owed a pong: a worker that reads on while its peer reads nothing
+    buffers them all (uvicorn: 160,000 pings, 20 MB of pongs, took the worker +18.2 MB
+    before). Reading now pauses while writing is: +1.3 MB, the rest of the pings wait
+    in the kernel's buffers (hypercorn: its read waits for the write, +0.6 MB)."""
+    with service(redis_server, server) as process:
+        async with Attacker(process).unread_socket() as sock:
+            before = await settled_rss(process)
+            pings = await flood_pings(sock, 4 * FLOOD)
+            grown = await settled_rss(process) - before
+            print(f"{server}: {pings} pings sent, worker RSS +{grown:.1f} MB")
+            assert grown < 5

@@ -349,6 +349,23 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     # (``_cut_off``: the buffer dropped, a reset) CLOSE_TIMEOUT later, and at once when
     # writing is paused (the peer has not taken what was sent before the close).
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        # Nothing more is read from a peer that does not read either: each of its pings
+        # would add a pong to the buffer (160,000 pings took a worker +18 MB).
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.read_paused:
+            self.transport.resume_reading()
+
+    async def receive(self) -> Any:
+        message = await super().receive()  # resumes reading once the app has read all
+        if not self.writable.is_set():
+            self.transport.pause_reading()  # (before any read: in the same callback)
+        return message
+
     async def send(self, message: Any) -> None:
         closing = message["type"] == "websocket.close" and self.handshake_complete
         if closing and not self.writable.is_set() and not self.close_sent:
@@ -414,7 +431,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self._read_on()
 
     def _read_on(self) -> None:
-        if self.read_paused and self.queue.hearing and self.queue.empty():
+        if (
+            self.read_paused
+            and self.queue.hearing
+            and self.queue.empty()
+            and self.writable.is_set()
+        ):
             self.read_paused = False
             self.transport.resume_reading()
 
