@@ -24,6 +24,14 @@
   sends 1009 but keeps appending the rest of the frame to the same buffer (8 sockets x
   15 MiB took a worker from 52 to 173 MB); :func:`harden_hypercorn` drops the buffer
   when it overflows, so a socket holds at most the limit.
+- **No wait for a peer that does not read** (uvicorn, hypercorn): asyncio's
+  ``transport.close()`` and hypercorn's close write what is buffered first, for a peer
+  whose TCP window stays closed never, so such a connection (its buffered bytes, its
+  address's connection slot) stayed open after its socket's close, and held uvicorn's
+  shut-down. A close is now cut off (:func:`cut_off`: the buffer dropped, a reset) at
+  once when the write buffer is over its high-water mark, else ``CLOSE_TIMEOUT`` (2 s)
+  later; :class:`LeanWebSocketProtocol` also stops reading while writing is paused, so
+  the peer's pings cannot pile up pongs (160,000 took a worker +18 MB before).
 
 - **Less memory per idle socket** (uvicorn): :class:`LeanWebSocketProtocol` is uvicorn's
   websockets-sansio protocol with two of its per-socket objects made small — the
