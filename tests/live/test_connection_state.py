@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from sessionwatch.live import connection
 from sessionwatch.live.connection import Connection, ConnectionState
 from support.live import SERVING_PATHS, serving
 
@@ -142,3 +143,43 @@ async def test_a_failed_send_ends_the_socket_whichever_way_it_was_written(path: 
         task, _ = await _serving(conn, path)
         conn.push({"type": "pong"})
         assert await asyncio.wait_for(task, 5) is None  # serve() ended; nothing to send
+
+
+async def test_a_close_the_peer_does_not_take_is_aborted_at_the_close_timeout(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``finish`` (a revocation, say) queues the last message and the close behind
+    what is queued: a peer that reads nothing keeps the writer waiting for good (the
+    socket stayed open, before). At CLOSE_TIMEOUT (0.2 s here) it is aborted with its
+    code, and marked stalled: its close is not waited for (``close_wait`` 0). A full
+    queue is stalled too; a socket that closes in time is not."""
+    monkeypatch.setattr(connection, "CLOSE_TIMEOUT", 0.2)
+    entered = asyncio.Event()
+
+    async def stuck(text: str) -> None:  # a peer that stopped reading
+        entered.set()
+        await asyncio.Event().wait()
+
+    conn = Connection("s" * 22, None, stuck, queue_size=4)
+    task, _ = await _serving(conn, path)
+    assert conn.push({"type": "extended", "expires_at": 1})
+    await asyncio.wait_for(entered.wait(), 5)
+    started = asyncio.get_running_loop().time()
+    conn.finish(4003, {"type": "revoked"})
+    assert await asyncio.wait_for(task, 5) == 4003
+    assert 0.15 < asyncio.get_running_loop().time() - started < 1
+    assert conn.aborted and conn.stalled and conn.close_wait == 0
+
+    full = Connection("s" * 22, None, stuck, queue_size=1)
+    full.push({"type": "a"})
+    assert not full.push({"type": "b"})
+    assert full.stalled and full.close_wait == 0
+
+    async def send(text: str) -> None:
+        return None
+
+    prompt = Connection("s" * 22, None, send, queue_size=4)
+    task, _ = await _serving(prompt, path)
+    prompt.finish(4003, {"type": "revoked"})
+    assert await asyncio.wait_for(task, 5) == 4003
+    assert not prompt.stalled and prompt.close_wait == 0.2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,9 +17,10 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from sessionwatch.live.socket import LISTEN_EXTENSION
+from sessionwatch.live.socket import CLOSE_TIMEOUT, LISTEN_EXTENSION
 from sessionwatch.service.servers import LeanWebSocketProtocol, _Gate, _Inbox
 from support.redis_server import free_port
+from support.unread import open_unread
 
 WAIT = 5.0
 
@@ -216,6 +218,63 @@ async def test_a_listening_app_hears_the_peer_leave() -> None:
         events = await _until(heard, 2)  # (uvicorn queues a second one when the TCP closes)
         assert [e["type"] for e in events[:2]] == ["websocket.connect", "websocket.disconnect"]
         assert events[1]["code"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("ending", "paused"),
+    [("close", True), ("return", True), ("close", False)],
+    ids=["close-writing-paused", "return-writing-paused", "close-buffered"],
+)
+async def test_a_peer_that_does_not_read_is_cut_off_when_the_app_ends_its_socket(
+    ending: str, paused: bool
+) -> None:
+    """The task path (the app's call serves the socket): the app sends 16 MB to a peer
+    that reads nothing, then closes (within CLOSE_TIMEOUT, as sessionwatch does) or
+    returns. asyncio's close writes what is buffered first, for this peer never:
+    uvicorn's protocol kept the connection open (still open after 8 s, before). Now it
+    is cut off at once while writing is paused (the peer has not taken what was sent
+    before the close), else CLOSE_TIMEOUT after the close (the buffer's high-water mark
+    raised here, so that writing never pauses)."""
+    limits_set, wrote, end, ended = (asyncio.Event() for _ in range(4))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await limits_set.wait()
+        await send({"type": "websocket.send", "bytes": b"x" * 16 * 2**20})
+        wrote.set()
+        await end.wait()
+        if ending == "close":
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await send({"type": "websocket.close", "code": 4003})
+        ended.set()
+
+    async with _serving(app) as server:
+        sock = await open_unread(server.config.port, "/ws", {})
+        try:
+            (protocol,) = server.server_state.connections
+            if not paused:
+                protocol.transport.set_write_buffer_limits(high=2**26)
+            limits_set.set()
+            await asyncio.wait_for(wrote.wait(), WAIT)
+            assert protocol.writable.is_set() is not paused
+            assert protocol.transport.get_write_buffer_size() > 2**20
+            end.set()
+            await asyncio.wait_for(ended.wait(), WAIT)
+            started = time.monotonic()
+            while server.server_state.connections:
+                took = time.monotonic() - started
+                assert took < 8, f"still open {took:.1f} s after the app ended"
+                await asyncio.sleep(0.01)
+            took = time.monotonic() - started
+            print(f"{ending}, writing paused {paused}: cut off after {took:.2f} s")
+            if paused:
+                assert took < 1
+            else:
+                assert CLOSE_TIMEOUT - 0.1 < took < CLOSE_TIMEOUT + 1.5
+        finally:
+            sock.close()
 
 
 async def _until(items: list[Any], count: int) -> list[Any]:

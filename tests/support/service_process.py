@@ -90,14 +90,18 @@ class ServiceProcess(ManagedProcess):
                 *(args or []),
             ]
 
-    async def api(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        """``POST {url_prefix}/api/v1/{path}`` as an upstream app (server to server)."""
+    async def api(
+        self, path: str, body: dict[str, Any], *, source: str | None = None
+    ) -> tuple[int, Any]:
+        """``POST {url_prefix}/api/v1/{path}`` as an upstream app (server to server),
+        from ``source`` (a loopback address; 127.0.0.1 by default)."""
         answer = await raw_request(
             self.port,
             "POST",
             "/_sessionwatch/api/v1/" + path,
             [("Authorization", f"Bearer {self.api_key}"), ("Content-Type", "application/json")],
             json.dumps(body).encode(),
+            source=source,
         )
         return answer.status, answer.json()
 

@@ -5,7 +5,9 @@ appends (``push``) and never awaits a socket; a full queue closes the socket (40
 instead of slowing anyone else down. The frame reader runs in the socket's own task
 (:meth:`Connection.serve`), or, on a server that calls back with each frame, in no task
 at all (:meth:`Connection.listen`); a writer task exists only while something is queued,
-so an idle socket costs no task of its own.
+so an idle socket costs no task of its own. A socket closing after what is queued
+(:meth:`Connection.finish`) whose peer does not take it within :data:`CLOSE_TIMEOUT` is
+aborted: a peer that stops reading never holds a closing socket.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from typing import Any
 from ..core.events import CloseCode, encode, superseded_message
 from ..core.exceptions import SessionWatchError
 
-__all__ = ["Connection", "ConnectionState", "TooManySockets"]
+__all__ = ["CLOSE_TIMEOUT", "Connection", "ConnectionState", "TooManySockets"]
 
 logger = logging.getLogger(__name__)
+
+# Seconds a closing socket has to write what is queued, and then the close: beyond, what
+# is left is dropped (Connection.finish), and the server cuts the connection off
+# (sessionwatch.service.servers).
+CLOSE_TIMEOUT = 2.0
 
 
 def _nothing() -> None:
@@ -107,6 +114,7 @@ class Connection:
         "on_pushed",
         "reading",
         "session",
+        "stalled",
         "state",
         "timer",
         "told_gen",
@@ -129,6 +137,7 @@ class Connection:
         self.close_code: int | None = None
         self.state = ConnectionState.OPEN
         self.reading = False  # the reader is waiting for a frame (see read_timed_out)
+        self.stalled = False  # the peer did not take what was sent (see close_wait)
         self.timer: list[Any] | None = None  # the read deadline's entry (see .timers)
         self._send = send
         self._capacity = queue_size
@@ -169,6 +178,13 @@ class Connection:
         return self._pending is None and self._writer is None
 
     @property
+    def close_wait(self) -> float:
+        """Seconds to wait for the close to be sent: none when the peer did not take
+        what was sent before it (a full queue, a close overdue), as it would not take the
+        close either; else :data:`CLOSE_TIMEOUT`."""
+        return 0.0 if self.stalled else CLOSE_TIMEOUT
+
+    @property
     def bound(self) -> bool:
         """True once a ``hello`` has bound a genuine token."""
         return self.gen is not None
@@ -185,6 +201,7 @@ class Connection:
         if self.closing:
             return False
         if self._pending is not None and len(self._pending) >= self._capacity:
+            self.stalled = True
             self.abort(CloseCode.SLOW_CONSUMER)
             self.on_overflow()
             return False
@@ -240,6 +257,21 @@ class Connection:
         if message is not None:
             self._put(message if isinstance(message, str) else encode(message))
         self._put(None)
+        if self._writer is not None:
+            self._close_within(CLOSE_TIMEOUT)
+
+    def _close_within(self, seconds: float) -> None:
+        """Abort the socket (its code kept) unless it has ended ``seconds`` from now:
+        a peer that does not read keeps the writer waiting for the transport's buffer
+        to drain, which it never does."""
+        asyncio.get_running_loop().call_later(seconds, self._overdue)
+
+    def _overdue(self) -> None:
+        if self.state is ConnectionState.CLOSING and self._stop is not None:
+            assert self.close_code is not None  # set by finish
+            logger.info("socket %s: closing took over %.1f s, aborted", self.id, CLOSE_TIMEOUT)
+            self.stalled = True
+            self.abort(self.close_code)
 
     def abort(self, code: int) -> None:
         """Close now with ``code``, dropping what is queued (slow consumer, shut-down)."""
@@ -371,6 +403,8 @@ class Connection:
         self._stop = stop
         if self._pending:
             self._writer = asyncio.ensure_future(self._write())
+            if self.state is ConnectionState.CLOSING:  # finished before it was served
+                self._close_within(CLOSE_TIMEOUT)
 
     async def _stopped(self) -> None:
         self._stop = None

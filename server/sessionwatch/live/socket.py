@@ -23,7 +23,7 @@ from ..core.events import CloseCode, parse_client_message, pong_message
 from ..core.exceptions import BackendUnavailable, ProtocolError
 from ..core.tabs import verify_tab_token
 from .admission import Ticket
-from .connection import Connection, TooManySockets
+from .connection import CLOSE_TIMEOUT, Connection, TooManySockets
 from .gates import SocketGates
 from .hub import Hub
 
@@ -59,8 +59,6 @@ LISTEN_EXTENSION = "sessionwatch.listen"
 logger = logging.getLogger(__name__)
 
 DETACHED = -1  # serve_socket's answer when the socket is served by callbacks
-
-CLOSE_TIMEOUT = 2.0  # seconds to send the close frame
 
 
 class PeerGone(Exception):

@@ -24,6 +24,14 @@
   sends 1009 but keeps appending the rest of the frame to the same buffer (8 sockets x
   15 MiB took a worker from 52 to 173 MB); :func:`harden_hypercorn` drops the buffer
   when it overflows, so a socket holds at most the limit.
+- **No wait for a peer that does not read** (uvicorn, hypercorn): asyncio's
+  ``transport.close()`` and hypercorn's close write what is buffered first, for a peer
+  whose TCP window stays closed never, so such a connection (its buffered bytes, its
+  address's connection slot) stayed open after its socket's close, and held uvicorn's
+  shut-down. A close is now cut off (:func:`cut_off`: the buffer dropped, a reset) at
+  once when the write buffer is over its high-water mark, else ``CLOSE_TIMEOUT`` (2 s)
+  later; :class:`LeanWebSocketProtocol` also stops reading while writing is paused, so
+  the peer's pings cannot pile up pongs (160,000 took a worker +18 MB before).
 
 - **Less memory per idle socket** (uvicorn): :class:`LeanWebSocketProtocol` is uvicorn's
   websockets-sansio protocol with two of its per-socket objects made small — the
@@ -44,9 +52,12 @@ refused with 1009 as it arrives, before its payload is buffered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import struct
 from collections.abc import Callable, Mapping
 from functools import cache
+from socket import SO_LINGER, SOL_SOCKET
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -54,7 +65,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..core.codes import Code
-from ..live.socket import LISTEN_EXTENSION
+from ..live.socket import CLOSE_TIMEOUT, LISTEN_EXTENSION
 from .connection_cap import TOO_MANY_CONNECTIONS, connection_cap, http_error
 
 __all__ = [
@@ -179,6 +190,23 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             self.transport.write(_REQUEST_TIMEOUT)
         self.transport.close()
+
+
+def cut_off(transport: Any) -> None:
+    """End a connection now: what is buffered is dropped, the peer gets a reset
+    (``SO_LINGER`` 0: the kernel keeps nothing of it either)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_SOCKET, SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _writing_paused(transport: Any) -> bool:
+    """Whether the transport holds more than its high-water mark (the protocol was
+    told to pause writing): the peer has not taken what was sent."""
+    high = transport.get_write_buffer_limits()[1]
+    return bool(transport.get_write_buffer_size() > high)
 
 
 class _Inbox:
@@ -322,6 +350,71 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.counted_address = None
         super().connection_lost(exc)
 
+    # -- a peer that does not read ------------------------------------------------------
+    # asyncio's ``transport.close()`` first writes what is buffered: for a peer that has
+    # stopped reading, never, and uvicorn closes that way after the close handshake's
+    # timeout, after the peer's close, at shut-down. Each of those closes is cut off
+    # (``_cut_off``: the buffer dropped, a reset) CLOSE_TIMEOUT later, and at once when
+    # writing is paused (the peer has not taken what was sent before the close).
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        # Nothing more is read from a peer that does not read either: each of its pings
+        # would add a pong to the buffer (160,000 pings took a worker +18 MB).
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.read_paused:
+            self.transport.resume_reading()
+
+    async def receive(self) -> Any:
+        message = await super().receive()  # resumes reading once the app has read all
+        if not self.writable.is_set():
+            self.transport.pause_reading()  # (before any read: in the same callback)
+        return message
+
+    async def send(self, message: Any) -> None:
+        closing = message["type"] == "websocket.close" and self.handshake_complete
+        if closing and not self.writable.is_set() and not self.close_sent:
+            # uvicorn would wait for the buffer to drain before it writes the close.
+            self.close_sent = True
+            self._cut_off()
+            return
+        await super().send(message)
+        if closing and self.close_timer is not None:
+            self.close_timer.cancel()  # uvicorn's: close() 10 s later
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._cut_off)
+
+    def handle_close(self, event: Any) -> None:
+        super().handle_close(event)
+        self._bound_close()
+
+    def handle_parser_exception(self) -> None:
+        super().handle_parser_exception()
+        self._bound_close()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._bound_close()
+
+    def _bound_close(self) -> None:
+        """After uvicorn closed the transport: cut it off if the peer has not taken
+        what is buffered within CLOSE_TIMEOUT (at once when writing is paused)."""
+        transport = self.transport
+        if self.disconnected or not transport.is_closing() or self.close_timer is not None:
+            return
+        if not transport.get_write_buffer_size():
+            return  # closed at once
+        if not self.writable.is_set():
+            self._cut_off()
+        else:
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._cut_off)
+
+    def _cut_off(self) -> None:
+        self.close_timer = None
+        cut_off(self.transport)
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # none when the handshake was refused
@@ -346,7 +439,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self._read_on()
 
     def _read_on(self) -> None:
-        if self.read_paused and self.queue.hearing and self.queue.empty():
+        if (
+            self.read_paused
+            and self.queue.hearing
+            and self.queue.empty()
+            and self.writable.is_set()
+        ):
             self.read_paused = False
             self.transport.resume_reading()
 
@@ -372,6 +470,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if self.close_timer is None:
             self.transport.close()
+            self._bound_close()
 
     def start_keepalive(self) -> None:
         # uvicorn (0.54) calls this once, right after it has written the accepted
@@ -413,6 +512,7 @@ def harden_hypercorn() -> None:
             raise
 
     run = tcp_server.TCPServer.run
+    close = tcp_server.TCPServer._close
 
     async def capped_run(self: Any) -> None:
         peer = self.writer.get_extra_info("peername")
@@ -428,7 +528,25 @@ def harden_hypercorn() -> None:
             if key is not None:
                 cap.counts.discard(key)
 
+    async def bounded_close(self: Any) -> None:
+        # hypercorn's close waits until what is buffered is written: for a peer that
+        # does not read, forever. Cut off at once when writing is paused (the peer has
+        # not taken what was sent), else CLOSE_TIMEOUT later.
+        transport = self.writer.transport
+        timer = None
+        if not transport.is_closing() and transport.get_write_buffer_size():
+            if _writing_paused(transport):
+                cut_off(transport)
+            else:
+                timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, cut_off, transport)
+        try:
+            await close(self)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     without_extensions._sessionwatch = True  # type: ignore[attr-defined]
     ws_stream.Handshake.__init__ = without_extensions  # type: ignore[method-assign]
     ws_stream.WebsocketBuffer.extend = bounded_extend  # type: ignore[method-assign]
     tcp_server.TCPServer.run = capped_run  # type: ignore[method-assign]
+    tcp_server.TCPServer._close = bounded_close  # type: ignore[method-assign]

@@ -55,7 +55,6 @@ from ..live.gates import SocketGates
 from ..live.handshake import open_handshake
 from ..live.hub import Hub
 from ..live.socket import (
-    CLOSE_TIMEOUT,
     DETACHED,
     LISTEN_EXTENSION,
     Listen,
@@ -169,15 +168,17 @@ def _reasoned_close(scope: Any) -> bool:
     return [int(part) for part in version.split(".")] >= [2, 3]
 
 
-async def _close_socket(send: Any, reasoned: bool, code: int | None) -> None:
+async def _close_socket(send: Any, reasoned: bool, conn: Connection, code: int | None) -> None:
     """Close the socket with ``code`` (Quart closes a socket its view leaves open with
-    1000), within CLOSE_TIMEOUT."""
+    1000), within ``conn.close_wait`` (CLOSE_TIMEOUT; none for a peer that did not take
+    what was sent: the server then cuts the connection off)."""
     code = code or 1000
     message = {"type": "websocket.close", "code": code}
     if reasoned:
         message["reason"] = ""
     try:
-        await asyncio.wait_for(send(message), CLOSE_TIMEOUT)
+        async with asyncio.timeout(conn.close_wait):  # 0: as far as it goes without waiting
+            await send(message)
     except Exception as exc:  # the peer is already gone
         logger.debug("close %s not sent: %r", code, exc)
 
@@ -312,7 +313,7 @@ class _Endpoint:
             logger.debug("socket not accepted: %r", exc)
             return
         code: int | None
-        closing = functools.partial(_close_socket, self._send, _reasoned_close(self._scope))
+        closing = functools.partial(_close_socket, self._send, _reasoned_close(self._scope), conn)
         try:
             code = await serve_socket(
                 self.hub,

@@ -22,7 +22,7 @@ from ..live.connection import Connection
 from ..live.gates import SocketGates
 from ..live.handshake import open_handshake
 from ..live.hub import Hub
-from ..live.socket import CLOSE_TIMEOUT, serve_socket
+from ..live.socket import serve_socket
 from .responses import refusal_response
 from .sessions import ServerSession
 
@@ -70,7 +70,8 @@ def register_websocket(bp: Blueprint, host: WebSocketHost, hub: Hub, gates: Sock
             ticket.release()
         if code is not None:
             try:
-                await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT)
+                async with asyncio.timeout(conn.close_wait):  # CLOSE_TIMEOUT, or 0
+                    await websocket.close(code)
             except Exception as exc:  # the peer is already gone
                 logger.debug("close %d not sent: %r", code, exc)
         return None
