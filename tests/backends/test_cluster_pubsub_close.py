@@ -77,3 +77,26 @@ async def test_an_iteration_cancelled_while_it_opens_ends_cancelled(
     finally:
         await asyncio.wait_for(backend.disconnect(), WAIT * 6)
     assert lost == []
+
+
+async def test_a_health_check_answered_pong_keeps_the_shard_links(
+    redis_cluster: object, key_prefix: str
+) -> None:
+    """On a RESP3 connection (redis-py 8's) Redis answers a subscribed client's PING with
+    a plain PONG: the links took it for a broken stream and were rebuilt (every local
+    tab resynced) after each 15 s of silence."""
+    backend = RedisClusterBackend(redis_cluster.url, key_prefix=key_prefix)  # type: ignore[attr-defined]
+    await asyncio.wait_for(backend.connect(), WAIT * 6)
+    subscription = backend.subscription()
+    subscription.health_interval = 0.2  # type: ignore[attr-defined]
+    reader = asyncio.create_task(_iterate(subscription))
+    try:
+        await asyncio.wait_for(subscription.subscribe(f"{key_prefix}quiet"), WAIT)
+        await asyncio.sleep(3.5)  # a look each second: a PING from the second look on
+        assert subscription.reconnects == 0  # type: ignore[attr-defined]
+        assert not reader.done()
+    finally:
+        reader.cancel()
+        await asyncio.wait_for(subscription.aclose(), WAIT)
+        await asyncio.wait([reader], timeout=WAIT)
+        await asyncio.wait_for(backend.disconnect(), WAIT * 6)

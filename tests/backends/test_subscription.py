@@ -139,3 +139,24 @@ async def test_a_message_for_the_listener_does_not_wake_the_reader_task(redis_ur
         await subscription.aclose()
         await client.aclose()
         await admin.aclose()
+
+
+async def test_a_health_checks_pong_is_an_answer_not_a_loss(redis_url: str) -> None:
+    # redis-py 8 speaks RESP3, where Redis answers a subscribed client's PING with a
+    # plain PONG (RESP2: ["pong", ""]). The reader took it for a broken stream: a
+    # warning, a reconnect and a resync of every local tab after each 15 s of silence.
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    subscription = RedisSubscription(
+        client.connection_pool, health_interval=0.1, reply_timeout=0.5, max_backoff=0.05
+    )
+    subscription.listen(lambda message: None)
+    marker = asyncio.ensure_future(_next(aiter(subscription), 10))
+    try:
+        await subscription.subscribe("sub:idle")
+        await subscription.unsubscribe("sub:idle")
+        await asyncio.sleep(1.5)  # about four health checks (one each 1 s tick at most)
+        assert subscription.reconnects == 0
+        assert not marker.done()  # no resync: the connection was never lost
+    finally:
+        await subscription.aclose()
+        await client.aclose()

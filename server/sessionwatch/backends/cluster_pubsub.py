@@ -92,6 +92,8 @@ class _Feed(ReplyProtocol):
     def replied(self, reply: Any) -> bool:
         if self._link.transport is None:  # closed by us: nothing it says counts
             return False
+        if reply == "PONG":  # RESP3's answer to a health check's PING (RESP2 sends a list)
+            return True
         if isinstance(reply, hiredis.ReplyError) or not isinstance(reply, list):
             # MOVED (the slot moved before our SSUBSCRIBE), anything else: rebuild
             self._owner.broken(f"{self._link.name}: {reply!r}")

@@ -49,6 +49,8 @@ class _Feed(ReplyProtocol):
         self.lost: BaseException | None = None
 
     def replied(self, reply: Any) -> bool:
+        if reply == "PONG":  # RESP3's answer to a health check's PING, subscribed or not
+            return True
         if isinstance(reply, hiredis.ReplyError) or not isinstance(reply, list):
             self.failed(RedisConnectionError(f"unexpected reply on pub/sub: {reply!r}"))
             return False
@@ -110,6 +112,9 @@ class RedisSubscription:
         self._heard_at = 0.0
         self._pinged_at: float | None = None
         self._listener: Callable[[ChannelMessage], None] | None = None
+        # How often the health is looked at: fine enough for the interval and the
+        # reply's timeout (a PING sent in one look is judged in a later one).
+        self._tick = min(1.0, health_interval / 2, reply_timeout / 2)
         self.confirm_timeout = 5.0
         self.connected = False
         self.reconnects = 0
@@ -293,7 +298,7 @@ class RedisSubscription:
                 if feed is not None and feed.lost is not None:
                     raise feed.lost
                 self._check_health()
-                await self._wait(1.0)
+                await self._wait(self._tick)
             except (*_UNREACHABLE, RedisError) as exc:
                 if self._closed:
                     return
