@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -39,6 +40,10 @@ __all__ = ["Claimer"]
 
 _BY = {"browser": "Chrome 124", "os": "Linux", "place": "127.0.0.0/24", "same_browser": False}
 _ERRORS = (HttpError, OSError, TimeoutError, ConnectionError)
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _blocking_client(url: str) -> Any:
@@ -272,7 +277,24 @@ class Claimer:
         resp = self._resp
         assert resp is not None
         publics, tokens = self.publics, self.tokens
-        if self.kind == "sw":
+        if self.kind == "sw" and os.environ.get("BENCH_SW_PUBLISH_ONLY"):
+            # A diagnostic (docs/performance.md, "What bounds each missed target"): the
+            # superseded event the claim script would publish, sent as a plain PUBLISH,
+            # so the push path is timed without the script's round trip in Redis.
+            from sessionwatch.backends.keys import key_names
+            from sessionwatch.core.config import Settings
+
+            channel_of = key_names(Settings().key_prefix).session_channel
+            published: dict[int, int] = {}
+
+            async def one(index: int) -> tuple[int, int, int] | str:
+                gen = published[index] = published.get(index, 1_000_000) + 1
+                event = {"type": "superseded", "gen": gen, "by": {**_BY, "at": _ms()}}
+                payload = json.dumps({**event, "session": publics[index]}, separators=(",", ":"))
+                _, sent, done = await resp.call("PUBLISH", channel_of(publics[index]), payload)
+                return gen, sent, done
+
+        elif self.kind == "sw":
 
             async def one(index: int) -> tuple[int, int, int] | str:
                 claimed = await self._raw_claim(publics[index], int(time.time() * 1000))

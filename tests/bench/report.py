@@ -362,7 +362,7 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     sections = [
-        ("### Targets (issue #17)", _targets(results)),
+        ("### Targets (issues #17 and #28)", _targets(results)),
         (f"### 1{DASH}2. Takeover push latency: claim → `superseded` frame", _takeover(results)),
         ("### 3. Idle memory per connected tab", _memory(results)),
         ("### 4. Request overhead", _overhead(results)),

@@ -26,7 +26,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert results["errors"] == []
     assert "| target |" in process.stdout and out.with_suffix(".md").is_file()
-    assert "### Targets (issue #17)" in process.stdout
+    assert "### Targets (issues #17 and #28)" in process.stdout
     assert "sessionwatch p50 and p99 ≤ python-socketio's at every rate" in process.stdout
     assert "worker CPU per HTTP claim" in process.stdout
     for mode in ("http", "direct"):  # the charts, next to the JSON

@@ -351,7 +351,7 @@ def test_cpu_per_claim_from_results_written_before_cpu_seconds() -> None:
 
 def test_report_renders_the_targets_and_the_cpu_column() -> None:
     text = render(full_run(fast=False))
-    assert "### Targets (issue #17)" in text and "issue #6" not in text
+    assert "### Targets (issues #17 and #28)" in text and "issue #6" not in text
     assert text.count("worker CPU ms/claim") == 2  # the http and direct tables
     assert "| 1,000 | 100 | 100 | 2.40 | 3.40 | 3.40 | 1.500 |" in text
 
