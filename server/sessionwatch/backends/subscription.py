@@ -113,8 +113,9 @@ class RedisSubscription:
         self._pinged_at: float | None = None
         self._listener: Callable[[ChannelMessage], None] | None = None
         # How often the health is looked at: fine enough for the interval and the
-        # reply's timeout (a PING sent in one look is judged in a later one).
-        self._tick = min(1.0, health_interval / 2, reply_timeout / 2)
+        # reply's timeout (a PING sent in one look is judged in a later one), never a
+        # busy loop.
+        self._tick = max(0.01, min(1.0, health_interval / 2, reply_timeout / 2))
         self.confirm_timeout = 5.0
         self.connected = False
         self.reconnects = 0
