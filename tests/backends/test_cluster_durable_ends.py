@@ -268,7 +268,7 @@ async def test_a_tryagain_that_never_ends_is_a_503_at_the_calls_deadline(
     """A migration that never finishes (``TRYAGAIN`` for ever): the end is tried again
     until the call's deadline (here 0.6 s instead of 5 s), then 503."""
     record = await signed_in(backend, "tryagain-loop")
-    monkeypatch.setattr(cluster_module, "_SOCKET_TIMEOUT", 0.6)
+    monkeypatch.setattr(backend._multiplexer, "_timeout", 0.6)  # the call's deadline
     connection = _Redirecting(lambda: TryAgainError("Multiple keys request during rehashing"))
     _fake_connections(monkeypatch, backend, connection)
     started = time.monotonic()

@@ -94,6 +94,13 @@ class ClusterMultiplexer:
         slot = self._cluster.keyslot(key)
         return self._cluster.nodes_manager.get_node_from_slot(slot)
 
+    async def start(self, key: str) -> tuple[ClusterNode, float]:
+        """Where a call on ``key`` goes first (the slot map read if it never was) and
+        the deadline every send of the call keeps (loop time)."""
+        if self._cluster.nodes_manager.default_node is None:
+            await self._cluster.initialize()
+        return self.node_of(key), asyncio.get_running_loop().time() + self._timeout
+
     def _multiplexer(self, node: ClusterNode) -> Multiplexer:
         found = self._nodes.get(node.name)
         if found is None:
@@ -107,11 +114,8 @@ class ClusterMultiplexer:
         """Run ``source`` on the primary of ``keys[0]``'s slot and return its reply,
         following ``MOVED`` and ``ASK`` (with ``follow=False``: raising
         :class:`Redirected` instead, once the slot map is patched)."""
-        if self._cluster.nodes_manager.default_node is None:
-            await self._cluster.initialize()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        node = self.node_of(keys[0])
+        node, deadline = await self.start(keys[0])
         asking = False
         for _ in range(MAX_REDIRECTS + 1):
             try:

@@ -263,11 +263,9 @@ class RedisClusterBackend(RedisBackend):
         Only a confirmed ``WAIT`` answers; a fence refused after the script ran is a
         503 (:class:`~.durable_ends.FenceFailed`), never sent again."""
         runner = self._multiplexer
-        if self._cluster.nodes_manager.default_node is None:
-            await self._cluster.initialize()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _SOCKET_TIMEOUT
-        node, asking, redirects = runner.node_of(keys[0]), False, 0
+        node, deadline = await runner.start(keys[0])
+        asking, redirects = False, 0
         while True:
             try:
                 async with self._node_connection(node) as connection:
