@@ -42,10 +42,6 @@ _BY = {"browser": "Chrome 124", "os": "Linux", "place": "127.0.0.0/24", "same_br
 _ERRORS = (HttpError, OSError, TimeoutError, ConnectionError)
 
 
-def _ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _blocking_client(url: str) -> Any:
     """A client whose pool makes callers wait for a free connection: redis-py 8's
     default pool raises "Too many connections" beyond 100 commands in flight, which
@@ -73,6 +69,8 @@ class Claimer:
         self._claim_args: tuple[Any, ...] = ()
         self._sha = ""
         self._session_keys: Any = None  # KeyNames.session_keys, once set up
+        self._session_channel: Any = None  # KeyNames.session_channel, once set up
+        self._published: dict[int, int] = {}  # BENCH_SW_PUBLISH_ONLY's last gen per tab
         self._budget_ms = 0
         self._redis_url = ""
 
@@ -227,6 +225,7 @@ class Claimer:
         # recorded in its own step, as the backend's claim does).
         names = key_names(settings.key_prefix)
         self._session_keys = names.session_keys
+        self._session_channel = names.session_channel
         self._claim_args = (
             names.script_names(), None, timeouts.idle, timeouts.refresh, timeouts.tombstone,
             EXPIRY_GRACE_MS, None, AuditSettings().script_context(names.audit(), "user"),
@@ -281,15 +280,16 @@ class Claimer:
             # A diagnostic (docs/performance.md, "What bounds each missed target"): the
             # superseded event the claim script would publish, sent as a plain PUBLISH,
             # so the push path is timed without the script's round trip in Redis.
-            from sessionwatch.backends.keys import key_names
-            from sessionwatch.core.config import Settings
-
-            channel_of = key_names(Settings().key_prefix).session_channel
-            published: dict[int, int] = {}
+            channel_of = self._session_channel
+            published = self._published  # kept across ladders: a tab ignores an old gen
 
             async def one(index: int) -> tuple[int, int, int] | str:
                 gen = published[index] = published.get(index, 1_000_000) + 1
-                event = {"type": "superseded", "gen": gen, "by": {**_BY, "at": _ms()}}
+                event = {
+                    "type": "superseded",
+                    "gen": gen,
+                    "by": {**_BY, "at": int(time.time() * 1000)},
+                }
                 payload = json.dumps({**event, "session": publics[index]}, separators=(",", ":"))
                 _, sent, done = await resp.call("PUBLISH", channel_of(publics[index]), payload)
                 return gen, sent, done
